@@ -1,0 +1,17 @@
+#![deny(missing_docs)]
+//! Domain core of the site registry.
+//!
+//! Rule of this crate: it knows nothing of HTTP, gRPC, Raft or storage. It holds the
+//! vocabulary every adapter shares (digests, repository names and image references,
+//! manifests and the descriptors they reference, the OCI error codes) and pure
+//! functions over it.
+
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod reference;
+
+pub use digest::{Digest, DigestError, DigestHasher};
+pub use error::ErrorCode;
+pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};
+pub use reference::{ImageReference, ReferenceError, Repository};
