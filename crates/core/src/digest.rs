@@ -43,9 +43,7 @@ impl Digest {
         if encoded.len() != 64 || !encoded.bytes().all(lower_hex) {
             return Err(invalid());
         }
-        Ok(Digest {
-            text: s.to_owned(),
-        })
+        Ok(Digest { text: s.to_owned() })
     }
 
     /// The digest of raw 32 bytes of sha256 output.
@@ -74,15 +72,17 @@ impl Digest {
 /// Digest grammar: `component ([+._-] component)*`, component = `[a-z0-9]+`.
 fn valid_algorithm(a: &str) -> bool {
     !a.is_empty()
-        && a.split(['+', '.', '_', '-'])
-            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && a.split(['+', '.', '_', '-']).all(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 /// Digest grammar: encoded = `[a-zA-Z0-9=_-]+`.
 fn valid_encoded(e: &str) -> bool {
     !e.is_empty()
-        && e
-            .bytes()
+        && e.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
 }
 

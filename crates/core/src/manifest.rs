@@ -17,11 +17,14 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Docker image manifest, schema 2.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list, schema 2.
-pub const DOCKER_MANIFEST_LIST: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// The manifest media types this registry stores.
-pub const MANIFEST_MEDIA_TYPES: [&str; 4] =
-    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST];
+pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// Why a manifest is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,8 +160,14 @@ impl Manifest {
                 if raw.manifests.is_some() {
                     return Err(invalid("an image manifest has no manifests field"));
                 }
-                let config = descriptor(raw.config.as_ref().ok_or_else(|| invalid("config is missing"))?, "config")?;
-                let layers = descriptors(raw.layers.as_ref(), "layers", media_type == DOCKER_MANIFEST)?;
+                let config = descriptor(
+                    raw.config
+                        .as_ref()
+                        .ok_or_else(|| invalid("config is missing"))?,
+                    "config",
+                )?;
+                let layers =
+                    descriptors(raw.layers.as_ref(), "layers", media_type == DOCKER_MANIFEST)?;
                 ManifestKind::Image { config, layers }
             }
             OCI_INDEX | DOCKER_MANIFEST_LIST => {
@@ -168,9 +177,17 @@ impl Manifest {
                 let manifests = descriptors(raw.manifests.as_ref(), "manifests", true)?;
                 ManifestKind::Index { manifests }
             }
-            other => return Err(ManifestError::UnsupportedMediaType(other.chars().take(100).collect())),
+            other => {
+                return Err(ManifestError::UnsupportedMediaType(
+                    other.chars().take(100).collect(),
+                ))
+            }
         };
-        let subject = raw.subject.as_ref().map(|s| descriptor(s, "subject")).transpose()?;
+        let subject = raw
+            .subject
+            .as_ref()
+            .map(|s| descriptor(s, "subject"))
+            .transpose()?;
         let artifact_type = match raw.artifact_type {
             None => None,
             Some(Value::String(s)) => Some(s),
@@ -239,7 +256,9 @@ fn descriptor(v: &Value, field: &str) -> Result<Descriptor, ManifestError> {
         return Err(invalid(format!("{field}: mediaType must be a string")));
     }
     if !obj.get("size").is_some_and(|s| s.as_u64().is_some()) {
-        return Err(invalid(format!("{field}: size must be a non-negative integer")));
+        return Err(invalid(format!(
+            "{field}: size must be a non-negative integer"
+        )));
     }
     let digest = obj
         .get("digest")
@@ -249,7 +268,11 @@ fn descriptor(v: &Value, field: &str) -> Result<Descriptor, ManifestError> {
     serde_json::from_value(v.clone()).map_err(|e| invalid(format!("{field}: {e}")))
 }
 
-fn descriptors(v: Option<&Value>, field: &str, required: bool) -> Result<Vec<Descriptor>, ManifestError> {
+fn descriptors(
+    v: Option<&Value>,
+    field: &str,
+    required: bool,
+) -> Result<Vec<Descriptor>, ManifestError> {
     match v {
         None if required => Err(invalid(format!("{field} is missing"))),
         None => Ok(Vec::new()),

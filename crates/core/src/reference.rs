@@ -56,7 +56,10 @@ impl Repository {
     pub fn new(host: &str, path: &str) -> Result<Repository, ReferenceError> {
         let full = format!("{host}/{path}");
         if !valid_domain(host) {
-            return Err(name_invalid(&full, "registry host is not a valid host[:port]"));
+            return Err(name_invalid(
+                &full,
+                "registry host is not a valid host[:port]",
+            ));
         }
         validate_path(path).map_err(|why| name_invalid(&full, why))?;
         if full.len() > NAME_MAX_LEN {
@@ -73,7 +76,10 @@ impl Repository {
 
     /// Reads a repository name the way a client wrote it, after Docker's rules: a first
     /// component that looks like a host names the registry, otherwise `default_registry`.
-    pub fn parse_normalized(name: &str, default_registry: &str) -> Result<Repository, ReferenceError> {
+    pub fn parse_normalized(
+        name: &str,
+        default_registry: &str,
+    ) -> Result<Repository, ReferenceError> {
         match split_host(name) {
             Some((host, path)) => Repository::new(host, path),
             None => Repository::new(default_registry, name),
@@ -157,7 +163,9 @@ fn validate_path(path: &str) -> Result<(), &'static str> {
             return Err("path traversal component");
         }
         if !valid_path_component(component.as_bytes()) {
-            return Err("path components must be lower-case [a-z0-9] separated by '.', '_', '__' or '-'");
+            return Err(
+                "path components must be lower-case [a-z0-9] separated by '.', '_', '__' or '-'",
+            );
         }
     }
     Ok(())
@@ -266,7 +274,10 @@ impl ImageReference {
     }
 
     /// Parses a reference with the given default registry.
-    pub fn parse_with_default(s: &str, default_registry: &str) -> Result<ImageReference, ReferenceError> {
+    pub fn parse_with_default(
+        s: &str,
+        default_registry: &str,
+    ) -> Result<ImageReference, ReferenceError> {
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => (r, Some(Digest::parse(d)?)),
             None => (s, None),
@@ -284,7 +295,10 @@ impl ImageReference {
             validate_tag(t)?;
         }
         if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(name_invalid(name, "cannot be a 64-character hexadecimal string"));
+            return Err(name_invalid(
+                name,
+                "cannot be a 64-character hexadecimal string",
+            ));
         }
         let repository = Repository::parse_normalized(name, default_registry)?;
         let tag = match (tag, &digest) {

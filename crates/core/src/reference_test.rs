@@ -1,7 +1,9 @@
 use super::*;
 
 fn repo(s: &str) -> String {
-    Repository::parse_normalized(s, DOCKER_HUB).unwrap().to_string()
+    Repository::parse_normalized(s, DOCKER_HUB)
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -10,7 +12,10 @@ fn normalises_docker_names() {
     assert_eq!(repo("library/nginx"), "docker.io/library/nginx");
     assert_eq!(repo("team/app"), "docker.io/team/app");
     assert_eq!(repo("docker.io/nginx"), "docker.io/library/nginx");
-    assert_eq!(repo("index.docker.io/library/nginx"), "docker.io/library/nginx");
+    assert_eq!(
+        repo("index.docker.io/library/nginx"),
+        "docker.io/library/nginx"
+    );
     assert_eq!(repo("localhost/app"), "localhost/app");
     assert_eq!(repo("localhost:5000/app"), "localhost:5000/app");
     assert_eq!(
@@ -24,11 +29,21 @@ fn normalises_docker_names() {
 
 #[test]
 fn request_names_follow_mirror_rules() {
-    let r = |name, ns| Repository::from_request(name, ns, DOCKER_HUB).unwrap().to_string();
+    let r = |name, ns| {
+        Repository::from_request(name, ns, DOCKER_HUB)
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(r("library/nginx", None), "docker.io/library/nginx");
-    assert_eq!(r("library/nginx", Some("docker.io")), "docker.io/library/nginx");
+    assert_eq!(
+        r("library/nginx", Some("docker.io")),
+        "docker.io/library/nginx"
+    );
     assert_eq!(r("nginx", Some("docker.io")), "docker.io/library/nginx");
-    assert_eq!(r("docker.io/library/nginx", None), "docker.io/library/nginx");
+    assert_eq!(
+        r("docker.io/library/nginx", None),
+        "docker.io/library/nginx"
+    );
     assert_eq!(
         r("team/app", Some("registry.example.com:4433")),
         "registry.example.com:4433/team/app"
@@ -114,7 +129,10 @@ fn refuses_bad_references() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "app:tag:tag",
     ] {
-        assert!(ImageReference::parse(bad).is_err(), "{bad:?} should be refused");
+        assert!(
+            ImageReference::parse(bad).is_err(),
+            "{bad:?} should be refused"
+        );
     }
     let sha512 = format!("app@sha512:{}", "a".repeat(128));
     assert!(matches!(

@@ -1,1 +1,224 @@
-//! placeholder
+#![deny(missing_docs)]
+//! The OCI Distribution API v1.1 (HTTP) of a site node.
+//!
+//! Rule of this crate: handlers translate HTTP to calls on the store and back; they hold
+//! no registry logic of their own. Paths are read by one parser ([`path`]), errors mapped
+//! by one table ([`error`]). Reads are anonymous; writes need `[registry.push]`.
+
+pub mod auth;
+mod blobs;
+mod body;
+pub mod error;
+mod listing;
+mod manifests;
+mod metrics;
+pub mod path;
+mod uploads;
+
+pub use auth::{PushConfig, User};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use error::ApiError;
+use path::Endpoint;
+use site_core::{ErrorCode, Repository};
+use site_store::Store;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Settings of the HTTP registry.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Registry of names that carry no host (`docker.io`).
+    pub default_upstream: String,
+    /// Push over HTTP.
+    pub push: PushConfig,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    config: Arc<RegistryConfig>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+impl Registry {
+    /// A registry over `store`.
+    pub fn new(store: Store, config: RegistryConfig) -> Registry {
+        Registry {
+            store,
+            config: Arc::new(config),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The axum router of the whole API, health and metrics included.
+    pub fn router(self) -> Router {
+        Router::new().fallback(dispatch).with_state(self)
+    }
+
+    /// Serves the API on `listener` until `shutdown` completes, then finishes the requests
+    /// in flight.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            // Manifests are small: never let Nagle hold a response back.
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// The repository a request names, after DESIGN's mirror rules.
+    fn repository(&self, name: &str, query: &Query) -> Result<Repository, ApiError> {
+        Ok(Repository::from_request(
+            name,
+            query.get("ns"),
+            &self.config.default_upstream,
+        )?)
+    }
+}
+
+/// Query parameters of a request (first value of each).
+pub(crate) struct Query(HashMap<String, String>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Query {
+        let mut map = HashMap::new();
+        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            map.entry(decode(k)).or_insert_with(|| decode(v));
+        }
+        Query(map)
+    }
+
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+}
+
+/// Percent-decoding of a query component (`+` is a space in forms, but digests and
+/// names never hold one, so it is left alone).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |x: u8| (x as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a handler needs of the request besides the endpoint.
+pub(crate) struct Ctx {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub query: Query,
+}
+
+async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = match path.as_str() {
+        "/healthz" | "/readyz" => (StatusCode::OK, "ok\n").into_response(),
+        "/metrics" => reg.metrics.render(),
+        _ => {
+            let (parts, body) = req.into_parts();
+            let ctx = Ctx {
+                method: parts.method,
+                query: Query::parse(parts.uri.query()),
+                headers: parts.headers,
+            };
+            match route(&reg, &path, &ctx, body).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if e.status().is_server_error() {
+                        tracing::error!(%method, %path, status = e.status().as_u16(), code = %e.code(), "request failed: {}", e.message());
+                    } else {
+                        tracing::warn!(%method, %path, status = e.status().as_u16(), code = %e.code(), "request refused: {}", e.message());
+                    }
+                    e.into_response()
+                }
+            }
+        }
+    };
+    reg.metrics.count(response.status());
+    let mut response = response;
+    response.headers_mut().insert(
+        "Docker-Distribution-API-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}
+
+async fn route(reg: &Registry, path: &str, ctx: &Ctx, body: Body) -> Result<Response, ApiError> {
+    let endpoint = path::parse(path)?;
+    let m = ctx.method.clone();
+    let is_read = m == Method::GET || m == Method::HEAD;
+    match endpoint {
+        Endpoint::Base if is_read => base(reg, &ctx.headers),
+        Endpoint::Catalog if is_read => listing::catalog(reg, ctx),
+        Endpoint::Tags(name) if is_read => listing::tags(reg, name, ctx),
+        Endpoint::Referrers(name, d) if m == Method::GET => listing::referrers(reg, name, d, ctx),
+        Endpoint::Manifest(name, r) if is_read => manifests::get(reg, name, r, ctx),
+        Endpoint::Blob(name, d) if is_read => blobs::get(reg, name, d, ctx).await,
+        Endpoint::Manifest(name, r) if m == Method::PUT => {
+            manifests::put(reg, name, r, ctx, body).await
+        }
+        Endpoint::Manifest(name, r) if m == Method::DELETE => {
+            manifests::delete(reg, name, r, ctx).await
+        }
+        Endpoint::Blob(name, d) if m == Method::DELETE => blobs::delete(reg, name, d, ctx).await,
+        Endpoint::UploadStart(name) if m == Method::POST => {
+            uploads::start(reg, name, ctx, body).await
+        }
+        Endpoint::Upload(name, id) if m == Method::GET => uploads::status(reg, name, id, ctx).await,
+        Endpoint::Upload(name, id) if m == Method::PATCH => {
+            uploads::patch(reg, name, id, ctx, body).await
+        }
+        Endpoint::Upload(name, id) if m == Method::PUT => {
+            uploads::put(reg, name, id, ctx, body).await
+        }
+        Endpoint::Upload(name, id) if m == Method::DELETE => {
+            uploads::cancel(reg, name, id, ctx).await
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::Unsupported,
+            format!("method {m} not allowed here"),
+        )),
+    }
+}
+
+/// `/v2/`: the API version check, and the credential check of `docker login`.
+fn base(reg: &Registry, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let push = &reg.config.push;
+    if push.enabled {
+        // Clients learn from this answer that pushes need basic auth.
+        push.authenticate(headers)?;
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{}",
+    )
+        .into_response())
+}

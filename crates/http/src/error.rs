@@ -1,0 +1,173 @@
+//! API errors: the one table from OCI error codes to HTTP statuses, the spec's JSON
+//! error body, and one log line per refused request.
+
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use site_core::{DigestError, ErrorCode, ReferenceError};
+use site_store::StoreError;
+
+/// The HTTP status of each OCI error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        BlobUnknown | BlobUploadUnknown | ManifestUnknown | NameUnknown => StatusCode::NOT_FOUND,
+        BlobUploadInvalid | DigestInvalid | ManifestBlobUnknown | ManifestInvalid | NameInvalid
+        | SizeInvalid => StatusCode::BAD_REQUEST,
+        Unauthorized => StatusCode::UNAUTHORIZED,
+        Denied => StatusCode::FORBIDDEN,
+        Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+        TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+    }
+}
+
+/// A refused request: status, OCI errors, and headers the client needs to recover.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    errors: Vec<(ErrorCode, String, Option<Value>)>,
+    headers: HeaderMap,
+}
+
+impl ApiError {
+    /// An error with the status of its code.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: status_of(code),
+            errors: vec![(code, message.into(), None)],
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// Overrides the status (416 for ranges, 413 for bodies over a limit).
+    pub fn with_status(mut self, status: StatusCode) -> ApiError {
+        self.status = status;
+        self
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The first error code, for logs.
+    pub fn code(&self) -> ErrorCode {
+        self.errors[0].0
+    }
+
+    /// The first message, for logs.
+    pub fn message(&self) -> &str {
+        &self.errors[0].1
+    }
+
+    /// An internal failure of the node: logged in full, reported without detail.
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "internal error");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            errors: vec![(
+                ErrorCode::Unsupported,
+                "internal error, see the node's log".into(),
+                None,
+            )],
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// Push refused because it is not configured.
+    pub fn push_disabled() -> ApiError {
+        ApiError::new(
+            ErrorCode::Unsupported,
+            "push over HTTP is disabled on this node",
+        )
+    }
+
+    /// Credentials missing or wrong.
+    pub fn unauthorized(why: &str) -> ApiError {
+        ApiError::new(ErrorCode::Unauthorized, why)
+            .with_header(header::WWW_AUTHENTICATE, r#"Basic realm="site-registry""#)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let Some(code) = e.code() else {
+            return ApiError::internal(e);
+        };
+        match &e {
+            StoreError::ManifestBlobUnknown(missing) => ApiError {
+                status: status_of(code),
+                errors: missing
+                    .iter()
+                    .map(|d| (code, e.to_string(), Some(json!({ "digest": d }))))
+                    .collect(),
+                headers: HeaderMap::new(),
+            },
+            StoreError::RangeInvalid { offset, .. } => ApiError::new(code, e.to_string())
+                .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .with_header(header::RANGE, &upload_range(*offset)),
+            StoreError::SizeInvalid(_) => {
+                ApiError::new(code, e.to_string()).with_status(StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            _ => ApiError::new(code, e.to_string()),
+        }
+    }
+}
+
+impl From<ReferenceError> for ApiError {
+    fn from(e: ReferenceError) -> ApiError {
+        match e {
+            ReferenceError::NameInvalid { .. } => {
+                ApiError::new(ErrorCode::NameInvalid, e.to_string())
+            }
+            ReferenceError::TagInvalid(_) => {
+                ApiError::new(ErrorCode::ManifestInvalid, e.to_string())
+            }
+            ReferenceError::Digest(d) => d.into(),
+        }
+    }
+}
+
+impl From<DigestError> for ApiError {
+    fn from(e: DigestError) -> ApiError {
+        ApiError::new(ErrorCode::DigestInvalid, e.to_string())
+    }
+}
+
+/// The `Range` header of an upload that holds `offset` bytes, as clients expect it:
+/// inclusive end, `0-0` for an empty upload.
+pub fn upload_range(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body: Vec<Value> = self
+            .errors
+            .iter()
+            .map(|(code, message, detail)| {
+                let mut e = json!({ "code": code.as_str(), "message": message });
+                if let Some(d) = detail {
+                    e["detail"] = d.clone();
+                }
+                e
+            })
+            .collect();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({ "errors": body }).to_string(),
+        )
+            .into_response();
+        response.headers_mut().extend(self.headers);
+        response
+    }
+}

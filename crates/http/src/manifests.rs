@@ -1,0 +1,94 @@
+//! Manifest reads, pushes and deletes.
+
+use crate::body::read_limited;
+use crate::error::ApiError;
+use crate::{Ctx, Registry};
+use axum::body::Body;
+use axum::http::{header, Method, StatusCode};
+use axum::response::Response;
+use site_core::reference::validate_tag;
+use site_core::Digest;
+use site_store::ManifestRef;
+
+/// Reads a reference: a digest if it has the digest's `:`, else a tag.
+fn reference(r: &str) -> Result<ManifestRef, ApiError> {
+    if r.contains(':') {
+        Ok(ManifestRef::Digest(Digest::parse(r)?))
+    } else {
+        validate_tag(r)?;
+        Ok(ManifestRef::Tag(r.to_owned()))
+    }
+}
+
+pub(crate) fn get(reg: &Registry, name: &str, r: &str, ctx: &Ctx) -> Result<Response, ApiError> {
+    let repo = reg.repository(name, &ctx.query)?;
+    let m = reg.store.get_manifest(&repo, &reference(r)?)?;
+    let builder = Response::builder()
+        .header(header::CONTENT_TYPE, &m.media_type)
+        .header("Docker-Content-Digest", m.digest.as_str())
+        .header(header::ETAG, format!("\"{}\"", m.digest))
+        .header(header::CONTENT_LENGTH, m.body.len());
+    let body = if ctx.method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(m.body)
+    };
+    Ok(builder.body(body).expect("valid response"))
+}
+
+pub(crate) async fn put(
+    reg: &Registry,
+    name: &str,
+    r: &str,
+    ctx: &Ctx,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let user = reg.config.push.authorize(&ctx.headers)?;
+    let repo = reg.repository(name, &ctx.query)?;
+    let reference = reference(r)?;
+    let limit = reg.store.config().max_manifest_bytes;
+    let content_type = ctx
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = read_limited(body, limit).await?;
+    let (digest, manifest) = reg
+        .store
+        .put_manifest(&repo, &reference, content_type.as_deref(), &body)
+        .await?;
+    tracing::info!(%repo, %digest, reference = r, media_type = %manifest.media_type, %user, "manifest stored");
+    let location = match ctx.query.get("ns") {
+        Some(ns) => format!("/v2/{name}/manifests/{digest}?ns={ns}"),
+        None => format!("/v2/{name}/manifests/{digest}"),
+    };
+    let mut builder = Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, location)
+        .header("Docker-Content-Digest", digest.as_str())
+        .header(header::CONTENT_LENGTH, 0);
+    if let Some(subject) = &manifest.subject {
+        builder = builder.header("OCI-Subject", subject.digest.as_str());
+    }
+    Ok(builder.body(Body::empty()).expect("valid response"))
+}
+
+pub(crate) async fn delete(
+    reg: &Registry,
+    name: &str,
+    r: &str,
+    ctx: &Ctx,
+) -> Result<Response, ApiError> {
+    let user = reg.config.push.authorize(&ctx.headers)?;
+    let repo = reg.repository(name, &ctx.query)?;
+    match reference(r)? {
+        ManifestRef::Digest(d) => reg.store.delete_manifest(&repo, &d).await?,
+        ManifestRef::Tag(t) => reg.store.delete_tag(&repo, &t).await?,
+    }
+    tracing::info!(%repo, reference = r, %user, "manifest deleted");
+    Ok(Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header(header::CONTENT_LENGTH, 0)
+        .body(Body::empty())
+        .expect("valid response"))
+}

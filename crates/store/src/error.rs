@@ -1,0 +1,86 @@
+//! Errors of the store, each naming the OCI error code it stands for.
+
+use site_core::{Digest, ErrorCode, ManifestError};
+
+/// What went wrong in the store. Request errors carry an OCI code; `Io` and `Db` are
+/// failures of the node itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The blob is not in the repository.
+    #[error("blob {0} unknown to repository")]
+    BlobUnknown(Digest),
+    /// No upload session with this id in this repository.
+    #[error("upload session {0:?} unknown")]
+    UploadUnknown(String),
+    /// The uploaded bytes do not have the digest the client gave.
+    #[error("uploaded content has digest {actual}, not {expected}")]
+    DigestMismatch {
+        /// The digest the client claimed.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// No manifest under this tag or digest in the repository.
+    #[error("manifest {0} unknown to repository")]
+    ManifestUnknown(String),
+    /// The manifest references blobs or manifests the repository does not hold.
+    #[error("manifest references {} unknown blob(s) or manifest(s): {}", .0.len(), list(.0))]
+    ManifestBlobUnknown(Vec<Digest>),
+    /// The manifest does not parse.
+    #[error(transparent)]
+    ManifestInvalid(#[from] ManifestError),
+    /// The body is larger than the configured limit, or its length is wrong.
+    #[error("{0}")]
+    SizeInvalid(String),
+    /// A chunk does not start where the upload stands.
+    #[error("chunk starts at {start}, upload stands at {offset}")]
+    RangeInvalid {
+        /// Where the chunk claimed to start.
+        start: u64,
+        /// Bytes received so far.
+        offset: u64,
+    },
+    /// The client stopped sending before the body was complete.
+    #[error("request body interrupted: {0}")]
+    Interrupted(String),
+    /// A file operation failed.
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The metadata database failed.
+    #[error("metadata database error: {0}")]
+    Db(#[from] sled::Error),
+}
+
+fn list(ds: &[Digest]) -> String {
+    ds.iter().map(Digest::as_str).collect::<Vec<_>>().join(", ")
+}
+
+impl StoreError {
+    /// The OCI error code of a request error; `None` for failures of the node itself.
+    pub fn code(&self) -> Option<ErrorCode> {
+        Some(match self {
+            StoreError::BlobUnknown(_) => ErrorCode::BlobUnknown,
+            StoreError::UploadUnknown(_) => ErrorCode::BlobUploadUnknown,
+            StoreError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
+            StoreError::ManifestUnknown(_) => ErrorCode::ManifestUnknown,
+            StoreError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+            StoreError::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
+            StoreError::SizeInvalid(_) => ErrorCode::SizeInvalid,
+            StoreError::RangeInvalid { .. } => ErrorCode::BlobUploadInvalid,
+            StoreError::Interrupted(_) => ErrorCode::BlobUploadInvalid,
+            StoreError::Io(_) | StoreError::Db(_) => return None,
+        })
+    }
+}
+
+impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
+    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
+        }
+    }
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

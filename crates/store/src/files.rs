@@ -1,0 +1,109 @@
+//! Blob bytes on disk, and the one durable way a file becomes a blob.
+//!
+//! ```text
+//! data_dir/blobs/sha256/<hex[..2]>/<hex>   complete, verified blobs (read-only once there)
+//! data_dir/uploads/<id>                    bytes of an upload session in progress
+//! ```
+//!
+//! A blob appears under `blobs/` only by [`BlobFiles::install`]: the upload file is
+//! fsynced and its digest verified by the caller, then renamed into place and the
+//! directory fsynced. A `kill -9` at any point leaves either no blob file or a whole one.
+
+use site_core::Digest;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The directory tree of blob files.
+#[derive(Debug, Clone)]
+pub struct BlobFiles {
+    root: PathBuf,
+}
+
+impl BlobFiles {
+    /// Blob files under `root` (`data_dir/blobs`), created if missing.
+    pub fn open(root: PathBuf) -> io::Result<BlobFiles> {
+        create_dir_durable(&root.join("sha256"))?;
+        Ok(BlobFiles { root })
+    }
+
+    /// Where the blob of `d` lives.
+    pub fn path(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root.join("sha256").join(&hex[..2]).join(hex)
+    }
+
+    /// Makes the fsynced, verified file at `src` the blob `d`. Blocking.
+    pub fn install(&self, src: &Path, d: &Digest) -> io::Result<()> {
+        let dst = self.path(d);
+        let shard = dst.parent().expect("blob path has a shard directory");
+        create_dir_durable(shard)?;
+        fs::rename(src, &dst)?;
+        fsync_dir(shard)
+    }
+
+    /// Removes the blob file of `d`, if any. Blocking.
+    pub fn remove(&self, d: &Digest) -> io::Result<()> {
+        let path = self.path(d);
+        match fs::remove_file(&path) {
+            Ok(()) => fsync_dir(path.parent().expect("shard")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every blob file with its size. Files whose name is not a digest are removed (they
+    /// can only be debris). Blocking.
+    pub fn scan(&self) -> io::Result<Vec<(Digest, u64)>> {
+        let mut found = Vec::new();
+        for shard in fs::read_dir(self.root.join("sha256"))? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                fs::remove_file(shard.path())?;
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let digest = name
+                    .to_str()
+                    .and_then(|n| Digest::parse(&format!("sha256:{n}")).ok())
+                    .filter(|d| d.hex()[..2] == *shard.file_name());
+                match digest {
+                    Some(d) if entry.file_type()?.is_file() => {
+                        found.push((d, entry.metadata()?.len()));
+                    }
+                    _ => {
+                        tracing::warn!(path = %entry.path().display(), "removing stray file among blobs");
+                        fs::remove_file(entry.path())?;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Creates `dir` and any missing parents, fsyncing each parent that gained an entry.
+pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durable(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => fsync_dir(p),
+        _ => Ok(()),
+    }
+}
+
+/// Makes a directory's entries (creations, renames, removals) durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}

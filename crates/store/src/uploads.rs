@@ -1,0 +1,285 @@
+//! Upload sessions: bytes appended in order to `uploads/<id>`, hashed as they arrive,
+//! and turned into a blob only when the whole content has the digest the client gave.
+//!
+//! Every append is all-or-nothing: if the body is cut, over the limit or out of order,
+//! the file is truncated back and the running hash restored, so the session stands
+//! exactly where it stood before the request.
+
+use crate::keyspace::{self, UploadRecord};
+use crate::{Result, Store, StoreError};
+use bytes::Bytes;
+use site_core::{Digest, DigestHasher, Repository};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A source of request body bytes, so the store needs no HTTP types.
+pub trait ByteSource: Send {
+    /// The next chunk; `None` at the end; `Err` if the body was cut off.
+    fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, String>>> + Send;
+}
+
+/// In-memory state of the sessions this process has touched.
+pub(crate) struct Sessions {
+    dir: PathBuf,
+    live: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Live>>>>,
+}
+
+/// A session's running state; `None` until first loaded from its file.
+struct Live {
+    hasher: Option<DigestHasher>,
+}
+
+impl Sessions {
+    pub(crate) fn new(dir: PathBuf) -> Sessions {
+        Sessions {
+            dir,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Live>> {
+        let mut live = self.live.lock().expect("sessions lock");
+        live.entry(id.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Live { hasher: None })))
+            .clone()
+    }
+
+    fn forget(&self, id: &str) {
+        self.live.lock().expect("sessions lock").remove(id);
+    }
+}
+
+/// Session ids are 32 random hex characters: never a path component but themselves.
+fn valid_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Store {
+    /// Opens an upload session for `repo` and returns its id.
+    pub async fn start_upload(&self, repo: &Repository) -> Result<String> {
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let id = hex::encode(raw);
+        tokio::fs::File::create(self.inner.uploads.path(&id)).await?;
+        let record = UploadRecord {
+            repo: repo.to_string(),
+            started: now_secs(),
+        };
+        let value = serde_json::to_vec(&record).expect("upload record serialises");
+        self.inner.trees.uploads.insert(id.as_bytes(), value)?;
+        Ok(id)
+    }
+
+    /// Bytes received so far by session `id` of `repo`.
+    pub async fn upload_offset(&self, repo: &Repository, id: &str) -> Result<u64> {
+        self.check_session(repo, id)?;
+        let slot = self.inner.uploads.slot(id);
+        let mut live = slot.lock().await;
+        Ok(self.hasher(id, &mut live).await?.len())
+    }
+
+    /// Appends a chunk. `start`, when the client gave a `Content-Range`, must equal the
+    /// current offset. Returns the new offset.
+    pub async fn append_upload(
+        &self,
+        repo: &Repository,
+        id: &str,
+        start: Option<u64>,
+        body: &mut impl ByteSource,
+    ) -> Result<u64> {
+        self.check_session(repo, id)?;
+        let slot = self.inner.uploads.slot(id);
+        let mut live = slot.lock().await;
+        let before = self.hasher(id, &mut live).await?.clone();
+        if let Some(start) = start {
+            if start != before.len() {
+                return Err(StoreError::RangeInvalid {
+                    start,
+                    offset: before.len(),
+                });
+            }
+        }
+        let path = self.inner.uploads.path(id);
+        match self.write_chunk(&path, before.clone(), body).await {
+            Ok(after) => {
+                let offset = after.len();
+                live.hasher = Some(after);
+                Ok(offset)
+            }
+            Err(e) => {
+                // Put the session back exactly where it stood.
+                let f = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .await?;
+                f.set_len(before.len()).await?;
+                live.hasher = Some(before);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_chunk(
+        &self,
+        path: &Path,
+        mut hasher: DigestHasher,
+        body: &mut impl ByteSource,
+    ) -> Result<DigestHasher> {
+        let max = self.inner.config.max_blob_bytes;
+        let mut file = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .await?;
+        let result = async {
+            while let Some(chunk) = body.next_chunk().await {
+                let chunk = chunk.map_err(StoreError::Interrupted)?;
+                if hasher.len() + chunk.len() as u64 > max {
+                    return Err(StoreError::SizeInvalid(format!(
+                        "blob larger than the limit of {max} bytes"
+                    )));
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            Ok(())
+        }
+        .await;
+        // Always wait for writes in flight, so a rollback truncation comes after them.
+        let flushed = file.flush().await;
+        result?;
+        flushed?;
+        Ok(hasher)
+    }
+
+    /// Appends the last chunk (possibly empty) and, if the whole content has digest
+    /// `expected`, makes it a durable blob linked into `repo`. On a digest mismatch the
+    /// session is discarded and nothing is stored.
+    pub async fn finish_upload(
+        &self,
+        repo: &Repository,
+        id: &str,
+        expected: &Digest,
+        start: Option<u64>,
+        body: &mut impl ByteSource,
+    ) -> Result<u64> {
+        self.append_upload(repo, id, start, body).await?;
+        let slot = self.inner.uploads.slot(id);
+        let mut live = slot.lock().await;
+        // The session may have been finished or cancelled while we waited for the lock.
+        self.check_session(repo, id)?;
+        let hasher = self.hasher(id, &mut live).await?.clone();
+        let size = hasher.len();
+        let actual = hasher.finish();
+        let path = self.inner.uploads.path(id);
+        if actual != *expected {
+            self.drop_session(id, &mut live).await?;
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        if self
+            .inner
+            .trees
+            .blobs
+            .contains_key(keyspace::digest_key(&actual))?
+        {
+            tokio::fs::remove_file(&path).await?;
+        } else {
+            let files = self.inner.files.clone();
+            let digest = actual.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                std::fs::File::open(&path)?.sync_all()?;
+                files.install(&path, &digest)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+            self.inner
+                .trees
+                .blobs
+                .insert(keyspace::digest_key(&actual), &keyspace::encode_size(size))?;
+        }
+        self.link_blob(repo, &actual)?;
+        self.inner.trees.uploads.remove(id.as_bytes())?;
+        live.hasher = None;
+        self.inner.uploads.forget(id);
+        self.inner.db.flush_async().await?;
+        Ok(size)
+    }
+
+    /// Cancels session `id`, dropping its bytes.
+    pub async fn cancel_upload(&self, repo: &Repository, id: &str) -> Result<()> {
+        self.check_session(repo, id)?;
+        let slot = self.inner.uploads.slot(id);
+        let mut live = slot.lock().await;
+        self.check_session(repo, id)?;
+        self.drop_session(id, &mut live).await
+    }
+
+    async fn drop_session(&self, id: &str, live: &mut Live) -> Result<()> {
+        self.inner.trees.uploads.remove(id.as_bytes())?;
+        live.hasher = None;
+        self.inner.uploads.forget(id);
+        match tokio::fs::remove_file(self.inner.uploads.path(id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_session(&self, repo: &Repository, id: &str) -> Result<()> {
+        let unknown = || StoreError::UploadUnknown(id.chars().take(64).collect());
+        if !valid_id(id) {
+            return Err(unknown());
+        }
+        let value = self
+            .inner
+            .trees
+            .uploads
+            .get(id.as_bytes())?
+            .ok_or_else(unknown)?;
+        let record: UploadRecord = serde_json::from_slice(&value).map_err(|_| unknown())?;
+        if record.repo != repo.to_string() {
+            return Err(unknown());
+        }
+        Ok(())
+    }
+
+    /// The running hash of a session, rebuilt from its file after a restart.
+    async fn hasher<'a>(&self, id: &str, live: &'a mut Live) -> Result<&'a DigestHasher> {
+        if live.hasher.is_none() {
+            let mut file = tokio::fs::File::open(self.inner.uploads.path(id)).await?;
+            let mut hasher = DigestHasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            live.hasher = Some(hasher);
+        }
+        Ok(live.hasher.as_ref().expect("just set"))
+    }
+}

@@ -1,0 +1,398 @@
+//! The node's configuration file (TOML; durations in humantime, sizes like "4MiB").
+//!
+//! Every key has a safe default where one exists; unknown keys are refused so that a
+//! typo is an error at start-up rather than a silently ignored setting.
+
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[node]`
+    pub node: NodeConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[registry]`
+    pub registry: RegistrySection,
+    /// `[api]`
+    pub api: ApiSection,
+    /// `[cluster]`
+    pub cluster: ClusterSection,
+    /// `[gc]`
+    pub gc: GcSection,
+    /// `[tls]`
+    pub tls: Option<TlsSection>,
+}
+
+/// `[node]`: identity and data directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Unique within the site, > 0.
+    pub id: u64,
+    /// Blobs, metadata and (later) the Raft log.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: 1,
+            data_dir: PathBuf::from("./site-data"),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `site_store=debug,info`); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[registry]`: the OCI Distribution API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySection {
+    /// Address of the HTTP listener.
+    pub listen: SocketAddr,
+    /// Registry of names that carry no host.
+    pub default_upstream: String,
+    /// Largest manifest accepted.
+    #[serde(deserialize_with = "size")]
+    pub max_manifest_size: u64,
+    /// Largest blob accepted.
+    #[serde(deserialize_with = "size")]
+    pub max_blob_size: u64,
+    /// Upload sessions older than this are dropped at start-up.
+    #[serde(with = "humantime_serde_compat")]
+    pub upload_ttl: Duration,
+    /// `[registry.push]`
+    pub push: PushSection,
+}
+
+impl Default for RegistrySection {
+    fn default() -> Self {
+        RegistrySection {
+            listen: ([127, 0, 0, 1], 5000).into(),
+            default_upstream: "docker.io".into(),
+            max_manifest_size: 4 << 20,
+            max_blob_size: 32 << 30,
+            upload_ttl: Duration::from_secs(24 * 3600),
+            push: PushSection::default(),
+        }
+    }
+}
+
+/// `[registry.push]`: HTTP push, off unless enabled with users.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushSection {
+    /// Whether push over HTTP is on.
+    pub enabled: bool,
+    /// Users allowed to push.
+    pub users: Vec<UserEntry>,
+}
+
+/// A push user.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    /// Login name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for UserEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserEntry")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[api]`: gRPC for the Control Tower.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Address of the gRPC listener.
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: ([127, 0, 0, 1], 50051).into(),
+        }
+    }
+}
+
+/// `[cluster]`: node-to-node traffic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Address of the peer listener.
+    pub listen: SocketAddr,
+    /// The other nodes of the site.
+    pub peers: Vec<Peer>,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            listen: ([127, 0, 0, 1], 50061).into(),
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// Another node of the site.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its node id.
+    pub id: u64,
+    /// Its cluster address.
+    pub address: String,
+}
+
+/// `[gc]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcSection {
+    /// How long an unreferenced image is kept.
+    #[serde(with = "humantime_serde_compat")]
+    pub grace_period: Duration,
+    /// Share of disk capacity above which eligible images are evicted.
+    pub high_watermark: f64,
+    /// Share of disk capacity eviction brings usage down to.
+    pub low_watermark: f64,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        GcSection {
+            grace_period: Duration::from_secs(15 * 60),
+            high_watermark: 0.85,
+            low_watermark: 0.70,
+        }
+    }
+}
+
+/// `[tls]`: mTLS for gRPC when present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Node certificate (PEM).
+    pub cert: PathBuf,
+    /// Node private key (PEM).
+    pub key: PathBuf,
+    /// Site CA (PEM).
+    pub ca: PathBuf,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys or bad values.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Values that parse but do not make sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            e => e,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.node.id == 0 {
+            return invalid("[node] id must be > 0");
+        }
+        if self.registry.push.enabled && self.registry.push.users.is_empty() {
+            return invalid(
+                "[registry.push] is enabled but lists no users: push needs credentials",
+            );
+        }
+        if self
+            .registry
+            .push
+            .users
+            .iter()
+            .any(|u| u.name.is_empty() || u.name.contains(':') || u.password.is_empty())
+        {
+            return invalid(
+                "[registry.push] users need a name (without ':') and a non-empty password",
+            );
+        }
+        if site_core::Repository::new(&self.registry.default_upstream, "x").is_err() {
+            return invalid("[registry] default_upstream must be a registry host[:port]");
+        }
+        let g = &self.gc;
+        if !(0.0 < g.low_watermark
+            && g.low_watermark <= g.high_watermark
+            && g.high_watermark <= 1.0)
+        {
+            return invalid("[gc] watermarks need 0 < low_watermark <= high_watermark <= 1");
+        }
+        if self.registry.max_manifest_size == 0 || self.registry.max_blob_size == 0 {
+            return invalid("[registry] size limits must be > 0");
+        }
+        Ok(())
+    }
+}
+
+/// A size: an integer number of bytes, or a string such as "512KiB", "4MiB", "20GiB", "1GB".
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Int(n) => Ok(n),
+        Raw::Text(t) => parse_size(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid size {t:?}: use bytes or a number with KiB, MiB, GiB, KB, MB, GB"
+            ))
+        }),
+    }
+}
+
+/// Parses "4MiB"-style sizes.
+pub fn parse_size(t: &str) -> Option<u64> {
+    let t = t.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Durations as humantime strings ("30s", "15m").
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../site-agent.toml.example");
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.registry.listen.to_string(), "127.0.0.1:5000");
+        assert!(!c.registry.push.enabled);
+        assert_eq!(c.gc.grace_period, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.node.id, 1);
+        assert_eq!(c.registry.max_manifest_size, 4 << 20);
+        assert!(Config::parse("[node]\nid = 0").is_err());
+        assert!(Config::parse("[registry]\nlisten = \"nope\"").is_err());
+        assert!(Config::parse("[registry]\nlistn = \"127.0.0.1:1\"").is_err());
+        assert!(Config::parse("[registry.push]\nenabled = true").is_err());
+        assert!(Config::parse("[gc]\ngrace_period = \"soon\"").is_err());
+        assert!(Config::parse("[gc]\nlow_watermark = 0.9\nhigh_watermark = 0.8").is_err());
+        let c = Config::parse("[registry]\nmax_blob_size = \"1GiB\"\nmax_manifest_size = 1000")
+            .unwrap();
+        assert_eq!(c.registry.max_blob_size, 1 << 30);
+        assert_eq!(c.registry.max_manifest_size, 1000);
+        assert_eq!(parse_size("10 MB"), Some(10_000_000));
+        assert_eq!(parse_size("x"), None);
+        let c = Config::parse(
+            "[registry.push]\nenabled = true\nusers = [{ name = \"ci\", password = \"pw\" }]",
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("pw\""));
+    }
+}
