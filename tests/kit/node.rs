@@ -1,0 +1,203 @@
+//! A real `site-agent` process on a free loopback port, with its own data directory.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Push user of nodes started with push enabled.
+pub const USER: &str = "ci";
+/// Its password.
+pub const PASSWORD: &str = "s3cret-pw";
+
+/// How to configure a node.
+#[derive(Clone, Default)]
+pub struct NodeOptions {
+    pub push: bool,
+    pub max_manifest_size: Option<u64>,
+    pub max_blob_size: Option<u64>,
+    pub default_upstream: Option<String>,
+}
+
+impl NodeOptions {
+    /// Push enabled for [`USER`].
+    pub fn push() -> NodeOptions {
+        NodeOptions {
+            push: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// A running node. Killed when dropped; its log is printed if the test is failing.
+pub struct Node {
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn start(opts: NodeOptions) -> Node {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = format!(
+            "[node]\nid = 1\ndata_dir = \"{}\"\n\n[registry]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("data").display()
+        );
+        if let Some(m) = opts.max_manifest_size {
+            config.push_str(&format!("max_manifest_size = {m}\n"));
+        }
+        if let Some(m) = opts.max_blob_size {
+            config.push_str(&format!("max_blob_size = {m}\n"));
+        }
+        if let Some(u) = &opts.default_upstream {
+            config.push_str(&format!("default_upstream = \"{u}\"\n"));
+        }
+        if opts.push {
+            config.push_str(&format!(
+                "\n[registry.push]\nenabled = true\nusers = [{{ name = \"{USER}\", password = \"{PASSWORD}\" }}]\n"
+            ));
+        }
+        std::fs::write(dir.path().join("site-agent.toml"), config).unwrap();
+        let mut node = Node {
+            addr: ([127, 0, 0, 1], 0).into(),
+            dir,
+            child: None,
+        };
+        node.spawn();
+        node
+    }
+
+    /// Starts the process again on the same data directory (after a kill or stop).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "node still running");
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_site-agent"))
+            .args(["run", "--config"])
+            .arg(self.dir.path().join("site-agent.toml"))
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn site-agent");
+        let stderr = child.stderr.take().unwrap();
+        let log_path = self.log_path();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path)
+                .unwrap();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+                if line.contains("registry listening") {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                        if let Some(a) = v["addr"]
+                            .as_str()
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                        {
+                            let _ = tx.send(a);
+                        }
+                    }
+                }
+            }
+        });
+        self.child = Some(child);
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => self.addr = addr,
+            Err(_) => panic!("site-agent did not start; log:\n{}", self.log()),
+        }
+    }
+
+    /// SIGKILL, as a power cut would leave it (minus the page cache).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("node running");
+        let pid = c.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("site-agent did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Process id, for measurements.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Every blob file on disk with its size, sorted.
+    pub fn blob_files(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        walk(&self.data_dir().join("blobs"), &mut out);
+        out.sort();
+        out
+    }
+
+    /// Files of upload sessions in progress.
+    pub fn upload_files(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        walk(&self.data_dir().join("uploads"), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<(String, u64)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push((
+                p.display().to_string(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            ));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- site-agent log ----\n{}", self.log());
+        }
+    }
+}

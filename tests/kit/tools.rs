@@ -1,0 +1,37 @@
+//! External tools the tests drive. Under `CI=true` a missing tool fails the test; on a
+//! developer machine the test says what to install and is skipped.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Path of `tool` if installed. `None` means: skip (only outside CI).
+pub fn require(tool: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{tool} is required under CI=true but is not installed (see .ci/run)");
+        }
+        eprintln!("skipping: {tool} is not installed (apt-get install {tool})");
+    }
+    found
+}
+
+/// Runs a command, panicking with its output if it fails; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

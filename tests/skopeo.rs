@@ -1,0 +1,219 @@
+//! skopeo, a real OCI client, pushes images built as OCI layouts to a real node and pulls
+//! them back: every digest must survive the round trip.
+
+mod kit;
+
+use kit::node::{PASSWORD, USER};
+use kit::oci::{self, Image, OCI_INDEX, OCI_MANIFEST};
+use kit::tools::{require, run};
+use kit::{digest, request, Node, NodeOptions};
+use std::path::Path;
+use std::process::Command;
+
+fn skopeo() -> Option<Command> {
+    require("skopeo").map(Command::new)
+}
+
+fn creds() -> String {
+    format!("{USER}:{PASSWORD}")
+}
+
+/// Every blob of a pulled layout is named by the digest of its bytes; returns the names.
+fn verified_blobs(layout: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let name = format!("sha256:{}", e.file_name().to_string_lossy());
+        assert_eq!(
+            digest(&std::fs::read(e.path()).unwrap()),
+            name,
+            "pulled blob does not match its name"
+        );
+        names.push(name);
+    }
+    names
+}
+
+fn pulled_root(layout: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"].as_str().unwrap().to_owned()
+}
+
+fn assert_image_pulled(blobs: &[String], image: &Image) {
+    assert!(
+        blobs.contains(&image.digest),
+        "manifest {} missing",
+        image.digest
+    );
+    for b in image.blobs() {
+        assert!(
+            blobs.contains(&b.digest),
+            "blob {} missing from the pull",
+            b.digest
+        );
+    }
+}
+
+#[test]
+fn skopeo_pushes_and_pulls_a_multi_layer_image() {
+    let Some(_) = skopeo() else { return };
+    let node = Node::start(NodeOptions::push());
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let image = oci::image(1, &[1024, 300 * 1024, 3 << 20, 10], "amd64");
+    oci::write_layout(
+        &src,
+        &[&image],
+        None,
+        &[("single", &image.manifest, OCI_MANIFEST)],
+    );
+    let dest = format!("docker://{}/team/app:v1", node.addr);
+
+    run(skopeo()
+        .unwrap()
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds(),
+        ])
+        .arg(format!("oci:{}:single", src.display()))
+        .arg(&dest));
+
+    let raw = run(skopeo().unwrap().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--no-creds",
+        &dest,
+    ]));
+    assert_eq!(
+        digest(raw.strip_suffix('\n').unwrap_or(&raw).as_bytes()),
+        image.digest
+    );
+
+    let out = work.path().join("out");
+    run(skopeo()
+        .unwrap()
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-no-creds",
+            &dest,
+        ])
+        .arg(format!("oci:{}:pulled", out.display())));
+    assert_eq!(pulled_root(&out), image.digest);
+    assert_image_pulled(&verified_blobs(&out), &image);
+
+    // The same content over plain HTTP, under the Docker-normalised name too.
+    for b in image.blobs() {
+        let r = request(
+            node.addr,
+            "GET",
+            &format!("/v2/docker.io/team/app/blobs/{}", b.digest),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(digest(&r.body), b.digest);
+        assert_eq!(r.header("docker-content-digest"), Some(b.digest.as_str()));
+    }
+}
+
+#[test]
+fn skopeo_pushes_and_pulls_a_multi_platform_index() {
+    let Some(_) = skopeo() else { return };
+    let node = Node::start(NodeOptions::push());
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let amd64 = oci::image(2, &[200 * 1024, 2 << 20], "amd64");
+    let arm64 = oci::image(3, &[150 * 1024, 1 << 20, 5000], "arm64");
+    let (index, index_digest) = oci::index(&[&amd64, &arm64]);
+    oci::write_layout(
+        &src,
+        &[&amd64, &arm64],
+        Some(&index),
+        &[("multi", &index, OCI_INDEX)],
+    );
+    let dest = format!("docker://{}/library/multi:v2", node.addr);
+
+    run(skopeo()
+        .unwrap()
+        .args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds(),
+        ])
+        .arg(format!("oci:{}:multi", src.display()))
+        .arg(&dest));
+
+    let raw = run(skopeo().unwrap().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--no-creds",
+        &dest,
+    ]));
+    assert_eq!(
+        digest(raw.strip_suffix('\n').unwrap_or(&raw).as_bytes()),
+        index_digest
+    );
+
+    let out = work.path().join("out");
+    run(skopeo()
+        .unwrap()
+        .args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-no-creds",
+            &dest,
+        ])
+        .arg(format!("oci:{}:pulled", out.display())));
+    assert_eq!(pulled_root(&out), index_digest);
+    let blobs = verified_blobs(&out);
+    assert!(blobs.contains(&index_digest));
+    assert_image_pulled(&blobs, &amd64);
+    assert_image_pulled(&blobs, &arm64);
+
+    // `multi` is a one-component Docker Hub name: every spelling reaches it.
+    for path in [
+        "/v2/multi/manifests/v2",
+        "/v2/library/multi/manifests/v2?ns=docker.io",
+        "/v2/docker.io/library/multi/manifests/v2",
+    ] {
+        let r = request(node.addr, "GET", path, &[], b"");
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(digest(&r.body), index_digest, "{path}");
+        assert_eq!(r.header("content-type"), Some(OCI_INDEX));
+    }
+
+    // One platform, as a runtime on an arm64 node would pull it.
+    let one = work.path().join("one");
+    run(skopeo()
+        .unwrap()
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-no-creds",
+            "--override-arch",
+            "arm64",
+            &dest,
+        ])
+        .arg(format!("oci:{}:arm", one.display())));
+    assert_eq!(pulled_root(&one), arm64.digest);
+    assert_image_pulled(&verified_blobs(&one), &arm64);
+}
