@@ -88,6 +88,8 @@ impl Store {
         };
         let value = serde_json::to_vec(&record).expect("upload record serialises");
         self.inner.trees.uploads.insert(id.as_bytes(), value)?;
+        // The client is told the session exists: it must survive a crash.
+        self.inner.db.flush_async().await?;
         Ok(id)
     }
 
