@@ -7,6 +7,7 @@ pub mod http;
 pub mod node;
 pub mod oci;
 pub mod tools;
+pub mod upstream;
 
 pub use http::request;
 pub use node::{Node, NodeOptions};

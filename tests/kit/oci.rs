@@ -209,3 +209,44 @@ pub fn push_image(addr: SocketAddr, repo: &str, tag: &str, image: &Image) {
         String::from_utf8_lossy(&r.body)
     );
 }
+
+/// Pushes a blob the two-step way every registry supports (POST, then PUT with the
+/// digest), with optional credentials. Works against the reference registry too.
+pub fn push_blob_two_step(
+    addr: SocketAddr,
+    repo: &str,
+    data: &[u8],
+    authorization: Option<&str>,
+) -> Response {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
+    let r = request(
+        addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &headers,
+        b"",
+    );
+    assert_eq!(
+        r.status,
+        202,
+        "start upload: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let location = r.header("location").unwrap();
+    // The reference registry answers with an absolute URL.
+    let path = match location.find("/v2/") {
+        Some(i) => &location[i..],
+        None => location,
+    };
+    let sep = if path.contains('?') { '&' } else { '?' };
+    request(
+        addr,
+        "PUT",
+        &format!("{path}{sep}digest={}", digest(data)),
+        &headers,
+        data,
+    )
+}
