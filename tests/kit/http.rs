@@ -113,19 +113,9 @@ fn parse(raw: &[u8], head_only: bool) -> Response {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..nl])
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let line = String::from_utf8_lossy(&b[..nl]);
+        let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }

@@ -252,10 +252,10 @@ fn descriptor(v: &Value, field: &str) -> Result<Descriptor, ManifestError> {
     let obj = v
         .as_object()
         .ok_or_else(|| invalid(format!("{field} is not a descriptor object")))?;
-    if !obj.get("mediaType").is_some_and(Value::is_string) {
+    if obj.get("mediaType").and_then(Value::as_str).is_none() {
         return Err(invalid(format!("{field}: mediaType must be a string")));
     }
-    if !obj.get("size").is_some_and(|s| s.as_u64().is_some()) {
+    if obj.get("size").and_then(Value::as_u64).is_none() {
         return Err(invalid(format!(
             "{field}: size must be a non-negative integer"
         )));

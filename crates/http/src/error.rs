@@ -22,64 +22,73 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 }
 
 /// A refused request: status, OCI errors, and headers the client needs to recover.
+/// Boxed, so that `Result<_, ApiError>` stays small on the happy path.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Refusal>);
+
+#[derive(Debug)]
+struct Refusal {
     status: StatusCode,
     errors: Vec<(ErrorCode, String, Option<Value>)>,
     headers: HeaderMap,
 }
 
 impl ApiError {
+    fn from_parts(status: StatusCode, errors: Vec<(ErrorCode, String, Option<Value>)>) -> ApiError {
+        ApiError(Box::new(Refusal {
+            status,
+            errors,
+            headers: HeaderMap::new(),
+        }))
+    }
+}
+
+impl ApiError {
     /// An error with the status of its code.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: status_of(code),
-            errors: vec![(code, message.into(), None)],
-            headers: HeaderMap::new(),
-        }
+        ApiError::from_parts(status_of(code), vec![(code, message.into(), None)])
     }
 
     /// Overrides the status (416 for ranges, 413 for bodies over a limit).
     pub fn with_status(mut self, status: StatusCode) -> ApiError {
-        self.status = status;
+        self.0.status = status;
         self
     }
 
     /// Adds a response header.
     pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
+            self.0.headers.insert(name, v);
         }
         self
     }
 
     /// The status this error answers with.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The first error code, for logs.
     pub fn code(&self) -> ErrorCode {
-        self.errors[0].0
+        self.0.errors[0].0
     }
 
     /// The first message, for logs.
     pub fn message(&self) -> &str {
-        &self.errors[0].1
+        &self.0.errors[0].1
     }
 
     /// An internal failure of the node: logged in full, reported without detail.
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %e, "internal error");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            errors: vec![(
+        ApiError::from_parts(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec![(
                 ErrorCode::Unsupported,
                 "internal error, see the node's log".into(),
                 None,
             )],
-            headers: HeaderMap::new(),
-        }
+        )
     }
 
     /// Push refused because it is not configured.
@@ -103,14 +112,13 @@ impl From<StoreError> for ApiError {
             return ApiError::internal(e);
         };
         match &e {
-            StoreError::ManifestBlobUnknown(missing) => ApiError {
-                status: status_of(code),
-                errors: missing
+            StoreError::ManifestBlobUnknown(missing) => ApiError::from_parts(
+                status_of(code),
+                missing
                     .iter()
                     .map(|d| (code, e.to_string(), Some(json!({ "digest": d }))))
                     .collect(),
-                headers: HeaderMap::new(),
-            },
+            ),
             StoreError::RangeInvalid { offset, .. } => ApiError::new(code, e.to_string())
                 .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .with_header(header::RANGE, &upload_range(*offset)),
@@ -150,8 +158,12 @@ pub fn upload_range(offset: u64) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body: Vec<Value> = self
-            .errors
+        let Refusal {
+            status,
+            errors,
+            headers,
+        } = *self.0;
+        let body: Vec<Value> = errors
             .iter()
             .map(|(code, message, detail)| {
                 let mut e = json!({ "code": code.as_str(), "message": message });
@@ -162,12 +174,12 @@ impl IntoResponse for ApiError {
             })
             .collect();
         let mut response = (
-            self.status,
+            status,
             [(header::CONTENT_TYPE, "application/json")],
             json!({ "errors": body }).to_string(),
         )
             .into_response();
-        response.headers_mut().extend(self.headers);
+        response.headers_mut().extend(headers);
         response
     }
 }

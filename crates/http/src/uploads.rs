@@ -128,7 +128,7 @@ pub(crate) async fn start(
     }
     if ctx.query.get("digest").is_some() {
         // Monolithic upload: the whole blob in the POST.
-        let digest = digest_param(&ctx)?;
+        let digest = digest_param(ctx)?;
         let id = reg.store.start_upload(&repo).await?;
         let mut body = BodySource(body);
         let size = reg
@@ -214,7 +214,7 @@ pub(crate) async fn put(
 ) -> Result<Response, ApiError> {
     let user = reg.config.push.authorize(&ctx.headers)?;
     let repo = reg.repository(name, &ctx.query)?;
-    let digest = digest_param(&ctx)?;
+    let digest = digest_param(ctx)?;
     let start = range_start(reg, &repo, name, id, &ctx.query, &ctx.headers).await?;
     let mut body = BodySource(body);
     let size = reg
