@@ -136,3 +136,112 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{keyspace, ByteSource, ManifestRef, Store, StoreConfig, StoreError};
+    use bytes::Bytes;
+    use site_core::{Digest, Repository};
+    use std::time::Duration;
+
+    struct Once(Option<Bytes>);
+
+    impl ByteSource for Once {
+        async fn next_chunk(&mut self) -> Option<Result<Bytes, String>> {
+            self.0.take().map(Ok)
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> Store {
+        Store::open(StoreConfig {
+            data_dir: dir.to_owned(),
+            max_blob_bytes: 1 << 20,
+            max_manifest_bytes: 1 << 20,
+            upload_ttl: Duration::from_secs(3600),
+        })
+        .unwrap()
+    }
+
+    async fn put_blob(store: &Store, repo: &Repository, data: &'static [u8]) -> Digest {
+        let id = store.start_upload(repo).await.unwrap();
+        let d = Digest::of(data);
+        store
+            .finish_upload(
+                repo,
+                &id,
+                &d,
+                None,
+                &mut Once(Some(Bytes::from_static(data))),
+            )
+            .await
+            .unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn restart_drops_what_is_not_whole_and_adopts_what_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::parse_normalized("r/app", "docker.io").unwrap();
+        let (config, layer, manifest) = {
+            let store = open(dir.path());
+            let config = put_blob(&store, &repo, b"{}").await;
+            let layer = put_blob(&store, &repo, b"layer bytes").await;
+            let body = format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+                "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},
+                "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":11}}]}}"#
+            );
+            let tag = ManifestRef::Tag("v1".into());
+            let (manifest, _) = store
+                .put_manifest(&repo, &tag, None, body.as_bytes())
+                .await
+                .unwrap();
+            // An upload left half done.
+            let id = store.start_upload(&repo).await.unwrap();
+            store
+                .append_upload(
+                    &repo,
+                    &id,
+                    None,
+                    &mut Once(Some(Bytes::from_static(b"half"))),
+                )
+                .await
+                .unwrap();
+            (config, layer, manifest)
+        };
+        // The layer's file vanishes; a verified file whose record never made it appears;
+        // debris lies among the blobs and the uploads.
+        let files = crate::files::BlobFiles::open(dir.path().join("blobs")).unwrap();
+        std::fs::remove_file(files.path(&layer)).unwrap();
+        let orphan = Digest::of(b"orphan");
+        std::fs::create_dir_all(files.path(&orphan).parent().unwrap()).unwrap();
+        std::fs::write(files.path(&orphan), b"orphan").unwrap();
+        std::fs::write(files.path(&config).with_file_name("not-a-digest"), b"x").unwrap();
+        std::fs::write(dir.path().join("uploads/leftover"), b"x").unwrap();
+
+        let store = open(dir.path());
+        assert!(matches!(
+            store.get_manifest(&repo, &ManifestRef::Tag("v1".into())),
+            Err(StoreError::ManifestUnknown(_))
+        ));
+        assert!(store
+            .get_manifest(&repo, &ManifestRef::Digest(manifest))
+            .is_err());
+        assert!(matches!(
+            store.blob_size(&repo, &layer),
+            Err(StoreError::BlobUnknown(_))
+        ));
+        assert_eq!(store.blob_size(&repo, &config).unwrap(), 2);
+        let t = &store.inner.trees;
+        assert_eq!(
+            t.blobs
+                .get(keyspace::digest_key(&orphan))
+                .unwrap()
+                .as_deref(),
+            Some(&6u64.to_be_bytes()[..])
+        );
+        assert!(!files.path(&config).with_file_name("not-a-digest").exists());
+        assert!(!dir.path().join("uploads/leftover").exists());
+        assert_eq!(t.uploads.len(), 1, "the half-done upload stays resumable");
+    }
+}
