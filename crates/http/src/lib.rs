@@ -128,6 +128,14 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The path a follow-up request should use, keeping containerd's `ns` if one was given.
+pub(crate) fn location(name: &str, rest: &str, q: &Query) -> String {
+    match q.get("ns") {
+        Some(ns) => format!("/v2/{name}/{rest}?ns={ns}"),
+        None => format!("/v2/{name}/{rest}"),
+    }
+}
+
 /// What a handler needs of the request besides the endpoint.
 pub(crate) struct Ctx {
     pub method: Method,

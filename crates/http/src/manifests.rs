@@ -2,7 +2,7 @@
 
 use crate::body::read_limited;
 use crate::error::ApiError;
-use crate::{Ctx, Registry};
+use crate::{location, Ctx, Registry};
 use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
@@ -58,10 +58,7 @@ pub(crate) async fn put(
         .put_manifest(&repo, &reference, content_type.as_deref(), &body)
         .await?;
     tracing::info!(%repo, %digest, reference = r, media_type = %manifest.media_type, %user, "manifest stored");
-    let location = match ctx.query.get("ns") {
-        Some(ns) => format!("/v2/{name}/manifests/{digest}?ns={ns}"),
-        None => format!("/v2/{name}/manifests/{digest}"),
-    };
+    let location = location(name, &format!("manifests/{digest}"), &ctx.query);
     let mut builder = Response::builder()
         .status(StatusCode::CREATED)
         .header(header::LOCATION, location)

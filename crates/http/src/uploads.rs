@@ -3,19 +3,11 @@
 
 use crate::body::BodySource;
 use crate::error::{upload_range, ApiError};
-use crate::{Ctx, Query, Registry};
+use crate::{location, Ctx, Query, Registry};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use site_core::{Digest, ErrorCode, Repository};
-
-/// The path a follow-up request should use, keeping containerd's `ns` if one was given.
-fn location(name: &str, rest: &str, q: &Query) -> String {
-    match q.get("ns") {
-        Some(ns) => format!("/v2/{name}/{rest}?ns={ns}"),
-        None => format!("/v2/{name}/{rest}"),
-    }
-}
 
 fn upload_response(status: StatusCode, name: &str, id: &str, offset: u64, q: &Query) -> Response {
     Response::builder()
