@@ -121,6 +121,20 @@ impl Repository {
     }
 }
 
+impl serde::Serialize for Repository {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Repository {
+    /// Reads the canonical name written by `Serialize` (`host/path`).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Repository::parse_normalized(&s, DOCKER_HUB).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.host, self.path)

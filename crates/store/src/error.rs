@@ -1,6 +1,7 @@
 //! Errors of the store, each naming the OCI error code it stands for.
 
 use site_core::{Digest, ErrorCode, ManifestError};
+use site_state::StateError;
 
 /// What went wrong in the store. Request errors carry an OCI code; `Io` and `Db` are
 /// failures of the node itself.
@@ -43,6 +44,9 @@ pub enum StoreError {
     /// The client stopped sending before the body was complete.
     #[error("request body interrupted: {0}")]
     Interrupted(String),
+    /// The state machine refused the change (names, images not ready, in use).
+    #[error(transparent)]
+    Refused(StateError),
     /// A file operation failed.
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -53,6 +57,18 @@ pub enum StoreError {
 
 fn list(ds: &[Digest]) -> String {
     ds.iter().map(Digest::as_str).collect::<Vec<_>>().join(", ")
+}
+
+impl From<StateError> for StoreError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::BlobUnknown(d) => StoreError::BlobUnknown(d),
+            StateError::ManifestUnknown(m) => StoreError::ManifestUnknown(m),
+            StateError::ManifestBlobUnknown(ds) => StoreError::ManifestBlobUnknown(ds),
+            StateError::ManifestInvalid(m) => StoreError::ManifestInvalid(m),
+            other => StoreError::Refused(other),
+        }
+    }
 }
 
 impl StoreError {
@@ -68,17 +84,14 @@ impl StoreError {
             StoreError::SizeInvalid(_) => ErrorCode::SizeInvalid,
             StoreError::RangeInvalid { .. } => ErrorCode::BlobUploadInvalid,
             StoreError::Interrupted(_) => ErrorCode::BlobUploadInvalid,
+            StoreError::Refused(e) => match e {
+                StateError::InUse(_) => ErrorCode::Denied,
+                StateError::ImagesNotReady(_) => ErrorCode::ManifestBlobUnknown,
+                StateError::NotFound(_) => ErrorCode::ManifestUnknown,
+                _ => ErrorCode::ManifestInvalid,
+            },
             StoreError::Io(_) | StoreError::Db(_) => return None,
         })
-    }
-}
-
-impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
-    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
-        match e {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
-        }
     }
 }
 

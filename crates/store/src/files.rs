@@ -107,3 +107,32 @@ pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
+
+/// Space on the data disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Bytes of the blobs the site holds.
+    pub blob_bytes: u64,
+    /// Capacity of the file system.
+    pub capacity: u64,
+    /// Bytes available to this process on it.
+    pub free: u64,
+}
+
+/// Reads the capacity and free space of the file system holding `dir`.
+pub fn disk_usage(dir: &Path, blob_bytes: u64) -> io::Result<DiskUsage> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("data directory path contains a NUL byte"))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `st` a valid out-pointer for the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let frsize = st.f_frsize as u64;
+    Ok(DiskUsage {
+        blob_bytes,
+        capacity: st.f_blocks as u64 * frsize,
+        free: st.f_bavail as u64 * frsize,
+    })
+}

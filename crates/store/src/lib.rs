@@ -1,27 +1,36 @@
 #![deny(missing_docs)]
-//! Node-local store of the site registry: blob files on disk, metadata in sled.
+//! Node-local store of the site registry: blob files on disk, and the site's state
+//! machine (`site-state`) with its command log and snapshot in sled.
 //!
 //! Rule of this crate: sled appears nowhere else. Callers see repositories, digests and
-//! manifests; every key is built in [`keyspace`]. A blob or manifest is visible only once
-//! it is whole, verified and durable; [`Store::open`] reconciles the metadata with the
-//! files after a crash so that nothing partial is ever served.
+//! manifests; every key is built in [`keyspace`]. Every metadata change is a
+//! [`Command`] that [`Store::execute`] makes durable in the log before applying it, so a
+//! restart rebuilds exactly the acknowledged state. A blob becomes visible only once its
+//! file is whole, verified and durable; [`Store::open`] reconciles the files with the
+//! state after a crash so that nothing partial is ever served.
 
+mod delivery;
 pub mod error;
 pub mod files;
 pub mod keyspace;
+mod log;
 mod manifests;
 mod reconcile;
+mod sweep;
 mod uploads;
 
+pub use delivery::Received;
 pub use error::{Result, StoreError};
 pub use manifests::{ManifestRef, StoredManifest};
 pub use uploads::ByteSource;
 
 use files::BlobFiles;
 use site_core::{Digest, Repository};
+use site_state::{Command, Entry, Event, Outcome, State};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::broadcast;
 
 /// Where and within which limits a store keeps its data.
 #[derive(Debug, Clone)]
@@ -45,42 +54,36 @@ pub struct Store {
 struct Inner {
     config: StoreConfig,
     db: sled::Db,
-    trees: Trees,
+    uploads_tree: sled::Tree,
     files: BlobFiles,
     uploads: uploads::Sessions,
+    /// The applied state; readers hold the lock only while they copy what they need.
+    state: RwLock<State>,
+    /// The one writer: log appends, applies, and blob file installs and removals happen
+    /// in its order.
+    writer: tokio::sync::Mutex<log::Log>,
+    events: broadcast::Sender<Event>,
 }
 
-/// The open sled trees, one per line of the keyspace table.
-struct Trees {
-    blobs: sled::Tree,
-    repo_blobs: sled::Tree,
-    manifests: sled::Tree,
-    repo_manifests: sled::Tree,
-    tags: sled::Tree,
-    referrers: sled::Tree,
-    repos: sled::Tree,
-    uploads: sled::Tree,
+/// Seconds since the Unix epoch: the time stamped on entries this node proposes.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `config.data_dir`, cleans up what an
-    /// interrupted run left behind and reconciles the metadata with the files. Blocking.
+    /// Opens (creating if needed) the store under `config.data_dir`, rebuilds the state
+    /// from its snapshot and log, cleans up what an interrupted run left behind and
+    /// reconciles the files with the state. Blocking.
     pub fn open(config: StoreConfig) -> Result<Store> {
         files::create_dir_durable(&config.data_dir)?;
         let db = sled::Config::new()
             .path(config.data_dir.join("meta"))
             .mode(sled::Mode::HighThroughput)
             .open()?;
-        let trees = Trees {
-            blobs: db.open_tree(keyspace::BLOBS)?,
-            repo_blobs: db.open_tree(keyspace::REPO_BLOBS)?,
-            manifests: db.open_tree(keyspace::MANIFESTS)?,
-            repo_manifests: db.open_tree(keyspace::REPO_MANIFESTS)?,
-            tags: db.open_tree(keyspace::TAGS)?,
-            referrers: db.open_tree(keyspace::REFERRERS)?,
-            repos: db.open_tree(keyspace::REPOS)?,
-            uploads: db.open_tree(keyspace::UPLOADS)?,
-        };
+        let (log, state) = log::Log::open(&db)?;
+        let uploads_tree = db.open_tree(keyspace::UPLOADS)?;
         let files = BlobFiles::open(config.data_dir.join("blobs"))?;
         let upload_dir = config.data_dir.join("uploads");
         files::create_dir_durable(&upload_dir)?;
@@ -89,8 +92,11 @@ impl Store {
                 uploads: uploads::Sessions::new(upload_dir),
                 config,
                 db,
-                trees,
+                uploads_tree,
                 files,
+                state: RwLock::new(state),
+                writer: tokio::sync::Mutex::new(log),
+                events: broadcast::channel(1024).0,
             }),
         };
         store.reconcile()?;
@@ -102,28 +108,61 @@ impl Store {
         &self.inner.config
     }
 
+    /// Answers a question from the applied state. Keep `f` short: writers wait for it.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.inner.state.read().expect("state lock"))
+    }
+
+    /// Events of every applied command from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Makes `cmd` durable in the log, then applies it. A refused command leaves the state
+    /// as it was.
+    pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
+        let mut log = self.inner.writer.lock().await;
+        self.execute_locked(&mut log, cmd).await
+    }
+
+    async fn execute_locked(&self, log: &mut log::Log, cmd: Command) -> Result<Outcome> {
+        let entry = Entry {
+            now: now_secs(),
+            cmd,
+        };
+        log.append(&entry).await?;
+        let result = self.inner.state.write().expect("state lock").apply(&entry);
+        if log.wants_snapshot() {
+            let state = self.inner.state.read().expect("state lock").clone();
+            log.snapshot(&state).await?;
+        }
+        let outcome = result?;
+        for event in &outcome.events {
+            tracing::info!(event = ?event, "event");
+            let _ = self.inner.events.send(event.clone());
+        }
+        Ok(outcome)
+    }
+
     /// Size of blob `d` if it is linked into `repo`.
     pub fn blob_size(&self, repo: &Repository, d: &Digest) -> Result<u64> {
-        let t = &self.inner.trees;
-        if !t
-            .repo_blobs
-            .contains_key(keyspace::repo_digest_key(repo, d))?
-        {
-            return Err(StoreError::BlobUnknown(d.clone()));
-        }
-        t.blobs
-            .get(keyspace::digest_key(d))?
-            .and_then(|v| keyspace::decode_size(&v))
+        self.read(|s| s.repo_blob(repo, d))
             .ok_or_else(|| StoreError::BlobUnknown(d.clone()))
     }
 
     /// Opens blob `d` of `repo` for reading, with its size.
     pub async fn open_blob(&self, repo: &Repository, d: &Digest) -> Result<(tokio::fs::File, u64)> {
         let size = self.blob_size(repo, d)?;
+        Ok((self.open_blob_file(d).await?, size))
+    }
+
+    /// Opens the file of blob `d`, which the state says the site holds.
+    pub async fn open_blob_file(&self, d: &Digest) -> Result<tokio::fs::File> {
         match tokio::fs::File::open(self.inner.files.path(d)).await {
-            Ok(f) => Ok((f, size)),
+            Ok(f) => Ok(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::error!(digest = %d, "blob recorded but its file is missing");
+                // A sweep deleted it between the lookup and the open.
+                tracing::warn!(digest = %d, "blob file gone while opening it");
                 Err(StoreError::BlobUnknown(d.clone()))
             }
             Err(e) => Err(e.into()),
@@ -141,29 +180,21 @@ impl Store {
         if self.blob_size(from, d).is_err() {
             return Ok(false);
         }
-        self.link_blob(repo, d)?;
-        self.inner.db.flush_async().await?;
+        self.execute(Command::LinkBlob {
+            repo: repo.clone(),
+            digest: d.clone(),
+        })
+        .await?;
         Ok(true)
     }
 
     /// Unlinks blob `d` from `repo`. The bytes stay until garbage collection.
     pub async fn delete_blob(&self, repo: &Repository, d: &Digest) -> Result<()> {
-        let t = &self.inner.trees;
-        if t.repo_blobs
-            .remove(keyspace::repo_digest_key(repo, d))?
-            .is_none()
-        {
-            return Err(StoreError::BlobUnknown(d.clone()));
-        }
-        self.inner.db.flush_async().await?;
-        Ok(())
-    }
-
-    fn link_blob(&self, repo: &Repository, d: &Digest) -> Result<()> {
-        let t = &self.inner.trees;
-        t.repo_blobs
-            .insert(keyspace::repo_digest_key(repo, d), &[])?;
-        t.repos.insert(keyspace::repo_key(repo), &[])?;
+        self.execute(Command::UnlinkBlob {
+            repo: repo.clone(),
+            digest: d.clone(),
+        })
+        .await?;
         Ok(())
     }
 
@@ -174,14 +205,7 @@ impl Store {
         last: Option<&str>,
         n: usize,
     ) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        for kv in self.inner.trees.repos.iter() {
-            let (k, _) = kv?;
-            let text = String::from_utf8_lossy(&k);
-            if let Ok(r) = Repository::parse_normalized(&text, site_core::reference::DOCKER_HUB) {
-                names.push(name_of(&r));
-            }
-        }
+        let mut names: Vec<String> = self.read(|s| s.repos().map(|(r, _)| name_of(r)).collect());
         names.sort();
         Ok(names
             .into_iter()
@@ -192,16 +216,26 @@ impl Store {
 
     /// Whether `repo` holds any content.
     pub fn repo_exists(&self, repo: &Repository) -> Result<bool> {
-        Ok(self
-            .inner
-            .trees
-            .repos
-            .contains_key(keyspace::repo_key(repo))?)
+        Ok(self.read(|s| s.repo(repo).is_some()))
     }
 
     /// Makes every metadata change so far durable.
     pub async fn flush(&self) -> Result<()> {
         self.inner.db.flush_async().await?;
         Ok(())
+    }
+
+    /// Bytes of blob files, and the capacity and free bytes of the file system under the
+    /// data directory.
+    pub fn disk_usage(&self) -> Result<files::DiskUsage> {
+        Ok(files::disk_usage(
+            &self.inner.config.data_dir,
+            self.read(State::blob_bytes),
+        )?)
+    }
+
+    /// Path of the partial file of a tower upload of `d`.
+    fn tower_upload_path(&self, d: &Digest) -> PathBuf {
+        self.inner.uploads.dir().join(format!("tower-{}", d.hex()))
     }
 }

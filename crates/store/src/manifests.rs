@@ -1,15 +1,10 @@
-//! Manifests, tags and referrers of repositories.
-//!
-//! A manifest is stored only when everything it references is already in the
-//! repository, in one sled transaction with its tag and referrer entries, and the call
-//! returns only once that transaction is durable.
+//! Manifests, tags and referrers of repositories, read from the applied state and
+//! changed through commands.
 
-use crate::keyspace::{self, ManifestRecord};
 use crate::{Result, Store, StoreError};
 use site_core::manifest::Descriptor;
 use site_core::{Digest, Manifest, Repository};
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-use sled::Transactional;
+use site_state::Command;
 
 /// How a request names a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,32 +26,10 @@ pub struct StoredManifest {
     pub body: Vec<u8>,
 }
 
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
-}
-
 impl Store {
     /// Resolves `reference` in `repo` to a digest.
     pub fn resolve_manifest(&self, repo: &Repository, reference: &ManifestRef) -> Result<Digest> {
-        let t = &self.inner.trees;
-        let unknown = || StoreError::ManifestUnknown(display(reference));
-        let digest = match reference {
-            ManifestRef::Digest(d) => d.clone(),
-            ManifestRef::Tag(tag) => {
-                let v = t
-                    .tags
-                    .get(keyspace::tag_key(repo, tag))?
-                    .ok_or_else(unknown)?;
-                Digest::parse(&String::from_utf8_lossy(&v)).map_err(|_| unknown())?
-            }
-        };
-        if !t
-            .repo_manifests
-            .contains_key(keyspace::repo_digest_key(repo, &digest))?
-        {
-            return Err(unknown());
-        }
-        Ok(digest)
+        Ok(self.get_manifest(repo, reference)?.digest)
     }
 
     /// The manifest `reference` names in `repo`.
@@ -65,19 +38,19 @@ impl Store {
         repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<StoredManifest> {
-        let digest = self.resolve_manifest(repo, reference)?;
-        let record = self
-            .inner
-            .trees
-            .manifests
-            .get(keyspace::digest_key(&digest))?
-            .and_then(|v| ManifestRecord::decode(&v))
-            .ok_or_else(|| StoreError::ManifestUnknown(display(reference)))?;
-        Ok(StoredManifest {
-            digest,
-            media_type: record.media_type,
-            body: record.body,
+        self.read(|s| {
+            let digest = match reference {
+                ManifestRef::Digest(d) => d,
+                ManifestRef::Tag(tag) => s.tag(repo, tag)?,
+            };
+            let m = s.repo_manifest(repo, digest)?;
+            Some(StoredManifest {
+                digest: digest.clone(),
+                media_type: m.media_type.clone(),
+                body: m.body.as_bytes().to_vec(),
+            })
         })
+        .ok_or_else(|| StoreError::ManifestUnknown(display(reference)))
     }
 
     /// Stores a manifest pushed as `reference` with the declared `content_type`. Refused
@@ -90,6 +63,31 @@ impl Store {
         reference: &ManifestRef,
         content_type: Option<&str>,
         body: &[u8],
+    ) -> Result<(Digest, Manifest)> {
+        self.store_manifest(repo, reference, content_type, body, false)
+            .await
+    }
+
+    /// Stores a manifest delivered by the tower: what it references need only be on the
+    /// site, and is linked into `repo`.
+    pub async fn deliver_manifest(
+        &self,
+        repo: &Repository,
+        reference: &ManifestRef,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(Digest, Manifest)> {
+        self.store_manifest(repo, reference, content_type, body, true)
+            .await
+    }
+
+    async fn store_manifest(
+        &self,
+        repo: &Repository,
+        reference: &ManifestRef,
+        content_type: Option<&str>,
+        body: &[u8],
+        link_references: bool,
     ) -> Result<(Digest, Manifest)> {
         let max = self.inner.config.max_manifest_bytes;
         if body.len() as u64 > max {
@@ -106,116 +104,58 @@ impl Store {
                 });
             }
         }
+        // Checked here too, so a refused manifest never reaches the log.
         let manifest = Manifest::parse(body, content_type)?;
-        let record = ManifestRecord {
-            media_type: manifest.media_type.clone(),
-            body: body.to_vec(),
-        }
-        .encode();
-        let referrer = manifest.subject.as_ref().map(|s| {
-            (
-                s.digest.clone(),
-                manifest.referrer_descriptor(digest.clone(), body.len() as u64),
-            )
-        });
-        let t = &self.inner.trees;
-        (
-            &t.repo_blobs,
-            &t.repo_manifests,
-            &t.manifests,
-            &t.tags,
-            &t.referrers,
-            &t.repos,
-        )
-            .transaction(
-                |(repo_blobs, repo_manifests, manifests, tags, referrers, repos)| {
-                    let missing = missing_references(repo, &manifest, repo_blobs, repo_manifests)?;
-                    if !missing.is_empty() {
-                        return Err(abort(StoreError::ManifestBlobUnknown(missing)));
-                    }
-                    manifests.insert(keyspace::digest_key(&digest), record.as_slice())?;
-                    repo_manifests.insert(keyspace::repo_digest_key(repo, &digest), &[])?;
-                    repos.insert(keyspace::repo_key(repo), &[])?;
-                    if let ManifestRef::Tag(tag) = reference {
-                        tags.insert(keyspace::tag_key(repo, tag), digest.as_str().as_bytes())?;
-                    }
-                    if let Some((subject, descriptor)) = &referrer {
-                        let json = serde_json::to_vec(descriptor).expect("descriptor serialises");
-                        referrers.insert(keyspace::referrer_key(repo, subject, &digest), json)?;
-                    }
-                    Ok(())
-                },
-            )?;
-        self.inner.db.flush_async().await?;
+        let body = String::from_utf8(body.to_vec())
+            .map_err(|_| site_core::ManifestError::NotJson("manifest is not UTF-8".into()))?;
+        let tag = match reference {
+            ManifestRef::Tag(t) => Some(t.clone()),
+            ManifestRef::Digest(_) => None,
+        };
+        self.execute(Command::PutManifest {
+            repo: repo.clone(),
+            body,
+            content_type: content_type.map(str::to_owned),
+            tag,
+            link_references,
+        })
+        .await?;
         Ok((digest, manifest))
     }
 
-    /// Deletes manifest `d` from `repo`, with the tags that point at it and its referrer
-    /// entry. The bytes of what it referenced stay until garbage collection.
+    /// Deletes manifest `d` from `repo`, with the tags that point at it. The bytes of
+    /// what it referenced stay until garbage collection.
     pub async fn delete_manifest(&self, repo: &Repository, d: &Digest) -> Result<()> {
-        let stored = self.get_manifest(repo, &ManifestRef::Digest(d.clone()))?;
-        let subject = Manifest::parse(&stored.body, Some(&stored.media_type))
-            .ok()
-            .and_then(|m| m.subject);
-        let t = &self.inner.trees;
-        let tag_keys: Vec<_> = t
-            .tags
-            .scan_prefix(keyspace::repo_prefix(repo))
-            .filter_map(|kv| kv.ok())
-            .filter(|(_, v)| v.as_ref() == d.as_str().as_bytes())
-            .map(|(k, _)| k)
-            .collect();
-        (&t.repo_manifests, &t.tags, &t.referrers).transaction(
-            |(repo_manifests, tags, referrers)| {
-                repo_manifests.remove(keyspace::repo_digest_key(repo, d))?;
-                for k in &tag_keys {
-                    tags.remove(k)?;
-                }
-                if let Some(s) = &subject {
-                    referrers.remove(keyspace::referrer_key(repo, &s.digest, d))?;
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            },
-        )?;
-        self.inner.db.flush_async().await?;
+        self.execute(Command::DeleteManifest {
+            repo: repo.clone(),
+            digest: d.clone(),
+        })
+        .await?;
         Ok(())
     }
 
     /// Removes tag `tag` from `repo`.
     pub async fn delete_tag(&self, repo: &Repository, tag: &str) -> Result<()> {
-        if self
-            .inner
-            .trees
-            .tags
-            .remove(keyspace::tag_key(repo, tag))?
-            .is_none()
-        {
-            return Err(StoreError::ManifestUnknown(tag.to_owned()));
-        }
-        self.inner.db.flush_async().await?;
+        self.execute(Command::DeleteTag {
+            repo: repo.clone(),
+            tag: tag.to_owned(),
+        })
+        .await?;
         Ok(())
     }
 
     /// Tags of `repo` in lexical order, after `last`, at most `n`.
     pub fn tags(&self, repo: &Repository, last: Option<&str>, n: usize) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for kv in self
-            .inner
-            .trees
-            .tags
-            .scan_prefix(keyspace::repo_prefix(repo))
-        {
-            let (k, _) = kv?;
-            let tag = String::from_utf8_lossy(keyspace::last_part(&k)).into_owned();
-            if last.is_some_and(|l| tag.as_str() <= l) {
-                continue;
-            }
-            if out.len() == n {
-                break;
-            }
-            out.push(tag);
-        }
-        Ok(out)
+        Ok(self.read(|s| {
+            s.repo(repo).map_or_else(Vec::new, |r| {
+                r.tags
+                    .keys()
+                    .filter(|t| last.is_none_or(|l| t.as_str() > l))
+                    .take(n)
+                    .cloned()
+                    .collect()
+            })
+        }))
     }
 
     /// Descriptors of the manifests in `repo` whose subject is `subject`, filtered by
@@ -226,50 +166,10 @@ impl Store {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        let mut out = Vec::new();
-        for kv in self
-            .inner
-            .trees
-            .referrers
-            .scan_prefix(keyspace::referrers_prefix(repo, subject))
-        {
-            let (_, v) = kv?;
-            let Ok(d) = serde_json::from_slice::<Descriptor>(&v) else {
-                continue;
-            };
-            if artifact_type.is_none_or(|a| d.artifact_type.as_deref() == Some(a)) {
-                out.push(d);
-            }
-        }
+        let mut out = self.read(|s| s.referrers(repo, subject));
+        out.retain(|d| artifact_type.is_none_or(|a| d.artifact_type.as_deref() == Some(a)));
         Ok(out)
     }
-}
-
-fn missing_references(
-    repo: &Repository,
-    manifest: &Manifest,
-    repo_blobs: &TransactionalTree,
-    repo_manifests: &TransactionalTree,
-) -> std::result::Result<Vec<Digest>, ConflictableTransactionError<StoreError>> {
-    let mut missing = Vec::new();
-    for d in manifest.blob_references() {
-        if repo_blobs
-            .get(keyspace::repo_digest_key(repo, &d.digest))?
-            .is_none()
-        {
-            missing.push(d.digest.clone());
-        }
-    }
-    for d in manifest.manifest_references() {
-        if repo_manifests
-            .get(keyspace::repo_digest_key(repo, &d.digest))?
-            .is_none()
-        {
-            missing.push(d.digest.clone());
-        }
-    }
-    missing.dedup();
-    Ok(missing)
 }
 
 fn display(r: &ManifestRef) -> String {

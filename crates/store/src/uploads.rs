@@ -5,15 +5,14 @@
 //! the file is truncated back and the running hash restored, so the session stands
 //! exactly where it stood before the request.
 
-use crate::keyspace::{self, UploadRecord};
-use crate::{Result, Store, StoreError};
+use crate::keyspace::UploadRecord;
+use crate::{now_secs, Result, Store, StoreError};
 use bytes::Bytes;
 use site_core::{Digest, DigestHasher, Repository};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A source of request body bytes, so the store needs no HTTP types.
@@ -29,8 +28,18 @@ pub(crate) struct Sessions {
 }
 
 /// A session's running state; `None` until first loaded from its file.
-struct Live {
+pub(crate) struct Live {
     hasher: Option<DigestHasher>,
+}
+
+impl Live {
+    pub(crate) fn set_hasher(&mut self, h: DigestHasher) {
+        self.hasher = Some(h);
+    }
+
+    pub(crate) fn forget_hasher(&mut self) {
+        self.hasher = None;
+    }
 }
 
 impl Sessions {
@@ -45,18 +54,18 @@ impl Sessions {
         &self.dir
     }
 
-    fn path(&self, id: &str) -> PathBuf {
+    pub(crate) fn path(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }
 
-    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Live>> {
+    pub(crate) fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Live>> {
         let mut live = self.live.lock().expect("sessions lock");
         live.entry(id.to_owned())
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Live { hasher: None })))
             .clone()
     }
 
-    fn forget(&self, id: &str) {
+    pub(crate) fn forget(&self, id: &str) {
         self.live.lock().expect("sessions lock").remove(id);
     }
 }
@@ -67,12 +76,6 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Store {
@@ -87,7 +90,7 @@ impl Store {
             started: now_secs(),
         };
         let value = serde_json::to_vec(&record).expect("upload record serialises");
-        self.inner.trees.uploads.insert(id.as_bytes(), value)?;
+        self.inner.uploads_tree.insert(id.as_bytes(), value)?;
         // The client is told the session exists: it must survive a crash.
         self.inner.db.flush_async().await?;
         Ok(id)
@@ -201,29 +204,12 @@ impl Store {
                 actual,
             });
         }
-        if self
-            .inner
-            .trees
-            .blobs
-            .contains_key(keyspace::digest_key(&actual))?
-        {
-            tokio::fs::remove_file(&path).await?;
-        } else {
-            let files = self.inner.files.clone();
-            let digest = actual.clone();
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                std::fs::File::open(&path)?.sync_all()?;
-                files.install(&path, &digest)
-            })
+        let sync_path = path.clone();
+        tokio::task::spawn_blocking(move || std::fs::File::open(sync_path)?.sync_all())
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
-            self.inner
-                .trees
-                .blobs
-                .insert(keyspace::digest_key(&actual), &keyspace::encode_size(size))?;
-        }
-        self.link_blob(repo, &actual)?;
-        self.inner.trees.uploads.remove(id.as_bytes())?;
+        self.commit_blob(path, &actual, size, Some(repo)).await?;
+        self.inner.uploads_tree.remove(id.as_bytes())?;
         live.hasher = None;
         self.inner.uploads.forget(id);
         self.inner.db.flush_async().await?;
@@ -240,7 +226,7 @@ impl Store {
     }
 
     async fn drop_session(&self, id: &str, live: &mut Live) -> Result<()> {
-        self.inner.trees.uploads.remove(id.as_bytes())?;
+        self.inner.uploads_tree.remove(id.as_bytes())?;
         live.hasher = None;
         self.inner.uploads.forget(id);
         match tokio::fs::remove_file(self.inner.uploads.path(id)).await {
@@ -256,8 +242,7 @@ impl Store {
         }
         let value = self
             .inner
-            .trees
-            .uploads
+            .uploads_tree
             .get(id.as_bytes())?
             .ok_or_else(unknown)?;
         let record: UploadRecord = serde_json::from_slice(&value).map_err(|_| unknown())?;
@@ -268,7 +253,11 @@ impl Store {
     }
 
     /// The running hash of a session, rebuilt from its file after a restart.
-    async fn hasher<'a>(&self, id: &str, live: &'a mut Live) -> Result<&'a DigestHasher> {
+    pub(crate) async fn hasher<'a>(
+        &self,
+        id: &str,
+        live: &'a mut Live,
+    ) -> Result<&'a DigestHasher> {
         if live.hasher.is_none() {
             let mut file = tokio::fs::File::open(self.inner.uploads.path(id)).await?;
             let mut hasher = DigestHasher::new();

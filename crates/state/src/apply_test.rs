@@ -1,0 +1,512 @@
+//! Unit tests of `apply`, and the GC property test: over random sequences of deliveries,
+//! schedules, pins, time and sweeps, no referenced image ever loses a part, and nothing
+//! unreferenced outlives grace plus one sweep.
+
+use super::*;
+use crate::command::Entry;
+
+const GRACE: u64 = 100;
+
+fn repo(name: &str) -> Repository {
+    Repository::parse_normalized(name, "docker.io").unwrap()
+}
+
+fn blob(n: u64) -> (Digest, u64) {
+    (Digest::of(format!("blob-{n}").as_bytes()), 1000 + n)
+}
+
+fn image_body(config: u64, layers: &[u64]) -> String {
+    let desc = |n: u64, mt: &str| {
+        let (d, size) = blob(n);
+        format!(r#"{{"mediaType":"{mt}","digest":"{d}","size":{size}}}"#)
+    };
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|n| desc(*n, "application/vnd.oci.image.layer.v1.tar+gzip"))
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{}]}}"#,
+        desc(config, "application/vnd.oci.image.config.v1+json"),
+        layers.join(",")
+    )
+}
+
+fn run(s: &mut State, now: u64, cmd: Command) -> Result<Outcome> {
+    let before = s.clone();
+    let r = s.apply(&Entry { now, cmd });
+    if r.is_err() {
+        assert_eq!(*s, before, "a refused command changed the state");
+    }
+    r
+}
+
+/// Delivers an image the tower's way: blobs, then the manifest linking them.
+fn deliver(s: &mut State, now: u64, r: &Repository, config: u64, layers: &[u64]) -> ImageRef {
+    for n in std::iter::once(&config).chain(layers) {
+        let (digest, size) = blob(*n);
+        run(
+            s,
+            now,
+            Command::AddBlob {
+                repo: None,
+                digest,
+                size,
+            },
+        )
+        .unwrap();
+    }
+    let body = image_body(config, layers);
+    let out = run(
+        s,
+        now,
+        Command::PutManifest {
+            repo: r.clone(),
+            body,
+            content_type: None,
+            tag: Some("v1".into()),
+            link_references: true,
+        },
+    )
+    .unwrap();
+    ImageRef {
+        repo: r.clone(),
+        digest: out.digest.unwrap(),
+    }
+}
+
+#[test]
+fn manifest_refused_while_blobs_missing() {
+    let mut s = State::default();
+    let r = repo("app");
+    let err = run(
+        &mut s,
+        1,
+        Command::PutManifest {
+            repo: r.clone(),
+            body: image_body(1, &[2]),
+            content_type: None,
+            tag: None,
+            link_references: true,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        StateError::ManifestBlobUnknown(vec![blob(1).0, blob(2).0])
+    );
+    // The push path needs the blobs in the repository itself.
+    let (d, size) = blob(1);
+    run(
+        &mut s,
+        1,
+        Command::AddBlob {
+            repo: Some(repo("other")),
+            digest: d,
+            size,
+        },
+    )
+    .unwrap();
+    let (d, size) = blob(2);
+    run(
+        &mut s,
+        1,
+        Command::AddBlob {
+            repo: Some(r.clone()),
+            digest: d,
+            size,
+        },
+    )
+    .unwrap();
+    let err = run(
+        &mut s,
+        1,
+        Command::PutManifest {
+            repo: r,
+            body: image_body(1, &[2]),
+            content_type: None,
+            tag: None,
+            link_references: false,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err, StateError::ManifestBlobUnknown(vec![blob(1).0]));
+}
+
+#[test]
+fn schedule_refuses_what_is_not_whole_and_is_idempotent() {
+    let mut s = State::default();
+    let r = repo("app");
+    let img = deliver(&mut s, 1, &r, 1, &[2, 3]);
+    let absent = ImageRef {
+        repo: r.clone(),
+        digest: Digest::of(b"nothing"),
+    };
+    let err = run(
+        &mut s,
+        2,
+        Command::Schedule {
+            app: "web".into(),
+            images: vec![img.clone(), absent.clone()],
+        },
+    )
+    .unwrap_err();
+    let StateError::ImagesNotReady(problems) = err else {
+        panic!("wrong error")
+    };
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].contains(&absent.digest.to_string()));
+    for bad in ["", "-x", &"a".repeat(129), "a b"] {
+        assert!(matches!(
+            run(
+                &mut s,
+                2,
+                Command::Schedule {
+                    app: bad.into(),
+                    images: vec![img.clone()]
+                }
+            ),
+            Err(StateError::Invalid(_))
+        ));
+    }
+    let sched = Command::Schedule {
+        app: "web".into(),
+        images: vec![img.clone()],
+    };
+    assert!(run(&mut s, 2, sched.clone()).unwrap().changed);
+    assert!(!run(&mut s, 3, sched).unwrap().changed);
+    // A live image cannot be deleted over the push API.
+    assert!(matches!(
+        run(
+            &mut s,
+            3,
+            Command::DeleteManifest {
+                repo: r,
+                digest: img.digest
+            }
+        ),
+        Err(StateError::InUse(_))
+    ));
+}
+
+#[test]
+fn sweep_respects_grace_shared_layers_and_leases() {
+    let mut s = State::default();
+    let a = deliver(&mut s, 0, &repo("a"), 1, &[10, 11]);
+    let b = deliver(&mut s, 0, &repo("b"), 2, &[10, 12]);
+    run(
+        &mut s,
+        0,
+        Command::Schedule {
+            app: "a".into(),
+            images: vec![a.clone()],
+        },
+    )
+    .unwrap();
+    run(
+        &mut s,
+        0,
+        Command::Schedule {
+            app: "b".into(),
+            images: vec![b.clone()],
+        },
+    )
+    .unwrap();
+    run(&mut s, 10, Command::Unschedule { app: "a".into() }).unwrap();
+    // Within grace nothing goes.
+    let out = run(
+        &mut s,
+        10 + GRACE - 1,
+        Command::Sweep {
+            grace_secs: GRACE,
+            evict_bytes: 0,
+        },
+    )
+    .unwrap();
+    assert!(out.sweep.unwrap().manifests.is_empty());
+    // A lease keeps a blob of the dead image.
+    run(
+        &mut s,
+        50,
+        Command::Lease {
+            digests: vec![blob(11).0],
+            until: 1000,
+        },
+    )
+    .unwrap();
+    let report = run(
+        &mut s,
+        10 + GRACE,
+        Command::Sweep {
+            grace_secs: GRACE,
+            evict_bytes: 0,
+        },
+    )
+    .unwrap()
+    .sweep
+    .unwrap();
+    assert_eq!(report.manifests, vec![a.digest.clone()]);
+    assert_eq!(report.blobs, vec![blob(1).0]);
+    assert!(s.manifest(&a.digest).is_none());
+    assert!(s.missing_parts(&b.digest).is_empty(), "shared layer kept");
+    assert!(s.blob(&blob(11).0).is_some(), "leased blob kept");
+    let report = run(
+        &mut s,
+        1000,
+        Command::Sweep {
+            grace_secs: GRACE,
+            evict_bytes: 0,
+        },
+    )
+    .unwrap()
+    .sweep
+    .unwrap();
+    assert_eq!(report.blobs, vec![blob(11).0]);
+}
+
+#[test]
+fn eviction_is_lru_and_never_live() {
+    let mut s = State::default();
+    let old = deliver(&mut s, 0, &repo("old"), 1, &[2]);
+    let newer = deliver(&mut s, 5, &repo("newer"), 3, &[4]);
+    let live = deliver(&mut s, 0, &repo("live"), 5, &[6]);
+    run(
+        &mut s,
+        0,
+        Command::Pin {
+            image: live.clone(),
+        },
+    )
+    .unwrap();
+    run(
+        &mut s,
+        6,
+        Command::Touch {
+            digests: vec![old.digest.clone()],
+        },
+    )
+    .unwrap();
+    // `newer` is now least recently used; one byte to free evicts it alone.
+    let report = run(
+        &mut s,
+        7,
+        Command::Sweep {
+            grace_secs: GRACE,
+            evict_bytes: 1,
+        },
+    )
+    .unwrap()
+    .sweep
+    .unwrap();
+    assert_eq!(report.evicted, vec![newer.digest]);
+    assert_eq!(s.reclaimable_bytes(7), blob(1).1 + blob(2).1);
+    let report = run(
+        &mut s,
+        8,
+        Command::Sweep {
+            grace_secs: GRACE,
+            evict_bytes: u64::MAX,
+        },
+    )
+    .unwrap()
+    .sweep
+    .unwrap();
+    assert_eq!(report.evicted, vec![old.digest]);
+    assert!(s.missing_parts(&live.digest).is_empty());
+}
+
+#[test]
+fn index_keeps_children_and_forget_drops_broken() {
+    let mut s = State::default();
+    let r = repo("multi");
+    let amd = deliver(&mut s, 0, &r, 1, &[2]);
+    let arm = deliver(&mut s, 0, &r, 3, &[4]);
+    let m = |d: &Digest| {
+        format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{d}","size":10}}"#
+        )
+    };
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{}]}}"#,
+        m(&amd.digest),
+        m(&arm.digest)
+    );
+    let idx = run(
+        &mut s,
+        0,
+        Command::PutManifest {
+            repo: r.clone(),
+            body,
+            content_type: None,
+            tag: None,
+            link_references: true,
+        },
+    )
+    .unwrap()
+    .digest
+    .unwrap();
+    let idx = ImageRef {
+        repo: r.clone(),
+        digest: idx,
+    };
+    run(
+        &mut s,
+        0,
+        Command::Schedule {
+            app: "m".into(),
+            images: vec![idx.clone()],
+        },
+    )
+    .unwrap();
+    let report = run(
+        &mut s,
+        10 * GRACE,
+        Command::Sweep {
+            grace_secs: GRACE,
+            evict_bytes: u64::MAX,
+        },
+    )
+    .unwrap()
+    .sweep
+    .unwrap();
+    assert!(
+        report.manifests.is_empty(),
+        "children of a live index are live"
+    );
+    run(
+        &mut s,
+        10 * GRACE,
+        Command::ForgetBlobs {
+            digests: vec![blob(4).0],
+        },
+    )
+    .unwrap();
+    assert!(s.manifest(&arm.digest).is_none());
+    assert!(
+        s.manifest(&idx.digest).is_none(),
+        "an index missing a child is dropped"
+    );
+    assert!(s.manifest(&amd.digest).is_some());
+}
+
+#[test]
+fn snapshot_round_trip() {
+    let mut s = State::default();
+    let img = deliver(&mut s, 0, &repo("a"), 1, &[2]);
+    run(&mut s, 0, Command::Pin { image: img }).unwrap();
+    let json = serde_json::to_vec(&s).unwrap();
+    assert_eq!(serde_json::from_slice::<State>(&json).unwrap(), s);
+}
+
+/// xorshift: the property test replays exactly from its seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn gc_never_deletes_a_live_image_and_nothing_dead_outlives_grace() {
+    let (mut deleted, mut evicted) = (0usize, 0usize);
+    for seed in 1..=60u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut s = State::default();
+        let mut now = 0u64;
+        let mut known: Vec<ImageRef> = Vec::new();
+        for step in 0..300 {
+            let cmd = match rng.below(8) {
+                0 | 1 => {
+                    let r = repo(&format!("r{}", rng.below(3)));
+                    let layers: Vec<u64> =
+                        (0..1 + rng.below(3)).map(|_| 100 + rng.below(12)).collect();
+                    let img = deliver(&mut s, now, &r, rng.below(6), &layers);
+                    if !known.contains(&img) {
+                        known.push(img);
+                    }
+                    continue;
+                }
+                2 if !known.is_empty() => {
+                    let n = 1 + rng.below(2);
+                    let images = (0..n)
+                        .map(|_| known[rng.below(known.len() as u64) as usize].clone())
+                        .collect();
+                    Command::Schedule {
+                        app: format!("app{}", rng.below(4)),
+                        images,
+                    }
+                }
+                3 => Command::Unschedule {
+                    app: format!("app{}", rng.below(4)),
+                },
+                4 if !known.is_empty() => Command::Pin {
+                    image: known[rng.below(known.len() as u64) as usize].clone(),
+                },
+                5 if !known.is_empty() => Command::Unpin {
+                    image: known[rng.below(known.len() as u64) as usize].clone(),
+                },
+                6 => {
+                    now += rng.below(GRACE);
+                    continue;
+                }
+                _ => Command::Sweep {
+                    grace_secs: GRACE,
+                    evict_bytes: if rng.below(4) == 0 {
+                        rng.below(5000)
+                    } else {
+                        0
+                    },
+                },
+            };
+            let is_sweep = matches!(cmd, Command::Sweep { .. });
+            let _ = run(&mut s, now, cmd);
+            if is_sweep {
+                // Nothing unreferenced outlives grace + one sweep.
+                let live = s.live_manifests();
+                for (d, m) in &s.manifests {
+                    if !live.contains(d) {
+                        let since = m
+                            .unreferenced_since
+                            .expect("dead manifests know since when");
+                        assert!(
+                            since + GRACE > now,
+                            "seed {seed} step {step}: {d} outlived grace"
+                        );
+                    }
+                }
+                deleted += s.last_sweep().map_or(0, |r| r.manifests.len());
+                evicted += s.last_sweep().map_or(0, |r| r.evicted.len());
+            }
+            // Every referenced image is whole and pullable from its repository.
+            for image in s.apps.values().flatten().chain(s.pins.iter()) {
+                assert!(
+                    s.repo_manifest(&image.repo, &image.digest).is_some(),
+                    "seed {seed} step {step}: {image} gone"
+                );
+                assert!(
+                    s.missing_parts(&image.digest).is_empty(),
+                    "seed {seed} step {step}: {image} incomplete"
+                );
+            }
+            // Blobs referenced by any manifest are present.
+            for m in s.manifests.values() {
+                for b in &m.blobs {
+                    assert!(
+                        s.blobs.contains_key(b),
+                        "seed {seed} step {step}: dangling {b}"
+                    );
+                }
+            }
+        }
+    }
+    // The sequences exercised the sweep, not just the bookkeeping.
+    assert!(
+        deleted > 100 && evicted > 10,
+        "deleted {deleted}, evicted {evicted}"
+    );
+}

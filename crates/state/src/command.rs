@@ -1,0 +1,176 @@
+//! The replicated command set: every change to the site's metadata is one of these.
+//!
+//! An [`Entry`] is what a log holds: a command and the time it was proposed. Commands say
+//! what the caller wants; [`crate::State::apply`] decides, from the state alone, whether
+//! it happens.
+
+use crate::gc::SweepReport;
+use crate::ImageRef;
+use serde::{Deserialize, Serialize};
+use site_core::{Digest, Repository};
+
+/// One log entry: a command and the time (seconds since the Unix epoch) it was proposed.
+/// The time is the only clock `apply` ever sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Seconds since the Unix epoch, set by the proposer.
+    pub now: u64,
+    /// The change.
+    pub cmd: Command,
+}
+
+/// A change to the site's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// A blob whose bytes the store has verified and made durable; linked into `repo`
+    /// when one is given.
+    AddBlob {
+        /// Repository to link it into.
+        repo: Option<Repository>,
+        /// Its digest.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// Links a blob the site holds into a repository (cross-repository mount).
+    LinkBlob {
+        /// The repository.
+        repo: Repository,
+        /// The blob.
+        digest: Digest,
+    },
+    /// Unlinks a blob from a repository; its bytes stay until GC.
+    UnlinkBlob {
+        /// The repository.
+        repo: Repository,
+        /// The blob.
+        digest: Digest,
+    },
+    /// Stores a manifest in a repository, optionally tagging it.
+    PutManifest {
+        /// The repository.
+        repo: Repository,
+        /// The exact manifest text; its sha256 is the manifest's digest.
+        body: String,
+        /// The media type the client declared, if any.
+        content_type: Option<String>,
+        /// Tag to point at it.
+        tag: Option<String>,
+        /// When true, referenced blobs and child manifests need only be on the site (not
+        /// in this repository) and are linked into it: the tower's delivery path. When
+        /// false they must already be in the repository: the OCI push path.
+        link_references: bool,
+    },
+    /// Removes a manifest from a repository, with the tags that point at it.
+    DeleteManifest {
+        /// The repository.
+        repo: Repository,
+        /// The manifest.
+        digest: Digest,
+    },
+    /// Points a tag at a manifest of the repository.
+    Tag {
+        /// The repository.
+        repo: Repository,
+        /// The tag.
+        tag: String,
+        /// The manifest.
+        digest: Digest,
+    },
+    /// Removes a tag.
+    DeleteTag {
+        /// The repository.
+        repo: Repository,
+        /// The tag.
+        tag: String,
+    },
+    /// Schedules an application with exactly this set of images (replacing any earlier
+    /// set; the same set again changes nothing).
+    Schedule {
+        /// Application name.
+        app: String,
+        /// Digest-pinned images it needs; each must be fully present.
+        images: Vec<ImageRef>,
+    },
+    /// Removes an application; its images lose its reference.
+    Unschedule {
+        /// Application name.
+        app: String,
+    },
+    /// Pins an image (pre-cache for offline use): live while pinned.
+    Pin {
+        /// The image.
+        image: ImageRef,
+    },
+    /// Removes a pin.
+    Unpin {
+        /// The image.
+        image: ImageRef,
+    },
+    /// Protects blobs from GC until `until` (seconds since the epoch): a delivery in
+    /// progress holds a lease on the blobs it was told the site already has.
+    Lease {
+        /// The blobs.
+        digests: Vec<Digest>,
+        /// End of the lease.
+        until: u64,
+    },
+    /// Records that images were pulled (least-recently-used eviction order).
+    Touch {
+        /// Manifest digests pulled.
+        digests: Vec<Digest>,
+    },
+    /// One GC sweep: deletes images unreferenced for longer than `grace_secs`, and, when
+    /// `evict_bytes` > 0, further unreferenced images, least recently used first, until
+    /// that many bytes are freed; then every blob no remaining manifest references.
+    Sweep {
+        /// Grace period in seconds.
+        grace_secs: u64,
+        /// Bytes to free beyond the grace rule (disk pressure), 0 for none.
+        evict_bytes: u64,
+    },
+    /// The node lost the bytes of these blobs: forget them and every manifest that
+    /// needs them, so nothing incomplete is served.
+    ForgetBlobs {
+        /// The blobs.
+        digests: Vec<Digest>,
+    },
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The digest of the manifest stored, for `PutManifest`.
+    pub digest: Option<Digest>,
+    /// What a sweep deleted, for `Sweep`.
+    pub sweep: Option<SweepReport>,
+    /// Whether anything changed (an idempotent repeat changes nothing).
+    pub changed: bool,
+    /// Events to publish.
+    pub events: Vec<Event>,
+}
+
+/// Something worth telling the watchers of the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A manifest arrived in a repository.
+    ImageReceived {
+        /// Where.
+        repo: Repository,
+        /// Which.
+        digest: Digest,
+    },
+    /// A manifest was deleted by GC.
+    ImageRemoved {
+        /// Which.
+        digest: Digest,
+        /// The repositories it was in.
+        repos: Vec<Repository>,
+    },
+    /// A GC sweep ran.
+    GcRun {
+        /// What it deleted.
+        report: SweepReport,
+    },
+}

@@ -1,0 +1,260 @@
+//! The site's metadata and the read-only questions asked of it.
+
+use crate::ImageRef;
+use serde::{Deserialize, Serialize};
+use site_core::manifest::Descriptor;
+use site_core::{Digest, Repository};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// All of the site's metadata. Serialisable whole: that is a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub(crate) blobs: BTreeMap<Digest, BlobInfo>,
+    pub(crate) manifests: BTreeMap<Digest, ManifestInfo>,
+    pub(crate) repos: BTreeMap<Repository, Repo>,
+    pub(crate) apps: BTreeMap<String, BTreeSet<ImageRef>>,
+    pub(crate) pins: BTreeSet<ImageRef>,
+    /// Blob leases: digest -> end of lease.
+    pub(crate) leases: BTreeMap<Digest, u64>,
+    pub(crate) last_sweep: Option<crate::SweepReport>,
+}
+
+/// A blob the site holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was added (entry time).
+    pub added: u64,
+}
+
+/// A manifest the site holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestInfo {
+    /// Its media type.
+    pub media_type: String,
+    /// Its exact text.
+    pub body: String,
+    /// Blobs it needs (config and non-foreign layers).
+    pub blobs: Vec<Digest>,
+    /// Child manifests (index entries).
+    pub children: Vec<Digest>,
+    /// The manifest it refers to, and how the referrers API lists it.
+    pub subject: Option<(Digest, Descriptor)>,
+    /// Top-level annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// When it arrived.
+    pub added: u64,
+    /// When it was last pulled or delivered.
+    pub last_used: u64,
+    /// Since when no application or pin references it (`None` while live).
+    pub unreferenced_since: Option<u64>,
+}
+
+/// A repository: its blob links, manifests and tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repo {
+    /// Blobs linked into it.
+    pub blobs: BTreeSet<Digest>,
+    /// Manifests in it.
+    pub manifests: BTreeSet<Digest>,
+    /// Tags: name -> manifest.
+    pub tags: BTreeMap<String, Digest>,
+}
+
+impl Repo {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.blobs.is_empty() && self.manifests.is_empty() && self.tags.is_empty()
+    }
+}
+
+/// One image (a manifest in a repository) as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// The image.
+    pub image: ImageRef,
+    /// Tags in its repository that point at it.
+    pub tags: Vec<String>,
+    /// Its media type.
+    pub media_type: String,
+    /// Bytes of the manifest, its blobs and its children's blobs.
+    pub size: u64,
+    /// Applications that reference it.
+    pub apps: Vec<String>,
+    /// Whether it is pinned.
+    pub pinned: bool,
+    /// Whether it is live (referenced directly or through an index or subject).
+    pub live: bool,
+    /// Top-level annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// When it was last pulled or delivered.
+    pub last_used: u64,
+    /// Since when it is unreferenced.
+    pub unreferenced_since: Option<u64>,
+}
+
+impl State {
+    /// Size of blob `d` if the site holds it.
+    pub fn blob(&self, d: &Digest) -> Option<&BlobInfo> {
+        self.blobs.get(d)
+    }
+
+    /// Size of blob `d` if it is linked into `repo`.
+    pub fn repo_blob(&self, repo: &Repository, d: &Digest) -> Option<u64> {
+        self.repos.get(repo)?.blobs.get(d)?;
+        Some(self.blobs.get(d)?.size)
+    }
+
+    /// Every blob with its size.
+    pub fn blobs(&self) -> impl Iterator<Item = (&Digest, &BlobInfo)> {
+        self.blobs.iter()
+    }
+
+    /// Manifest `d`, wherever it is.
+    pub fn manifest(&self, d: &Digest) -> Option<&ManifestInfo> {
+        self.manifests.get(d)
+    }
+
+    /// Manifest `d` if it is in `repo`.
+    pub fn repo_manifest(&self, repo: &Repository, d: &Digest) -> Option<&ManifestInfo> {
+        self.repos.get(repo)?.manifests.get(d)?;
+        self.manifests.get(d)
+    }
+
+    /// The manifest a tag of `repo` points at.
+    pub fn tag(&self, repo: &Repository, tag: &str) -> Option<&Digest> {
+        self.repos.get(repo)?.tags.get(tag)
+    }
+
+    /// A repository.
+    pub fn repo(&self, repo: &Repository) -> Option<&Repo> {
+        self.repos.get(repo)
+    }
+
+    /// Every repository.
+    pub fn repos(&self) -> impl Iterator<Item = (&Repository, &Repo)> {
+        self.repos.iter()
+    }
+
+    /// Descriptors of the manifests of `repo` whose subject is `subject`.
+    pub fn referrers(&self, repo: &Repository, subject: &Digest) -> Vec<Descriptor> {
+        let Some(r) = self.repos.get(repo) else {
+            return Vec::new();
+        };
+        r.manifests
+            .iter()
+            .filter_map(|d| self.manifests.get(d)?.subject.as_ref())
+            .filter(|(s, _)| s == subject)
+            .map(|(_, desc)| desc.clone())
+            .collect()
+    }
+
+    /// Applications and their images.
+    pub fn apps(&self) -> &BTreeMap<String, BTreeSet<ImageRef>> {
+        &self.apps
+    }
+
+    /// Pinned images.
+    pub fn pins(&self) -> &BTreeSet<ImageRef> {
+        &self.pins
+    }
+
+    /// The last sweep, if any.
+    pub fn last_sweep(&self) -> Option<&crate::SweepReport> {
+        self.last_sweep.as_ref()
+    }
+
+    /// Bytes of all blobs the site holds.
+    pub fn blob_bytes(&self) -> u64 {
+        self.blobs.values().map(|b| b.size).sum()
+    }
+
+    /// Blobs and child manifests `d` needs that the site lacks, recursively; empty when
+    /// the image is whole.
+    pub fn missing_parts(&self, d: &Digest) -> Vec<Digest> {
+        let mut missing = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![d.clone()];
+        while let Some(d) = todo.pop() {
+            if !seen.insert(d.clone()) {
+                continue;
+            }
+            let Some(m) = self.manifests.get(&d) else {
+                missing.push(d);
+                continue;
+            };
+            missing.extend(
+                m.blobs
+                    .iter()
+                    .filter(|b| !self.blobs.contains_key(b))
+                    .cloned(),
+            );
+            todo.extend(m.children.iter().cloned());
+        }
+        missing
+    }
+
+    /// Bytes of manifest `d`, its blobs and its children's blobs (each blob once).
+    pub fn image_size(&self, d: &Digest) -> u64 {
+        let mut blobs = BTreeSet::new();
+        let mut total = 0;
+        let mut todo = vec![d];
+        let mut seen = BTreeSet::new();
+        while let Some(d) = todo.pop() {
+            if !seen.insert(d) {
+                continue;
+            }
+            if let Some(m) = self.manifests.get(d) {
+                total += m.body.len() as u64;
+                blobs.extend(m.blobs.iter());
+                todo.extend(m.children.iter());
+            }
+        }
+        total
+            + blobs
+                .iter()
+                .filter_map(|b| self.blobs.get(*b))
+                .map(|b| b.size)
+                .sum::<u64>()
+    }
+
+    /// Every image (manifest in a repository), in repository and digest order.
+    pub fn images(&self) -> Vec<ImageSummary> {
+        let live = self.live_manifests();
+        let mut out = Vec::new();
+        for (repo, r) in &self.repos {
+            for d in &r.manifests {
+                let Some(m) = self.manifests.get(d) else {
+                    continue;
+                };
+                let image = ImageRef {
+                    repo: repo.clone(),
+                    digest: d.clone(),
+                };
+                out.push(ImageSummary {
+                    tags: r
+                        .tags
+                        .iter()
+                        .filter(|(_, t)| *t == d)
+                        .map(|(n, _)| n.clone())
+                        .collect(),
+                    media_type: m.media_type.clone(),
+                    size: self.image_size(d),
+                    apps: self
+                        .apps
+                        .iter()
+                        .filter(|(_, imgs)| imgs.contains(&image))
+                        .map(|(a, _)| a.clone())
+                        .collect(),
+                    pinned: self.pins.contains(&image),
+                    live: live.contains(d),
+                    annotations: m.annotations.clone(),
+                    last_used: m.last_used,
+                    unreferenced_since: m.unreferenced_since,
+                    image,
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,172 @@
+//! Blobs arriving from the tower: streamed into `uploads/tower-<hex>`, resumable from
+//! what the node already holds after a broken link, verified against their digest, then
+//! installed as blobs.
+//!
+//! Unlike an OCI upload chunk, a tower stream keeps what arrived when the link breaks:
+//! the next stream resumes from that offset. Bytes beyond the declared size are refused
+//! and undone, so a lying stream changes nothing.
+
+use crate::{ByteSource, Result, Store, StoreError};
+use site_core::{Digest, Repository};
+use site_state::Command;
+use std::path::PathBuf;
+use tokio::io::AsyncWriteExt;
+
+/// Where a tower upload stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// The blob is whole and visible.
+    Complete,
+    /// The stream ended (or broke) after this many bytes of the blob; resume from there.
+    Partial(u64),
+}
+
+impl Store {
+    /// Makes the fsynced, verified file at `src` blob `d`, linked into `repo` if given,
+    /// and records it. If the site already holds `d`, `src` is removed instead.
+    pub async fn commit_blob(
+        &self,
+        src: PathBuf,
+        d: &Digest,
+        size: u64,
+        repo: Option<&Repository>,
+    ) -> Result<()> {
+        let mut log = self.inner.writer.lock().await;
+        let present = self.read(|s| s.blob(d).is_some());
+        let files = self.inner.files.clone();
+        let digest = d.clone();
+        tokio::task::spawn_blocking(move || {
+            if present {
+                std::fs::remove_file(&src)
+            } else {
+                files.install(&src, &digest)
+            }
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        self.execute_locked(
+            &mut log,
+            Command::AddBlob {
+                repo: repo.cloned(),
+                digest: d.clone(),
+                size,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn tower_id(d: &Digest) -> String {
+        format!("tower-{}", d.hex())
+    }
+
+    /// Bytes of blob `d` the node holds from an unfinished tower upload (0 if none).
+    pub async fn tower_upload_offset(&self, d: &Digest) -> Result<u64> {
+        match tokio::fs::metadata(self.tower_upload_path(d)).await {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Receives bytes `offset..` of blob `d` of `size` bytes. `offset` must be where the
+    /// node's partial copy stands. When the last byte arrives the digest is verified and
+    /// the blob installed (a mismatch discards the partial copy). Returns how many bytes
+    /// this call received, and where the upload stands.
+    pub async fn receive_blob(
+        &self,
+        repo: Option<&Repository>,
+        d: &Digest,
+        size: u64,
+        offset: u64,
+        source: &mut impl ByteSource,
+    ) -> Result<(u64, Received)> {
+        let max = self.inner.config.max_blob_bytes;
+        if size > max {
+            return Err(StoreError::SizeInvalid(format!(
+                "blob of {size} bytes is larger than the limit of {max} bytes"
+            )));
+        }
+        let id = Self::tower_id(d);
+        let path = self.tower_upload_path(d);
+        // One stream per digest at a time; a second waits and then sees the first's work.
+        let slot = self.inner.uploads.slot(&id);
+        let mut live = slot.lock().await;
+        if self.read(|s| s.blob(d).is_some()) {
+            self.execute(Command::AddBlob {
+                repo: repo.cloned(),
+                digest: d.clone(),
+                size,
+            })
+            .await?;
+            return Ok((0, Received::Complete));
+        }
+        if !path.exists() {
+            tokio::fs::File::create(&path).await?;
+            live.forget_hasher();
+        }
+        let before = self.hasher(&id, &mut live).await?.clone();
+        if offset != before.len() {
+            return Err(StoreError::RangeInvalid {
+                start: offset,
+                offset: before.len(),
+            });
+        }
+        let mut hasher = before.clone();
+        let mut file = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .await?;
+        let mut broken = None;
+        while let Some(chunk) = source.next_chunk().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    broken = Some(e);
+                    break;
+                }
+            };
+            if hasher.len() + chunk.len() as u64 > size {
+                file.flush().await?;
+                drop(file);
+                let f = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .await?;
+                f.set_len(before.len()).await?;
+                live.set_hasher(before);
+                return Err(StoreError::SizeInvalid(format!(
+                    "stream carries more than the declared {size} bytes"
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        file.sync_data().await?;
+        drop(file);
+        let received = hasher.len() - before.len();
+        let held = hasher.len();
+        if let Some(e) = broken {
+            live.set_hasher(hasher);
+            tracing::info!(digest = %d, held, size, "blob stream broke: {e}");
+            return Ok((received, Received::Partial(held)));
+        }
+        if held < size {
+            live.set_hasher(hasher);
+            return Ok((received, Received::Partial(held)));
+        }
+        let actual = hasher.finish();
+        live.forget_hasher();
+        self.inner.uploads.forget(&id);
+        if actual != *d {
+            tokio::fs::remove_file(&path).await?;
+            return Err(StoreError::DigestMismatch {
+                expected: d.clone(),
+                actual,
+            });
+        }
+        self.commit_blob(path, d, size, repo).await?;
+        Ok((received, Received::Complete))
+    }
+}
