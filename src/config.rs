@@ -195,6 +195,12 @@ pub struct GcSection {
     pub high_watermark: f64,
     /// Share of disk capacity eviction brings usage down to.
     pub low_watermark: f64,
+    /// Time between periodic sweeps.
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// Bytes of blobs the site may hold, when it shares its disk; none = the whole disk.
+    #[serde(deserialize_with = "opt_size")]
+    pub capacity: Option<u64>,
 }
 
 impl Default for GcSection {
@@ -203,6 +209,8 @@ impl Default for GcSection {
             grace_period: Duration::from_secs(15 * 60),
             high_watermark: 0.85,
             low_watermark: 0.70,
+            interval: Duration::from_secs(60),
+            capacity: None,
         }
     }
 }
@@ -301,6 +309,9 @@ impl Config {
         {
             return invalid("[gc] watermarks need 0 < low_watermark <= high_watermark <= 1");
         }
+        if g.interval.is_zero() || g.capacity == Some(0) {
+            return invalid("[gc] interval and capacity must be > 0");
+        }
         if self.registry.max_manifest_size == 0 || self.registry.max_blob_size == 0 {
             return invalid("[registry] size limits must be > 0");
         }
@@ -324,6 +335,11 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
             ))
         }),
     }
+}
+
+/// An optional size.
+fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    size(d).map(Some)
 }
 
 /// Parses "4MiB"-style sizes.

@@ -9,6 +9,7 @@ mod logging;
 pub use config::Config;
 pub use logging::init_logging;
 
+use site_api::{Collector, GcConfig, SiteService};
 use site_http::{PushConfig, Registry, RegistryConfig, User};
 use site_store::{Store, StoreConfig};
 use std::net::SocketAddr;
@@ -21,14 +22,23 @@ pub struct Site;
 /// Handle of a running node: where it listens, and how to stop it.
 pub struct SiteHandle {
     registry_addr: SocketAddr,
+    api_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    api: JoinHandle<Result<(), tonic::transport::Error>>,
+    gc: JoinHandle<()>,
 }
 
 impl Site {
-    /// Opens the node's store (cleaning up after any crash) and starts serving the OCI
-    /// Distribution API on `[registry] listen`.
+    /// Opens the node's store (cleaning up after any crash), starts serving the OCI
+    /// Distribution API on `[registry] listen` and the tower's gRPC API on `[api] listen`,
+    /// and runs garbage collection on its schedule.
     pub async fn start(config: Config) -> anyhow::Result<SiteHandle> {
+        if config.tls.is_some() {
+            anyhow::bail!(
+                "[tls] is set, but this build serves gRPC without TLS: remove [tls] and keep [api] listen on a trusted network"
+            );
+        }
         let store_config = StoreConfig {
             data_dir: config.node.data_dir.clone(),
             max_blob_bytes: config.registry.max_blob_size,
@@ -53,7 +63,7 @@ impl Site {
                 .collect(),
         };
         let registry = Registry::new(
-            store,
+            store.clone(),
             RegistryConfig {
                 default_upstream: config.registry.default_upstream.clone(),
                 push,
@@ -62,22 +72,58 @@ impl Site {
         let listener = tokio::net::TcpListener::bind(config.registry.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.registry.listen))?;
+        let api_listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} ([api]): {e}", config.api.listen))?;
         let registry_addr = listener.local_addr()?;
-        let (shutdown, mut rx) = watch::channel(false);
+        let api_addr = api_listener.local_addr()?;
+        let (shutdown, rx) = watch::channel(false);
+        let mut stop_rx = rx.clone();
         let stop = async move {
-            let _ = rx.wait_for(|stop| *stop).await;
+            let _ = stop_rx.wait_for(|stop| *stop).await;
         };
         let server = tokio::spawn(registry.serve(listener, stop));
+        let collector = Collector::new(
+            store.clone(),
+            GcConfig {
+                grace: config.gc.grace_period,
+                high_watermark: config.gc.high_watermark,
+                low_watermark: config.gc.low_watermark,
+                capacity: config.gc.capacity,
+                interval: config.gc.interval,
+            },
+        );
+        let service = SiteService::new(
+            store,
+            collector.clone(),
+            config.node.id,
+            config.registry.default_upstream.clone(),
+            rx.clone(),
+        );
+        let max_message = usize::try_from(config.registry.max_manifest_size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1 << 20);
+        let api = tokio::spawn(site_api::serve(
+            api_listener,
+            service,
+            max_message,
+            rx.clone(),
+        ));
+        let gc = tokio::spawn(collector.run_periodic(rx));
         tracing::info!(
             addr = %registry_addr,
+            api = %api_addr,
             push = config.registry.push.enabled,
             node = config.node.id,
             "registry listening"
         );
         Ok(SiteHandle {
             registry_addr,
+            api_addr,
             shutdown,
             server,
+            api,
+            gc,
         })
     }
 }
@@ -88,11 +134,18 @@ impl SiteHandle {
         self.registry_addr
     }
 
+    /// The address the gRPC API listens on.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
     /// Stops accepting connections, lets requests in flight finish, and returns once the
-    /// server has stopped.
+    /// servers and the collector have stopped.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.server.await??;
+        self.api.await??;
+        self.gc.await?;
         tracing::info!("registry stopped");
         Ok(())
     }

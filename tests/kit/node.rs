@@ -19,6 +19,10 @@ pub struct NodeOptions {
     pub max_manifest_size: Option<u64>,
     pub max_blob_size: Option<u64>,
     pub default_upstream: Option<String>,
+    /// `[gc] grace_period`, e.g. "2s".
+    pub grace: Option<String>,
+    /// `[gc] capacity` in bytes.
+    pub capacity: Option<u64>,
 }
 
 impl NodeOptions {
@@ -34,6 +38,8 @@ impl NodeOptions {
 /// A running node. Killed when dropped; its log is printed if the test is failing.
 pub struct Node {
     pub addr: SocketAddr,
+    /// The gRPC API (`[api] listen`).
+    pub api: SocketAddr,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -42,7 +48,7 @@ impl Node {
     pub fn start(opts: NodeOptions) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = format!(
-            "[node]\nid = 1\ndata_dir = \"{}\"\n\n[registry]\nlisten = \"127.0.0.1:0\"\n",
+            "[node]\nid = 1\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[registry]\nlisten = \"127.0.0.1:0\"\n",
             dir.path().join("data").display()
         );
         if let Some(m) = opts.max_manifest_size {
@@ -54,6 +60,14 @@ impl Node {
         if let Some(u) = &opts.default_upstream {
             config.push_str(&format!("default_upstream = \"{u}\"\n"));
         }
+        // The periodic sweep is left to the tests, which run GC on demand.
+        config.push_str("\n[gc]\ninterval = \"1h\"\n");
+        if let Some(g) = &opts.grace {
+            config.push_str(&format!("grace_period = \"{g}\"\n"));
+        }
+        if let Some(c) = opts.capacity {
+            config.push_str(&format!("capacity = {c}\n"));
+        }
         if opts.push {
             config.push_str(&format!(
                 "\n[registry.push]\nenabled = true\nusers = [{{ name = \"{USER}\", password = \"{PASSWORD}\" }}]\n"
@@ -62,6 +76,7 @@ impl Node {
         std::fs::write(dir.path().join("site-agent.toml"), config).unwrap();
         let mut node = Node {
             addr: ([127, 0, 0, 1], 0).into(),
+            api: ([127, 0, 0, 1], 0).into(),
             dir,
             child: None,
         };
@@ -99,11 +114,10 @@ impl Node {
                 let _ = writeln!(log, "{line}");
                 if line.contains("registry listening") {
                     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if let Some(a) = v["addr"]
-                            .as_str()
-                            .and_then(|a| a.parse::<SocketAddr>().ok())
-                        {
-                            let _ = tx.send(a);
+                        let addr =
+                            |k: &str| v[k].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
+                        if let (Some(a), Some(api)) = (addr("addr"), addr("api")) {
+                            let _ = tx.send((a, api));
                         }
                     }
                 }
@@ -111,7 +125,7 @@ impl Node {
         });
         self.child = Some(child);
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => self.addr = addr,
+            Ok((addr, api)) => (self.addr, self.api) = (addr, api),
             Err(_) => panic!("site-agent did not start; log:\n{}", self.log()),
         }
     }

@@ -173,4 +173,13 @@ pub enum Event {
         /// What it deleted.
         report: SweepReport,
     },
+    /// A delivery was refused for lack of space. Published by the API, never by `apply`.
+    DeliveryRefused {
+        /// Bytes the delivery needed.
+        needed: u64,
+        /// Bytes free on the site.
+        free: u64,
+        /// The message the tower was given.
+        reason: String,
+    },
 }

@@ -118,6 +118,12 @@ impl Store {
         self.inner.events.subscribe()
     }
 
+    /// Publishes an event that no command produced (a refused delivery).
+    pub fn publish(&self, event: Event) {
+        tracing::info!(event = ?event, "event");
+        let _ = self.inner.events.send(event);
+    }
+
     /// Makes `cmd` durable in the log, then applies it. A refused command leaves the state
     /// as it was.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome> {

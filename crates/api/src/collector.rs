@@ -1,0 +1,141 @@
+//! Garbage collection policy: the grace period, disk watermarks and space admission.
+//! [`Collector::run_once`] is one decision; [`Collector::run_periodic`] is the schedule.
+
+use site_state::SweepReport;
+use site_store::{now_secs, Result, Store};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// GC settings.
+#[derive(Debug, Clone)]
+pub struct GcConfig {
+    /// How long an unreferenced image is kept.
+    pub grace: Duration,
+    /// Share of capacity above which unreferenced images are evicted.
+    pub high_watermark: f64,
+    /// Share of capacity eviction brings usage down to.
+    pub low_watermark: f64,
+    /// Bytes of blobs the site may hold, when smaller than the disk.
+    pub capacity: Option<u64>,
+    /// Time between sweeps.
+    pub interval: Duration,
+}
+
+/// Space as GC and admission see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Capacity: of the disk, or `[gc] capacity` when set and smaller.
+    pub capacity: u64,
+    /// Bytes used of that capacity.
+    pub used: u64,
+    /// Bytes that can still be written.
+    pub free: u64,
+}
+
+/// Runs sweeps by the policy.
+#[derive(Clone)]
+pub struct Collector {
+    store: Store,
+    config: GcConfig,
+}
+
+impl Collector {
+    /// A collector for `store`.
+    pub fn new(store: Store, config: GcConfig) -> Collector {
+        Collector { store, config }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GcConfig {
+        &self.config
+    }
+
+    /// Space now. Without a capacity the whole disk counts, as kubelet's image GC does.
+    pub fn space(&self) -> Result<Space> {
+        let disk = self.store.disk_usage()?;
+        Ok(match self.config.capacity {
+            Some(cap) if cap < disk.capacity => Space {
+                capacity: cap,
+                used: disk.blob_bytes,
+                free: cap.saturating_sub(disk.blob_bytes).min(disk.free),
+            },
+            _ => Space {
+                capacity: disk.capacity,
+                used: disk.capacity.saturating_sub(disk.free),
+                free: disk.free,
+            },
+        })
+    }
+
+    /// Bytes to evict now so usage falls to the low watermark, when above the high one.
+    fn pressure(&self) -> Result<u64> {
+        let s = self.space()?;
+        let share = |w: f64| (s.capacity as f64 * w) as u64;
+        Ok(if s.used > share(self.config.high_watermark) {
+            s.used - share(self.config.low_watermark)
+        } else {
+            0
+        })
+    }
+
+    /// One sweep: grace-expired images, plus LRU eviction under disk pressure. A dry run
+    /// reports what the sweep would delete and deletes nothing.
+    pub async fn run_once(&self, dry_run: bool) -> Result<SweepReport> {
+        let evict = self.pressure()?;
+        if dry_run {
+            return Ok(self.store.plan_sweep(self.config.grace, evict));
+        }
+        if evict > 0 {
+            tracing::warn!(
+                evict_bytes = evict,
+                "disk above the high watermark: evicting unreferenced images"
+            );
+        }
+        self.store.sweep(self.config.grace, evict).await
+    }
+
+    /// Makes room for `needed` more bytes: `Ok` when they fit now or after evicting
+    /// unreferenced images (which it then does), `Err((needed, free, reclaimable))` when
+    /// they cannot fit at all.
+    pub async fn admit(&self, needed: u64) -> Result<std::result::Result<(), (u64, u64, u64)>> {
+        let space = self.space()?;
+        if needed <= space.free {
+            return Ok(Ok(()));
+        }
+        let reclaimable = self.store.read(|s| s.reclaimable_bytes(now_secs()));
+        if needed > space.free.saturating_add(reclaimable) {
+            return Ok(Err((needed, space.free, reclaimable)));
+        }
+        let report = self
+            .store
+            .sweep(self.config.grace, needed - space.free)
+            .await?;
+        tracing::info!(
+            needed,
+            freed = report.bytes_freed,
+            "evicted unreferenced images to admit a delivery"
+        );
+        Ok(Ok(()))
+    }
+
+    /// Sweeps every `interval` until `shutdown` turns true.
+    pub async fn run_periodic(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = self.run_once(false).await {
+                        tracing::error!(error = %e, "gc sweep failed");
+                    }
+                }
+                _ = stopped(&mut shutdown) => return,
+            }
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

@@ -1,0 +1,64 @@
+//! Conversions between the state's types and the generated protobuf messages.
+
+use crate::pb;
+use site_state::{Event, ImageSummary, SweepReport};
+
+/// A sweep report as the wire carries it.
+pub fn report(r: &SweepReport) -> pb::GcReport {
+    let strings = |ds: &[site_core::Digest]| ds.iter().map(|d| d.to_string()).collect();
+    pb::GcReport {
+        at_unix: r.at,
+        manifests: strings(&r.manifests),
+        evicted: strings(&r.evicted),
+        blobs: strings(&r.blobs),
+        bytes_freed: r.bytes_freed,
+    }
+}
+
+/// An image listing entry.
+pub fn image(i: ImageSummary) -> pb::Image {
+    pb::Image {
+        repository: i.image.repo.to_string(),
+        digest: i.image.digest.to_string(),
+        tags: i.tags,
+        media_type: i.media_type,
+        size: i.size,
+        applications: i.apps,
+        pinned: i.pinned,
+        live: i.live,
+        annotations: i.annotations.into_iter().collect(),
+        last_used_unix: i.last_used,
+        unreferenced_since_unix: i.unreferenced_since.unwrap_or(0),
+    }
+}
+
+/// An event, stamped with the time it is sent.
+pub fn event(e: Event, at_unix: u64) -> pb::Event {
+    use pb::event::Kind;
+    let kind = match e {
+        Event::ImageReceived { repo, digest } => Kind::ImageReceived(pb::ImageReceived {
+            repository: repo.to_string(),
+            digest: digest.to_string(),
+        }),
+        Event::ImageRemoved { digest, repos } => Kind::ImageRemoved(pb::ImageRemoved {
+            digest: digest.to_string(),
+            repositories: repos.iter().map(ToString::to_string).collect(),
+        }),
+        Event::GcRun { report: r } => Kind::GcRun(pb::GcRun {
+            report: Some(report(&r)),
+        }),
+        Event::DeliveryRefused {
+            needed,
+            free,
+            reason,
+        } => Kind::DeliveryRefused(pb::DeliveryRefused {
+            bytes_needed: needed,
+            bytes_free: free,
+            reason,
+        }),
+    };
+    pb::Event {
+        at_unix,
+        kind: Some(kind),
+    }
+}

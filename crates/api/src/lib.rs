@@ -1,0 +1,41 @@
+#![deny(missing_docs)]
+//! gRPC API of the site registry: the contract of `proto/site.proto` (generated client
+//! and server), the service a node runs, and the GC policy it drives.
+//!
+//! Rule of this crate: handlers are thin. They check input, call the store or execute a
+//! command, and map errors through the one table in [`status`].
+
+pub mod collector;
+mod convert;
+pub mod service;
+pub mod status;
+
+pub use collector::{Collector, GcConfig};
+pub use service::SiteService;
+
+/// Generated from `proto/site.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("site.v1");
+}
+
+use tokio::sync::watch;
+
+/// Serves `service` on `listener` until `shutdown` turns true, then finishes the calls in
+/// flight (event streams end at once).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: SiteService,
+    max_message: usize,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(
+            pb::site_server::SiteServer::new(service).max_decoding_message_size(max_message),
+        )
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+}

@@ -1,0 +1,431 @@
+//! The `site.v1.Site` service: thin over the store and the collector. Every handler
+//! checks its input, turns it into store calls or commands, and maps errors through the
+//! one table in [`crate::status`].
+
+use crate::collector::Collector;
+use crate::convert;
+use crate::pb::{self, site_server};
+use crate::status::{invalid, status};
+use bytes::Bytes;
+use futures_util::Stream;
+use site_core::{Digest, Repository};
+use site_state::{Command, Event, ImageRef};
+use site_store::{now_secs, ByteSource, Received, Store};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Default lease on the blobs a delivery was told the site has.
+const DEFAULT_LEASE_SECS: u64 = 3600;
+
+/// The service of one node.
+#[derive(Clone)]
+pub struct SiteService {
+    store: Store,
+    collector: Collector,
+    node_id: u64,
+    default_upstream: String,
+    received: Arc<AtomicU64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl SiteService {
+    /// The service over `store`; `shutdown` ends event streams.
+    pub fn new(
+        store: Store,
+        collector: Collector,
+        node_id: u64,
+        default_upstream: String,
+        shutdown: watch::Receiver<bool>,
+    ) -> SiteService {
+        SiteService {
+            store,
+            collector,
+            node_id,
+            default_upstream,
+            received: Arc::new(AtomicU64::new(0)),
+            shutdown,
+        }
+    }
+
+    fn repo(&self, name: &str) -> Result<Repository, Status> {
+        if name.is_empty() {
+            return Err(Status::invalid_argument("repository: empty name"));
+        }
+        Repository::parse_normalized(name, &self.default_upstream)
+            .map_err(|e| invalid("repository", e))
+    }
+
+    fn image(&self, s: &str) -> Result<ImageRef, Status> {
+        ImageRef::parse(s, &self.default_upstream).map_err(|e| invalid("image", e))
+    }
+}
+
+fn digest(s: &str) -> Result<Digest, Status> {
+    Digest::parse(s).map_err(|e| invalid("digest", e))
+}
+
+/// The data of a `PutBlob` stream after its header, as the store reads bodies.
+struct BlobStream {
+    first: Option<Bytes>,
+    stream: Streaming<pb::PutBlobRequest>,
+}
+
+impl ByteSource for BlobStream {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, String>> {
+        if let Some(first) = self.first.take() {
+            return Some(Ok(first));
+        }
+        match self.stream.message().await {
+            Ok(Some(m)) if m.header.is_some() => Some(Err("a second header in one stream".into())),
+            Ok(Some(m)) => Some(Ok(Bytes::from(m.data))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e.message().to_owned())),
+        }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl site_server::Site for SiteService {
+    async fn find_missing_blobs(
+        &self,
+        request: Request<pb::FindMissingBlobsRequest>,
+    ) -> Result<Response<pb::FindMissingBlobsResponse>, Status> {
+        let req = request.into_inner();
+        let mut wanted = Vec::with_capacity(req.blobs.len());
+        for b in &req.blobs {
+            wanted.push((digest(&b.digest)?, b.size));
+        }
+        let (present, missing): (Vec<_>, Vec<_>) = self
+            .store
+            .read(|s| wanted.into_iter().partition(|(d, _)| s.blob(d).is_some()));
+        let mut missing_bytes = 0u64;
+        for (d, size) in &missing {
+            let held = self.store.tower_upload_offset(d).await.map_err(status)?;
+            missing_bytes = missing_bytes.saturating_add(size.saturating_sub(held));
+        }
+        match self.collector.admit(missing_bytes).await.map_err(status)? {
+            Ok(()) => {}
+            Err((needed, free, reclaimable)) => {
+                let reason = format!(
+                    "delivery needs {needed} bytes; the site has {free} bytes free and could free only {reclaimable} more by evicting unreferenced images"
+                );
+                self.store.publish(Event::DeliveryRefused {
+                    needed,
+                    free,
+                    reason: reason.clone(),
+                });
+                return Err(Status::resource_exhausted(reason));
+            }
+        }
+        if !present.is_empty() {
+            let lease = if req.lease_seconds == 0 {
+                DEFAULT_LEASE_SECS
+            } else {
+                req.lease_seconds
+            };
+            self.store
+                .execute(Command::Lease {
+                    digests: present.into_iter().map(|(d, _)| d).collect(),
+                    until: now_secs().saturating_add(lease),
+                })
+                .await
+                .map_err(status)?;
+        }
+        Ok(Response::new(pb::FindMissingBlobsResponse {
+            missing: missing
+                .into_iter()
+                .map(|(d, size)| pb::BlobRef {
+                    digest: d.to_string(),
+                    size,
+                })
+                .collect(),
+            missing_bytes,
+        }))
+    }
+
+    async fn blob_status(
+        &self,
+        request: Request<pb::BlobStatusRequest>,
+    ) -> Result<Response<pb::BlobStatusResponse>, Status> {
+        let d = digest(&request.into_inner().digest)?;
+        let present = self.store.read(|s| s.blob(&d).is_some());
+        let offset = if present {
+            0
+        } else {
+            self.store.tower_upload_offset(&d).await.map_err(status)?
+        };
+        Ok(Response::new(pb::BlobStatusResponse { present, offset }))
+    }
+
+    async fn put_blob(
+        &self,
+        request: Request<Streaming<pb::PutBlobRequest>>,
+    ) -> Result<Response<pb::PutBlobResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream.message().await?.ok_or_else(|| {
+            Status::invalid_argument("empty stream: the first message carries the header")
+        })?;
+        let header = first
+            .header
+            .ok_or_else(|| Status::invalid_argument("the first message carries no header"))?;
+        let d = digest(&header.digest)?;
+        let repo = if header.repository.is_empty() {
+            None
+        } else {
+            Some(self.repo(&header.repository)?)
+        };
+        let mut source = BlobStream {
+            first: Some(Bytes::from(first.data)),
+            stream,
+        };
+        let result = self
+            .store
+            .receive_blob(repo.as_ref(), &d, header.size, header.offset, &mut source)
+            .await;
+        let (received, at) = result.map_err(|e| {
+            tracing::info!(digest = %d, error = %e, "blob stream refused");
+            status(e)
+        })?;
+        self.received.fetch_add(received, Ordering::Relaxed);
+        let (complete, offset) = match at {
+            Received::Complete => (true, header.size),
+            Received::Partial(held) => (false, held),
+        };
+        if !complete {
+            // The client ended the stream early (or it broke): it may resume from `offset`.
+            return Err(Status::aborted(format!(
+                "blob {d} stream ended at {offset} of {} bytes; resume from offset {offset}",
+                header.size
+            )));
+        }
+        Ok(Response::new(pb::PutBlobResponse {
+            received,
+            complete,
+            offset,
+        }))
+    }
+
+    async fn put_manifest(
+        &self,
+        request: Request<pb::PutManifestRequest>,
+    ) -> Result<Response<pb::PutManifestResponse>, Status> {
+        let req = request.into_inner();
+        let repo = self.repo(&req.repository)?;
+        let reference = if req.tag.is_empty() {
+            site_store::ManifestRef::Digest(Digest::of(&req.body))
+        } else {
+            site_store::ManifestRef::Tag(req.tag)
+        };
+        let media_type = (!req.media_type.is_empty()).then_some(req.media_type.as_str());
+        let (d, _) = self
+            .store
+            .deliver_manifest(&repo, &reference, media_type, &req.body)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PutManifestResponse {
+            digest: d.to_string(),
+        }))
+    }
+
+    async fn tag(
+        &self,
+        request: Request<pb::TagRequest>,
+    ) -> Result<Response<pb::TagResponse>, Status> {
+        let req = request.into_inner();
+        let cmd = Command::Tag {
+            repo: self.repo(&req.repository)?,
+            tag: req.tag,
+            digest: digest(&req.digest)?,
+        };
+        self.store.execute(cmd).await.map_err(status)?;
+        Ok(Response::new(pb::TagResponse {}))
+    }
+
+    async fn schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+    ) -> Result<Response<pb::ScheduleResponse>, Status> {
+        let req = request.into_inner();
+        let mut images = Vec::new();
+        let mut problems = Vec::new();
+        for s in &req.images {
+            match self.image(s) {
+                Ok(i) => images.push(i),
+                Err(e) => problems.push(e.message().to_owned()),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Status::invalid_argument(problems.join("; ")));
+        }
+        let out = self
+            .store
+            .execute(Command::Schedule {
+                app: req.application,
+                images,
+            })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ScheduleResponse {
+            changed: out.changed,
+        }))
+    }
+
+    async fn unschedule(
+        &self,
+        request: Request<pb::UnscheduleRequest>,
+    ) -> Result<Response<pb::UnscheduleResponse>, Status> {
+        let app = request.into_inner().application;
+        self.store
+            .execute(Command::Unschedule { app })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::UnscheduleResponse {}))
+    }
+
+    async fn pin(
+        &self,
+        request: Request<pb::PinRequest>,
+    ) -> Result<Response<pb::PinResponse>, Status> {
+        let image = self.image(&request.into_inner().image)?;
+        let out = self
+            .store
+            .execute(Command::Pin { image })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PinResponse {
+            changed: out.changed,
+        }))
+    }
+
+    async fn unpin(
+        &self,
+        request: Request<pb::PinRequest>,
+    ) -> Result<Response<pb::PinResponse>, Status> {
+        let image = self.image(&request.into_inner().image)?;
+        let out = self
+            .store
+            .execute(Command::Unpin { image })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PinResponse {
+            changed: out.changed,
+        }))
+    }
+
+    async fn list_images(
+        &self,
+        request: Request<pb::ListImagesRequest>,
+    ) -> Result<Response<pb::ListImagesResponse>, Status> {
+        let req = request.into_inner();
+        let (key, value) = match req.annotation.split_once('=') {
+            Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+            None => (req.annotation.clone(), None),
+        };
+        let images = self
+            .store
+            .read(|s| s.images())
+            .into_iter()
+            .filter(|i| i.image.repo.to_string().contains(&req.repository))
+            .filter(|i| req.application.is_empty() || i.apps.contains(&req.application))
+            .filter(|i| {
+                key.is_empty()
+                    || i.annotations
+                        .get(&key)
+                        .is_some_and(|v| value.as_ref().is_none_or(|want| v == want))
+            })
+            .map(convert::image)
+            .collect();
+        Ok(Response::new(pb::ListImagesResponse { images }))
+    }
+
+    async fn list_applications(
+        &self,
+        _request: Request<pb::ListApplicationsRequest>,
+    ) -> Result<Response<pb::ListApplicationsResponse>, Status> {
+        let applications = self.store.read(|s| {
+            s.apps()
+                .iter()
+                .map(|(name, images)| pb::Application {
+                    name: name.clone(),
+                    images: images.iter().map(ToString::to_string).collect(),
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListApplicationsResponse { applications }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let space = self.collector.space().map_err(status)?;
+        let mut r = self.store.read(|s| {
+            let images = s.images();
+            let live = images.iter().filter(|i| i.live).count() as u64;
+            pb::StatusResponse {
+                blob_bytes: s.blob_bytes(),
+                blobs: s.blobs().count() as u64,
+                images: images.len() as u64,
+                live_images: live,
+                eligible_images: images.len() as u64 - live,
+                applications: s.apps().len() as u64,
+                pins: s.pins().len() as u64,
+                last_gc: s.last_sweep().map(convert::report),
+                ..Default::default()
+            }
+        });
+        r.node_id = self.node_id;
+        r.disk_capacity_bytes = space.capacity;
+        r.disk_free_bytes = space.free;
+        r.blob_bytes_received = self.received.load(Ordering::Relaxed);
+        Ok(Response::new(r))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        _request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let events = self.store.subscribe();
+        let shutdown = self.shutdown.clone();
+        // Ends when the node shuts down; dropped when the client goes away.
+        let stream = futures_util::stream::unfold(
+            (events, shutdown),
+            |(mut events, mut shutdown)| async move {
+                loop {
+                    let received = tokio::select! {
+                        e = events.recv() => e,
+                        _ = shutdown.wait_for(|s| *s) => return None,
+                    };
+                    match received {
+                        Ok(e) => {
+                            return Some((Ok(convert::event(e, now_secs())), (events, shutdown)))
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "event watcher fell behind");
+                        }
+                        Err(_) => return None,
+                    }
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn run_gc(
+        &self,
+        request: Request<pb::RunGcRequest>,
+    ) -> Result<Response<pb::RunGcResponse>, Status> {
+        let dry_run = request.into_inner().dry_run;
+        let report = self.collector.run_once(dry_run).await.map_err(status)?;
+        Ok(Response::new(pb::RunGcResponse {
+            report: Some(convert::report(&report)),
+        }))
+    }
+}
