@@ -82,6 +82,15 @@ pub fn image(seed: u64, layer_sizes: &[usize], arch: &str) -> Image {
         .enumerate()
         .map(|(i, &s)| Blob::new(OCI_LAYER, tar_layer(seed * 1000 + i as u64, s)))
         .collect();
+    from_layers(layers, arch)
+}
+
+/// Rebuilds the config and manifest of an image whose layers were changed.
+pub fn rebuild(img: Image) -> Image {
+    from_layers(img.layers, &img.arch)
+}
+
+fn from_layers(layers: Vec<Blob>, arch: &str) -> Image {
     let config = json!({
         "architecture": arch,
         "os": "linux",

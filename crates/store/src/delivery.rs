@@ -101,16 +101,21 @@ impl Store {
             .await?;
             return Ok((0, Received::Complete));
         }
-        if !path.exists() {
-            tokio::fs::File::create(&path).await?;
+        let exists = path.exists();
+        let before = if exists {
+            self.hasher(&id, &mut live).await?.clone()
+        } else {
             live.forget_hasher();
-        }
-        let before = self.hasher(&id, &mut live).await?.clone();
+            site_core::DigestHasher::new()
+        };
         if offset != before.len() {
             return Err(StoreError::RangeInvalid {
                 start: offset,
                 offset: before.len(),
             });
+        }
+        if !exists {
+            tokio::fs::File::create(&path).await?;
         }
         let mut hasher = before.clone();
         let mut file = tokio::fs::OpenOptions::new()
@@ -129,12 +134,18 @@ impl Store {
             if hasher.len() + chunk.len() as u64 > size {
                 file.flush().await?;
                 drop(file);
-                let f = tokio::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .await?;
-                f.set_len(before.len()).await?;
-                live.set_hasher(before);
+                if before.is_empty() {
+                    // Nothing was held before this stream: leave no file behind.
+                    tokio::fs::remove_file(&path).await?;
+                    live.forget_hasher();
+                } else {
+                    let f = tokio::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .await?;
+                    f.set_len(before.len()).await?;
+                    live.set_hasher(before);
+                }
                 return Err(StoreError::SizeInvalid(format!(
                     "stream carries more than the declared {size} bytes"
                 )));

@@ -1,0 +1,457 @@
+//! The tower's gRPC API on a real node: bad input gets a clear status and changes
+//! nothing; a broken blob stream resumes from the node's offset; GC deletes what no
+//! application needs and keeps what one does.
+
+mod kit;
+
+use kit::grpc::{self, Client};
+use kit::oci::{self, OCI_MANIFEST};
+use kit::{digest, request, Node, NodeOptions};
+use site_api::pb;
+use tonic::Code;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Everything the tower can observe of the site, plus the files on disk.
+async fn snapshot(c: &mut Client, node: &Node) -> String {
+    let images = c
+        .list_images(pb::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let apps = c
+        .list_applications(pb::ListApplicationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut st = grpc::status(c).await;
+    st.disk_free_bytes = 0;
+    st.blob_bytes_received = 0;
+    format!(
+        "{images:?}\n{apps:?}\n{st:?}\n{:?}\n{:?}",
+        node.blob_files(),
+        node.upload_files()
+    )
+}
+
+/// Delivers `image` into `repo` (blobs, then the manifest tagged `tag`).
+async fn deliver(c: &mut Client, repo: &str, image: &oci::Image, tag: &str) {
+    for b in image.blobs() {
+        grpc::deliver_blob(c, repo, &b.data).await;
+    }
+    let d = grpc::put_manifest(c, repo, &image.manifest, OCI_MANIFEST, tag)
+        .await
+        .unwrap();
+    assert_eq!(d, image.digest);
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
+    let node = Node::start(NodeOptions::default());
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        let image = oci::image(7, &[2000, 3000], "amd64");
+        deliver(&mut c, "team/app", &image, "v1").await;
+        let pinned = format!("team/app@{}", image.digest);
+        c.schedule(pb::ScheduleRequest {
+            application: "web".into(),
+            images: vec![pinned.clone()],
+        })
+        .await
+        .unwrap();
+        let before = snapshot(&mut c, &node).await;
+        let absent = digest(b"absent");
+        let long = "a/".repeat(150) + "x";
+        let data = b"some blob bytes".to_vec();
+        let d = digest(&data);
+
+        // Each refusal: the right code, a message naming the problem, nothing changed.
+        macro_rules! check {
+            ($what:expr, $code:expr, $needle:expr, $call:expr) => {{
+                let status = $call.map(drop).expect_err($what);
+                let needle: &str = &$needle;
+                assert_eq!(status.code(), $code, "{}: {status:?}", $what);
+                assert!(
+                    status.message().contains(needle),
+                    "{}: message {:?} should mention {:?}",
+                    $what,
+                    status.message(),
+                    needle
+                );
+                assert_eq!(
+                    snapshot(&mut c, &node).await,
+                    before,
+                    "{}: state changed",
+                    $what
+                );
+            }};
+        }
+        let sched = |app: &str, imgs: Vec<String>| pb::ScheduleRequest {
+            application: app.into(),
+            images: imgs,
+        };
+        check!(
+            "tag-only reference",
+            Code::InvalidArgument,
+            "not pinned",
+            c.schedule(sched("web", vec!["team/app:v1".into()])).await
+        );
+        check!(
+            "unknown digest",
+            Code::FailedPrecondition,
+            &absent,
+            c.schedule(sched("web", vec![format!("team/app@{absent}")]))
+                .await
+        );
+        check!(
+            "empty application name",
+            Code::InvalidArgument,
+            "application name",
+            c.schedule(sched("", vec![pinned.clone()])).await
+        );
+        check!(
+            "very long application name",
+            Code::InvalidArgument,
+            "application name",
+            c.schedule(sched(&"a".repeat(300), vec![pinned.clone()]))
+                .await
+        );
+        check!(
+            "no images",
+            Code::InvalidArgument,
+            "no images",
+            c.schedule(sched("web", vec![])).await
+        );
+        check!(
+            "very long image name",
+            Code::InvalidArgument,
+            "image",
+            c.schedule(sched("web", vec![format!("{long}@{}", image.digest)]))
+                .await
+        );
+        let other = oci::image(8, &[100], "amd64");
+        check!(
+            "manifest missing blobs",
+            Code::FailedPrecondition,
+            &other.layers[0].digest,
+            grpc::put_manifest(&mut c, "team/app", &other.manifest, OCI_MANIFEST, "v2").await
+        );
+        check!(
+            "empty repository",
+            Code::InvalidArgument,
+            "repository",
+            grpc::put_manifest(&mut c, "", &image.manifest, OCI_MANIFEST, "").await
+        );
+        check!(
+            "very long repository",
+            Code::InvalidArgument,
+            "repository",
+            grpc::put_manifest(&mut c, &long, &image.manifest, OCI_MANIFEST, "").await
+        );
+        check!(
+            "manifest not JSON",
+            Code::InvalidArgument,
+            "JSON",
+            grpc::put_manifest(&mut c, "team/app", b"{not json", OCI_MANIFEST, "").await
+        );
+        check!(
+            "bytes that do not match the digest",
+            Code::DataLoss,
+            &absent,
+            grpc::put_blob(&mut c, "team/app", &absent, data.len() as u64, 0, &data, 4).await
+        );
+        check!(
+            "stream longer than its declared size",
+            Code::InvalidArgument,
+            "declared",
+            grpc::put_blob(&mut c, "team/app", &d, 5, 0, &data, 4).await
+        );
+        check!(
+            "malformed digest",
+            Code::InvalidArgument,
+            "digest",
+            grpc::put_blob(&mut c, "team/app", "sha256:xyz", 3, 0, b"abc", 4).await
+        );
+        check!(
+            "stream from the wrong offset",
+            Code::FailedPrecondition,
+            "upload stands at 0",
+            grpc::put_blob(&mut c, "team/app", &d, data.len() as u64, 7, &data, 4).await
+        );
+        check!(
+            "pin of an absent image",
+            Code::FailedPrecondition,
+            &absent,
+            c.pin(pb::PinRequest {
+                image: format!("team/app@{absent}")
+            })
+            .await
+        );
+        check!(
+            "unpin of what is not pinned",
+            Code::NotFound,
+            "pin",
+            c.unpin(pb::PinRequest {
+                image: pinned.clone()
+            })
+            .await
+        );
+        check!(
+            "unschedule of an unknown application",
+            Code::NotFound,
+            "nope",
+            c.unschedule(pb::UnscheduleRequest {
+                application: "nope".into()
+            })
+            .await
+        );
+        check!(
+            "invalid tag",
+            Code::InvalidArgument,
+            "tag",
+            c.tag(pb::TagRequest {
+                repository: "team/app".into(),
+                tag: "bad tag!".into(),
+                digest: image.digest.clone(),
+            })
+            .await
+        );
+    });
+    let log = node.log();
+    assert!(log.contains("blob stream refused"), "refusals are logged");
+}
+
+#[test]
+fn a_broken_blob_stream_resumes_from_the_nodes_offset() {
+    let node = Node::start(NodeOptions::default());
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        let data = kit::bytes(3, 3 << 20);
+        let d = digest(&data);
+        let size = data.len() as u64;
+        // The client stops after 1 MiB: the node keeps it and says where to resume.
+        let err = grpc::put_blob(&mut c, "team/big", &d, size, 0, &data[..1 << 20], 256 << 10)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Aborted, "{err:?}");
+        assert!(
+            err.message().contains("resume from offset 1048576"),
+            "{err:?}"
+        );
+        let st = c
+            .blob_status(pb::BlobStatusRequest { digest: d.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((st.present, st.offset), (false, 1 << 20));
+        // A restart keeps the partial copy.
+        drop(c);
+        let mut node = node;
+        node.terminate();
+        node.restart();
+        let mut c = grpc::connect(node.api).await;
+        let r = grpc::put_blob(
+            &mut c,
+            "team/big",
+            &d,
+            size,
+            1 << 20,
+            &data[1 << 20..],
+            256 << 10,
+        )
+        .await
+        .unwrap();
+        assert!(r.complete);
+        assert_eq!(r.received, size - (1 << 20), "only the remainder was sent");
+        // The blob serves whole over the OCI API once a manifest references it.
+        let found = c
+            .find_missing_blobs(pb::FindMissingBlobsRequest {
+                blobs: vec![pb::BlobRef {
+                    digest: d.clone(),
+                    size,
+                }],
+                lease_seconds: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(found.missing.is_empty());
+        let got = request(
+            node.addr,
+            "GET",
+            &format!("/v2/team/big/blobs/{d}"),
+            &[],
+            b"",
+        );
+        assert_eq!(got.status, 200);
+        assert_eq!(digest(&got.body), d);
+    });
+}
+
+#[test]
+fn gc_deletes_what_no_application_needs_and_keeps_shared_layers() {
+    let node = Node::start(NodeOptions {
+        grace: Some("1s".into()),
+        ..Default::default()
+    });
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        let a = oci::image(11, &[5000, 6000], "amd64");
+        let mut b = oci::image(12, &[7000], "amd64");
+        // b shares a's first layer.
+        b.layers.insert(0, a.layers[0].clone());
+        b = oci::rebuild(b);
+        deliver(&mut c, "team/a", &a, "v1").await;
+        let before = grpc::status(&mut c).await.blob_bytes_received;
+        deliver(&mut c, "team/b", &b, "v1").await;
+        let sent = grpc::status(&mut c).await.blob_bytes_received - before;
+        let missing = c
+            .find_missing_blobs(pb::FindMissingBlobsRequest {
+                blobs: a
+                    .blobs()
+                    .map(|x| pb::BlobRef {
+                        digest: x.digest.clone(),
+                        size: x.data.len() as u64,
+                    })
+                    .collect(),
+                lease_seconds: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(missing.missing.is_empty());
+        let b_only: u64 = b
+            .blobs()
+            .filter(|x| x.digest != a.layers[0].digest)
+            .map(|x| x.data.len() as u64)
+            .sum();
+        assert!(sent <= b_only + a.layers[0].data.len() as u64);
+        for (app, img, repo) in [("a", &a, "team/a"), ("b", &b, "team/b")] {
+            c.schedule(pb::ScheduleRequest {
+                application: app.into(),
+                images: vec![format!("{repo}@{}", img.digest)],
+            })
+            .await
+            .unwrap();
+        }
+        let dry = c
+            .run_gc(pb::RunGcRequest { dry_run: true })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            dry.report.unwrap().manifests.is_empty(),
+            "live images are never planned for deletion"
+        );
+        c.unschedule(pb::UnscheduleRequest {
+            application: "a".into(),
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let dry = c
+            .run_gc(pb::RunGcRequest { dry_run: true })
+            .await
+            .unwrap()
+            .into_inner()
+            .report
+            .unwrap();
+        assert_eq!(dry.manifests, vec![a.digest.clone()]);
+        assert_eq!(
+            request(
+                node.addr,
+                "GET",
+                &format!("/v2/team/a/manifests/{}", a.digest),
+                &[],
+                b""
+            )
+            .status,
+            200,
+            "a dry run deletes nothing"
+        );
+        let report = c
+            .run_gc(pb::RunGcRequest { dry_run: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .report
+            .unwrap();
+        assert_eq!(report.manifests, vec![a.digest.clone()]);
+        assert!(
+            !report.blobs.contains(&a.layers[0].digest),
+            "the shared layer stays"
+        );
+        assert_eq!(
+            request(
+                node.addr,
+                "GET",
+                &format!("/v2/team/a/manifests/{}", a.digest),
+                &[],
+                b""
+            )
+            .status,
+            404
+        );
+        for x in b.blobs() {
+            let got = request(
+                node.addr,
+                "GET",
+                &format!("/v2/team/b/blobs/{}", x.digest),
+                &[],
+                b"",
+            );
+            assert_eq!((got.status, digest(&got.body)), (200, x.digest.clone()));
+        }
+        let files: Vec<String> = node.blob_files().into_iter().map(|(p, _)| p).collect();
+        for x in a.blobs().filter(|x| x.digest != a.layers[0].digest) {
+            assert!(
+                !files.iter().any(|p| p.ends_with(&x.digest[7..])),
+                "file of {} removed",
+                x.digest
+            );
+        }
+        let st = grpc::status(&mut c).await;
+        assert_eq!((st.images, st.live_images, st.applications), (1, 1, 1));
+        assert_eq!(st.last_gc.unwrap().bytes_freed, report.bytes_freed);
+    });
+}
+
+#[test]
+fn a_delivery_that_cannot_fit_is_refused_up_front() {
+    let node = Node::start(NodeOptions {
+        capacity: Some(1 << 20),
+        ..Default::default()
+    });
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        let mut events = c.watch_events(pb::WatchEventsRequest {}).await.unwrap().into_inner();
+        let big = oci::image(21, &[2 << 20], "amd64");
+        let err = c
+            .find_missing_blobs(pb::FindMissingBlobsRequest {
+                blobs: big
+                    .blobs()
+                    .map(|x| pb::BlobRef { digest: x.digest.clone(), size: x.data.len() as u64 })
+                    .collect(),
+                lease_seconds: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted);
+        let needed: u64 = big.blobs().map(|x| x.data.len() as u64).sum();
+        assert!(err.message().contains(&format!("needs {needed} bytes")), "{err:?}");
+        assert!(err.message().contains("1048576 bytes free"), "{err:?}");
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(10), events.message())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(ev.kind, Some(pb::event::Kind::DeliveryRefused(ref r)) if r.bytes_needed == needed), "{ev:?}");
+        assert_eq!(grpc::status(&mut c).await.blobs, 0);
+    });
+}

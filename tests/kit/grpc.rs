@@ -1,0 +1,76 @@
+//! A gRPC client of a node's `[api]` (the generated `site.v1` client), and helpers that
+//! deliver blobs and manifests the way the tower does.
+
+use site_api::pb::site_client::SiteClient;
+use site_api::pb::{self, PutBlobHeader, PutBlobRequest};
+use std::net::SocketAddr;
+use tonic::transport::Channel;
+
+pub type Client = SiteClient<Channel>;
+
+pub async fn connect(api: SocketAddr) -> Client {
+    SiteClient::connect(format!("http://{api}"))
+        .await
+        .expect("connect to the node's gRPC API")
+        .max_decoding_message_size(64 << 20)
+}
+
+/// Streams `data` as blob `digest` from `offset`, in `chunk`-byte messages.
+pub async fn put_blob(
+    c: &mut Client,
+    repo: &str,
+    digest: &str,
+    size: u64,
+    offset: u64,
+    data: &[u8],
+    chunk: usize,
+) -> Result<pb::PutBlobResponse, tonic::Status> {
+    let mut msgs = vec![PutBlobRequest {
+        header: Some(PutBlobHeader {
+            repository: repo.into(),
+            digest: digest.into(),
+            size,
+            offset,
+        }),
+        data: Vec::new(),
+    }];
+    for part in data.chunks(chunk.max(1)) {
+        msgs.push(PutBlobRequest {
+            header: None,
+            data: part.to_vec(),
+        });
+    }
+    c.put_blob(futures_util::stream::iter(msgs))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Delivers a whole blob.
+pub async fn deliver_blob(c: &mut Client, repo: &str, data: &[u8]) {
+    let d = super::digest(data);
+    let r = put_blob(c, repo, &d, data.len() as u64, 0, data, 64 << 10)
+        .await
+        .expect("blob delivered");
+    assert!(r.complete);
+}
+
+pub async fn put_manifest(
+    c: &mut Client,
+    repo: &str,
+    body: &[u8],
+    media_type: &str,
+    tag: &str,
+) -> Result<String, tonic::Status> {
+    c.put_manifest(pb::PutManifestRequest {
+        repository: repo.into(),
+        body: body.to_vec(),
+        media_type: media_type.into(),
+        tag: tag.into(),
+    })
+    .await
+    .map(|r| r.into_inner().digest)
+}
+
+pub async fn status(c: &mut Client) -> pb::StatusResponse {
+    c.status(pb::StatusRequest {}).await.unwrap().into_inner()
+}
