@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod http;
 pub mod node;
 pub mod oci;
+pub mod proxy;
 pub mod tools;
 pub mod upstream;
 

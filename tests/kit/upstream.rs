@@ -4,6 +4,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Password of the upstream's htpasswd user.
+pub const AUTH_PASSWORD: &str = "tower-pw";
+/// Its bcrypt hash (cost 4, so that every request's check is quick).
+const AUTH_BCRYPT: &str = "$2b$04$3l8LFDlzQsyiVQ5qT4BgMuBGHtznoT4I/yAcbw2qy2GK1n61M1GPS";
+
 pub struct ReferenceRegistry {
     pub addr: SocketAddr,
     child: Child,
@@ -13,16 +18,33 @@ pub struct ReferenceRegistry {
 impl ReferenceRegistry {
     /// Starts `docker-registry` with filesystem storage and deletes enabled.
     pub fn start(binary: &std::path::Path) -> ReferenceRegistry {
+        ReferenceRegistry::start_with(binary, None)
+    }
+
+    /// Starts it behind htpasswd basic auth for `user` / [`AUTH_PASSWORD`].
+    pub fn start_with_auth(binary: &std::path::Path, user: &str) -> ReferenceRegistry {
+        ReferenceRegistry::start_with(binary, Some(user))
+    }
+
+    fn start_with(binary: &std::path::Path, user: Option<&str>) -> ReferenceRegistry {
         let dir = tempfile::tempdir().unwrap();
         // The reference registry cannot report a port it chose: take a free one.
         let addr = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
             dir.path().join("data").display()
         );
+        if let Some(user) = user {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{AUTH_BCRYPT}\n")).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
         let path = dir.path().join("config.yml");
         std::fs::write(&path, config).unwrap();
         let child = Command::new(binary)

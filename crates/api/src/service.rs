@@ -183,15 +183,28 @@ impl site_server::Site for SiteService {
             first: Some(Bytes::from(first.data)),
             stream,
         };
-        let result = self
-            .store
-            .receive_blob(repo.as_ref(), &d, header.size, header.offset, &mut source)
-            .await;
+        // Run to completion in its own task: when the link breaks, the handler is dropped,
+        // but what arrived must still be recorded so the next stream resumes after it.
+        let store = self.store.clone();
+        let counter = self.received.clone();
+        let task_digest = d.clone();
+        let size = header.size;
+        let offset = header.offset;
+        let result = tokio::spawn(async move {
+            let r = store
+                .receive_blob(repo.as_ref(), &task_digest, size, offset, &mut source)
+                .await;
+            if let Ok((received, _)) = &r {
+                counter.fetch_add(*received, Ordering::Relaxed);
+            }
+            r
+        })
+        .await
+        .map_err(|e| Status::internal(format!("blob receiver failed: {e}")))?;
         let (received, at) = result.map_err(|e| {
             tracing::info!(digest = %d, error = %e, "blob stream refused");
             status(e)
         })?;
-        self.received.fetch_add(received, Ordering::Relaxed);
         let (complete, offset) = match at {
             Received::Complete => (true, header.size),
             Received::Partial(held) => (false, held),

@@ -1,0 +1,164 @@
+//! `towerctl deliver`: resolve at the upstream, send what the site lacks, put manifests.
+
+use crate::auth;
+use crate::cli::ImageArg;
+use crate::exit::Error;
+use crate::output::{human_bytes, line};
+use crate::platform::Platform;
+use crate::progress::Progress;
+use crate::resolve::{resolve, Resolved};
+use crate::site::{self, Client};
+use crate::transfer::{send_blob, Blob};
+use crate::upstream::{self, Upstream};
+use oci_client::secrets::RegistryAuth;
+use site_api::pb::{BlobRef, FindMissingBlobsRequest, PutManifestRequest};
+use site_core::Digest;
+use std::path::Path;
+
+/// Options of a delivery.
+pub struct Options<'a> {
+    /// Docker config.json with upstream credentials, instead of the default one.
+    pub auth_file: Option<&'a Path>,
+    /// Upstream hosts spoken to in plain HTTP.
+    pub insecure_registries: &'a [String],
+    /// Deliver only this platform's manifest of an index.
+    pub platform: Option<&'a Platform>,
+}
+
+/// Delivers each image in turn; stops at the first failure.
+pub async fn deliver(
+    site: &Client,
+    images: &[ImageArg],
+    options: &Options<'_>,
+) -> Result<(), Error> {
+    let config = auth::load(options.auth_file)?;
+    let up = Upstream::new(options.insecure_registries)?;
+    for image in images {
+        let credentials = config.credentials_for(image.reference.repository.host())?;
+        let auth = upstream::registry_auth(credentials);
+        deliver_one(site, &up, &auth, image, options.platform).await?;
+    }
+    Ok(())
+}
+
+async fn deliver_one(
+    site: &Client,
+    up: &Upstream,
+    auth: &RegistryAuth,
+    image: &ImageArg,
+    platform: Option<&Platform>,
+) -> Result<(), Error> {
+    let reference = &image.reference;
+    let repository = reference.repository.to_string();
+    let resolved = resolve(up, auth, reference, platform).await?;
+    line(format_args!(
+        "{} -> {repository}@{}",
+        image.text, resolved.digest
+    ))?;
+
+    let blobs: Vec<BlobRef> = resolved
+        .blobs
+        .iter()
+        .map(|d| BlobRef {
+            digest: d.digest.to_string(),
+            size: d.size,
+        })
+        .collect();
+    let missing = site::retry(|| {
+        let mut c = site.clone();
+        let request = FindMissingBlobsRequest {
+            blobs: blobs.clone(),
+            lease_seconds: 0,
+        };
+        async move { c.find_missing_blobs(request).await }
+    })
+    .await?
+    .missing;
+    let missing = our_descriptors(&resolved, &missing)?;
+    let skipped = resolved.blobs.len() - missing.len();
+    let total: u64 = missing.iter().map(|(_, size)| size).sum();
+
+    let progress = Progress::new(total);
+    let source = upstream::reference(&reference.repository, None, Some(&resolved.digest));
+    let mut sent = 0;
+    for (digest, size) in &missing {
+        progress.message(short(digest));
+        let blob = Blob {
+            repository: &repository,
+            upstream: &source,
+            digest,
+            size: *size,
+        };
+        match send_blob(site, up, &blob, &progress).await {
+            Ok(n) => sent += n,
+            Err(e) => {
+                progress.finish();
+                return Err(e);
+            }
+        }
+        progress.end_blob(*size);
+    }
+    progress.finish();
+
+    let count = resolved.manifests.len();
+    for (i, node) in resolved.manifests.iter().enumerate() {
+        let tag = match (i + 1 == count, &reference.tag) {
+            (true, Some(t)) => t.clone(),
+            _ => String::new(),
+        };
+        let stored = site::retry(|| {
+            let mut c = site.clone();
+            let request = PutManifestRequest {
+                repository: repository.clone(),
+                body: node.body.clone().into(),
+                media_type: node.media_type.clone(),
+                tag: tag.clone(),
+            };
+            async move { c.put_manifest(request).await }
+        })
+        .await?;
+        if stored.digest != node.digest.as_str() {
+            return Err(Error::Other(format!(
+                "the site stored manifest {} under digest {}",
+                node.digest, stored.digest
+            )));
+        }
+    }
+    let tagged = reference
+        .tag
+        .as_deref()
+        .map(|t| format!(", tagged {t}"))
+        .unwrap_or_default();
+    line(format_args!(
+        "delivered {repository}@{}{tagged}: {count} manifest(s), sent {} in {} blob(s), {skipped} blob(s) already on the site",
+        resolved.digest,
+        human_bytes(sent),
+        missing.len(),
+    ))
+}
+
+/// The digests and sizes of the blobs the site says it lacks, as the manifests give them
+/// (the site may only name blobs it was asked about).
+fn our_descriptors(resolved: &Resolved, missing: &[BlobRef]) -> Result<Vec<(Digest, u64)>, Error> {
+    missing
+        .iter()
+        .map(|m| {
+            resolved
+                .blobs
+                .iter()
+                .find(|d| d.digest.as_str() == m.digest)
+                .map(|d| (d.digest.clone(), d.size))
+                .ok_or_else(|| {
+                    Error::Other(format!(
+                        "the site reports missing blob {:?}, which the image does not reference",
+                        crate::exit::one_line(&m.digest)
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// `sha256:0123456789ab` for the progress bar.
+fn short(digest: &Digest) -> String {
+    format!("sha256:{}", &digest.hex()[..12])
+}

@@ -1,0 +1,104 @@
+//! `towerctl`, the Control Tower's command line tool: delivers digest-pinned images from
+//! upstream registries to an edge site over gRPC (`proto/site.proto`), and manages the
+//! applications, pins and garbage collection of the site.
+//!
+//! The binary is `src/bin/towerctl.rs` of the root package, which calls [`main`].
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod deliver;
+pub mod exit;
+pub mod output;
+pub mod platform;
+pub mod progress;
+pub mod resolve;
+pub mod site;
+pub mod transfer;
+pub mod upstream;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use exit::Error;
+use site_api::pb::ListImagesRequest;
+use std::process::ExitCode;
+
+/// Parses `std::env::args`, runs the command, prints a one-line error on stderr and
+/// returns the exit code of [`exit::TABLE`].
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0, usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::USAGE));
+        }
+    };
+    // TLS towards upstream registries with ring (oci-client is built without a provider).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("towerctl: cannot start the runtime: {e}");
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("towerctl: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs one command.
+pub async fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Deliver(args) => {
+            let site = site::connect(&args.site.site).await?;
+            let options = deliver::Options {
+                auth_file: args.auth_file.as_deref(),
+                insecure_registries: &args.insecure_registries,
+                platform: args.platform.as_ref(),
+            };
+            deliver::deliver(&site, &args.images, &options).await
+        }
+        Command::Schedule { site, app, images } => {
+            commands::schedule(&site::connect(&site.site).await?, &app, &images).await
+        }
+        Command::Unschedule { site, app } => {
+            commands::unschedule(&site::connect(&site.site).await?, &app).await
+        }
+        Command::Pin { site, image } => {
+            commands::pin(&site::connect(&site.site).await?, &image, true).await
+        }
+        Command::Unpin { site, image } => {
+            commands::pin(&site::connect(&site.site).await?, &image, false).await
+        }
+        Command::Images {
+            site,
+            repository,
+            app,
+            annotation,
+        } => {
+            let request = ListImagesRequest {
+                repository: repository.unwrap_or_default(),
+                application: app.unwrap_or_default(),
+                annotation: annotation.unwrap_or_default(),
+            };
+            commands::images(&site::connect(&site.site).await?, request).await
+        }
+        Command::Apps { site } => commands::apps(&site::connect(&site.site).await?).await,
+        Command::Status { site } => commands::status(&site::connect(&site.site).await?).await,
+        Command::Events { site } => commands::events(&site::connect(&site.site).await?).await,
+        Command::Gc { site, dry_run } => {
+            commands::gc(&site::connect(&site.site).await?, dry_run).await
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The site's gRPC API (proto/site.proto): connection, retries, error classification.
+
+use crate::exit::{chain, one_line, Error};
+use site_api::pb::site_client::SiteClient;
+use std::future::Future;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// A client of one site node.
+pub type Client = SiteClient<Channel>;
+
+/// Attempts of a call that meets a broken link, the first included.
+pub const ATTEMPTS: u32 = 6;
+/// Pause before the first retry; it doubles at each retry.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Largest message accepted from the site (image lists of big sites).
+const MAX_DECODING: usize = 64 << 20;
+
+/// Connects to `HOST:PORT` over plain HTTP/2; failure is [`Error::SiteUnreachable`].
+pub async fn connect(site: &str) -> Result<Client, Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{site}"))
+        .map_err(|e| Error::Usage(format!("--site {site:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Error::SiteUnreachable(format!("{site}: {}", chain(&e))))?;
+    Ok(SiteClient::new(channel).max_decoding_message_size(MAX_DECODING))
+}
+
+/// Whether a status means the link broke (or the node is restarting) rather than that the
+/// site refused: worth a retry. tonic gives the statuses it builds from a transport error
+/// (connection reset, h2 error, timeout) a source; statuses the site sent never have one.
+pub fn is_broken_link(status: &Status) -> bool {
+    is_transport(status)
+        || matches!(
+            status.code(),
+            Code::Unavailable | Code::DataLoss | Code::DeadlineExceeded
+        )
+}
+
+fn is_transport(status: &Status) -> bool {
+    std::error::Error::source(status).is_some()
+        || (matches!(
+            status.code(),
+            Code::Unknown | Code::Cancelled | Code::Internal
+        ) && (status.message().starts_with("h2 protocol error")
+            || status.message().contains("transport error")))
+}
+
+/// The error, and so the exit code, a status from the site means.
+pub fn status_error(status: &Status) -> Error {
+    if is_transport(status) {
+        return Error::SiteUnreachable(describe(status));
+    }
+    let message = match status.message() {
+        "" => format!("{:?}", status.code()),
+        m => one_line(m),
+    };
+    match status.code() {
+        Code::ResourceExhausted => Error::SiteOutOfSpace(message),
+        Code::Unavailable | Code::DeadlineExceeded => Error::SiteUnreachable(message),
+        Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::OutOfRange
+        | Code::Aborted
+        | Code::Unimplemented
+        | Code::DataLoss => Error::SiteRefused(message),
+        _ => Error::Other(format!("site error: {message}")),
+    }
+}
+
+/// A transport status as one line: its message, then its sources.
+fn describe(status: &Status) -> String {
+    let mut parts = vec![status.message().to_owned()];
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    one_line(&parts.join(": "))
+}
+
+/// Runs a unary call, retrying with exponential backoff while the link is broken (not on
+/// `DATA_LOSS`, which unary calls do not return for a broken link).
+pub async fn retry<T, F, Fut>(mut call: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(s) if attempt < ATTEMPTS && is_broken_link(&s) && s.code() != Code::DataLoss => {
+                tracing::debug!(code = ?s.code(), attempt, "site call failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            Err(s) => return Err(status_error(&s)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::*;
+
+    fn code_of(code: Code) -> u8 {
+        status_error(&Status::new(code, "m")).exit_code()
+    }
+
+    #[test]
+    fn site_statuses_map_to_exit_codes() {
+        assert_eq!(code_of(Code::ResourceExhausted), SITE_OUT_OF_SPACE);
+        assert_eq!(code_of(Code::Unavailable), SITE_UNREACHABLE);
+        assert_eq!(code_of(Code::DeadlineExceeded), SITE_UNREACHABLE);
+        for c in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::OutOfRange,
+            Code::Aborted,
+            Code::Unimplemented,
+            Code::DataLoss,
+        ] {
+            assert_eq!(code_of(c), SITE_REFUSED, "{c:?}");
+        }
+        for c in [Code::Unknown, Code::Internal, Code::Cancelled] {
+            assert_eq!(code_of(c), OTHER, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn the_sites_message_is_kept() {
+        let e = status_error(&Status::resource_exhausted(
+            "delivery needs 5368709120 bytes, 1073741824 free",
+        ));
+        assert_eq!(e.exit_code(), SITE_OUT_OF_SPACE);
+        assert!(e
+            .to_string()
+            .contains("needs 5368709120 bytes, 1073741824 free"));
+        let e = status_error(&Status::failed_precondition("wrong offset: expected 1024"));
+        assert!(e.to_string().contains("expected 1024"));
+    }
+
+    #[test]
+    fn transport_failures_are_broken_links() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let s = Status::from_error(Box::new(reset));
+        assert_eq!(s.code(), Code::Unknown);
+        assert!(is_broken_link(&s));
+        assert_eq!(status_error(&s).exit_code(), SITE_UNREACHABLE);
+        assert!(is_broken_link(&Status::unavailable("shutting down")));
+        assert!(is_broken_link(&Status::data_loss("digest mismatch")));
+        assert!(!is_broken_link(&Status::unknown("site bug")));
+        // As tonic sees a hyper "operation was canceled" under its transport error.
+        #[derive(Debug)]
+        struct Wrapper(Status);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("transport")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let cancelled =
+            Status::from_error(Box::new(Wrapper(Status::cancelled("connection closed"))));
+        assert_eq!(cancelled.code(), Code::Cancelled);
+        assert!(is_broken_link(&cancelled));
+        assert_eq!(status_error(&cancelled).exit_code(), SITE_UNREACHABLE);
+        assert!(!is_broken_link(&Status::failed_precondition("offset")));
+        assert!(!is_broken_link(&Status::resource_exhausted("full")));
+    }
+
+    #[tokio::test]
+    async fn retry_gives_up_on_refusals_at_once() {
+        let mut calls = 0;
+        let r: Result<(), Error> = retry(|| {
+            calls += 1;
+            async { Err(Status::not_found("no such app")) }
+        })
+        .await;
+        assert_eq!(r.unwrap_err().exit_code(), SITE_REFUSED);
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_retries_broken_links_then_reports_unreachable() {
+        let mut calls = 0;
+        let r: Result<(), Error> = retry(|| {
+            calls += 1;
+            async { Err(Status::unavailable("connection refused")) }
+        })
+        .await;
+        assert_eq!(r.unwrap_err().exit_code(), SITE_UNREACHABLE);
+        assert_eq!(calls, ATTEMPTS);
+    }
+}

@@ -1,0 +1,222 @@
+//! Streams one blob from the upstream into the site, resuming after broken links.
+//!
+//! Each attempt asks the site where its partial copy stands (`BlobStatus`), pulls the
+//! upstream blob from that offset and sends it with a client-streaming `PutBlob` in chunks
+//! of at most [`CHUNK`] bytes. Nothing is buffered beyond a few chunks in flight.
+
+use crate::exit::Error;
+use crate::progress::Progress;
+use crate::site::{self, Client, ATTEMPTS, FIRST_BACKOFF};
+use crate::upstream::{self, Upstream};
+use futures_util::StreamExt;
+use oci_client::Reference;
+use site_api::pb::{BlobStatusRequest, PutBlobHeader, PutBlobRequest, PutBlobResponse};
+use site_core::Digest;
+use tokio::sync::mpsc;
+use tonic::Code;
+
+/// Largest data chunk of one `PutBlob` message.
+pub const CHUNK: usize = 1 << 20;
+/// Messages queued towards the site.
+const IN_FLIGHT: usize = 4;
+
+/// One blob to deliver.
+pub struct Blob<'a> {
+    /// Canonical repository name at the site (the blob is linked into it).
+    pub repository: &'a str,
+    /// Where the upstream serves the blob (any reference in its repository).
+    pub upstream: &'a Reference,
+    /// The blob's digest.
+    pub digest: &'a Digest,
+    /// The blob's size.
+    pub size: u64,
+}
+
+/// How one attempt ended short of a verified blob.
+enum Failure {
+    /// A broken link or a wrong offset: ask the site again and resume.
+    Retry(Error),
+    /// The upstream or the site refused: give up.
+    Fatal(Error),
+}
+
+/// Delivers one blob; returns the bytes this delivery added at the site (the blob's size
+/// less what the site held of it at the start). Progress shows the bytes the site holds
+/// of this blob on top of `progress`'s base.
+pub async fn send_blob(
+    site: &Client,
+    upstream: &Upstream,
+    blob: &Blob<'_>,
+    progress: &Progress,
+) -> Result<u64, Error> {
+    let mut held_at_start: Option<u64> = None;
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=ATTEMPTS {
+        let status = site::retry(|| {
+            let mut c = site.clone();
+            let digest = blob.digest.to_string();
+            async move { c.blob_status(BlobStatusRequest { digest }).await }
+        })
+        .await?;
+        let offset = status.offset;
+        let start = *held_at_start.get_or_insert(if status.present { blob.size } else { offset });
+        let added = blob.size.saturating_sub(start);
+        if status.present {
+            progress.set_blob(blob.size);
+            return Ok(added);
+        }
+        if offset > blob.size {
+            return Err(Error::Other(format!(
+                "the site holds {offset} bytes of {}, which has {} bytes",
+                blob.digest, blob.size
+            )));
+        }
+        progress.set_blob(offset);
+        let failure = match put_from(site, upstream, blob, offset, progress).await {
+            Ok(r) if r.complete => {
+                progress.set_blob(blob.size);
+                return Ok(added);
+            }
+            Ok(r) => Failure::Retry(Error::Other(format!(
+                "the site holds {} of {} bytes of {} after the stream ended",
+                r.offset, blob.size, blob.digest
+            ))),
+            Err(f) => f,
+        };
+        match failure {
+            Failure::Fatal(e) => return Err(e),
+            Failure::Retry(e) if attempt == ATTEMPTS => return Err(e),
+            Failure::Retry(e) => {
+                progress.note(&format!(
+                    "blob {}: {e}; attempt {}/{ATTEMPTS} in {} ms",
+                    &blob.digest.hex()[..12],
+                    attempt + 1,
+                    backoff.as_millis()
+                ));
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
+    Err(Error::Other(format!("{}: gave up", blob.digest)))
+}
+
+/// Why the pump that feeds the site stopped early.
+enum PumpStop {
+    /// The upstream failed.
+    Upstream(Error),
+    /// The site closed its end: its answer says why.
+    SiteGone,
+}
+
+/// One `PutBlob` stream from `offset` to the end of the blob.
+async fn put_from(
+    site: &Client,
+    upstream: &Upstream,
+    blob: &Blob<'_>,
+    offset: u64,
+    progress: &Progress,
+) -> Result<PutBlobResponse, Failure> {
+    let (stream, skip): (upstream::ByteStream, u64) = if offset == blob.size {
+        // Every byte is there but the blob is not whole yet: an empty stream finishes it.
+        (Box::pin(futures_util::stream::empty()), 0)
+    } else {
+        upstream
+            .blob(blob.upstream, blob.digest, offset)
+            .await
+            .map_err(|e| {
+                if upstream::is_transient(&e) {
+                    Failure::Retry(e)
+                } else {
+                    Failure::Fatal(e)
+                }
+            })?
+    };
+    let (tx, rx) = mpsc::channel::<PutBlobRequest>(IN_FLIGHT);
+    let outbound =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let header = PutBlobRequest {
+        header: Some(PutBlobHeader {
+            repository: blob.repository.to_owned(),
+            digest: blob.digest.to_string(),
+            size: blob.size,
+            offset,
+        }),
+        data: Default::default(),
+    };
+    let mut client = site.clone();
+    let call = client.put_blob(outbound);
+    let pump = pump(stream, skip, header, tx, blob, offset, progress);
+    tokio::pin!(call, pump);
+    let mut pumping = true;
+    loop {
+        tokio::select! {
+            biased;
+            answer = &mut call => {
+                return answer.map(|r| r.into_inner()).map_err(|s| {
+                    if s.code() == Code::FailedPrecondition || site::is_broken_link(&s) {
+                        Failure::Retry(site::status_error(&s))
+                    } else {
+                        Failure::Fatal(site::status_error(&s))
+                    }
+                });
+            }
+            stop = &mut pump, if pumping => match stop {
+                Ok(()) | Err(PumpStop::SiteGone) => pumping = false,
+                // Dropping the call resets the stream: the site keeps what arrived.
+                Err(PumpStop::Upstream(e)) if upstream::is_transient(&e) => {
+                    return Err(Failure::Retry(e))
+                }
+                Err(PumpStop::Upstream(e)) => return Err(Failure::Fatal(e)),
+            },
+        }
+    }
+}
+
+/// Feeds the site: the header, then the upstream bytes from `offset` in chunks of at most
+/// [`CHUNK`]; checks that the upstream sent exactly the blob's size.
+async fn pump(
+    mut stream: upstream::ByteStream,
+    mut skip: u64,
+    header: PutBlobRequest,
+    tx: mpsc::Sender<PutBlobRequest>,
+    blob: &Blob<'_>,
+    offset: u64,
+    progress: &Progress,
+) -> Result<(), PumpStop> {
+    tx.send(header).await.map_err(|_| PumpStop::SiteGone)?;
+    let what = format!("{}@{}", blob.upstream.repository(), blob.digest);
+    let mut position = offset;
+    while let Some(item) = stream.next().await {
+        let mut bytes = item.map_err(|e| PumpStop::Upstream(upstream::classify_io(&e, &what)))?;
+        if skip > 0 {
+            let drop = skip.min(bytes.len() as u64);
+            skip -= drop;
+            let _ = bytes.split_to(drop as usize);
+        }
+        if position + bytes.len() as u64 > blob.size {
+            return Err(PumpStop::Upstream(crate::exit::Error::Other(format!(
+                "{what}: the upstream sent more than the {} bytes of the blob",
+                blob.size
+            ))));
+        }
+        while !bytes.is_empty() {
+            let chunk = bytes.split_to(bytes.len().min(CHUNK));
+            let len = chunk.len() as u64;
+            let message = PutBlobRequest {
+                header: None,
+                data: chunk.into(),
+            };
+            tx.send(message).await.map_err(|_| PumpStop::SiteGone)?;
+            position += len;
+            progress.set_blob(position);
+        }
+    }
+    if position != blob.size {
+        return Err(PumpStop::Upstream(Error::UpstreamUnreachable(format!(
+            "{what}: the upstream stream ended at byte {position} of {}",
+            blob.size
+        ))));
+    }
+    Ok(())
+}

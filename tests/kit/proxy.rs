@@ -1,0 +1,82 @@
+//! A loopback TCP proxy that cuts the link: it forwards until `budget` bytes have gone
+//! from client to server, then drops every connection and refuses new ones, as a broken
+//! WAN link would.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct CuttingProxy {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl CuttingProxy {
+    pub fn start(target: SocketAddr, budget: u64) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        if sent.load(Ordering::SeqCst) >= budget {
+                            let _ = client.shutdown(Shutdown::Both);
+                            continue;
+                        }
+                        let Ok(server) = TcpStream::connect(target) else {
+                            continue;
+                        };
+                        client.set_nonblocking(false).unwrap();
+                        pipe(
+                            client.try_clone().unwrap(),
+                            server.try_clone().unwrap(),
+                            Some((sent.clone(), budget)),
+                        );
+                        pipe(server, client, None);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        CuttingProxy { addr, stop }
+    }
+}
+
+/// Copies `from` to `to` on a thread; with a budget, cuts both once it is spent.
+fn pipe(mut from: TcpStream, mut to: TcpStream, budget: Option<(Arc<AtomicU64>, u64)>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut n = n;
+            if let Some((sent, limit)) = &budget {
+                let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+                if before + n as u64 >= *limit {
+                    n = limit.saturating_sub(before) as usize;
+                    let _ = to.write_all(&buf[..n]);
+                    break;
+                }
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}

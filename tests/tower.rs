@@ -1,0 +1,354 @@
+//! `towerctl` end to end: Debian's `docker-registry` as the upstream, images put there
+//! with skopeo, `towerctl` delivering to a real `site-agent`, skopeo pulling from the site.
+
+mod kit;
+
+use kit::grpc;
+use kit::oci::{self, Image, OCI_MANIFEST};
+use kit::proxy::CuttingProxy;
+use kit::tools::{require, run};
+use kit::upstream::{ReferenceRegistry, AUTH_PASSWORD};
+use kit::{digest, request, Node, NodeOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Tools {
+    registry: PathBuf,
+}
+
+fn tools() -> Option<Tools> {
+    let registry = require("docker-registry")?;
+    require("skopeo")?;
+    Some(Tools { registry })
+}
+
+/// Puts `image` at `dest` (`HOST:PORT/repo:tag`) on the upstream with skopeo.
+fn upload(work: &Path, image: &Image, dest: &str, creds: Option<&str>) {
+    let layout = work.join(format!("layout-{}", &image.digest[7..19]));
+    oci::write_layout(
+        &layout,
+        &[image],
+        None,
+        &[("img", &image.manifest, OCI_MANIFEST)],
+    );
+    let mut cmd = Command::new("skopeo");
+    cmd.args([
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+    ]);
+    match creds {
+        Some(c) => cmd.args(["--dest-creds", c]),
+        None => cmd.arg("--dest-no-creds"),
+    };
+    run(cmd
+        .arg(format!("oci:{}:img", layout.display()))
+        .arg(format!("docker://{dest}")));
+}
+
+fn towerctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_towerctl"))
+        .args(args)
+        .env("HOME", "/nonexistent")
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .expect("run towerctl")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "towerctl failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// Pulls `reference` from the site with skopeo into a layout; returns the blob digests,
+/// each checked against its bytes.
+fn pull(work: &Path, site: &str, reference: &str) -> Vec<String> {
+    let out = work.join(format!(
+        "pull-{}",
+        digest(reference.as_bytes())[7..19].to_owned()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    run(Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-no-creds",
+        ])
+        .arg(format!("docker://{site}/{reference}"))
+        .arg(format!("oci:{}:x", out.display())));
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let name = format!("sha256:{}", e.file_name().to_string_lossy());
+        assert_eq!(digest(&std::fs::read(e.path()).unwrap()), name);
+        names.push(name);
+    }
+    names
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn received(node: &Node) -> u64 {
+    rt().block_on(async {
+        grpc::status(&mut grpc::connect(node.api).await)
+            .await
+            .blob_bytes_received
+    })
+}
+
+#[test]
+fn deliver_schedule_pull_unschedule_gc() {
+    let Some(t) = tools() else { return };
+    let up = ReferenceRegistry::start(&t.registry);
+    let upstream = up.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    let a = oci::image(31, &[300 << 10, 200 << 10], "amd64");
+    let mut b = oci::image(32, &[100 << 10], "amd64");
+    b.layers.insert(0, a.layers[0].clone());
+    let b = oci::rebuild(b);
+    upload(work.path(), &a, &format!("{upstream}/team/a:v1"), None);
+    upload(work.path(), &b, &format!("{upstream}/team/b:v1"), None);
+    let node = Node::start(NodeOptions {
+        default_upstream: Some(upstream.clone()),
+        grace: Some("1s".into()),
+        ..Default::default()
+    });
+    let site = node.api.to_string();
+    let deliver = |img: &str| {
+        ok(towerctl(&[
+            "deliver",
+            "--site",
+            &site,
+            "--insecure-registry",
+            &upstream,
+            img,
+        ]))
+    };
+    let out = deliver(&format!("{upstream}/team/a:v1"));
+    assert!(
+        out.contains(&a.digest),
+        "deliver prints the digest it pinned: {out}"
+    );
+    let after_a = received(&node);
+    assert_eq!(after_a, a.blobs().map(|x| x.data.len() as u64).sum::<u64>());
+    deliver(&format!("{upstream}/team/b:v1"));
+    // Dedup: only b's own blobs travelled.
+    let b_own: u64 = b
+        .blobs()
+        .filter(|x| x.digest != a.layers[0].digest)
+        .map(|x| x.data.len() as u64)
+        .sum();
+    assert_eq!(received(&node) - after_a, b_own);
+    let a_ref = format!("{upstream}/team/a@{}", a.digest);
+    let b_ref = format!("{upstream}/team/b@{}", b.digest);
+    ok(towerctl(&["schedule", "--site", &site, "app-a", &a_ref]));
+    ok(towerctl(&["schedule", "--site", &site, "app-b", &b_ref]));
+    let site_http = node.addr.to_string();
+    for (img, reference) in [(&a, "team/a:v1"), (&b, "team/b:v1")] {
+        let blobs = pull(work.path(), &site_http, reference);
+        for x in img.blobs() {
+            assert!(
+                blobs.contains(&x.digest),
+                "{reference}: {} pulled",
+                x.digest
+            );
+        }
+    }
+    let images = ok(towerctl(&["images", "--site", &site]));
+    assert!(
+        images.contains(&a.digest) && images.contains(&b.digest),
+        "{images}"
+    );
+    ok(towerctl(&["unschedule", "--site", &site, "app-a"]));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let dry = ok(towerctl(&["gc", "--site", &site, "--dry-run"]));
+    assert!(dry.contains(&a.digest), "{dry}");
+    assert_eq!(
+        request(
+            node.addr,
+            "GET",
+            &format!("/v2/team/a/manifests/{}", a.digest),
+            &[],
+            b""
+        )
+        .status,
+        200
+    );
+    ok(towerctl(&["gc", "--site", &site]));
+    assert_eq!(
+        request(
+            node.addr,
+            "GET",
+            &format!("/v2/team/a/manifests/{}", a.digest),
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    let blobs = pull(work.path(), &site_http, "team/b:v1");
+    for x in b.blobs() {
+        assert!(
+            blobs.contains(&x.digest),
+            "b still pulls whole: {}",
+            x.digest
+        );
+    }
+}
+
+#[test]
+fn a_broken_link_resumes_and_sends_only_the_remainder() {
+    let Some(t) = tools() else { return };
+    let up = ReferenceRegistry::start(&t.registry);
+    let upstream = up.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    let img = oci::image(41, &[6 << 20], "amd64");
+    upload(work.path(), &img, &format!("{upstream}/team/big:v1"), None);
+    let node = Node::start(NodeOptions::default());
+    let total: u64 = img.blobs().map(|x| x.data.len() as u64).sum();
+    // The link to the site breaks after 2 MiB and stays down.
+    let proxy = CuttingProxy::start(node.api, 2 << 20);
+    let out = towerctl(&[
+        "deliver",
+        "--site",
+        &proxy.addr.to_string(),
+        "--insecure-registry",
+        &upstream,
+        &format!("{upstream}/team/big:v1"),
+    ]);
+    assert_eq!(
+        code(&out),
+        8,
+        "site unreachable: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = received(&node);
+    assert!(
+        first > 0 && first < total,
+        "part of the blob arrived: {first} of {total}"
+    );
+    ok(towerctl(&[
+        "deliver",
+        "--site",
+        &node.api.to_string(),
+        "--insecure-registry",
+        &upstream,
+        &format!("{upstream}/team/big:v1"),
+    ]));
+    assert_eq!(
+        received(&node),
+        total,
+        "the second delivery sent only the remainder"
+    );
+    let got = request(
+        node.addr,
+        "GET",
+        &format!("/v2/{upstream}/team/big/manifests/v1"),
+        &[],
+        b"",
+    );
+    assert_eq!((got.status, digest(&got.body)), (200, img.digest.clone()));
+}
+
+#[test]
+fn credentials_come_from_config_json_and_failures_have_distinct_exit_codes() {
+    let Some(t) = tools() else { return };
+    let up = ReferenceRegistry::start_with_auth(&t.registry, "tower");
+    let upstream = up.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    let img = oci::image(51, &[50 << 10], "amd64");
+    upload(
+        work.path(),
+        &img,
+        &format!("{upstream}/team/private:v1"),
+        Some(&format!("tower:{AUTH_PASSWORD}")),
+    );
+    let node = Node::start(NodeOptions {
+        capacity: Some(10 << 10),
+        ..Default::default()
+    });
+    let site = node.api.to_string();
+    let image = format!("{upstream}/team/private:v1");
+    let auth_file = |user: &str, pw: &str| {
+        let path = work.path().join(format!("config-{pw}.json"));
+        let auth = kit::http::basic(user, pw);
+        let auth = auth.trim_start_matches("Basic ");
+        std::fs::write(&path, format!(r#"{{"auths":{{"{upstream}":{{"auth":"{auth}"}},"other.example":{{"auth":"eDp5"}}}}}}"#)).unwrap();
+        path.display().to_string()
+    };
+    let good = auth_file("tower", AUTH_PASSWORD);
+    let bad = auth_file("tower", "wrong-pw");
+    let deliver = |extra: &[&str], site: &str, image: &str| {
+        let mut args = vec!["deliver", "--site", site, "--insecure-registry", &upstream];
+        args.extend_from_slice(extra);
+        args.push(image);
+        towerctl(&args)
+    };
+    assert_eq!(code(&deliver(&[], &site, &image)), 4, "no credentials");
+    assert_eq!(
+        code(&deliver(&["--auth-file", &bad], &site, &image)),
+        4,
+        "wrong password"
+    );
+    let missing = format!("{upstream}/team/nothing:v1");
+    assert_eq!(
+        code(&deliver(&["--auth-file", &good], &site, &missing)),
+        3,
+        "not found"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable = format!("{closed}/team/x:v1");
+    let out = towerctl(&[
+        "deliver",
+        "--site",
+        &site,
+        "--insecure-registry",
+        &closed.to_string(),
+        &unreachable,
+    ]);
+    assert_eq!(code(&out), 5, "upstream unreachable");
+    assert_eq!(
+        code(&deliver(
+            &["--auth-file", &good],
+            &closed.to_string(),
+            &image
+        )),
+        8,
+        "site unreachable"
+    );
+    // The site holds at most 10 KiB: the 50 KiB image is refused up front.
+    let out = deliver(&["--auth-file", &good], &site, &image);
+    assert_eq!(
+        code(&out),
+        7,
+        "site out of space: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bytes free"));
+    assert_eq!(received(&node), 0);
+    assert!(
+        !node.log().contains(AUTH_PASSWORD),
+        "credentials never reach the site"
+    );
+}
