@@ -18,22 +18,6 @@ fn creds() -> String {
     format!("{USER}:{PASSWORD}")
 }
 
-/// Every blob of a pulled layout is named by the digest of its bytes; returns the names.
-fn verified_blobs(layout: &Path) -> Vec<String> {
-    let mut names = Vec::new();
-    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
-        let e = e.unwrap();
-        let name = format!("sha256:{}", e.file_name().to_string_lossy());
-        assert_eq!(
-            digest(&std::fs::read(e.path()).unwrap()),
-            name,
-            "pulled blob does not match its name"
-        );
-        names.push(name);
-    }
-    names
-}
-
 fn pulled_root(layout: &Path) -> String {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
@@ -108,7 +92,7 @@ fn skopeo_pushes_and_pulls_a_multi_layer_image() {
         ])
         .arg(format!("oci:{}:pulled", out.display())));
     assert_eq!(pulled_root(&out), image.digest);
-    assert_image_pulled(&verified_blobs(&out), &image);
+    assert_image_pulled(&oci::verified_blobs(&out), &image);
 
     // The same content over plain HTTP, under the Docker-normalised name too.
     for b in image.blobs() {
@@ -182,7 +166,7 @@ fn skopeo_pushes_and_pulls_a_multi_platform_index() {
         ])
         .arg(format!("oci:{}:pulled", out.display())));
     assert_eq!(pulled_root(&out), index_digest);
-    let blobs = verified_blobs(&out);
+    let blobs = oci::verified_blobs(&out);
     assert!(blobs.contains(&index_digest));
     assert_image_pulled(&blobs, &amd64);
     assert_image_pulled(&blobs, &arm64);
@@ -215,5 +199,5 @@ fn skopeo_pushes_and_pulls_a_multi_platform_index() {
         ])
         .arg(format!("oci:{}:arm", one.display())));
     assert_eq!(pulled_root(&one), arm64.digest);
-    assert_image_pulled(&verified_blobs(&one), &arm64);
+    assert_image_pulled(&oci::verified_blobs(&one), &arm64);
 }

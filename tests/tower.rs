@@ -89,14 +89,7 @@ fn pull(work: &Path, site: &str, reference: &str) -> Vec<String> {
         ])
         .arg(format!("docker://{site}/{reference}"))
         .arg(format!("oci:{}:x", out.display())));
-    let mut names = Vec::new();
-    for e in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
-        let e = e.unwrap();
-        let name = format!("sha256:{}", e.file_name().to_string_lossy());
-        assert_eq!(digest(&std::fs::read(e.path()).unwrap()), name);
-        names.push(name);
-    }
-    names
+    oci::verified_blobs(&out)
 }
 
 fn rt() -> tokio::runtime::Runtime {

@@ -259,3 +259,19 @@ pub fn push_blob_two_step(
         data,
     )
 }
+
+/// Every blob of a pulled layout is named by the digest of its bytes; returns the names.
+pub fn verified_blobs(layout: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let name = format!("sha256:{}", e.file_name().to_string_lossy());
+        assert_eq!(
+            digest(&std::fs::read(e.path()).unwrap()),
+            name,
+            "pulled blob does not match its name"
+        );
+        names.push(name);
+    }
+    names
+}

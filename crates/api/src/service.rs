@@ -87,6 +87,16 @@ impl ByteSource for BlobStream {
     }
 }
 
+impl SiteService {
+    /// Applies a pin or unpin and says whether it changed anything.
+    async fn pin_change(&self, cmd: Command) -> Result<Response<pb::PinResponse>, Status> {
+        let out = self.store.execute(cmd).await.map_err(status)?;
+        Ok(Response::new(pb::PinResponse {
+            changed: out.changed,
+        }))
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -305,14 +315,7 @@ impl site_server::Site for SiteService {
         request: Request<pb::PinRequest>,
     ) -> Result<Response<pb::PinResponse>, Status> {
         let image = self.image(&request.into_inner().image)?;
-        let out = self
-            .store
-            .execute(Command::Pin { image })
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::PinResponse {
-            changed: out.changed,
-        }))
+        self.pin_change(Command::Pin { image }).await
     }
 
     async fn unpin(
@@ -320,14 +323,7 @@ impl site_server::Site for SiteService {
         request: Request<pb::PinRequest>,
     ) -> Result<Response<pb::PinResponse>, Status> {
         let image = self.image(&request.into_inner().image)?;
-        let out = self
-            .store
-            .execute(Command::Unpin { image })
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::PinResponse {
-            changed: out.changed,
-        }))
+        self.pin_change(Command::Unpin { image }).await
     }
 
     async fn list_images(
