@@ -21,6 +21,11 @@ pub mod pb {
 
 use tokio::sync::watch;
 
+/// HTTP/2 receive window of one stream (bytes a sender may have in flight on it).
+pub const STREAM_WINDOW: u32 = 8 << 20;
+/// HTTP/2 receive window of one connection.
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// Serves `service` on `listener` until `shutdown` turns true, then finishes the calls in
 /// flight (event streams end at once).
 pub async fn serve(
@@ -29,8 +34,12 @@ pub async fn serve(
     max_message: usize,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        // Blob streams are bulk transfers: HTTP/2's default 64 KiB windows would stall the
+        // sender once per window on every round trip.
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .add_service(
             pb::site_server::SiteServer::new(service).max_decoding_message_size(max_message),
         )

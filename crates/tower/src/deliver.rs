@@ -10,10 +10,14 @@ use crate::resolve::{resolve, Resolved};
 use crate::site::{self, Client};
 use crate::transfer::{send_blob, Blob};
 use crate::upstream::{self, Upstream};
+use futures_util::StreamExt;
 use oci_client::secrets::RegistryAuth;
 use site_api::pb::{BlobRef, FindMissingBlobsRequest, PutManifestRequest};
 use site_core::Digest;
 use std::path::Path;
+
+/// Blobs of one image sent at once.
+const BLOBS_IN_FLIGHT: usize = 2;
 
 /// Options of a delivery.
 pub struct Options<'a> {
@@ -80,24 +84,30 @@ async fn deliver_one(
 
     let progress = Progress::new(total);
     let source = upstream::reference(&reference.repository, None, Some(&resolved.digest));
-    let mut sent = 0;
-    for (digest, size) in &missing {
-        progress.message(short(digest));
+    progress.message(format!("{} blob(s)", missing.len()));
+    // A few blobs at once: while the site verifies and fsyncs one, the next keeps flowing.
+    let sends = missing.iter().map(|(digest, size)| {
         let blob = Blob {
             repository: &repository,
             upstream: &source,
             digest,
             size: *size,
         };
-        match send_blob(site, up, &blob, &progress).await {
+        let progress = &progress;
+        async move { send_blob(site, up, &blob, progress).await }
+    });
+    let mut sends = futures_util::stream::iter(sends).buffer_unordered(BLOBS_IN_FLIGHT);
+    let mut sent = 0;
+    while let Some(result) = sends.next().await {
+        match result {
             Ok(n) => sent += n,
             Err(e) => {
                 progress.finish();
                 return Err(e);
             }
         }
-        progress.end_blob(*size);
     }
+    drop(sends);
     progress.finish();
 
     let count = resolved.manifests.len();
@@ -156,9 +166,4 @@ fn our_descriptors(resolved: &Resolved, missing: &[BlobRef]) -> Result<Vec<(Dige
                 })
         })
         .collect()
-}
-
-/// `sha256:0123456789ab` for the progress bar.
-fn short(digest: &Digest) -> String {
-    format!("sha256:{}", &digest.hex()[..12])
 }

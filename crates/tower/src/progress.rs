@@ -4,11 +4,17 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Progress over the bytes of one delivery.
+/// Progress over the bytes of one delivery (several blobs may be in flight at once).
 pub struct Progress {
     bar: ProgressBar,
-    /// Bytes of the blobs already done.
-    done: AtomicU64,
+    /// Bytes the site holds of the delivery's blobs, as far as we know.
+    held: AtomicU64,
+}
+
+/// Progress of one blob within a [`Progress`].
+pub struct BlobProgress<'a> {
+    progress: &'a Progress,
+    held: AtomicU64,
 }
 
 impl Progress {
@@ -22,23 +28,19 @@ impl Progress {
         }
         Progress {
             bar,
-            done: AtomicU64::new(0),
+            held: AtomicU64::new(0),
         }
     }
 
-    /// The current blob holds `bytes` at the site.
-    pub fn set_blob(&self, bytes: u64) {
-        self.bar
-            .set_position(self.done.load(Ordering::Relaxed).saturating_add(bytes));
+    /// Progress of one more blob, at 0 bytes.
+    pub fn blob(&self) -> BlobProgress<'_> {
+        BlobProgress {
+            progress: self,
+            held: AtomicU64::new(0),
+        }
     }
 
-    /// The current blob, of `size` bytes, is done: the next one starts.
-    pub fn end_blob(&self, size: u64) {
-        let done = self.done.fetch_add(size, Ordering::Relaxed) + size;
-        self.bar.set_position(done);
-    }
-
-    /// A short message next to the bar (the blob being sent).
+    /// A short message next to the bar (what is being sent).
     pub fn message(&self, msg: String) {
         self.bar.set_message(msg);
     }
@@ -51,5 +53,24 @@ impl Progress {
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+impl BlobProgress<'_> {
+    /// The blob holds `bytes` at the site.
+    pub fn set(&self, bytes: u64) {
+        let before = self.held.swap(bytes, Ordering::Relaxed);
+        let total = &self.progress.held;
+        let now = if bytes >= before {
+            total.fetch_add(bytes - before, Ordering::Relaxed) + (bytes - before)
+        } else {
+            total.fetch_sub(before - bytes, Ordering::Relaxed) - (before - bytes)
+        };
+        self.progress.bar.set_position(now);
+    }
+
+    /// Prints a line on stderr without tearing the bar.
+    pub fn note(&self, line: &str) {
+        self.progress.note(line);
     }
 }

@@ -5,7 +5,7 @@
 //! of at most [`CHUNK`] bytes. Nothing is buffered beyond a few chunks in flight.
 
 use crate::exit::Error;
-use crate::progress::Progress;
+use crate::progress::{BlobProgress, Progress};
 use crate::site::{self, Client, ATTEMPTS, FIRST_BACKOFF};
 use crate::upstream::{self, Upstream};
 use futures_util::StreamExt;
@@ -42,13 +42,14 @@ enum Failure {
 
 /// Delivers one blob; returns the bytes this delivery added at the site (the blob's size
 /// less what the site held of it at the start). Progress shows the bytes the site holds
-/// of this blob on top of `progress`'s base.
+/// of this blob on top of the others'.
 pub async fn send_blob(
     site: &Client,
     upstream: &Upstream,
     blob: &Blob<'_>,
     progress: &Progress,
 ) -> Result<u64, Error> {
+    let progress = &progress.blob();
     let mut held_at_start: Option<u64> = None;
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
@@ -62,7 +63,7 @@ pub async fn send_blob(
         let start = *held_at_start.get_or_insert(if status.present { blob.size } else { offset });
         let added = blob.size.saturating_sub(start);
         if status.present {
-            progress.set_blob(blob.size);
+            progress.set(blob.size);
             return Ok(added);
         }
         if offset > blob.size {
@@ -71,10 +72,10 @@ pub async fn send_blob(
                 blob.digest, blob.size
             )));
         }
-        progress.set_blob(offset);
+        progress.set(offset);
         let failure = match put_from(site, upstream, blob, offset, progress).await {
             Ok(r) if r.complete => {
-                progress.set_blob(blob.size);
+                progress.set(blob.size);
                 return Ok(added);
             }
             Ok(r) => Failure::Retry(Error::Other(format!(
@@ -115,7 +116,7 @@ async fn put_from(
     upstream: &Upstream,
     blob: &Blob<'_>,
     offset: u64,
-    progress: &Progress,
+    progress: &BlobProgress<'_>,
 ) -> Result<PutBlobResponse, Failure> {
     let (stream, skip): (upstream::ByteStream, u64) = if offset == blob.size {
         // Every byte is there but the blob is not whole yet: an empty stream finishes it.
@@ -149,10 +150,15 @@ async fn put_from(
     let pump = pump(stream, skip, header, tx, blob, offset, progress);
     tokio::pin!(call, pump);
     let mut pumping = true;
+    let mut upstream_failure = None;
     loop {
         tokio::select! {
             biased;
             answer = &mut call => {
+                if let Some(e) = upstream_failure {
+                    // The stream ended short on purpose: the site kept what arrived.
+                    return Err(Failure::Retry(e));
+                }
                 return answer.map(|r| r.into_inner()).map_err(|s| {
                     if s.code() == Code::FailedPrecondition || site::is_broken_link(&s) {
                         Failure::Retry(site::status_error(&s))
@@ -163,9 +169,11 @@ async fn put_from(
             }
             stop = &mut pump, if pumping => match stop {
                 Ok(()) | Err(PumpStop::SiteGone) => pumping = false,
-                // Dropping the call resets the stream: the site keeps what arrived.
+                // The pump has sent what arrived and ended the stream: let the site
+                // answer, so that every byte sent counts, then resume.
                 Err(PumpStop::Upstream(e)) if upstream::is_transient(&e) => {
-                    return Err(Failure::Retry(e))
+                    pumping = false;
+                    upstream_failure = Some(e);
                 }
                 Err(PumpStop::Upstream(e)) => return Err(Failure::Fatal(e)),
             },
@@ -182,35 +190,46 @@ async fn pump(
     tx: mpsc::Sender<PutBlobRequest>,
     blob: &Blob<'_>,
     offset: u64,
-    progress: &Progress,
+    progress: &BlobProgress<'_>,
 ) -> Result<(), PumpStop> {
     tx.send(header).await.map_err(|_| PumpStop::SiteGone)?;
     let what = format!("{}@{}", blob.upstream.repository(), blob.digest);
     let mut position = offset;
+    // Upstream reads come in pieces of a few KiB: gather them into messages of up to
+    // CHUNK bytes, so the site handles one message per MiB rather than per read.
+    let mut pending = Vec::with_capacity(CHUNK);
     while let Some(item) = stream.next().await {
-        let mut bytes = item.map_err(|e| PumpStop::Upstream(upstream::classify_io(&e, &what)))?;
+        let mut bytes = match item {
+            Ok(b) => b,
+            Err(e) => {
+                // What arrived before the break is good: send it before giving up.
+                if !pending.is_empty() {
+                    send(&tx, &mut pending, position, progress).await?;
+                }
+                return Err(PumpStop::Upstream(upstream::classify_io(&e, &what)));
+            }
+        };
         if skip > 0 {
             let drop = skip.min(bytes.len() as u64);
             skip -= drop;
             let _ = bytes.split_to(drop as usize);
         }
-        if position + bytes.len() as u64 > blob.size {
+        if position + (pending.len() + bytes.len()) as u64 > blob.size {
             return Err(PumpStop::Upstream(crate::exit::Error::Other(format!(
                 "{what}: the upstream sent more than the {} bytes of the blob",
                 blob.size
             ))));
         }
         while !bytes.is_empty() {
-            let chunk = bytes.split_to(bytes.len().min(CHUNK));
-            let len = chunk.len() as u64;
-            let message = PutBlobRequest {
-                header: None,
-                data: chunk.into(),
-            };
-            tx.send(message).await.map_err(|_| PumpStop::SiteGone)?;
-            position += len;
-            progress.set_blob(position);
+            let take = bytes.len().min(CHUNK - pending.len());
+            pending.extend_from_slice(&bytes.split_to(take));
+            if pending.len() == CHUNK {
+                position = send(&tx, &mut pending, position, progress).await?;
+            }
         }
+    }
+    if !pending.is_empty() {
+        position = send(&tx, &mut pending, position, progress).await?;
     }
     if position != blob.size {
         return Err(PumpStop::Upstream(Error::UpstreamUnreachable(format!(
@@ -219,4 +238,19 @@ async fn pump(
         ))));
     }
     Ok(())
+}
+
+/// Sends what `pending` holds as one message; returns the new position in the blob.
+async fn send(
+    tx: &mpsc::Sender<PutBlobRequest>,
+    pending: &mut Vec<u8>,
+    position: u64,
+    progress: &BlobProgress<'_>,
+) -> Result<u64, PumpStop> {
+    let data = std::mem::replace(pending, Vec::with_capacity(CHUNK));
+    let position = position + data.len() as u64;
+    let message = PutBlobRequest { header: None, data };
+    tx.send(message).await.map_err(|_| PumpStop::SiteGone)?;
+    progress.set(position);
+    Ok(position)
 }

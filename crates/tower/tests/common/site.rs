@@ -25,9 +25,11 @@ pub struct State {
     pub break_after_once: Option<(String, u64)>,
     pub saw_authorization: bool,
     pub put_blob_calls: usize,
-    pub blob_status_calls: usize,
-    /// BlobStatus call number (1-based) that answers offset 0 whatever the site holds.
-    pub lie_at_status_call: Option<usize>,
+    /// BlobStatus calls per digest.
+    pub blob_status_calls: HashMap<String, usize>,
+    /// (digest, call number from 1): that BlobStatus call for that blob answers offset 0
+    /// whatever the site holds.
+    pub lie_at_status_call: Option<(String, usize)>,
 }
 
 #[derive(Clone)]
@@ -107,9 +109,13 @@ impl Site for FakeSite {
         r: Request<BlobStatusRequest>,
     ) -> Result<Response<BlobStatusResponse>, Status> {
         let mut s = self.0.lock().unwrap();
-        s.blob_status_calls += 1;
-        let lie = s.lie_at_status_call == Some(s.blob_status_calls);
         let d = r.into_inner().digest;
+        let calls = {
+            let n = s.blob_status_calls.entry(d.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let lie = s.lie_at_status_call == Some((d.clone(), calls));
         Ok(Response::new(BlobStatusResponse {
             present: s.complete.contains_key(&d),
             offset: if lie {
