@@ -1,6 +1,7 @@
 //! The tower's gRPC API on a real node: bad input gets a clear status and changes
 //! nothing; a broken blob stream resumes from the node's offset; GC deletes what no
-//! application needs and keeps what one does.
+//! application needs and keeps what one does; eviction follows pulls (least recently used
+//! first); upload sessions left idle expire.
 
 mod kit;
 
@@ -454,4 +455,129 @@ fn a_delivery_that_cannot_fit_is_refused_up_front() {
         assert!(matches!(ev.kind, Some(pb::event::Kind::DeliveryRefused(ref r)) if r.bytes_needed == needed), "{ev:?}");
         assert_eq!(grpc::status(&mut c).await.blobs, 0);
     });
+}
+
+#[test]
+fn eviction_under_pressure_takes_the_least_recently_pulled_image() {
+    // Two unreferenced images of 450 KiB under a capacity of 1000 KiB: above the high
+    // watermark (85%), so a sweep evicts down to the low one (70%): one image goes.
+    let node = Node::start(NodeOptions {
+        capacity: Some(1000 << 10),
+        ..Default::default()
+    });
+    let (a, b) = (
+        oci::image(41, &[450 << 10], "amd64"),
+        oci::image(42, &[450 << 10], "amd64"),
+    );
+    let get = |repo: &str| {
+        request(
+            node.addr,
+            "GET",
+            &format!("/v2/{repo}/manifests/v1"),
+            &[],
+            b"",
+        )
+        .status
+    };
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        deliver(&mut c, "team/a", &a, "v1").await;
+        // Times in the log are whole seconds: let each step have its own.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        deliver(&mut c, "team/b", &b, "v1").await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    });
+    // a was delivered first, but pulled last.
+    assert_eq!(get("team/a"), 200);
+    let report = rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        c.run_gc(pb::RunGcRequest { dry_run: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .report
+            .unwrap()
+    });
+    assert_eq!(report.manifests, vec![b.digest.clone()], "{report:?}");
+    assert_eq!(get("team/b"), 404);
+    assert_eq!(get("team/a"), 200, "the recently pulled image stays");
+}
+
+#[test]
+fn upload_sessions_left_idle_expire() {
+    let node = Node::start(NodeOptions {
+        push: true,
+        upload_ttl: Some("1s".into()),
+        ..Default::default()
+    });
+    let auth = oci::auth();
+    let start = |node: &Node| {
+        let r = request(
+            node.addr,
+            "POST",
+            "/v2/team/up/blobs/uploads/",
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert_eq!(r.status, 202);
+        r.header("Location").unwrap().to_owned()
+    };
+    let idle = start(&node);
+    let patch = |loc: &str| {
+        request(
+            node.addr,
+            "PATCH",
+            loc,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/octet-stream"),
+            ],
+            &[7u8; 1000],
+        )
+    };
+    assert_eq!(patch(&idle).status, 202);
+    // A delivery stream the tower abandoned half way.
+    let tower = kit::bytes(43, 4000);
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        let e = grpc::put_blob(
+            &mut c,
+            "team/up",
+            &digest(&tower),
+            4000,
+            0,
+            &tower[..1500],
+            500,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), Code::Aborted);
+    });
+    assert_eq!(node.upload_files().len(), 2, "{:?}", node.upload_files());
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    // A session still in use is kept: this one is written to just before the sweep.
+    let busy = start(&node);
+    assert_eq!(patch(&busy).status, 202);
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        c.run_gc(pb::RunGcRequest { dry_run: false }).await.unwrap();
+    });
+    let r = request(node.addr, "GET", &idle, &[("Authorization", &auth)], b"");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "BLOB_UPLOAD_UNKNOWN");
+    assert_eq!(
+        request(node.addr, "GET", &busy, &[("Authorization", &auth)], b"").status,
+        204
+    );
+    let files = node.upload_files();
+    assert_eq!(
+        files.len(),
+        1,
+        "only the busy session's file is left: {files:?}"
+    );
+    let busy_id = busy.rsplit('/').next().unwrap();
+    assert!(files[0].0.ends_with(busy_id), "{busy} {files:?}");
+    assert!(node
+        .log()
+        .contains("dropping upload idle past the upload TTL"));
 }

@@ -23,6 +23,8 @@ pub struct NodeOptions {
     pub grace: Option<String>,
     /// `[gc] capacity` in bytes.
     pub capacity: Option<u64>,
+    /// `[registry] upload_ttl`, e.g. "1s".
+    pub upload_ttl: Option<String>,
 }
 
 impl NodeOptions {
@@ -56,6 +58,9 @@ impl Node {
         }
         if let Some(m) = opts.max_blob_size {
             config.push_str(&format!("max_blob_size = {m}\n"));
+        }
+        if let Some(t) = &opts.upload_ttl {
+            config.push_str(&format!("upload_ttl = \"{t}\"\n"));
         }
         if let Some(u) = &opts.default_upstream {
             config.push_str(&format!("default_upstream = \"{u}\"\n"));

@@ -78,9 +78,15 @@ impl Collector {
         })
     }
 
-    /// One sweep: grace-expired images, plus LRU eviction under disk pressure. A dry run
-    /// reports what the sweep would delete and deletes nothing.
+    /// One sweep: grace-expired images, plus LRU eviction under disk pressure (pulls noted
+    /// since the last run are recorded first); upload sessions idle past their TTL are
+    /// dropped. A dry run reports what the sweep would delete and deletes nothing.
     pub async fn run_once(&self, dry_run: bool) -> Result<SweepReport> {
+        // Pulls since the last run move their images up the LRU order first.
+        self.store.record_pulls().await?;
+        if !dry_run {
+            self.store.expire_uploads().await?;
+        }
         let evict = self.pressure()?;
         if dry_run {
             return Ok(self.store.plan_sweep(self.config.grace, evict));
@@ -106,6 +112,7 @@ impl Collector {
         if needed > space.free.saturating_add(reclaimable) {
             return Ok(Err((needed, space.free, reclaimable)));
         }
+        self.store.record_pulls().await?;
         let report = self
             .store
             .sweep(self.config.grace, needed - space.free)

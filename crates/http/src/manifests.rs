@@ -31,6 +31,8 @@ pub(crate) fn get(reg: &Registry, name: &str, r: &str, ctx: &Ctx) -> Result<Resp
     let body = if ctx.method == Method::HEAD {
         Body::empty()
     } else {
+        // A pull: it moves the image up the order of least-recently-used eviction.
+        reg.store.note_pull(&m.digest);
         Body::from(m.body)
     };
     Ok(builder.body(body).expect("valid response"))

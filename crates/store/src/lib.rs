@@ -15,6 +15,7 @@ pub mod files;
 pub mod keyspace;
 mod log;
 mod manifests;
+mod pulls;
 mod reconcile;
 mod sweep;
 mod uploads;
@@ -27,8 +28,9 @@ pub use uploads::ByteSource;
 use files::BlobFiles;
 use site_core::{Digest, Repository};
 use site_state::{Command, Entry, Event, Outcome, State};
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
@@ -41,7 +43,8 @@ pub struct StoreConfig {
     pub max_blob_bytes: u64,
     /// Largest manifest accepted, in bytes.
     pub max_manifest_bytes: u64,
-    /// Upload sessions idle longer than this are dropped at start-up.
+    /// Upload sessions idle longer than this are dropped (at start-up and by
+    /// [`Store::expire_uploads`]).
     pub upload_ttl: Duration,
 }
 
@@ -63,6 +66,8 @@ struct Inner {
     /// in its order.
     writer: tokio::sync::Mutex<log::Log>,
     events: broadcast::Sender<Event>,
+    /// Manifests pulled since the last `Touch` (see `pulls.rs`).
+    pulled: Mutex<HashSet<Digest>>,
 }
 
 /// Seconds since the Unix epoch: the time stamped on entries this node proposes.
@@ -97,6 +102,7 @@ impl Store {
                 state: RwLock::new(state),
                 writer: tokio::sync::Mutex::new(log),
                 events: broadcast::channel(1024).0,
+                pulled: Mutex::new(HashSet::new()),
             }),
         };
         store.reconcile()?;

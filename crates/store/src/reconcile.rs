@@ -3,7 +3,7 @@
 //!
 //! - upload files without a session record, and records without a file, are removed;
 //!   sessions idle past the upload TTL are dropped; partial tower uploads are kept (a
-//!   delivery resumes from them);
+//!   delivery resumes from them; `Store::expire_uploads` drops them once idle too);
 //! - a blob file the state does not hold was never acknowledged (installed just before
 //!   a crash) or was deleted by a sweep that the crash interrupted: it is removed;
 //! - a blob the state holds without its whole file is forgotten through the log
@@ -27,13 +27,11 @@ impl Store {
     fn reconcile_uploads(&self) -> Result<()> {
         let t = &self.inner.uploads_tree;
         let dir = self.inner.uploads.dir();
-        let now = now_secs();
-        let ttl = self.inner.config.upload_ttl.as_secs();
         for kv in t.iter() {
             let (k, v) = kv?;
             let id = String::from_utf8_lossy(&k).into_owned();
             let expired = serde_json::from_slice::<UploadRecord>(&v)
-                .map_or(true, |r| now.saturating_sub(r.started) > ttl);
+                .map_or(true, |r| self.idle_past_ttl(r.started, &dir.join(&id)));
             if expired || !dir.join(&id).is_file() {
                 tracing::info!(upload = %id, expired, "dropping upload session");
                 t.remove(&k)?;

@@ -235,6 +235,63 @@ impl Store {
         }
     }
 
+    /// Drops upload sessions, and partial tower uploads, idle longer than the upload TTL
+    /// (idle: since the later of the session's start and its last written byte). A
+    /// session with a request in progress is left alone. Returns how many were dropped.
+    pub async fn expire_uploads(&self) -> Result<usize> {
+        let dir = self.inner.uploads.dir().to_owned();
+        let mut stale = Vec::new();
+        for kv in self.inner.uploads_tree.iter() {
+            let (k, v) = kv?;
+            let started = serde_json::from_slice::<UploadRecord>(&v).map_or(0, |r| r.started);
+            let id = String::from_utf8_lossy(&k).into_owned();
+            if self.idle_past_ttl(started, &dir.join(&id)) {
+                stale.push(id);
+            }
+        }
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.starts_with("tower-") && self.idle_past_ttl(0, &dir.join(&name)) {
+                stale.push(name);
+            }
+        }
+        let mut dropped = 0;
+        for id in stale {
+            let slot = self.inner.uploads.slot(&id);
+            let Ok(mut live) = slot.try_lock() else {
+                continue;
+            };
+            // Look again under the lock: a request may have just written to it.
+            let started = match self.inner.uploads_tree.get(id.as_bytes())? {
+                Some(v) => serde_json::from_slice::<UploadRecord>(&v).map_or(0, |r| r.started),
+                None if id.starts_with("tower-") => 0,
+                None => continue,
+            };
+            if !self.idle_past_ttl(started, &dir.join(&id)) {
+                continue;
+            }
+            tracing::info!(upload = %id, "dropping upload idle past the upload TTL");
+            self.drop_session(&id, &mut live).await?;
+            dropped += 1;
+        }
+        if dropped > 0 {
+            self.inner.db.flush_async().await?;
+        }
+        Ok(dropped)
+    }
+
+    /// Whether an upload started at `started` with its bytes in `path` has been idle for
+    /// longer than the upload TTL.
+    pub(crate) fn idle_past_ttl(&self, started: u64, path: &Path) -> bool {
+        let written = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let idle = now_secs().saturating_sub(started.max(written));
+        idle > self.inner.config.upload_ttl.as_secs()
+    }
+
     fn check_session(&self, repo: &Repository, id: &str) -> Result<()> {
         let unknown = || StoreError::UploadUnknown(id.chars().take(64).collect());
         if !valid_id(id) {
