@@ -4,7 +4,7 @@
 mod kit;
 
 use kit::grpc;
-use kit::oci::{self, Image, OCI_MANIFEST};
+use kit::oci::{self, Image, OCI_INDEX, OCI_MANIFEST};
 use kit::proxy::CuttingProxy;
 use kit::tools::{require, run};
 use kit::upstream::{ReferenceRegistry, AUTH_PASSWORD};
@@ -43,6 +43,17 @@ fn upload(work: &Path, image: &Image, dest: &str, creds: Option<&str>) {
         None => cmd.arg("--dest-no-creds"),
     };
     run(cmd
+        .arg(format!("oci:{}:img", layout.display()))
+        .arg(format!("docker://{dest}")));
+}
+
+/// Puts the index `ix` over `images` at `dest` on the upstream with `skopeo copy --all`.
+fn upload_index(work: &Path, images: &[&Image], ix: &[u8], dest: &str) {
+    let layout = work.join(format!("layout-{}", &digest(ix)[7..19]));
+    oci::write_layout(&layout, images, Some(ix), &[("img", ix, OCI_INDEX)]);
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--all", "--preserve-digests"])
+        .args(["--dest-tls-verify=false", "--dest-no-creds"])
         .arg(format!("oci:{}:img", layout.display()))
         .arg(format!("docker://{dest}")));
 }
@@ -344,4 +355,99 @@ fn credentials_come_from_config_json_and_failures_have_distinct_exit_codes() {
         !node.log().contains(AUTH_PASSWORD),
         "credentials never reach the site"
     );
+}
+
+#[test]
+fn an_index_brings_every_platform_or_only_the_one_asked_for() {
+    let Some(t) = tools() else { return };
+    let up = ReferenceRegistry::start(&t.registry);
+    let upstream = up.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    let amd = oci::image(61, &[20 << 10], "amd64");
+    let arm = oci::image(62, &[30 << 10], "arm64");
+    let (ix, ix_digest) = oci::index(&[&amd, &arm]);
+    upload_index(
+        work.path(),
+        &[&amd, &arm],
+        &ix,
+        &format!("{upstream}/team/multi:v2"),
+    );
+    let options = NodeOptions {
+        default_upstream: Some(upstream.clone()),
+        ..Default::default()
+    };
+    let manifest = |node: &Node, reference: &str| {
+        let r = request(
+            node.addr,
+            "GET",
+            &format!("/v2/team/multi/manifests/{reference}"),
+            &[],
+            b"",
+        );
+        (r.status, digest(&r.body))
+    };
+    let image = format!("{upstream}/team/multi:v2");
+
+    let all = Node::start(options.clone());
+    let out = ok(towerctl(&[
+        "deliver",
+        "--site",
+        &all.api.to_string(),
+        "--insecure-registry",
+        &upstream,
+        &image,
+    ]));
+    assert!(
+        out.contains(&ix_digest),
+        "the index digest is pinned: {out}"
+    );
+    assert_eq!(manifest(&all, "v2"), (200, ix_digest.clone()));
+    for child in [&amd, &arm] {
+        assert_eq!(manifest(&all, &child.digest), (200, child.digest.clone()));
+        let blobs = pull(
+            work.path(),
+            &all.addr.to_string(),
+            &format!("team/multi@{}", child.digest),
+        );
+        for b in child.blobs() {
+            assert!(blobs.contains(&b.digest), "{} pulled whole", child.arch);
+        }
+    }
+
+    let one = Node::start(options);
+    ok(towerctl(&[
+        "deliver",
+        "--site",
+        &one.api.to_string(),
+        "--insecure-registry",
+        &upstream,
+        "--platform",
+        "linux/arm64",
+        &image,
+    ]));
+    assert_eq!(
+        manifest(&one, "v2"),
+        (200, arm.digest.clone()),
+        "the tag names the platform's image"
+    );
+    assert_eq!(manifest(&one, &amd.digest).0, 404);
+    let out = towerctl(&[
+        "deliver",
+        "--site",
+        &one.api.to_string(),
+        "--insecure-registry",
+        &upstream,
+        "--platform",
+        "linux/s390x",
+        &image,
+    ]);
+    assert_eq!(code(&out), 3, "no such platform: not found");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("linux/arm64"),
+        "the message lists what there is: {err}"
+    );
+    assert_eq!(manifest(&one, &ix_digest).0, 404);
+    let arm_bytes: u64 = arm.blobs().map(|b| b.data.len() as u64).sum();
+    assert_eq!(received(&one), arm_bytes, "only the arm64 image travelled");
 }

@@ -1,5 +1,9 @@
-//! End to end in one process: towerctl's delivery against a fake upstream registry (plain
-//! HTTP) and a fake site (gRPC), with broken links, missing images and a full disk.
+//! towerctl's delivery against an in-process upstream registry (plain HTTP) and site
+//! (gRPC) that inject the faults the real parts cannot be made to produce on demand: a
+//! link that breaks once mid-blob and comes back, an upstream that cuts a blob and then
+//! serves ranges, HTTP 429, a site that misreports an offset or refuses, an Authorization
+//! header arriving at the site, and a TLS upstream. Everything the real `docker-registry`
+//! and `site-agent` can show is in the workspace's `tests/tower.rs`.
 
 mod common;
 
@@ -11,12 +15,9 @@ use site_tower::exit::{self, Error};
 use std::path::PathBuf;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 struct Image {
-    digest: String,
     blobs: Vec<String>,
-    size: usize,
 }
 
 /// An image of a config and two layers (one of several MiB) in `repo`.
@@ -47,12 +48,9 @@ fn image(reg: &Registry, repo: &str, tag: Option<&str>, arch: &str, big: usize) 
         ]
     }))
     .unwrap();
-    let size = manifest.len();
-    let digest = reg.put_manifest(repo, tag, OCI_MANIFEST, manifest);
+    reg.put_manifest(repo, tag, OCI_MANIFEST, manifest);
     Image {
-        digest,
         blobs: vec![config, l1, l2],
-        size,
     }
 }
 
@@ -101,120 +99,6 @@ async fn setup(capacity: u64) -> (Registry, String, FakeSite, String) {
 }
 
 #[tokio::test]
-async fn delivers_an_image_by_tag_then_skips_what_the_site_has() {
-    let (reg, up, site, addr) = setup(1 << 30).await;
-    let img = image(&reg, "team/app", Some("1.0"), "amd64", (3 << 20) + 12345);
-    let name = format!("{up}/team/app:1.0");
-    deliver(&addr, &up, &[&name], None, empty_auth_file())
-        .await
-        .unwrap();
-    {
-        let s = site.0.lock().unwrap();
-        for b in &img.blobs {
-            assert!(s.complete.contains_key(b), "blob {b} delivered");
-        }
-        assert_eq!(s.complete.len(), 3, "the foreign layer is not delivered");
-        assert_eq!(
-            s.manifests,
-            [(
-                format!("{up}/team/app"),
-                img.digest.clone(),
-                "1.0".to_owned()
-            )]
-        );
-        assert!(s.largest_chunk <= 1 << 20, "chunks of at most 1 MiB");
-        assert!(!s.saw_authorization);
-    }
-    let calls = site.0.lock().unwrap().put_blob_calls;
-    deliver(&addr, &up, &[&name], None, empty_auth_file())
-        .await
-        .unwrap();
-    assert_eq!(
-        site.0.lock().unwrap().put_blob_calls,
-        calls,
-        "nothing re-sent"
-    );
-    assert!(img.size > 0);
-}
-
-#[tokio::test]
-async fn delivers_every_child_of_an_index_children_first() {
-    let (reg, up, site, addr) = setup(1 << 30).await;
-    let amd = image(&reg, "multi", None, "amd64", 100_000);
-    let arm = image(&reg, "multi", None, "arm64", 100_000);
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {"mediaType": OCI_MANIFEST, "digest": amd.digest, "size": amd.size,
-             "platform": {"os": "linux", "architecture": "amd64"}},
-            {"mediaType": OCI_MANIFEST, "digest": arm.digest, "size": arm.size,
-             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}
-        ]
-    }))
-    .unwrap();
-    let index_digest = reg.put_manifest("multi", Some("latest"), OCI_INDEX, index);
-    deliver(
-        &addr,
-        &up,
-        &[&format!("{up}/multi")],
-        None,
-        empty_auth_file(),
-    )
-    .await
-    .unwrap();
-    let s = site.0.lock().unwrap();
-    let order: Vec<&str> = s.manifests.iter().map(|(_, d, _)| d.as_str()).collect();
-    assert_eq!(
-        order,
-        [
-            amd.digest.as_str(),
-            arm.digest.as_str(),
-            index_digest.as_str()
-        ]
-    );
-    assert_eq!(s.manifests[2].2, "latest");
-    assert_eq!(s.manifests[0].2, "");
-    assert_eq!(s.complete.len(), 6);
-}
-
-#[tokio::test]
-async fn platform_delivers_one_child_alone() {
-    let (reg, up, site, addr) = setup(1 << 30).await;
-    let amd = image(&reg, "multi", None, "amd64", 1000);
-    let arm = image(&reg, "multi", None, "arm64", 1000);
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {"mediaType": OCI_MANIFEST, "digest": amd.digest, "size": amd.size,
-             "platform": {"os": "linux", "architecture": "amd64"}},
-            {"mediaType": OCI_MANIFEST, "digest": arm.digest, "size": arm.size,
-             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}
-        ]
-    }))
-    .unwrap();
-    reg.put_manifest("multi", Some("2"), OCI_INDEX, index);
-    let name = format!("{up}/multi:2");
-    deliver(&addr, &up, &[&name], Some("linux/arm64"), empty_auth_file())
-        .await
-        .unwrap();
-    {
-        let s = site.0.lock().unwrap();
-        assert_eq!(
-            s.manifests,
-            [(format!("{up}/multi"), arm.digest.clone(), "2".to_owned())]
-        );
-        assert_eq!(s.complete.len(), 3);
-    }
-    let err = deliver(&addr, &up, &[&name], Some("linux/s390x"), empty_auth_file())
-        .await
-        .unwrap_err();
-    assert_eq!(err.exit_code(), exit::IMAGE_NOT_FOUND, "{err}");
-    assert!(err.to_string().contains("linux/arm64/v8"), "{err}");
-}
-
-#[tokio::test]
 async fn resumes_after_the_site_link_breaks() {
     let (reg, up, site, addr) = setup(1 << 30).await;
     let img = image(&reg, "r", Some("t"), "amd64", 5 << 20);
@@ -245,17 +129,6 @@ async fn resumes_after_the_upstream_link_breaks() {
     assert!(s.complete.contains_key(&big));
     assert_eq!(s.received[&big], 4 << 20, "no byte sent twice");
     assert_eq!(reg.0.lock().unwrap().ranges.len(), 1);
-}
-
-#[tokio::test]
-async fn site_out_of_space_is_exit_7_with_the_sites_message() {
-    let (reg, up, _site, addr) = setup(1000).await;
-    image(&reg, "r", Some("t"), "amd64", 5000);
-    let err = deliver(&addr, &up, &[&format!("{up}/r:t")], None, empty_auth_file())
-        .await
-        .unwrap_err();
-    assert_eq!(err.exit_code(), exit::SITE_OUT_OF_SPACE);
-    assert!(err.to_string().contains("bytes free"), "{err}");
 }
 
 #[tokio::test]
@@ -330,21 +203,6 @@ async fn credentials_go_to_the_upstream_only() {
 }
 
 #[tokio::test]
-async fn site_unreachable_is_exit_8() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
-    let err = site_tower::run(Command::Status {
-        site: SiteArg { site: closed },
-    })
-    .await
-    .unwrap_err();
-    assert_eq!(err.exit_code(), exit::SITE_UNREACHABLE, "{err}");
-}
-
-#[tokio::test]
 async fn site_refusals_are_exit_9() {
     let (_reg, _up, _site, addr) = setup(1 << 30).await;
     let site = SiteArg { site: addr };
@@ -377,36 +235,6 @@ async fn site_refusals_are_exit_9() {
     }
 }
 
-#[tokio::test]
-async fn a_link_that_stays_down_is_exit_8_and_the_next_delivery_sends_the_remainder() {
-    let (reg, up, site, addr) = setup(1 << 30).await;
-    let img = image(&reg, "big", Some("v1"), "amd64", 6 << 20);
-    let total: u64 = img
-        .blobs
-        .iter()
-        .map(|b| reg.0.lock().unwrap().blobs[b].len() as u64)
-        .sum();
-    let proxy = common::proxy::cutting_proxy(addr.clone(), 2 << 20).await;
-    let name = format!("{up}/big:v1");
-    let err = deliver(&proxy, &up, &[&name], None, empty_auth_file())
-        .await
-        .unwrap_err();
-    assert_eq!(err.exit_code(), exit::SITE_UNREACHABLE, "{err}");
-    let first: u64 = site.0.lock().unwrap().received.values().sum();
-    assert!(first > 0 && first < total, "{first} of {total}");
-    deliver(&addr, &up, &[&name], None, empty_auth_file())
-        .await
-        .unwrap();
-    let s = site.0.lock().unwrap();
-    assert_eq!(
-        s.received.values().sum::<u64>(),
-        total,
-        "only the remainder"
-    );
-    assert_eq!(s.manifests.len(), 1);
-}
-
-/// Needs the Internet: `cargo test -p site-tower --test deliver -- --ignored`.
 #[tokio::test]
 #[ignore]
 async fn delivers_hello_world_from_docker_hub_over_tls() {
