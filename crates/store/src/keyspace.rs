@@ -5,6 +5,10 @@
 //! log        index, u64 BE       Entry JSON       commands not yet in the snapshot
 //! snapshot   "state"             State JSON       the state machine at `index`
 //!            "index"             u64 BE           last log index the snapshot holds
+//!            "meta"              SnapshotMetadata (protobuf) of the Raft snapshot
+//! raft       'e' + index u64 BE  raft Entry (protobuf)   the Raft log after the snapshot
+//!            "hs"                HardState (protobuf)
+//!            "cs"                ConfState (protobuf)
 //! uploads    upload id           UploadRecord JSON   node-local upload sessions
 //! ```
 //!
@@ -18,6 +22,32 @@ use serde::{Deserialize, Serialize};
 pub const LOG: &str = "log";
 /// Tree of the snapshot.
 pub const SNAPSHOT: &str = "snapshot";
+/// Tree of the Raft log: entries, hard state and conf state (one batch persists a Ready).
+pub const RAFT: &str = "raft";
+/// Key of the hard state in `raft`.
+pub const RAFT_HARD_STATE: &[u8] = b"hs";
+/// Key of the conf state in `raft`.
+pub const RAFT_CONF_STATE: &[u8] = b"cs";
+/// First key after every entry key of `raft`.
+pub const RAFT_ENTRY_END: [u8; 9] = [b'f', 0, 0, 0, 0, 0, 0, 0, 0];
+/// Key of the Raft snapshot's metadata in `snapshot`.
+pub const SNAPSHOT_META: &[u8] = b"meta";
+
+/// Key of entry `index` in `raft`; big-endian so keys sort in log order.
+pub fn raft_entry_key(index: u64) -> [u8; 9] {
+    let mut k = [b'e'; 9];
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The index of an entry key of `raft`.
+pub fn decode_raft_entry_key(k: &[u8]) -> Option<u64> {
+    match k {
+        [b'e', rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 /// Tree of open upload sessions.
 pub const UPLOADS: &str = "uploads";
 

@@ -16,6 +16,7 @@ pub mod keyspace;
 mod log;
 mod manifests;
 mod pulls;
+pub mod raft_log;
 mod reconcile;
 mod sweep;
 mod uploads;
@@ -68,6 +69,8 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Manifests pulled since the last `Touch` (see `pulls.rs`).
     pulled: Mutex<HashSet<Digest>>,
+    /// The Raft log of the site's group.
+    raft: raft_log::RaftLog,
 }
 
 /// Seconds since the Unix epoch: the time stamped on entries this node proposes.
@@ -89,6 +92,7 @@ impl Store {
             .open()?;
         let (log, state) = log::Log::open(&db)?;
         let uploads_tree = db.open_tree(keyspace::UPLOADS)?;
+        let raft = raft_log::RaftLog::open(&db)?;
         let files = BlobFiles::open(config.data_dir.join("blobs"))?;
         let upload_dir = config.data_dir.join("uploads");
         files::create_dir_durable(&upload_dir)?;
@@ -103,10 +107,16 @@ impl Store {
                 writer: tokio::sync::Mutex::new(log),
                 events: broadcast::channel(1024).0,
                 pulled: Mutex::new(HashSet::new()),
+                raft,
             }),
         };
         store.reconcile()?;
         Ok(store)
+    }
+
+    /// The Raft log of the site's group, in this store's sled.
+    pub fn raft_log(&self) -> raft_log::RaftLog {
+        self.inner.raft.clone()
     }
 
     /// The limits the store was opened with.

@@ -1,0 +1,375 @@
+//! The Raft log of the site's group in sled: `raft::Storage` for the driver, and the
+//! writes the driver makes (entries, hard state, snapshots, compaction).
+//!
+//! Entries, hard state and conf state live in one tree so that one batch persists a
+//! Ready atomically; [`RaftLog::persist`] batches, [`RaftLog::sync`] makes it durable
+//! (the driver syncs before it sends the messages that depend on it). The snapshot (the
+//! state machine's bytes and the metadata saying which index and term they stand for)
+//! lives in the snapshot tree; entries up to it may be compacted away.
+//!
+//! Crash safety: a snapshot is written (and synced) before the entries it replaces are
+//! dropped, and opening ignores entries at or below the snapshot's index, so a crash
+//! between the two leaves a consistent log.
+
+use crate::keyspace;
+use crate::Result;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use std::sync::{Arc, RwLock};
+
+/// The Raft log of this node. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct RaftLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    log: sled::Tree,
+    snapshot: sled::Tree,
+    meta: RwLock<Meta>,
+}
+
+/// What the log keeps in memory: small, read on every raft step.
+#[derive(Clone, Default)]
+struct Meta {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index and term (and conf state) of the snapshot; index 0 when there is none.
+    snapshot: SnapshotMetadata,
+    /// Index of the last entry (the snapshot's index when there are none after it).
+    last: u64,
+}
+
+fn decode<M: protobuf::Message>(bytes: &[u8], what: &str) -> Result<M> {
+    M::parse_from_bytes(bytes)
+        .map_err(|e| std::io::Error::other(format!("raft {what} is damaged: {e}")).into())
+}
+
+fn encode<M: protobuf::Message>(m: &M) -> Vec<u8> {
+    m.write_to_bytes().expect("raft messages encode")
+}
+
+fn store_err(e: impl std::fmt::Display) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(std::io::Error::other(
+        e.to_string(),
+    ))))
+}
+
+impl RaftLog {
+    /// Opens the log in `db`.
+    pub(crate) fn open(db: &sled::Db) -> Result<RaftLog> {
+        let log = db.open_tree(keyspace::RAFT)?;
+        let snapshot = db.open_tree(keyspace::SNAPSHOT)?;
+        let hard_state = match log.get(keyspace::RAFT_HARD_STATE)? {
+            Some(v) => decode(&v, "hard state")?,
+            None => HardState::default(),
+        };
+        let conf_state = match log.get(keyspace::RAFT_CONF_STATE)? {
+            Some(v) => decode(&v, "conf state")?,
+            None => ConfState::default(),
+        };
+        let snap: SnapshotMetadata = match snapshot.get(keyspace::SNAPSHOT_META)? {
+            Some(v) => decode(&v, "snapshot metadata")?,
+            None => SnapshotMetadata::default(),
+        };
+        // Entries a crash left below the snapshot are covered by it.
+        let stale: Vec<_> = log
+            .range(keyspace::raft_entry_key(0)..=keyspace::raft_entry_key(snap.index))
+            .keys()
+            .collect::<std::result::Result<_, _>>()?;
+        for k in stale {
+            log.remove(k)?;
+        }
+        let last = match log
+            .range(keyspace::raft_entry_key(0)..keyspace::RAFT_ENTRY_END)
+            .next_back()
+        {
+            Some(kv) => keyspace::decode_raft_entry_key(&kv?.0).unwrap_or(snap.index),
+            None => snap.index,
+        };
+        Ok(RaftLog {
+            inner: Arc::new(Inner {
+                db: db.clone(),
+                log,
+                snapshot,
+                meta: RwLock::new(Meta {
+                    hard_state,
+                    conf_state,
+                    snapshot: snap,
+                    last,
+                }),
+            }),
+        })
+    }
+
+    fn meta(&self) -> std::sync::RwLockReadGuard<'_, Meta> {
+        self.inner.meta.read().expect("raft meta lock")
+    }
+
+    fn meta_mut(&self) -> std::sync::RwLockWriteGuard<'_, Meta> {
+        self.inner.meta.write().expect("raft meta lock")
+    }
+
+    /// Whether the log has ever been given a configuration (or a snapshot).
+    pub fn initialized(&self) -> bool {
+        let m = self.meta();
+        !m.conf_state.voters.is_empty() || m.snapshot.index > 0
+    }
+
+    /// Gives a new log its first configuration: `voters` (every founding node is given the
+    /// same). Does nothing to a log already initialized. Durable on return.
+    pub fn initialize(&self, voters: &[u64]) -> Result<()> {
+        if self.initialized() {
+            return Ok(());
+        }
+        let cs = ConfState::from((voters.to_vec(), Vec::<u64>::new()));
+        self.inner
+            .log
+            .insert(keyspace::RAFT_CONF_STATE, encode(&cs))?;
+        self.inner.db.flush()?;
+        self.meta_mut().conf_state = cs;
+        Ok(())
+    }
+
+    /// Writes `entries` (replacing any the log holds from the first one's index on) and
+    /// `hard_state` in one batch. Not durable until [`RaftLog::sync`].
+    pub fn persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let mut meta = self.meta_mut();
+        if let Some(first) = entries.first() {
+            assert!(
+                first.index > meta.snapshot.index,
+                "raft entry {} is covered by the snapshot at {}",
+                first.index,
+                meta.snapshot.index
+            );
+            assert!(
+                first.index <= meta.last + 1,
+                "raft entry {} leaves a gap after {}",
+                first.index,
+                meta.last
+            );
+            let new_last = entries.last().map_or(meta.last, |e| e.index);
+            for index in new_last + 1..=meta.last {
+                batch.remove(&keyspace::raft_entry_key(index));
+            }
+            for e in entries {
+                batch.insert(&keyspace::raft_entry_key(e.index), encode(e));
+            }
+            meta.last = new_last;
+        }
+        if let Some(hs) = hard_state {
+            batch.insert(keyspace::RAFT_HARD_STATE, encode(hs));
+            meta.hard_state = hs.clone();
+        }
+        self.inner.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Sets the commit index of the hard state (a light Ready's commit).
+    pub fn set_commit(&self, commit: u64) -> Result<()> {
+        let mut hs = self.meta().hard_state.clone();
+        hs.commit = commit;
+        self.persist(&[], Some(&hs))
+    }
+
+    /// Records a new configuration (after a conf change is applied).
+    pub fn set_conf_state(&self, cs: &ConfState) -> Result<()> {
+        self.inner
+            .log
+            .insert(keyspace::RAFT_CONF_STATE, encode(cs))?;
+        self.meta_mut().conf_state = cs.clone();
+        Ok(())
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn sync(&self) -> Result<()> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Blocking [`RaftLog::sync`].
+    pub fn sync_blocking(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Saves the state machine at `index` (whose entry has `term`) as the snapshot, then
+    /// drops the entries it covers. Durable on return.
+    pub async fn save_snapshot(&self, index: u64, term: u64, data: Vec<u8>) -> Result<()> {
+        let mut meta = SnapshotMetadata {
+            index,
+            term,
+            ..Default::default()
+        };
+        meta.set_conf_state(self.meta().conf_state.clone());
+        let first = self.first();
+        self.write_snapshot(&meta, &data).await?;
+        let last = self.meta().last;
+        let mut batch = sled::Batch::default();
+        for i in first..=index.min(last) {
+            batch.remove(&keyspace::raft_entry_key(i));
+        }
+        self.inner.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Installs a snapshot received from the leader: its data replaces the state machine's
+    /// (the caller loads it), and the whole log before and at it is dropped. Durable on
+    /// return.
+    pub async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        let meta = snapshot.get_metadata();
+        let (first, last) = (self.first(), self.meta().last);
+        self.write_snapshot(meta, &snapshot.data).await?;
+        let mut batch = sled::Batch::default();
+        for index in first..=last {
+            batch.remove(&keyspace::raft_entry_key(index));
+        }
+        let mut hs = self.meta().hard_state.clone();
+        hs.term = hs.term.max(meta.term);
+        hs.commit = meta.index;
+        batch.insert(keyspace::RAFT_HARD_STATE, encode(&hs));
+        batch.insert(keyspace::RAFT_CONF_STATE, encode(meta.get_conf_state()));
+        self.inner.log.apply_batch(batch)?;
+        self.sync().await?;
+        let mut m = self.meta_mut();
+        m.hard_state = hs;
+        m.conf_state = meta.get_conf_state().clone();
+        m.last = meta.index;
+        Ok(())
+    }
+
+    async fn write_snapshot(&self, meta: &SnapshotMetadata, data: &[u8]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(keyspace::SNAPSHOT_STATE, data);
+        batch.insert(keyspace::SNAPSHOT_META, encode(meta));
+        self.inner.snapshot.apply_batch(batch)?;
+        self.sync().await?;
+        self.meta_mut().snapshot = meta.clone();
+        Ok(())
+    }
+
+    /// The snapshot's state machine bytes and metadata, if there is a snapshot.
+    pub fn snapshot_data(&self) -> Result<Option<(SnapshotMetadata, Vec<u8>)>> {
+        let meta = self.meta().snapshot.clone();
+        if meta.index == 0 {
+            return Ok(None);
+        }
+        let data = self
+            .inner
+            .snapshot
+            .get(keyspace::SNAPSHOT_STATE)?
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        Ok(Some((meta, data)))
+    }
+
+    /// The hard state as last persisted.
+    pub fn hard_state(&self) -> HardState {
+        self.meta().hard_state.clone()
+    }
+
+    /// Index of the first entry the log holds.
+    fn first(&self) -> u64 {
+        self.meta().snapshot.index + 1
+    }
+
+    fn entry(&self, index: u64) -> raft::Result<Entry> {
+        let v = self
+            .inner
+            .log
+            .get(keyspace::raft_entry_key(index))
+            .map_err(store_err)?
+            .ok_or(raft::Error::Store(StorageError::Unavailable))?;
+        Entry::parse_from_bytes(&v).map_err(store_err)
+    }
+}
+
+impl raft::Storage for RaftLog {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let m = self.meta();
+        Ok(RaftState::new(m.hard_state.clone(), m.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let (first, last) = {
+            let m = self.meta();
+            (m.snapshot.index + 1, m.last)
+        };
+        if low < first {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        assert!(
+            high <= last + 1,
+            "entries up to {high} asked of a log ending at {last}"
+        );
+        let mut out = Vec::with_capacity((high - low) as usize);
+        for kv in self
+            .inner
+            .log
+            .range(keyspace::raft_entry_key(low)..keyspace::raft_entry_key(high))
+        {
+            let (_, v) = kv.map_err(store_err)?;
+            out.push(Entry::parse_from_bytes(&v).map_err(store_err)?);
+        }
+        if out.len() as u64 != high - low {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        raft::util::limit_size(&mut out, max_size.into());
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let (snap, last) = {
+            let m = self.meta();
+            (m.snapshot.clone(), m.last)
+        };
+        if idx == snap.index {
+            return Ok(snap.term);
+        }
+        if idx < snap.index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > last {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(self.entry(idx)?.term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.meta().last)
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let Some((meta, data)) = self.snapshot_data().map_err(store_err)? else {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        };
+        if meta.index < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snapshot = Snapshot::default();
+        snapshot.set_metadata(meta);
+        snapshot.data = data.into();
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+#[path = "raft_log_test.rs"]
+mod tests;
