@@ -11,7 +11,7 @@ pub use logging::init_logging;
 
 use site_api::{Collector, GcConfig, SiteService};
 use site_http::{PushConfig, Registry, RegistryConfig, User};
-use site_store::{Store, StoreConfig};
+use site_store::{Alone, RaftSettings, Store, StoreConfig};
 use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,6 +27,8 @@ pub struct SiteHandle {
     server: JoinHandle<std::io::Result<()>>,
     api: JoinHandle<Result<(), tonic::transport::Error>>,
     gc: JoinHandle<()>,
+    raft_stop: watch::Sender<bool>,
+    raft: JoinHandle<()>,
 }
 
 impl Site {
@@ -46,9 +48,18 @@ impl Site {
             upload_ttl: config.registry.upload_ttl,
         };
         let data_dir = config.node.data_dir.display().to_string();
-        let store = tokio::task::spawn_blocking(move || Store::open(store_config))
-            .await?
-            .map_err(|e| anyhow::anyhow!("cannot open the store in {data_dir}: {e}"))?;
+        let (shutdown, rx) = watch::channel(false);
+        // The driver stops on its own signal, after the servers: requests in flight may
+        // still have changes to commit.
+        let (raft_stop, raft_rx) = watch::channel(false);
+        let (store, raft) = Store::start(
+            store_config,
+            RaftSettings::single(config.node.id),
+            Box::new(Alone),
+            raft_rx,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the store in {data_dir}: {e}"))?;
         let push = PushConfig {
             enabled: config.registry.push.enabled,
             users: config
@@ -77,7 +88,6 @@ impl Site {
             .map_err(|e| anyhow::anyhow!("cannot listen on {} ([api]): {e}", config.api.listen))?;
         let registry_addr = listener.local_addr()?;
         let api_addr = api_listener.local_addr()?;
-        let (shutdown, rx) = watch::channel(false);
         let mut stop_rx = rx.clone();
         let stop = async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -124,6 +134,8 @@ impl Site {
             server,
             api,
             gc,
+            raft_stop,
+            raft,
         })
     }
 }
@@ -140,12 +152,14 @@ impl SiteHandle {
     }
 
     /// Stops accepting connections, lets requests in flight finish, and returns once the
-    /// servers and the collector have stopped.
+    /// servers, the collector and the Raft driver have stopped.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.server.await??;
         self.api.await??;
         self.gc.await?;
+        let _ = self.raft_stop.send(true);
+        self.raft.await?;
         tracing::info!("registry stopped");
         Ok(())
     }

@@ -31,7 +31,7 @@ impl Store {
         size: u64,
         repo: Option<&Repository>,
     ) -> Result<()> {
-        let mut log = self.inner.writer.lock().await;
+        let _writer = self.inner.writer.lock().await;
         let present = self.read(|s| s.blob(d).is_some());
         let files = self.inner.files.clone();
         let digest = d.clone();
@@ -44,14 +44,11 @@ impl Store {
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
-        self.execute_locked(
-            &mut log,
-            Command::AddBlob {
-                repo: repo.cloned(),
-                digest: d.clone(),
-                size,
-            },
-        )
+        self.propose(Command::AddBlob {
+            repo: repo.cloned(),
+            digest: d.clone(),
+            size,
+        })
         .await?;
         Ok(())
     }

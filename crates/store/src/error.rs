@@ -47,6 +47,10 @@ pub enum StoreError {
     /// The state machine refused the change (names, images not ready, in use).
     #[error(transparent)]
     Refused(StateError),
+    /// The site's log cannot take the change now (no leader, shutting down, not
+    /// committed in time). Retry later.
+    #[error("the site cannot order changes now: {0}")]
+    Unavailable(String),
     /// A file operation failed.
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -90,7 +94,7 @@ impl StoreError {
                 StateError::NotFound(_) => ErrorCode::ManifestUnknown,
                 _ => ErrorCode::ManifestInvalid,
             },
-            StoreError::Io(_) | StoreError::Db(_) => return None,
+            StoreError::Unavailable(_) | StoreError::Io(_) | StoreError::Db(_) => return None,
         })
     }
 }

@@ -2,24 +2,22 @@
 //!
 //! ```text
 //! tree       key                 value
-//! log        index, u64 BE       Entry JSON       commands not yet in the snapshot
-//! snapshot   "state"             State JSON       the state machine at `index`
-//!            "index"             u64 BE           last log index the snapshot holds
-//!            "meta"              SnapshotMetadata (protobuf) of the Raft snapshot
 //! raft       'e' + index u64 BE  raft Entry (protobuf)   the Raft log after the snapshot
 //!            "hs"                HardState (protobuf)
 //!            "cs"                ConfState (protobuf)
+//! snapshot   "state"             State JSON       the state machine at the snapshot's index
+//!            "meta"              SnapshotMetadata (protobuf): index, term, conf state
 //! uploads    upload id           UploadRecord JSON   node-local upload sessions
 //! ```
 //!
-//! The site's metadata is the state machine of `site-state`; sled holds its log and its
-//! snapshot. Opening the store loads the snapshot and applies the log entries after it.
-//! Upload sessions are node-local (bytes in `uploads/<id>`), not part of the state.
+//! The site's metadata is the state machine of `site-state`. Its commands are the
+//! entries of the Raft log; the snapshot holds the state up to an index and the log the
+//! entries after it. Opening the store loads the snapshot; the Raft driver then applies
+//! the committed entries after it. Upload sessions are node-local (bytes in
+//! `uploads/<id>`), not part of the state.
 
 use serde::{Deserialize, Serialize};
 
-/// Tree of log entries.
-pub const LOG: &str = "log";
 /// Tree of the snapshot.
 pub const SNAPSHOT: &str = "snapshot";
 /// Tree of the Raft log: entries, hard state and conf state (one batch persists a Ready).
@@ -53,18 +51,6 @@ pub const UPLOADS: &str = "uploads";
 
 /// Key of the snapshot's state in `snapshot`.
 pub const SNAPSHOT_STATE: &[u8] = b"state";
-/// Key of the snapshot's last index in `snapshot`.
-pub const SNAPSHOT_INDEX: &[u8] = b"index";
-
-/// Key of `log`; big-endian so keys sort in log order.
-pub fn log_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
-/// Reads a key of `log` or the value of `snapshot/index`.
-pub fn decode_index(v: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(v.try_into().ok()?))
-}
 
 /// An open upload session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,9 +66,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_keys_sort_in_order() {
-        assert!(log_key(255) < log_key(256));
-        assert_eq!(decode_index(&log_key(42)), Some(42));
-        assert_eq!(decode_index(b"bad"), None);
+    fn raft_entry_keys_sort_in_order_and_stay_apart() {
+        assert!(raft_entry_key(255) < raft_entry_key(256));
+        assert!(raft_entry_key(u64::MAX) < RAFT_ENTRY_END);
+        assert_eq!(decode_raft_entry_key(&raft_entry_key(42)), Some(42));
+        assert_eq!(decode_raft_entry_key(RAFT_HARD_STATE), None);
+        for k in [RAFT_HARD_STATE, RAFT_CONF_STATE] {
+            assert!(k < &raft_entry_key(0)[..] || k >= &RAFT_ENTRY_END[..]);
+        }
     }
 }

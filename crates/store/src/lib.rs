@@ -1,21 +1,23 @@
 #![deny(missing_docs)]
 //! Node-local store of the site registry: blob files on disk, and the site's state
-//! machine (`site-state`) with its command log and snapshot in sled.
+//! machine (`site-state`) behind the site's Raft log, both in sled.
 //!
 //! Rule of this crate: sled appears nowhere else. Callers see repositories, digests and
 //! manifests; every key is built in [`keyspace`]. Every metadata change is a
-//! [`Command`] that [`Store::execute`] makes durable in the log before applying it, so a
-//! restart rebuilds exactly the acknowledged state. A blob becomes visible only once its
-//! file is whole, verified and durable; [`Store::open`] reconciles the files with the
+//! [`Command`] that [`Store::execute`] proposes to the Raft log (`raft_driver.rs`); it is
+//! applied (`apply.rs`) once committed, on every node in log order, so a restart rebuilds
+//! exactly the acknowledged state. A blob becomes visible only once its
+//! file is whole, verified and durable; [`Store::start`] reconciles the files with the
 //! state after a crash so that nothing partial is ever served.
 
+mod apply;
 mod delivery;
 pub mod error;
 pub mod files;
 pub mod keyspace;
-mod log;
 mod manifests;
 mod pulls;
+pub mod raft_driver;
 pub mod raft_log;
 mod reconcile;
 mod sweep;
@@ -24,6 +26,7 @@ mod uploads;
 pub use delivery::Received;
 pub use error::{Result, StoreError};
 pub use manifests::{ManifestRef, StoredManifest};
+pub use raft_driver::{Alone, RaftSettings, Transport};
 pub use uploads::ByteSource;
 
 use files::BlobFiles;
@@ -33,7 +36,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Where and within which limits a store keeps its data.
 #[derive(Debug, Clone)]
@@ -63,15 +66,20 @@ struct Inner {
     uploads: uploads::Sessions,
     /// The applied state; readers hold the lock only while they copy what they need.
     state: RwLock<State>,
-    /// The one writer: log appends, applies, and blob file installs and removals happen
-    /// in its order.
-    writer: tokio::sync::Mutex<log::Log>,
+    /// This node's writer: its proposals, and its blob file installs and removals, happen
+    /// in this lock's order.
+    writer: tokio::sync::Mutex<()>,
+    /// Proposals to the Raft driver.
+    proposals: mpsc::UnboundedSender<raft_driver::Proposal>,
     events: broadcast::Sender<Event>,
     /// Manifests pulled since the last `Touch` (see `pulls.rs`).
     pulled: Mutex<HashSet<Digest>>,
     /// The Raft log of the site's group.
     raft: raft_log::RaftLog,
 }
+
+/// How long a proposer waits for its change to be committed and applied.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Seconds since the Unix epoch: the time stamped on entries this node proposes.
 pub fn now_secs() -> u64 {
@@ -81,21 +89,54 @@ pub fn now_secs() -> u64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `config.data_dir`, rebuilds the state
-    /// from its snapshot and log, cleans up what an interrupted run left behind and
-    /// reconciles the files with the state. Blocking.
-    pub fn open(config: StoreConfig) -> Result<Store> {
+    /// Opens (creating if needed) the store under `config.data_dir`, starts its Raft
+    /// driver (which runs until `shutdown` turns true), replays the committed log into the
+    /// state, and reconciles the files with the state after a crash. Returns once the
+    /// store serves exactly what was acknowledged, with the driver's task.
+    pub async fn start(
+        config: StoreConfig,
+        raft: RaftSettings,
+        transport: Box<dyn Transport>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Store, tokio::task::JoinHandle<()>)> {
+        let (store, proposals, applied) = tokio::task::spawn_blocking(move || Store::open(config))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let commit = store.inner.raft.hard_state().commit;
+        let (applied_tx, mut applied_rx) = watch::channel(applied);
+        let driver = raft_driver::Driver::new(store.clone(), raft, transport, applied, applied_tx)?;
+        let (_inputs_tx, inputs) = mpsc::unbounded_channel();
+        let task = tokio::spawn(driver.run(proposals, inputs, shutdown));
+        // Serve nothing before the state holds every entry committed before the restart.
+        if applied_rx.wait_for(|a| *a >= commit).await.is_err() {
+            return Err(StoreError::Unavailable(
+                "the raft driver stopped while replaying the log".into(),
+            ));
+        }
+        store.reconcile().await?;
+        Ok((store, task))
+    }
+
+    /// Opens the store and loads the state machine from the last snapshot; returns the
+    /// receiving end of proposals and the index the state holds. Blocking.
+    fn open(
+        config: StoreConfig,
+    ) -> Result<(Store, mpsc::UnboundedReceiver<raft_driver::Proposal>, u64)> {
         files::create_dir_durable(&config.data_dir)?;
         let db = sled::Config::new()
             .path(config.data_dir.join("meta"))
             .mode(sled::Mode::HighThroughput)
             .open()?;
-        let (log, state) = log::Log::open(&db)?;
-        let uploads_tree = db.open_tree(keyspace::UPLOADS)?;
         let raft = raft_log::RaftLog::open(&db)?;
+        let (state, applied) = match raft.snapshot_data()? {
+            Some((meta, data)) => (apply::decode_state(&data)?, meta.index),
+            None => (Default::default(), 0),
+        };
+        let uploads_tree = db.open_tree(keyspace::UPLOADS)?;
         let files = BlobFiles::open(config.data_dir.join("blobs"))?;
         let upload_dir = config.data_dir.join("uploads");
         files::create_dir_durable(&upload_dir)?;
+        let (proposals, rx) = mpsc::unbounded_channel();
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
@@ -104,14 +145,15 @@ impl Store {
                 uploads_tree,
                 files,
                 state: RwLock::new(state),
-                writer: tokio::sync::Mutex::new(log),
+                writer: tokio::sync::Mutex::new(()),
+                proposals,
                 events: broadcast::channel(1024).0,
                 pulled: Mutex::new(HashSet::new()),
                 raft,
             }),
         };
-        store.reconcile()?;
-        Ok(store)
+        store.reconcile_uploads()?;
+        Ok((store, rx, applied))
     }
 
     /// The Raft log of the site's group, in this store's sled.
@@ -140,30 +182,34 @@ impl Store {
         let _ = self.inner.events.send(event);
     }
 
-    /// Makes `cmd` durable in the log, then applies it. A refused command leaves the state
-    /// as it was.
+    /// Orders `cmd` through the log and returns its outcome once it is committed and
+    /// applied here. A refused command leaves the state as it was.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
-        let mut log = self.inner.writer.lock().await;
-        self.execute_locked(&mut log, cmd).await
+        let _writer = self.inner.writer.lock().await;
+        self.propose(cmd).await
     }
 
-    async fn execute_locked(&self, log: &mut log::Log, cmd: Command) -> Result<Outcome> {
+    /// [`Store::execute`] for a caller that holds the writer lock.
+    async fn propose(&self, cmd: Command) -> Result<Outcome> {
         let entry = Entry {
             now: now_secs(),
             cmd,
         };
-        log.append(&entry).await?;
-        let result = self.inner.state.write().expect("state lock").apply(&entry);
-        if log.wants_snapshot() {
-            let state = self.inner.state.read().expect("state lock").clone();
-            log.snapshot(&state).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .proposals
+            .send(raft_driver::Proposal { entry, reply })
+            .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))?;
+        match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
+            Ok(Ok(result)) => Ok(result??),
+            Ok(Err(_)) => Err(StoreError::Unavailable(
+                "the node stopped before the change was committed".into(),
+            )),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the change was not committed within {} s",
+                COMMIT_TIMEOUT.as_secs()
+            ))),
         }
-        let outcome = result?;
-        for event in &outcome.events {
-            tracing::info!(event = ?event, "event");
-            let _ = self.inner.events.send(event.clone());
-        }
-        Ok(outcome)
     }
 
     /// Size of blob `d` if it is linked into `repo`.

@@ -266,6 +266,11 @@ impl RaftLog {
         Ok(Some((meta, data)))
     }
 
+    /// The term of entry `index`, if the log (or its snapshot) still knows it.
+    pub fn term_of(&self, index: u64) -> Option<u64> {
+        raft::Storage::term(self, index).ok()
+    }
+
     /// The hard state as last persisted.
     pub fn hard_state(&self) -> HardState {
         self.meta().hard_state.clone()

@@ -11,20 +11,21 @@
 //!   served incomplete.
 
 use crate::keyspace::UploadRecord;
-use crate::{now_secs, Result, Store};
+use crate::{Result, Store};
 use site_core::Digest;
-use site_state::{Command, Entry};
+use site_state::Command;
 use std::collections::HashMap;
 
 impl Store {
-    pub(crate) fn reconcile(&self) -> Result<()> {
-        self.reconcile_uploads()?;
-        self.reconcile_blobs()?;
-        self.inner.db.flush()?;
+    /// Makes the blob files agree with the (replayed) state.
+    pub(crate) async fn reconcile(&self) -> Result<()> {
+        self.reconcile_blobs().await?;
+        self.inner.db.flush_async().await?;
         Ok(())
     }
 
-    fn reconcile_uploads(&self) -> Result<()> {
+    /// Makes the upload files agree with their records (at open, before anything runs).
+    pub(crate) fn reconcile_uploads(&self) -> Result<()> {
         let t = &self.inner.uploads_tree;
         let dir = self.inner.uploads.dir();
         for kv in t.iter() {
@@ -53,7 +54,7 @@ impl Store {
         Ok(())
     }
 
-    fn reconcile_blobs(&self) -> Result<()> {
+    async fn reconcile_blobs(&self) -> Result<()> {
         let on_disk: HashMap<Digest, u64> = self.inner.files.scan()?.into_iter().collect();
         let (lost, stray) = self.read(|s| {
             let lost: Vec<Digest> = s
@@ -80,13 +81,7 @@ impl Store {
             // A partly written file may be left under the digest's name.
             self.inner.files.remove(d)?;
         }
-        let entry = Entry {
-            now: now_secs(),
-            cmd: Command::ForgetBlobs { digests: lost },
-        };
-        let mut log = self.inner.writer.try_lock().expect("no writer during open");
-        log.append_blocking(&entry)?;
-        let _ = self.inner.state.write().expect("state lock").apply(&entry);
+        self.execute(Command::ForgetBlobs { digests: lost }).await?;
         Ok(())
     }
 }

@@ -19,14 +19,51 @@ fn once(data: &'static [u8]) -> Chunks {
     Chunks(vec![Ok(Bytes::from_static(data))])
 }
 
-fn open(dir: &std::path::Path) -> Store {
-    Store::open(StoreConfig {
-        data_dir: dir.to_owned(),
-        max_blob_bytes: 1 << 20,
-        max_manifest_bytes: 1 << 20,
-        upload_ttl: Duration::from_secs(3600),
-    })
-    .unwrap()
+/// A store with its Raft driver (a group of one) running.
+struct Open {
+    store: Store,
+    stop: tokio::sync::watch::Sender<bool>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Open {
+    /// Stops the driver and lets go of the database, as a process exit would.
+    async fn close(self) {
+        let Open {
+            store,
+            stop,
+            driver,
+        } = self;
+        drop(store);
+        stop.send(true).unwrap();
+        driver.await.unwrap();
+    }
+}
+
+async fn open(dir: &std::path::Path) -> Open {
+    open_with(dir, crate::RaftSettings::single(1)).await
+}
+
+async fn open_with(dir: &std::path::Path, raft: crate::RaftSettings) -> Open {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (store, driver) = Store::start(
+        StoreConfig {
+            data_dir: dir.to_owned(),
+            max_blob_bytes: 1 << 20,
+            max_manifest_bytes: 1 << 20,
+            upload_ttl: Duration::from_secs(3600),
+        },
+        raft,
+        Box::new(crate::Alone),
+        shutdown,
+    )
+    .await
+    .unwrap();
+    Open {
+        store,
+        stop,
+        driver,
+    }
 }
 
 async fn put_blob(store: &Store, repo: &Repository, data: &'static [u8]) -> Digest {
@@ -44,9 +81,10 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::parse_normalized("r/app", "docker.io").unwrap();
     let (config, layer, manifest) = {
-        let store = open(dir.path());
-        let config = put_blob(&store, &repo, b"{}").await;
-        let layer = put_blob(&store, &repo, b"layer bytes").await;
+        let node = open(dir.path()).await;
+        let store = &node.store;
+        let config = put_blob(store, &repo, b"{}").await;
+        let layer = put_blob(store, &repo, b"layer bytes").await;
         let body = format!(
             r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
             "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},
@@ -63,7 +101,9 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
             .append_upload(&repo, &id, None, &mut once(b"half"))
             .await
             .unwrap();
-        (config, layer, manifest)
+        let out = (config, layer, manifest);
+        node.close().await;
+        out
     };
     // The layer's file vanishes; a file whose record never became durable appears;
     // debris lies among the blobs and the uploads.
@@ -75,7 +115,8 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
     std::fs::write(files.path(&config).with_file_name("not-a-digest"), b"x").unwrap();
     std::fs::write(dir.path().join("uploads/leftover"), b"x").unwrap();
 
-    let store = open(dir.path());
+    let node = open(dir.path()).await;
+    let store = &node.store;
     assert!(matches!(
         store.get_manifest(&repo, &ManifestRef::Tag("v1".into())),
         Err(StoreError::ManifestUnknown(_))
@@ -97,9 +138,10 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
         1,
         "the half-done upload stays resumable"
     );
-    drop(store);
+    node.close().await;
     // The forgetting was logged: a second restart agrees.
-    let store = open(dir.path());
+    let node = open(dir.path()).await;
+    let store = &node.store;
     assert!(store.read(|s| s.blob(&layer).is_none()));
     assert_eq!(store.blob_size(&repo, &config).unwrap(), 2);
 }
@@ -107,7 +149,8 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
 #[tokio::test]
 async fn tower_stream_resumes_refuses_lies_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let node = open(dir.path()).await;
+    let store = &node.store;
     let repo = Repository::parse_normalized("t/app", "docker.io").unwrap();
     let data: &'static [u8] = b"0123456789abcdefghij";
     let d = Digest::of(data);
@@ -140,8 +183,9 @@ async fn tower_stream_resumes_refuses_lies_and_verifies() {
     ));
     assert_eq!(store.tower_upload_offset(&d).await.unwrap(), 8);
     // Survives a restart.
-    drop(store);
-    let store = open(dir.path());
+    node.close().await;
+    let node = open(dir.path()).await;
+    let store = &node.store;
     let mut rest = Chunks(vec![Ok(Bytes::from_static(&data[8..]))]);
     let (got, at) = store
         .receive_blob(Some(&repo), &d, 20, 8, &mut rest)
@@ -166,8 +210,9 @@ async fn tower_stream_resumes_refuses_lies_and_verifies() {
 async fn interrupted_sweep_is_completed_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::parse_normalized("g/app", "docker.io").unwrap();
-    let store = open(dir.path());
-    let d = put_blob(&store, &repo, b"garbage").await;
+    let node = open(dir.path()).await;
+    let store = &node.store;
+    let d = put_blob(store, &repo, b"garbage").await;
     let files = crate::files::BlobFiles::open(dir.path().join("blobs")).unwrap();
     // The sweep entry is applied, but the process dies before the file is removed:
     // simulate by sweeping and putting the file back.
@@ -176,8 +221,49 @@ async fn interrupted_sweep_is_completed_on_open() {
     assert!(!files.path(&d).exists());
     std::fs::create_dir_all(files.path(&d).parent().unwrap()).unwrap();
     std::fs::write(files.path(&d), b"garbage").unwrap();
-    drop(store);
-    let store = open(dir.path());
+    node.close().await;
+    let node = open(dir.path()).await;
+    let store = &node.store;
     assert!(!files.path(&d).exists());
     assert!(store.blob_size(&repo, &d).is_err());
+}
+
+#[tokio::test]
+async fn a_restart_loads_the_snapshot_and_replays_the_log_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::parse_normalized("s/app", "docker.io").unwrap();
+    let settings = crate::RaftSettings {
+        snapshot_every: 4,
+        ..crate::RaftSettings::single(1)
+    };
+    // A leader's empty entry, then one entry per blob: 10 entries, snapshots at 4 and 8.
+    let data: Vec<&'static [u8]> = vec![
+        b"b0", b"b1", b"b2", b"b3", b"b4", b"b5", b"b6", b"b7", b"b8",
+    ];
+    let node = open_with(dir.path(), settings.clone()).await;
+    for d in &data {
+        put_blob(&node.store, &repo, d).await;
+    }
+    let log = node.store.raft_log();
+    let first = raft::Storage::first_index(&log).unwrap();
+    let last = raft::Storage::last_index(&log).unwrap();
+    assert!(
+        first > 4,
+        "the log was compacted to a snapshot: first index {first}"
+    );
+    assert!(
+        last >= first,
+        "entries after the snapshot remain: {first}..={last}"
+    );
+    drop(log);
+    node.close().await;
+    let node = open_with(dir.path(), settings).await;
+    for d in &data {
+        assert_eq!(
+            node.store.blob_size(&repo, &Digest::of(d)).unwrap(),
+            2,
+            "{d:?} survives the restart"
+        );
+    }
+    node.close().await;
 }

@@ -1,6 +1,7 @@
 //! Garbage collection's effect on disk: a sweep is decided in the state machine (one
-//! `Sweep` entry), and only once that entry is durable and applied are the deleted blobs'
-//! files removed, under the writer lock so no install of the same digest interleaves.
+//! `Sweep` entry), and only once that entry is committed and applied are the deleted
+//! blobs' files removed (by the apply side), while the proposer holds the writer lock so
+//! no install of the same digest on this node interleaves.
 //! A `kill -9` between the two leaves files the state no longer holds; opening the
 //! store removes them, which completes the sweep.
 
@@ -11,27 +12,14 @@ use std::time::Duration;
 impl Store {
     /// Runs one sweep: see [`site_state::Command::Sweep`].
     pub async fn sweep(&self, grace: Duration, evict_bytes: u64) -> Result<SweepReport> {
-        let mut log = self.inner.writer.lock().await;
+        let _writer = self.inner.writer.lock().await;
         let outcome = self
-            .execute_locked(
-                &mut log,
-                Command::Sweep {
-                    grace_secs: grace.as_secs(),
-                    evict_bytes,
-                },
-            )
+            .propose(Command::Sweep {
+                grace_secs: grace.as_secs(),
+                evict_bytes,
+            })
             .await?;
         let report = outcome.sweep.expect("a sweep reports");
-        let files = self.inner.files.clone();
-        let blobs = report.blobs.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            for d in &blobs {
-                files.remove(d)?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
         tracing::info!(
             manifests = report.manifests.len(),
             evicted = report.evicted.len(),

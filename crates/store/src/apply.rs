@@ -1,0 +1,58 @@
+//! The apply side of the log: a committed entry changes the state machine, and then its
+//! effects reach this node's disk (blob files of a sweep removed) and its watchers
+//! (events). Called by the Raft driver, in log order, on every node.
+
+use crate::{Result, Store};
+use site_state::{Entry, Outcome, State, StateError};
+
+impl Store {
+    /// Applies one committed entry. A refused command changes nothing (and is refused
+    /// alike on every node).
+    pub(crate) async fn apply_entry(
+        &self,
+        entry: &Entry,
+    ) -> Result<std::result::Result<Outcome, StateError>> {
+        let result = self.inner.state.write().expect("state lock").apply(entry);
+        let Ok(outcome) = &result else {
+            return Ok(result);
+        };
+        if let Some(report) = &outcome.sweep {
+            // The state no longer holds these blobs; a crash before their files are gone
+            // is completed by reconciliation at the next start.
+            let files = self.inner.files.clone();
+            let blobs = report.blobs.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                for d in &blobs {
+                    files.remove(d)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        }
+        for event in &outcome.events {
+            tracing::info!(event = ?event, "event");
+            let _ = self.inner.events.send(event.clone());
+        }
+        Ok(result)
+    }
+
+    /// Replaces the state machine with a snapshot's.
+    pub(crate) fn load_snapshot(&self, data: &[u8]) -> Result<()> {
+        let state = decode_state(data)?;
+        *self.inner.state.write().expect("state lock") = state;
+        Ok(())
+    }
+
+    /// The state machine's bytes, for a snapshot.
+    pub(crate) fn state_bytes(&self) -> Vec<u8> {
+        let state = self.inner.state.read().expect("state lock");
+        serde_json::to_vec(&*state).expect("state serialises")
+    }
+}
+
+/// Reads a snapshot's state machine.
+pub(crate) fn decode_state(data: &[u8]) -> Result<State> {
+    serde_json::from_slice(data)
+        .map_err(|e| std::io::Error::other(format!("the state snapshot is damaged: {e}")).into())
+}

@@ -1,0 +1,300 @@
+//! The Raft driver: one tokio task owns the `RawNode` and runs, in this order, tick, step,
+//! ready, persist, send, apply, advance. Commands reach it as proposals; each committed
+//! entry is handed to the apply side (`apply.rs`) in log order, and the proposer waiting
+//! for it gets its outcome.
+//!
+//! A single node is a group of one: the same path, with no peers to send to.
+
+use crate::raft_log::RaftLog;
+use crate::{Result, Store, StoreError};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChangeV2, Entry as RaftEntry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use site_state::{Entry, Outcome, StateError};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How a node takes part in the site's Raft group.
+#[derive(Debug, Clone)]
+pub struct RaftSettings {
+    /// This node's id (> 0).
+    pub id: u64,
+    /// The founding voters (this node included), used only to initialise a new log.
+    pub voters: Vec<u64>,
+    /// Time of one Raft tick (elections take 10 to 20 ticks, heartbeats 1).
+    pub tick: Duration,
+    /// Applied entries between snapshots of the state machine (the log is compacted to
+    /// the snapshot).
+    pub snapshot_every: u64,
+}
+
+impl RaftSettings {
+    /// A group of one node.
+    pub fn single(id: u64) -> RaftSettings {
+        RaftSettings {
+            id,
+            voters: vec![id],
+            tick: Duration::from_millis(100),
+            snapshot_every: 1000,
+        }
+    }
+}
+
+/// Sends Raft messages to the other nodes of the group.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `messages` (best effort: Raft retries what is lost).
+    fn send(&self, messages: Vec<Message>);
+}
+
+/// A transport for a group of one: there is nobody to send to.
+pub struct Alone;
+
+impl Transport for Alone {
+    fn send(&self, messages: Vec<Message>) {
+        if !messages.is_empty() {
+            tracing::warn!(
+                n = messages.len(),
+                "raft messages for peers in a group of one"
+            );
+        }
+    }
+}
+
+/// A command waiting to be ordered by the log.
+pub(crate) struct Proposal {
+    pub(crate) entry: Entry,
+    pub(crate) reply: oneshot::Sender<Result<std::result::Result<Outcome, StateError>>>,
+}
+
+/// Input of the driver besides proposals.
+pub enum Input {
+    /// A message from a peer.
+    Message(Box<Message>),
+}
+
+pub(crate) struct Driver {
+    node: RawNode<RaftLog>,
+    log: RaftLog,
+    store: Store,
+    transport: Box<dyn Transport>,
+    settings: RaftSettings,
+    /// Proposals of this node not yet applied, by the id carried in the entry's context.
+    waiting: HashMap<u64, oneshot::Sender<Result<std::result::Result<Outcome, StateError>>>>,
+    next_id: u64,
+    applied: u64,
+    /// Index of the last snapshot of the state machine.
+    snapshot_index: u64,
+    /// Sends this node's applied index to whoever waits for the replay.
+    applied_tx: watch::Sender<u64>,
+}
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+impl Driver {
+    /// A driver over `store`'s Raft log; `applied` is the index the loaded state holds.
+    pub(crate) fn new(
+        store: Store,
+        settings: RaftSettings,
+        transport: Box<dyn Transport>,
+        applied: u64,
+        applied_tx: watch::Sender<u64>,
+    ) -> Result<Driver> {
+        let log = store.raft_log();
+        log.initialize(&settings.voters)?;
+        let config = raft::Config {
+            id: settings.id,
+            applied,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        let mut node = RawNode::new(&config, log.clone(), &logger())
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        if settings.voters == [settings.id] {
+            // Alone: no election to wait for.
+            node.campaign()
+                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        }
+        Ok(Driver {
+            node,
+            log,
+            store,
+            transport,
+            settings,
+            waiting: HashMap::new(),
+            next_id: 1,
+            applied,
+            snapshot_index: applied,
+            applied_tx,
+        })
+    }
+
+    /// Runs until `shutdown` turns true (or every proposer and input is gone).
+    pub(crate) async fn run(
+        mut self,
+        mut proposals: mpsc::UnboundedReceiver<Proposal>,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(self.settings.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Err(e) = self.on_ready().await {
+                tracing::error!(error = %e, "raft: cannot persist or apply; stopping this node's raft");
+                return;
+            }
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.node.tick();
+                }
+                p = proposals.recv() => match p {
+                    Some(p) => self.propose(p),
+                    None => return,
+                },
+                Some(input) = inputs.recv() => match input {
+                    Input::Message(m) => {
+                        if let Err(e) = self.node.step(*m) {
+                            tracing::debug!(error = %e, "raft: message dropped");
+                        }
+                    }
+                },
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    fn propose(&mut self, p: Proposal) {
+        if self.node.raft.state != StateRole::Leader {
+            let _ = p.reply.send(Err(StoreError::Unavailable(
+                "this node is not the leader of the site's group".into(),
+            )));
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let data = serde_json::to_vec(&p.entry).expect("entries serialise");
+        match self.node.propose(id.to_be_bytes().to_vec(), data) {
+            Ok(()) => {
+                self.waiting.insert(id, p.reply);
+            }
+            Err(e) => {
+                let _ = p
+                    .reply
+                    .send(Err(StoreError::Io(std::io::Error::other(format!(
+                        "raft refused the proposal: {e}"
+                    )))));
+            }
+        }
+    }
+
+    /// One pass of the Ready procedure, if there is anything ready.
+    async fn on_ready(&mut self) -> Result<()> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        self.transport.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            self.log.install_snapshot(&snapshot).await?;
+            self.store.load_snapshot(&snapshot.data)?;
+            self.applied = snapshot.get_metadata().index;
+            self.snapshot_index = self.applied;
+            let _ = self.applied_tx.send(self.applied);
+        }
+        self.apply(ready.take_committed_entries()).await?;
+        self.log.persist(ready.entries(), ready.hs())?;
+        if ready.must_sync() || !ready.entries().is_empty() {
+            self.log.sync().await?;
+        }
+        self.transport.send(ready.take_persisted_messages());
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.log.set_commit(commit)?;
+        }
+        self.transport.send(light.take_messages());
+        self.apply(light.take_committed_entries()).await?;
+        self.node.advance_apply();
+        self.maybe_snapshot().await
+    }
+
+    async fn apply(&mut self, entries: Vec<RaftEntry>) -> Result<()> {
+        for e in entries {
+            self.applied = e.index;
+            match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => {}
+                EntryType::EntryNormal => {
+                    let outcome = match serde_json::from_slice::<Entry>(&e.data) {
+                        Ok(entry) => self.store.apply_entry(&entry).await,
+                        Err(err) => {
+                            // Every node refuses it alike: the log stays the same everywhere.
+                            tracing::error!(index = e.index, error = %err, "raft entry is not a command; skipped");
+                            Ok(Err(StateError::Invalid(format!(
+                                "undecodable entry: {err}"
+                            ))))
+                        }
+                    };
+                    let id = <[u8; 8]>::try_from(&e.context[..]).map(u64::from_be_bytes);
+                    if let Some(reply) = id.ok().and_then(|id| self.waiting.remove(&id)) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    let change = if e.get_entry_type() == EntryType::EntryConfChange {
+                        raft::eraftpb::ConfChange::parse_from_bytes(&e.data).map(|c| {
+                            let mut single = raft::eraftpb::ConfChangeSingle::default();
+                            single.set_change_type(c.get_change_type());
+                            single.node_id = c.node_id;
+                            let mut v2 = ConfChangeV2::default();
+                            v2.mut_changes().push(single);
+                            v2
+                        })
+                    } else {
+                        ConfChangeV2::parse_from_bytes(&e.data)
+                    };
+                    match change {
+                        Ok(cc) => match self.node.apply_conf_change(&cc) {
+                            Ok(cs) => self.log.set_conf_state(&cs)?,
+                            Err(err) => {
+                                tracing::warn!(index = e.index, error = %err, "conf change refused")
+                            }
+                        },
+                        Err(err) => {
+                            tracing::error!(index = e.index, error = %err, "undecodable conf change")
+                        }
+                    }
+                }
+            }
+        }
+        let _ = self.applied_tx.send(self.applied);
+        Ok(())
+    }
+
+    async fn maybe_snapshot(&mut self) -> Result<()> {
+        if self.applied < self.snapshot_index + self.settings.snapshot_every {
+            return Ok(());
+        }
+        let term = self
+            .log
+            .term_of(self.applied)
+            .unwrap_or(self.node.raft.term);
+        let data = self.store.state_bytes();
+        self.log.save_snapshot(self.applied, term, data).await?;
+        self.snapshot_index = self.applied;
+        tracing::debug!(
+            index = self.applied,
+            "state snapshot written, raft log compacted"
+        );
+        Ok(())
+    }
+}
