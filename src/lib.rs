@@ -9,9 +9,10 @@ mod logging;
 pub use config::Config;
 pub use logging::init_logging;
 
+use site_api::peer::{PeerService, PeerTransport};
 use site_api::{Collector, GcConfig, SiteService};
 use site_http::{PushConfig, Registry, RegistryConfig, User};
-use site_store::{Alone, RaftSettings, Store, StoreConfig};
+use site_store::{Alone, RaftSettings, Store, StoreConfig, Transport};
 use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,6 +30,8 @@ pub struct SiteHandle {
     gc: JoinHandle<()>,
     raft_stop: watch::Sender<bool>,
     raft: JoinHandle<()>,
+    cluster_addr: Option<SocketAddr>,
+    peer_server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
 impl Site {
@@ -52,14 +55,56 @@ impl Site {
         // The driver stops on its own signal, after the servers: requests in flight may
         // still have changes to commit.
         let (raft_stop, raft_rx) = watch::channel(false);
-        let (store, raft) = Store::start(
-            store_config,
-            RaftSettings::single(config.node.id),
-            Box::new(Alone),
-            raft_rx,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open the store in {data_dir}: {e}"))?;
+        // A node with peers is one of a site's group: it listens for them on
+        // `[cluster] listen`. Alone, it opens no such port.
+        let id = config.node.id;
+        let peers: Vec<(u64, String)> = config
+            .cluster
+            .peers
+            .iter()
+            .map(|p| (p.id, p.address.clone()))
+            .collect();
+        let (raft_settings, transport, cluster_listener): (_, Box<dyn Transport>, _) =
+            if peers.is_empty() {
+                (RaftSettings::single(id), Box::new(Alone), None)
+            } else {
+                let listener = tokio::net::TcpListener::bind(config.cluster.listen)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot listen on {} ([cluster]): {e}",
+                            config.cluster.listen
+                        )
+                    })?;
+                let mut voters: Vec<u64> = peers.iter().map(|(p, _)| *p).collect();
+                voters.push(id);
+                voters.sort_unstable();
+                let transport =
+                    PeerTransport::new(id, &peers).map_err(|e| anyhow::anyhow!("[cluster] {e}"))?;
+                (
+                    RaftSettings {
+                        voters,
+                        ..RaftSettings::single(id)
+                    },
+                    Box::new(transport),
+                    Some(listener),
+                )
+            };
+        let (store, raft) = Store::start(store_config, raft_settings, transport, raft_rx)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the store in {data_dir}: {e}"))?;
+        let cluster_addr = cluster_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?;
+        let peer_server = cluster_listener.map(|l| {
+            tokio::spawn(site_api::serve_peers(
+                l,
+                PeerService::new(store.clone()),
+                // Peers keep being answered until the driver stops.
+                raft_stop.subscribe(),
+            ))
+        });
         let push = PushConfig {
             enabled: config.registry.push.enabled,
             users: config
@@ -123,6 +168,7 @@ impl Site {
         tracing::info!(
             addr = %registry_addr,
             api = %api_addr,
+            cluster = ?cluster_addr,
             push = config.registry.push.enabled,
             node = config.node.id,
             "registry listening"
@@ -136,6 +182,8 @@ impl Site {
             gc,
             raft_stop,
             raft,
+            cluster_addr,
+            peer_server,
         })
     }
 }
@@ -151,6 +199,11 @@ impl SiteHandle {
         self.api_addr
     }
 
+    /// The address peers reach this node on, when it has peers.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster_addr
+    }
+
     /// Stops accepting connections, lets requests in flight finish, and returns once the
     /// servers, the collector and the Raft driver have stopped.
     pub async fn shutdown(self) -> anyhow::Result<()> {
@@ -160,6 +213,9 @@ impl SiteHandle {
         self.gc.await?;
         let _ = self.raft_stop.send(true);
         self.raft.await?;
+        if let Some(p) = self.peer_server {
+            p.await??;
+        }
         tracing::info!("registry stopped");
         Ok(())
     }

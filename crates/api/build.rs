@@ -1,11 +1,14 @@
-//! Compiles proto/site.proto with a pure-Rust protobuf compiler: no protoc needed.
+//! Compiles proto/site.proto (the tower's API) and proto/peer.proto (node to node) with a
+//! pure-Rust protobuf compiler: no protoc needed.
 
 fn main() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
-    let file = format!("{dir}/site.proto");
-    println!("cargo:rerun-if-changed={file}");
-    let fds = protox::compile([&file], [dir]).expect("proto/site.proto compiles");
+    let files = [format!("{dir}/site.proto"), format!("{dir}/peer.proto")];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(&files, [dir]).expect("proto/*.proto compile");
     tonic_prost_build::configure()
         .compile_fds(fds)
-        .expect("generating gRPC code for proto/site.proto");
+        .expect("generating gRPC code for proto/*.proto");
 }

@@ -25,6 +25,10 @@ pub struct NodeOptions {
     pub capacity: Option<u64>,
     /// `[registry] upload_ttl`, e.g. "1s".
     pub upload_ttl: Option<String>,
+    /// `[node] id` (default 1).
+    pub id: Option<u64>,
+    /// `[cluster] listen` and `peers` (id, address).
+    pub cluster: Option<(SocketAddr, Vec<(u64, SocketAddr)>)>,
 }
 
 impl NodeOptions {
@@ -50,9 +54,21 @@ impl Node {
     pub fn start(opts: NodeOptions) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = format!(
-            "[node]\nid = 1\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[registry]\nlisten = \"127.0.0.1:0\"\n",
+            "[node]\nid = {}\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n",
+            opts.id.unwrap_or(1),
             dir.path().join("data").display()
         );
+        if let Some((listen, peers)) = &opts.cluster {
+            let peers: Vec<String> = peers
+                .iter()
+                .map(|(id, a)| format!("{{ id = {id}, address = \"{a}\" }}"))
+                .collect();
+            config.push_str(&format!(
+                "[cluster]\nlisten = \"{listen}\"\npeers = [{}]\n\n",
+                peers.join(", ")
+            ));
+        }
+        config.push_str("[registry]\nlisten = \"127.0.0.1:0\"\n");
         if let Some(m) = opts.max_manifest_size {
             config.push_str(&format!("max_manifest_size = {m}\n"));
         }
@@ -219,4 +235,28 @@ impl Drop for Node {
             eprintln!("---- site-agent log ----\n{}", self.log());
         }
     }
+}
+
+/// A free loopback port now (the kernel may hand it out again later: use it at once).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// `n` nodes forming one site (ids 1..=n), each started with `opts` and its `[cluster]`.
+pub fn cluster(n: u64, opts: &NodeOptions) -> Vec<Node> {
+    let addrs: Vec<(u64, SocketAddr)> = (1..=n).map(|id| (id, free_addr())).collect();
+    addrs
+        .iter()
+        .map(|&(id, listen)| {
+            let peers = addrs.iter().filter(|(p, _)| *p != id).cloned().collect();
+            Node::start(NodeOptions {
+                id: Some(id),
+                cluster: Some((listen, peers)),
+                ..opts.clone()
+            })
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@
 
 pub mod collector;
 mod convert;
+pub mod peer;
 pub mod service;
 pub mod status;
 
@@ -17,6 +18,12 @@ pub use service::SiteService;
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod pb {
     tonic::include_proto!("site.v1");
+}
+
+/// Generated from `proto/peer.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod peer_pb {
+    tonic::include_proto!("peer.v1");
 }
 
 use tokio::sync::watch;
@@ -42,6 +49,25 @@ pub async fn serve(
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .add_service(
             pb::site_server::SiteServer::new(service).max_decoding_message_size(max_message),
+        )
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+/// Serves the peer service on `listener` (`[cluster] listen`) until `shutdown` turns true.
+pub async fn serve_peers(
+    listener: tokio::net::TcpListener,
+    service: peer::PeerService,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        .add_service(
+            peer_pb::peer_server::PeerServer::new(service).max_decoding_message_size(64 << 20),
         )
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|s| *s).await;

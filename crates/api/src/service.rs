@@ -392,6 +392,11 @@ impl site_server::Site for SiteService {
         r.disk_capacity_bytes = space.capacity;
         r.disk_free_bytes = space.free;
         r.blob_bytes_received = self.received.load(Ordering::Relaxed);
+        let raft = self.store.raft_status();
+        r.leader_id = raft.leader;
+        r.raft_term = raft.term;
+        r.commit_index = raft.commit;
+        r.applied_index = raft.applied;
         Ok(Response::new(r))
     }
 

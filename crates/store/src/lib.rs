@@ -26,7 +26,7 @@ mod uploads;
 pub use delivery::Received;
 pub use error::{Result, StoreError};
 pub use manifests::{ManifestRef, StoredManifest};
-pub use raft_driver::{Alone, RaftSettings, Transport};
+pub use raft_driver::{Alone, RaftSettings, RaftStatus, Transport};
 pub use uploads::ByteSource;
 
 use files::BlobFiles;
@@ -71,6 +71,10 @@ struct Inner {
     writer: tokio::sync::Mutex<()>,
     /// Proposals to the Raft driver.
     proposals: mpsc::UnboundedSender<raft_driver::Proposal>,
+    /// Where this node's Raft stands, as the driver last saw it.
+    raft_status: Mutex<raft_driver::RaftStatus>,
+    /// Messages from peers to the Raft driver.
+    inputs: mpsc::UnboundedSender<raft_driver::Input>,
     events: broadcast::Sender<Event>,
     /// Manifests pulled since the last `Touch` (see `pulls.rs`).
     pulled: Mutex<HashSet<Digest>>,
@@ -99,13 +103,14 @@ impl Store {
         transport: Box<dyn Transport>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Store, tokio::task::JoinHandle<()>)> {
-        let (store, proposals, applied) = tokio::task::spawn_blocking(move || Store::open(config))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let (store, (proposals, inputs), applied) =
+            tokio::task::spawn_blocking(move || Store::open(config))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
         let commit = store.inner.raft.hard_state().commit;
         let (applied_tx, mut applied_rx) = watch::channel(applied);
+        let alone = raft.voters == [raft.id];
         let driver = raft_driver::Driver::new(store.clone(), raft, transport, applied, applied_tx)?;
-        let (_inputs_tx, inputs) = mpsc::unbounded_channel();
         let task = tokio::spawn(driver.run(proposals, inputs, shutdown));
         // Serve nothing before the state holds every entry committed before the restart.
         if applied_rx.wait_for(|a| *a >= commit).await.is_err() {
@@ -113,15 +118,24 @@ impl Store {
                 "the raft driver stopped while replaying the log".into(),
             ));
         }
-        store.reconcile().await?;
+        store.reconcile(alone).await?;
         Ok((store, task))
     }
 
     /// Opens the store and loads the state machine from the last snapshot; returns the
-    /// receiving end of proposals and the index the state holds. Blocking.
+    /// receiving ends of proposals and peer messages, and the index the state holds.
+    /// Blocking.
+    #[allow(clippy::type_complexity)]
     fn open(
         config: StoreConfig,
-    ) -> Result<(Store, mpsc::UnboundedReceiver<raft_driver::Proposal>, u64)> {
+    ) -> Result<(
+        Store,
+        (
+            mpsc::UnboundedReceiver<raft_driver::Proposal>,
+            mpsc::UnboundedReceiver<raft_driver::Input>,
+        ),
+        u64,
+    )> {
         files::create_dir_durable(&config.data_dir)?;
         let db = sled::Config::new()
             .path(config.data_dir.join("meta"))
@@ -136,7 +150,8 @@ impl Store {
         let files = BlobFiles::open(config.data_dir.join("blobs"))?;
         let upload_dir = config.data_dir.join("uploads");
         files::create_dir_durable(&upload_dir)?;
-        let (proposals, rx) = mpsc::unbounded_channel();
+        let (proposals, proposals_rx) = mpsc::unbounded_channel();
+        let (inputs, inputs_rx) = mpsc::unbounded_channel();
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
@@ -147,13 +162,15 @@ impl Store {
                 state: RwLock::new(state),
                 writer: tokio::sync::Mutex::new(()),
                 proposals,
+                inputs,
+                raft_status: Mutex::new(Default::default()),
                 events: broadcast::channel(1024).0,
                 pulled: Mutex::new(HashSet::new()),
                 raft,
             }),
         };
         store.reconcile_uploads()?;
-        Ok((store, rx, applied))
+        Ok((store, (proposals_rx, inputs_rx), applied))
     }
 
     /// The Raft log of the site's group, in this store's sled.
@@ -187,6 +204,21 @@ impl Store {
     pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
         let _writer = self.inner.writer.lock().await;
         self.propose(cmd).await
+    }
+
+    /// Where this node's Raft stands.
+    pub fn raft_status(&self) -> RaftStatus {
+        *self.inner.raft_status.lock().expect("raft status lock")
+    }
+
+    /// Hands an encoded raft message from a peer to the driver.
+    pub fn receive_raft(&self, message: &[u8]) -> Result<()> {
+        let m = <raft::eraftpb::Message as protobuf::Message>::parse_from_bytes(message)
+            .map_err(|e| StoreError::SizeInvalid(format!("not a raft message: {e}")))?;
+        self.inner
+            .inputs
+            .send(raft_driver::Input::Message(Box::new(m)))
+            .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))
     }
 
     /// [`Store::execute`] for a caller that holds the writer lock.

@@ -43,22 +43,35 @@ impl RaftSettings {
 
 /// Sends Raft messages to the other nodes of the group.
 pub trait Transport: Send + Sync + 'static {
-    /// Sends `messages` (best effort: Raft retries what is lost).
-    fn send(&self, messages: Vec<Message>);
+    /// Sends encoded raft messages to node `to`, in order (best effort: Raft retries what
+    /// is lost). Must not block.
+    fn send(&self, to: u64, messages: Vec<Vec<u8>>);
 }
 
 /// A transport for a group of one: there is nobody to send to.
 pub struct Alone;
 
 impl Transport for Alone {
-    fn send(&self, messages: Vec<Message>) {
-        if !messages.is_empty() {
-            tracing::warn!(
-                n = messages.len(),
-                "raft messages for peers in a group of one"
-            );
-        }
+    fn send(&self, to: u64, messages: Vec<Vec<u8>>) {
+        tracing::warn!(
+            to,
+            n = messages.len(),
+            "raft messages for a peer in a group of one"
+        );
     }
+}
+
+/// Where this node's Raft stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// The leader as this node knows it; 0 when there is none.
+    pub leader: u64,
+    /// The current term.
+    pub term: u64,
+    /// The commit index as this node knows it.
+    pub commit: u64,
+    /// The index applied to this node's state.
+    pub applied: u64,
 }
 
 /// A command waiting to be ordered by the log.
@@ -68,7 +81,7 @@ pub(crate) struct Proposal {
 }
 
 /// Input of the driver besides proposals.
-pub enum Input {
+pub(crate) enum Input {
     /// A message from a peer.
     Message(Box<Message>),
 }
@@ -153,6 +166,7 @@ impl Driver {
                 tracing::error!(error = %e, "raft: cannot persist or apply; stopping this node's raft");
                 return;
             }
+            self.publish_status();
             tokio::select! {
                 _ = tick.tick() => {
                     self.node.tick();
@@ -171,6 +185,26 @@ impl Driver {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.node.raft;
+        let now = RaftStatus {
+            leader: raft.leader_id,
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied: self.applied,
+        };
+        let mut status = self
+            .store
+            .inner
+            .raft_status
+            .lock()
+            .expect("raft status lock");
+        if status.leader != now.leader {
+            tracing::info!(leader = now.leader, term = now.term, "raft leader changed");
+        }
+        *status = now;
     }
 
     fn propose(&mut self, p: Proposal) {
@@ -197,13 +231,24 @@ impl Driver {
         }
     }
 
+    fn send(&self, messages: Vec<Message>) {
+        let mut by_peer: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+        for m in messages {
+            let bytes = m.write_to_bytes().expect("raft messages encode");
+            by_peer.entry(m.to).or_default().push(bytes);
+        }
+        for (to, batch) in by_peer {
+            self.transport.send(to, batch);
+        }
+    }
+
     /// One pass of the Ready procedure, if there is anything ready.
     async fn on_ready(&mut self) -> Result<()> {
         if !self.node.has_ready() {
             return Ok(());
         }
         let mut ready = self.node.ready();
-        self.transport.send(ready.take_messages());
+        self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
             self.log.install_snapshot(&snapshot).await?;
@@ -217,12 +262,12 @@ impl Driver {
         if ready.must_sync() || !ready.entries().is_empty() {
             self.log.sync().await?;
         }
-        self.transport.send(ready.take_persisted_messages());
+        self.send(ready.take_persisted_messages());
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.log.set_commit(commit)?;
         }
-        self.transport.send(light.take_messages());
+        self.send(light.take_messages());
         self.apply(light.take_committed_entries()).await?;
         self.node.advance_apply();
         self.maybe_snapshot().await

@@ -17,9 +17,11 @@ use site_state::Command;
 use std::collections::HashMap;
 
 impl Store {
-    /// Makes the blob files agree with the (replayed) state.
-    pub(crate) async fn reconcile(&self) -> Result<()> {
-        self.reconcile_blobs().await?;
+    /// Makes the blob files agree with the (replayed) state. `alone`: the node is a group
+    /// of one, so a blob whose file is gone has no other copy and is forgotten; in a
+    /// cluster it stays (peers hold it).
+    pub(crate) async fn reconcile(&self, alone: bool) -> Result<()> {
+        self.reconcile_blobs(alone).await?;
         self.inner.db.flush_async().await?;
         Ok(())
     }
@@ -54,7 +56,7 @@ impl Store {
         Ok(())
     }
 
-    async fn reconcile_blobs(&self) -> Result<()> {
+    async fn reconcile_blobs(&self, alone: bool) -> Result<()> {
         let on_disk: HashMap<Digest, u64> = self.inner.files.scan()?.into_iter().collect();
         let (lost, stray) = self.read(|s| {
             let lost: Vec<Digest> = s
@@ -81,7 +83,9 @@ impl Store {
             // A partly written file may be left under the digest's name.
             self.inner.files.remove(d)?;
         }
-        self.execute(Command::ForgetBlobs { digests: lost }).await?;
+        if alone {
+            self.execute(Command::ForgetBlobs { digests: lost }).await?;
+        }
         Ok(())
     }
 }

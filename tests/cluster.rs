@@ -1,0 +1,127 @@
+//! A site of three real `site-agent` processes on loopback forming one Raft group.
+
+mod kit;
+
+use kit::grpc;
+use kit::oci::{self, OCI_MANIFEST};
+use kit::{digest, request, Node, NodeOptions};
+use site_api::pb;
+use std::time::{Duration, Instant};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn status(node: &Node) -> Option<pb::StatusResponse> {
+    rt().block_on(async {
+        let mut c = site_api::pb::site_client::SiteClient::connect(format!("http://{}", node.api))
+            .await
+            .ok()?;
+        c.status(pb::StatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    })
+}
+
+/// Waits (bounded) until every running node of `nodes` names the same leader among them;
+/// returns its index in `nodes`.
+fn leader(nodes: &[&Node]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: Vec<u64> = nodes
+            .iter()
+            .map(|n| status(n).map_or(0, |s| s.leader_id))
+            .collect();
+        if seen[0] != 0 && seen.iter().all(|l| *l == seen[0]) {
+            if let Some(i) = nodes
+                .iter()
+                .position(|n| status(n).map(|s| s.node_id) == Some(seen[0]))
+            {
+                return i;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader within 20 s: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits (bounded) until `node` serves `path` with status 200; returns the body's digest.
+fn served(node: &Node, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = request(node.addr, "GET", path, &[], b"");
+        if r.status == 200 {
+            return digest(&r.body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} not served by {} within 10 s: {}",
+            node.addr,
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn deliver(api: std::net::SocketAddr, repo: &str, image: &oci::Image, tag: &str) {
+    let mut c = grpc::connect(api).await;
+    for b in image.blobs() {
+        grpc::deliver_blob(&mut c, repo, &b.data).await;
+    }
+    let d = grpc::put_manifest(&mut c, repo, &image.manifest, OCI_MANIFEST, tag)
+        .await
+        .unwrap();
+    assert_eq!(d, image.digest);
+}
+
+#[test]
+fn three_nodes_elect_a_leader_replicate_its_changes_and_survive_its_loss() {
+    let mut nodes = kit::node::cluster(3, &NodeOptions::default());
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let a = oci::image(71, &[10 << 10], "amd64");
+    rt().block_on(deliver(nodes[l].api, "team/a", &a, "v1"));
+    for n in &nodes {
+        assert_eq!(
+            served(n, "/v2/team/a/manifests/v1"),
+            a.digest,
+            "on {}",
+            n.addr
+        );
+    }
+    // Every node applies the leader's whole log.
+    let commit = status(&nodes[l]).unwrap().commit_index;
+    for n in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status(n).unwrap().applied_index < commit {
+            assert!(Instant::now() < deadline, "{} lags behind {commit}", n.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // The leader dies: the other two elect one of themselves and go on.
+    nodes[l].kill9();
+    let rest: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != l)
+        .map(|(_, n)| n)
+        .collect();
+    let l2 = leader(&rest);
+    let b = oci::image(72, &[12 << 10], "amd64");
+    rt().block_on(deliver(rest[l2].api, "team/b", &b, "v1"));
+    for n in &rest {
+        assert_eq!(served(n, "/v2/team/b/manifests/v1"), b.digest);
+    }
+
+    // The old leader comes back and catches up from the log.
+    nodes[l].restart();
+    assert_eq!(served(&nodes[l], "/v2/team/b/manifests/v1"), b.digest);
+    assert_eq!(served(&nodes[l], "/v2/team/a/manifests/v1"), a.digest);
+}
