@@ -82,7 +82,7 @@ async fn deliver(api: std::net::SocketAddr, repo: &str, image: &oci::Image, tag:
 }
 
 #[test]
-fn three_nodes_elect_a_leader_replicate_its_changes_and_survive_its_loss() {
+fn three_nodes_elect_a_leader_replicate_writes_from_any_node_and_survive_its_loss() {
     let mut nodes = kit::node::cluster(3, &NodeOptions::default());
     let l = leader(&nodes.iter().collect::<Vec<_>>());
     let a = oci::image(71, &[10 << 10], "amd64");
@@ -103,6 +103,17 @@ fn three_nodes_elect_a_leader_replicate_its_changes_and_survive_its_loss() {
             assert!(Instant::now() < deadline, "{} lags behind {commit}", n.addr);
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    // A write through a follower is forwarded to the leader and visible everywhere,
+    // on the follower itself as soon as it is acknowledged.
+    let f = (l + 1) % nodes.len();
+    let c = oci::image(73, &[11 << 10], "amd64");
+    rt().block_on(deliver(nodes[f].api, "team/c", &c, "v1"));
+    let r = request(nodes[f].addr, "GET", "/v2/team/c/manifests/v1", &[], b"");
+    assert_eq!((r.status, digest(&r.body)), (200, c.digest.clone()));
+    for n in &nodes {
+        assert_eq!(served(n, "/v2/team/c/manifests/v1"), c.digest);
     }
 
     // The leader dies: the other two elect one of themselves and go on.

@@ -4,7 +4,8 @@
 
 use crate::peer_pb::peer_client::PeerClient;
 use crate::peer_pb::peer_server::Peer;
-use crate::peer_pb::{RaftAck, RaftBatch};
+use crate::peer_pb::{ProposeRequest, ProposeResponse, RaftAck, RaftBatch};
+use site_store::raft_driver::Forwarded;
 use site_store::{Store, Transport};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -36,11 +37,24 @@ impl Peer for PeerService {
         }
         Ok(Response::new(RaftAck {}))
     }
+
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeResponse>, Status> {
+        let answer = self
+            .store
+            .order_forwarded(&request.into_inner().entry)
+            .await
+            .map_err(crate::status::status)?;
+        Ok(Response::new(ProposeResponse { answer }))
+    }
 }
 
 /// Sends raft messages to peers over gRPC.
 pub struct PeerTransport {
     queues: HashMap<u64, mpsc::Sender<Vec<Vec<u8>>>>,
+    clients: HashMap<u64, PeerClient<Channel>>,
 }
 
 impl PeerTransport {
@@ -48,6 +62,7 @@ impl PeerTransport {
     /// node's id. Spawns one sender task per peer on the current runtime.
     pub fn new(from: u64, peers: &[(u64, String)]) -> Result<PeerTransport, String> {
         let mut queues = HashMap::new();
+        let mut clients = HashMap::new();
         for (id, address) in peers {
             let endpoint = Endpoint::from_shared(format!("http://{address}"))
                 .map_err(|e| format!("peer {id} address {address:?}: {e}"))?
@@ -64,8 +79,12 @@ impl PeerTransport {
                 rx,
             ));
             queues.insert(*id, tx);
+            // Forwarded writes get their own connection: they wait for a commit, and must
+            // not queue behind (or hold up) raft traffic.
+            let forwarding = endpoint.clone().timeout(Duration::from_secs(30));
+            clients.insert(*id, PeerClient::new(forwarding.connect_lazy()));
         }
-        Ok(PeerTransport { queues })
+        Ok(PeerTransport { queues, clients })
     }
 }
 
@@ -79,6 +98,18 @@ impl Transport for PeerTransport {
             }
             None => tracing::warn!(to, "raft message for a node not among the peers"),
         }
+    }
+
+    fn forward(&self, to: u64, entry: Vec<u8>) -> Forwarded {
+        let client = self.clients.get(&to).cloned();
+        Box::pin(async move {
+            let mut client = client.ok_or_else(|| format!("node {to} is not among the peers"))?;
+            client
+                .propose(ProposeRequest { entry })
+                .await
+                .map(|r| r.into_inner().answer)
+                .map_err(|s| s.message().to_owned())
+        })
     }
 }
 

@@ -27,7 +27,7 @@ pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
 ];
 
 /// Why a manifest is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ManifestError {
     /// The body is not a JSON object.
     #[error("manifest is not a JSON object: {0}")]

@@ -139,7 +139,7 @@ pub enum Command {
 }
 
 /// What applying a command did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The digest of the manifest stored, for `PutManifest`.
     pub digest: Option<Digest>,
@@ -152,7 +152,7 @@ pub struct Outcome {
 }
 
 /// Something worth telling the watchers of the site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// A manifest arrived in a repository.
     ImageReceived {

@@ -3,7 +3,7 @@
 use site_core::{Digest, ManifestError};
 
 /// A refused command.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StateError {
     /// The blob is not in the repository (or not on the site).
     #[error("blob {0} unknown")]

@@ -51,6 +51,10 @@ pub enum StoreError {
     /// committed in time). Retry later.
     #[error("the site cannot order changes now: {0}")]
     Unavailable(String),
+    /// This node is not the leader; the leader it knows of (0: none). Store-internal:
+    /// [`crate::Store::execute`] forwards to the leader.
+    #[error("this node is not the leader (leader: {0})")]
+    NotLeader(u64),
     /// A file operation failed.
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -94,7 +98,10 @@ impl StoreError {
                 StateError::NotFound(_) => ErrorCode::ManifestUnknown,
                 _ => ErrorCode::ManifestInvalid,
             },
-            StoreError::Unavailable(_) | StoreError::Io(_) | StoreError::Db(_) => return None,
+            StoreError::Unavailable(_)
+            | StoreError::NotLeader(_)
+            | StoreError::Io(_)
+            | StoreError::Db(_) => return None,
         })
     }
 }

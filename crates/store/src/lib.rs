@@ -75,11 +75,34 @@ struct Inner {
     raft_status: Mutex<raft_driver::RaftStatus>,
     /// Messages from peers to the Raft driver.
     inputs: mpsc::UnboundedSender<raft_driver::Input>,
+    /// The way to the other nodes (set when the driver starts).
+    transport: std::sync::OnceLock<Arc<dyn Transport>>,
     events: broadcast::Sender<Event>,
     /// Manifests pulled since the last `Touch` (see `pulls.rs`).
     pulled: Mutex<HashSet<Digest>>,
     /// The Raft log of the site's group.
     raft: raft_log::RaftLog,
+}
+
+/// Opens the sled database at `path`. Another holder of its lock (a previous instance
+/// still exiting) is waited for, up to a few seconds.
+pub(crate) fn open_db(path: &std::path::Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// How long a proposer waits for its change to be committed and applied.
@@ -110,6 +133,8 @@ impl Store {
         let commit = store.inner.raft.hard_state().commit;
         let (applied_tx, mut applied_rx) = watch::channel(applied);
         let alone = raft.voters == [raft.id];
+        let transport: Arc<dyn Transport> = Arc::from(transport);
+        let _ = store.inner.transport.set(transport.clone());
         let driver = raft_driver::Driver::new(store.clone(), raft, transport, applied, applied_tx)?;
         let task = tokio::spawn(driver.run(proposals, inputs, shutdown));
         // Serve nothing before the state holds every entry committed before the restart.
@@ -137,10 +162,7 @@ impl Store {
         u64,
     )> {
         files::create_dir_durable(&config.data_dir)?;
-        let db = sled::Config::new()
-            .path(config.data_dir.join("meta"))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_db(&config.data_dir.join("meta"))?;
         let raft = raft_log::RaftLog::open(&db)?;
         let (state, applied) = match raft.snapshot_data()? {
             Some((meta, data)) => (apply::decode_state(&data)?, meta.index),
@@ -164,6 +186,7 @@ impl Store {
                 proposals,
                 inputs,
                 raft_status: Mutex::new(Default::default()),
+                transport: std::sync::OnceLock::new(),
                 events: broadcast::channel(1024).0,
                 pulled: Mutex::new(HashSet::new()),
                 raft,
@@ -221,19 +244,38 @@ impl Store {
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))
     }
 
-    /// [`Store::execute`] for a caller that holds the writer lock.
+    /// [`Store::execute`] for a caller that holds the writer lock: stamps the entry with
+    /// this node's time and orders it, through the leader if this node is not it.
     async fn propose(&self, cmd: Command) -> Result<Outcome> {
         let entry = Entry {
             now: now_secs(),
             cmd,
         };
+        let result = match self.order(entry.clone()).await {
+            Err(StoreError::NotLeader(0)) => {
+                return Err(StoreError::Unavailable(
+                    "the site's group has no leader (too few nodes reachable?)".into(),
+                ))
+            }
+            Err(StoreError::NotLeader(leader)) => self.forward(leader, &entry).await?,
+            other => other?,
+        };
+        Ok(result?)
+    }
+
+    /// Orders an entry through this node's driver (which refuses with `NotLeader` unless
+    /// this node leads) and waits until it is applied here.
+    pub async fn order(
+        &self,
+        entry: Entry,
+    ) -> Result<std::result::Result<Outcome, site_state::StateError>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.inner
             .proposals
             .send(raft_driver::Proposal { entry, reply })
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))?;
         match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
-            Ok(Ok(result)) => Ok(result??),
+            Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(StoreError::Unavailable(
                 "the node stopped before the change was committed".into(),
             )),
@@ -242,6 +284,57 @@ impl Store {
                 COMMIT_TIMEOUT.as_secs()
             ))),
         }
+    }
+
+    /// Has the leader order `entry`, then waits until this node has applied as far, so
+    /// that what the caller reads next includes the change.
+    async fn forward(
+        &self,
+        leader: u64,
+        entry: &Entry,
+    ) -> Result<std::result::Result<Outcome, site_state::StateError>> {
+        let transport = self
+            .inner
+            .transport
+            .get()
+            .ok_or_else(|| StoreError::Unavailable("the raft driver is not running".into()))?;
+        let json = serde_json::to_vec(entry).expect("entries serialise");
+        let answer = tokio::time::timeout(COMMIT_TIMEOUT, transport.forward(leader, json))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!("leader {leader} did not answer in time"))
+            })?
+            .map_err(|e| StoreError::Unavailable(format!("leader {leader}: {e}")))?;
+        let (result, index): (std::result::Result<Outcome, site_state::StateError>, u64) =
+            serde_json::from_slice(&answer).map_err(|e| {
+                StoreError::Unavailable(format!("leader {leader} answered garbage: {e}"))
+            })?;
+        self.wait_applied(index).await?;
+        Ok(result)
+    }
+
+    /// Waits (bounded) until this node has applied the log up to `index`.
+    async fn wait_applied(&self, index: u64) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+        while self.raft_status().applied < index {
+            if tokio::time::Instant::now() > deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "this node has not applied up to {index} in time"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    /// Orders a follower's forwarded entry (JSON) on this node, the leader; returns the
+    /// JSON answer `(Result<Outcome, StateError>, applied index)`.
+    pub async fn order_forwarded(&self, entry: &[u8]) -> Result<Vec<u8>> {
+        let entry: Entry = serde_json::from_slice(entry)
+            .map_err(|e| StoreError::SizeInvalid(format!("not a log entry: {e}")))?;
+        let result = self.order(entry).await?;
+        let index = self.raft_status().applied;
+        Ok(serde_json::to_vec(&(result, index)).expect("outcomes serialise"))
     }
 
     /// Size of blob `d` if it is linked into `repo`.

@@ -41,11 +41,20 @@ impl RaftSettings {
     }
 }
 
-/// Sends Raft messages to the other nodes of the group.
+/// The answer a leader gives to a forwarded entry: its outcome, JSON-encoded.
+pub type Forwarded = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<Vec<u8>, String>> + Send>,
+>;
+
+/// Talks to the other nodes of the group.
 pub trait Transport: Send + Sync + 'static {
     /// Sends encoded raft messages to node `to`, in order (best effort: Raft retries what
     /// is lost). Must not block.
     fn send(&self, to: u64, messages: Vec<Vec<u8>>);
+
+    /// Asks node `to` (the leader) to order a JSON-encoded [`Entry`]; resolves to the
+    /// JSON-encoded `Result<Outcome, StateError>` once it is applied there.
+    fn forward(&self, to: u64, entry: Vec<u8>) -> Forwarded;
 }
 
 /// A transport for a group of one: there is nobody to send to.
@@ -58,6 +67,10 @@ impl Transport for Alone {
             n = messages.len(),
             "raft messages for a peer in a group of one"
         );
+    }
+
+    fn forward(&self, to: u64, _entry: Vec<u8>) -> Forwarded {
+        Box::pin(async move { Err(format!("node {to} is not a peer of a group of one")) })
     }
 }
 
@@ -90,7 +103,7 @@ pub(crate) struct Driver {
     node: RawNode<RaftLog>,
     log: RaftLog,
     store: Store,
-    transport: Box<dyn Transport>,
+    transport: std::sync::Arc<dyn Transport>,
     settings: RaftSettings,
     /// Proposals of this node not yet applied, by the id carried in the entry's context.
     waiting: HashMap<u64, oneshot::Sender<Result<std::result::Result<Outcome, StateError>>>>,
@@ -111,7 +124,7 @@ impl Driver {
     pub(crate) fn new(
         store: Store,
         settings: RaftSettings,
-        transport: Box<dyn Transport>,
+        transport: std::sync::Arc<dyn Transport>,
         applied: u64,
         applied_tx: watch::Sender<u64>,
     ) -> Result<Driver> {
@@ -209,9 +222,9 @@ impl Driver {
 
     fn propose(&mut self, p: Proposal) {
         if self.node.raft.state != StateRole::Leader {
-            let _ = p.reply.send(Err(StoreError::Unavailable(
-                "this node is not the leader of the site's group".into(),
-            )));
+            let _ = p
+                .reply
+                .send(Err(StoreError::NotLeader(self.node.raft.leader_id)));
             return;
         }
         let id = self.next_id;
@@ -289,6 +302,13 @@ impl Driver {
                             ))))
                         }
                     };
+                    // Whoever learns of the outcome may read up to here at once.
+                    self.store
+                        .inner
+                        .raft_status
+                        .lock()
+                        .expect("raft status lock")
+                        .applied = e.index;
                     let id = <[u8; 8]>::try_from(&e.context[..]).map(u64::from_be_bytes);
                     if let Some(reply) = id.ok().and_then(|id| self.waiting.remove(&id)) {
                         let _ = reply.send(outcome);

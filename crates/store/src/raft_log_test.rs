@@ -3,7 +3,8 @@ use raft::eraftpb::{Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RawNode, Storage, StorageError};
 
 fn open(dir: &std::path::Path) -> (sled::Db, RaftLog) {
-    let db = sled::Config::new().path(dir).open().unwrap();
+    // sled lets go of its lock from a background thread: wait for it like a restart does.
+    let db = crate::open_db(dir).unwrap();
     let log = RaftLog::open(&db).unwrap();
     (db, log)
 }
