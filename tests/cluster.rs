@@ -136,3 +136,68 @@ fn three_nodes_elect_a_leader_replicate_writes_from_any_node_and_survive_its_los
     assert_eq!(served(&nodes[l], "/v2/team/b/manifests/v1"), b.digest);
     assert_eq!(served(&nodes[l], "/v2/team/a/manifests/v1"), a.digest);
 }
+
+#[test]
+fn a_node_left_alone_refuses_writes_and_serves_what_it_holds() {
+    let mut nodes = kit::node::cluster(
+        3,
+        &NodeOptions {
+            push: true,
+            ..Default::default()
+        },
+    );
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let s = (l + 1) % nodes.len();
+    let a = oci::image(74, &[20 << 10, 5 << 10], "amd64");
+    // Delivered through the node that will survive: its bytes are there.
+    rt().block_on(deliver(nodes[s].api, "team/a", &a, "v1"));
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if i != s {
+            n.kill9();
+        }
+    }
+    let survivor = &nodes[s];
+    // Without a quorum it stops naming a leader (check-quorum, pre-vote).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(survivor).unwrap().leader_id != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor still names a leader"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = rt()
+        .block_on(async {
+            let mut c = grpc::connect(survivor.api).await;
+            grpc::put_manifest(&mut c, "team/a", &a.manifest, OCI_MANIFEST, "v2").await
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("no leader"), "{err:?}");
+    let r = request(
+        survivor.addr,
+        "PUT",
+        "/v2/team/a/manifests/v3",
+        &[
+            ("Authorization", &oci::auth()),
+            ("Content-Type", OCI_MANIFEST),
+        ],
+        &a.manifest,
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(r.error_code(), "UNAVAILABLE");
+    assert!(r.header("Retry-After").is_some());
+    // Reads go on from its own state and files.
+    assert_eq!(served(survivor, "/v2/team/a/manifests/v1"), a.digest);
+    for b in a.blobs() {
+        assert_eq!(
+            served(survivor, &format!("/v2/team/a/blobs/{}", b.digest)),
+            b.digest
+        );
+    }
+    assert_eq!(
+        request(survivor.addr, "GET", "/v2/team/a/manifests/v2", &[], b"").status,
+        404,
+        "the refused tag is not there"
+    );
+}

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     Unsupported,
     /// Too many requests.
     TooManyRequests,
+    /// The registry cannot take the request now (a site without a quorum for writes).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -75,6 +77,7 @@ impl ErrorCode {
             Denied => ("DENIED", "requested access to the resource is denied"),
             Unsupported => ("UNSUPPORTED", "the operation is unsupported"),
             TooManyRequests => ("TOOMANYREQUESTS", "too many requests"),
+            Unavailable => ("UNAVAILABLE", "service unavailable"),
         }
     }
 }

@@ -18,6 +18,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         Denied => StatusCode::FORBIDDEN,
         Unsupported => StatusCode::METHOD_NOT_ALLOWED,
         TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -108,6 +109,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if let StoreError::Unavailable(_) | StoreError::NotLeader(_) = &e {
+            tracing::warn!(error = %e, "write refused: the site cannot order changes now");
+            return ApiError::new(ErrorCode::Unavailable, e.to_string())
+                .with_header(header::RETRY_AFTER, "5");
+        }
         let Some(code) = e.code() else {
             return ApiError::internal(e);
         };
