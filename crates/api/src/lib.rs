@@ -39,36 +39,48 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     service: SiteService,
     max_message: usize,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        // Blob streams are bulk transfers: HTTP/2's default 64 KiB windows would stall the
-        // sender once per window on every round trip.
-        .initial_stream_window_size(Some(STREAM_WINDOW))
-        .initial_connection_window_size(Some(CONNECTION_WINDOW))
-        .add_service(
-            pb::site_server::SiteServer::new(service).max_decoding_message_size(max_message),
-        )
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+    let service = pb::site_server::SiteServer::new(service).max_decoding_message_size(max_message);
+    serve_one(listener, service, shutdown).await
 }
 
 /// Serves the peer service on `listener` (`[cluster] listen`) until `shutdown` turns true.
 pub async fn serve_peers(
     listener: tokio::net::TcpListener,
     service: peer::PeerService,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
+    let service =
+        peer_pb::peer_server::PeerServer::new(service).max_decoding_message_size(64 << 20);
+    serve_one(listener, service, shutdown).await
+}
+
+/// One gRPC server of a node: TCP_NODELAY, large HTTP/2 windows, graceful shutdown.
+async fn serve_one<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error>
+where
+    S: tonic::codegen::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        // Blob streams are bulk transfers: HTTP/2's default 64 KiB windows would stall the
+        // sender once per window on every round trip.
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
-        .add_service(
-            peer_pb::peer_server::PeerServer::new(service).max_decoding_message_size(64 << 20),
-        )
+        .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
