@@ -14,6 +14,7 @@ use site_api::{Collector, GcConfig, SiteService};
 use site_http::{PushConfig, Registry, RegistryConfig, User};
 use site_store::{Alone, RaftSettings, Store, StoreConfig, Transport};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -64,9 +65,9 @@ impl Site {
             .iter()
             .map(|p| (p.id, p.address.clone()))
             .collect();
-        let (raft_settings, transport, cluster_listener): (_, Box<dyn Transport>, _) =
+        let (raft_settings, transport, cluster_listener): (_, Arc<dyn Transport>, _) =
             if peers.is_empty() {
-                (RaftSettings::single(id), Box::new(Alone), None)
+                (RaftSettings::single(id), Arc::new(Alone), None)
             } else {
                 let listener = tokio::net::TcpListener::bind(config.cluster.listen)
                     .await
@@ -86,7 +87,7 @@ impl Site {
                         voters,
                         ..RaftSettings::single(id)
                     },
-                    Box::new(transport),
+                    Arc::new(transport),
                     Some(listener),
                 )
             };

@@ -75,6 +75,8 @@ struct Inner {
     raft_status: Mutex<raft_driver::RaftStatus>,
     /// Messages from peers to the Raft driver.
     inputs: mpsc::UnboundedSender<raft_driver::Input>,
+    /// The index applied to the state, as the driver sends it.
+    applied: watch::Receiver<u64>,
     /// The way to the other nodes (set when the driver starts).
     transport: std::sync::OnceLock<Arc<dyn Transport>>,
     events: broadcast::Sender<Event>,
@@ -82,6 +84,13 @@ struct Inner {
     pulled: Mutex<HashSet<Digest>>,
     /// The Raft log of the site's group.
     raft: raft_log::RaftLog,
+}
+
+/// The driver's ends of a store's channels.
+struct DriverSide {
+    proposals: mpsc::UnboundedReceiver<raft_driver::Proposal>,
+    inputs: mpsc::UnboundedReceiver<raft_driver::Input>,
+    applied: watch::Sender<u64>,
 }
 
 /// Opens the sled database at `path`. Another holder of its lock (a previous instance
@@ -123,22 +132,28 @@ impl Store {
     pub async fn start(
         config: StoreConfig,
         raft: RaftSettings,
-        transport: Box<dyn Transport>,
+        transport: Arc<dyn Transport>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Store, tokio::task::JoinHandle<()>)> {
-        let (store, (proposals, inputs), applied) =
-            tokio::task::spawn_blocking(move || Store::open(config))
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let (store, driver_side) = tokio::task::spawn_blocking(move || Store::open(config))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
         let commit = store.inner.raft.hard_state().commit;
-        let (applied_tx, mut applied_rx) = watch::channel(applied);
         let alone = raft.voters == [raft.id];
-        let transport: Arc<dyn Transport> = Arc::from(transport);
         let _ = store.inner.transport.set(transport.clone());
-        let driver = raft_driver::Driver::new(store.clone(), raft, transport, applied, applied_tx)?;
-        let task = tokio::spawn(driver.run(proposals, inputs, shutdown));
+        let applied = *driver_side.applied.borrow();
+        let driver =
+            raft_driver::Driver::new(store.clone(), raft, transport, applied, driver_side.applied)?;
+        let task = tokio::spawn(driver.run(driver_side.proposals, driver_side.inputs, shutdown));
         // Serve nothing before the state holds every entry committed before the restart.
-        if applied_rx.wait_for(|a| *a >= commit).await.is_err() {
+        if store
+            .inner
+            .applied
+            .clone()
+            .wait_for(|a| *a >= commit)
+            .await
+            .is_err()
+        {
             return Err(StoreError::Unavailable(
                 "the raft driver stopped while replaying the log".into(),
             ));
@@ -148,19 +163,8 @@ impl Store {
     }
 
     /// Opens the store and loads the state machine from the last snapshot; returns the
-    /// receiving ends of proposals and peer messages, and the index the state holds.
-    /// Blocking.
-    #[allow(clippy::type_complexity)]
-    fn open(
-        config: StoreConfig,
-    ) -> Result<(
-        Store,
-        (
-            mpsc::UnboundedReceiver<raft_driver::Proposal>,
-            mpsc::UnboundedReceiver<raft_driver::Input>,
-        ),
-        u64,
-    )> {
+    /// driver's ends of the store's channels. Blocking.
+    fn open(config: StoreConfig) -> Result<(Store, DriverSide)> {
         files::create_dir_durable(&config.data_dir)?;
         let db = open_db(&config.data_dir.join("meta"))?;
         let raft = raft_log::RaftLog::open(&db)?;
@@ -174,6 +178,7 @@ impl Store {
         files::create_dir_durable(&upload_dir)?;
         let (proposals, proposals_rx) = mpsc::unbounded_channel();
         let (inputs, inputs_rx) = mpsc::unbounded_channel();
+        let (applied_tx, applied_rx) = watch::channel(applied);
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
@@ -186,6 +191,7 @@ impl Store {
                 proposals,
                 inputs,
                 raft_status: Mutex::new(Default::default()),
+                applied: applied_rx,
                 transport: std::sync::OnceLock::new(),
                 events: broadcast::channel(1024).0,
                 pulled: Mutex::new(HashSet::new()),
@@ -193,7 +199,14 @@ impl Store {
             }),
         };
         store.reconcile_uploads()?;
-        Ok((store, (proposals_rx, inputs_rx), applied))
+        Ok((
+            store,
+            DriverSide {
+                proposals: proposals_rx,
+                inputs: inputs_rx,
+                applied: applied_tx,
+            },
+        ))
     }
 
     /// The Raft log of the site's group, in this store's sled.
@@ -251,7 +264,7 @@ impl Store {
             now: now_secs(),
             cmd,
         };
-        let result = match self.order(entry.clone()).await {
+        let (result, _) = match self.order(entry.clone()).await {
             Err(StoreError::NotLeader(0)) => {
                 return Err(StoreError::Unavailable(
                     "the site's group has no leader (too few nodes reachable?)".into(),
@@ -265,10 +278,7 @@ impl Store {
 
     /// Orders an entry through this node's driver (which refuses with `NotLeader` unless
     /// this node leads) and waits until it is applied here.
-    pub async fn order(
-        &self,
-        entry: Entry,
-    ) -> Result<std::result::Result<Outcome, site_state::StateError>> {
+    async fn order(&self, entry: Entry) -> Result<raft_driver::Ordered> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.inner
             .proposals
@@ -288,11 +298,7 @@ impl Store {
 
     /// Has the leader order `entry`, then waits until this node has applied as far, so
     /// that what the caller reads next includes the change.
-    async fn forward(
-        &self,
-        leader: u64,
-        entry: &Entry,
-    ) -> Result<std::result::Result<Outcome, site_state::StateError>> {
+    async fn forward(&self, leader: u64, entry: &Entry) -> Result<raft_driver::Ordered> {
         let transport = self
             .inner
             .transport
@@ -305,26 +311,26 @@ impl Store {
                 StoreError::Unavailable(format!("leader {leader} did not answer in time"))
             })?
             .map_err(|e| StoreError::Unavailable(format!("leader {leader}: {e}")))?;
-        let (result, index): (std::result::Result<Outcome, site_state::StateError>, u64) =
-            serde_json::from_slice(&answer).map_err(|e| {
-                StoreError::Unavailable(format!("leader {leader} answered garbage: {e}"))
-            })?;
-        self.wait_applied(index).await?;
-        Ok(result)
+        let ordered: raft_driver::Ordered = serde_json::from_slice(&answer).map_err(|e| {
+            StoreError::Unavailable(format!("leader {leader} answered garbage: {e}"))
+        })?;
+        self.wait_applied(ordered.1).await?;
+        Ok(ordered)
     }
 
     /// Waits (bounded) until this node has applied the log up to `index`.
     async fn wait_applied(&self, index: u64) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
-        while self.raft_status().applied < index {
-            if tokio::time::Instant::now() > deadline {
-                return Err(StoreError::Unavailable(format!(
-                    "this node has not applied up to {index} in time"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut applied = self.inner.applied.clone();
+        let waited = tokio::time::timeout(COMMIT_TIMEOUT, applied.wait_for(|a| *a >= index))
+            .await
+            .map(|r| r.map(|_| ()));
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Unavailable("the node is shutting down".into())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "this node has not applied up to {index} in time"
+            ))),
         }
-        Ok(())
     }
 
     /// Orders a follower's forwarded entry (JSON) on this node, the leader; returns the
@@ -332,9 +338,8 @@ impl Store {
     pub async fn order_forwarded(&self, entry: &[u8]) -> Result<Vec<u8>> {
         let entry: Entry = serde_json::from_slice(entry)
             .map_err(|e| StoreError::SizeInvalid(format!("not a log entry: {e}")))?;
-        let result = self.order(entry).await?;
-        let index = self.raft_status().applied;
-        Ok(serde_json::to_vec(&(result, index)).expect("outcomes serialise"))
+        let ordered = self.order(entry).await?;
+        Ok(serde_json::to_vec(&ordered).expect("outcomes serialise"))
     }
 
     /// Size of blob `d` if it is linked into `repo`.

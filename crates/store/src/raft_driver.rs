@@ -87,10 +87,13 @@ pub struct RaftStatus {
     pub applied: u64,
 }
 
+/// What ordering an entry gave: the command's result, and the index it was applied at.
+pub(crate) type Ordered = (std::result::Result<Outcome, StateError>, u64);
+
 /// A command waiting to be ordered by the log.
 pub(crate) struct Proposal {
     pub(crate) entry: Entry,
-    pub(crate) reply: oneshot::Sender<Result<std::result::Result<Outcome, StateError>>>,
+    pub(crate) reply: oneshot::Sender<Result<Ordered>>,
 }
 
 /// Input of the driver besides proposals.
@@ -106,12 +109,12 @@ pub(crate) struct Driver {
     transport: std::sync::Arc<dyn Transport>,
     settings: RaftSettings,
     /// Proposals of this node not yet applied, by the id carried in the entry's context.
-    waiting: HashMap<u64, oneshot::Sender<Result<std::result::Result<Outcome, StateError>>>>,
+    waiting: HashMap<u64, oneshot::Sender<Result<Ordered>>>,
     next_id: u64,
     applied: u64,
     /// Index of the last snapshot of the state machine.
     snapshot_index: u64,
-    /// Sends this node's applied index to whoever waits for the replay.
+    /// Sends this node's applied index to whoever waits for it (replay, forwarded writes).
     applied_tx: watch::Sender<u64>,
 }
 
@@ -302,16 +305,9 @@ impl Driver {
                             ))))
                         }
                     };
-                    // Whoever learns of the outcome may read up to here at once.
-                    self.store
-                        .inner
-                        .raft_status
-                        .lock()
-                        .expect("raft status lock")
-                        .applied = e.index;
                     let id = <[u8; 8]>::try_from(&e.context[..]).map(u64::from_be_bytes);
                     if let Some(reply) = id.ok().and_then(|id| self.waiting.remove(&id)) {
-                        let _ = reply.send(outcome);
+                        let _ = reply.send(outcome.map(|o| (o, e.index)));
                     }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {

@@ -54,7 +54,7 @@ async fn open_with(dir: &std::path::Path, raft: crate::RaftSettings) -> Open {
             upload_ttl: Duration::from_secs(3600),
         },
         raft,
-        Box::new(crate::Alone),
+        std::sync::Arc::new(crate::Alone),
         shutdown,
     )
     .await

@@ -115,8 +115,12 @@ pub fn one_line(s: &str) -> String {
 
 /// An error and its sources, as one line (`outer: inner: innermost`).
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
+    chain_from(err.to_string(), err.source())
+}
+
+/// `first`, then the sources from `source` on that it does not already say, as one line.
+pub fn chain_from(first: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut parts = vec![first];
     while let Some(e) = source {
         let text = e.to_string();
         if !parts.iter().any(|p| p.contains(&text)) {

@@ -1,6 +1,6 @@
 //! The site's gRPC API (proto/site.proto): connection, retries, error classification.
 
-use crate::exit::{chain, one_line, Error};
+use crate::exit::{chain, chain_from, one_line, Error};
 use site_api::pb::site_client::SiteClient;
 use std::future::Future;
 use std::time::Duration;
@@ -82,16 +82,10 @@ pub fn status_error(status: &Status) -> Error {
 
 /// A transport status as one line: its message, then its sources.
 fn describe(status: &Status) -> String {
-    let mut parts = vec![status.message().to_owned()];
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = e.source();
-    }
-    one_line(&parts.join(": "))
+    chain_from(
+        status.message().to_owned(),
+        std::error::Error::source(status),
+    )
 }
 
 /// Runs a unary call, retrying with exponential backoff while the link is broken (not on
