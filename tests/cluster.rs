@@ -4,8 +4,10 @@ mod kit;
 
 use kit::grpc;
 use kit::oci::{self, OCI_MANIFEST};
+use kit::tools::{require, run};
 use kit::{digest, request, Node, NodeOptions};
 use site_api::pb;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -70,6 +72,44 @@ fn served(node: &Node, path: &str) -> String {
     }
 }
 
+/// How many of `nodes` hold a file of blob `d`.
+fn holders(nodes: &[Node], d: &str) -> usize {
+    let hex = &d["sha256:".len()..];
+    nodes
+        .iter()
+        .filter(|n| n.blob_files().iter().any(|(p, _)| p.ends_with(hex)))
+        .count()
+}
+
+/// Waits (bounded) until every node holds a file of each of `blobs`.
+fn replicated_everywhere(nodes: &[Node], blobs: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for d in blobs {
+        while holders(nodes, d) < nodes.len() {
+            assert!(
+                Instant::now() < deadline,
+                "blob {d} on {} of {} nodes after 30 s",
+                holders(nodes, d),
+                nodes.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Pulls `reference` (`repo:tag`) from `node` with skopeo into a fresh OCI layout;
+/// returns the pulled root digest and the verified blob digests.
+fn skopeo_pull(node: &Node, reference: &str) -> (String, Vec<String>) {
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("pulled");
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--preserve-digests"])
+        .args(["--src-tls-verify=false", "--src-no-creds"])
+        .arg(format!("docker://{}/{reference}", node.addr))
+        .arg(format!("oci:{}:pulled", layout.display())));
+    (oci::pulled_root(&layout), oci::verified_blobs(&layout))
+}
+
 async fn deliver(api: std::net::SocketAddr, repo: &str, image: &oci::Image, tag: &str) {
     let mut c = grpc::connect(api).await;
     for b in image.blobs() {
@@ -131,10 +171,15 @@ fn three_nodes_elect_a_leader_replicate_writes_from_any_node_and_survive_its_los
         assert_eq!(served(n, "/v2/team/b/manifests/v1"), b.digest);
     }
 
-    // The old leader comes back and catches up from the log.
+    // The old leader comes back, catches up from the log and fetches the blobs it missed.
     nodes[l].restart();
     assert_eq!(served(&nodes[l], "/v2/team/b/manifests/v1"), b.digest);
     assert_eq!(served(&nodes[l], "/v2/team/a/manifests/v1"), a.digest);
+    let blobs: Vec<String> = [&a, &b, &c]
+        .iter()
+        .flat_map(|i| i.blobs().map(|b| b.digest.clone()))
+        .collect();
+    replicated_everywhere(&nodes, &blobs);
 }
 
 #[test]
@@ -200,4 +245,70 @@ fn a_node_left_alone_refuses_writes_and_serves_what_it_holds() {
         404,
         "the refused tag is not there"
     );
+}
+
+#[test]
+fn a_blob_is_acknowledged_once_a_majority_holds_it_then_reaches_every_node() {
+    let Some(_) = require("skopeo") else { return };
+    let nodes = kit::node::cluster(3, &NodeOptions::default());
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    // Delivered through a follower: the bytes start there, not on the leader.
+    let f = (l + 1) % nodes.len();
+    let img = oci::image(81, &[3 << 20, 200 << 10, 40 << 10], "amd64");
+    rt().block_on(async {
+        let mut c = grpc::connect(nodes[f].api).await;
+        for b in img.blobs() {
+            grpc::deliver_blob(&mut c, "team/r", &b.data).await;
+            let n = holders(&nodes, &b.digest);
+            assert!(
+                n >= 2,
+                "blob {} acknowledged while on {n} of 3 nodes",
+                b.digest
+            );
+        }
+        grpc::put_manifest(&mut c, "team/r", &img.manifest, OCI_MANIFEST, "v1")
+            .await
+            .unwrap();
+    });
+    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
+    replicated_everywhere(&nodes, &blobs);
+    for (i, n) in nodes.iter().enumerate() {
+        if i != f {
+            let (root, pulled) = skopeo_pull(n, "team/r:v1");
+            assert_eq!(root, img.digest, "pulled from {}", n.addr);
+            oci::assert_pulled(&pulled, &img);
+        }
+    }
+}
+
+#[test]
+fn a_wiped_node_serves_at_once_and_refetches_every_live_blob() {
+    let mut nodes = kit::node::cluster(3, &NodeOptions::default());
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let img = oci::image(82, &[24 << 20, 300 << 10], "amd64");
+    rt().block_on(deliver(nodes[l].api, "team/w", &img, "v1"));
+    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
+    replicated_everywhere(&nodes, &blobs);
+
+    let w = (l + 1) % nodes.len();
+    nodes[w].terminate();
+    std::fs::remove_dir_all(nodes[w].data_dir()).unwrap();
+    nodes[w].restart();
+    // As soon as it knows the image again it serves all of it: from a peer while its own
+    // copy is not there yet.
+    assert_eq!(served(&nodes[w], "/v2/team/w/manifests/v1"), img.digest);
+    for b in img.blobs() {
+        let path = format!("/v2/team/w/blobs/{}", b.digest);
+        let r = request(nodes[w].addr, "GET", &path, &[], b"");
+        assert_eq!(
+            (r.status, digest(&r.body)),
+            (200, b.digest.clone()),
+            "{path}"
+        );
+    }
+    eprintln!(
+        "reads served from a peer while the wiped node fetched: {}",
+        nodes[w].log().matches("serving it from a peer").count()
+    );
+    replicated_everywhere(&nodes, &blobs);
 }

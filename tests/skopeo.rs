@@ -4,10 +4,9 @@
 mod kit;
 
 use kit::node::{PASSWORD, USER};
-use kit::oci::{self, Image, OCI_INDEX, OCI_MANIFEST};
+use kit::oci::{self, OCI_INDEX, OCI_MANIFEST};
 use kit::tools::{require, run};
 use kit::{digest, request, Node, NodeOptions};
-use std::path::Path;
 use std::process::Command;
 
 fn skopeo() -> Option<Command> {
@@ -16,27 +15,6 @@ fn skopeo() -> Option<Command> {
 
 fn creds() -> String {
     format!("{USER}:{PASSWORD}")
-}
-
-fn pulled_root(layout: &Path) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    index["manifests"][0]["digest"].as_str().unwrap().to_owned()
-}
-
-fn assert_image_pulled(blobs: &[String], image: &Image) {
-    assert!(
-        blobs.contains(&image.digest),
-        "manifest {} missing",
-        image.digest
-    );
-    for b in image.blobs() {
-        assert!(
-            blobs.contains(&b.digest),
-            "blob {} missing from the pull",
-            b.digest
-        );
-    }
 }
 
 #[test]
@@ -91,8 +69,8 @@ fn skopeo_pushes_and_pulls_a_multi_layer_image() {
             &dest,
         ])
         .arg(format!("oci:{}:pulled", out.display())));
-    assert_eq!(pulled_root(&out), image.digest);
-    assert_image_pulled(&oci::verified_blobs(&out), &image);
+    assert_eq!(oci::pulled_root(&out), image.digest);
+    oci::assert_pulled(&oci::verified_blobs(&out), &image);
 
     // The same content over plain HTTP, under the Docker-normalised name too.
     for b in image.blobs() {
@@ -165,11 +143,11 @@ fn skopeo_pushes_and_pulls_a_multi_platform_index() {
             &dest,
         ])
         .arg(format!("oci:{}:pulled", out.display())));
-    assert_eq!(pulled_root(&out), index_digest);
+    assert_eq!(oci::pulled_root(&out), index_digest);
     let blobs = oci::verified_blobs(&out);
     assert!(blobs.contains(&index_digest));
-    assert_image_pulled(&blobs, &amd64);
-    assert_image_pulled(&blobs, &arm64);
+    oci::assert_pulled(&blobs, &amd64);
+    oci::assert_pulled(&blobs, &arm64);
 
     // `multi` is a one-component Docker Hub name: every spelling reaches it.
     for path in [
@@ -198,6 +176,6 @@ fn skopeo_pushes_and_pulls_a_multi_platform_index() {
             &dest,
         ])
         .arg(format!("oci:{}:arm", one.display())));
-    assert_eq!(pulled_root(&one), arm64.digest);
-    assert_image_pulled(&oci::verified_blobs(&one), &arm64);
+    assert_eq!(oci::pulled_root(&one), arm64.digest);
+    oci::assert_pulled(&oci::verified_blobs(&one), &arm64);
 }

@@ -9,6 +9,8 @@ fn main() {
     }
     let fds = protox::compile(&files, [dir]).expect("proto/*.proto compile");
     tonic_prost_build::configure()
+        // Blob chunks between nodes are passed on without a copy.
+        .bytes(".peer.v1.BlobChunk.data")
         .compile_fds(fds)
         .expect("generating gRPC code for proto/*.proto");
 }

@@ -275,3 +275,26 @@ pub fn verified_blobs(layout: &Path) -> Vec<String> {
     }
     names
 }
+
+/// The digest of the (first) image a pull wrote into an OCI layout.
+pub fn pulled_root(layout: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"].as_str().unwrap().to_owned()
+}
+
+/// `blobs` (of a pulled layout) hold `image`'s manifest and every blob of it.
+pub fn assert_pulled(blobs: &[String], image: &Image) {
+    assert!(
+        blobs.contains(&image.digest),
+        "manifest {} missing",
+        image.digest
+    );
+    for b in image.blobs() {
+        assert!(
+            blobs.contains(&b.digest),
+            "blob {} missing from the pull",
+            b.digest
+        );
+    }
+}

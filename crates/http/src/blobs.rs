@@ -6,13 +6,7 @@ use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use site_core::{Digest, ErrorCode};
-use std::io::SeekFrom;
 use std::sync::atomic::Ordering;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
-
-/// Read size of blob streams: large enough that one read fills many TCP segments.
-const CHUNK: usize = 256 * 1024;
 
 /// An inclusive byte range within a blob.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,7 +69,7 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let repo = reg.repository(name, &ctx.query)?;
     let digest = Digest::parse(digest)?;
-    let (mut file, size) = reg.store.open_blob(&repo, &digest).await?;
+    let size = reg.store.blob_size(&repo, &digest)?;
     let range = match ctx.headers.get(header::RANGE) {
         None => None,
         Some(v) => parse_range(v.to_str().unwrap_or(""), size).map_err(|()| {
@@ -107,15 +101,10 @@ pub(crate) async fn get(
     if ctx.method == Method::HEAD {
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(ApiError::internal)?;
-    }
+    let stream = reg.store.read_blob(&digest, start, len).await?;
     reg.metrics
         .blob_bytes_served
         .fetch_add(len, Ordering::Relaxed);
-    let stream = ReaderStream::with_capacity(file.take(len), CHUNK);
     Ok(builder
         .body(Body::from_stream(stream))
         .expect("valid response"))

@@ -3,7 +3,7 @@
 //! (events). Called by the Raft driver, in log order, on every node.
 
 use crate::{Result, Store};
-use site_state::{Entry, Outcome, State, StateError};
+use site_state::{Command, Entry, Outcome, State, StateError};
 
 impl Store {
     /// Applies one committed entry. A refused command changes nothing (and is refused
@@ -16,7 +16,16 @@ impl Store {
         let Ok(outcome) = &result else {
             return Ok(result);
         };
+        match &entry.cmd {
+            // Recorded without its bytes here (another node received it): fetch it.
+            Command::AddBlob { digest, size, .. } if !self.has_blob_file(digest) => {
+                self.note_missing(digest, *size);
+            }
+            Command::ForgetBlobs { digests } => self.forget_missing(digests),
+            _ => {}
+        }
         if let Some(report) = &outcome.sweep {
+            self.forget_missing(&report.blobs);
             // The state no longer holds these blobs; a crash before their files are gone
             // is completed by reconciliation at the next start.
             let files = self.inner.files.clone();
@@ -41,6 +50,7 @@ impl Store {
     pub(crate) fn load_snapshot(&self, data: &[u8]) -> Result<()> {
         let state = decode_state(data)?;
         *self.inner.state.write().expect("state lock") = state;
+        self.rescan_missing();
         Ok(())
     }
 

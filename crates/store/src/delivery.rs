@@ -23,7 +23,8 @@ pub enum Received {
 
 impl Store {
     /// Makes the fsynced, verified file at `src` blob `d`, linked into `repo` if given,
-    /// and records it. If the site already holds `d`, `src` is removed instead.
+    /// and records it once a majority of the site's nodes hold it (`replication.rs`).
+    /// If this node already has `d`, `src` is removed instead.
     pub async fn commit_blob(
         &self,
         src: PathBuf,
@@ -31,19 +32,32 @@ impl Store {
         size: u64,
         repo: Option<&Repository>,
     ) -> Result<()> {
+        let committed = self.read(|s| s.blob(d).is_some());
+        {
+            let _writer = self.inner.writer.lock().await;
+            let here = self.has_blob_file(d);
+            let files = self.inner.files.clone();
+            let digest = d.clone();
+            tokio::task::spawn_blocking(move || {
+                if here {
+                    std::fs::remove_file(&src)
+                } else {
+                    files.install(&src, &digest)
+                }
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        }
+        if !committed {
+            // Other nodes copy it from this one meanwhile; no lock is held.
+            self.hold_on_majority(d, size).await?;
+        }
         let _writer = self.inner.writer.lock().await;
-        let present = self.read(|s| s.blob(d).is_some());
-        let files = self.inner.files.clone();
-        let digest = d.clone();
-        tokio::task::spawn_blocking(move || {
-            if present {
-                std::fs::remove_file(&src)
-            } else {
-                files.install(&src, &digest)
-            }
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        if !self.has_blob_file(d) {
+            return Err(StoreError::Unavailable(format!(
+                "blob {d} was collected while it was being delivered; send it again"
+            )));
+        }
         self.propose(Command::AddBlob {
             repo: repo.cloned(),
             digest: d.clone(),

@@ -20,13 +20,17 @@ mod pulls;
 pub mod raft_driver;
 pub mod raft_log;
 mod reconcile;
+mod replication;
 mod sweep;
+pub mod transport;
 mod uploads;
 
 pub use delivery::Received;
 pub use error::{Result, StoreError};
 pub use manifests::{ManifestRef, StoredManifest};
-pub use raft_driver::{Alone, RaftSettings, RaftStatus, Transport};
+pub use raft_driver::{RaftSettings, RaftStatus};
+pub use replication::ByteStream;
+pub use transport::{Alone, Transport};
 pub use uploads::ByteSource;
 
 use files::BlobFiles;
@@ -77,8 +81,10 @@ struct Inner {
     inputs: mpsc::UnboundedSender<raft_driver::Input>,
     /// The index applied to the state, as the driver sends it.
     applied: watch::Receiver<u64>,
-    /// The way to the other nodes (set when the driver starts).
-    transport: std::sync::OnceLock<Arc<dyn Transport>>,
+    /// This node's id and the way to the other nodes (set when the driver starts).
+    cluster: std::sync::OnceLock<replication::Cluster>,
+    /// Blob bytes this node lacks, and their fetches.
+    replication: replication::Replication,
     events: broadcast::Sender<Event>,
     /// Manifests pulled since the last `Touch` (see `pulls.rs`).
     pulled: Mutex<HashSet<Digest>>,
@@ -128,7 +134,8 @@ impl Store {
     /// Opens (creating if needed) the store under `config.data_dir`, starts its Raft
     /// driver (which runs until `shutdown` turns true), replays the committed log into the
     /// state, and reconciles the files with the state after a crash. Returns once the
-    /// store serves exactly what was acknowledged, with the driver's task.
+    /// store serves exactly what was acknowledged, with the task of the driver and of the
+    /// background blob fetches (`replication.rs`).
     pub async fn start(
         config: StoreConfig,
         raft: RaftSettings,
@@ -140,11 +147,19 @@ impl Store {
             .map_err(|e| std::io::Error::other(e.to_string()))??;
         let commit = store.inner.raft.hard_state().commit;
         let alone = raft.voters == [raft.id];
-        let _ = store.inner.transport.set(transport.clone());
+        let _ = store.inner.cluster.set(replication::Cluster {
+            id: raft.id,
+            transport: transport.clone(),
+            shutdown: shutdown.clone(),
+        });
         let applied = *driver_side.applied.borrow();
         let driver =
             raft_driver::Driver::new(store.clone(), raft, transport, applied, driver_side.applied)?;
-        let task = tokio::spawn(driver.run(driver_side.proposals, driver_side.inputs, shutdown));
+        let replication = store.clone().run_replication(shutdown.clone());
+        let run = driver.run(driver_side.proposals, driver_side.inputs, shutdown);
+        let task = tokio::spawn(async move {
+            tokio::join!(run, replication);
+        });
         // Serve nothing before the state holds every entry committed before the restart.
         if store
             .inner
@@ -192,7 +207,8 @@ impl Store {
                 inputs,
                 raft_status: Mutex::new(Default::default()),
                 applied: applied_rx,
-                transport: std::sync::OnceLock::new(),
+                cluster: std::sync::OnceLock::new(),
+                replication: Default::default(),
                 events: broadcast::channel(1024).0,
                 pulled: Mutex::new(HashSet::new()),
                 raft,
@@ -244,7 +260,11 @@ impl Store {
 
     /// Where this node's Raft stands.
     pub fn raft_status(&self) -> RaftStatus {
-        *self.inner.raft_status.lock().expect("raft status lock")
+        self.inner
+            .raft_status
+            .lock()
+            .expect("raft status lock")
+            .clone()
     }
 
     /// Hands an encoded raft message from a peer to the driver.
@@ -299,11 +319,12 @@ impl Store {
     /// Has the leader order `entry`, then waits until this node has applied as far, so
     /// that what the caller reads next includes the change.
     async fn forward(&self, leader: u64, entry: &Entry) -> Result<raft_driver::Ordered> {
-        let transport = self
+        let transport = &self
             .inner
-            .transport
+            .cluster
             .get()
-            .ok_or_else(|| StoreError::Unavailable("the raft driver is not running".into()))?;
+            .ok_or_else(|| StoreError::Unavailable("the raft driver is not running".into()))?
+            .transport;
         let json = serde_json::to_vec(entry).expect("entries serialise");
         let answer = tokio::time::timeout(COMMIT_TIMEOUT, transport.forward(leader, json))
             .await
@@ -348,19 +369,11 @@ impl Store {
             .ok_or_else(|| StoreError::BlobUnknown(d.clone()))
     }
 
-    /// Opens blob `d` of `repo` for reading, with its size.
-    pub async fn open_blob(&self, repo: &Repository, d: &Digest) -> Result<(tokio::fs::File, u64)> {
-        let size = self.blob_size(repo, d)?;
-        Ok((self.open_blob_file(d).await?, size))
-    }
-
-    /// Opens the file of blob `d`, which the state says the site holds.
-    pub async fn open_blob_file(&self, d: &Digest) -> Result<tokio::fs::File> {
+    /// Opens this node's file of blob `d` (`BlobUnknown` if there is none).
+    async fn open_blob_file(&self, d: &Digest) -> Result<tokio::fs::File> {
         match tokio::fs::File::open(self.inner.files.path(d)).await {
             Ok(f) => Ok(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A sweep deleted it between the lookup and the open.
-                tracing::warn!(digest = %d, "blob file gone while opening it");
                 Err(StoreError::BlobUnknown(d.clone()))
             }
             Err(e) => Err(e.into()),

@@ -6,9 +6,10 @@
 //! A single node is a group of one: the same path, with no peers to send to.
 
 use crate::raft_log::RaftLog;
+use crate::transport::Transport;
 use crate::{Result, Store, StoreError};
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChangeV2, Entry as RaftEntry, EntryType, Message};
+use raft::eraftpb::{ConfChangeV2, Entry as RaftEntry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
 use site_state::{Entry, Outcome, StateError};
 use std::collections::HashMap;
@@ -41,42 +42,11 @@ impl RaftSettings {
     }
 }
 
-/// The answer a leader gives to a forwarded entry: its outcome, JSON-encoded.
-pub type Forwarded = std::pin::Pin<
-    Box<dyn std::future::Future<Output = std::result::Result<Vec<u8>, String>> + Send>,
->;
-
-/// Talks to the other nodes of the group.
-pub trait Transport: Send + Sync + 'static {
-    /// Sends encoded raft messages to node `to`, in order (best effort: Raft retries what
-    /// is lost). Must not block.
-    fn send(&self, to: u64, messages: Vec<Vec<u8>>);
-
-    /// Asks node `to` (the leader) to order a JSON-encoded [`Entry`]; resolves to the
-    /// JSON-encoded `Result<Outcome, StateError>` once it is applied there.
-    fn forward(&self, to: u64, entry: Vec<u8>) -> Forwarded;
-}
-
-/// A transport for a group of one: there is nobody to send to.
-pub struct Alone;
-
-impl Transport for Alone {
-    fn send(&self, to: u64, messages: Vec<Vec<u8>>) {
-        tracing::warn!(
-            to,
-            n = messages.len(),
-            "raft messages for a peer in a group of one"
-        );
-    }
-
-    fn forward(&self, to: u64, _entry: Vec<u8>) -> Forwarded {
-        Box::pin(async move { Err(format!("node {to} is not a peer of a group of one")) })
-    }
-}
-
 /// Where this node's Raft stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaftStatus {
+    /// The voters of the group (this node included), sorted.
+    pub voters: Vec<u64>,
     /// The leader as this node knows it; 0 when there is none.
     pub leader: u64,
     /// The current term.
@@ -116,6 +86,8 @@ pub(crate) struct Driver {
     snapshot_index: u64,
     /// Sends this node's applied index to whoever waits for it (replay, forwarded writes).
     applied_tx: watch::Sender<u64>,
+    /// Whether the loss of this node's log was logged already.
+    lost_log_noted: bool,
 }
 
 fn logger() -> slog::Logger {
@@ -165,6 +137,7 @@ impl Driver {
             applied,
             snapshot_index: applied,
             applied_tx,
+            lost_log_noted: false,
         })
     }
 
@@ -192,7 +165,8 @@ impl Driver {
                     None => return,
                 },
                 Some(input) = inputs.recv() => match input {
-                    Input::Message(m) => {
+                    Input::Message(mut m) => {
+                        self.recover_lost_log(&mut m);
                         if let Err(e) = self.node.step(*m) {
                             tracing::debug!(error = %e, "raft: message dropped");
                         }
@@ -203,9 +177,45 @@ impl Driver {
         }
     }
 
+    /// A node whose data directory was wiped comes back with an empty log while the
+    /// leader still counts its old entries as matched. The leader's heartbeats then carry
+    /// a commit index beyond this node's log, which raft-rs treats as a broken invariant,
+    /// and the leader sends nothing more until a new entry comes. So the commit is
+    /// clamped to the log's end, and the leader is told that its appends are refused past
+    /// anything it counted as matched: it probes back to where this log ends and sends the
+    /// entries from there (or a snapshot).
+    fn recover_lost_log(&mut self, m: &mut Message) {
+        let last = self.node.raft.raft_log.last_index();
+        if m.get_msg_type() != MessageType::MsgHeartbeat || m.commit <= last {
+            return;
+        }
+        if !self.lost_log_noted {
+            self.lost_log_noted = true;
+            tracing::warn!(
+                leader = m.from,
+                leader_commit = m.commit,
+                last_index = last,
+                "the group committed entries this node's log does not have (was its data directory wiped?): catching up from the leader"
+            );
+        }
+        m.commit = last;
+        let mut refusal = Message::default();
+        refusal.set_msg_type(MessageType::MsgAppendResponse);
+        refusal.to = m.from;
+        refusal.from = self.settings.id;
+        refusal.term = m.term;
+        refusal.reject = true;
+        refusal.index = u64::MAX;
+        refusal.reject_hint = last;
+        self.send(vec![refusal]);
+    }
+
     fn publish_status(&self) {
         let raft = &self.node.raft;
+        let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        voters.sort_unstable();
         let now = RaftStatus {
+            voters,
             leader: raft.leader_id,
             term: raft.term,
             commit: raft.raft_log.committed,

@@ -6,9 +6,9 @@
 //!   delivery resumes from them; `Store::expire_uploads` drops them once idle too);
 //! - a blob file the state does not hold was never acknowledged (installed just before
 //!   a crash) or was deleted by a sweep that the crash interrupted: it is removed;
-//! - a blob the state holds without its whole file is forgotten through the log
-//!   (`ForgetBlobs`), which drops every manifest that needs it, so that no image is
-//!   served incomplete.
+//! - a blob the state holds without its whole file is fetched from a peer in a cluster
+//!   (`replication.rs`); a node alone forgets it through the log (`ForgetBlobs`), which
+//!   drops every manifest that needs it, so that no image is served incomplete.
 
 use crate::keyspace::UploadRecord;
 use crate::{Result, Store};
@@ -79,12 +79,22 @@ impl Store {
             return Ok(());
         }
         for d in &lost {
-            tracing::error!(blob = %d, "blob without its whole file: forgetting it and the images that need it");
+            if alone {
+                tracing::error!(blob = %d, "blob without its whole file: forgetting it and the images that need it");
+            } else {
+                tracing::warn!(blob = %d, "blob without its whole file: fetching it from a peer");
+            }
             // A partly written file may be left under the digest's name.
             self.inner.files.remove(d)?;
         }
         if alone {
             self.execute(Command::ForgetBlobs { digests: lost }).await?;
+        } else {
+            for d in &lost {
+                if let Some(size) = self.read(|s| s.blob(d).map(|b| b.size)) {
+                    self.note_missing(d, size);
+                }
+            }
         }
         Ok(())
     }

@@ -1,0 +1,442 @@
+//! Blob bytes across the site's nodes. Bytes never travel in the Raft log; only the
+//! `AddBlob` entry that records a blob does.
+//!
+//! - **Before a new blob is recorded**, the node that received it has a majority of the
+//!   voters hold it ([`Store::hold_on_majority`]): each peer is asked to hold it, fetches
+//!   it from this node, verifies its digest, fsyncs and installs it, and only then
+//!   answers. So a committed blob survives the loss of any minority of nodes.
+//! - **A committed blob a node lacks** (the node was down, its disk was wiped, it is new,
+//!   or it was not among the first majority) is in the node's missing set; a background
+//!   task ([`Store::run_replication`]) fetches each from a peer until none is missing.
+//! - **A read of a committed blob not here yet** streams it from a peer meanwhile
+//!   ([`Store::read_blob`]).
+//!
+//! A fetched copy is written to `uploads/replica-<hex>-<n>`, fsynced, verified and
+//! renamed into place like any other blob ([`crate::files::BlobFiles::install`]).
+
+use crate::transport::{BlobStream, Transport};
+use crate::{Result, Store, StoreError};
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, FuturesUnordered};
+use futures_util::StreamExt;
+use site_core::{Digest, DigestHasher};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::{watch, Notify};
+
+/// A peer stream that delivers nothing for this long is given up.
+const STALL: Duration = Duration::from_secs(30);
+/// Read size when serving a blob from disk: large enough that one read fills many TCP
+/// segments.
+const CHUNK: usize = 256 * 1024;
+/// Longest pause between rounds of background fetches that failed.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Bytes of a blob, from this node's disk or a peer's.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// This node's place among its peers, set when the store starts.
+pub(crate) struct Cluster {
+    pub(crate) id: u64,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// The answer of one fetch, shared by everyone waiting for the same digest.
+type FetchResult = Option<std::result::Result<(), String>>;
+
+/// What the node knows about blob bytes it lacks.
+#[derive(Default)]
+pub(crate) struct Replication {
+    /// Committed blobs whose file this node lacks, with their sizes.
+    missing: Mutex<BTreeMap<Digest, u64>>,
+    /// Wakes the background task when a blob goes missing.
+    wake: Notify,
+    /// Fetches in progress, one per digest.
+    inflight: Mutex<HashMap<Digest, watch::Receiver<FetchResult>>>,
+    /// Names temporary files apart.
+    next_tmp: AtomicU64,
+}
+
+impl Store {
+    fn cluster(&self) -> Result<&Cluster> {
+        self.inner
+            .cluster
+            .get()
+            .ok_or_else(|| StoreError::Unavailable("the node is not started".into()))
+    }
+
+    /// Whether this node has the file of blob `d`.
+    pub fn has_blob_file(&self, d: &Digest) -> bool {
+        self.inner.files.path(d).is_file()
+    }
+
+    /// How many committed blobs this node lacks the bytes of.
+    pub fn blobs_missing(&self) -> usize {
+        self.inner
+            .replication
+            .missing
+            .lock()
+            .expect("missing")
+            .len()
+    }
+
+    /// Notes that committed blob `d` has no file here; the background task fetches it.
+    pub(crate) fn note_missing(&self, d: &Digest, size: u64) {
+        let r = &self.inner.replication;
+        r.missing.lock().expect("missing").insert(d.clone(), size);
+        r.wake.notify_one();
+    }
+
+    /// Forgets that `digests` are missing (the state no longer holds them).
+    pub(crate) fn forget_missing<'a>(&self, digests: impl IntoIterator<Item = &'a Digest>) {
+        let mut missing = self.inner.replication.missing.lock().expect("missing");
+        for d in digests {
+            missing.remove(d);
+        }
+    }
+
+    /// Recomputes the missing set from the state (after a snapshot replaced it).
+    pub(crate) fn rescan_missing(&self) {
+        let blobs: Vec<(Digest, u64)> =
+            self.read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
+        let lacking: BTreeMap<Digest, u64> = blobs
+            .into_iter()
+            .filter(|(d, _)| !self.has_blob_file(d))
+            .collect();
+        let r = &self.inner.replication;
+        let any = !lacking.is_empty();
+        *r.missing.lock().expect("missing") = lacking;
+        if any {
+            r.wake.notify_one();
+        }
+    }
+
+    /// Has a majority of the voters (this node, which holds the file, included) hold blob
+    /// `d`: returns once enough peers have a verified, durable copy.
+    pub(crate) async fn hold_on_majority(&self, d: &Digest, size: u64) -> Result<()> {
+        let voters = self.raft_status().voters;
+        let cluster = self.cluster()?;
+        let peers: Vec<u64> = voters
+            .iter()
+            .copied()
+            .filter(|v| *v != cluster.id)
+            .collect();
+        let needed = voters.len() / 2;
+        if needed == 0 {
+            return Ok(());
+        }
+        let mut calls: FuturesUnordered<_> = peers
+            .iter()
+            .map(|&p| {
+                let call = cluster.transport.hold(p, d.clone(), size, cluster.id);
+                async move { (p, call.await) }
+            })
+            .collect();
+        let mut held = 0;
+        let mut errors = Vec::new();
+        while let Some((peer, answer)) = calls.next().await {
+            match answer {
+                Ok(()) => {
+                    held += 1;
+                    if held == needed {
+                        // The others go on fetching on their own.
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(blob = %d, peer, error = %e, "peer could not hold the blob");
+                    errors.push(format!("node {peer}: {e}"));
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "blob {d} is durable on {} of {} nodes, a majority needs {} ({})",
+            held + 1,
+            voters.len(),
+            needed + 1,
+            errors.join("; ")
+        )))
+    }
+
+    /// Makes sure this node holds blob `d` of `size` bytes, fetching it from `first` (if
+    /// given) or any other peer. Concurrent calls for one digest share one fetch, which
+    /// runs to its end even if every caller gives up waiting.
+    pub async fn fetch_blob(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
+        let mut rx = {
+            let r = &self.inner.replication;
+            let mut inflight = r.inflight.lock().expect("inflight");
+            match inflight.get(d) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    inflight.insert(d.clone(), rx.clone());
+                    let store = self.clone();
+                    let d = d.clone();
+                    tokio::spawn(async move {
+                        let result = store.fetch_now(&d, size, first).await;
+                        store
+                            .inner
+                            .replication
+                            .inflight
+                            .lock()
+                            .expect("inflight")
+                            .remove(&d);
+                        let _ = tx.send(Some(result.map_err(|e| e.to_string())));
+                    });
+                    rx
+                }
+            }
+        };
+        let answer = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| StoreError::Unavailable("the fetch was dropped".into()))?
+            .clone();
+        match answer {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(StoreError::Unavailable(e)),
+            None => unreachable!("waited for an answer"),
+        }
+    }
+
+    /// Peers to fetch from: `first`, then the leader, then the other voters.
+    fn fetch_order(&self, first: Option<u64>) -> Result<Vec<u64>> {
+        let me = self.cluster()?.id;
+        let status = self.raft_status();
+        let mut order: Vec<u64> = first.into_iter().collect();
+        order.push(status.leader);
+        order.extend(status.voters);
+        let mut seen = std::collections::HashSet::new();
+        order.retain(|p| *p != 0 && *p != me && seen.insert(*p));
+        Ok(order)
+    }
+
+    async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
+        if !self.has_blob_file(d) {
+            let peers = self.fetch_order(first)?;
+            let mut errors = Vec::new();
+            let mut fetched = false;
+            for peer in peers {
+                match self.fetch_from(peer, d, size).await {
+                    Ok(()) => {
+                        tracing::info!(blob = %d, peer, size, "blob fetched from peer");
+                        fetched = true;
+                        break;
+                    }
+                    Err(e) => errors.push(format!("node {peer}: {e}")),
+                }
+            }
+            if !fetched {
+                return Err(StoreError::Unavailable(format!(
+                    "no peer could provide blob {d} ({})",
+                    if errors.is_empty() {
+                        "no peers".to_owned()
+                    } else {
+                        errors.join("; ")
+                    }
+                )));
+            }
+        }
+        self.forget_missing([d]);
+        Ok(())
+    }
+
+    /// Copies blob `d` from `peer`: streamed to a temporary file, fsynced, verified,
+    /// installed.
+    async fn fetch_from(&self, peer: u64, d: &Digest, size: u64) -> Result<()> {
+        let cluster = self.cluster()?;
+        let mut shutdown = cluster.shutdown.clone();
+        let mut stream = cluster
+            .transport
+            .fetch(peer, d.clone(), 0)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        let n = self
+            .inner
+            .replication
+            .next_tmp
+            .fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .inner
+            .uploads
+            .dir()
+            .join(format!("replica-{}-{n}", d.hex()));
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let copied = async {
+            let mut hasher = DigestHasher::new();
+            loop {
+                let chunk = tokio::select! {
+                    c = tokio::time::timeout(STALL, stream.next()) => c.map_err(|_| {
+                        StoreError::Unavailable(format!("no bytes for {} s", STALL.as_secs()))
+                    })?,
+                    _ = shutdown.wait_for(|s| *s) => {
+                        return Err(StoreError::Unavailable("the node is shutting down".into()))
+                    }
+                };
+                let Some(chunk) = chunk else { break };
+                let chunk = chunk.map_err(StoreError::Interrupted)?;
+                if hasher.len() + chunk.len() as u64 > size {
+                    return Err(StoreError::SizeInvalid(format!(
+                        "peer sent more than the {size} bytes of the blob"
+                    )));
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            file.flush().await?;
+            file.sync_data().await?;
+            if hasher.len() != size {
+                return Err(StoreError::Interrupted(format!(
+                    "peer sent {} of {size} bytes",
+                    hasher.len()
+                )));
+            }
+            let actual = hasher.finish();
+            if actual != *d {
+                tracing::error!(blob = %d, peer, %actual, "peer sent bytes of another digest");
+                return Err(StoreError::DigestMismatch {
+                    expected: d.clone(),
+                    actual,
+                });
+            }
+            let files = self.inner.files.clone();
+            let (src, digest) = (tmp.clone(), d.clone());
+            tokio::task::spawn_blocking(move || files.install(&src, &digest))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
+            Ok(())
+        }
+        .await;
+        if copied.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        copied
+    }
+
+    /// Bytes `start..start + len` of committed blob `d`: from this node's file, or, while
+    /// this node lacks it, streamed from a peer that has it.
+    pub async fn read_blob(&self, d: &Digest, start: u64, len: u64) -> Result<ByteStream> {
+        match self.local_blob(d, start).await {
+            Ok(file) => {
+                use tokio::io::AsyncReadExt;
+                let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
+                return Ok(stream.boxed());
+            }
+            Err(StoreError::BlobUnknown(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let Some(size) = self.read(|s| s.blob(d).map(|b| b.size)) else {
+            return Err(StoreError::BlobUnknown(d.clone()));
+        };
+        self.note_missing(d, size);
+        let transport = self.cluster()?.transport.clone();
+        let mut errors = Vec::new();
+        for peer in self.fetch_order(None)? {
+            match transport.fetch(peer, d.clone(), start).await {
+                Ok(stream) => {
+                    tracing::info!(blob = %d, peer, "blob not here yet: serving it from a peer");
+                    return Ok(limit(stream, len));
+                }
+                Err(e) => errors.push(format!("node {peer}: {e}")),
+            }
+        }
+        tracing::warn!(blob = %d, errors = %errors.join("; "), "committed blob on no reachable node");
+        Err(StoreError::Unavailable(format!(
+            "blob {d} is not on this node yet and no peer could serve it"
+        )))
+    }
+
+    /// This node's file of blob `d`, positioned at `offset`, whether or not the state
+    /// records it yet (a peer fetching a blob being delivered reads it this way).
+    pub async fn local_blob(&self, d: &Digest, offset: u64) -> Result<tokio::fs::File> {
+        let mut file = self.open_blob_file(d).await?;
+        if offset > 0 {
+            file.seek(std::io::SeekFrom::Start(offset)).await?;
+        }
+        Ok(file)
+    }
+
+    /// Fetches every missing blob from peers, in the background, until `shutdown`.
+    /// Failed rounds are retried after a pause that grows to [`MAX_BACKOFF`].
+    pub(crate) async fn run_replication(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let next: Vec<(Digest, u64)> = self
+                .inner
+                .replication
+                .missing
+                .lock()
+                .expect("missing")
+                .iter()
+                .map(|(d, s)| (d.clone(), *s))
+                .collect();
+            if next.is_empty() {
+                tokio::select! {
+                    _ = self.inner.replication.wake.notified() => continue,
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+            let mut failed = 0;
+            for (d, size) in next {
+                if *shutdown.borrow() {
+                    return;
+                }
+                if self.read(|s| s.blob(&d).is_none()) {
+                    self.forget_missing([&d]);
+                    continue;
+                }
+                match self.fetch_blob(&d, size, None).await {
+                    // A sweep may have dropped it meanwhile: then the copy is debris.
+                    Ok(()) if self.read(|s| s.blob(&d).is_none()) => {
+                        self.inner.files.remove(&d).ok();
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(blob = %d, error = %e, "cannot fetch a missing blob yet");
+                    }
+                }
+            }
+            if failed == 0 {
+                backoff = Duration::from_secs(1);
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// The first `len` bytes of a peer's stream; a stream that ends short is an error.
+fn limit(stream: BlobStream, len: u64) -> ByteStream {
+    futures_util::stream::unfold((stream, len), |(mut s, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        match s.next().await {
+            Some(Ok(mut b)) => {
+                if b.len() as u64 > left {
+                    b.truncate(left as usize);
+                }
+                let left = left - b.len() as u64;
+                Some((Ok(b), (s, left)))
+            }
+            Some(Err(e)) => Some((Err(std::io::Error::other(e)), (s, 0))),
+            None => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("peer stream ended {left} bytes short"),
+                )),
+                (s, 0),
+            )),
+        }
+    })
+    .boxed()
+}

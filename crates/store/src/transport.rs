@@ -1,0 +1,66 @@
+//! The way from one node to the others of its site. The store defines what it needs
+//! (raft messages, forwarded writes, blob bytes); the gRPC adapter (`site-api`'s
+//! `peer.rs`) implements it over `proto/peer.proto`. A group of one uses [`Alone`].
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use site_core::Digest;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A future answered by a peer: its value, or the peer's error message.
+pub type PeerCall<T> = Pin<Box<dyn Future<Output = std::result::Result<T, String>> + Send>>;
+
+/// The answer a leader gives to a forwarded entry: its outcome, JSON-encoded.
+pub type Forwarded = PeerCall<Vec<u8>>;
+
+/// Bytes of a blob as a peer streams them.
+pub type BlobStream = BoxStream<'static, std::result::Result<Bytes, String>>;
+
+/// Talks to the other nodes of the group.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends encoded raft messages to node `to`, in order (best effort: Raft retries what
+    /// is lost). Must not block.
+    fn send(&self, to: u64, messages: Vec<Vec<u8>>);
+
+    /// Asks node `to` (the leader) to order a JSON-encoded [`site_state::Entry`]; resolves
+    /// to the JSON-encoded `(Result<Outcome, StateError>, index)` once it is applied there.
+    fn forward(&self, to: u64, entry: Vec<u8>) -> Forwarded;
+
+    /// Streams the bytes of blob `digest` from node `to`, from `offset` on. Resolves once
+    /// the peer has opened its file (an error if it has none).
+    fn fetch(&self, to: u64, digest: Digest, offset: u64) -> PeerCall<BlobStream>;
+
+    /// Asks node `to` to hold blob `digest` of `size` bytes, fetching it from node `from`
+    /// (or any other peer); resolves once its copy is verified and durable.
+    fn hold(&self, to: u64, digest: Digest, size: u64, from: u64) -> PeerCall<()>;
+}
+
+/// A transport for a group of one: there is nobody to talk to.
+pub struct Alone;
+
+fn nobody<T: Send + 'static>(to: u64) -> PeerCall<T> {
+    Box::pin(async move { Err(format!("node {to} is not a peer of a group of one")) })
+}
+
+impl Transport for Alone {
+    fn send(&self, to: u64, messages: Vec<Vec<u8>>) {
+        tracing::warn!(
+            to,
+            n = messages.len(),
+            "raft messages for a peer in a group of one"
+        );
+    }
+
+    fn forward(&self, to: u64, _entry: Vec<u8>) -> Forwarded {
+        nobody(to)
+    }
+
+    fn fetch(&self, to: u64, _digest: Digest, _offset: u64) -> PeerCall<BlobStream> {
+        nobody(to)
+    }
+
+    fn hold(&self, to: u64, _digest: Digest, _size: u64, _from: u64) -> PeerCall<()> {
+        nobody(to)
+    }
+}
