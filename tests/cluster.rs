@@ -312,3 +312,88 @@ fn a_wiped_node_serves_at_once_and_refetches_every_live_blob() {
     );
     replicated_everywhere(&nodes, &blobs);
 }
+
+#[test]
+fn gc_on_a_three_node_site_deletes_the_same_set_on_every_node() {
+    let nodes = kit::node::cluster(
+        3,
+        &NodeOptions {
+            grace: Some("1s".into()),
+            ..Default::default()
+        },
+    );
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let a = oci::image(91, &[30 << 10, 20 << 10], "amd64");
+    let mut b = oci::image(92, &[25 << 10], "amd64");
+    // b shares a's first layer.
+    b.layers.insert(0, a.layers[0].clone());
+    let b = oci::rebuild(b);
+    rt().block_on(async {
+        deliver(nodes[l].api, "team/a", &a, "v1").await;
+        deliver(nodes[l].api, "team/b", &b, "v1").await;
+        let mut c = grpc::connect(nodes[l].api).await;
+        c.schedule(pb::ScheduleRequest {
+            application: "app".into(),
+            images: vec![format!("team/a@{}", a.digest)],
+        })
+        .await
+        .unwrap();
+    });
+    let all: Vec<String> = a
+        .blobs()
+        .chain(b.blobs())
+        .map(|x| x.digest.clone())
+        .collect();
+    replicated_everywhere(&nodes, &all);
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // Asked of a follower: the sweep is ordered once, by the leader, for every node.
+    let f = (l + 1) % nodes.len();
+    let report = rt().block_on(async {
+        let mut c = grpc::connect(nodes[f].api).await;
+        c.run_gc(pb::RunGcRequest { dry_run: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .report
+            .unwrap()
+    });
+    assert_eq!(report.manifests, vec![b.digest.clone()]);
+    let b_only: Vec<String> = b
+        .blobs()
+        .filter(|x| x.digest != a.layers[0].digest)
+        .map(|x| x.digest.clone())
+        .collect();
+    let mut deleted = report.blobs.clone();
+    deleted.sort();
+    let mut expected = b_only.clone();
+    expected.sort();
+    assert_eq!(deleted, expected, "b's own blobs, not the shared layer");
+
+    let names = |n: &Node| -> Vec<String> {
+        n.blob_files()
+            .into_iter()
+            .map(|(p, _)| p.rsplit('/').next().unwrap().to_owned())
+            .collect()
+    };
+    let mut kept: Vec<String> = a.blobs().map(|x| x.digest[7..].to_owned()).collect();
+    kept.sort();
+    for n in &nodes {
+        // The sweep is applied on each node as it reaches that entry.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while names(n) != kept {
+            assert!(
+                Instant::now() < deadline,
+                "{} holds {:?}, expected {kept:?}",
+                n.addr,
+                names(n)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            request(n.addr, "GET", "/v2/team/b/manifests/v1", &[], b"").status,
+            404
+        );
+        assert_eq!(served(n, "/v2/team/a/manifests/v1"), a.digest);
+    }
+}

@@ -125,14 +125,25 @@ impl Collector {
         Ok(Ok(()))
     }
 
-    /// Sweeps every `interval` until `shutdown` turns true.
+    /// What runs every `interval`. GC is decided once for the site, in the log: only the
+    /// leader proposes the sweep (stamped with its time), and every node applies it alike.
+    /// Every node records its own pulls and drops its own idle uploads.
+    async fn run_scheduled(&self) -> Result<()> {
+        if self.store.is_leader() {
+            return self.run_once(false).await.map(|_| ());
+        }
+        self.store.record_pulls().await?;
+        self.store.expire_uploads().await.map(|_| ())
+    }
+
+    /// Runs [`Self::run_scheduled`] every `interval` until `shutdown` turns true.
     pub async fn run_periodic(self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.config.interval);
         tick.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(e) = self.run_once(false).await {
+                    if let Err(e) = self.run_scheduled().await {
                         tracing::error!(error = %e, "gc sweep failed");
                     }
                 }

@@ -267,6 +267,12 @@ impl Store {
             .clone()
     }
 
+    /// Whether this node leads the site's group now.
+    pub fn is_leader(&self) -> bool {
+        let leader = self.raft_status().leader;
+        leader != 0 && self.inner.cluster.get().is_some_and(|c| c.id == leader)
+    }
+
     /// Hands an encoded raft message from a peer to the driver.
     pub fn receive_raft(&self, message: &[u8]) -> Result<()> {
         let m = <raft::eraftpb::Message as protobuf::Message>::parse_from_bytes(message)
@@ -355,10 +361,12 @@ impl Store {
     }
 
     /// Orders a follower's forwarded entry (JSON) on this node, the leader; returns the
-    /// JSON answer `(Result<Outcome, StateError>, applied index)`.
+    /// JSON answer `(Result<Outcome, StateError>, applied index)`. The entry is stamped
+    /// with the leader's time: the log has one clock (GC's grace periods count on it).
     pub async fn order_forwarded(&self, entry: &[u8]) -> Result<Vec<u8>> {
-        let entry: Entry = serde_json::from_slice(entry)
+        let mut entry: Entry = serde_json::from_slice(entry)
             .map_err(|e| StoreError::SizeInvalid(format!("not a log entry: {e}")))?;
+        entry.now = now_secs();
         let ordered = self.order(entry).await?;
         Ok(serde_json::to_vec(&ordered).expect("outcomes serialise"))
     }
