@@ -56,9 +56,13 @@ impl Store {
 
     /// The state machine's bytes, for a snapshot.
     pub(crate) fn state_bytes(&self) -> Vec<u8> {
-        let state = self.inner.state.read().expect("state lock");
-        serde_json::to_vec(&*state).expect("state serialises")
+        encode_state(&self.inner.state.read().expect("state lock"))
     }
+}
+
+/// A state machine's bytes.
+pub(crate) fn encode_state(state: &State) -> Vec<u8> {
+    serde_json::to_vec(state).expect("state serialises")
 }
 
 /// Reads a snapshot's state machine.

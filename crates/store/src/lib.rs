@@ -142,9 +142,11 @@ impl Store {
         transport: Arc<dyn Transport>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Store, tokio::task::JoinHandle<()>)> {
-        let (store, driver_side) = tokio::task::spawn_blocking(move || Store::open(config))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let voters = raft.voters.clone();
+        let (store, driver_side) =
+            tokio::task::spawn_blocking(move || Store::open(config, &voters))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
         let commit = store.inner.raft.hard_state().commit;
         let alone = raft.voters == [raft.id];
         let _ = store.inner.cluster.set(replication::Cluster {
@@ -177,12 +179,13 @@ impl Store {
         Ok((store, task))
     }
 
-    /// Opens the store and loads the state machine from the last snapshot; returns the
-    /// driver's ends of the store's channels. Blocking.
-    fn open(config: StoreConfig) -> Result<(Store, DriverSide)> {
+    /// Opens the store (a new one founded with `voters`) and loads the state machine from
+    /// the last snapshot; returns the driver's ends of the store's channels. Blocking.
+    fn open(config: StoreConfig, voters: &[u64]) -> Result<(Store, DriverSide)> {
         files::create_dir_durable(&config.data_dir)?;
         let db = open_db(&config.data_dir.join("meta"))?;
         let raft = raft_log::RaftLog::open(&db)?;
+        raft.initialize(voters, &apply::encode_state(&State::default()))?;
         let (state, applied) = match raft.snapshot_data()? {
             Some((meta, data)) => (apply::decode_state(&data)?, meta.index),
             None => (Default::default(), 0),

@@ -104,7 +104,6 @@ impl Driver {
         applied_tx: watch::Sender<u64>,
     ) -> Result<Driver> {
         let log = store.raft_log();
-        log.initialize(&settings.voters)?;
         let config = raft::Config {
             id: settings.id,
             applied,

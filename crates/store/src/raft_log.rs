@@ -18,6 +18,9 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use std::sync::{Arc, RwLock};
 
+/// Index (and term) of the founding snapshot every new log starts from.
+pub const FOUNDING_INDEX: u64 = 1;
+
 /// The Raft log of this node. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct RaftLog {
@@ -118,18 +121,42 @@ impl RaftLog {
         !m.conf_state.voters.is_empty() || m.snapshot.index > 0
     }
 
-    /// Gives a new log its first configuration: `voters` (every founding node is given the
-    /// same). Does nothing to a log already initialized. Durable on return.
-    pub fn initialize(&self, voters: &[u64]) -> Result<()> {
-        if self.initialized() {
+    /// Gives a new log its founding configuration: `voters` (every founding node is given
+    /// the same), as a snapshot of the empty state machine `state` at index
+    /// [`FOUNDING_INDEX`]. Entries start after it, so a node that joins later (or lost its
+    /// disk) is sent a snapshot carrying the configuration rather than a log without it.
+    /// Does nothing to a log already initialized, or when `voters` is empty (a joining
+    /// node waits for the leader's snapshot). Durable on return.
+    pub fn initialize(&self, voters: &[u64], state: &[u8]) -> Result<()> {
+        if self.initialized() || voters.is_empty() {
             return Ok(());
         }
         let cs = ConfState::from((voters.to_vec(), Vec::<u64>::new()));
-        self.inner
-            .log
-            .insert(keyspace::RAFT_CONF_STATE, encode(&cs))?;
+        let mut snap = SnapshotMetadata {
+            index: FOUNDING_INDEX,
+            term: FOUNDING_INDEX,
+            ..Default::default()
+        };
+        snap.set_conf_state(cs.clone());
+        let hs = HardState {
+            term: FOUNDING_INDEX,
+            commit: FOUNDING_INDEX,
+            ..Default::default()
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(keyspace::SNAPSHOT_STATE, state);
+        batch.insert(keyspace::SNAPSHOT_META, encode(&snap));
+        self.inner.snapshot.apply_batch(batch)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(keyspace::RAFT_CONF_STATE, encode(&cs));
+        batch.insert(keyspace::RAFT_HARD_STATE, encode(&hs));
+        self.inner.log.apply_batch(batch)?;
         self.inner.db.flush()?;
-        self.meta_mut().conf_state = cs;
+        let mut m = self.meta_mut();
+        m.conf_state = cs;
+        m.hard_state = hs;
+        m.snapshot = snap;
+        m.last = FOUNDING_INDEX;
         Ok(())
     }
 

@@ -45,14 +45,28 @@ fn a_new_log_is_empty_until_given_its_voters() {
         (1, 0)
     );
     assert_eq!(log.term(0).unwrap(), 0);
-    log.initialize(&[1, 2, 3]).unwrap();
+    // A joining node has no voters to start with: it stays empty.
+    log.initialize(&[], b"empty").unwrap();
+    assert!(!log.initialized());
+    log.initialize(&[1, 2, 3], b"empty").unwrap();
     assert_eq!(log.initial_state().unwrap().conf_state.voters, [1, 2, 3]);
     // A second initialisation (a restart with other peers) changes nothing.
-    log.initialize(&[9]).unwrap();
+    log.initialize(&[9], b"other").unwrap();
     drop(log);
     drop(_db);
     let (_db, log) = open(dir.path());
     assert_eq!(log.initial_state().unwrap().conf_state.voters, [1, 2, 3]);
+    // The founding configuration is a snapshot: entries start after it, and a node
+    // that joins is sent it, configuration included.
+    assert_eq!(
+        (log.first_index().unwrap(), log.last_index().unwrap()),
+        (2, 1)
+    );
+    let snap = log.snapshot(0, 4).unwrap();
+    assert_eq!(snap.get_metadata().index, super::FOUNDING_INDEX);
+    assert_eq!(snap.get_metadata().get_conf_state().voters, [1, 2, 3]);
+    assert_eq!(&snap.data[..], b"empty");
+    assert_eq!(log.initial_state().unwrap().hard_state.commit, 1);
 }
 
 #[test]
@@ -97,8 +111,8 @@ async fn a_snapshot_compacts_the_log_before_it() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (_db, log) = open(dir.path());
-        log.initialize(&[1]).unwrap();
-        let ents: Vec<Entry> = (1..=6).map(|i| entry(i, 1 + i / 4, b"x")).collect();
+        log.initialize(&[1], b"empty").unwrap();
+        let ents: Vec<Entry> = (2..=6).map(|i| entry(i, 1 + i / 4, b"x")).collect();
         log.persist(&ents, None).unwrap();
         log.save_snapshot(4, 2, b"state at 4".to_vec())
             .await
@@ -187,7 +201,7 @@ fn a_group_of_one_commits_through_the_log_and_restarts_from_it() {
     };
     let (term, commit) = {
         let (_db, log) = open(dir.path());
-        log.initialize(&[1]).unwrap();
+        log.initialize(&[1], b"").unwrap();
         let mut node = RawNode::new(&config, log.clone(), &logger).unwrap();
         node.campaign().unwrap();
         let mut committed = Vec::new();
