@@ -163,6 +163,9 @@ pub struct ClusterSection {
     pub listen: SocketAddr,
     /// The other nodes of the site.
     pub peers: Vec<Peer>,
+    /// `true`: this node joins a running site (added with `towerctl node add`) instead of
+    /// founding one with its peers; `peers` are the nodes it first reaches.
+    pub join: bool,
 }
 
 impl Default for ClusterSection {
@@ -170,6 +173,7 @@ impl Default for ClusterSection {
         ClusterSection {
             listen: ([127, 0, 0, 1], 50061).into(),
             peers: Vec::new(),
+            join: false,
         }
     }
 }
@@ -282,6 +286,13 @@ impl Config {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.node.id == 0 {
             return invalid("[node] id must be > 0");
+        }
+        let c = &self.cluster;
+        if c.join && c.peers.is_empty() {
+            return invalid("[cluster] join needs the peers of the site it joins");
+        }
+        if c.peers.iter().any(|p| p.id == 0 || p.id == self.node.id) {
+            return invalid("[cluster] peers need ids > 0 other than this node's [node] id");
         }
         if self.registry.push.enabled && self.registry.push.users.is_empty() {
             return invalid(

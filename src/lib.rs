@@ -77,9 +77,13 @@ impl Site {
                             config.cluster.listen
                         )
                     })?;
-                let mut voters: Vec<u64> = peers.iter().map(|(p, _)| *p).collect();
-                voters.push(id);
-                voters.sort_unstable();
+                // A joining node founds nothing: it waits for the site to add it.
+                let mut voters: Vec<u64> = Vec::new();
+                if !config.cluster.join {
+                    voters = peers.iter().map(|(p, _)| *p).collect();
+                    voters.push(id);
+                    voters.sort_unstable();
+                }
                 let transport =
                     PeerTransport::new(id, &peers).map_err(|e| anyhow::anyhow!("[cluster] {e}"))?;
                 (

@@ -4,7 +4,7 @@ mod kit;
 
 use kit::grpc;
 use kit::oci::{self, OCI_MANIFEST};
-use kit::tools::{require, run};
+use kit::tools::{ok, require, run, towerctl};
 use kit::{digest, request, Node, NodeOptions};
 use site_api::pb;
 use std::process::Command;
@@ -165,11 +165,28 @@ fn three_nodes_elect_a_leader_replicate_writes_from_any_node_and_survive_its_los
         .map(|(_, n)| n)
         .collect();
     let l2 = leader(&rest);
+    let gone = l as u64 + 1;
+    let degraded = watch_events(rest[l2], move |seen| {
+        seen.iter()
+            .any(|k| matches!(k, pb::event::Kind::ReplicationDegraded(d) if d.node_id == gone))
+    });
     let b = oci::image(72, &[12 << 10], "amd64");
     rt().block_on(deliver(rest[l2].api, "team/b", &b, "v1"));
     for n in &rest {
         assert_eq!(served(n, "/v2/team/b/manifests/v1"), b.digest);
     }
+    // The new leader reports the silent node once it has been silent a while, and that
+    // it is back once it answers again.
+    let seen = degraded.join().unwrap();
+    assert!(
+        seen.iter()
+            .any(|k| matches!(k, pb::event::Kind::ReplicationDegraded(_))),
+        "{seen:?}"
+    );
+    let restored = watch_events(rest[l2], move |seen| {
+        seen.iter()
+            .any(|k| matches!(k, pb::event::Kind::ReplicationRestored(r) if r.node_id == gone))
+    });
 
     // The old leader comes back, catches up from the log and fetches the blobs it missed.
     nodes[l].restart();
@@ -180,6 +197,12 @@ fn three_nodes_elect_a_leader_replicate_writes_from_any_node_and_survive_its_los
         .flat_map(|i| i.blobs().map(|b| b.digest.clone()))
         .collect();
     replicated_everywhere(&nodes, &blobs);
+    let seen = restored.join().unwrap();
+    assert!(
+        seen.iter()
+            .any(|k| matches!(k, pb::event::Kind::ReplicationRestored(_))),
+        "{seen:?}"
+    );
 }
 
 #[test]
@@ -396,4 +419,119 @@ fn gc_on_a_three_node_site_deletes_the_same_set_on_every_node() {
         );
         assert_eq!(served(n, "/v2/team/a/manifests/v1"), a.digest);
     }
+}
+
+/// Collects the events of `node` in the background until `done` holds for what was seen
+/// (or 30 s have passed); the handle's result is the events seen.
+fn watch_events(
+    node: &Node,
+    done: impl Fn(&[pb::event::Kind]) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<Vec<pb::event::Kind>> {
+    let api = node.api;
+    let (ready, started) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        rt().block_on(async move {
+            let mut c = grpc::connect(api).await;
+            let mut stream = c
+                .watch_events(pb::WatchEventsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            ready.send(()).unwrap();
+            let mut seen = Vec::new();
+            let until = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !done(&seen) {
+                match tokio::time::timeout_at(until, stream.message()).await {
+                    Ok(Ok(Some(e))) => seen.extend(e.kind),
+                    _ => break,
+                }
+            }
+            seen
+        })
+    });
+    started.recv().unwrap();
+    handle
+}
+
+#[test]
+fn a_fourth_node_joins_at_run_time_fetches_every_live_blob_and_leaves_again() {
+    let nodes = kit::node::cluster(3, &NodeOptions::default());
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let img = oci::image(95, &[2 << 20, 100 << 10], "amd64");
+    rt().block_on(deliver(nodes[l].api, "team/j", &img, "v1"));
+    let events = watch_events(&nodes[l], |seen| {
+        seen.iter()
+            .any(|k| matches!(k, pb::event::Kind::NodeLeft(j) if j.node_id == 4))
+    });
+
+    let listen = kit::node::free_addr();
+    let peers: Vec<(u64, std::net::SocketAddr)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as u64 + 1, n.cluster.unwrap()))
+        .collect();
+    let fourth = Node::start(NodeOptions {
+        id: Some(4),
+        cluster: Some((listen, peers)),
+        join: true,
+        ..Default::default()
+    });
+    // Asked of a follower, like any write.
+    let f = (l + 1) % nodes.len();
+    let site = nodes[f].api.to_string();
+    let out = ok(towerctl(&[
+        "node",
+        "add",
+        "--site",
+        &site,
+        "4",
+        &listen.to_string(),
+    ]));
+    assert!(out.contains("node 4 added; nodes: 1, 2, 3, 4"), "{out}");
+
+    // It is sent the state and fetches every live blob.
+    assert_eq!(served(&fourth, "/v2/team/j/manifests/v1"), img.digest);
+    let mut all = nodes.iter().collect::<Vec<_>>();
+    all.push(&fourth);
+    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
+    for d in &blobs {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !fourth
+            .blob_files()
+            .iter()
+            .any(|(p, _)| p.ends_with(&d[7..]))
+        {
+            assert!(Instant::now() < deadline, "node 4 lacks {d} after 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // A site of four takes writes, the new node among the majority.
+    let b = oci::image(96, &[150 << 10], "amd64");
+    rt().block_on(deliver(nodes[l].api, "team/k", &b, "v1"));
+    assert_eq!(served(&fourth, "/v2/team/k/manifests/v1"), b.digest);
+    let shown = ok(towerctl(&["status", "--site", &fourth.api.to_string()]));
+    for id in 1..=4 {
+        assert!(shown.contains(&format!("node {id}: ")), "{shown}");
+    }
+    assert!(!shown.contains("unreachable"), "{shown}");
+
+    let out = ok(towerctl(&["node", "remove", "--site", &site, "4"]));
+    assert!(out.contains("node 4 removed; nodes: 1, 2, 3"), "{out}");
+    let s = status(&nodes[l]).unwrap();
+    assert_eq!(
+        s.nodes.iter().map(|n| n.node_id).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(s.nodes.iter().all(|n| n.reachable), "{s:?}");
+
+    let seen = events.join().unwrap();
+    assert!(
+        seen.iter().any(|k| matches!(k, pb::event::Kind::NodeJoined(j) if j.node_id == 4 && j.address == listen.to_string())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|k| matches!(k, pb::event::Kind::NodeLeft(j) if j.node_id == 4)),
+        "{seen:?}"
+    );
 }

@@ -36,6 +36,9 @@ async fn snapshot(c: &mut Client, node: &Node) -> String {
     st.blob_bytes_received = 0;
     // A refused command still takes its place in the log (refused alike on every node).
     (st.raft_term, st.commit_index, st.applied_index) = (0, 0, 0);
+    for n in &mut st.nodes {
+        (n.commit_index, n.applied_index) = (0, 0);
+    }
     format!(
         "{images:?}\n{apps:?}\n{st:?}\n{:?}\n{:?}",
         node.blob_files(),

@@ -6,7 +6,7 @@ mod kit;
 use kit::grpc;
 use kit::oci::{self, Image, OCI_INDEX, OCI_MANIFEST};
 use kit::proxy::CuttingProxy;
-use kit::tools::{require, run};
+use kit::tools::{ok, require, run, towerctl};
 use kit::upstream::{ReferenceRegistry, AUTH_PASSWORD};
 use kit::{digest, request, Node, NodeOptions};
 use std::path::{Path, PathBuf};
@@ -56,26 +56,6 @@ fn upload_index(work: &Path, images: &[&Image], ix: &[u8], dest: &str) {
         .args(["--dest-tls-verify=false", "--dest-no-creds"])
         .arg(format!("oci:{}:img", layout.display()))
         .arg(format!("docker://{dest}")));
-}
-
-fn towerctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_towerctl"))
-        .args(args)
-        .env("HOME", "/nonexistent")
-        .env_remove("DOCKER_CONFIG")
-        .output()
-        .expect("run towerctl")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "towerctl failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn code(out: &Output) -> i32 {

@@ -29,6 +29,8 @@ pub struct NodeOptions {
     pub id: Option<u64>,
     /// `[cluster] listen` and `peers` (id, address).
     pub cluster: Option<(SocketAddr, Vec<(u64, SocketAddr)>)>,
+    /// `[cluster] join`: joins a running site.
+    pub join: bool,
 }
 
 impl NodeOptions {
@@ -46,6 +48,8 @@ pub struct Node {
     pub addr: SocketAddr,
     /// The gRPC API (`[api] listen`).
     pub api: SocketAddr,
+    /// `[cluster] listen`, when it has peers.
+    pub cluster: Option<SocketAddr>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -64,8 +68,9 @@ impl Node {
                 .map(|(id, a)| format!("{{ id = {id}, address = \"{a}\" }}"))
                 .collect();
             config.push_str(&format!(
-                "[cluster]\nlisten = \"{listen}\"\npeers = [{}]\n\n",
-                peers.join(", ")
+                "[cluster]\nlisten = \"{listen}\"\npeers = [{}]\njoin = {}\n\n",
+                peers.join(", "),
+                opts.join
             ));
         }
         config.push_str("[registry]\nlisten = \"127.0.0.1:0\"\n");
@@ -98,6 +103,7 @@ impl Node {
         let mut node = Node {
             addr: ([127, 0, 0, 1], 0).into(),
             api: ([127, 0, 0, 1], 0).into(),
+            cluster: opts.cluster.as_ref().map(|(listen, _)| *listen),
             dir,
             child: None,
         };

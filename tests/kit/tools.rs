@@ -2,7 +2,7 @@
 //! developer machine the test says what to install and is skipped.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// Path of `tool` if installed. `None` means: skip (only outside CI).
 pub fn require(tool: &str) -> Option<PathBuf> {
@@ -33,5 +33,27 @@ pub fn run(cmd: &mut Command) -> String {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs this build's `towerctl` with no Docker credentials around.
+pub fn towerctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_towerctl"))
+        .args(args)
+        .env("HOME", "/nonexistent")
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .expect("run towerctl")
+}
+
+/// The stdout of a `towerctl` run that must have succeeded.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "towerctl failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -56,6 +56,20 @@ pub fn event(e: Event, at_unix: u64) -> pb::Event {
             bytes_free: free,
             reason,
         }),
+        Event::NodeJoined { node, address } => Kind::NodeJoined(pb::NodeJoined {
+            node_id: node,
+            address,
+        }),
+        Event::NodeLeft { node } => Kind::NodeLeft(pb::NodeLeft { node_id: node }),
+        Event::ReplicationDegraded { node, reason } => {
+            Kind::ReplicationDegraded(pb::ReplicationDegraded {
+                node_id: node,
+                reason,
+            })
+        }
+        Event::ReplicationRestored { node } => {
+            Kind::ReplicationRestored(pb::ReplicationRestored { node_id: node })
+        }
     };
     pb::Event {
         at_unix,

@@ -7,14 +7,15 @@ use crate::peer_pb::peer_client::PeerClient;
 use crate::peer_pb::peer_server::Peer;
 use crate::peer_pb::{
     BlobChunk, FetchBlobRequest, HoldRequest, HoldResponse, ProposeRequest, ProposeResponse,
-    RaftAck, RaftBatch,
+    RaftAck, RaftBatch, ReportRequest,
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use site_core::Digest;
 use site_store::transport::{BlobStream, Forwarded, PeerCall};
-use site_store::{Store, Transport};
+use site_store::{NodeReport, Store, Transport};
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::RwLock;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
@@ -89,56 +90,103 @@ impl Peer for PeerService {
             .map_err(crate::status::status)?;
         Ok(Response::new(HoldResponse {}))
     }
+
+    async fn report(
+        &self,
+        _request: Request<ReportRequest>,
+    ) -> Result<Response<crate::peer_pb::NodeReport>, Status> {
+        let r = self.store.local_report();
+        Ok(Response::new(crate::peer_pb::NodeReport {
+            leader_id: r.leader,
+            term: r.term,
+            commit_index: r.commit,
+            applied_index: r.applied,
+            blobs_missing: r.blobs_missing,
+        }))
+    }
 }
 
-/// Sends raft messages to peers over gRPC.
-pub struct PeerTransport {
-    queues: HashMap<u64, mpsc::Sender<Vec<Vec<u8>>>>,
-    /// Forwarded writes: they wait for a commit, and must not queue behind (or hold up)
-    /// raft traffic.
-    clients: HashMap<u64, PeerClient<Channel>>,
+/// The connections to one peer.
+struct Link {
+    address: String,
+    /// Raft messages, sent by this link's pump task (which ends when the link is dropped).
+    queue: mpsc::Sender<Vec<Vec<u8>>>,
+    /// Forwarded writes and reports: they wait for a commit, and must not queue behind
+    /// (or hold up) raft traffic.
+    calls: PeerClient<Channel>,
     /// Blob bytes: bulk transfers with no deadline (the receiver gives up on a stall).
-    blobs: HashMap<u64, PeerClient<Channel>>,
+    blobs: PeerClient<Channel>,
+}
+
+impl Link {
+    /// Connections (made lazily) from node `from` to node `to` at `address`; spawns the
+    /// raft pump on the current runtime.
+    fn new(from: u64, to: u64, address: &str) -> Result<Link, String> {
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("peer {to} address {address:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .initial_stream_window_size(Some(crate::STREAM_WINDOW))
+            .initial_connection_window_size(Some(crate::CONNECTION_WINDOW));
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let raft = endpoint.clone().timeout(Duration::from_secs(10));
+        tokio::spawn(pump(from, to, PeerClient::new(raft.connect_lazy()), rx));
+        let calls = endpoint.clone().timeout(Duration::from_secs(30));
+        Ok(Link {
+            address: address.to_owned(),
+            queue,
+            calls: PeerClient::new(calls.connect_lazy()),
+            blobs: PeerClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(2 * BLOB_CHUNK),
+        })
+    }
+}
+
+/// Talks to the peers over gRPC: raft messages through one queue per peer, calls and
+/// blob streams on connections of their own.
+pub struct PeerTransport {
+    from: u64,
+    links: RwLock<HashMap<u64, Link>>,
 }
 
 impl PeerTransport {
     /// A transport to `peers` (id → `HOST:PORT` of their `[cluster] listen`); `from` is this
     /// node's id. Spawns one sender task per peer on the current runtime.
     pub fn new(from: u64, peers: &[(u64, String)]) -> Result<PeerTransport, String> {
-        let mut queues = HashMap::new();
-        let mut clients = HashMap::new();
-        let mut blobs = HashMap::new();
+        let mut links = HashMap::new();
         for (id, address) in peers {
-            let endpoint = Endpoint::from_shared(format!("http://{address}"))
-                .map_err(|e| format!("peer {id} address {address:?}: {e}"))?
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true)
-                .initial_stream_window_size(Some(crate::STREAM_WINDOW))
-                .initial_connection_window_size(Some(crate::CONNECTION_WINDOW));
-            let (tx, rx) = mpsc::channel(QUEUE);
-            let raft = endpoint.clone().timeout(Duration::from_secs(10));
-            tokio::spawn(pump(from, *id, PeerClient::new(raft.connect_lazy()), rx));
-            queues.insert(*id, tx);
-            let forwarding = endpoint.clone().timeout(Duration::from_secs(30));
-            clients.insert(*id, PeerClient::new(forwarding.connect_lazy()));
-            blobs.insert(
-                *id,
-                PeerClient::new(endpoint.connect_lazy()).max_decoding_message_size(2 * BLOB_CHUNK),
-            );
+            links.insert(*id, Link::new(from, *id, address)?);
         }
         Ok(PeerTransport {
-            queues,
-            clients,
-            blobs,
+            from,
+            links: RwLock::new(links),
         })
+    }
+
+    fn calls(&self, to: u64) -> Result<PeerClient<Channel>, String> {
+        self.links
+            .read()
+            .expect("peer links")
+            .get(&to)
+            .map(|l| l.calls.clone())
+            .ok_or_else(|| format!("node {to} is not among the peers"))
+    }
+
+    fn blobs(&self, to: u64) -> Result<PeerClient<Channel>, String> {
+        self.links
+            .read()
+            .expect("peer links")
+            .get(&to)
+            .map(|l| l.blobs.clone())
+            .ok_or_else(|| format!("node {to} is not among the peers"))
     }
 }
 
 impl Transport for PeerTransport {
     fn send(&self, to: u64, messages: Vec<Vec<u8>>) {
-        match self.queues.get(&to) {
-            Some(q) => {
-                if q.try_send(messages).is_err() {
+        match self.links.read().expect("peer links").get(&to) {
+            Some(l) => {
+                if l.queue.try_send(messages).is_err() {
                     tracing::debug!(to, "raft queue to peer full: messages dropped");
                 }
             }
@@ -147,10 +195,9 @@ impl Transport for PeerTransport {
     }
 
     fn forward(&self, to: u64, entry: Vec<u8>) -> Forwarded {
-        let client = self.clients.get(&to).cloned();
+        let client = self.calls(to);
         Box::pin(async move {
-            let mut client = client.ok_or_else(|| format!("node {to} is not among the peers"))?;
-            client
+            client?
                 .propose(ProposeRequest { entry })
                 .await
                 .map(|r| r.into_inner().answer)
@@ -159,10 +206,9 @@ impl Transport for PeerTransport {
     }
 
     fn fetch(&self, to: u64, digest: Digest, offset: u64) -> PeerCall<BlobStream> {
-        let client = self.blobs.get(&to).cloned();
+        let client = self.blobs(to);
         Box::pin(async move {
-            let mut client = client.ok_or_else(|| format!("node {to} is not among the peers"))?;
-            let stream = client
+            let stream = client?
                 .fetch_blob(FetchBlobRequest {
                     digest: digest.to_string(),
                     offset,
@@ -178,10 +224,9 @@ impl Transport for PeerTransport {
     }
 
     fn hold(&self, to: u64, digest: Digest, size: u64, from: u64) -> PeerCall<()> {
-        let client = self.blobs.get(&to).cloned();
+        let client = self.blobs(to);
         Box::pin(async move {
-            let mut client = client.ok_or_else(|| format!("node {to} is not among the peers"))?;
-            client
+            client?
                 .hold(HoldRequest {
                     digest: digest.to_string(),
                     size,
@@ -190,6 +235,55 @@ impl Transport for PeerTransport {
                 .await
                 .map(|_| ())
                 .map_err(|s| s.message().to_owned())
+        })
+    }
+
+    fn set_peer(&self, id: u64, address: Option<&str>) {
+        let mut links = self.links.write().expect("peer links");
+        match address {
+            Some(a) if links.get(&id).is_some_and(|l| l.address == a) => {}
+            Some(a) => match Link::new(self.from, id, a) {
+                Ok(link) => {
+                    tracing::info!(peer = id, address = a, "peer address set");
+                    links.insert(id, link);
+                }
+                Err(e) => tracing::error!(peer = id, error = %e, "cannot reach the new peer"),
+            },
+            None => {
+                if links.remove(&id).is_some() {
+                    tracing::info!(peer = id, "peer dropped");
+                }
+            }
+        }
+    }
+
+    fn peers(&self) -> Vec<(u64, String)> {
+        let mut peers: Vec<(u64, String)> = self
+            .links
+            .read()
+            .expect("peer links")
+            .iter()
+            .map(|(id, l)| (*id, l.address.clone()))
+            .collect();
+        peers.sort();
+        peers
+    }
+
+    fn report(&self, to: u64) -> PeerCall<NodeReport> {
+        let client = self.calls(to);
+        Box::pin(async move {
+            let r = client?
+                .report(ReportRequest {})
+                .await
+                .map_err(|s| s.message().to_owned())?
+                .into_inner();
+            Ok(NodeReport {
+                leader: r.leader_id,
+                term: r.term,
+                commit: r.commit_index,
+                applied: r.applied_index,
+                blobs_missing: r.blobs_missing,
+            })
         })
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use site_core::{Digest, Repository};
 use site_state::{Command, Event, ImageRef};
-use site_store::{now_secs, ByteSource, Received, Store};
+use site_store::{now_secs, ByteSource, MemberChange, Received, Store};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -397,6 +397,26 @@ impl site_server::Site for SiteService {
         r.raft_term = raft.term;
         r.commit_index = raft.commit;
         r.applied_index = raft.applied;
+        r.blobs_missing = self.store.blobs_missing() as u64;
+        let nodes = self.store.site_nodes().await;
+        let commit = nodes.iter().map(|n| n.report.commit).max().unwrap_or(0);
+        r.nodes = nodes
+            .into_iter()
+            .map(|n| pb::NodeStatus {
+                node_id: n.id,
+                address: n.address,
+                reachable: n.reachable,
+                leader: n.id == raft.leader,
+                commit_index: n.report.commit,
+                applied_index: n.report.applied,
+                apply_lag: if n.reachable {
+                    commit.saturating_sub(n.report.applied)
+                } else {
+                    0
+                },
+                blobs_missing: n.report.blobs_missing,
+            })
+            .collect();
         Ok(Response::new(r))
     }
 
@@ -430,6 +450,35 @@ impl site_server::Site for SiteService {
             },
         );
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let r = request.into_inner();
+        let voters = self
+            .store
+            .change_members(MemberChange::Add {
+                id: r.node_id,
+                address: r.address,
+            })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::MembershipResponse { voters }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let id = request.into_inner().node_id;
+        let voters = self
+            .store
+            .change_members(MemberChange::Remove { id })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::MembershipResponse { voters }))
     }
 
     async fn run_gc(

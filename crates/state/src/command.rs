@@ -173,6 +173,31 @@ pub enum Event {
         /// What it deleted.
         report: SweepReport,
     },
+    /// A node joined the site (a membership change was applied).
+    NodeJoined {
+        /// Its id.
+        node: u64,
+        /// Its cluster address.
+        address: String,
+    },
+    /// A node left the site (a membership change was applied).
+    NodeLeft {
+        /// Its id.
+        node: u64,
+    },
+    /// The leader has not heard from a node for a while: writes go on while a majority
+    /// answers, but that node falls behind. Published by the leader's driver.
+    ReplicationDegraded {
+        /// The node.
+        node: u64,
+        /// What the leader saw.
+        reason: String,
+    },
+    /// The leader hears from a node again.
+    ReplicationRestored {
+        /// The node.
+        node: u64,
+    },
     /// A delivery was refused for lack of space. Published by the API, never by `apply`.
     DeliveryRefused {
         /// Bytes the delivery needed.

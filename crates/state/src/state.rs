@@ -17,6 +17,10 @@ pub struct State {
     /// Blob leases: digest -> end of lease.
     pub(crate) leases: BTreeMap<Digest, u64>,
     pub(crate) last_sweep: Option<crate::SweepReport>,
+    /// Cluster addresses of the nodes added to the site at run time (the founding nodes'
+    /// come from their configuration).
+    #[serde(default)]
+    pub(crate) nodes: BTreeMap<u64, String>,
 }
 
 /// A blob the site holds.
@@ -94,6 +98,25 @@ pub struct ImageSummary {
 }
 
 impl State {
+    /// Records a membership change the log applied: node `id` added at `address`, or
+    /// removed (`None`). Called by the log's apply side for its configuration entries,
+    /// in log order on every node, like [`State::apply`].
+    pub fn record_node(&mut self, id: u64, address: Option<&str>) {
+        match address {
+            Some(a) => {
+                self.nodes.insert(id, a.to_owned());
+            }
+            None => {
+                self.nodes.remove(&id);
+            }
+        }
+    }
+
+    /// Cluster addresses of the nodes added at run time.
+    pub fn nodes(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.nodes.iter().map(|(id, a)| (*id, a.as_str()))
+    }
+
     /// Size of blob `d` if the site holds it.
     pub fn blob(&self, d: &Digest) -> Option<&BlobInfo> {
         self.blobs.get(d)

@@ -50,6 +50,7 @@ impl Store {
     pub(crate) fn load_snapshot(&self, data: &[u8]) -> Result<()> {
         let state = decode_state(data)?;
         *self.inner.state.write().expect("state lock") = state;
+        self.sync_peers();
         self.rescan_missing();
         Ok(())
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod files;
 pub mod keyspace;
 mod manifests;
+pub mod membership;
 mod pulls;
 pub mod raft_driver;
 pub mod raft_log;
@@ -28,9 +29,10 @@ mod uploads;
 pub use delivery::Received;
 pub use error::{Result, StoreError};
 pub use manifests::{ManifestRef, StoredManifest};
+pub use membership::{MemberChange, NodeView};
 pub use raft_driver::{RaftSettings, RaftStatus};
 pub use replication::ByteStream;
-pub use transport::{Alone, Transport};
+pub use transport::{Alone, NodeReport, Transport};
 pub use uploads::ByteSource;
 
 use files::BlobFiles;
@@ -151,6 +153,7 @@ impl Store {
         let alone = raft.voters == [raft.id];
         let _ = store.inner.cluster.set(replication::Cluster {
             id: raft.id,
+            alone,
             transport: transport.clone(),
             shutdown: shutdown.clone(),
         });
@@ -175,6 +178,7 @@ impl Store {
                 "the raft driver stopped while replaying the log".into(),
             ));
         }
+        store.sync_peers();
         store.reconcile(alone).await?;
         Ok((store, task))
     }
@@ -289,29 +293,34 @@ impl Store {
     /// [`Store::execute`] for a caller that holds the writer lock: stamps the entry with
     /// this node's time and orders it, through the leader if this node is not it.
     async fn propose(&self, cmd: Command) -> Result<Outcome> {
-        let entry = Entry {
+        self.ask(raft_driver::Ask::Command(Entry {
             now: now_secs(),
             cmd,
-        };
-        let (result, _) = match self.order(entry.clone()).await {
+        }))
+        .await
+    }
+
+    /// Orders `ask` through the log, through the leader if this node is not it.
+    async fn ask(&self, ask: raft_driver::Ask) -> Result<Outcome> {
+        let (result, _) = match self.order(ask.clone()).await {
             Err(StoreError::NotLeader(0)) => {
                 return Err(StoreError::Unavailable(
                     "the site's group has no leader (too few nodes reachable?)".into(),
                 ))
             }
-            Err(StoreError::NotLeader(leader)) => self.forward(leader, &entry).await?,
+            Err(StoreError::NotLeader(leader)) => self.forward(leader, &ask).await?,
             other => other?,
         };
         Ok(result?)
     }
 
-    /// Orders an entry through this node's driver (which refuses with `NotLeader` unless
+    /// Orders `ask` through this node's driver (which refuses with `NotLeader` unless
     /// this node leads) and waits until it is applied here.
-    async fn order(&self, entry: Entry) -> Result<raft_driver::Ordered> {
+    async fn order(&self, ask: raft_driver::Ask) -> Result<raft_driver::Ordered> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.inner
             .proposals
-            .send(raft_driver::Proposal { entry, reply })
+            .send(raft_driver::Proposal { ask, reply })
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))?;
         match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
             Ok(Ok(result)) => result,
@@ -325,16 +334,16 @@ impl Store {
         }
     }
 
-    /// Has the leader order `entry`, then waits until this node has applied as far, so
+    /// Has the leader order `ask`, then waits until this node has applied as far, so
     /// that what the caller reads next includes the change.
-    async fn forward(&self, leader: u64, entry: &Entry) -> Result<raft_driver::Ordered> {
+    async fn forward(&self, leader: u64, ask: &raft_driver::Ask) -> Result<raft_driver::Ordered> {
         let transport = &self
             .inner
             .cluster
             .get()
             .ok_or_else(|| StoreError::Unavailable("the raft driver is not running".into()))?
             .transport;
-        let json = serde_json::to_vec(entry).expect("entries serialise");
+        let json = serde_json::to_vec(ask).expect("entries serialise");
         let answer = tokio::time::timeout(COMMIT_TIMEOUT, transport.forward(leader, json))
             .await
             .map_err(|_| {
@@ -363,14 +372,16 @@ impl Store {
         }
     }
 
-    /// Orders a follower's forwarded entry (JSON) on this node, the leader; returns the
-    /// JSON answer `(Result<Outcome, StateError>, applied index)`. The entry is stamped
+    /// Orders a follower's forwarded request (JSON) on this node, the leader; returns the
+    /// JSON answer `(Result<Outcome, StateError>, applied index)`. An entry is stamped
     /// with the leader's time: the log has one clock (GC's grace periods count on it).
-    pub async fn order_forwarded(&self, entry: &[u8]) -> Result<Vec<u8>> {
-        let mut entry: Entry = serde_json::from_slice(entry)
+    pub async fn order_forwarded(&self, ask: &[u8]) -> Result<Vec<u8>> {
+        let mut ask: raft_driver::Ask = serde_json::from_slice(ask)
             .map_err(|e| StoreError::SizeInvalid(format!("not a log entry: {e}")))?;
-        entry.now = now_secs();
-        let ordered = self.order(entry).await?;
+        if let raft_driver::Ask::Command(entry) = &mut ask {
+            entry.now = now_secs();
+        }
+        let ordered = self.order(ask).await?;
         Ok(serde_json::to_vec(&ordered).expect("outcomes serialise"))
     }
 

@@ -5,15 +5,17 @@
 //!
 //! A single node is a group of one: the same path, with no peers to send to.
 
+use crate::membership::MemberChange;
 use crate::raft_log::RaftLog;
 use crate::transport::Transport;
 use crate::{Result, Store, StoreError};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeV2, Entry as RaftEntry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
+use serde::{Deserialize, Serialize};
 use site_state::{Entry, Outcome, StateError};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// How a node takes part in the site's Raft group.
@@ -60,9 +62,19 @@ pub struct RaftStatus {
 /// What ordering an entry gave: the command's result, and the index it was applied at.
 pub(crate) type Ordered = (std::result::Result<Outcome, StateError>, u64);
 
-/// A command waiting to be ordered by the log.
+/// What a proposer asks the log to order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Ask {
+    /// A command of the state machine, with its time.
+    Command(Entry),
+    /// A change of the group's voters.
+    Members(MemberChange),
+}
+
+/// A request waiting to be ordered by the log.
 pub(crate) struct Proposal {
-    pub(crate) entry: Entry,
+    pub(crate) ask: Ask,
     pub(crate) reply: oneshot::Sender<Result<Ordered>>,
 }
 
@@ -88,7 +100,14 @@ pub(crate) struct Driver {
     applied_tx: watch::Sender<u64>,
     /// Whether the loss of this node's log was logged already.
     lost_log_noted: bool,
+    /// When this node, as leader, last heard from each peer; `None` while not leading.
+    heard: Option<HashMap<u64, Instant>>,
+    /// Peers the leader has reported as degraded.
+    degraded: std::collections::HashSet<u64>,
 }
+
+/// A peer the leader has not heard from for this long is reported degraded.
+const DEGRADED_AFTER: Duration = Duration::from_secs(3);
 
 fn logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
@@ -137,6 +156,8 @@ impl Driver {
             snapshot_index: applied,
             applied_tx,
             lost_log_noted: false,
+            heard: None,
+            degraded: Default::default(),
         })
     }
 
@@ -158,6 +179,7 @@ impl Driver {
             tokio::select! {
                 _ = tick.tick() => {
                     self.node.tick();
+                    self.watch_peers();
                 }
                 p = proposals.recv() => match p {
                     Some(p) => self.propose(p),
@@ -165,6 +187,9 @@ impl Driver {
                 },
                 Some(input) = inputs.recv() => match input {
                     Input::Message(mut m) => {
+                        if let Some(heard) = &mut self.heard {
+                            heard.insert(m.from, Instant::now());
+                        }
                         self.recover_lost_log(&mut m);
                         if let Err(e) = self.node.step(*m) {
                             tracing::debug!(error = %e, "raft: message dropped");
@@ -209,6 +234,37 @@ impl Driver {
         self.send(vec![refusal]);
     }
 
+    /// On the leader: reports a voter it has not heard from for [`DEGRADED_AFTER`]
+    /// (replication degraded), and again once it answers (restored).
+    fn watch_peers(&mut self) {
+        if self.node.raft.state != StateRole::Leader {
+            self.heard = None;
+            self.degraded.clear();
+            return;
+        }
+        let now = Instant::now();
+        let me = self.settings.id;
+        let voters: Vec<u64> = self.node.raft.prs().conf().voters().ids().iter().collect();
+        let heard = self.heard.get_or_insert_with(HashMap::new);
+        self.degraded.retain(|p| voters.contains(p));
+        for peer in voters.into_iter().filter(|p| *p != me) {
+            let last = *heard.entry(peer).or_insert(now);
+            let silent = now.duration_since(last);
+            if silent >= DEGRADED_AFTER && self.degraded.insert(peer) {
+                self.store.publish(site_state::Event::ReplicationDegraded {
+                    node: peer,
+                    reason: format!(
+                        "no answer from node {peer} for {} s; the site goes on while a majority answers",
+                        silent.as_secs()
+                    ),
+                });
+            } else if silent < DEGRADED_AFTER && self.degraded.remove(&peer) {
+                self.store
+                    .publish(site_state::Event::ReplicationRestored { node: peer });
+            }
+        }
+    }
+
     fn publish_status(&self) {
         let raft = &self.node.raft;
         let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
@@ -241,19 +297,67 @@ impl Driver {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let data = serde_json::to_vec(&p.entry).expect("entries serialise");
-        match self.node.propose(id.to_be_bytes().to_vec(), data) {
+        let context = id.to_be_bytes().to_vec();
+        let proposed = match &p.ask {
+            Ask::Command(entry) => {
+                let data = serde_json::to_vec(entry).expect("entries serialise");
+                self.node.propose(context, data)
+            }
+            Ask::Members(change) => match self.conf_change(change) {
+                Ok(Some(cc)) => self.node.propose_conf_change(context, cc),
+                Ok(None) => {
+                    // Already so: nothing to order.
+                    let _ = p.reply.send(Ok((Ok(Outcome::default()), self.applied)));
+                    return;
+                }
+                Err(refusal) => {
+                    let _ = p.reply.send(Ok((Err(refusal), self.applied)));
+                    return;
+                }
+            },
+        };
+        match proposed {
             Ok(()) => {
                 self.waiting.insert(id, p.reply);
             }
             Err(e) => {
-                let _ = p
-                    .reply
-                    .send(Err(StoreError::Io(std::io::Error::other(format!(
-                        "raft refused the proposal: {e}"
-                    )))));
+                let _ = p.reply.send(Err(StoreError::Unavailable(format!(
+                    "raft refused the proposal: {e}"
+                ))));
             }
         }
+    }
+
+    /// The configuration change that makes `change`, if it changes anything.
+    fn conf_change(
+        &self,
+        change: &MemberChange,
+    ) -> std::result::Result<Option<ConfChangeV2>, StateError> {
+        use raft::eraftpb::{ConfChangeSingle, ConfChangeType};
+        let conf = self.node.raft.prs().conf();
+        let voters = conf.voters().ids();
+        let (kind, id) = match change {
+            MemberChange::Add { id, .. } if voters.contains(*id) => return Ok(None),
+            MemberChange::Add { id, .. } => (ConfChangeType::AddNode, *id),
+            MemberChange::Remove { id } if !voters.contains(*id) => {
+                return Err(StateError::NotFound(format!("node {id} of the site")))
+            }
+            MemberChange::Remove { .. } if voters.len() == 1 => {
+                return Err(StateError::InUse(
+                    "the last node of a site cannot be removed".into(),
+                ))
+            }
+            MemberChange::Remove { id } => (ConfChangeType::RemoveNode, *id),
+        };
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(kind);
+        single.node_id = id;
+        let mut cc = ConfChangeV2::default();
+        cc.mut_changes().push(single);
+        cc.context = serde_json::to_vec(change)
+            .expect("changes serialise")
+            .into();
+        Ok(Some(cc))
     }
 
     fn send(&self, messages: Vec<Message>) {
@@ -334,7 +438,29 @@ impl Driver {
                     };
                     match change {
                         Ok(cc) => match self.node.apply_conf_change(&cc) {
-                            Ok(cs) => self.log.set_conf_state(&cs)?,
+                            Ok(cs) => {
+                                self.log.set_conf_state(&cs)?;
+                                // Before anyone waiting on this index wakes up and reads
+                                // the voters.
+                                self.publish_status();
+                                if let Ok(m) = serde_json::from_slice::<MemberChange>(&cc.context) {
+                                    tracing::info!(index = e.index, change = ?m, voters = ?cs.voters, "site membership changed");
+                                    self.store.apply_member_change(&m);
+                                }
+                                // A node that joins is sent the snapshot: it must carry a
+                                // configuration that includes the node.
+                                self.snapshot().await?;
+                                let id =
+                                    <[u8; 8]>::try_from(&e.context[..]).map(u64::from_be_bytes);
+                                if let Some(reply) = id.ok().and_then(|id| self.waiting.remove(&id))
+                                {
+                                    let changed = Outcome {
+                                        changed: true,
+                                        ..Default::default()
+                                    };
+                                    let _ = reply.send(Ok((Ok(changed), e.index)));
+                                }
+                            }
                             Err(err) => {
                                 tracing::warn!(index = e.index, error = %err, "conf change refused")
                             }
@@ -354,6 +480,11 @@ impl Driver {
         if self.applied < self.snapshot_index + self.settings.snapshot_every {
             return Ok(());
         }
+        self.snapshot().await
+    }
+
+    /// Snapshots the state machine at the applied index and compacts the log behind it.
+    async fn snapshot(&mut self) -> Result<()> {
         let term = self
             .log
             .term_of(self.applied)

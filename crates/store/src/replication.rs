@@ -41,6 +41,8 @@ pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 /// This node's place among its peers, set when the store starts.
 pub(crate) struct Cluster {
     pub(crate) id: u64,
+    /// A group of one without a cluster listener: it cannot take members.
+    pub(crate) alone: bool,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }

@@ -34,6 +34,30 @@ pub trait Transport: Send + Sync + 'static {
     /// Asks node `to` to hold blob `digest` of `size` bytes, fetching it from node `from`
     /// (or any other peer); resolves once its copy is verified and durable.
     fn hold(&self, to: u64, digest: Digest, size: u64, from: u64) -> PeerCall<()>;
+
+    /// Node `id` is now reachable at `address`, or (`None`) no longer a peer.
+    fn set_peer(&self, id: u64, address: Option<&str>);
+
+    /// The peers and their addresses.
+    fn peers(&self) -> Vec<(u64, String)>;
+
+    /// Asks node `to` where it stands.
+    fn report(&self, to: u64) -> PeerCall<NodeReport>;
+}
+
+/// Where a node stands, as it reports itself to a peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    /// The leader it knows of (0: none).
+    pub leader: u64,
+    /// Its term.
+    pub term: u64,
+    /// Its commit index.
+    pub commit: u64,
+    /// Its applied index.
+    pub applied: u64,
+    /// Committed blobs it lacks the bytes of.
+    pub blobs_missing: u64,
 }
 
 /// A transport for a group of one: there is nobody to talk to.
@@ -61,6 +85,21 @@ impl Transport for Alone {
     }
 
     fn hold(&self, to: u64, _digest: Digest, _size: u64, _from: u64) -> PeerCall<()> {
+        nobody(to)
+    }
+
+    fn set_peer(&self, id: u64, _address: Option<&str>) {
+        tracing::warn!(
+            node = id,
+            "a node alone has no cluster listener: start it with [cluster] peers to grow the site"
+        );
+    }
+
+    fn peers(&self) -> Vec<(u64, String)> {
+        Vec::new()
+    }
+
+    fn report(&self, to: u64) -> PeerCall<NodeReport> {
         nobody(to)
     }
 }

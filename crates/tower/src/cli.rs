@@ -100,6 +100,12 @@ pub enum Command {
         #[command(flatten)]
         site: SiteArg,
     },
+    /// Add a node to the site, or remove one.
+    Node {
+        /// What to do.
+        #[command(subcommand)]
+        action: NodeAction,
+    },
     /// Run one garbage collection sweep now.
     Gc {
         /// The site.
@@ -108,6 +114,32 @@ pub enum Command {
         /// Only report what would be deleted.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+/// `node add` / `node remove`.
+#[derive(Debug, Subcommand)]
+pub enum NodeAction {
+    /// Add a node, started with `[cluster] join = true`, to the site's group.
+    Add {
+        /// The site.
+        #[command(flatten)]
+        site: SiteArg,
+        /// Its `[node] id`.
+        #[arg(value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        /// Its `[cluster] listen` address, as the other nodes reach it.
+        #[arg(value_name = "HOST:PORT", value_parser = parse_site)]
+        address: String,
+    },
+    /// Remove a node from the site's group.
+    Remove {
+        /// The site.
+        #[command(flatten)]
+        site: SiteArg,
+        /// Its `[node] id`.
+        #[arg(value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
     },
 }
 

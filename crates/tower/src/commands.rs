@@ -4,8 +4,9 @@ use crate::exit::Error;
 use crate::output::{human_bytes, line, table, unix_time};
 use crate::site::{self, status_error, Client};
 use site_api::pb::{
-    event, Event, GcReport, ListApplicationsRequest, ListImagesRequest, PinRequest, RunGcRequest,
-    ScheduleRequest, StatusRequest, UnscheduleRequest, WatchEventsRequest,
+    event, AddNodeRequest, Event, GcReport, ListApplicationsRequest, ListImagesRequest, PinRequest,
+    RemoveNodeRequest, RunGcRequest, ScheduleRequest, StatusRequest, UnscheduleRequest,
+    WatchEventsRequest,
 };
 
 /// `schedule APP IMAGE@DIGEST...`
@@ -154,6 +155,30 @@ pub async fn status(site: &Client) -> Result<(), Error> {
         }
         _ => lines.push("last_gc: never".to_owned()),
     }
+    lines.push(format!("leader: {}", s.leader_id));
+    lines.push(format!("raft_term: {}", s.raft_term));
+    lines.push(format!("commit_index: {}", s.commit_index));
+    lines.push(format!("applied_index: {}", s.applied_index));
+    lines.push(format!("blobs_missing: {}", s.blobs_missing));
+    for n in &s.nodes {
+        let role = if n.leader { "leader" } else { "follower" };
+        lines.push(if n.reachable {
+            format!(
+                "node {}: {role}, {}, applied {}, apply_lag {}, blobs_missing {}",
+                n.node_id,
+                dash(n.address.clone()),
+                n.applied_index,
+                n.apply_lag,
+                n.blobs_missing
+            )
+        } else {
+            format!(
+                "node {}: unreachable, {}",
+                n.node_id,
+                dash(n.address.clone())
+            )
+        });
+    }
     for l in lines {
         line(l)?;
     }
@@ -208,8 +233,54 @@ pub fn event_line(e: &Event) -> String {
             human_bytes(d.bytes_free),
             crate::exit::one_line(&d.reason)
         ),
+        Some(event::Kind::NodeJoined(n)) => {
+            format!("{at} node-joined {} at {}", n.node_id, n.address)
+        }
+        Some(event::Kind::NodeLeft(n)) => format!("{at} node-left {}", n.node_id),
+        Some(event::Kind::ReplicationDegraded(r)) => format!(
+            "{at} replication-degraded node {}: {}",
+            r.node_id,
+            crate::exit::one_line(&r.reason)
+        ),
+        Some(event::Kind::ReplicationRestored(r)) => {
+            format!("{at} replication-restored node {}", r.node_id)
+        }
         None => format!("{at} unknown-event"),
     }
+}
+
+/// `node add ID HOST:PORT`
+pub async fn add_node(site: &Client, id: u64, address: &str) -> Result<(), Error> {
+    // Adding a member again changes nothing, so a retry is safe.
+    let r = site::retry(|| {
+        let mut c = site.clone();
+        let request = AddNodeRequest {
+            node_id: id,
+            address: address.to_owned(),
+        };
+        async move { c.add_node(request).await }
+    })
+    .await?;
+    line(format_args!("node {id} added; nodes: {}", ids(&r.voters)))
+}
+
+/// `node remove ID`
+pub async fn remove_node(site: &Client, id: u64) -> Result<(), Error> {
+    let mut c = site.clone();
+    let r = c
+        .remove_node(RemoveNodeRequest { node_id: id })
+        .await
+        .map_err(|s| status_error(&s))?
+        .into_inner();
+    line(format_args!("node {id} removed; nodes: {}", ids(&r.voters)))
+}
+
+fn ids(voters: &[u64]) -> String {
+    voters
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `gc [--dry-run]`

@@ -19,7 +19,7 @@ pub mod transfer;
 pub mod upstream;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, Command, NodeAction};
 use exit::Error;
 use site_api::pb::ListImagesRequest;
 use std::process::ExitCode;
@@ -97,6 +97,12 @@ pub async fn run(command: Command) -> Result<(), Error> {
         Command::Apps { site } => commands::apps(&site::connect(&site.site).await?).await,
         Command::Status { site } => commands::status(&site::connect(&site.site).await?).await,
         Command::Events { site } => commands::events(&site::connect(&site.site).await?).await,
+        Command::Node {
+            action: NodeAction::Add { site, id, address },
+        } => commands::add_node(&site::connect(&site.site).await?, id, &address).await,
+        Command::Node {
+            action: NodeAction::Remove { site, id },
+        } => commands::remove_node(&site::connect(&site.site).await?, id).await,
         Command::Gc { site, dry_run } => {
             commands::gc(&site::connect(&site.site).await?, dry_run).await
         }

@@ -293,4 +293,16 @@ impl Site for FakeSite {
     async fn run_gc(&self, _: Request<RunGcRequest>) -> Result<Response<RunGcResponse>, Status> {
         Ok(Response::new(RunGcResponse::default()))
     }
+    async fn add_node(
+        &self,
+        _: Request<site_api::pb::AddNodeRequest>,
+    ) -> Result<Response<site_api::pb::MembershipResponse>, Status> {
+        Err(Status::unimplemented("a fake site has one node"))
+    }
+    async fn remove_node(
+        &self,
+        _: Request<site_api::pb::RemoveNodeRequest>,
+    ) -> Result<Response<site_api::pb::MembershipResponse>, Status> {
+        Err(Status::unimplemented("a fake site has one node"))
+    }
 }
