@@ -3,6 +3,7 @@
 mod kit;
 
 use kit::grpc;
+use kit::node::{leader, status};
 use kit::oci::{self, OCI_MANIFEST};
 use kit::tools::{ok, require, run, towerctl};
 use kit::{digest, request, Node, NodeOptions};
@@ -15,43 +16,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn status(node: &Node) -> Option<pb::StatusResponse> {
-    rt().block_on(async {
-        let mut c = site_api::pb::site_client::SiteClient::connect(format!("http://{}", node.api))
-            .await
-            .ok()?;
-        c.status(pb::StatusRequest {})
-            .await
-            .ok()
-            .map(|r| r.into_inner())
-    })
-}
-
-/// Waits (bounded) until every running node of `nodes` names the same leader among them;
-/// returns its index in `nodes`.
-fn leader(nodes: &[&Node]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let seen: Vec<u64> = nodes
-            .iter()
-            .map(|n| status(n).map_or(0, |s| s.leader_id))
-            .collect();
-        if seen[0] != 0 && seen.iter().all(|l| *l == seen[0]) {
-            if let Some(i) = nodes
-                .iter()
-                .position(|n| status(n).map(|s| s.node_id) == Some(seen[0]))
-            {
-                return i;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no agreed leader within 20 s: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Waits (bounded) until `node` serves `path` with status 200; returns the body's digest.
@@ -171,7 +135,16 @@ fn three_nodes_elect_a_leader_replicate_writes_from_any_node_and_survive_its_los
             .any(|k| matches!(k, pb::event::Kind::ReplicationDegraded(d) if d.node_id == gone))
     });
     let b = oci::image(72, &[12 << 10], "amd64");
-    rt().block_on(deliver(rest[l2].api, "team/b", &b, "v1"));
+    rt().block_on(async {
+        deliver(rest[l2].api, "team/b", &b, "v1").await;
+        let mut c = grpc::connect(rest[l2].api).await;
+        c.schedule(pb::ScheduleRequest {
+            application: "app-b".into(),
+            images: vec![format!("team/b@{}", b.digest)],
+        })
+        .await
+        .unwrap();
+    });
     for n in &rest {
         assert_eq!(served(n, "/v2/team/b/manifests/v1"), b.digest);
     }
@@ -192,6 +165,16 @@ fn three_nodes_elect_a_leader_replicate_writes_from_any_node_and_survive_its_los
     nodes[l].restart();
     assert_eq!(served(&nodes[l], "/v2/team/b/manifests/v1"), b.digest);
     assert_eq!(served(&nodes[l], "/v2/team/a/manifests/v1"), a.digest);
+    let apps = rt().block_on(async {
+        let mut c = grpc::connect(nodes[l].api).await;
+        c.list_applications(pb::ListApplicationsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .applications
+    });
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].name, "app-b");
     let blobs: Vec<String> = [&a, &b, &c]
         .iter()
         .flat_map(|i| i.blobs().map(|b| b.digest.clone()))
@@ -534,4 +517,64 @@ fn a_fourth_node_joins_at_run_time_fetches_every_live_blob_and_leaves_again() {
             .any(|k| matches!(k, pb::event::Kind::NodeLeft(j) if j.node_id == 4)),
         "{seen:?}"
     );
+}
+
+#[test]
+fn pulls_from_the_other_nodes_never_fail_while_the_leader_is_killed() {
+    let mut nodes = kit::node::cluster(3, &NodeOptions::default());
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let img = oci::image(97, &[1 << 20, 64 << 10], "amd64");
+    rt().block_on(deliver(nodes[l].api, "team/p", &img, "v1"));
+    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
+    replicated_everywhere(&nodes, &blobs);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pullers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != l)
+        .map(|(_, n)| {
+            let (addr, stop, img) = (n.addr, stop.clone(), img.clone());
+            std::thread::spawn(move || {
+                let (mut pulls, mut failures) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let m = request(addr, "GET", "/v2/team/p/manifests/v1", &[], b"");
+                    if (m.status, digest(&m.body)) != (200, img.digest.clone()) {
+                        failures.push(format!("manifest: {}", m.status));
+                    }
+                    for b in img.blobs() {
+                        let path = format!("/v2/team/p/blobs/{}", b.digest);
+                        let r = request(addr, "GET", &path, &[], b"");
+                        if (r.status, digest(&r.body)) != (200, b.digest.clone()) {
+                            failures.push(format!("{path}: {}", r.status));
+                        }
+                    }
+                    pulls += 1;
+                }
+                (pulls, failures)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    nodes[l].kill9();
+    let rest: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != l)
+        .map(|(_, n)| n)
+        .collect();
+    // Pull through the whole election and a while after it.
+    leader(&rest);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in pullers {
+        let (pulls, failures) = p.join().unwrap();
+        assert!(pulls > 0);
+        assert!(
+            failures.is_empty(),
+            "{} failed pulls: {failures:?}",
+            failures.len()
+        );
+        eprintln!("{pulls} pulls, none failed");
+    }
 }

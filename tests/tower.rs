@@ -431,3 +431,70 @@ fn an_index_brings_every_platform_or_only_the_one_asked_for() {
     let arm_bytes: u64 = arm.blobs().map(|b| b.data.len() as u64).sum();
     assert_eq!(received(&one), arm_bytes, "only the arm64 image travelled");
 }
+
+#[test]
+fn deliver_goes_on_with_another_node_when_the_leader_is_killed_mid_delivery() {
+    let Some(t) = tools() else { return };
+    let up = ReferenceRegistry::start(&t.registry);
+    let upstream = up.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    let img = oci::image(45, &[16 << 20; 6], "amd64");
+    let reference = format!("{upstream}/team/big:v1");
+    upload(work.path(), &img, &reference, None);
+    let mut nodes = kit::node::cluster(
+        3,
+        &NodeOptions {
+            default_upstream: Some(upstream.clone()),
+            ..Default::default()
+        },
+    );
+    let l = kit::node::leader(&nodes.iter().collect::<Vec<_>>());
+    // The leader first: that is where towerctl starts.
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.sort_by_key(|i| *i != l);
+    let sites: Vec<String> = order.iter().map(|i| nodes[*i].api.to_string()).collect();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_towerctl"))
+        .args(["deliver", "--site", &sites.join(",")])
+        .args(["--insecure-registry", &upstream, &reference])
+        .env("HOME", "/nonexistent")
+        .env_remove("DOCKER_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed once a first blob has reached it, with the others on their way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while kit::node::status(&nodes[l]).map_or(0, |s| s.blob_bytes_received) < 16 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no bytes reached the leader"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    nodes[l].kill9();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "towerctl failed: {stderr}");
+    assert!(
+        stderr.contains("going on with another node"),
+        "the delivery ended before the kill: {stderr}"
+    );
+    // Everything it was told was stored is on both survivors.
+    for (i, n) in nodes.iter().enumerate() {
+        if i == l {
+            continue;
+        }
+        let r = request(n.addr, "GET", "/v2/team/big/manifests/v1", &[], b"");
+        assert_eq!((r.status, digest(&r.body)), (200, img.digest.clone()));
+        for b in img.blobs() {
+            let path = format!("/v2/team/big/blobs/{}", b.digest);
+            let r = request(n.addr, "GET", &path, &[], b"");
+            assert_eq!(
+                (r.status, digest(&r.body)),
+                (200, b.digest.clone()),
+                "{path} on {}",
+                n.addr
+            );
+        }
+    }
+}

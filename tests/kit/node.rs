@@ -266,3 +266,45 @@ pub fn cluster(n: u64, opts: &NodeOptions) -> Vec<Node> {
         })
         .collect()
 }
+
+/// The node's status over gRPC, if it answers.
+pub fn status(node: &Node) -> Option<site_api::pb::StatusResponse> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = site_api::pb::site_client::SiteClient::connect(format!("http://{}", node.api))
+            .await
+            .ok()?;
+        c.status(site_api::pb::StatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    })
+}
+
+/// Waits (bounded) until every node of `nodes` names the same leader among them; returns
+/// its index in `nodes`.
+pub fn leader(nodes: &[&Node]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: Vec<u64> = nodes
+            .iter()
+            .map(|n| status(n).map_or(0, |s| s.leader_id))
+            .collect();
+        if seen[0] != 0 && seen.iter().all(|l| *l == seen[0]) {
+            if let Some(i) = nodes
+                .iter()
+                .position(|n| status(n).map(|s| s.node_id) == Some(seen[0]))
+            {
+                return i;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader within 20 s: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

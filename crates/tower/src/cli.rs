@@ -18,9 +18,18 @@ pub struct Cli {
 /// The site to talk to.
 #[derive(Debug, Clone, Args)]
 pub struct SiteArg {
-    /// The site's gRPC address (`[api] listen` of any of its nodes), plain HTTP/2.
-    #[arg(long, env = "TOWERCTL_SITE", value_name = "HOST:PORT", value_parser = parse_site)]
-    pub site: String,
+    /// The site's gRPC address (`[api] listen` of any of its nodes), plain HTTP/2. Give
+    /// several nodes of the site (repeated, or separated by commas) and towerctl goes on
+    /// with the next one when a node becomes unreachable.
+    #[arg(
+        long,
+        env = "TOWERCTL_SITE",
+        value_name = "HOST:PORT",
+        value_parser = parse_site,
+        value_delimiter = ',',
+        required = true
+    )]
+    pub site: Vec<String>,
 }
 
 /// The subcommands.
@@ -280,7 +289,14 @@ mod tests {
         let Command::Deliver(d) = cli.command else {
             panic!("not deliver")
         };
-        assert_eq!(d.site.site, "h:1");
+        assert_eq!(d.site.site, ["h:1"]);
+        // Several nodes of the site: repeated or comma-separated.
+        let cli = Cli::try_parse_from(["towerctl", "status", "--site", "h:1,h:2", "--site", "h:3"])
+            .unwrap();
+        let Command::Status { site } = cli.command else {
+            panic!("not status")
+        };
+        assert_eq!(site.site, ["h:1", "h:2", "h:3"]);
         assert_eq!(d.insecure_registries, ["127.0.0.1:5001", "reg.local"]);
         assert_eq!(d.platform.unwrap().to_string(), "linux/arm/v7");
         assert_eq!(d.images.len(), 2);

@@ -11,7 +11,6 @@ use crate::site::{self, Client};
 use crate::transfer::{send_blob, Blob};
 use crate::upstream::{self, Upstream};
 use futures_util::StreamExt;
-use oci_client::secrets::RegistryAuth;
 use site_api::pb::{BlobRef, FindMissingBlobsRequest, PutManifestRequest};
 use site_core::Digest;
 use std::path::Path;
@@ -29,9 +28,11 @@ pub struct Options<'a> {
     pub platform: Option<&'a Platform>,
 }
 
-/// Delivers each image in turn; stops at the first failure.
+/// Delivers each image in turn; stops at the first failure. Each image is resolved
+/// once, then sent to a node of the site, and to the next of `sites` if that node
+/// becomes unreachable.
 pub async fn deliver(
-    site: &Client,
+    sites: &[String],
     images: &[ImageArg],
     options: &Options<'_>,
 ) -> Result<(), Error> {
@@ -40,26 +41,29 @@ pub async fn deliver(
     for image in images {
         let credentials = config.credentials_for(image.reference.repository.host())?;
         let auth = upstream::registry_auth(credentials);
-        deliver_one(site, &up, &auth, image, options.platform).await?;
+        let resolved = resolve(&up, &auth, &image.reference, options.platform).await?;
+        line(format_args!(
+            "{} -> {}@{}",
+            image.text, image.reference.repository, resolved.digest
+        ))?;
+        let (up, resolved) = (&up, &resolved);
+        site::with_failover(sites, |site| async move {
+            send_image(&site, up, image, resolved).await
+        })
+        .await?;
     }
     Ok(())
 }
 
-async fn deliver_one(
+/// Sends the blobs of a resolved image that the site lacks, then its manifests.
+async fn send_image(
     site: &Client,
     up: &Upstream,
-    auth: &RegistryAuth,
     image: &ImageArg,
-    platform: Option<&Platform>,
+    resolved: &Resolved,
 ) -> Result<(), Error> {
     let reference = &image.reference;
     let repository = reference.repository.to_string();
-    let resolved = resolve(up, auth, reference, platform).await?;
-    line(format_args!(
-        "{} -> {repository}@{}",
-        image.text, resolved.digest
-    ))?;
-
     let blobs: Vec<BlobRef> = resolved
         .blobs
         .iter()
@@ -78,7 +82,7 @@ async fn deliver_one(
     })
     .await?
     .missing;
-    let missing = our_descriptors(&resolved, &missing)?;
+    let missing = our_descriptors(resolved, &missing)?;
     let skipped = resolved.blobs.len() - missing.len();
     let total: u64 = missing.iter().map(|(_, size)| size).sum();
 

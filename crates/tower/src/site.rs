@@ -34,6 +34,51 @@ pub async fn connect(site: &str) -> Result<Client, Error> {
     Ok(SiteClient::new(channel).max_decoding_message_size(MAX_DECODING))
 }
 
+/// Connects to the first of `sites` (nodes of one site) that answers.
+pub async fn connect_any(sites: &[String]) -> Result<Client, Error> {
+    let mut last = None;
+    for site in sites {
+        match connect(site).await {
+            Ok(c) => return Ok(c),
+            Err(e @ Error::SiteUnreachable(_)) => {
+                if sites.len() > 1 {
+                    eprintln!("towerctl: {e}; trying another node");
+                }
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Usage("no --site given".into())))
+}
+
+/// Runs `work` against a node of the site; when the node becomes unreachable (its calls
+/// already retried), runs it again against the next of `sites`, twice round the list at
+/// most. `work` must be safe to repeat: a delivery is (the site reports what it holds).
+pub async fn with_failover<T, F, Fut>(sites: &[String], mut work: F) -> Result<T, Error>
+where
+    F: FnMut(Client) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut last = None;
+    for (i, site) in sites.iter().cycle().take(2 * sites.len()).enumerate() {
+        let outcome = match connect(site).await {
+            Ok(client) => work(client).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Err(e @ Error::SiteUnreachable(_)) if sites.len() > 1 => {
+                if i + 1 < 2 * sites.len() {
+                    eprintln!("towerctl: {e}; going on with another node");
+                }
+                last = Some(e);
+            }
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Usage("no --site given".into())))
+}
+
 /// Whether a status means the link broke (or the node is restarting) rather than that the
 /// site refused: worth a retry. tonic gives the statuses it builds from a transport error
 /// (connection reset, h2 error, timeout) a source; statuses the site sent never have one.

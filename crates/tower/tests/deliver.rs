@@ -80,7 +80,7 @@ async fn deliver(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = DeliverArgs {
         site: SiteArg {
-            site: site.to_owned(),
+            site: vec![site.to_owned()],
         },
         auth_file: Some(auth),
         insecure_registries: vec![upstream.to_owned()],
@@ -205,7 +205,7 @@ async fn credentials_go_to_the_upstream_only() {
 #[tokio::test]
 async fn site_refusals_are_exit_9() {
     let (_reg, _up, _site, addr) = setup(1 << 30).await;
-    let site = SiteArg { site: addr };
+    let site = SiteArg { site: vec![addr] };
     let err = site_tower::run(Command::Unschedule {
         site: site.clone(),
         app: "web".into(),
