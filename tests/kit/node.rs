@@ -31,6 +31,8 @@ pub struct NodeOptions {
     pub cluster: Option<(SocketAddr, Vec<(u64, SocketAddr)>)>,
     /// `[cluster] join`: joins a running site.
     pub join: bool,
+    /// Where its temporary directory is made (default: the system's temp directory).
+    pub dir_in: Option<PathBuf>,
 }
 
 impl NodeOptions {
@@ -56,7 +58,11 @@ pub struct Node {
 
 impl Node {
     pub fn start(opts: NodeOptions) -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = match &opts.dir_in {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        }
+        .expect("temp dir");
         let mut config = format!(
             "[node]\nid = {}\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n",
             opts.id.unwrap_or(1),
@@ -253,6 +259,12 @@ pub fn free_addr() -> SocketAddr {
 
 /// `n` nodes forming one site (ids 1..=n), each started with `opts` and its `[cluster]`.
 pub fn cluster(n: u64, opts: &NodeOptions) -> Vec<Node> {
+    cluster_with(n, |_| opts.clone())
+}
+
+/// `n` nodes forming one site (ids 1..=n), node `id` started with `opts(id)` and its
+/// `[cluster]`.
+pub fn cluster_with(n: u64, opts: impl Fn(u64) -> NodeOptions) -> Vec<Node> {
     let addrs: Vec<(u64, SocketAddr)> = (1..=n).map(|id| (id, free_addr())).collect();
     addrs
         .iter()
@@ -261,7 +273,7 @@ pub fn cluster(n: u64, opts: &NodeOptions) -> Vec<Node> {
             Node::start(NodeOptions {
                 id: Some(id),
                 cluster: Some((listen, peers)),
-                ..opts.clone()
+                ..opts(id)
             })
         })
         .collect()

@@ -2,9 +2,10 @@
 //! `AddBlob` entry that records a blob does.
 //!
 //! - **Before a new blob is recorded**, the node that received it has a majority of the
-//!   voters hold it ([`Store::hold_on_majority`]): each peer is asked to hold it, fetches
-//!   it from this node, verifies its digest, fsyncs and installs it, and only then
-//!   answers. So a committed blob survives the loss of any minority of nodes.
+//!   voters hold it ([`Store::hold_on_majority`]): as many peers as that needs are asked
+//!   to hold it; each fetches it from this node, verifies its digest, fsyncs and installs
+//!   it, and only then answers. So a committed blob survives the loss of any minority of
+//!   nodes.
 //! - **A committed blob a node lacks** (the node was down, its disk was wiped, it is new,
 //!   or it was not among the first majority) is in the node's missing set; a background
 //!   task ([`Store::run_replication`]) fetches each from a peer until none is missing.
@@ -118,26 +119,31 @@ impl Store {
     }
 
     /// Has a majority of the voters (this node, which holds the file, included) hold blob
-    /// `d`: returns once enough peers have a verified, durable copy.
+    /// `d`: returns once enough peers have a verified, durable copy. Only as many peers as
+    /// a majority needs are asked at once (another is asked when one fails); the others
+    /// fetch the blob in the background once it is recorded, so they do not slow down the
+    /// acknowledgement.
     pub(crate) async fn hold_on_majority(&self, d: &Digest, size: u64) -> Result<()> {
-        let voters = self.raft_status().voters;
+        let status = self.raft_status();
         let cluster = self.cluster()?;
-        let peers: Vec<u64> = voters
+        let needed = status.voters.len() / 2;
+        if needed == 0 {
+            return Ok(());
+        }
+        // The leader first: it answers for the group and is the likeliest to be up.
+        let mut peers: Vec<u64> = status
+            .voters
             .iter()
             .copied()
             .filter(|v| *v != cluster.id)
             .collect();
-        let needed = voters.len() / 2;
-        if needed == 0 {
-            return Ok(());
-        }
-        let mut calls: FuturesUnordered<_> = peers
-            .iter()
-            .map(|&p| {
-                let call = cluster.transport.hold(p, d.clone(), size, cluster.id);
-                async move { (p, call.await) }
-            })
-            .collect();
+        peers.sort_by_key(|p| *p != status.leader);
+        let mut waiting = peers.into_iter();
+        let ask = |p: u64| {
+            let call = cluster.transport.hold(p, d.clone(), size, cluster.id);
+            async move { (p, call.await) }
+        };
+        let mut calls: FuturesUnordered<_> = waiting.by_ref().take(needed).map(ask).collect();
         let mut held = 0;
         let mut errors = Vec::new();
         while let Some((peer, answer)) = calls.next().await {
@@ -145,20 +151,22 @@ impl Store {
                 Ok(()) => {
                     held += 1;
                     if held == needed {
-                        // The others go on fetching on their own.
                         return Ok(());
                     }
                 }
                 Err(e) => {
                     tracing::warn!(blob = %d, peer, error = %e, "peer could not hold the blob");
                     errors.push(format!("node {peer}: {e}"));
+                    if let Some(next) = waiting.next() {
+                        calls.push(ask(next));
+                    }
                 }
             }
         }
         Err(StoreError::Unavailable(format!(
             "blob {d} is durable on {} of {} nodes, a majority needs {} ({})",
             held + 1,
-            voters.len(),
+            status.voters.len(),
             needed + 1,
             errors.join("; ")
         )))

@@ -1,0 +1,200 @@
+//! Cluster benchmark, in one run:
+//!
+//! - `towerctl deliver` of a 1 GiB image (4 layers of 256 MiB) from Debian's
+//!   `docker-registry` to a 1-node site and to a 3-node site (acknowledged: each blob
+//!   durable on a majority, each entry committed), the ratio of the two, and the time
+//!   until the third node holds every blob too;
+//! - the same 3-node delivery with the two nodes that copy the blobs keeping their data on
+//!   tmpfs: a stand-in for separate machines, where the copies do not share one disk;
+//! - `kill -9` of a 3-node site's leader: time until a write (a tag) sent to one of the
+//!   survivors is accepted, three rounds (the killed node restarts and catches up between
+//!   rounds).
+//!
+//! All processes share this machine's cores and one disk: a 3-node site here writes and
+//! hashes every byte three times where separate machines would do it in parallel.
+//!
+//! Run: `cargo bench --bench cluster` (needs `docker-registry`).
+
+#[path = "../tests/kit/mod.rs"]
+mod kit;
+
+use kit::node::{leader, status};
+use kit::oci::{self, push_blob_two_step, OCI_MANIFEST};
+use kit::upstream::ReferenceRegistry;
+use kit::{Node, NodeOptions};
+use site_api::pb;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+const LAYER: usize = 256 * MIB;
+
+fn upload(addr: SocketAddr, repo: &str, image: &oci::Image) {
+    for b in image.blobs() {
+        assert_eq!(push_blob_two_step(addr, repo, &b.data, None).status, 201);
+    }
+    let r = kit::request(
+        addr,
+        "PUT",
+        &format!("/v2/{repo}/manifests/v1"),
+        &[("Content-Type", OCI_MANIFEST)],
+        &image.manifest,
+    );
+    assert_eq!(r.status, 201);
+}
+
+/// Seconds `towerctl deliver` takes to deliver `image` to `sites`.
+fn deliver(sites: &[SocketAddr], upstream: &str, image: &str) -> f64 {
+    let sites: Vec<String> = sites.iter().map(ToString::to_string).collect();
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_towerctl"))
+        .args(["deliver", "--site", &sites.join(",")])
+        .args(["--insecure-registry", upstream])
+        .arg(format!("{upstream}/{image}"))
+        .env("HOME", "/nonexistent")
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .expect("run towerctl");
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "towerctl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
+}
+
+/// Waits (bounded) until no node of `nodes` lacks a committed blob.
+fn all_replicated(nodes: &[&Node]) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while nodes
+        .iter()
+        .any(|n| status(n).is_none_or(|s| s.blobs_missing > 0 || s.blobs == 0))
+    {
+        assert!(Instant::now() < deadline, "replication did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends a tag to `api` until the site accepts it; returns when it did.
+fn first_accepted_write(api: SocketAddr, repo: &str, digest: &str, tag: &str) -> Instant {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    rt.block_on(async {
+        let mut c = kit::grpc::connect(api).await;
+        loop {
+            let r = c
+                .tag(pb::TagRequest {
+                    repository: repo.into(),
+                    digest: digest.into(),
+                    tag: tag.into(),
+                })
+                .await;
+            match r {
+                Ok(_) => return Instant::now(),
+                Err(s) if s.code() == tonic::Code::Unavailable => {}
+                Err(s) => panic!("tag refused: {s:?}"),
+            }
+            assert!(Instant::now() < deadline, "no write accepted within 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let Some(reference) = kit::tools::require("docker-registry") else {
+        return;
+    };
+    let upstream = ReferenceRegistry::start(&reference);
+    let up = upstream.addr.to_string();
+    let opts = NodeOptions {
+        default_upstream: Some(up.clone()),
+        ..Default::default()
+    };
+
+    eprintln!("preparing a 1 GiB image in docker-registry...");
+    let image = oci::image(61, &[LAYER; 4], "amd64");
+    upload(upstream.addr, "bench/big", &image);
+    let bytes: u64 = image.blobs().map(|b| b.data.len() as u64).sum();
+
+    eprintln!("1-node site...");
+    let single = Node::start(opts.clone());
+    let one = deliver(&[single.api], &up, "bench/big:v1");
+    drop(single);
+
+    eprintln!("3-node site...");
+    let mut nodes = kit::node::cluster(3, &opts);
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.sort_by_key(|i| *i != l);
+    let apis: Vec<SocketAddr> = order.iter().map(|i| nodes[*i].api).collect();
+    let start = Instant::now();
+    let three = deliver(&apis, &up, "bench/big:v1");
+    all_replicated(&nodes.iter().collect::<Vec<_>>());
+    let everywhere = start.elapsed().as_secs_f64();
+
+    eprintln!("3-node site, the other two nodes' data on tmpfs...");
+    let apart = kit::node::cluster_with(3, |id| NodeOptions {
+        dir_in: (id != 1).then(|| "/dev/shm".into()),
+        ..opts.clone()
+    });
+    let apis: Vec<SocketAddr> = apart.iter().map(|n| n.api).collect();
+    let start = Instant::now();
+    let three_apart = deliver(&apis, &up, "bench/big:v1");
+    all_replicated(&apart.iter().collect::<Vec<_>>());
+    let everywhere_apart = start.elapsed().as_secs_f64();
+    drop(apart);
+
+    eprintln!("leader kills...");
+    let mut failovers = Vec::new();
+    for round in 0..3 {
+        let l = leader(&nodes.iter().collect::<Vec<_>>());
+        let survivor = nodes[(l + 1) % nodes.len()].api;
+        nodes[l].kill9();
+        let killed = Instant::now();
+        let accepted = first_accepted_write(
+            survivor,
+            "bench/big",
+            &image.digest,
+            &format!("after-kill-{round}"),
+        );
+        failovers.push(accepted.duration_since(killed).as_secs_f64());
+        nodes[l].restart();
+        all_replicated(&nodes.iter().collect::<Vec<_>>());
+    }
+
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    println!("\nDelivery of a 1 GiB image (4 x 256 MiB) with towerctl from docker-registry\n");
+    println!("| site | seconds to acknowledged | MB/s | vs 1 node |");
+    println!("|---|---|---|---|");
+    for (what, secs) in [
+        ("1 node", one),
+        ("3 nodes, one shared disk", three),
+        (
+            "3 nodes, the two that copy on tmpfs (stand-in for disks of their own)",
+            three_apart,
+        ),
+    ] {
+        println!(
+            "| {what} | {secs:.2} | {:.0} | {:.2}x |",
+            bytes as f64 / secs / 1e6,
+            secs / one
+        );
+    }
+    println!(
+        "\nEvery node holding all {gib:.2} GiB: after {everywhere:.2} s on one shared disk, {everywhere_apart:.2} s with tmpfs."
+    );
+    println!("\nLeader killed (kill -9) -> first write accepted by a survivor\n");
+    println!("| round | seconds |");
+    println!("|---|---|");
+    for (i, s) in failovers.iter().enumerate() {
+        println!("| {} | {s:.2} |", i + 1);
+    }
+}
