@@ -40,11 +40,25 @@ impl Site {
     /// Distribution API on `[registry] listen` and the tower's gRPC API on `[api] listen`,
     /// and runs garbage collection on its schedule.
     pub async fn start(config: Config) -> anyhow::Result<SiteHandle> {
-        if config.tls.is_some() {
-            anyhow::bail!(
-                "[tls] is set, but this build serves gRPC without TLS: remove [tls] and keep [api] listen on a trusted network"
-            );
-        }
+        let tls = match &config.tls {
+            Some(t) => {
+                let read = |what: &str, path: &std::path::Path| {
+                    std::fs::read(path)
+                        .map_err(|e| anyhow::anyhow!("[tls] {what} {}: {e}", path.display()))
+                };
+                let node_tls = site_api::tls::NodeTls::from_pem(
+                    &read("cert", &t.cert)?,
+                    &read("key", &t.key)?,
+                    &read("ca", &t.ca)?,
+                );
+                // Refuse to start on unusable certificates rather than fail later.
+                tonic::transport::Server::builder()
+                    .tls_config(node_tls.server.clone())
+                    .map_err(|e| anyhow::anyhow!("[tls]: {}", error_chain(&e)))?;
+                Some(node_tls)
+            }
+            None => None,
+        };
         let store_config = StoreConfig {
             data_dir: config.node.data_dir.clone(),
             max_blob_bytes: config.registry.max_blob_size,
@@ -65,36 +79,37 @@ impl Site {
             .iter()
             .map(|p| (p.id, p.address.clone()))
             .collect();
-        let (raft_settings, transport, cluster_listener): (_, Arc<dyn Transport>, _) =
-            if peers.is_empty() {
-                (RaftSettings::single(id), Arc::new(Alone), None)
-            } else {
-                let listener = tokio::net::TcpListener::bind(config.cluster.listen)
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot listen on {} ([cluster]): {e}",
-                            config.cluster.listen
-                        )
-                    })?;
-                // A joining node founds nothing: it waits for the site to add it.
-                let mut voters: Vec<u64> = Vec::new();
-                if !config.cluster.join {
-                    voters = peers.iter().map(|(p, _)| *p).collect();
-                    voters.push(id);
-                    voters.sort_unstable();
-                }
-                let transport =
-                    PeerTransport::new(id, &peers).map_err(|e| anyhow::anyhow!("[cluster] {e}"))?;
-                (
-                    RaftSettings {
-                        voters,
-                        ..RaftSettings::single(id)
-                    },
-                    Arc::new(transport),
-                    Some(listener),
-                )
-            };
+        let (raft_settings, transport, cluster_listener): (_, Arc<dyn Transport>, _) = if peers
+            .is_empty()
+        {
+            (RaftSettings::single(id), Arc::new(Alone), None)
+        } else {
+            let listener = tokio::net::TcpListener::bind(config.cluster.listen)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on {} ([cluster]): {e}",
+                        config.cluster.listen
+                    )
+                })?;
+            // A joining node founds nothing: it waits for the site to add it.
+            let mut voters: Vec<u64> = Vec::new();
+            if !config.cluster.join {
+                voters = peers.iter().map(|(p, _)| *p).collect();
+                voters.push(id);
+                voters.sort_unstable();
+            }
+            let transport = PeerTransport::new(id, &peers, tls.as_ref().map(|t| t.client.clone()))
+                .map_err(|e| anyhow::anyhow!("[cluster] {e}"))?;
+            (
+                RaftSettings {
+                    voters,
+                    ..RaftSettings::single(id)
+                },
+                Arc::new(transport),
+                Some(listener),
+            )
+        };
         let (store, raft) = Store::start(store_config, raft_settings, transport, raft_rx)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the store in {data_dir}: {e}"))?;
@@ -106,6 +121,7 @@ impl Site {
             tokio::spawn(site_api::serve_peers(
                 l,
                 PeerService::new(store.clone()),
+                tls.as_ref().map(|t| t.server.clone()),
                 // Peers keep being answered until the driver stops.
                 raft_stop.subscribe(),
             ))
@@ -167,6 +183,7 @@ impl Site {
             api_listener,
             service,
             max_message,
+            tls.as_ref().map(|t| t.server.clone()),
             rx.clone(),
         ));
         let gc = tokio::spawn(collector.run_periodic(rx));
@@ -175,6 +192,7 @@ impl Site {
             api = %api_addr,
             cluster = ?cluster_addr,
             push = config.registry.push.enabled,
+            grpc_tls = tls.is_some(),
             node = config.node.id,
             "registry listening"
         );
@@ -224,4 +242,16 @@ impl SiteHandle {
         tracing::info!("registry stopped");
         Ok(())
     }
+}
+
+/// An error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

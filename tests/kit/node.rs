@@ -33,6 +33,8 @@ pub struct NodeOptions {
     pub join: bool,
     /// Where its temporary directory is made (default: the system's temp directory).
     pub dir_in: Option<PathBuf>,
+    /// `[tls]`: the node's certificate and key, and the site CA.
+    pub tls: Option<(super::tls::Pair, PathBuf)>,
 }
 
 impl NodeOptions {
@@ -99,6 +101,14 @@ impl Node {
         }
         if let Some(c) = opts.capacity {
             config.push_str(&format!("capacity = {c}\n"));
+        }
+        if let Some((pair, ca)) = &opts.tls {
+            config.push_str(&format!(
+                "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+                pair.cert.display(),
+                pair.key.display(),
+                ca.display()
+            ));
         }
         if opts.push {
             config.push_str(&format!(

@@ -10,6 +10,7 @@ mod convert;
 pub mod peer;
 pub mod service;
 pub mod status;
+pub mod tls;
 
 pub use collector::{Collector, GcConfig};
 pub use service::SiteService;
@@ -33,33 +34,38 @@ pub const STREAM_WINDOW: u32 = 8 << 20;
 /// HTTP/2 receive window of one connection.
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
 
-/// Serves `service` on `listener` until `shutdown` turns true, then finishes the calls in
-/// flight (event streams end at once).
+/// Serves `service` on `listener` (over mTLS when `tls` is given) until `shutdown` turns
+/// true, then finishes the calls in flight (event streams end at once).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: SiteService,
     max_message: usize,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let service = pb::site_server::SiteServer::new(service).max_decoding_message_size(max_message);
-    serve_one(listener, service, shutdown).await
+    serve_one(listener, service, tls, shutdown).await
 }
 
-/// Serves the peer service on `listener` (`[cluster] listen`) until `shutdown` turns true.
+/// Serves the peer service on `listener` (`[cluster] listen`, over mTLS when `tls` is
+/// given) until `shutdown` turns true.
 pub async fn serve_peers(
     listener: tokio::net::TcpListener,
     service: peer::PeerService,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let service =
         peer_pb::peer_server::PeerServer::new(service).max_decoding_message_size(64 << 20);
-    serve_one(listener, service, shutdown).await
+    serve_one(listener, service, tls, shutdown).await
 }
 
-/// One gRPC server of a node: TCP_NODELAY, large HTTP/2 windows, graceful shutdown.
+/// One gRPC server of a node: TCP_NODELAY, large HTTP/2 windows, mTLS when configured,
+/// graceful shutdown.
 async fn serve_one<S>(
     listener: tokio::net::TcpListener,
     service: S,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -75,7 +81,11 @@ where
     S::Future: Send + 'static,
 {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         // Blob streams are bulk transfers: HTTP/2's default 64 KiB windows would stall the
         // sender once per window on every round trip.
         .initial_stream_window_size(Some(STREAM_WINDOW))

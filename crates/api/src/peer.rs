@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::RwLock;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
 /// Batches queued towards one peer before new ones are dropped (Raft resends).
@@ -121,9 +121,22 @@ struct Link {
 impl Link {
     /// Connections (made lazily) from node `from` to node `to` at `address`; spawns the
     /// raft pump on the current runtime.
-    fn new(from: u64, to: u64, address: &str) -> Result<Link, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("peer {to} address {address:?}: {e}"))?
+    fn new(
+        from: u64,
+        to: u64,
+        address: &str,
+        tls: Option<&ClientTlsConfig>,
+    ) -> Result<Link, String> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+            .map_err(|e| format!("peer {to} address {address:?}: {e}"))?;
+        if let Some(tls) = tls {
+            let tls = tls.clone().domain_name(crate::tls::host_of(address));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("peer {to}: TLS: {e}"))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(crate::STREAM_WINDOW))
@@ -146,19 +159,26 @@ impl Link {
 /// blob streams on connections of their own.
 pub struct PeerTransport {
     from: u64,
+    tls: Option<ClientTlsConfig>,
     links: RwLock<HashMap<u64, Link>>,
 }
 
 impl PeerTransport {
-    /// A transport to `peers` (id → `HOST:PORT` of their `[cluster] listen`); `from` is this
-    /// node's id. Spawns one sender task per peer on the current runtime.
-    pub fn new(from: u64, peers: &[(u64, String)]) -> Result<PeerTransport, String> {
+    /// A transport to `peers` (id → `HOST:PORT` of their `[cluster] listen`), over mTLS
+    /// when `tls` is given; `from` is this node's id. Spawns one sender task per peer on
+    /// the current runtime.
+    pub fn new(
+        from: u64,
+        peers: &[(u64, String)],
+        tls: Option<ClientTlsConfig>,
+    ) -> Result<PeerTransport, String> {
         let mut links = HashMap::new();
         for (id, address) in peers {
-            links.insert(*id, Link::new(from, *id, address)?);
+            links.insert(*id, Link::new(from, *id, address, tls.as_ref())?);
         }
         Ok(PeerTransport {
             from,
+            tls,
             links: RwLock::new(links),
         })
     }
@@ -242,7 +262,7 @@ impl Transport for PeerTransport {
         let mut links = self.links.write().expect("peer links");
         match address {
             Some(a) if links.get(&id).is_some_and(|l| l.address == a) => {}
-            Some(a) => match Link::new(self.from, id, a) {
+            Some(a) => match Link::new(self.from, id, a, self.tls.as_ref()) {
                 Ok(link) => {
                     tracing::info!(peer = id, address = a, "peer address set");
                     links.insert(id, link);

@@ -30,6 +30,38 @@ pub struct SiteArg {
         required = true
     )]
     pub site: Vec<String>,
+    /// The site CA (PEM): talk TLS to the site, verifying its nodes against this CA.
+    #[arg(long, env = "TOWERCTL_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) to present to the site (a site with `[tls]` requires one
+    /// signed by its CA).
+    #[arg(
+        long,
+        env = "TOWERCTL_TLS_CERT",
+        value_name = "FILE",
+        requires_all = ["tls_key", "tls_ca"]
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    #[arg(
+        long,
+        env = "TOWERCTL_TLS_KEY",
+        value_name = "FILE",
+        requires_all = ["tls_cert", "tls_ca"]
+    )]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl SiteArg {
+    /// Nodes of a site spoken to in plain HTTP/2.
+    pub fn plain(sites: Vec<String>) -> SiteArg {
+        SiteArg {
+            site: sites,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 /// The subcommands.

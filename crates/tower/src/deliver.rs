@@ -1,7 +1,7 @@
 //! `towerctl deliver`: resolve at the upstream, send what the site lacks, put manifests.
 
 use crate::auth;
-use crate::cli::ImageArg;
+use crate::cli::{ImageArg, SiteArg};
 use crate::exit::Error;
 use crate::output::{human_bytes, line};
 use crate::platform::Platform;
@@ -32,7 +32,7 @@ pub struct Options<'a> {
 /// once, then sent to a node of the site, and to the next of `sites` if that node
 /// becomes unreachable.
 pub async fn deliver(
-    sites: &[String],
+    sites: &SiteArg,
     images: &[ImageArg],
     options: &Options<'_>,
 ) -> Result<(), Error> {

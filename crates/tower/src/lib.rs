@@ -66,19 +66,19 @@ pub async fn run(command: Command) -> Result<(), Error> {
                 insecure_registries: &args.insecure_registries,
                 platform: args.platform.as_ref(),
             };
-            deliver::deliver(&args.site.site, &args.images, &options).await
+            deliver::deliver(&args.site, &args.images, &options).await
         }
         Command::Schedule { site, app, images } => {
-            commands::schedule(&site::connect_any(&site.site).await?, &app, &images).await
+            commands::schedule(&site::connect_any(&site).await?, &app, &images).await
         }
         Command::Unschedule { site, app } => {
-            commands::unschedule(&site::connect_any(&site.site).await?, &app).await
+            commands::unschedule(&site::connect_any(&site).await?, &app).await
         }
         Command::Pin { site, image } => {
-            commands::pin(&site::connect_any(&site.site).await?, &image, true).await
+            commands::pin(&site::connect_any(&site).await?, &image, true).await
         }
         Command::Unpin { site, image } => {
-            commands::pin(&site::connect_any(&site.site).await?, &image, false).await
+            commands::pin(&site::connect_any(&site).await?, &image, false).await
         }
         Command::Images {
             site,
@@ -91,19 +91,19 @@ pub async fn run(command: Command) -> Result<(), Error> {
                 application: app.unwrap_or_default(),
                 annotation: annotation.unwrap_or_default(),
             };
-            commands::images(&site::connect_any(&site.site).await?, request).await
+            commands::images(&site::connect_any(&site).await?, request).await
         }
-        Command::Apps { site } => commands::apps(&site::connect_any(&site.site).await?).await,
-        Command::Status { site } => commands::status(&site::connect_any(&site.site).await?).await,
-        Command::Events { site } => commands::events(&site::connect_any(&site.site).await?).await,
+        Command::Apps { site } => commands::apps(&site::connect_any(&site).await?).await,
+        Command::Status { site } => commands::status(&site::connect_any(&site).await?).await,
+        Command::Events { site } => commands::events(&site::connect_any(&site).await?).await,
         Command::Node {
             action: NodeAction::Add { site, id, address },
-        } => commands::add_node(&site::connect_any(&site.site).await?, id, &address).await,
+        } => commands::add_node(&site::connect_any(&site).await?, id, &address).await,
         Command::Node {
             action: NodeAction::Remove { site, id },
-        } => commands::remove_node(&site::connect_any(&site.site).await?, id).await,
+        } => commands::remove_node(&site::connect_any(&site).await?, id).await,
         Command::Gc { site, dry_run } => {
-            commands::gc(&site::connect_any(&site.site).await?, dry_run).await
+            commands::gc(&site::connect_any(&site).await?, dry_run).await
         }
     }
 }

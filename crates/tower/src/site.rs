@@ -1,10 +1,11 @@
 //! The site's gRPC API (proto/site.proto): connection, retries, error classification.
 
+use crate::cli::SiteArg;
 use crate::exit::{chain, chain_from, one_line, Error};
 use site_api::pb::site_client::SiteClient;
 use std::future::Future;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 /// A client of one site node.
@@ -18,10 +19,37 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Largest message accepted from the site (image lists of big sites).
 const MAX_DECODING: usize = 64 << 20;
 
-/// Connects to `HOST:PORT` over plain HTTP/2; failure is [`Error::SiteUnreachable`].
-pub async fn connect(site: &str) -> Result<Client, Error> {
-    let endpoint = Endpoint::from_shared(format!("http://{site}"))
-        .map_err(|e| Error::Usage(format!("--site {site:?}: {e}")))?
+/// The TLS settings `--tls-ca`, `--tls-cert` and `--tls-key` give, if any.
+pub fn tls(arg: &SiteArg) -> Result<Option<ClientTlsConfig>, Error> {
+    let Some(ca) = &arg.tls_ca else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| Error::Usage(format!("{flag} {}: {e}", path.display())))
+    };
+    let mut config =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--tls-ca", ca)?));
+    if let (Some(cert), Some(key)) = (&arg.tls_cert, &arg.tls_key) {
+        config = config.identity(Identity::from_pem(
+            read("--tls-cert", cert)?,
+            read("--tls-key", key)?,
+        ));
+    }
+    Ok(Some(config))
+}
+
+/// Connects to `HOST:PORT` over HTTP/2, with TLS when `tls` is given; failure to reach it
+/// (or a failed TLS handshake) is [`Error::SiteUnreachable`].
+pub async fn connect(site: &str, tls: Option<&ClientTlsConfig>) -> Result<Client, Error> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{site}"))
+        .map_err(|e| Error::Usage(format!("--site {site:?}: {e}")))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| Error::Usage(format!("TLS settings: {}", chain(&e))))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(10))
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -34,11 +62,12 @@ pub async fn connect(site: &str) -> Result<Client, Error> {
     Ok(SiteClient::new(channel).max_decoding_message_size(MAX_DECODING))
 }
 
-/// Connects to the first of `sites` (nodes of one site) that answers.
-pub async fn connect_any(sites: &[String]) -> Result<Client, Error> {
+/// Connects to the first of the nodes `arg` names that answers.
+pub async fn connect_any(arg: &SiteArg) -> Result<Client, Error> {
+    let (sites, tls) = (&arg.site, tls(arg)?);
     let mut last = None;
     for site in sites {
-        match connect(site).await {
+        match connect(site, tls.as_ref()).await {
             Ok(c) => return Ok(c),
             Err(e @ Error::SiteUnreachable(_)) => {
                 if sites.len() > 1 {
@@ -53,16 +82,17 @@ pub async fn connect_any(sites: &[String]) -> Result<Client, Error> {
 }
 
 /// Runs `work` against a node of the site; when the node becomes unreachable (its calls
-/// already retried), runs it again against the next of `sites`, twice round the list at
+/// already retried), runs it again against the next node `arg` names, twice round the list at
 /// most. `work` must be safe to repeat: a delivery is (the site reports what it holds).
-pub async fn with_failover<T, F, Fut>(sites: &[String], mut work: F) -> Result<T, Error>
+pub async fn with_failover<T, F, Fut>(arg: &SiteArg, mut work: F) -> Result<T, Error>
 where
     F: FnMut(Client) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
+    let (sites, tls) = (&arg.site, tls(arg)?);
     let mut last = None;
     for (i, site) in sites.iter().cycle().take(2 * sites.len()).enumerate() {
-        let outcome = match connect(site).await {
+        let outcome = match connect(site, tls.as_ref()).await {
             Ok(client) => work(client).await,
             Err(e) => Err(e),
         };

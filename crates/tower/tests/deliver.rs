@@ -79,9 +79,7 @@ async fn deliver(
 ) -> Result<(), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = DeliverArgs {
-        site: SiteArg {
-            site: vec![site.to_owned()],
-        },
+        site: SiteArg::plain(vec![site.to_owned()]),
         auth_file: Some(auth),
         insecure_registries: vec![upstream.to_owned()],
         platform: platform.map(|p| p.parse().unwrap()),
@@ -205,7 +203,7 @@ async fn credentials_go_to_the_upstream_only() {
 #[tokio::test]
 async fn site_refusals_are_exit_9() {
     let (_reg, _up, _site, addr) = setup(1 << 30).await;
-    let site = SiteArg { site: vec![addr] };
+    let site = SiteArg::plain(vec![addr]);
     let err = site_tower::run(Command::Unschedule {
         site: site.clone(),
         app: "web".into(),
