@@ -166,6 +166,9 @@ pub struct ClusterSection {
     /// `true`: this node joins a running site (added with `towerctl node add`) instead of
     /// founding one with its peers; `peers` are the nodes it first reaches.
     pub join: bool,
+    /// Log entries applied between snapshots of the state; the log is compacted behind
+    /// each snapshot, and a node further behind is sent the snapshot.
+    pub snapshot_entries: u64,
 }
 
 impl Default for ClusterSection {
@@ -174,6 +177,7 @@ impl Default for ClusterSection {
             listen: ([127, 0, 0, 1], 50061).into(),
             peers: Vec::new(),
             join: false,
+            snapshot_entries: 1000,
         }
     }
 }
@@ -288,6 +292,9 @@ impl Config {
             return invalid("[node] id must be > 0");
         }
         let c = &self.cluster;
+        if c.snapshot_entries == 0 {
+            return invalid("[cluster] snapshot_entries must be > 0");
+        }
         if c.join && c.peers.is_empty() {
             return invalid("[cluster] join needs the peers of the site it joins");
         }
@@ -421,5 +428,22 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("pw\""));
+    }
+
+    #[test]
+    fn cluster_keys() {
+        let c = Config::parse("").unwrap();
+        assert!(!c.cluster.join && c.cluster.peers.is_empty());
+        assert_eq!(c.cluster.snapshot_entries, 1000);
+        let two = "[cluster]\npeers = [{ id = 2, address = \"10.0.0.2:50061\" }]\n";
+        let c = Config::parse(&format!("{two}join = true\nsnapshot_entries = 50")).unwrap();
+        assert!(c.cluster.join);
+        assert_eq!(c.cluster.snapshot_entries, 50);
+        // Joining needs somebody to join; peers are others; snapshots need entries.
+        assert!(Config::parse("[cluster]\njoin = true").is_err());
+        assert!(Config::parse(&format!("{two}snapshot_entries = 0")).is_err());
+        assert!(
+            Config::parse("[cluster]\npeers = [{ id = 1, address = \"10.0.0.1:50061\" }]").is_err()
+        );
     }
 }

@@ -79,10 +79,14 @@ impl Site {
             .iter()
             .map(|p| (p.id, p.address.clone()))
             .collect();
+        let base = RaftSettings {
+            snapshot_every: config.cluster.snapshot_entries,
+            ..RaftSettings::single(id)
+        };
         let (raft_settings, transport, cluster_listener): (_, Arc<dyn Transport>, _) = if peers
             .is_empty()
         {
-            (RaftSettings::single(id), Arc::new(Alone), None)
+            (base, Arc::new(Alone), None)
         } else {
             let listener = tokio::net::TcpListener::bind(config.cluster.listen)
                 .await
@@ -102,10 +106,7 @@ impl Site {
             let transport = PeerTransport::new(id, &peers, tls.as_ref().map(|t| t.client.clone()))
                 .map_err(|e| anyhow::anyhow!("[cluster] {e}"))?;
             (
-                RaftSettings {
-                    voters,
-                    ..RaftSettings::single(id)
-                },
+                RaftSettings { voters, ..base },
                 Arc::new(transport),
                 Some(listener),
             )

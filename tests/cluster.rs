@@ -578,3 +578,42 @@ fn pulls_from_the_other_nodes_never_fail_while_the_leader_is_killed() {
         eprintln!("{pulls} pulls, none failed");
     }
 }
+
+#[test]
+fn a_node_far_behind_is_brought_up_by_the_leaders_snapshot() {
+    let mut nodes = kit::node::cluster(
+        3,
+        &NodeOptions {
+            snapshot_entries: Some(4),
+            ..Default::default()
+        },
+    );
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let behind = (l + 1) % nodes.len();
+    nodes[behind].terminate();
+    // Enough entries that the others compact their logs past all it has.
+    let images: Vec<oci::Image> = (0..3)
+        .map(|i| oci::image(111 + i, &[(40 + i as usize) << 10], "amd64"))
+        .collect();
+    for (i, img) in images.iter().enumerate() {
+        rt().block_on(deliver(nodes[l].api, &format!("team/s{i}"), img, "v1"));
+    }
+    nodes[behind].restart();
+    for (i, img) in images.iter().enumerate() {
+        assert_eq!(
+            served(&nodes[behind], &format!("/v2/team/s{i}/manifests/v1")),
+            img.digest
+        );
+    }
+    let blobs: Vec<String> = images
+        .iter()
+        .flat_map(|i| i.blobs().map(|b| b.digest.clone()))
+        .collect();
+    replicated_everywhere(&nodes, &blobs);
+    assert!(
+        nodes[behind]
+            .log()
+            .contains("state installed from the leader's snapshot"),
+        "caught up without a snapshot"
+    );
+}

@@ -33,6 +33,8 @@ pub struct NodeOptions {
     pub join: bool,
     /// Where its temporary directory is made (default: the system's temp directory).
     pub dir_in: Option<PathBuf>,
+    /// `[cluster] snapshot_entries`.
+    pub snapshot_entries: Option<u64>,
     /// `[tls]`: the node's certificate and key, and the site CA.
     pub tls: Option<(super::tls::Pair, PathBuf)>,
 }
@@ -76,9 +78,10 @@ impl Node {
                 .map(|(id, a)| format!("{{ id = {id}, address = \"{a}\" }}"))
                 .collect();
             config.push_str(&format!(
-                "[cluster]\nlisten = \"{listen}\"\npeers = [{}]\njoin = {}\n\n",
+                "[cluster]\nlisten = \"{listen}\"\npeers = [{}]\njoin = {}\nsnapshot_entries = {}\n\n",
                 peers.join(", "),
-                opts.join
+                opts.join,
+                opts.snapshot_entries.unwrap_or(1000)
             ));
         }
         config.push_str("[registry]\nlisten = \"127.0.0.1:0\"\n");

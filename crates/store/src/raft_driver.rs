@@ -385,6 +385,11 @@ impl Driver {
             self.applied = snapshot.get_metadata().index;
             self.snapshot_index = self.applied;
             let _ = self.applied_tx.send(self.applied);
+            tracing::info!(
+                index = self.applied,
+                term = snapshot.get_metadata().term,
+                "state installed from the leader's snapshot"
+            );
         }
         self.apply(ready.take_committed_entries()).await?;
         self.log.persist(ready.entries(), ready.hs())?;
