@@ -19,51 +19,16 @@
 mod kit;
 
 use kit::node::{leader, status};
-use kit::oci::{self, push_blob_two_step, OCI_MANIFEST};
+use kit::oci;
+use kit::tools::timed_deliver;
 use kit::upstream::ReferenceRegistry;
 use kit::{Node, NodeOptions};
 use site_api::pb;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 const LAYER: usize = 256 * MIB;
-
-fn upload(addr: SocketAddr, repo: &str, image: &oci::Image) {
-    for b in image.blobs() {
-        assert_eq!(push_blob_two_step(addr, repo, &b.data, None).status, 201);
-    }
-    let r = kit::request(
-        addr,
-        "PUT",
-        &format!("/v2/{repo}/manifests/v1"),
-        &[("Content-Type", OCI_MANIFEST)],
-        &image.manifest,
-    );
-    assert_eq!(r.status, 201);
-}
-
-/// Seconds `towerctl deliver` takes to deliver `image` to `sites`.
-fn deliver(sites: &[SocketAddr], upstream: &str, image: &str) -> f64 {
-    let sites: Vec<String> = sites.iter().map(ToString::to_string).collect();
-    let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_towerctl"))
-        .args(["deliver", "--site", &sites.join(",")])
-        .args(["--insecure-registry", upstream])
-        .arg(format!("{upstream}/{image}"))
-        .env("HOME", "/nonexistent")
-        .env_remove("DOCKER_CONFIG")
-        .output()
-        .expect("run towerctl");
-    let secs = start.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "towerctl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    secs
-}
 
 /// Waits (bounded) until no node of `nodes` lacks a committed blob.
 fn all_replicated(nodes: &[&Node]) {
@@ -121,12 +86,12 @@ fn main() {
 
     eprintln!("preparing a 1 GiB image in docker-registry...");
     let image = oci::image(61, &[LAYER; 4], "amd64");
-    upload(upstream.addr, "bench/big", &image);
+    oci::push_image_two_step(upstream.addr, "bench/big", &image);
     let bytes: u64 = image.blobs().map(|b| b.data.len() as u64).sum();
 
     eprintln!("1-node site...");
     let single = Node::start(opts.clone());
-    let one = deliver(&[single.api], &up, "bench/big:v1");
+    let one = timed_deliver(&[single.api], &up, "bench/big:v1");
     drop(single);
 
     eprintln!("3-node site...");
@@ -136,7 +101,7 @@ fn main() {
     order.sort_by_key(|i| *i != l);
     let apis: Vec<SocketAddr> = order.iter().map(|i| nodes[*i].api).collect();
     let start = Instant::now();
-    let three = deliver(&apis, &up, "bench/big:v1");
+    let three = timed_deliver(&apis, &up, "bench/big:v1");
     all_replicated(&nodes.iter().collect::<Vec<_>>());
     let everywhere = start.elapsed().as_secs_f64();
 
@@ -147,7 +112,7 @@ fn main() {
     });
     let apis: Vec<SocketAddr> = apart.iter().map(|n| n.api).collect();
     let start = Instant::now();
-    let three_apart = deliver(&apis, &up, "bench/big:v1");
+    let three_apart = timed_deliver(&apis, &up, "bench/big:v1");
     all_replicated(&apart.iter().collect::<Vec<_>>());
     let everywhere_apart = start.elapsed().as_secs_f64();
     drop(apart);

@@ -15,7 +15,8 @@
 #[path = "../tests/kit/mod.rs"]
 mod kit;
 
-use kit::oci::{self, push_blob_two_step, OCI_MANIFEST};
+use kit::oci;
+use kit::tools::timed_deliver;
 use kit::upstream::ReferenceRegistry;
 use kit::{Node, NodeOptions};
 use sha2::{Digest as _, Sha256};
@@ -23,7 +24,6 @@ use site_api::pb::{PutBlobHeader, PutBlobRequest};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 const MIB: usize = 1 << 20;
@@ -90,39 +90,6 @@ fn received(api: SocketAddr, rt: &tokio::runtime::Runtime) -> u64 {
     })
 }
 
-fn upload(addr: SocketAddr, repo: &str, image: &oci::Image) {
-    for b in image.blobs() {
-        assert_eq!(push_blob_two_step(addr, repo, &b.data, None).status, 201);
-    }
-    let r = kit::request(
-        addr,
-        "PUT",
-        &format!("/v2/{repo}/manifests/v1"),
-        &[("Content-Type", OCI_MANIFEST)],
-        &image.manifest,
-    );
-    assert_eq!(r.status, 201);
-}
-
-fn deliver(site: SocketAddr, upstream: &str, image: &str) -> f64 {
-    let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_towerctl"))
-        .args(["deliver", "--site", &site.to_string()])
-        .args(["--insecure-registry", upstream])
-        .arg(format!("{upstream}/{image}"))
-        .env("HOME", "/nonexistent")
-        .env_remove("DOCKER_CONFIG")
-        .output()
-        .expect("run towerctl");
-    let secs = start.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "towerctl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    secs
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -145,8 +112,8 @@ fn main() {
         .layers
         .splice(0..0, first.layers[..3].iter().cloned());
     let second = oci::rebuild(second);
-    upload(upstream.addr, "bench/big", &first);
-    upload(upstream.addr, "bench/next", &second);
+    oci::push_image_two_step(upstream.addr, "bench/big", &first);
+    oci::push_image_two_step(upstream.addr, "bench/next", &second);
     let image_bytes: u64 = first.blobs().map(|b| b.data.len() as u64).sum();
     let second_bytes: u64 = second.blobs().map(|b| b.data.len() as u64).sum();
     let second_own: u64 = second
@@ -160,11 +127,11 @@ fn main() {
     let grpc = rt.block_on(put_blob(node.api, "bench/raw", blob));
 
     let before = received(node.api, &rt);
-    let tower = deliver(node.api, &up, "bench/big:v1");
+    let tower = timed_deliver(&[node.api], &up, "bench/big:v1");
     let sent_first = received(node.api, &rt) - before;
     assert_eq!(sent_first, image_bytes, "the first image travels whole");
     let before = received(node.api, &rt);
-    let tower_second = deliver(node.api, &up, "bench/next:v1");
+    let tower_second = timed_deliver(&[node.api], &up, "bench/next:v1");
     let sent_second = received(node.api, &rt) - before;
 
     let gib = (1u64 << 30) as f64;

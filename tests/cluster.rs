@@ -36,6 +36,16 @@ fn served(node: &Node, path: &str) -> String {
     }
 }
 
+/// Every node of `nodes` but the `i`-th.
+fn others(nodes: &[Node], i: usize) -> Vec<&Node> {
+    nodes
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, n)| n)
+        .collect()
+}
+
 /// How many of `nodes` hold a file of blob `d`.
 fn holders(nodes: &[Node], d: &str) -> usize {
     let hex = &d["sha256:".len()..];
@@ -122,12 +132,7 @@ fn three_nodes_elect_a_leader_replicate_writes_from_any_node_and_survive_its_los
 
     // The leader dies: the other two elect one of themselves and go on.
     nodes[l].kill9();
-    let rest: Vec<&Node> = nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != l)
-        .map(|(_, n)| n)
-        .collect();
+    let rest = others(&nodes, l);
     let l2 = leader(&rest);
     let gone = l as u64 + 1;
     let degraded = watch_events(rest[l2], move |seen| {
@@ -529,11 +534,9 @@ fn pulls_from_the_other_nodes_never_fail_while_the_leader_is_killed() {
     replicated_everywhere(&nodes, &blobs);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let pullers: Vec<_> = nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != l)
-        .map(|(_, n)| {
+    let pullers: Vec<_> = others(&nodes, l)
+        .into_iter()
+        .map(|n| {
             let (addr, stop, img) = (n.addr, stop.clone(), img.clone());
             std::thread::spawn(move || {
                 let (mut pulls, mut failures) = (0u32, Vec::new());
@@ -557,12 +560,7 @@ fn pulls_from_the_other_nodes_never_fail_while_the_leader_is_killed() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     nodes[l].kill9();
-    let rest: Vec<&Node> = nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != l)
-        .map(|(_, n)| n)
-        .collect();
+    let rest = others(&nodes, l);
     // Pull through the whole election and a while after it.
     leader(&rest);
     std::thread::sleep(Duration::from_millis(500));

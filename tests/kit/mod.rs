@@ -1,7 +1,7 @@
 //! The one test-kit of the end-to-end tests and benchmarks: real `site-agent` processes
 //! on loopback, a raw HTTP/1.1 client (so tests can send what real clients never would),
 //! OCI image layouts built on the fly, and the external tools the tests drive.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod grpc;
 pub mod http;

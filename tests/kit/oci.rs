@@ -219,6 +219,22 @@ pub fn push_image(addr: SocketAddr, repo: &str, tag: &str, image: &Image) {
     );
 }
 
+/// Pushes `image` as `repo:v1` the two-step way, without credentials (to the reference
+/// registry).
+pub fn push_image_two_step(addr: SocketAddr, repo: &str, image: &Image) {
+    for b in image.blobs() {
+        assert_eq!(push_blob_two_step(addr, repo, &b.data, None).status, 201);
+    }
+    let r = request(
+        addr,
+        "PUT",
+        &format!("/v2/{repo}/manifests/v1"),
+        &[("Content-Type", OCI_MANIFEST)],
+        &image.manifest,
+    );
+    assert_eq!(r.status, 201);
+}
+
 /// Pushes a blob the two-step way every registry supports (POST, then PUT with the
 /// digest), with optional credentials. Works against the reference registry too.
 pub fn push_blob_two_step(

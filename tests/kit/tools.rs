@@ -57,3 +57,21 @@ pub fn ok(out: Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Seconds `towerctl deliver` takes to deliver `upstream/image` (plain HTTP upstream) to
+/// the nodes `sites` of a site.
+pub fn timed_deliver(sites: &[std::net::SocketAddr], upstream: &str, image: &str) -> f64 {
+    let sites: Vec<String> = sites.iter().map(ToString::to_string).collect();
+    let start = std::time::Instant::now();
+    let out = towerctl(&[
+        "deliver",
+        "--site",
+        &sites.join(","),
+        "--insecure-registry",
+        upstream,
+        &format!("{upstream}/{image}"),
+    ]);
+    let secs = start.elapsed().as_secs_f64();
+    ok(out);
+    secs
+}
