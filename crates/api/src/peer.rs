@@ -136,8 +136,14 @@ impl Link {
                 .tls_config(tls)
                 .map_err(|e| format!("peer {to}: TLS: {e}"))?;
         }
+        // Keepalives find a peer that vanished (power cut, cable) within seconds, so that
+        // no call waits on it forever.
         let endpoint = endpoint
             .connect_timeout(Duration::from_secs(2))
+            .tcp_keepalive(Some(Duration::from_secs(10)))
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(crate::STREAM_WINDOW))
             .initial_connection_window_size(Some(crate::CONNECTION_WINDOW));

@@ -19,17 +19,27 @@ impl State {
     pub fn apply(&mut self, entry: &Entry) -> Result<Outcome> {
         let now = entry.now;
         let mut out = match &entry.cmd {
-            Command::AddBlob { repo, digest, size } => {
+            Command::AddBlob {
+                repo,
+                digest,
+                size,
+                recorded,
+            } => {
                 let mut changed = false;
-                if !self.blobs.contains_key(digest) {
-                    self.blobs.insert(
-                        digest.clone(),
-                        BlobInfo {
-                            size: *size,
-                            added: now,
-                        },
-                    );
-                    changed = true;
+                match self.blobs.get_mut(digest) {
+                    // Delivered again: its grace period starts over.
+                    Some(b) => b.added = b.added.max(now),
+                    None if *recorded => return Err(StateError::BlobUnknown(digest.clone())),
+                    None => {
+                        self.blobs.insert(
+                            digest.clone(),
+                            BlobInfo {
+                                size: *size,
+                                added: now,
+                            },
+                        );
+                        changed = true;
+                    }
                 }
                 if let Some(repo) = repo {
                     changed |= self.repo_mut(repo).blobs.insert(digest.clone());

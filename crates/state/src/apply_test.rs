@@ -51,6 +51,7 @@ fn deliver(s: &mut State, now: u64, r: &Repository, config: u64, layers: &[u64])
                 repo: None,
                 digest,
                 size,
+                recorded: false,
             },
         )
         .unwrap();
@@ -103,6 +104,7 @@ fn manifest_refused_while_blobs_missing() {
             repo: Some(repo("other")),
             digest: d,
             size,
+            recorded: false,
         },
     )
     .unwrap();
@@ -114,6 +116,7 @@ fn manifest_refused_while_blobs_missing() {
             repo: Some(r.clone()),
             digest: d,
             size,
+            recorded: false,
         },
     )
     .unwrap();
@@ -509,4 +512,25 @@ fn gc_never_deletes_a_live_image_and_nothing_dead_outlives_grace() {
         deleted > 100 && evicted > 10,
         "deleted {deleted}, evicted {evicted}"
     );
+}
+
+#[test]
+fn a_blob_relied_on_as_recorded_is_refused_once_swept() {
+    let mut s = State::default();
+    let (d, size) = blob(7);
+    let add = |recorded| Command::AddBlob {
+        repo: None,
+        digest: d.clone(),
+        size,
+        recorded,
+    };
+    // Never recorded: a proposer relying on the site's copies is refused.
+    assert_eq!(
+        run(&mut s, 1, add(true)).unwrap_err(),
+        StateError::BlobUnknown(d.clone())
+    );
+    run(&mut s, 1, add(false)).unwrap();
+    // Recorded again later: accepted, and its grace period starts over.
+    run(&mut s, 50, add(true)).unwrap();
+    assert_eq!(s.blob(&d).unwrap().added, 50);
 }

@@ -23,8 +23,9 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
-    /// A blob whose bytes the store has verified and made durable; linked into `repo`
-    /// when one is given.
+    /// A blob whose bytes the store has verified and made durable (on a majority of the
+    /// site's nodes); linked into `repo` when one is given. Recording it again restarts
+    /// its grace period.
     AddBlob {
         /// Repository to link it into.
         repo: Option<Repository>,
@@ -32,6 +33,11 @@ pub enum Command {
         digest: Digest,
         /// Its size in bytes.
         size: u64,
+        /// The proposer found the blob recorded and relied on the copies the site has:
+        /// refused (the blob unknown) if a sweep dropped it meanwhile, so that a blob is
+        /// never recorded again without its bytes on a majority.
+        #[serde(default)]
+        recorded: bool,
     },
     /// Links a blob the site holds into a repository (cross-repository mount).
     LinkBlob {

@@ -35,11 +35,13 @@ impl Store {
         let committed = self.read(|s| s.blob(d).is_some());
         {
             let _writer = self.inner.writer.lock().await;
-            let here = self.has_blob_file(d);
+            // An unrecorded copy already here (held for an earlier delivery) is replaced,
+            // so that its age counts from now.
+            let keep = committed && self.has_blob_file(d);
             let files = self.inner.files.clone();
             let digest = d.clone();
             tokio::task::spawn_blocking(move || {
-                if here {
+                if keep {
                     std::fs::remove_file(&src)
                 } else {
                     files.install(&src, &digest)
@@ -48,20 +50,37 @@ impl Store {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
         }
-        if !committed {
-            // Other nodes copy it from this one meanwhile; no lock is held.
-            self.hold_on_majority(d, size).await?;
+        if committed {
+            // The site's copies stand for it, unless a sweep dropped it meanwhile.
+            match self.record_blob(d, size, repo, true).await {
+                Err(StoreError::Refused(site_state::StateError::BlobUnknown(_))) => {}
+                other => return other,
+            }
         }
-        let _writer = self.inner.writer.lock().await;
         if !self.has_blob_file(d) {
             return Err(StoreError::Unavailable(format!(
                 "blob {d} was collected while it was being delivered; send it again"
             )));
         }
+        // Other nodes copy it from this one meanwhile; no lock is held.
+        self.hold_on_majority(d, size).await?;
+        self.record_blob(d, size, repo, false).await
+    }
+
+    /// Records blob `d` (see [`Command::AddBlob`]).
+    async fn record_blob(
+        &self,
+        d: &Digest,
+        size: u64,
+        repo: Option<&Repository>,
+        recorded: bool,
+    ) -> Result<()> {
+        let _writer = self.inner.writer.lock().await;
         self.propose(Command::AddBlob {
             repo: repo.cloned(),
             digest: d.clone(),
             size,
+            recorded,
         })
         .await?;
         Ok(())
@@ -104,13 +123,11 @@ impl Store {
         let slot = self.inner.uploads.slot(&id);
         let mut live = slot.lock().await;
         if self.read(|s| s.blob(d).is_some()) {
-            self.execute(Command::AddBlob {
-                repo: repo.cloned(),
-                digest: d.clone(),
-                size,
-            })
-            .await?;
-            return Ok((0, Received::Complete));
+            match self.record_blob(d, size, repo, true).await {
+                // A sweep dropped it meanwhile: receive it after all.
+                Err(StoreError::Refused(site_state::StateError::BlobUnknown(_))) => {}
+                other => return other.map(|()| (0, Received::Complete)),
+            }
         }
         let exists = path.exists();
         let before = if exists {

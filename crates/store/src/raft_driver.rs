@@ -151,7 +151,13 @@ impl Driver {
             transport,
             settings,
             waiting: HashMap::new(),
-            next_id: 1,
+            // A new run starts its counter anywhere, so that its ids do not repeat those of
+            // entries proposed before a restart and applied after it.
+            next_id: {
+                let mut raw = [0u8; 8];
+                getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+                u64::from_be_bytes(raw) >> 1
+            },
             applied,
             snapshot_index: applied,
             applied_tx,
@@ -296,8 +302,11 @@ impl Driver {
             return;
         }
         let id = self.next_id;
-        self.next_id += 1;
-        let context = id.to_be_bytes().to_vec();
+        self.next_id = self.next_id.wrapping_add(1);
+        // The proposer's node id and a counter: another node's entries, or this node's
+        // from an earlier run, never answer a waiter here.
+        let mut context = self.settings.id.to_be_bytes().to_vec();
+        context.extend_from_slice(&id.to_be_bytes());
         let proposed = match &p.ask {
             Ask::Command(entry) => {
                 let data = serde_json::to_vec(entry).expect("entries serialise");
@@ -328,13 +337,30 @@ impl Driver {
         }
     }
 
+    /// The proposer waiting for the entry with `context`, if this node proposed it.
+    fn waiter(&mut self, context: &[u8]) -> Option<oneshot::Sender<Result<Ordered>>> {
+        let (node, id) = context.split_at_checked(8)?;
+        let node = u64::from_be_bytes(node.try_into().ok()?);
+        let id = u64::from_be_bytes(id.try_into().ok()?);
+        (node == self.settings.id)
+            .then(|| self.waiting.remove(&id))
+            .flatten()
+    }
+
     /// The configuration change that makes `change`, if it changes anything.
     fn conf_change(
         &self,
         change: &MemberChange,
     ) -> std::result::Result<Option<ConfChangeV2>, StateError> {
         use raft::eraftpb::{ConfChangeSingle, ConfChangeType};
-        let conf = self.node.raft.prs().conf();
+        let raft = &self.node.raft;
+        if raft.pending_conf_index > raft.raft_log.applied {
+            // raft-rs would turn it into an empty entry that answers nobody.
+            return Err(StateError::InUse(
+                "another membership change is being applied: try again in a moment".into(),
+            ));
+        }
+        let conf = raft.prs().conf();
         let voters = conf.voters().ids();
         let (kind, id) = match change {
             MemberChange::Add { id, .. } if voters.contains(*id) => return Ok(None),
@@ -423,8 +449,7 @@ impl Driver {
                             ))))
                         }
                     };
-                    let id = <[u8; 8]>::try_from(&e.context[..]).map(u64::from_be_bytes);
-                    if let Some(reply) = id.ok().and_then(|id| self.waiting.remove(&id)) {
+                    if let Some(reply) = self.waiter(&e.context) {
                         let _ = reply.send(outcome.map(|o| (o, e.index)));
                     }
                 }
@@ -441,7 +466,7 @@ impl Driver {
                     } else {
                         ConfChangeV2::parse_from_bytes(&e.data)
                     };
-                    match change {
+                    let result = match change {
                         Ok(cc) => match self.node.apply_conf_change(&cc) {
                             Ok(cs) => {
                                 self.log.set_conf_state(&cs)?;
@@ -455,24 +480,27 @@ impl Driver {
                                 // A node that joins is sent the snapshot: it must carry a
                                 // configuration that includes the node.
                                 self.snapshot().await?;
-                                let id =
-                                    <[u8; 8]>::try_from(&e.context[..]).map(u64::from_be_bytes);
-                                if let Some(reply) = id.ok().and_then(|id| self.waiting.remove(&id))
-                                {
-                                    let changed = Outcome {
-                                        changed: true,
-                                        ..Default::default()
-                                    };
-                                    let _ = reply.send(Ok((Ok(changed), e.index)));
-                                }
+                                Ok(Outcome {
+                                    changed: true,
+                                    ..Default::default()
+                                })
                             }
                             Err(err) => {
-                                tracing::warn!(index = e.index, error = %err, "conf change refused")
+                                tracing::warn!(index = e.index, error = %err, "conf change refused");
+                                Err(StateError::Invalid(format!(
+                                    "membership change refused: {err}"
+                                )))
                             }
                         },
                         Err(err) => {
-                            tracing::error!(index = e.index, error = %err, "undecodable conf change")
+                            tracing::error!(index = e.index, error = %err, "undecodable conf change");
+                            Err(StateError::Invalid(format!(
+                                "undecodable membership change: {err}"
+                            )))
                         }
+                    };
+                    if let Some(reply) = self.waiter(&e.context) {
+                        let _ = reply.send(Ok((result, e.index)));
                     }
                 }
             }

@@ -65,7 +65,7 @@ impl RaftLog {
     pub(crate) fn open(db: &sled::Db) -> Result<RaftLog> {
         let log = db.open_tree(keyspace::RAFT)?;
         let snapshot = db.open_tree(keyspace::SNAPSHOT)?;
-        let hard_state = match log.get(keyspace::RAFT_HARD_STATE)? {
+        let mut hard_state: HardState = match log.get(keyspace::RAFT_HARD_STATE)? {
             Some(v) => decode(&v, "hard state")?,
             None => HardState::default(),
         };
@@ -77,6 +77,9 @@ impl RaftLog {
             Some(v) => decode(&v, "snapshot metadata")?,
             None => SnapshotMetadata::default(),
         };
+        // A snapshot holds only committed entries; a crash between writing it and
+        // writing the commit index that covers it leaves the hard state behind it.
+        hard_state.commit = hard_state.commit.max(snap.index);
         // Entries a crash left below the snapshot are covered by it.
         let stale: Vec<_> = log
             .range(keyspace::raft_entry_key(0)..=keyspace::raft_entry_key(snap.index))

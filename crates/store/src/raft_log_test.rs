@@ -228,3 +228,35 @@ fn a_group_of_one_commits_through_the_log_and_restarts_from_it() {
     assert_eq!(node.raft.raft_log.committed, commit);
     assert_eq!(node.raft.raft_log.last_index(), commit);
 }
+
+/// A crash after a snapshot is written but before the commit index covering it leaves
+/// the hard state behind the snapshot; reopening brings it up to the snapshot, which
+/// raft-rs requires.
+#[tokio::test]
+async fn a_commit_index_behind_the_snapshot_is_brought_up_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_db, log) = open(dir.path());
+        log.initialize(&[1], b"empty").unwrap();
+        let ents: Vec<Entry> = (2..=6).map(|i| entry(i, 1, b"x")).collect();
+        let hs = HardState {
+            term: 1,
+            commit: 2,
+            ..Default::default()
+        };
+        log.persist(&ents, Some(&hs)).unwrap();
+        log.save_snapshot(5, 1, b"state at 5".to_vec())
+            .await
+            .unwrap();
+    }
+    let (_db, log) = open(dir.path());
+    assert_eq!(log.initial_state().unwrap().hard_state.commit, 5);
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let config = raft::Config {
+        id: 1,
+        applied: 5,
+        ..Default::default()
+    };
+    let node = RawNode::new(&config, log.clone(), &logger).unwrap();
+    assert_eq!(node.raft.raft_log.committed, 5);
+}

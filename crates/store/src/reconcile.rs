@@ -5,7 +5,9 @@
 //!   sessions idle past the upload TTL are dropped; partial tower uploads are kept (a
 //!   delivery resumes from them; `Store::expire_uploads` drops them once idle too);
 //! - a blob file the state does not hold was never acknowledged (installed just before
-//!   a crash) or was deleted by a sweep that the crash interrupted: it is removed;
+//!   a crash) or was deleted by a sweep that the crash interrupted: a node alone removes
+//!   it; in a cluster it may be a copy held for a delivery not yet learned of, and is
+//!   removed later if it stays unrecorded past the upload TTL;
 //! - a blob the state holds without its whole file is fetched from a peer in a cluster
 //!   (`replication.rs`); a node alone forgets it through the log (`ForgetBlobs`), which
 //!   drops every manifest that needs it, so that no image is served incomplete.
@@ -71,9 +73,14 @@ impl Store {
                 .collect();
             (lost, stray)
         });
-        for d in &stray {
-            tracing::info!(blob = %d, "removing blob file the state does not hold");
-            self.inner.files.remove(d)?;
+        // In a cluster, a file the state does not hold yet may be a copy this node was
+        // asked to hold for a delivery whose entry it has not learned of: kept, and
+        // removed once old if it is never recorded (`remove_stray_blobs`).
+        if alone {
+            for d in &stray {
+                tracing::info!(blob = %d, "removing blob file the state does not hold");
+                self.inner.files.remove(d)?;
+            }
         }
         if lost.is_empty() {
             return Ok(());

@@ -126,7 +126,10 @@ impl Store {
     pub(crate) async fn hold_on_majority(&self, d: &Digest, size: u64) -> Result<()> {
         let status = self.raft_status();
         let cluster = self.cluster()?;
-        let needed = status.voters.len() / 2;
+        let majority = status.voters.len() / 2 + 1;
+        // This node's copy counts only while it is a voter (a removed node still running
+        // does not).
+        let needed = majority - usize::from(status.voters.contains(&cluster.id));
         if needed == 0 {
             return Ok(());
         }
@@ -164,10 +167,9 @@ impl Store {
             }
         }
         Err(StoreError::Unavailable(format!(
-            "blob {d} is durable on {} of {} nodes, a majority needs {} ({})",
-            held + 1,
+            "blob {d} is durable on {} of {} nodes, a majority needs {majority} ({})",
+            held + majority - needed,
             status.voters.len(),
-            needed + 1,
             errors.join("; ")
         )))
     }
@@ -260,11 +262,7 @@ impl Store {
     async fn fetch_from(&self, peer: u64, d: &Digest, size: u64) -> Result<()> {
         let cluster = self.cluster()?;
         let mut shutdown = cluster.shutdown.clone();
-        let mut stream = cluster
-            .transport
-            .fetch(peer, d.clone(), 0)
-            .await
-            .map_err(StoreError::Unavailable)?;
+        let mut stream = open_fetch(cluster.transport.as_ref(), peer, d, 0).await?;
         let n = self
             .inner
             .replication
@@ -346,7 +344,7 @@ impl Store {
         let transport = self.cluster()?.transport.clone();
         let mut errors = Vec::new();
         for peer in self.fetch_order(None)? {
-            match transport.fetch(peer, d.clone(), start).await {
+            match open_fetch(transport.as_ref(), peer, d, start).await {
                 Ok(stream) => {
                     tracing::info!(blob = %d, peer, "blob not here yet: serving it from a peer");
                     return Ok(limit(stream, len));
@@ -368,6 +366,39 @@ impl Store {
             file.seek(std::io::SeekFrom::Start(offset)).await?;
         }
         Ok(file)
+    }
+
+    /// Removes blob files the state does not record once they are older than the upload
+    /// TTL: copies held for a delivery that never completed, or fetched just before a
+    /// sweep dropped the blob. Younger ones may be copies a delivery is about to record.
+    pub(crate) async fn remove_stray_blobs(&self) -> Result<usize> {
+        let files = self.inner.files.clone();
+        let found = tokio::task::spawn_blocking(move || files.scan())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let mut removed = 0;
+        for (d, _) in found {
+            let fetching = || {
+                self.inner
+                    .replication
+                    .inflight
+                    .lock()
+                    .expect("inflight")
+                    .contains_key(&d)
+            };
+            let stray = || self.read(|s| s.blob(&d).is_none()) && !fetching();
+            if !stray() || !self.idle_past_ttl(0, &self.inner.files.path(&d)) {
+                continue;
+            }
+            // No install of the same digest on this node interleaves.
+            let _writer = self.inner.writer.lock().await;
+            if stray() {
+                tracing::info!(blob = %d, "removing a blob file the site never recorded");
+                self.inner.files.remove(&d)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Fetches every missing blob from peers, in the background, until `shutdown`.
@@ -399,11 +430,9 @@ impl Store {
                     self.forget_missing([&d]);
                     continue;
                 }
+                // A copy a sweep made debris meanwhile goes with the stray files
+                // (`Store::remove_stray_blobs`).
                 match self.fetch_blob(&d, size, None).await {
-                    // A sweep may have dropped it meanwhile: then the copy is debris.
-                    Ok(()) if self.read(|s| s.blob(&d).is_none()) => {
-                        self.inner.files.remove(&d).ok();
-                    }
                     Ok(()) => {}
                     Err(e) => {
                         failed += 1;
@@ -421,6 +450,26 @@ impl Store {
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+}
+
+/// How long a peer may take to start streaming a blob.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens blob `d` on `peer` from `offset` on, within [`OPEN_TIMEOUT`].
+async fn open_fetch(
+    transport: &dyn Transport,
+    peer: u64,
+    d: &Digest,
+    offset: u64,
+) -> Result<BlobStream> {
+    match tokio::time::timeout(OPEN_TIMEOUT, transport.fetch(peer, d.clone(), offset)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(StoreError::Unavailable(e)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {} s",
+            OPEN_TIMEOUT.as_secs()
+        ))),
     }
 }
 

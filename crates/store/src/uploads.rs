@@ -238,6 +238,7 @@ impl Store {
     /// Drops upload sessions, and partial tower uploads, idle longer than the upload TTL
     /// (idle: since the later of the session's start and its last written byte). A
     /// session with a request in progress is left alone. Returns how many were dropped.
+    /// Blob files the site never recorded go too, once as old.
     pub async fn expire_uploads(&self) -> Result<usize> {
         let dir = self.inner.uploads.dir().to_owned();
         let mut stale = Vec::new();
@@ -277,6 +278,7 @@ impl Store {
         if dropped > 0 {
             self.inner.db.flush_async().await?;
         }
+        self.remove_stray_blobs().await?;
         Ok(dropped)
     }
 
