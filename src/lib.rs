@@ -54,7 +54,7 @@ impl Site {
                 // Refuse to start on unusable certificates rather than fail later.
                 tonic::transport::Server::builder()
                     .tls_config(node_tls.server.clone())
-                    .map_err(|e| anyhow::anyhow!("[tls]: {}", error_chain(&e)))?;
+                    .map_err(|e| anyhow::Error::new(e).context("[tls]"))?;
                 Some(node_tls)
             }
             None => None,
@@ -243,16 +243,4 @@ impl SiteHandle {
         tracing::info!("registry stopped");
         Ok(())
     }
-}
-
-/// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

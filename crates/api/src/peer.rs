@@ -189,21 +189,17 @@ impl PeerTransport {
         })
     }
 
-    fn calls(&self, to: u64) -> Result<PeerClient<Channel>, String> {
+    /// A client of node `to`: the connection `pick` chooses among its link's.
+    fn client(
+        &self,
+        to: u64,
+        pick: fn(&Link) -> &PeerClient<Channel>,
+    ) -> Result<PeerClient<Channel>, String> {
         self.links
             .read()
             .expect("peer links")
             .get(&to)
-            .map(|l| l.calls.clone())
-            .ok_or_else(|| format!("node {to} is not among the peers"))
-    }
-
-    fn blobs(&self, to: u64) -> Result<PeerClient<Channel>, String> {
-        self.links
-            .read()
-            .expect("peer links")
-            .get(&to)
-            .map(|l| l.blobs.clone())
+            .map(|l| pick(l).clone())
             .ok_or_else(|| format!("node {to} is not among the peers"))
     }
 }
@@ -221,7 +217,7 @@ impl Transport for PeerTransport {
     }
 
     fn forward(&self, to: u64, entry: Vec<u8>) -> Forwarded {
-        let client = self.calls(to);
+        let client = self.client(to, |l| &l.calls);
         Box::pin(async move {
             client?
                 .propose(ProposeRequest { entry })
@@ -232,7 +228,7 @@ impl Transport for PeerTransport {
     }
 
     fn fetch(&self, to: u64, digest: Digest, offset: u64) -> PeerCall<BlobStream> {
-        let client = self.blobs(to);
+        let client = self.client(to, |l| &l.blobs);
         Box::pin(async move {
             let stream = client?
                 .fetch_blob(FetchBlobRequest {
@@ -250,7 +246,7 @@ impl Transport for PeerTransport {
     }
 
     fn hold(&self, to: u64, digest: Digest, size: u64, from: u64) -> PeerCall<()> {
-        let client = self.blobs(to);
+        let client = self.client(to, |l| &l.blobs);
         Box::pin(async move {
             client?
                 .hold(HoldRequest {
@@ -296,7 +292,7 @@ impl Transport for PeerTransport {
     }
 
     fn report(&self, to: u64) -> PeerCall<NodeReport> {
-        let client = self.calls(to);
+        let client = self.client(to, |l| &l.calls);
         Box::pin(async move {
             let r = client?
                 .report(ReportRequest {})

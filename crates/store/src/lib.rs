@@ -337,12 +337,7 @@ impl Store {
     /// Has the leader order `ask`, then waits until this node has applied as far, so
     /// that what the caller reads next includes the change.
     async fn forward(&self, leader: u64, ask: &raft_driver::Ask) -> Result<raft_driver::Ordered> {
-        let transport = &self
-            .inner
-            .cluster
-            .get()
-            .ok_or_else(|| StoreError::Unavailable("the raft driver is not running".into()))?
-            .transport;
+        let transport = &self.cluster()?.transport;
         let json = serde_json::to_vec(ask).expect("entries serialise");
         let answer = tokio::time::timeout(COMMIT_TIMEOUT, transport.forward(leader, json))
             .await

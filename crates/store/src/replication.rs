@@ -65,7 +65,7 @@ pub(crate) struct Replication {
 }
 
 impl Store {
-    fn cluster(&self) -> Result<&Cluster> {
+    pub(crate) fn cluster(&self) -> Result<&Cluster> {
         self.inner
             .cluster
             .get()
@@ -134,14 +134,9 @@ impl Store {
             return Ok(());
         }
         // The leader first: it answers for the group and is the likeliest to be up.
-        let mut peers: Vec<u64> = status
-            .voters
-            .iter()
-            .copied()
-            .filter(|v| *v != cluster.id)
-            .collect();
-        peers.sort_by_key(|p| *p != status.leader);
-        let mut waiting = peers.into_iter();
+        let mut waiting = peer_order(&status, cluster.id, None)
+            .into_iter()
+            .filter(|p| status.voters.contains(p));
         let ask = |p: u64| {
             let call = cluster.transport.hold(p, d.clone(), size, cluster.id);
             async move { (p, call.await) }
@@ -218,13 +213,7 @@ impl Store {
     /// Peers to fetch from: `first`, then the leader, then the other voters.
     fn fetch_order(&self, first: Option<u64>) -> Result<Vec<u64>> {
         let me = self.cluster()?.id;
-        let status = self.raft_status();
-        let mut order: Vec<u64> = first.into_iter().collect();
-        order.push(status.leader);
-        order.extend(status.voters);
-        let mut seen = std::collections::HashSet::new();
-        order.retain(|p| *p != 0 && *p != me && seen.insert(*p));
-        Ok(order)
+        Ok(peer_order(&self.raft_status(), me, first))
     }
 
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
@@ -451,6 +440,17 @@ impl Store {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// The nodes other than `me` in the order to ask them: `first`, then the leader, then the
+/// other voters.
+fn peer_order(status: &crate::RaftStatus, me: u64, first: Option<u64>) -> Vec<u64> {
+    let mut order: Vec<u64> = first.into_iter().collect();
+    order.push(status.leader);
+    order.extend(&status.voters);
+    let mut seen = std::collections::HashSet::new();
+    order.retain(|p| *p != 0 && *p != me && seen.insert(*p));
+    order
 }
 
 /// How long a peer may take to start streaming a blob.
