@@ -292,6 +292,78 @@ fn a_blob_is_acknowledged_once_a_majority_holds_it_then_reaches_every_node() {
     }
 }
 
+/// The largest copy of blob `d` that the peers of node `i` are writing (0 if none).
+fn peer_copy_in_progress(nodes: &[Node], i: usize, d: &str) -> u64 {
+    let name = format!("replica-{}-", &d["sha256:".len()..]);
+    others(nodes, i)
+        .iter()
+        .flat_map(|n| n.upload_files())
+        .filter(|(p, _)| p.contains(&name))
+        .map(|(_, len)| len)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Waits (bounded, without blocking the runtime) until `done()`.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within 15 s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn peers_copy_a_blob_while_it_arrives_and_drop_the_copy_if_the_stream_breaks_off() {
+    let nodes = kit::node::cluster(3, &NodeOptions::default());
+    let f = (leader(&nodes.iter().collect::<Vec<_>>()) + 1) % nodes.len();
+    let data = kit::bytes(83, 16 << 20);
+    let (d, size, half) = (digest(&data), data.len() as u64, 8 << 20);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = grpc::connect(nodes[f].api).await;
+        // Half the blob, then the stream ends: a peer was copying it meanwhile, and drops
+        // its copy when the stream breaks off.
+        let (tx, call) = grpc::put_blob_by_hand(&c, "team/grow", &d, size, 0);
+        for part in data[..half].chunks(256 << 10) {
+            tx.send(part.to_vec()).await.unwrap();
+        }
+        until(
+            "a peer copies the first half while the rest is still to come",
+            || peer_copy_in_progress(&nodes, f, &d) == half as u64,
+        )
+        .await;
+        assert_eq!(holders(&nodes, &d), 0, "no node holds a part as the blob");
+        drop(tx);
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+        until("the peers drop their partial copies", || {
+            peer_copy_in_progress(&nodes, f, &d) == 0
+        })
+        .await;
+        assert_eq!(holders(&nodes, &d), 0);
+
+        // The rest: the peers copy the whole blob from the growing file again, and it is
+        // acknowledged once a majority holds it.
+        let (tx, call) = grpc::put_blob_by_hand(&c, "team/grow", &d, size, half as u64);
+        for part in data[half..].chunks(256 << 10) {
+            tx.send(part.to_vec()).await.unwrap();
+        }
+        drop(tx);
+        let r = call.await.unwrap().unwrap();
+        assert!(r.complete, "{r:?}");
+        assert_eq!(r.received, size - half as u64);
+        let n = holders(&nodes, &d);
+        assert!(n >= 2, "blob acknowledged while on {n} of 3 nodes");
+    });
+    replicated_everywhere(&nodes, std::slice::from_ref(&d));
+    let logs: String = others(&nodes, f).iter().map(|n| n.log()).collect();
+    assert!(
+        logs.contains("broke off"),
+        "a peer's log tells why its copy stopped"
+    );
+}
+
 #[test]
 fn a_wiped_node_serves_at_once_and_refetches_every_live_blob() {
     let mut nodes = kit::node::cluster(3, &NodeOptions::default());

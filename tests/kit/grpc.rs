@@ -45,6 +45,39 @@ pub async fn put_blob(
         .map(|r| r.into_inner())
 }
 
+/// A blob stream whose bytes the caller sends as it goes (on the runtime's other
+/// threads): returns the sender of data messages and the call, which ends once the
+/// sender is dropped.
+pub fn put_blob_by_hand(
+    c: &Client,
+    repo: &str,
+    digest: &str,
+    size: u64,
+    offset: u64,
+) -> (
+    tokio::sync::mpsc::Sender<Vec<u8>>,
+    tokio::task::JoinHandle<Result<pb::PutBlobResponse, tonic::Status>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let header = PutBlobRequest {
+        header: Some(PutBlobHeader {
+            repository: repo.into(),
+            digest: digest.into(),
+            size,
+            offset,
+        }),
+        data: Vec::new(),
+    };
+    let data = futures_util::stream::unfold(rx, |mut rx| async move {
+        let data = rx.recv().await?;
+        Some((PutBlobRequest { header: None, data }, rx))
+    });
+    let stream = futures_util::StreamExt::chain(futures_util::stream::iter([header]), data);
+    let mut c = c.clone();
+    let call = tokio::spawn(async move { c.put_blob(stream).await.map(|r| r.into_inner()) });
+    (tx, call)
+}
+
 /// Delivers a whole blob.
 pub async fn deliver_blob(c: &mut Client, repo: &str, data: &[u8]) {
     let d = super::digest(data);

@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 
 /// Batches queued towards one peer before new ones are dropped (Raft resends).
 const QUEUE: usize = 1024;
-/// Bytes per message of a blob sent to a peer.
+/// Largest blob message a peer sends (the store reads blobs in chunks of this size).
 const BLOB_CHUNK: usize = 1 << 20;
 
 /// The peer service of a node.
@@ -69,12 +69,11 @@ impl Peer for PeerService {
         let r = request.into_inner();
         let digest =
             Digest::parse(&r.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let file = self
+        let chunks = self
             .store
-            .local_blob(&digest, r.offset)
+            .blob_for_peer(&digest, r.offset)
             .await
-            .map_err(crate::status::status)?;
-        let chunks = tokio_util::io::ReaderStream::with_capacity(file, BLOB_CHUNK)
+            .map_err(crate::status::status)?
             .map_ok(|data| BlobChunk { data })
             .map_err(|e| Status::internal(format!("reading the blob file: {e}")));
         Ok(Response::new(Box::pin(chunks)))

@@ -6,11 +6,12 @@
 //! the next stream resumes from that offset. Bytes beyond the declared size are refused
 //! and undone, so a lying stream changes nothing.
 
+use crate::blob_writer::BlobWriter;
+use crate::growing::EarlyHold;
 use crate::{ByteSource, Result, Store, StoreError};
 use site_core::{Digest, Repository};
 use site_state::Command;
 use std::path::PathBuf;
-use tokio::io::AsyncWriteExt;
 
 /// Where a tower upload stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,19 @@ impl Store {
         d: &Digest,
         size: u64,
         repo: Option<&Repository>,
+    ) -> Result<()> {
+        self.commit_held_blob(src, d, size, repo, None).await
+    }
+
+    /// [`Store::commit_blob`], where `early` may be a hold of the blob started while it
+    /// arrived (`growing.rs`); if that one failed, the majority is asked again.
+    async fn commit_held_blob(
+        &self,
+        src: PathBuf,
+        d: &Digest,
+        size: u64,
+        repo: Option<&Repository>,
+        early: Option<EarlyHold>,
     ) -> Result<()> {
         let committed = self.read(|s| s.blob(d).is_some());
         {
@@ -63,7 +77,17 @@ impl Store {
             )));
         }
         // Other nodes copy it from this one meanwhile; no lock is held.
-        self.hold_on_majority(d, size).await?;
+        let held = match early {
+            Some(early) => match early.held().await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    tracing::info!(blob = %d, error = %e, "peers could not copy the blob while it arrived; asking again now that it is whole");
+                    self.hold_on_majority(d, size).await
+                }
+            },
+            None => self.hold_on_majority(d, size).await,
+        };
+        held?;
         self.record_blob(d, size, repo, false).await
     }
 
@@ -142,14 +166,19 @@ impl Store {
                 offset: before.len(),
             });
         }
-        if !exists {
-            tokio::fs::File::create(&path).await?;
-        }
-        let mut hasher = before.clone();
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
             .append(true)
             .open(&path)
-            .await?;
+            .await?
+            .into_std()
+            .await;
+        let mut hasher = before.clone();
+        // Peers may copy the blob from the file while it grows: a majority's copies are
+        // needed before it is recorded, and they go on alongside the upload.
+        let growing = self.begin_growing(d, path.clone(), size, before.len());
+        let mut file = BlobWriter::new(file, before.len()).reporting(growing.reporter());
+        let early = self.start_hold(d, size);
         let mut broken = None;
         while let Some(chunk) = source.next_chunk().await {
             let chunk = match chunk {
@@ -160,8 +189,7 @@ impl Store {
                 }
             };
             if hasher.len() + chunk.len() as u64 > size {
-                file.flush().await?;
-                drop(file);
+                drop(file.into_file().await?);
                 if before.is_empty() {
                     // Nothing was held before this stream: leave no file behind.
                     tokio::fs::remove_file(&path).await?;
@@ -179,11 +207,9 @@ impl Store {
                 )));
             }
             hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+            file.write(chunk).await?;
         }
-        file.flush().await?;
-        file.sync_data().await?;
-        drop(file);
+        drop(file.sync().await?);
         let received = hasher.len() - before.len();
         let held = hasher.len();
         if let Some(e) = broken {
@@ -205,7 +231,9 @@ impl Store {
                 actual,
             });
         }
-        self.commit_blob(path, d, size, repo).await?;
+        self.commit_held_blob(path, d, size, repo, Some(early))
+            .await?;
+        drop(growing);
         Ok((received, Received::Complete))
     }
 }

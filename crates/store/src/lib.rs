@@ -11,9 +11,11 @@
 //! state after a crash so that nothing partial is ever served.
 
 mod apply;
+mod blob_writer;
 mod delivery;
 pub mod error;
 pub mod files;
+mod growing;
 pub mod keyspace;
 mod manifests;
 pub mod membership;
@@ -87,6 +89,8 @@ struct Inner {
     cluster: std::sync::OnceLock<replication::Cluster>,
     /// Blob bytes this node lacks, and their fetches.
     replication: replication::Replication,
+    /// Blobs being received, readable by peers as they arrive.
+    growing: growing::Growing,
     events: broadcast::Sender<Event>,
     /// Manifests pulled since the last `Touch` (see `pulls.rs`).
     pulled: Mutex<HashSet<Digest>>,
@@ -216,6 +220,7 @@ impl Store {
                 applied: applied_rx,
                 cluster: std::sync::OnceLock::new(),
                 replication: Default::default(),
+                growing: Default::default(),
                 events: broadcast::channel(1024).0,
                 pulled: Mutex::new(HashSet::new()),
                 raft,

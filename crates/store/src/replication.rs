@@ -15,6 +15,7 @@
 //! A fetched copy is written to `uploads/replica-<hex>-<n>`, fsynced, verified and
 //! renamed into place like any other blob ([`crate::files::BlobFiles::install`]).
 
+use crate::blob_writer::BlobWriter;
 use crate::transport::{BlobStream, Transport};
 use crate::{Result, Store, StoreError};
 use bytes::Bytes;
@@ -25,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 use tokio::sync::{watch, Notify};
 
 /// A peer stream that delivers nothing for this long is given up.
@@ -228,7 +229,10 @@ impl Store {
                         fetched = true;
                         break;
                     }
-                    Err(e) => errors.push(format!("node {peer}: {e}")),
+                    Err(e) => {
+                        tracing::warn!(blob = %d, peer, error = %e, "could not copy a blob from a peer");
+                        errors.push(format!("node {peer}: {e}"));
+                    }
                 }
             }
             if !fetched {
@@ -262,7 +266,8 @@ impl Store {
             .uploads
             .dir()
             .join(format!("replica-{}-{n}", d.hex()));
-        let mut file = tokio::fs::File::create(&tmp).await?;
+        let file = tokio::fs::File::create(&tmp).await?.into_std().await;
+        let mut file = BlobWriter::new(file, 0);
         let copied = async {
             let mut hasher = DigestHasher::new();
             loop {
@@ -282,10 +287,9 @@ impl Store {
                     )));
                 }
                 hasher.update(&chunk);
-                file.write_all(&chunk).await?;
+                file.write(chunk).await?;
             }
-            file.flush().await?;
-            file.sync_data().await?;
+            drop(file.sync().await?);
             if hasher.len() != size {
                 return Err(StoreError::Interrupted(format!(
                     "peer sent {} of {size} bytes",
@@ -348,8 +352,8 @@ impl Store {
     }
 
     /// This node's file of blob `d`, positioned at `offset`, whether or not the state
-    /// records it yet (a peer fetching a blob being delivered reads it this way).
-    pub async fn local_blob(&self, d: &Digest, offset: u64) -> Result<tokio::fs::File> {
+    /// records it yet.
+    pub(crate) async fn local_blob(&self, d: &Digest, offset: u64) -> Result<tokio::fs::File> {
         let mut file = self.open_blob_file(d).await?;
         if offset > 0 {
             file.seek(std::io::SeekFrom::Start(offset)).await?;
