@@ -11,7 +11,9 @@
 //!   rounds).
 //!
 //! All processes share this machine's cores and one disk: a 3-node site here writes and
-//! hashes every byte three times where separate machines would do it in parallel.
+//! hashes every byte three times where separate machines would do it in parallel. So the
+//! bench also prints the CPU time the site's nodes used for each delivery (from
+//! `/proc/<pid>/stat`).
 //!
 //! Run: `cargo bench --bench cluster` (needs `docker-registry`).
 
@@ -40,6 +42,33 @@ fn all_replicated(nodes: &[&Node]) {
         assert!(Instant::now() < deadline, "replication did not finish");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// CPU seconds (user and system) process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses; utime and stime are the
+    // 14th and 15th fields, in clock ticks of 1/100 s.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// CPU seconds each of `nodes` used while `work` ran, and what `work` returned.
+fn cpu_of<T>(nodes: &[&Node], work: impl FnOnce() -> T) -> (Vec<f64>, T) {
+    let before: Vec<f64> = nodes.iter().map(|n| cpu_seconds(n.pid())).collect();
+    let out = work();
+    let used = nodes
+        .iter()
+        .zip(before)
+        .map(|(n, b)| cpu_seconds(n.pid()) - b)
+        .collect();
+    (used, out)
 }
 
 /// Sends a tag to `api` until the site accepts it; returns when it did.
@@ -91,7 +120,9 @@ fn main() {
 
     eprintln!("1-node site...");
     let single = Node::start(opts.clone());
-    let one = timed_deliver(&[single.api], &up, "bench/big:v1");
+    let (cpu_one, one) = cpu_of(&[&single], || {
+        timed_deliver(&[single.api], &up, "bench/big:v1")
+    });
     drop(single);
 
     eprintln!("3-node site...");
@@ -101,7 +132,8 @@ fn main() {
     order.sort_by_key(|i| *i != l);
     let apis: Vec<SocketAddr> = order.iter().map(|i| nodes[*i].api).collect();
     let start = Instant::now();
-    let three = timed_deliver(&apis, &up, "bench/big:v1");
+    let by_order: Vec<&Node> = order.iter().map(|i| &nodes[*i]).collect();
+    let (cpu_three, three) = cpu_of(&by_order, || timed_deliver(&apis, &up, "bench/big:v1"));
     all_replicated(&nodes.iter().collect::<Vec<_>>());
     let everywhere = start.elapsed().as_secs_f64();
 
@@ -112,7 +144,9 @@ fn main() {
     });
     let apis: Vec<SocketAddr> = apart.iter().map(|n| n.api).collect();
     let start = Instant::now();
-    let three_apart = timed_deliver(&apis, &up, "bench/big:v1");
+    let (cpu_apart, three_apart) = cpu_of(&apart.iter().collect::<Vec<_>>(), || {
+        timed_deliver(&apis, &up, "bench/big:v1")
+    });
     all_replicated(&apart.iter().collect::<Vec<_>>());
     let everywhere_apart = start.elapsed().as_secs_f64();
     drop(apart);
@@ -153,6 +187,19 @@ fn main() {
             secs / one
         );
     }
+    let list = |v: &[f64]| {
+        let each: Vec<String> = v.iter().map(|s| format!("{s:.1}")).collect();
+        format!("{} (sum {:.1})", each.join(" + "), v.iter().sum::<f64>())
+    };
+    println!(
+        "\nCPU seconds the site's nodes used until acknowledged (the receiving node first), on {} cores:\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("| site | CPU seconds |");
+    println!("|---|---|");
+    println!("| 1 node | {} |", list(&cpu_one));
+    println!("| 3 nodes, one shared disk | {} |", list(&cpu_three));
+    println!("| 3 nodes, two on tmpfs | {} |", list(&cpu_apart));
     println!(
         "\nEvery node holding all {gib:.2} GiB: after {everywhere:.2} s on one shared disk, {everywhere_apart:.2} s with tmpfs."
     );

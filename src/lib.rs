@@ -50,7 +50,8 @@ impl Site {
                     &read("cert", &t.cert)?,
                     &read("key", &t.key)?,
                     &read("ca", &t.ca)?,
-                );
+                )
+                .map_err(|e| anyhow::anyhow!("[tls] ca {}: {e}", t.ca.display()))?;
                 // Refuse to start on unusable certificates rather than fail later.
                 tonic::transport::Server::builder()
                     .tls_config(node_tls.server.clone())
@@ -111,6 +112,7 @@ impl Site {
                 Some(listener),
             )
         };
+        let peers_transport = transport.clone();
         let (store, raft) = Store::start(store_config, raft_settings, transport, raft_rx)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the store in {data_dir}: {e}"))?;
@@ -121,7 +123,11 @@ impl Site {
         let peer_server = cluster_listener.map(|l| {
             tokio::spawn(site_api::serve_peers(
                 l,
-                PeerService::new(store.clone()),
+                PeerService::new(
+                    store.clone(),
+                    tls.as_ref().map(|t| t.peers.clone()),
+                    peers_transport,
+                ),
                 tls.as_ref().map(|t| t.server.clone()),
                 // Peers keep being answered until the driver stops.
                 raft_stop.subscribe(),

@@ -126,3 +126,44 @@ fn a_three_node_site_replicates_over_mtls() {
         assert_eq!((r.status, digest(&r.body)), (200, img.digest.clone()));
     }
 }
+
+#[test]
+fn the_cluster_listener_serves_only_the_sites_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(certs) = Certs::generate(dir.path()) else {
+        return;
+    };
+    let nodes = kit::node::cluster_with(3, |_| with_tls(&certs));
+    let cluster = nodes[0].cluster.expect("a cluster listener");
+    rt().block_on(async {
+        use site_api::peer_pb::peer_client::PeerClient;
+        use site_api::peer_pb::{ProposeRequest, ReportRequest};
+        // A certificate of the site CA that is not a node's: the tower's.
+        let tower = certs.channel(cluster, Some(&certs.tower)).await.unwrap();
+        let mut c = PeerClient::new(tower);
+        let err = c.report(ReportRequest {}).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        assert!(err.message().contains("node certificate"), "{err:?}");
+        let err = c
+            .propose(ProposeRequest {
+                entry: vec![1, 2, 3],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        // A node's certificate, for the host of one of the node's peers.
+        let node = certs.channel(cluster, Some(&certs.node)).await.unwrap();
+        let report = PeerClient::new(node)
+            .report(ReportRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(report.commit_index > 0, "{report:?}");
+    });
+    assert!(
+        nodes[0]
+            .log()
+            .contains("refused a call to the cluster listener"),
+        "the refusal is logged"
+    );
+}

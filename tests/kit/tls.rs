@@ -124,6 +124,16 @@ impl Certs {
         api: std::net::SocketAddr,
         client: Option<&Pair>,
     ) -> Result<super::grpc::Client, tonic::transport::Error> {
+        let channel = self.channel(api, client).await?;
+        Ok(site_api::pb::site_client::SiteClient::new(channel))
+    }
+
+    /// A TLS channel to `addr`, presenting `client` (if any).
+    pub async fn channel(
+        &self,
+        addr: std::net::SocketAddr,
+        client: Option<&Pair>,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
         use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
         let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(std::fs::read(&self.ca).unwrap()));
@@ -133,11 +143,10 @@ impl Certs {
                 std::fs::read(&p.key).unwrap(),
             ));
         }
-        let channel = Endpoint::from_shared(format!("https://{api}"))
+        Endpoint::from_shared(format!("https://{addr}"))
             .unwrap()
             .tls_config(tls)?
             .connect()
-            .await?;
-        Ok(site_api::pb::site_client::SiteClient::new(channel))
+            .await
     }
 }

@@ -9,13 +9,14 @@ use crate::peer_pb::{
     BlobChunk, FetchBlobRequest, HoldRequest, HoldResponse, ProposeRequest, ProposeResponse,
     RaftAck, RaftBatch, ReportRequest,
 };
+use crate::tls::PeerCheck;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use site_core::Digest;
 use site_store::transport::{BlobStream, Forwarded, PeerCall};
 use site_store::{NodeReport, Store, Transport};
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -29,18 +30,54 @@ const BLOB_CHUNK: usize = 1 << 20;
 /// The peer service of a node.
 pub struct PeerService {
     store: Store,
+    /// Under `[tls]`: only callers with a node's certificate for one of these peers' hosts
+    /// are served (`tls.rs`).
+    only_peers: Option<(PeerCheck, Arc<dyn Transport>)>,
 }
 
 impl PeerService {
-    /// The service of `store`'s node.
-    pub fn new(store: Store) -> PeerService {
-        PeerService { store }
+    /// The service of `store`'s node; with `check`, callers must hold a node certificate
+    /// for the host of one of `transport`'s peers.
+    pub fn new(
+        store: Store,
+        check: Option<PeerCheck>,
+        transport: Arc<dyn Transport>,
+    ) -> PeerService {
+        PeerService {
+            store,
+            only_peers: check.map(|c| (c, transport)),
+        }
+    }
+
+    /// Refuses a caller that is not one of the site's nodes.
+    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some((check, transport)) = &self.only_peers else {
+            return Ok(());
+        };
+        let peers = transport.peers();
+        let hosts = peers.iter().map(|(_, a)| crate::tls::host_of(a));
+        let chain = request.peer_certs();
+        if chain
+            .as_deref()
+            .and_then(|chain| check.host_of_chain(chain, hosts))
+            .is_some()
+        {
+            return Ok(());
+        }
+        tracing::warn!(
+            client = ?request.remote_addr(),
+            "refused a call to the cluster listener: the client certificate is not a node certificate for any peer's host"
+        );
+        Err(Status::permission_denied(
+            "the cluster listener serves the site's nodes only: present a node certificate for the host of one of this node's peers",
+        ))
     }
 }
 
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn raft(&self, request: Request<RaftBatch>) -> Result<Response<RaftAck>, Status> {
+        self.admit(&request)?;
         let batch = request.into_inner();
         for m in &batch.messages {
             self.store.receive_raft(m).map_err(crate::status::status)?;
@@ -52,6 +89,7 @@ impl Peer for PeerService {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
+        self.admit(&request)?;
         let answer = self
             .store
             .order_forwarded(&request.into_inner().entry)
@@ -66,6 +104,7 @@ impl Peer for PeerService {
         &self,
         request: Request<FetchBlobRequest>,
     ) -> Result<Response<Self::FetchBlobStream>, Status> {
+        self.admit(&request)?;
         let r = request.into_inner();
         let digest =
             Digest::parse(&r.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -80,6 +119,7 @@ impl Peer for PeerService {
     }
 
     async fn hold(&self, request: Request<HoldRequest>) -> Result<Response<HoldResponse>, Status> {
+        self.admit(&request)?;
         let r = request.into_inner();
         let digest =
             Digest::parse(&r.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -92,8 +132,9 @@ impl Peer for PeerService {
 
     async fn report(
         &self,
-        _request: Request<ReportRequest>,
+        request: Request<ReportRequest>,
     ) -> Result<Response<crate::peer_pb::NodeReport>, Status> {
+        self.admit(&request)?;
         let r = self.store.local_report();
         Ok(Response::new(crate::peer_pb::NodeReport {
             leader_id: r.leader,
