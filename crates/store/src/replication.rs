@@ -5,7 +5,8 @@
 //!   voters hold it ([`Store::hold_on_majority`]): as many peers as that needs are asked
 //!   to hold it; each fetches it from this node, verifies its digest, fsyncs and installs
 //!   it, and only then answers. So a committed blob survives the loss of any minority of
-//!   nodes.
+//!   nodes. For a blob the tower delivers, the peers are asked as soon as its stream
+//!   starts and copy it while it arrives (`growing.rs`).
 //! - **A committed blob a node lacks** (the node was down, its disk was wiped, it is new,
 //!   or it was not among the first majority) is in the node's missing set; a background
 //!   task ([`Store::run_replication`]) fetches each from a peer until none is missing.
