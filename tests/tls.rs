@@ -24,6 +24,14 @@ fn with_tls(certs: &Certs) -> NodeOptions {
     }
 }
 
+/// Certificates made in `dir`, and a 3-node site using them (`None` where openssl is
+/// missing and `CI` is not set).
+fn tls_site(dir: &std::path::Path) -> Option<(Certs, Vec<Node>)> {
+    let certs = Certs::generate(dir)?;
+    let nodes = kit::node::cluster_with(3, |_| with_tls(&certs));
+    Some((certs, nodes))
+}
+
 #[test]
 fn the_api_takes_only_clients_with_a_certificate_of_the_site_ca() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,10 +90,9 @@ fn the_api_takes_only_clients_with_a_certificate_of_the_site_ca() {
 #[test]
 fn a_three_node_site_replicates_over_mtls() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(certs) = Certs::generate(dir.path()) else {
+    let Some((certs, nodes)) = tls_site(dir.path()) else {
         return;
     };
-    let nodes = kit::node::cluster_with(3, |_| with_tls(&certs));
     let img = oci::image(101, &[300 << 10, 20 << 10], "amd64");
     rt().block_on(async {
         let mut c = certs
@@ -130,10 +137,9 @@ fn a_three_node_site_replicates_over_mtls() {
 #[test]
 fn the_cluster_listener_serves_only_the_sites_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(certs) = Certs::generate(dir.path()) else {
+    let Some((certs, nodes)) = tls_site(dir.path()) else {
         return;
     };
-    let nodes = kit::node::cluster_with(3, |_| with_tls(&certs));
     let cluster = nodes[0].cluster.expect("a cluster listener");
     rt().block_on(async {
         use site_api::peer_pb::peer_client::PeerClient;

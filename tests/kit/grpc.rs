@@ -15,6 +15,19 @@ pub async fn connect(api: SocketAddr) -> Client {
         .max_decoding_message_size(64 << 20)
 }
 
+/// The first message of a blob stream.
+fn header(repo: &str, digest: &str, size: u64, offset: u64) -> PutBlobRequest {
+    PutBlobRequest {
+        header: Some(PutBlobHeader {
+            repository: repo.into(),
+            digest: digest.into(),
+            size,
+            offset,
+        }),
+        data: Vec::new(),
+    }
+}
+
 /// Streams `data` as blob `digest` from `offset`, in `chunk`-byte messages.
 pub async fn put_blob(
     c: &mut Client,
@@ -25,15 +38,7 @@ pub async fn put_blob(
     data: &[u8],
     chunk: usize,
 ) -> Result<pb::PutBlobResponse, tonic::Status> {
-    let mut msgs = vec![PutBlobRequest {
-        header: Some(PutBlobHeader {
-            repository: repo.into(),
-            digest: digest.into(),
-            size,
-            offset,
-        }),
-        data: Vec::new(),
-    }];
+    let mut msgs = vec![header(repo, digest, size, offset)];
     for part in data.chunks(chunk.max(1)) {
         msgs.push(PutBlobRequest {
             header: None,
@@ -59,15 +64,7 @@ pub fn put_blob_by_hand(
     tokio::task::JoinHandle<Result<pb::PutBlobResponse, tonic::Status>>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let header = PutBlobRequest {
-        header: Some(PutBlobHeader {
-            repository: repo.into(),
-            digest: digest.into(),
-            size,
-            offset,
-        }),
-        data: Vec::new(),
-    };
+    let header = header(repo, digest, size, offset);
     let data = futures_util::stream::unfold(rx, |mut rx| async move {
         let data = rx.recv().await?;
         Some((PutBlobRequest { header: None, data }, rx))
