@@ -31,7 +31,7 @@ fn version_check_and_credentials() {
         .status,
         200
     );
-    assert_eq!(request(push.addr, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(kit::get_status(push.addr, "/healthz"), 200);
     let m = request(push.addr, "GET", "/metrics", &[], b"");
     assert!(String::from_utf8_lossy(&m.body).contains("site_http_requests_total"));
 }
@@ -151,14 +151,7 @@ fn cross_repository_mount() {
     );
     assert_eq!(r.status, 202);
     assert_eq!(
-        request(
-            node.addr,
-            "GET",
-            &format!("/v2/third/app/blobs/{d}"),
-            &[],
-            b""
-        )
-        .status,
+        kit::get_status(node.addr, &format!("/v2/third/app/blobs/{d}")),
         404
     );
 }
@@ -360,10 +353,7 @@ fn mirror_names_and_deletes() {
     );
     assert_eq!(r.header("content-type"), Some(OCI_MANIFEST));
     // Without ns the same path means Docker Hub: another repository.
-    assert_eq!(
-        request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"").status,
-        404
-    );
+    assert_eq!(kit::get_status(node.addr, "/v2/team/app/manifests/v1"), 404);
 
     // Deleting a tag keeps the manifest by digest; deleting the digest removes it.
     let base = "/v2/registry.example.com:4433/team/app/manifests";
@@ -378,19 +368,9 @@ fn mirror_names_and_deletes() {
         .status,
         202
     );
+    assert_eq!(kit::get_status(node.addr, &format!("{base}/v1")), 404);
     assert_eq!(
-        request(node.addr, "GET", &format!("{base}/v1"), &[], b"").status,
-        404
-    );
-    assert_eq!(
-        request(
-            node.addr,
-            "GET",
-            &format!("{base}/{}", image.digest),
-            &[],
-            b""
-        )
-        .status,
+        kit::get_status(node.addr, &format!("{base}/{}", image.digest)),
         200
     );
     assert_eq!(
@@ -405,14 +385,7 @@ fn mirror_names_and_deletes() {
         202
     );
     assert_eq!(
-        request(
-            node.addr,
-            "GET",
-            &format!("{base}/{}", image.digest),
-            &[],
-            b""
-        )
-        .status,
+        kit::get_status(node.addr, &format!("{base}/{}", image.digest)),
         404
     );
     let layer = &image.layers[0].digest;
@@ -428,7 +401,7 @@ fn mirror_names_and_deletes() {
         .status,
         202
     );
-    assert_eq!(request(node.addr, "GET", &blob, &[], b"").status, 404);
+    assert_eq!(kit::get_status(node.addr, &blob), 404);
 }
 
 #[test]

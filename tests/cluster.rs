@@ -5,10 +5,9 @@ mod kit;
 use kit::grpc;
 use kit::node::{leader, status};
 use kit::oci::{self, OCI_MANIFEST};
-use kit::tools::{ok, require, run, towerctl};
+use kit::tools::{ok, require, towerctl};
 use kit::{digest, request, Node, NodeOptions};
 use site_api::pb;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -76,11 +75,7 @@ fn replicated_everywhere(nodes: &[Node], blobs: &[String]) {
 fn skopeo_pull(node: &Node, reference: &str) -> (String, Vec<String>) {
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("pulled");
-    run(Command::new("skopeo")
-        .args(["copy", "--quiet", "--preserve-digests"])
-        .args(["--src-tls-verify=false", "--src-no-creds"])
-        .arg(format!("docker://{}/{reference}", node.addr))
-        .arg(format!("oci:{}:pulled", layout.display())));
+    oci::skopeo_copy(&node.addr.to_string(), reference, &layout);
     (oci::pulled_root(&layout), oci::verified_blobs(&layout))
 }
 
@@ -252,7 +247,7 @@ fn a_node_left_alone_refuses_writes_and_serves_what_it_holds() {
         );
     }
     assert_eq!(
-        request(survivor.addr, "GET", "/v2/team/a/manifests/v2", &[], b"").status,
+        kit::get_status(survivor.addr, "/v2/team/a/manifests/v2"),
         404,
         "the refused tag is not there"
     );
@@ -434,12 +429,7 @@ fn gc_on_a_three_node_site_deletes_the_same_set_on_every_node() {
     let f = (l + 1) % nodes.len();
     let report = rt().block_on(async {
         let mut c = grpc::connect(nodes[f].api).await;
-        c.run_gc(pb::RunGcRequest { dry_run: false })
-            .await
-            .unwrap()
-            .into_inner()
-            .report
-            .unwrap()
+        grpc::run_gc(&mut c, false).await
     });
     assert_eq!(report.manifests, vec![b.digest.clone()]);
     let b_only: Vec<String> = b
@@ -473,10 +463,7 @@ fn gc_on_a_three_node_site_deletes_the_same_set_on_every_node() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(
-            request(n.addr, "GET", "/v2/team/b/manifests/v1", &[], b"").status,
-            404
-        );
+        assert_eq!(kit::get_status(n.addr, "/v2/team/b/manifests/v1"), 404);
         assert_eq!(served(n, "/v2/team/a/manifests/v1"), a.digest);
     }
 }

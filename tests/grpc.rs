@@ -346,13 +346,9 @@ fn gc_deletes_what_no_application_needs_and_keeps_shared_layers() {
             .await
             .unwrap();
         }
-        let dry = c
-            .run_gc(pb::RunGcRequest { dry_run: true })
-            .await
-            .unwrap()
-            .into_inner();
+        let dry = grpc::run_gc(&mut c, true).await;
         assert!(
-            dry.report.unwrap().manifests.is_empty(),
+            dry.manifests.is_empty(),
             "live images are never planned for deletion"
         );
         c.unschedule(pb::UnscheduleRequest {
@@ -361,47 +357,21 @@ fn gc_deletes_what_no_application_needs_and_keeps_shared_layers() {
         .await
         .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-        let dry = c
-            .run_gc(pb::RunGcRequest { dry_run: true })
-            .await
-            .unwrap()
-            .into_inner()
-            .report
-            .unwrap();
+        let dry = grpc::run_gc(&mut c, true).await;
         assert_eq!(dry.manifests, vec![a.digest.clone()]);
         assert_eq!(
-            request(
-                node.addr,
-                "GET",
-                &format!("/v2/team/a/manifests/{}", a.digest),
-                &[],
-                b""
-            )
-            .status,
+            kit::get_status(node.addr, &format!("/v2/team/a/manifests/{}", a.digest)),
             200,
             "a dry run deletes nothing"
         );
-        let report = c
-            .run_gc(pb::RunGcRequest { dry_run: false })
-            .await
-            .unwrap()
-            .into_inner()
-            .report
-            .unwrap();
+        let report = grpc::run_gc(&mut c, false).await;
         assert_eq!(report.manifests, vec![a.digest.clone()]);
         assert!(
             !report.blobs.contains(&a.layers[0].digest),
             "the shared layer stays"
         );
         assert_eq!(
-            request(
-                node.addr,
-                "GET",
-                &format!("/v2/team/a/manifests/{}", a.digest),
-                &[],
-                b""
-            )
-            .status,
+            kit::get_status(node.addr, &format!("/v2/team/a/manifests/{}", a.digest)),
             404
         );
         for x in b.blobs() {
@@ -474,16 +444,7 @@ fn eviction_under_pressure_takes_the_least_recently_pulled_image() {
         oci::image(41, &[450 << 10], "amd64"),
         oci::image(42, &[450 << 10], "amd64"),
     );
-    let get = |repo: &str| {
-        request(
-            node.addr,
-            "GET",
-            &format!("/v2/{repo}/manifests/v1"),
-            &[],
-            b"",
-        )
-        .status
-    };
+    let get = |repo: &str| kit::get_status(node.addr, &format!("/v2/{repo}/manifests/v1"));
     rt().block_on(async {
         let mut c = grpc::connect(node.api).await;
         deliver(&mut c, "team/a", &a, "v1").await;
@@ -496,12 +457,7 @@ fn eviction_under_pressure_takes_the_least_recently_pulled_image() {
     assert_eq!(get("team/a"), 200);
     let report = rt().block_on(async {
         let mut c = grpc::connect(node.api).await;
-        c.run_gc(pb::RunGcRequest { dry_run: false })
-            .await
-            .unwrap()
-            .into_inner()
-            .report
-            .unwrap()
+        grpc::run_gc(&mut c, false).await
     });
     assert_eq!(report.manifests, vec![b.digest.clone()], "{report:?}");
     assert_eq!(get("team/b"), 404);
@@ -565,7 +521,7 @@ fn upload_sessions_left_idle_expire() {
     assert_eq!(patch(&busy).status, 202);
     rt().block_on(async {
         let mut c = grpc::connect(node.api).await;
-        c.run_gc(pb::RunGcRequest { dry_run: false }).await.unwrap();
+        grpc::run_gc(&mut c, false).await;
     });
     let r = request(node.addr, "GET", &idle, &[("Authorization", &auth)], b"");
     assert_eq!(r.status, 404);

@@ -70,16 +70,7 @@ fn pull(work: &Path, site: &str, reference: &str) -> Vec<String> {
         digest(reference.as_bytes())[7..19].to_owned()
     ));
     let _ = std::fs::remove_dir_all(&out);
-    run(Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--src-no-creds",
-        ])
-        .arg(format!("docker://{site}/{reference}"))
-        .arg(format!("oci:{}:x", out.display())));
+    oci::skopeo_copy(site, reference, &out);
     oci::verified_blobs(&out)
 }
 
@@ -166,26 +157,12 @@ fn deliver_schedule_pull_unschedule_gc() {
     let dry = ok(towerctl(&["gc", "--site", &site, "--dry-run"]));
     assert!(dry.contains(&a.digest), "{dry}");
     assert_eq!(
-        request(
-            node.addr,
-            "GET",
-            &format!("/v2/team/a/manifests/{}", a.digest),
-            &[],
-            b""
-        )
-        .status,
+        kit::get_status(node.addr, &format!("/v2/team/a/manifests/{}", a.digest)),
         200
     );
     ok(towerctl(&["gc", "--site", &site]));
     assert_eq!(
-        request(
-            node.addr,
-            "GET",
-            &format!("/v2/team/a/manifests/{}", a.digest),
-            &[],
-            b""
-        )
-        .status,
+        kit::get_status(node.addr, &format!("/v2/team/a/manifests/{}", a.digest)),
         404
     );
     let blobs = pull(work.path(), &site_http, "team/b:v1");

@@ -101,6 +101,16 @@ pub async fn put_manifest(
     .map(|r| r.into_inner().digest)
 }
 
+/// Runs GC (or plans it, with `dry_run`) and returns its report.
+pub async fn run_gc(c: &mut Client, dry_run: bool) -> pb::GcReport {
+    c.run_gc(pb::RunGcRequest { dry_run })
+        .await
+        .unwrap()
+        .into_inner()
+        .report
+        .unwrap()
+}
+
 pub async fn status(c: &mut Client) -> pb::StatusResponse {
     c.status(pb::StatusRequest {}).await.unwrap().into_inner()
 }

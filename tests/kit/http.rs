@@ -39,6 +39,11 @@ impl Response {
     }
 }
 
+/// The status of a plain `GET path`.
+pub fn get_status(addr: SocketAddr, path: &str) -> u16 {
+    request(addr, "GET", path, &[], b"").status
+}
+
 /// Sends one request and reads the whole response.
 pub fn request(
     addr: SocketAddr,

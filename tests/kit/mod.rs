@@ -12,7 +12,7 @@ pub mod tls;
 pub mod tools;
 pub mod upstream;
 
-pub use http::request;
+pub use http::{get_status, request};
 pub use node::{Node, NodeOptions};
 
 use sha2::{Digest as _, Sha256};

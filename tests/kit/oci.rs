@@ -276,6 +276,24 @@ pub fn push_blob_two_step(
     )
 }
 
+/// Copies `reference` (`repo:tag` or `repo@digest`) from the registry at `site`
+/// (`HOST:PORT`, plain HTTP, no credentials) with skopeo into the OCI layout at `layout`,
+/// digests preserved.
+pub fn skopeo_copy(site: &str, reference: &str, layout: &Path) {
+    super::tools::run(
+        std::process::Command::new("skopeo")
+            .args([
+                "copy",
+                "--quiet",
+                "--preserve-digests",
+                "--src-tls-verify=false",
+                "--src-no-creds",
+            ])
+            .arg(format!("docker://{site}/{reference}"))
+            .arg(format!("oci:{}:pulled", layout.display())),
+    );
+}
+
 /// Every blob of a pulled layout is named by the digest of its bytes; returns the names.
 pub fn verified_blobs(layout: &Path) -> Vec<String> {
     let mut names = Vec::new();

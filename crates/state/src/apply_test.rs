@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::command::Entry;
+use crate::SweepReport;
 
 const GRACE: u64 = 100;
 
@@ -38,6 +39,21 @@ fn run(s: &mut State, now: u64, cmd: Command) -> Result<Outcome> {
         assert_eq!(*s, before, "a refused command changed the state");
     }
     r
+}
+
+/// Applies a sweep at `now` with the test's grace period; returns its report.
+fn sweep(s: &mut State, now: u64, evict_bytes: u64) -> SweepReport {
+    run(
+        s,
+        now,
+        Command::Sweep {
+            grace_secs: GRACE,
+            evict_bytes,
+        },
+    )
+    .unwrap()
+    .sweep
+    .unwrap()
 }
 
 /// Delivers an image the tower's way: blobs, then the manifest linking them.
@@ -216,16 +232,7 @@ fn sweep_respects_grace_shared_layers_and_leases() {
     .unwrap();
     run(&mut s, 10, Command::Unschedule { app: "a".into() }).unwrap();
     // Within grace nothing goes.
-    let out = run(
-        &mut s,
-        10 + GRACE - 1,
-        Command::Sweep {
-            grace_secs: GRACE,
-            evict_bytes: 0,
-        },
-    )
-    .unwrap();
-    assert!(out.sweep.unwrap().manifests.is_empty());
+    assert!(sweep(&mut s, 10 + GRACE - 1, 0).manifests.is_empty());
     // A lease keeps a blob of the dead image.
     run(
         &mut s,
@@ -236,33 +243,13 @@ fn sweep_respects_grace_shared_layers_and_leases() {
         },
     )
     .unwrap();
-    let report = run(
-        &mut s,
-        10 + GRACE,
-        Command::Sweep {
-            grace_secs: GRACE,
-            evict_bytes: 0,
-        },
-    )
-    .unwrap()
-    .sweep
-    .unwrap();
+    let report = sweep(&mut s, 10 + GRACE, 0);
     assert_eq!(report.manifests, vec![a.digest.clone()]);
     assert_eq!(report.blobs, vec![blob(1).0]);
     assert!(s.manifest(&a.digest).is_none());
     assert!(s.missing_parts(&b.digest).is_empty(), "shared layer kept");
     assert!(s.blob(&blob(11).0).is_some(), "leased blob kept");
-    let report = run(
-        &mut s,
-        1000,
-        Command::Sweep {
-            grace_secs: GRACE,
-            evict_bytes: 0,
-        },
-    )
-    .unwrap()
-    .sweep
-    .unwrap();
+    let report = sweep(&mut s, 1000, 0);
     assert_eq!(report.blobs, vec![blob(11).0]);
 }
 
@@ -289,30 +276,10 @@ fn eviction_is_lru_and_never_live() {
     )
     .unwrap();
     // `newer` is now least recently used; one byte to free evicts it alone.
-    let report = run(
-        &mut s,
-        7,
-        Command::Sweep {
-            grace_secs: GRACE,
-            evict_bytes: 1,
-        },
-    )
-    .unwrap()
-    .sweep
-    .unwrap();
+    let report = sweep(&mut s, 7, 1);
     assert_eq!(report.evicted, vec![newer.digest]);
     assert_eq!(s.reclaimable_bytes(7), blob(1).1 + blob(2).1);
-    let report = run(
-        &mut s,
-        8,
-        Command::Sweep {
-            grace_secs: GRACE,
-            evict_bytes: u64::MAX,
-        },
-    )
-    .unwrap()
-    .sweep
-    .unwrap();
+    let report = sweep(&mut s, 8, u64::MAX);
     assert_eq!(report.evicted, vec![old.digest]);
     assert!(s.missing_parts(&live.digest).is_empty());
 }
@@ -360,17 +327,7 @@ fn index_keeps_children_and_forget_drops_broken() {
         },
     )
     .unwrap();
-    let report = run(
-        &mut s,
-        10 * GRACE,
-        Command::Sweep {
-            grace_secs: GRACE,
-            evict_bytes: u64::MAX,
-        },
-    )
-    .unwrap()
-    .sweep
-    .unwrap();
+    let report = sweep(&mut s, 10 * GRACE, u64::MAX);
     assert!(
         report.manifests.is_empty(),
         "children of a live index are live"
