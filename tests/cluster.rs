@@ -3,7 +3,7 @@
 mod kit;
 
 use kit::grpc;
-use kit::node::{leader, status};
+use kit::node::{leader, served, status};
 use kit::oci::{self, OCI_MANIFEST};
 use kit::tools::{ok, require, towerctl};
 use kit::{digest, request, Node, NodeOptions};
@@ -15,24 +15,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Waits (bounded) until `node` serves `path` with status 200; returns the body's digest.
-fn served(node: &Node, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = request(node.addr, "GET", path, &[], b"");
-        if r.status == 200 {
-            return digest(&r.body);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} not served by {} within 10 s: {}",
-            node.addr,
-            r.status
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Every node of `nodes` but the `i`-th.
@@ -280,6 +262,7 @@ fn a_blob_is_acknowledged_once_a_majority_holds_it_then_reaches_every_node() {
     replicated_everywhere(&nodes, &blobs);
     for (i, n) in nodes.iter().enumerate() {
         if i != f {
+            served(n, "/v2/team/r/manifests/v1");
             let (root, pulled) = skopeo_pull(n, "team/r:v1");
             assert_eq!(root, img.digest, "pulled from {}", n.addr);
             oci::assert_pulled(&pulled, &img);
@@ -591,6 +574,9 @@ fn pulls_from_the_other_nodes_never_fail_while_the_leader_is_killed() {
     rt().block_on(deliver(nodes[l].api, "team/p", &img, "v1"));
     let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
     replicated_everywhere(&nodes, &blobs);
+    for n in &nodes {
+        assert_eq!(served(n, "/v2/team/p/manifests/v1"), img.digest);
+    }
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pullers: Vec<_> = others(&nodes, l)

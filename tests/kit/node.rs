@@ -292,6 +292,24 @@ pub fn cluster_with(n: u64, opts: impl Fn(u64) -> NodeOptions) -> Vec<Node> {
         .collect()
 }
 
+/// Waits (bounded) until `node` serves `path` with status 200; returns the body's digest.
+pub fn served(node: &Node, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = super::request(node.addr, "GET", path, &[], b"");
+        if r.status == 200 {
+            return super::digest(&r.body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} not served by {} within 10 s: {}",
+            node.addr,
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The node's status over gRPC, if it answers.
 pub fn status(node: &Node) -> Option<site_api::pb::StatusResponse> {
     let rt = tokio::runtime::Builder::new_current_thread()
