@@ -375,6 +375,41 @@ fn a_wiped_node_serves_at_once_and_refetches_every_live_blob() {
 }
 
 #[test]
+fn a_wiped_node_votes_only_once_caught_up_so_no_committed_image_is_lost() {
+    let mut nodes = kit::node::cluster(3, &NodeOptions::default());
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let (w, behind) = ((l + 1) % 3, (l + 2) % 3);
+    // One node is down while an image is committed on the other two.
+    nodes[behind].terminate();
+    let img = oci::image(84, &[40 << 10, 3 << 10], "amd64");
+    rt().block_on(deliver(nodes[l].api, "team/v", &img, "v1"));
+    assert_eq!(served(&nodes[w], "/v2/team/v/manifests/v1"), img.digest);
+    // The leader dies and the other holder of the image loses its disk; the node that
+    // lacks the image comes back. Only the wiped node's vote could make it leader.
+    nodes[l].kill9();
+    nodes[w].terminate();
+    std::fs::remove_dir_all(nodes[w].data_dir()).unwrap();
+    nodes[w].restart();
+    nodes[behind].restart();
+    nodes[w].wait_log("declining to vote");
+    assert_eq!(
+        status(&nodes[behind]).map(|s| s.leader_id),
+        Some(0),
+        "a leader without the committed image"
+    );
+    // The old leader comes back: a leader holding the image is elected, and every node
+    // serves the image.
+    nodes[l].restart();
+    leader(&nodes.iter().collect::<Vec<_>>());
+    for n in &nodes {
+        assert_eq!(served(n, "/v2/team/v/manifests/v1"), img.digest);
+    }
+    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
+    replicated_everywhere(&nodes, &blobs);
+    nodes[w].wait_log("this node votes again");
+}
+
+#[test]
 fn gc_on_a_three_node_site_deletes_the_same_set_on_every_node() {
     let nodes = kit::node::cluster(
         3,

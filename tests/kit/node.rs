@@ -219,6 +219,19 @@ impl Node {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Waits (bounded, 20 s) until the node's log contains `text`.
+    pub fn wait_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never logged {text:?} within 20 s",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Every blob file on disk with its size, sorted.
     pub fn blob_files(&self) -> Vec<(String, u64)> {
         let mut out = Vec::new();

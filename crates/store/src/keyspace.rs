@@ -5,6 +5,8 @@
 //! raft       'e' + index u64 BE  raft Entry (protobuf)   the Raft log after the snapshot
 //!            "hs"                HardState (protobuf)
 //!            "cs"                ConfState (protobuf)
+//!            "cu"                empty: present while the node catches up after starting
+//!                                with an empty log (it does not vote meanwhile)
 //! snapshot   "state"             State JSON       the state machine at the snapshot's index
 //!            "meta"              SnapshotMetadata (protobuf): index, term, conf state
 //! uploads    upload id           UploadRecord JSON   node-local upload sessions
@@ -26,6 +28,8 @@ pub const RAFT: &str = "raft";
 pub const RAFT_HARD_STATE: &[u8] = b"hs";
 /// Key of the conf state in `raft`.
 pub const RAFT_CONF_STATE: &[u8] = b"cs";
+/// Key of the catching-up mark in `raft` (see `RaftLog::catching_up`).
+pub const RAFT_CATCHING_UP: &[u8] = b"cu";
 /// First key after every entry key of `raft`.
 pub const RAFT_ENTRY_END: [u8; 9] = [b'f', 0, 0, 0, 0, 0, 0, 0, 0];
 /// Key of the Raft snapshot's metadata in `snapshot`.
@@ -71,7 +75,7 @@ mod tests {
         assert!(raft_entry_key(u64::MAX) < RAFT_ENTRY_END);
         assert_eq!(decode_raft_entry_key(&raft_entry_key(42)), Some(42));
         assert_eq!(decode_raft_entry_key(RAFT_HARD_STATE), None);
-        for k in [RAFT_HARD_STATE, RAFT_CONF_STATE] {
+        for k in [RAFT_HARD_STATE, RAFT_CONF_STATE, RAFT_CATCHING_UP] {
             assert!(k < &raft_entry_key(0)[..] || k >= &RAFT_ENTRY_END[..]);
         }
     }

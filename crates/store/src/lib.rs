@@ -12,6 +12,7 @@
 
 mod apply;
 mod blob_writer;
+mod catch_up;
 mod delivery;
 pub mod error;
 pub mod files;
@@ -194,6 +195,7 @@ impl Store {
         let db = open_db(&config.data_dir.join("meta"))?;
         let raft = raft_log::RaftLog::open(&db)?;
         raft.initialize(voters, &apply::encode_state(&State::default()))?;
+        raft.mark_catching_up_if_empty()?;
         let (state, applied) = match raft.snapshot_data()? {
             Some((meta, data)) => (apply::decode_state(&data)?, meta.index),
             None => (Default::default(), 0),

@@ -5,6 +5,7 @@
 //!
 //! A single node is a group of one: the same path, with no peers to send to.
 
+use crate::catch_up::CatchUp;
 use crate::membership::MemberChange;
 use crate::raft_log::RaftLog;
 use crate::transport::Transport;
@@ -104,6 +105,8 @@ pub(crate) struct Driver {
     heard: Option<HashMap<u64, Instant>>,
     /// Peers the leader has reported as degraded.
     degraded: std::collections::HashSet<u64>,
+    /// Set while this node, started with an empty log, catches up (it does not vote).
+    catch_up: Option<CatchUp>,
 }
 
 /// A peer the leader has not heard from for this long is reported degraded.
@@ -146,7 +149,6 @@ impl Driver {
         }
         Ok(Driver {
             node,
-            log,
             store,
             transport,
             settings,
@@ -164,6 +166,8 @@ impl Driver {
             lost_log_noted: false,
             heard: None,
             degraded: Default::default(),
+            catch_up: log.catching_up()?.then(CatchUp::default),
+            log,
         })
     }
 
@@ -179,6 +183,10 @@ impl Driver {
         loop {
             if let Err(e) = self.on_ready().await {
                 tracing::error!(error = %e, "raft: cannot persist or apply; stopping this node's raft");
+                return;
+            }
+            if let Err(e) = self.end_catch_up_when_done().await {
+                tracing::error!(error = %e, "raft: cannot persist the end of catching up; stopping this node's raft");
                 return;
             }
             self.publish_status();
@@ -197,6 +205,9 @@ impl Driver {
                             heard.insert(m.from, Instant::now());
                         }
                         self.recover_lost_log(&mut m);
+                        if !self.may_step(&m) {
+                            continue;
+                        }
                         if let Err(e) = self.node.step(*m) {
                             tracing::debug!(error = %e, "raft: message dropped");
                         }
@@ -238,6 +249,45 @@ impl Driver {
         refusal.index = u64::MAX;
         refusal.reject_hint = last;
         self.send(vec![refusal]);
+    }
+
+    /// Whether Raft may step `m`: while this node catches up after starting with an
+    /// empty log, it declines (drops) votes for candidates with a history (`catch_up.rs`).
+    fn may_step(&mut self, m: &Message) -> bool {
+        let Some(c) = &mut self.catch_up else {
+            return true;
+        };
+        if c.admits(m) {
+            return true;
+        }
+        if !c.declined_noted {
+            c.declined_noted = true;
+            tracing::warn!(
+                candidate = m.from,
+                candidate_last_index = m.index,
+                "declining to vote: this node started with an empty log (new, or its data directory was wiped) and votes only once it holds what the group had committed"
+            );
+        }
+        false
+    }
+
+    /// Ends catching up (durably) once this node holds what the group had committed.
+    async fn end_catch_up_when_done(&mut self) -> Result<()> {
+        let leading = self.node.raft.state == StateRole::Leader;
+        if !self
+            .catch_up
+            .as_ref()
+            .is_some_and(|c| c.done(self.applied, leading))
+        {
+            return Ok(());
+        }
+        self.log.end_catching_up().await?;
+        self.catch_up = None;
+        tracing::info!(
+            applied = self.applied,
+            "caught up with the group's log: this node votes again"
+        );
+        Ok(())
     }
 
     /// On the leader: reports a voter it has not heard from for [`DEGRADED_AFTER`]

@@ -301,6 +301,30 @@ impl RaftLog {
         raft::Storage::term(self, index).ok()
     }
 
+    /// Whether this node started with an empty log (it is new, or its data directory was
+    /// wiped) and has not yet caught up with the group: such a node must not vote for a
+    /// candidate whose log it cannot compare with what it has lost. Kept on disk so that a
+    /// restart halfway through catching up does not end it.
+    pub fn catching_up(&self) -> Result<bool> {
+        Ok(self.inner.log.contains_key(keyspace::RAFT_CATCHING_UP)?)
+    }
+
+    /// Marks this node as catching up when its log holds nothing past the founding
+    /// snapshot. Durable on return. Blocking.
+    pub fn mark_catching_up_if_empty(&self) -> Result<()> {
+        if self.meta().last > FOUNDING_INDEX {
+            return Ok(());
+        }
+        self.inner.log.insert(keyspace::RAFT_CATCHING_UP, &[])?;
+        self.sync_blocking()
+    }
+
+    /// Ends catching up: from now on this node votes. Durable on return.
+    pub async fn end_catching_up(&self) -> Result<()> {
+        self.inner.log.remove(keyspace::RAFT_CATCHING_UP)?;
+        self.sync().await
+    }
+
     /// The hard state as last persisted.
     pub fn hard_state(&self) -> HardState {
         self.meta().hard_state.clone()

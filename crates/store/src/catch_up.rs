@@ -1,0 +1,94 @@
+//! Votes of a node that starts with an empty log.
+//!
+//! Raft counts on a node keeping its log and its vote. A node whose data directory was
+//! wiped has lost both: if it voted at once, a candidate missing an entry the group had
+//! committed (with this node's old copy in the majority) could win with its vote, and the
+//! entry would be gone. So a node that starts with nothing past the founding snapshot
+//! declines to vote for any candidate whose log goes past it, until it has applied
+//! everything the group had committed when a leader first wrote to it. A new group
+//! (every log still at the founding snapshot) elects as usual; a new node joining at run
+//! time simply waits, like a wiped one, until it holds the log.
+
+use crate::raft_log::FOUNDING_INDEX;
+use raft::eraftpb::{Message, MessageType};
+
+/// Where a node that started with an empty log stands in catching up.
+#[derive(Debug, Default)]
+pub(crate) struct CatchUp {
+    /// The leader's commit index when it first wrote to this node.
+    target: Option<u64>,
+    /// Whether a declined vote has been logged already.
+    pub(crate) declined_noted: bool,
+}
+
+impl CatchUp {
+    /// Looks at a message before Raft steps it; `false` for a vote this node must not
+    /// give yet (the message is then dropped, as if lost).
+    pub(crate) fn admits(&mut self, m: &Message) -> bool {
+        match m.get_msg_type() {
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => {
+                m.index <= FOUNDING_INDEX
+            }
+            MessageType::MsgAppend => {
+                self.target.get_or_insert(m.commit);
+                true
+            }
+            MessageType::MsgSnapshot => {
+                let index = m.get_snapshot().get_metadata().index;
+                self.target.get_or_insert(m.commit.max(index));
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether this node has caught up: it leads (a leader holds every committed
+    /// entry), or it has applied as far as the group had committed when a leader first
+    /// wrote to it.
+    pub(crate) fn done(&self, applied: u64, leading: bool) -> bool {
+        leading || self.target.is_some_and(|t| applied >= t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(t: MessageType, index: u64, commit: u64) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(t);
+        m.index = index;
+        m.commit = commit;
+        m
+    }
+
+    #[test]
+    fn votes_for_a_candidate_past_the_founding_snapshot_wait_until_caught_up() {
+        let mut c = CatchUp::default();
+        for t in [MessageType::MsgRequestVote, MessageType::MsgRequestPreVote] {
+            // A new group: every log at the founding snapshot.
+            assert!(c.admits(&msg(t, FOUNDING_INDEX, 0)));
+            // A group with a history this node may have lost.
+            assert!(!c.admits(&msg(t, 40, 0)));
+        }
+        assert!(!c.done(1_000, false), "no leader has written yet");
+        // The first append fixes the target; later ones do not move it.
+        assert!(c.admits(&msg(MessageType::MsgAppend, 30, 35)));
+        assert!(c.admits(&msg(MessageType::MsgAppend, 36, 50)));
+        // Heartbeats carry a commit clamped to what the leader thinks this node holds.
+        assert!(c.admits(&msg(MessageType::MsgHeartbeat, 0, 90)));
+        assert!(!c.done(34, false));
+        assert!(c.done(35, false));
+        assert!(CatchUp::default().done(0, true), "a leader holds the log");
+    }
+
+    #[test]
+    fn a_snapshot_sets_the_target_to_at_least_its_index() {
+        let mut c = CatchUp::default();
+        let mut m = msg(MessageType::MsgSnapshot, 0, 10);
+        m.mut_snapshot().mut_metadata().index = 64;
+        assert!(c.admits(&m));
+        assert!(!c.done(63, false));
+        assert!(c.done(64, false));
+    }
+}
