@@ -179,6 +179,13 @@ fn bad_requests_get_spec_errors_and_change_nothing() {
             "MANIFEST_UNKNOWN",
         ),
         case(
+            "manifest tag no push could have stored",
+            "GET",
+            format!("/v2/{REPO}/manifests/.INVALID_MANIFEST_NAME"),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        case(
             "unknown manifest digest",
             "GET",
             format!("/v2/{REPO}/manifests/{missing}"),
@@ -418,6 +425,14 @@ fn bad_requests_get_spec_errors_and_change_nothing() {
     for c in &cases {
         check(&node, c);
     }
+    let r = request(
+        node.addr,
+        "HEAD",
+        &format!("/v2/{REPO}/manifests/.INVALID_MANIFEST_NAME"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "HEAD of a tag no push could have stored");
 
     // Upload sessions: an out-of-order chunk, a length that disagrees with its range, a
     // wrong final digest, a body cut off half way. Each leaves the session where it was.

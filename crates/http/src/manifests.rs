@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use site_core::reference::validate_tag;
-use site_core::Digest;
+use site_core::{Digest, ErrorCode};
 use site_store::ManifestRef;
 
 /// Reads a reference: a digest if it has the digest's `:`, else a tag.
@@ -20,9 +20,25 @@ fn reference(r: &str) -> Result<ManifestRef, ApiError> {
     }
 }
 
+/// Reads a reference to look a manifest up. A tag no push could have stored names no
+/// manifest: 404 `MANIFEST_UNKNOWN`, as the reference registry and the OCI conformance
+/// suite have it. A malformed digest stays 400 `DIGEST_INVALID`.
+fn lookup(r: &str) -> Result<ManifestRef, ApiError> {
+    if r.contains(':') {
+        return reference(r);
+    }
+    match validate_tag(r) {
+        Ok(_) => Ok(ManifestRef::Tag(r.to_owned())),
+        Err(e) => Err(ApiError::new(
+            ErrorCode::ManifestUnknown,
+            format!("manifest {r} unknown: {e}"),
+        )),
+    }
+}
+
 pub(crate) fn get(reg: &Registry, name: &str, r: &str, ctx: &Ctx) -> Result<Response, ApiError> {
     let repo = reg.repository(name, &ctx.query)?;
-    let m = reg.store.get_manifest(&repo, &reference(r)?)?;
+    let m = reg.store.get_manifest(&repo, &lookup(r)?)?;
     let builder = Response::builder()
         .header(header::CONTENT_TYPE, &m.media_type)
         .header("Docker-Content-Digest", m.digest.as_str())
@@ -80,7 +96,7 @@ pub(crate) async fn delete(
 ) -> Result<Response, ApiError> {
     let user = reg.config.push.authorize(&ctx.headers)?;
     let repo = reg.repository(name, &ctx.query)?;
-    match reference(r)? {
+    match lookup(r)? {
         ManifestRef::Digest(d) => reg.store.delete_manifest(&repo, &d).await?,
         ManifestRef::Tag(t) => reg.store.delete_tag(&repo, &t).await?,
     }
