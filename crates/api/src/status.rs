@@ -26,6 +26,12 @@ pub fn status(e: StoreError) -> Status {
             StateError::ManifestBlobUnknown(_) => Code::FailedPrecondition,
             StateError::Invalid(_) | StateError::ManifestInvalid(_) => Code::InvalidArgument,
         },
+        _ if e.is_out_of_space() => {
+            tracing::error!(error = %e, "the site's disk is full");
+            return Status::resource_exhausted(format!(
+                "site out of space: {e}; free space or let GC remove what no application needs"
+            ));
+        }
         StoreError::Io(_) | StoreError::Db(_) => {
             tracing::error!(error = %e, "storage failure");
             return Status::internal("storage failure on the site; see its log");
@@ -37,4 +43,27 @@ pub fn status(e: StoreError) -> Status {
 /// `INVALID_ARGUMENT` for a malformed field.
 pub fn invalid(field: &str, e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted_and_other_io_failures_internal() {
+        let full = StoreError::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert_eq!(status(full).code(), Code::ResourceExhausted);
+        let quota = StoreError::Io(std::io::Error::from_raw_os_error(122));
+        assert_eq!(status(quota).code(), Code::ResourceExhausted, "EDQUOT");
+        let enospc = StoreError::Io(std::io::Error::from_raw_os_error(28));
+        assert_eq!(status(enospc).code(), Code::ResourceExhausted, "ENOSPC");
+        let other = StoreError::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        let s = status(other);
+        assert_eq!(s.code(), Code::Internal);
+        assert!(
+            !s.message().contains("denied"),
+            "no detail: {}",
+            s.message()
+        );
+    }
 }

@@ -80,6 +80,19 @@ impl From<StateError> for StoreError {
 }
 
 impl StoreError {
+    /// Whether the node's disk (or its quota) is full.
+    pub fn is_out_of_space(&self) -> bool {
+        let io = match self {
+            StoreError::Io(e) => e,
+            StoreError::Db(sled::Error::Io(e)) => e,
+            _ => return false,
+        };
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
+    }
+
     /// The OCI error code of a request error; `None` for failures of the node itself.
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
