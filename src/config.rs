@@ -34,8 +34,12 @@ pub struct Config {
 pub struct NodeConfig {
     /// Unique within the site, > 0.
     pub id: u64,
-    /// Blobs, metadata and (later) the Raft log.
+    /// Blobs, metadata and the Raft log.
     pub data_dir: PathBuf,
+    /// Every blob file is read back and checked against its digest once per this
+    /// interval; zero turns the check off.
+    #[serde(with = "humantime_serde_compat")]
+    pub scrub_interval: Duration,
 }
 
 impl Default for NodeConfig {
@@ -43,6 +47,7 @@ impl Default for NodeConfig {
         NodeConfig {
             id: 1,
             data_dir: PathBuf::from("./site-data"),
+            scrub_interval: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -65,6 +65,7 @@ impl Site {
             max_blob_bytes: config.registry.max_blob_size,
             max_manifest_bytes: config.registry.max_manifest_size,
             upload_ttl: config.registry.upload_ttl,
+            scrub_interval: config.node.scrub_interval,
         };
         let data_dir = config.node.data_dir.display().to_string();
         let (shutdown, rx) = watch::channel(false);

@@ -410,6 +410,65 @@ fn a_wiped_node_votes_only_once_caught_up_so_no_committed_image_is_lost() {
 }
 
 #[test]
+fn a_bad_blob_copy_is_found_removed_and_fetched_again_from_a_peer() {
+    let nodes = kit::node::cluster(
+        3,
+        &NodeOptions {
+            scrub: Some("1s".into()),
+            ..Default::default()
+        },
+    );
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let img = oci::image(86, &[2 << 20, 10 << 10], "amd64");
+    rt().block_on(deliver(nodes[l].api, "team/s", &img, "v1"));
+    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
+    replicated_everywhere(&nodes, &blobs);
+
+    let v = (l + 1) % nodes.len();
+    let (id, layer) = (v as u64 + 1, img.layers[0].digest.clone());
+    let watched = layer.clone();
+    let events = watch_events(&nodes[v], move |seen| {
+        seen.iter()
+            .any(|k| matches!(k, pb::event::Kind::BlobRepaired(b) if b.digest == watched))
+    });
+    // One byte of node v's copy of the layer flips on disk.
+    let path = nodes[v]
+        .blob_files()
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| p.ends_with(&layer[7..]))
+        .expect("the layer's file");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut byte = [0u8; 1];
+        std::fs::File::open(&path)
+            .unwrap()
+            .read_exact_at(&mut byte, 4096)
+            .unwrap();
+        f.write_at(&[!byte[0]], 4096).unwrap();
+    }
+    let seen = events.join().unwrap();
+    assert!(
+        seen.iter()
+            .any(|k| matches!(k, pb::event::Kind::BlobCorrupt(b)
+            if b.digest == layer && b.node_id == id && b.actual != layer)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|k| matches!(k, pb::event::Kind::BlobRepaired(b)
+            if b.digest == layer && b.node_id == id && b.from_node_id != id)),
+        "{seen:?}"
+    );
+    assert!(nodes[v].log().contains("no longer matches its digest"));
+    // The copy on disk is whole again, and the node serves the right bytes.
+    assert_eq!(digest(&std::fs::read(&path).unwrap()), layer);
+    let path = format!("/v2/team/s/blobs/{layer}");
+    assert_eq!(served(&nodes[v], &path), layer);
+}
+
+#[test]
 fn gc_on_a_three_node_site_deletes_the_same_set_on_every_node() {
     let nodes = kit::node::cluster(
         3,

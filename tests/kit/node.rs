@@ -21,6 +21,8 @@ pub struct NodeOptions {
     pub default_upstream: Option<String>,
     /// `[gc] grace_period`, e.g. "2s".
     pub grace: Option<String>,
+    /// `[node] scrub_interval`, e.g. "1s" (off unless given).
+    pub scrub: Option<String>,
     /// `[gc] capacity` in bytes.
     pub capacity: Option<u64>,
     /// `[registry] upload_ttl`, e.g. "1s".
@@ -68,9 +70,10 @@ impl Node {
         }
         .expect("temp dir");
         let mut config = format!(
-            "[node]\nid = {}\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n",
+            "[node]\nid = {}\ndata_dir = \"{}\"\nscrub_interval = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n",
             opts.id.unwrap_or(1),
-            dir.path().join("data").display()
+            dir.path().join("data").display(),
+            opts.scrub.as_deref().unwrap_or("0s")
         );
         if let Some((listen, peers)) = &opts.cluster {
             let peers: Vec<String> = peers

@@ -70,6 +70,20 @@ pub fn event(e: Event, at_unix: u64) -> pb::Event {
         Event::ReplicationRestored { node } => {
             Kind::ReplicationRestored(pb::ReplicationRestored { node_id: node })
         }
+        Event::BlobCorrupt {
+            digest,
+            node,
+            actual,
+        } => Kind::BlobCorrupt(pb::BlobCorrupt {
+            digest: digest.to_string(),
+            node_id: node,
+            actual: actual.to_string(),
+        }),
+        Event::BlobRepaired { digest, node, from } => Kind::BlobRepaired(pb::BlobRepaired {
+            digest: digest.to_string(),
+            node_id: node,
+            from_node_id: from,
+        }),
     };
     pb::Event {
         at_unix,

@@ -204,6 +204,26 @@ pub enum Event {
         /// The node.
         node: u64,
     },
+    /// A node found that its copy of a blob no longer matches the blob's digest; the copy
+    /// is gone and the node fetches the blob again. Published by that node, never by
+    /// `apply`.
+    BlobCorrupt {
+        /// The blob.
+        digest: Digest,
+        /// The node whose copy was bad.
+        node: u64,
+        /// What the copy's bytes hash to.
+        actual: Digest,
+    },
+    /// A node that had found a bad copy of a blob holds a verified copy again.
+    BlobRepaired {
+        /// The blob.
+        digest: Digest,
+        /// The node.
+        node: u64,
+        /// The peer the verified copy came from.
+        from: u64,
+    },
     /// A delivery was refused for lack of space. Published by the API, never by `apply`.
     DeliveryRefused {
         /// Bytes the delivery needed.

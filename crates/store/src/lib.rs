@@ -25,6 +25,7 @@ pub mod raft_driver;
 pub mod raft_log;
 mod reconcile;
 mod replication;
+mod scrub;
 mod sweep;
 pub mod transport;
 mod uploads;
@@ -59,6 +60,9 @@ pub struct StoreConfig {
     /// Upload sessions idle longer than this are dropped (at start-up and by
     /// [`Store::expire_uploads`]).
     pub upload_ttl: Duration,
+    /// Every blob file is checked against its digest once per this interval (`scrub.rs`);
+    /// zero turns it off.
+    pub scrub_interval: Duration,
 }
 
 /// The node-local store. Cheap to clone; clones share everything.
@@ -166,9 +170,10 @@ impl Store {
         let driver =
             raft_driver::Driver::new(store.clone(), raft, transport, applied, driver_side.applied)?;
         let replication = store.clone().run_replication(shutdown.clone());
+        let scrub = store.clone().run_scrub(shutdown.clone());
         let run = driver.run(driver_side.proposals, driver_side.inputs, shutdown);
         let task = tokio::spawn(async move {
-            tokio::join!(run, replication);
+            tokio::join!(run, replication, scrub);
         });
         // Serve nothing before the state holds every entry committed before the restart.
         if store

@@ -52,6 +52,7 @@ async fn open_with(dir: &std::path::Path, raft: crate::RaftSettings) -> Open {
             max_blob_bytes: 1 << 20,
             max_manifest_bytes: 1 << 20,
             upload_ttl: Duration::from_secs(3600),
+            scrub_interval: Duration::ZERO,
         },
         raft,
         std::sync::Arc::new(crate::Alone),

@@ -23,7 +23,8 @@ use bytes::Bytes;
 use futures_util::stream::{BoxStream, FuturesUnordered};
 use futures_util::StreamExt;
 use site_core::{Digest, DigestHasher};
-use std::collections::{BTreeMap, HashMap};
+use site_state::Event;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,6 +65,8 @@ pub(crate) struct Replication {
     inflight: Mutex<HashMap<Digest, watch::Receiver<FetchResult>>>,
     /// Names temporary files apart.
     next_tmp: AtomicU64,
+    /// Blobs whose copy here was found bad (`scrub.rs`) and is not yet replaced.
+    corrupt: Mutex<HashSet<Digest>>,
 }
 
 impl Store {
@@ -94,6 +97,14 @@ impl Store {
         let r = &self.inner.replication;
         r.missing.lock().expect("missing").insert(d.clone(), size);
         r.wake.notify_one();
+    }
+
+    /// Notes that this node's copy of committed blob `d` was bad and is gone: the blob is
+    /// missing, and its next verified copy is reported as a repair.
+    pub(crate) fn note_corrupt(&self, d: &Digest, size: u64) {
+        let r = &self.inner.replication;
+        r.corrupt.lock().expect("corrupt").insert(d.clone());
+        self.note_missing(d, size);
     }
 
     /// Forgets that `digests` are missing (the state no longer holds them).
@@ -227,6 +238,20 @@ impl Store {
                 match self.fetch_from(peer, d, size).await {
                     Ok(()) => {
                         tracing::info!(blob = %d, peer, size, "blob fetched from peer");
+                        if self
+                            .inner
+                            .replication
+                            .corrupt
+                            .lock()
+                            .expect("corrupt")
+                            .remove(d)
+                        {
+                            self.publish(Event::BlobRepaired {
+                                digest: d.clone(),
+                                node: self.cluster()?.id,
+                                from: peer,
+                            });
+                        }
                         fetched = true;
                         break;
                     }

@@ -245,6 +245,14 @@ pub fn event_line(e: &Event) -> String {
         Some(event::Kind::ReplicationRestored(r)) => {
             format!("{at} replication-restored node {}", r.node_id)
         }
+        Some(event::Kind::BlobCorrupt(b)) => format!(
+            "{at} blob-corrupt {} on node {} (its bytes hash to {}); fetching it again",
+            b.digest, b.node_id, b.actual
+        ),
+        Some(event::Kind::BlobRepaired(b)) => format!(
+            "{at} blob-repaired {} on node {} (verified copy from node {})",
+            b.digest, b.node_id, b.from_node_id
+        ),
         None => format!("{at} unknown-event"),
     }
 }

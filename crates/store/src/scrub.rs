@@ -1,0 +1,104 @@
+//! The periodic check of blob files.
+//!
+//! Once per `scrub_interval` every blob file this node holds is read back and hashed. A
+//! file whose bytes no longer match its digest (a failing disk, bit rot, a hand edit) is
+//! removed under the writer lock and reported (`Event::BlobCorrupt`): from then on this
+//! node counts the blob as missing, serves it from a peer, and the background fetch
+//! (`replication.rs`) brings a verified copy back (`Event::BlobRepaired`). A node with no
+//! peer holding a good copy keeps the blob missing, so a bad copy is never served.
+//!
+//! The check reads at most half the time: after each blob it pauses as long as the blob
+//! took, so serving goes on at full speed on the other core.
+
+use crate::{Result, Store};
+use site_core::{Digest, DigestHasher};
+use site_state::Event;
+use std::io::Read;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+impl Store {
+    /// Checks every blob file once per `scrub_interval` (never when it is zero), until
+    /// `shutdown`.
+    pub(crate) async fn run_scrub(self, mut shutdown: watch::Receiver<bool>) {
+        let interval = self.inner.config.scrub_interval;
+        if interval.is_zero() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let blobs: Vec<(Digest, u64)> =
+                self.read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
+            let (mut checked, mut bad) = (0u64, 0u64);
+            for (d, size) in blobs {
+                let started = Instant::now();
+                match self.scrub_blob(&d, size).await {
+                    Ok(Some(true)) => checked += 1,
+                    Ok(Some(false)) => bad += 1,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(blob = %d, error = %e, "cannot check a blob file"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(started.elapsed().min(Duration::from_secs(10))) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+            tracing::info!(checked, bad, "blob files checked against their digests");
+        }
+    }
+
+    /// Reads blob `d`'s file back: `Some(true)` when its bytes match, `Some(false)` when
+    /// they did not (the file is then removed, reported and the blob noted missing),
+    /// `None` when this node holds no file of a committed blob `d`.
+    pub(crate) async fn scrub_blob(&self, d: &Digest, size: u64) -> Result<Option<bool>> {
+        let path = self.inner.files.path(d);
+        let hashed = tokio::task::spawn_blocking(move || hash_file(&path))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let Some(actual) = hashed else {
+            return Ok(None);
+        };
+        if actual == *d {
+            return Ok(Some(true));
+        }
+        // Under the writer lock, as every install and removal of blob files: a sweep
+        // cannot remove it meanwhile, and nothing installs a file of a blob held here.
+        let _writer = self.inner.writer.lock().await;
+        if self.read(|s| s.blob(d).is_none()) {
+            return Ok(None);
+        }
+        let files = self.inner.files.clone();
+        let digest = d.clone();
+        tokio::task::spawn_blocking(move || files.remove(&digest))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        tracing::error!(blob = %d, %actual, "a blob file no longer matches its digest: removed; fetching a verified copy");
+        self.note_corrupt(d, size);
+        self.publish(Event::BlobCorrupt {
+            digest: d.clone(),
+            node: self.cluster()?.id,
+            actual,
+        });
+        Ok(Some(false))
+    }
+}
+
+/// The digest of the file at `path`; `None` when there is no such file. Blocking.
+fn hash_file(path: &std::path::Path) -> std::io::Result<Option<Digest>> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut hasher = DigestHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(Some(hasher.finish())),
+            n => hasher.update(&buf[..n]),
+        }
+    }
+}
