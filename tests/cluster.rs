@@ -52,6 +52,13 @@ fn replicated_everywhere(nodes: &[Node], blobs: &[String]) {
     }
 }
 
+/// Waits (bounded) until every node holds every blob of `img`; returns their digests.
+fn image_everywhere(nodes: &[Node], img: &oci::Image) -> Vec<String> {
+    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
+    replicated_everywhere(nodes, &blobs);
+    blobs
+}
+
 /// Pulls `reference` (`repo:tag`) from `node` with skopeo into a fresh OCI layout;
 /// returns the pulled root digest and the verified blob digests.
 fn skopeo_pull(node: &Node, reference: &str) -> (String, Vec<String>) {
@@ -258,8 +265,7 @@ fn a_blob_is_acknowledged_once_a_majority_holds_it_then_reaches_every_node() {
             .await
             .unwrap();
     });
-    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
-    replicated_everywhere(&nodes, &blobs);
+    image_everywhere(&nodes, &img);
     for (i, n) in nodes.iter().enumerate() {
         if i != f {
             served(n, "/v2/team/r/manifests/v1");
@@ -348,8 +354,7 @@ fn a_wiped_node_serves_at_once_and_refetches_every_live_blob() {
     let l = leader(&nodes.iter().collect::<Vec<_>>());
     let img = oci::image(82, &[24 << 20, 300 << 10], "amd64");
     rt().block_on(deliver(nodes[l].api, "team/w", &img, "v1"));
-    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
-    replicated_everywhere(&nodes, &blobs);
+    let blobs = image_everywhere(&nodes, &img);
 
     let w = (l + 1) % nodes.len();
     nodes[w].terminate();
@@ -404,8 +409,7 @@ fn a_wiped_node_votes_only_once_caught_up_so_no_committed_image_is_lost() {
     for n in &nodes {
         assert_eq!(served(n, "/v2/team/v/manifests/v1"), img.digest);
     }
-    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
-    replicated_everywhere(&nodes, &blobs);
+    image_everywhere(&nodes, &img);
     nodes[w].wait_log("this node votes again");
 }
 
@@ -421,8 +425,7 @@ fn a_bad_blob_copy_is_found_removed_and_fetched_again_from_a_peer() {
     let l = leader(&nodes.iter().collect::<Vec<_>>());
     let img = oci::image(86, &[2 << 20, 10 << 10], "amd64");
     rt().block_on(deliver(nodes[l].api, "team/s", &img, "v1"));
-    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
-    replicated_everywhere(&nodes, &blobs);
+    image_everywhere(&nodes, &img);
 
     let v = (l + 1) % nodes.len();
     let (id, layer) = (v as u64 + 1, img.layers[0].digest.clone());
@@ -666,8 +669,7 @@ fn pulls_from_the_other_nodes_never_fail_while_the_leader_is_killed() {
     let l = leader(&nodes.iter().collect::<Vec<_>>());
     let img = oci::image(97, &[1 << 20, 64 << 10], "amd64");
     rt().block_on(deliver(nodes[l].api, "team/p", &img, "v1"));
-    let blobs: Vec<String> = img.blobs().map(|b| b.digest.clone()).collect();
-    replicated_everywhere(&nodes, &blobs);
+    image_everywhere(&nodes, &img);
     for n in &nodes {
         assert_eq!(served(n, "/v2/team/p/manifests/v1"), img.digest);
     }

@@ -58,17 +58,7 @@ fn skopeo_pushes_and_pulls_a_multi_layer_image() {
     );
 
     let out = work.path().join("out");
-    run(skopeo()
-        .unwrap()
-        .args([
-            "copy",
-            "--quiet",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--src-no-creds",
-            &dest,
-        ])
-        .arg(format!("oci:{}:pulled", out.display())));
+    oci::skopeo_copy(&node.addr.to_string(), "team/app:v1", &out);
     assert_eq!(oci::pulled_root(&out), image.digest);
     oci::assert_pulled(&oci::verified_blobs(&out), &image);
 

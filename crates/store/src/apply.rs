@@ -30,18 +30,10 @@ impl Store {
             // is completed by reconciliation at the next start.
             let files = self.inner.files.clone();
             let blobs = report.blobs.clone();
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                for d in &blobs {
-                    files.remove(d)?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+            crate::files::blocking(move || blobs.iter().try_for_each(|d| files.remove(d))).await?;
         }
         for event in &outcome.events {
-            tracing::info!(event = ?event, "event");
-            let _ = self.inner.events.send(event.clone());
+            self.publish(event.clone());
         }
         Ok(result)
     }

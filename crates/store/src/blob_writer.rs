@@ -8,6 +8,7 @@
 //! asked to start writing it to disk, so that the `fdatasync` at the end finds little
 //! left to do.
 
+use crate::files::blocking;
 use bytes::Bytes;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
@@ -117,15 +118,6 @@ impl BlobWriter {
         }
         Ok(())
     }
-}
-
-/// Runs `f` on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(io::Error::other)?
 }
 
 /// Writes every byte of `chunks`, in order.

@@ -54,15 +54,14 @@ impl Store {
             let keep = committed && self.has_blob_file(d);
             let files = self.inner.files.clone();
             let digest = d.clone();
-            tokio::task::spawn_blocking(move || {
+            crate::files::blocking(move || {
                 if keep {
                     std::fs::remove_file(&src)
                 } else {
                     files.install(&src, &digest)
                 }
             })
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+            .await?;
         }
         if committed {
             // The site's copies stand for it, unless a sweep dropped it meanwhile.

@@ -9,10 +9,32 @@
 //! fsynced and its digest verified by the caller, then renamed into place and the
 //! directory fsynced. A `kill -9` at any point leaves either no blob file or a whole one.
 
-use site_core::Digest;
+use site_core::{Digest, DigestHasher};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+
+/// Runs file work `f` on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// The running hash of every byte of the file at `path`. Blocking.
+pub fn hash_file(path: &Path) -> io::Result<DigestHasher> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = DigestHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(hasher),
+            n => hasher.update(&buf[..n]),
+        }
+    }
+}
 
 /// The directory tree of blob files.
 #[derive(Debug, Clone)]

@@ -332,9 +332,7 @@ impl Store {
             }
             let files = self.inner.files.clone();
             let (src, digest) = (tmp.clone(), d.clone());
-            tokio::task::spawn_blocking(move || files.install(&src, &digest))
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))??;
+            crate::files::blocking(move || files.install(&src, &digest)).await?;
             Ok(())
         }
         .await;
@@ -392,9 +390,7 @@ impl Store {
     /// sweep dropped the blob. Younger ones may be copies a delivery is about to record.
     pub(crate) async fn remove_stray_blobs(&self) -> Result<usize> {
         let files = self.inner.files.clone();
-        let found = tokio::task::spawn_blocking(move || files.scan())
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let found = crate::files::blocking(move || files.scan()).await?;
         let mut removed = 0;
         for (d, _) in found {
             let fetching = || {

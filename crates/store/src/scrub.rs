@@ -10,10 +10,10 @@
 //! The check reads at most half the time: after each blob it pauses as long as the blob
 //! took, so serving goes on at full speed on the other core.
 
+use crate::files::{blocking, hash_file};
 use crate::{Result, Store};
-use site_core::{Digest, DigestHasher};
+use site_core::Digest;
 use site_state::Event;
-use std::io::Read;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -55,11 +55,10 @@ impl Store {
     /// `None` when this node holds no file of a committed blob `d`.
     pub(crate) async fn scrub_blob(&self, d: &Digest, size: u64) -> Result<Option<bool>> {
         let path = self.inner.files.path(d);
-        let hashed = tokio::task::spawn_blocking(move || hash_file(&path))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
-        let Some(actual) = hashed else {
-            return Ok(None);
+        let actual = match blocking(move || hash_file(&path)).await {
+            Ok(hasher) => hasher.finish(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         if actual == *d {
             return Ok(Some(true));
@@ -72,9 +71,7 @@ impl Store {
         }
         let files = self.inner.files.clone();
         let digest = d.clone();
-        tokio::task::spawn_blocking(move || files.remove(&digest))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        blocking(move || files.remove(&digest)).await?;
         tracing::error!(blob = %d, %actual, "a blob file no longer matches its digest: removed; fetching a verified copy");
         self.note_corrupt(d, size);
         self.publish(Event::BlobCorrupt {
@@ -83,22 +80,5 @@ impl Store {
             actual,
         });
         Ok(Some(false))
-    }
-}
-
-/// The digest of the file at `path`; `None` when there is no such file. Blocking.
-fn hash_file(path: &std::path::Path) -> std::io::Result<Option<Digest>> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut hasher = DigestHasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf)? {
-            0 => return Ok(Some(hasher.finish())),
-            n => hasher.update(&buf[..n]),
-        }
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// A source of request body bytes, so the store needs no HTTP types.
 pub trait ByteSource: Send {
@@ -205,9 +205,7 @@ impl Store {
             });
         }
         let sync_path = path.clone();
-        tokio::task::spawn_blocking(move || std::fs::File::open(sync_path)?.sync_all())
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        crate::files::blocking(move || std::fs::File::open(sync_path)?.sync_all()).await?;
         self.commit_blob(path, &actual, size, Some(repo)).await?;
         self.inner.uploads_tree.remove(id.as_bytes())?;
         live.hasher = None;
@@ -318,17 +316,9 @@ impl Store {
         live: &'a mut Live,
     ) -> Result<&'a DigestHasher> {
         if live.hasher.is_none() {
-            let mut file = tokio::fs::File::open(self.inner.uploads.path(id)).await?;
-            let mut hasher = DigestHasher::new();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = file.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-            live.hasher = Some(hasher);
+            let path = self.inner.uploads.path(id);
+            live.hasher =
+                Some(crate::files::blocking(move || crate::files::hash_file(&path)).await?);
         }
         Ok(live.hasher.as_ref().expect("just set"))
     }
