@@ -3,6 +3,10 @@
 //! Every key has a safe default where one exists; unknown keys are refused so that a
 //! typo is an error at start-up rather than a silently ignored setting.
 
+mod pull;
+
+pub use pull::{PullSection, RegistryEntry};
+
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,8 @@ pub struct Config {
     pub gc: GcSection,
     /// `[tls]`
     pub tls: Option<TlsSection>,
+    /// `[pull]`
+    pub pull: PullSection,
 }
 
 /// `[node]`: identity and data directory.
@@ -204,6 +210,10 @@ pub struct GcSection {
     /// How long an unreferenced image is kept.
     #[serde(with = "humantime_serde_compat")]
     pub grace_period: Duration,
+    /// How long an unreferenced image the pull-through cache fetched is kept after its
+    /// last pull.
+    #[serde(with = "humantime_serde_compat")]
+    pub cache_ttl: Duration,
     /// Share of disk capacity above which eligible images are evicted.
     pub high_watermark: f64,
     /// Share of disk capacity eviction brings usage down to.
@@ -220,6 +230,7 @@ impl Default for GcSection {
     fn default() -> Self {
         GcSection {
             grace_period: Duration::from_secs(15 * 60),
+            cache_ttl: Duration::from_secs(7 * 24 * 3600),
             high_watermark: 0.85,
             low_watermark: 0.70,
             interval: Duration::from_secs(60),
@@ -338,6 +349,7 @@ impl Config {
         if self.registry.max_manifest_size == 0 || self.registry.max_blob_size == 0 {
             return invalid("[registry] size limits must be > 0");
         }
+        self.pull.check().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }
@@ -387,7 +399,7 @@ pub fn parse_size(t: &str) -> Option<u64> {
 }
 
 /// Durations as humantime strings ("30s", "15m").
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
@@ -433,6 +445,35 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("pw\""));
+    }
+
+    #[test]
+    fn pull_keys() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.pull.policy, site_pull::Policy::Never);
+        assert_eq!(c.gc.cache_ttl, Duration::from_secs(7 * 24 * 3600));
+        let c = Config::parse(
+            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"127.0.0.1:5055\"]\ntimeout = \"3s\"\n\
+             [[pull.registry]]\nhost = \"docker.io\"\nendpoint = \"http://127.0.0.1:5055\"\npolicy = \"Always\"\n",
+        )
+        .unwrap();
+        let s = c.pull.settings().unwrap();
+        assert_eq!(s.policy_for("docker.io"), site_pull::Policy::Always);
+        assert_eq!(s.policy_for("ghcr.io"), site_pull::Policy::IfNotPresent);
+        assert_eq!(s.contact_for("docker.io"), "127.0.0.1:5055");
+        assert_eq!(s.timeout, Duration::from_secs(3));
+        assert!(Config::parse("[pull]\npolicy = \"Sometimes\"").is_err());
+        assert!(Config::parse("[pull]\ntimeout = \"0s\"").is_err());
+        assert!(
+            Config::parse("[[pull.registry]]\nhost = \"docker.io\"\nendpoint = \"ftp://x\"")
+                .is_err()
+        );
+        assert!(Config::parse("[[pull.registry]]\nhost = \"not a host\"").is_err());
+        assert!(Config::parse("[pull]\nca_file = \"/nonexistent.pem\"")
+            .unwrap()
+            .pull
+            .settings()
+            .is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! wrapper over this, and so is any process that embeds a node.
 
 pub mod config;
+pub mod ensure;
 mod logging;
 
 pub use config::Config;
@@ -29,6 +30,7 @@ pub struct SiteHandle {
     server: JoinHandle<std::io::Result<()>>,
     api: JoinHandle<Result<(), tonic::transport::Error>>,
     gc: JoinHandle<()>,
+    puller: site_pull::Puller,
     raft_stop: watch::Sender<bool>,
     raft: JoinHandle<()>,
     cluster_addr: Option<SocketAddr>,
@@ -147,13 +149,40 @@ impl Site {
                 })
                 .collect(),
         };
-        let registry = Registry::new(
+        let mut registry = Registry::new(
             store.clone(),
             RegistryConfig {
                 default_upstream: config.registry.default_upstream.clone(),
                 push,
             },
         );
+        let collector = Collector::new(
+            store.clone(),
+            GcConfig {
+                grace: config.gc.grace_period,
+                cache_ttl: config.gc.cache_ttl,
+                high_watermark: config.gc.high_watermark,
+                low_watermark: config.gc.low_watermark,
+                capacity: config.gc.capacity,
+                interval: config.gc.interval,
+            },
+        );
+        let pull_settings = config.pull.settings().map_err(anyhow::Error::msg)?;
+        let reaches_out = pull_settings.reaches_out();
+        let puller = site_pull::Puller::new(
+            store.clone(),
+            pull_settings,
+            site_pull::NodeSide {
+                node: config.node.id,
+                default_registry: config.registry.default_upstream.clone(),
+                room: Arc::new(collector.clone()),
+            },
+        );
+        // HTTP misses go outside only where `[pull]` says so; `EnsureImage` names its
+        // policy itself.
+        if reaches_out {
+            registry = registry.with_puller(puller.clone());
+        }
         let listener = tokio::net::TcpListener::bind(config.registry.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.registry.listen))?;
@@ -167,19 +196,10 @@ impl Site {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         };
         let server = tokio::spawn(registry.serve(listener, stop));
-        let collector = Collector::new(
-            store.clone(),
-            GcConfig {
-                grace: config.gc.grace_period,
-                high_watermark: config.gc.high_watermark,
-                low_watermark: config.gc.low_watermark,
-                capacity: config.gc.capacity,
-                interval: config.gc.interval,
-            },
-        );
         let service = SiteService::new(
             store,
             collector.clone(),
+            puller.clone(),
             config.node.id,
             config.registry.default_upstream.clone(),
             rx.clone(),
@@ -200,6 +220,7 @@ impl Site {
             api = %api_addr,
             cluster = ?cluster_addr,
             push = config.registry.push.enabled,
+            pull = config.pull.policy.to_string(),
             grpc_tls = tls.is_some(),
             node = config.node.id,
             "registry listening"
@@ -211,6 +232,7 @@ impl Site {
             server,
             api,
             gc,
+            puller,
             raft_stop,
             raft,
             cluster_addr,
@@ -242,6 +264,7 @@ impl SiteHandle {
         self.server.await??;
         self.api.await??;
         self.gc.await?;
+        self.puller.shutdown().await;
         let _ = self.raft_stop.send(true);
         self.raft.await?;
         if let Some(p) = self.peer_server {

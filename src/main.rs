@@ -28,10 +28,39 @@ enum Command {
         #[arg(long, value_parser = ["human", "json"])]
         log_format: Option<String>,
     },
+    /// Make an image present on the running node (its EnsureImage call); prints
+    /// `DIGEST SIZE SOURCE`. Exit codes: 0 ok, 1 other, 2 invalid request, 3 not found,
+    /// 4 authentication failed, 5 upstream unreachable, 6 rate limited, 7 out of space,
+    /// 8 node unreachable, 10 not present under the policy Never.
+    Ensure {
+        /// The node's configuration file (its [api] address and [tls] identity).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The node's gRPC address, when not its [api] listen (e.g. it listens on port 0).
+        #[arg(long)]
+        api: Option<std::net::SocketAddr>,
+        /// Always, IfNotPresent or Never (default: the node's for the image's registry).
+        #[arg(long)]
+        policy: Option<String>,
+        /// os/arch[/variant] of an index's child to make present (default: the node's).
+        #[arg(long)]
+        platform: Option<String>,
+        /// NAME:TAG, NAME@DIGEST or NAME:TAG@DIGEST.
+        image: String,
+    },
 }
 
 fn main() -> ExitCode {
-    let Command::Run { config, log_format } = Cli::parse().command;
+    let (config, log_format) = match Cli::parse().command {
+        Command::Run { config, log_format } => (config, log_format),
+        Command::Ensure {
+            config,
+            api,
+            policy,
+            platform,
+            image,
+        } => return ensure(&config, api, &image, policy.as_deref(), platform.as_deref()),
+    };
     let mut config = match Config::load(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -62,6 +91,35 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("site-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ensure(
+    config: &std::path::Path,
+    api: Option<std::net::SocketAddr>,
+    image: &str,
+    policy: Option<&str>,
+    platform: Option<&str>,
+) -> ExitCode {
+    let mut config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("site-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(api) = api {
+        config.api.listen = api;
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(site_agent::ensure::ensure(&config, image, policy, platform)),
+        Err(e) => {
+            eprintln!("site-agent: cannot start the runtime: {e}");
             ExitCode::FAILURE
         }
     }

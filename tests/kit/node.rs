@@ -39,6 +39,8 @@ pub struct NodeOptions {
     pub snapshot_entries: Option<u64>,
     /// `[tls]`: the node's certificate and key, and the site CA.
     pub tls: Option<(super::tls::Pair, PathBuf)>,
+    /// TOML appended to the configuration as it is (`[pull]` and `[[pull.registry]]`).
+    pub extra: Option<String>,
 }
 
 impl NodeOptions {
@@ -115,6 +117,9 @@ impl Node {
                 pair.key.display(),
                 ca.display()
             ));
+        }
+        if let Some(extra) = &opts.extra {
+            config.push_str(&format!("\n{extra}\n"));
         }
         if opts.push {
             config.push_str(&format!(
@@ -210,6 +215,11 @@ impl Node {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Its configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("site-agent.toml")
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -220,6 +230,24 @@ impl Node {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits (bounded, 20 s) until one line of the node's log contains every one of
+    /// `parts` (its message and field values).
+    pub fn wait_log_line(&self, parts: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self
+            .log()
+            .lines()
+            .any(|l| parts.iter().all(|p| l.contains(p)))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{} never logged a line with {parts:?} within 20 s",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits (bounded, 20 s) until the node's log contains `text`.

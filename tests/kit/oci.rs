@@ -222,13 +222,18 @@ pub fn push_image(addr: SocketAddr, repo: &str, tag: &str, image: &Image) {
 /// Pushes `image` as `repo:v1` the two-step way, without credentials (to the reference
 /// registry).
 pub fn push_image_two_step(addr: SocketAddr, repo: &str, image: &Image) {
+    push_image_as(addr, repo, "v1", image);
+}
+
+/// Pushes `image` as `repo:tag` the two-step way, without credentials.
+pub fn push_image_as(addr: SocketAddr, repo: &str, tag: &str, image: &Image) {
     for b in image.blobs() {
         assert_eq!(push_blob_two_step(addr, repo, &b.data, None).status, 201);
     }
     let r = request(
         addr,
         "PUT",
-        &format!("/v2/{repo}/manifests/v1"),
+        &format!("/v2/{repo}/manifests/{tag}"),
         &[("Content-Type", OCI_MANIFEST)],
         &image.manifest,
     );

@@ -80,3 +80,77 @@ impl Drop for CuttingProxy {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+/// A loopback TCP proxy that counts the bytes the server sends back: what crossed the
+/// "link" to an upstream.
+pub struct CountingProxy {
+    pub addr: SocketAddr,
+    received: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CountingProxy {
+    pub fn start(target: SocketAddr) -> CountingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let (stop2, received2) = (stop.clone(), received.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let Ok(server) = TcpStream::connect(target) else {
+                            let _ = client.shutdown(Shutdown::Both);
+                            continue;
+                        };
+                        client.set_nonblocking(false).unwrap();
+                        pipe(
+                            client.try_clone().unwrap(),
+                            server.try_clone().unwrap(),
+                            None,
+                        );
+                        counted(server, client, received2.clone());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        CountingProxy {
+            addr,
+            received,
+            stop,
+        }
+    }
+
+    /// Bytes the server has sent through the proxy so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to` on a thread, counting the bytes.
+fn counted(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            count.fetch_add(n as u64, Ordering::SeqCst);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}

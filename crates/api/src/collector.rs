@@ -1,7 +1,7 @@
 //! Garbage collection policy: the grace period, disk watermarks and space admission.
 //! [`Collector::run_once`] is one decision; [`Collector::run_periodic`] is the schedule.
 
-use site_state::SweepReport;
+use site_state::{SweepReport, SweepRules};
 use site_store::{now_secs, Result, Store};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -11,6 +11,8 @@ use tokio::sync::watch;
 pub struct GcConfig {
     /// How long an unreferenced image is kept.
     pub grace: Duration,
+    /// How long an unreferenced cached image is kept after its last pull.
+    pub cache_ttl: Duration,
     /// Share of capacity above which unreferenced images are evicted.
     pub high_watermark: f64,
     /// Share of capacity eviction brings usage down to.
@@ -67,6 +69,15 @@ impl Collector {
         })
     }
 
+    /// The sweep rules of this policy, evicting `evict_bytes` beyond them.
+    fn rules(&self, evict_bytes: u64) -> SweepRules {
+        SweepRules {
+            grace_secs: self.config.grace.as_secs(),
+            cache_ttl_secs: self.config.cache_ttl.as_secs(),
+            evict_bytes,
+        }
+    }
+
     /// Bytes to evict now so usage falls to the low watermark, when above the high one.
     fn pressure(&self) -> Result<u64> {
         let s = self.space()?;
@@ -89,7 +100,7 @@ impl Collector {
         }
         let evict = self.pressure()?;
         if dry_run {
-            return Ok(self.store.plan_sweep(self.config.grace, evict));
+            return Ok(self.store.plan_sweep(&self.rules(evict)));
         }
         if evict > 0 {
             tracing::warn!(
@@ -97,7 +108,7 @@ impl Collector {
                 "disk above the high watermark: evicting unreferenced images"
             );
         }
-        self.store.sweep(self.config.grace, evict).await
+        self.store.sweep(&self.rules(evict)).await
     }
 
     /// Makes room for `needed` more bytes: `Ok` when they fit now or after evicting
@@ -113,10 +124,7 @@ impl Collector {
             return Ok(Err((needed, space.free, reclaimable)));
         }
         self.store.record_pulls().await?;
-        let report = self
-            .store
-            .sweep(self.config.grace, needed - space.free)
-            .await?;
+        let report = self.store.sweep(&self.rules(needed - space.free)).await?;
         tracing::info!(
             needed,
             freed = report.bytes_freed,

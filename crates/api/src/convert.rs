@@ -84,6 +84,45 @@ pub fn event(e: Event, at_unix: u64) -> pb::Event {
             node_id: node,
             from_node_id: from,
         }),
+        Event::ImagePullStarted { image, node } => Kind::ImagePullStarted(pb::ImagePullStarted {
+            image,
+            node_id: node,
+        }),
+        Event::ImagePullCompleted {
+            image,
+            digest,
+            source,
+            bytes,
+            millis,
+            node,
+        } => Kind::ImagePullCompleted(pb::ImagePullCompleted {
+            image,
+            digest: digest.to_string(),
+            source: source.as_str().to_owned(),
+            bytes,
+            millis,
+            node_id: node,
+        }),
+        Event::ImagePullFailed {
+            image,
+            reason,
+            message,
+            node,
+        } => Kind::ImagePullFailed(pb::ImagePullFailed {
+            image,
+            reason,
+            message,
+            node_id: node,
+        }),
+        Event::ImageCached {
+            repo,
+            digest,
+            bytes,
+        } => Kind::ImageCached(pb::ImageCached {
+            repository: repo.to_string(),
+            digest: digest.to_string(),
+            bytes,
+        }),
     };
     pb::Event {
         at_unix,

@@ -7,6 +7,7 @@
 
 pub mod collector;
 mod convert;
+mod ensure;
 pub mod peer;
 pub mod service;
 pub mod status;

@@ -9,6 +9,7 @@ use crate::status::{invalid, status};
 use bytes::Bytes;
 use futures_util::Stream;
 use site_core::{Digest, Repository};
+use site_pull::Puller;
 use site_state::{Command, Event, ImageRef};
 use site_store::{now_secs, ByteSource, MemberChange, Received, Store};
 use std::pin::Pin;
@@ -29,13 +30,16 @@ pub struct SiteService {
     default_upstream: String,
     received: Arc<AtomicU64>,
     shutdown: watch::Receiver<bool>,
+    puller: Puller,
 }
 
 impl SiteService {
-    /// The service over `store`; `shutdown` ends event streams.
+    /// The service over `store`, making images present through `puller`; `shutdown`
+    /// ends event streams.
     pub fn new(
         store: Store,
         collector: Collector,
+        puller: Puller,
         node_id: u64,
         default_upstream: String,
         shutdown: watch::Receiver<bool>,
@@ -47,6 +51,7 @@ impl SiteService {
             default_upstream,
             received: Arc::new(AtomicU64::new(0)),
             shutdown,
+            puller,
         }
     }
 
@@ -490,5 +495,14 @@ impl site_server::Site for SiteService {
         Ok(Response::new(pb::RunGcResponse {
             report: Some(convert::report(&report)),
         }))
+    }
+
+    async fn ensure_image(
+        &self,
+        request: Request<pb::EnsureImageRequest>,
+    ) -> Result<Response<pb::EnsureImageResponse>, Status> {
+        crate::ensure::ensure_image(&self.puller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

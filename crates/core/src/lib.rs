@@ -9,9 +9,11 @@
 pub mod digest;
 pub mod error;
 pub mod manifest;
+pub mod platform;
 pub mod reference;
 
 pub use digest::{Digest, DigestError, DigestHasher};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};
+pub use platform::Platform;
 pub use reference::{ImageReference, ReferenceError, Repository};

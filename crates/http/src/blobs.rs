@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use site_core::{Digest, ErrorCode};
+use site_store::StoreError;
 use std::sync::atomic::Ordering;
 
 /// An inclusive byte range within a blob.
@@ -69,7 +70,18 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let repo = reg.repository(name, &ctx.query)?;
     let digest = Digest::parse(digest)?;
-    let size = reg.store.blob_size(&repo, &digest)?;
+    // A miss goes to the pull-through cache, which may fetch the blob now.
+    let (size, fill) = match (reg.store.blob_size(&repo, &digest), &reg.puller) {
+        (Ok(size), _) => (size, None),
+        (Err(StoreError::BlobUnknown(_)), Some(puller)) => {
+            let fill = puller
+                .blob(&repo, &digest)
+                .await
+                .map_err(|e| ApiError::pull(e, ErrorCode::BlobUnknown))?;
+            (fill.size(), Some(fill))
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     let range = match ctx.headers.get(header::RANGE) {
         None => None,
         Some(v) => parse_range(v.to_str().unwrap_or(""), size).map_err(|()| {
@@ -101,7 +113,13 @@ pub(crate) async fn get(
     if ctx.method == Method::HEAD {
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
-    let stream = reg.store.read_blob(&digest, start, len).await?;
+    let stream = match fill {
+        Some(fill) => fill
+            .stream(start, len)
+            .await
+            .map_err(|e| ApiError::pull(e, ErrorCode::BlobUnknown))?,
+        None => reg.store.read_blob(&digest, start, len).await?,
+    };
     reg.metrics
         .blob_bytes_served
         .fetch_add(len, Ordering::Relaxed);

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use site_core::{DigestError, ErrorCode, ReferenceError};
+use site_pull::PullError;
 use site_store::StoreError;
 
 /// The HTTP status of each OCI error code.
@@ -90,6 +91,40 @@ impl ApiError {
                 None,
             )],
         )
+    }
+
+    /// A miss the pull-through cache could not fill, as the same answer on every node:
+    /// not found (here, or at the upstream) is `not_found`'s 404; refused credentials
+    /// 403 `DENIED` (never 401, which would make clients retry their own credentials);
+    /// an upstream that cannot answer 503 `UNAVAILABLE`, rate limits 429
+    /// `TOOMANYREQUESTS`, both with `Retry-After`; a full site 507; content the node
+    /// refuses 502.
+    pub fn pull(e: PullError, not_found: ErrorCode) -> ApiError {
+        use site_upstream::UpstreamError as U;
+        let message = e.to_string();
+        let retry =
+            |default: u64, retry_after: Option<u64>| retry_after.unwrap_or(default).to_string();
+        match e {
+            PullError::NotPresent(_) => ApiError::new(not_found, message),
+            PullError::Upstream {
+                error, retry_after, ..
+            } => match error {
+                U::NotFound(_) => ApiError::new(not_found, message),
+                U::AuthFailed(_) => ApiError::new(ErrorCode::Denied, message),
+                U::RateLimited(_) => ApiError::new(ErrorCode::TooManyRequests, message)
+                    .with_header(header::RETRY_AFTER, &retry(60, retry_after)),
+                U::Unreachable(_) | U::Other(_) => ApiError::new(ErrorCode::Unavailable, message)
+                    .with_header(header::RETRY_AFTER, &retry(5, retry_after)),
+            },
+            PullError::OutOfSpace(_) => ApiError::new(ErrorCode::Unavailable, message)
+                .with_status(StatusCode::INSUFFICIENT_STORAGE),
+            PullError::Invalid(_) => {
+                ApiError::new(ErrorCode::Unavailable, message).with_status(StatusCode::BAD_GATEWAY)
+            }
+            PullError::Unavailable(_) => {
+                ApiError::new(ErrorCode::Unavailable, message).with_header(header::RETRY_AFTER, "5")
+            }
+        }
     }
 
     /// Push refused because it is not configured.

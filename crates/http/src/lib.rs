@@ -25,6 +25,7 @@ use axum::Router;
 use error::ApiError;
 use path::Endpoint;
 use site_core::{ErrorCode, Repository};
+use site_pull::Puller;
 use site_store::Store;
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,6 +46,8 @@ pub struct Registry {
     store: Store,
     config: Arc<RegistryConfig>,
     metrics: Arc<metrics::Metrics>,
+    /// The pull-through cache, when some registry may be fetched from.
+    puller: Option<Puller>,
 }
 
 impl Registry {
@@ -54,7 +57,14 @@ impl Registry {
             store,
             config: Arc::new(config),
             metrics: Arc::default(),
+            puller: None,
         }
+    }
+
+    /// Fills misses through `puller` (see `site-pull`).
+    pub fn with_puller(mut self, puller: Puller) -> Registry {
+        self.puller = Some(puller);
+        self
     }
 
     /// The axum router of the whole API, health and metrics included.
@@ -187,7 +197,7 @@ async fn route(reg: &Registry, path: &str, ctx: &Ctx, body: Body) -> Result<Resp
         Endpoint::Catalog if is_read => listing::catalog(reg, ctx),
         Endpoint::Tags(name) if is_read => listing::tags(reg, name, ctx),
         Endpoint::Referrers(name, d) if m == Method::GET => listing::referrers(reg, name, d, ctx),
-        Endpoint::Manifest(name, r) if is_read => manifests::get(reg, name, r, ctx),
+        Endpoint::Manifest(name, r) if is_read => manifests::get(reg, name, r, ctx).await,
         Endpoint::Blob(name, d) if is_read => blobs::get(reg, name, d, ctx).await,
         Endpoint::Manifest(name, r) if m == Method::PUT => {
             manifests::put(reg, name, r, ctx, body).await

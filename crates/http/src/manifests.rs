@@ -36,9 +36,21 @@ fn lookup(r: &str) -> Result<ManifestRef, ApiError> {
     }
 }
 
-pub(crate) fn get(reg: &Registry, name: &str, r: &str, ctx: &Ctx) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    reg: &Registry,
+    name: &str,
+    r: &str,
+    ctx: &Ctx,
+) -> Result<Response, ApiError> {
     let repo = reg.repository(name, &ctx.query)?;
-    let m = reg.store.get_manifest(&repo, &lookup(r)?)?;
+    let reference = lookup(r)?;
+    let m = match &reg.puller {
+        Some(puller) => puller
+            .manifest(&repo, &reference)
+            .await
+            .map_err(|e| ApiError::pull(e, ErrorCode::ManifestUnknown))?,
+        None => reg.store.get_manifest(&repo, &reference)?,
+    };
     let builder = Response::builder()
         .header(header::CONTENT_TYPE, &m.media_type)
         .header("Docker-Content-Digest", m.digest.as_str())

@@ -66,13 +66,17 @@ impl State {
                 content_type,
                 tag,
                 link_references,
+                cached,
             } => self.put_manifest(
                 now,
                 repo,
                 body,
                 content_type.as_deref(),
                 tag.as_deref(),
-                *link_references,
+                Arrival {
+                    link: *link_references,
+                    cached: *cached,
+                },
             )?,
             Command::DeleteManifest { repo, digest } => {
                 if self.repo_manifest(repo, digest).is_none() {
@@ -157,8 +161,14 @@ impl State {
             Command::Sweep {
                 grace_secs,
                 evict_bytes,
+                cache_ttl_secs,
             } => {
-                let report = self.plan_sweep(now, *grace_secs, *evict_bytes);
+                let rules = crate::gc::SweepRules {
+                    grace_secs: *grace_secs,
+                    cache_ttl_secs: cache_ttl_secs.unwrap_or(u64::MAX),
+                    evict_bytes: *evict_bytes,
+                };
+                let report = self.plan_sweep(now, &rules);
                 let events = self.execute_sweep(&report);
                 Outcome {
                     sweep: Some(report),
@@ -183,8 +193,9 @@ impl State {
         body: &str,
         content_type: Option<&str>,
         tag: Option<&str>,
-        link: bool,
+        arrival: Arrival,
     ) -> Result<Outcome> {
+        let Arrival { link, cached } = arrival;
         if let Some(t) = tag {
             check_tag(t)?;
         }
@@ -213,6 +224,10 @@ impl State {
             }
         }
         for c in &children {
+            // A cached index holds only the platforms that were pulled.
+            if cached {
+                continue;
+            }
             let present = if link {
                 self.manifests.contains_key(c)
             } else {
@@ -244,8 +259,11 @@ impl State {
                 added: now,
                 last_used: now,
                 unreferenced_since: None,
+                cached,
             });
         info.last_used = info.last_used.max(now);
+        // Delivered or pushed: the site's own content now, not cache.
+        info.cached &= cached;
         let r = self.repo_mut(repo);
         let new_here = r.manifests.insert(digest.clone());
         if link {
@@ -278,13 +296,18 @@ impl State {
                 r.blobs.remove(d);
             }
         }
-        // Drop, to a fixed point, every manifest that can no longer be served whole.
+        // Drop, to a fixed point, every manifest that can no longer be served whole: one
+        // that lacks a blob, or a child it needs (a cached index needs none: it holds the
+        // platforms that were pulled).
         loop {
             let broken: Vec<Digest> = self
                 .manifests
-                .keys()
-                .filter(|d| !self.missing_parts(d).is_empty())
-                .cloned()
+                .iter()
+                .filter(|(_, m)| {
+                    m.blobs.iter().any(|b| !self.blobs.contains_key(b))
+                        || (!m.cached && m.children.iter().any(|c| !self.manifests.contains_key(c)))
+                })
+                .map(|(d, _)| d.clone())
                 .collect();
             if broken.is_empty() {
                 break;
@@ -346,6 +369,14 @@ impl State {
             self.repos.remove(repo);
         }
     }
+}
+
+/// How a manifest arrives (see [`Command::PutManifest`]).
+struct Arrival {
+    /// References need only be on the site, and are linked into the repository.
+    link: bool,
+    /// Fetched by the pull-through cache.
+    cached: bool,
 }
 
 fn changed_if(changed: bool) -> Outcome {

@@ -7,6 +7,7 @@ use crate::command::Entry;
 use crate::SweepReport;
 
 const GRACE: u64 = 100;
+const CACHE_TTL: u64 = 1000;
 
 fn repo(name: &str) -> Repository {
     Repository::parse_normalized(name, "docker.io").unwrap()
@@ -49,6 +50,7 @@ fn sweep(s: &mut State, now: u64, evict_bytes: u64) -> SweepReport {
         Command::Sweep {
             grace_secs: GRACE,
             evict_bytes,
+            cache_ttl_secs: Some(CACHE_TTL),
         },
     )
     .unwrap()
@@ -82,6 +84,7 @@ fn deliver(s: &mut State, now: u64, r: &Repository, config: u64, layers: &[u64])
             content_type: None,
             tag: Some("v1".into()),
             link_references: true,
+            cached: false,
         },
     )
     .unwrap();
@@ -104,6 +107,7 @@ fn manifest_refused_while_blobs_missing() {
             content_type: None,
             tag: None,
             link_references: true,
+            cached: false,
         },
     )
     .unwrap_err();
@@ -145,6 +149,7 @@ fn manifest_refused_while_blobs_missing() {
             content_type: None,
             tag: None,
             link_references: false,
+            cached: false,
         },
     )
     .unwrap_err();
@@ -309,6 +314,7 @@ fn index_keeps_children_and_forget_drops_broken() {
             content_type: None,
             tag: None,
             link_references: true,
+            cached: false,
         },
     )
     .unwrap()
@@ -416,6 +422,7 @@ fn gc_never_deletes_a_live_image_and_nothing_dead_outlives_grace() {
                 }
                 _ => Command::Sweep {
                     grace_secs: GRACE,
+                    cache_ttl_secs: Some(CACHE_TTL),
                     evict_bytes: if rng.below(4) == 0 {
                         rng.below(5000)
                     } else {
@@ -490,4 +497,145 @@ fn a_blob_relied_on_as_recorded_is_refused_once_swept() {
     // Recorded again later: accepted, and its grace period starts over.
     run(&mut s, 50, add(true)).unwrap();
     assert_eq!(s.blob(&d).unwrap().added, 50);
+}
+
+/// Puts a manifest as the pull-through cache does; returns its digest.
+fn cache(s: &mut State, now: u64, r: &Repository, body: String, tag: Option<&str>) -> Digest {
+    run(
+        s,
+        now,
+        Command::PutManifest {
+            repo: r.clone(),
+            body,
+            content_type: None,
+            tag: tag.map(str::to_owned),
+            link_references: true,
+            cached: true,
+        },
+    )
+    .unwrap()
+    .digest
+    .unwrap()
+}
+
+fn add_blobs(s: &mut State, now: u64, ns: &[u64]) {
+    for n in ns {
+        let (digest, size) = blob(*n);
+        run(
+            s,
+            now,
+            Command::AddBlob {
+                repo: None,
+                digest,
+                size,
+                recorded: false,
+            },
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_cached_image_outlives_grace_until_unpulled_for_the_cache_ttl() {
+    let mut s = State::default();
+    let r = repo("cached");
+    add_blobs(&mut s, 0, &[1, 2]);
+    let d = cache(&mut s, 0, &r, image_body(1, &[2]), Some("v1"));
+    assert!(s.manifest(&d).unwrap().cached);
+    assert!(sweep(&mut s, 5 * GRACE, 0).manifests.is_empty());
+    // A pull moves its TTL on.
+    run(
+        &mut s,
+        CACHE_TTL - 1,
+        Command::Touch {
+            digests: vec![d.clone()],
+        },
+    )
+    .unwrap();
+    assert!(sweep(&mut s, CACHE_TTL + 10, 0).manifests.is_empty());
+    let report = sweep(&mut s, 2 * CACHE_TTL, 0);
+    assert_eq!(report.manifests, vec![d]);
+    assert_eq!(report.blobs.len(), 2, "its blobs go with it");
+}
+
+#[test]
+fn a_cached_image_is_evicted_under_pressure_but_never_while_live() {
+    let mut s = State::default();
+    let r = repo("cached");
+    add_blobs(&mut s, 0, &[1, 2, 3, 4]);
+    let live = cache(&mut s, 0, &r, image_body(1, &[2]), None);
+    let idle = cache(&mut s, 0, &r, image_body(3, &[4]), None);
+    let image = ImageRef {
+        repo: r.clone(),
+        digest: live.clone(),
+    };
+    run(&mut s, 1, Command::Pin { image }).unwrap();
+    let report = sweep(&mut s, 2, u64::MAX);
+    assert_eq!(report.evicted, vec![idle]);
+    assert!(s.manifest(&live).is_some());
+}
+
+#[test]
+fn a_cached_index_holds_only_the_pulled_platforms_until_delivered_whole() {
+    let mut s = State::default();
+    let r = repo("multi");
+    add_blobs(&mut s, 0, &[1, 2]);
+    let amd = cache(&mut s, 0, &r, image_body(1, &[2]), None);
+    let arm = Digest::of(b"an arm64 manifest nobody pulled");
+    let m = |d: &Digest| {
+        format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{d}","size":10}}"#
+        )
+    };
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{}]}}"#,
+        m(&amd),
+        m(&arm)
+    );
+    // Not cache: every child must be there.
+    let refused = run(
+        &mut s,
+        0,
+        Command::PutManifest {
+            repo: r.clone(),
+            body: body.clone(),
+            content_type: None,
+            tag: Some("v1".into()),
+            link_references: true,
+            cached: false,
+        },
+    );
+    assert!(matches!(refused, Err(StateError::ManifestBlobUnknown(_))));
+    let idx = cache(&mut s, 0, &r, body, Some("v1"));
+    assert!(
+        s.missing_parts(&idx).is_empty(),
+        "whole for what was pulled"
+    );
+    assert_eq!(s.tag(&r, "v1"), Some(&idx));
+    // Losing a child it holds breaks it, as for any index.
+    run(
+        &mut s,
+        1,
+        Command::ForgetBlobs {
+            digests: vec![blob(2).0],
+        },
+    )
+    .unwrap();
+    assert!(s.manifest(&amd).is_none());
+    assert!(
+        s.manifest(&idx).is_some(),
+        "absent children were never needed"
+    );
+}
+
+#[test]
+fn a_delivery_of_a_cached_image_makes_it_site_content() {
+    let mut s = State::default();
+    let r = repo("app");
+    add_blobs(&mut s, 0, &[1, 2]);
+    let d = cache(&mut s, 0, &r, image_body(1, &[2]), None);
+    let delivered = deliver(&mut s, 5, &r, 1, &[2]);
+    assert_eq!(delivered.digest, d);
+    assert!(!s.manifest(&d).unwrap().cached);
+    assert_eq!(sweep(&mut s, 10 * GRACE, 0).manifests, vec![d]);
 }

@@ -67,6 +67,11 @@ pub enum Command {
         /// in this repository) and are linked into it: the tower's delivery path. When
         /// false they must already be in the repository: the OCI push path.
         link_references: bool,
+        /// Fetched by the node's pull-through cache: kept while it is pulled within the
+        /// cache TTL (see [`Command::Sweep`]), and an index may lack the children nobody
+        /// pulled. Delivered or pushed again without it, the manifest stops being cache.
+        #[serde(default)]
+        cached: bool,
     },
     /// Removes a manifest from a repository, with the tags that point at it.
     DeleteManifest {
@@ -127,7 +132,8 @@ pub enum Command {
         /// Manifest digests pulled.
         digests: Vec<Digest>,
     },
-    /// One GC sweep: deletes images unreferenced for longer than `grace_secs`, and, when
+    /// One GC sweep: deletes images unreferenced for longer than `grace_secs` (cached
+    /// images: not pulled for longer than `cache_ttl_secs`), and, when
     /// `evict_bytes` > 0, further unreferenced images, least recently used first, until
     /// that many bytes are freed; then every blob no remaining manifest references.
     Sweep {
@@ -135,6 +141,10 @@ pub enum Command {
         grace_secs: u64,
         /// Bytes to free beyond the grace rule (disk pressure), 0 for none.
         evict_bytes: u64,
+        /// How long an unreferenced cached image is kept after its last pull; `None`
+        /// (entries written before the cache existed): until disk pressure evicts it.
+        #[serde(default)]
+        cache_ttl_secs: Option<u64>,
     },
     /// The node lost the bytes of these blobs: forget them and every manifest that
     /// needs them, so nothing incomplete is served.
@@ -155,6 +165,25 @@ pub struct Outcome {
     pub changed: bool,
     /// Events to publish.
     pub events: Vec<Event>,
+}
+
+/// Where a pulled image came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullSource {
+    /// The site held it already.
+    Cached,
+    /// It was fetched from the upstream now.
+    Downloaded,
+}
+
+impl PullSource {
+    /// As `EnsureImage` and events spell it: `CACHED` or `DOWNLOADED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullSource::Cached => "CACHED",
+            PullSource::Downloaded => "DOWNLOADED",
+        }
+    }
 }
 
 /// Something worth telling the watchers of the site.
@@ -223,6 +252,50 @@ pub enum Event {
         node: u64,
         /// The peer the verified copy came from.
         from: u64,
+    },
+    /// A node began to make an image present (`EnsureImage`, or a miss of an HTTP pull
+    /// that the pull-through cache fills). Published by that node, never by `apply`.
+    ImagePullStarted {
+        /// The image as it was asked for.
+        image: String,
+        /// The node.
+        node: u64,
+    },
+    /// A node made an image present.
+    ImagePullCompleted {
+        /// The image as it was asked for.
+        image: String,
+        /// The manifest (or index) digest now held.
+        digest: Digest,
+        /// Held already, or fetched now.
+        source: PullSource,
+        /// Bytes of the image (manifests and blobs).
+        bytes: u64,
+        /// How long it took.
+        millis: u64,
+        /// The node.
+        node: u64,
+    },
+    /// A node could not make an image present.
+    ImagePullFailed {
+        /// The image as it was asked for.
+        image: String,
+        /// The reason of the taxonomy (`NOT_FOUND`, `AUTH_FAILED`, `UNREACHABLE`,
+        /// `RATE_LIMITED`, `OUT_OF_SPACE`, `NOT_PRESENT`, `INVALID`).
+        reason: String,
+        /// What went wrong.
+        message: String,
+        /// The node.
+        node: u64,
+    },
+    /// An image the pull-through cache fetched is durable on the site.
+    ImageCached {
+        /// Where.
+        repo: Repository,
+        /// Which.
+        digest: Digest,
+        /// Bytes of the image.
+        bytes: u64,
     },
     /// A delivery was refused for lack of space. Published by the API, never by `apply`.
     DeliveryRefused {

@@ -3,8 +3,9 @@
 //! - An image (manifest) is **live** while an application or a pin references it, or it
 //!   is a child of a live index, or its subject is live (signatures, SBOMs).
 //! - A non-live manifest records since when it is unreferenced; a sweep deletes it once
-//!   the grace period has passed, or earlier under disk pressure, least recently used
-//!   first. A live manifest is never deleted.
+//!   the grace period has passed (a cached one: once it has not been pulled for the cache
+//!   TTL), or earlier under disk pressure, least recently used first. A live manifest is
+//!   never deleted.
 //! - A blob is deleted when no remaining manifest references it and no lease holds it,
 //!   and either it belonged to a deleted manifest or it has been on the site for longer
 //!   than the grace period (an upload whose manifest never came).
@@ -13,6 +14,17 @@ use crate::State;
 use serde::{Deserialize, Serialize};
 use site_core::Digest;
 use std::collections::BTreeSet;
+
+/// The rules of one sweep (see [`crate::Command::Sweep`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepRules {
+    /// Grace period of unreferenced images, in seconds.
+    pub grace_secs: u64,
+    /// How long an unreferenced cached image is kept after its last pull, in seconds.
+    pub cache_ttl_secs: u64,
+    /// Bytes to free beyond those rules (disk pressure), 0 for none.
+    pub evict_bytes: u64,
+}
 
 /// What a sweep deletes (or, for a dry run, would delete).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +90,12 @@ impl State {
     }
 
     /// What a sweep at `now` would delete. See [`crate::Command::Sweep`].
-    pub fn plan_sweep(&self, now: u64, grace_secs: u64, evict_bytes: u64) -> SweepReport {
+    pub fn plan_sweep(&self, now: u64, rules: &SweepRules) -> SweepReport {
+        let SweepRules {
+            grace_secs,
+            cache_ttl_secs,
+            evict_bytes,
+        } = *rules;
         let live = self.live_manifests();
         let dead: Vec<(&Digest, &crate::ManifestInfo)> = self
             .manifests
@@ -88,8 +105,12 @@ impl State {
         let mut delete: BTreeSet<Digest> = dead
             .iter()
             .filter(|(_, m)| {
-                m.unreferenced_since
-                    .is_none_or(|t| t.saturating_add(grace_secs) <= now)
+                if m.cached {
+                    m.last_used.saturating_add(cache_ttl_secs) <= now
+                } else {
+                    m.unreferenced_since
+                        .is_none_or(|t| t.saturating_add(grace_secs) <= now)
+                }
             })
             .map(|(d, _)| (*d).clone())
             .collect();
@@ -123,7 +144,12 @@ impl State {
 
     /// Bytes a sweep could free at most: every unreferenced image evicted.
     pub fn reclaimable_bytes(&self, now: u64) -> u64 {
-        self.plan_sweep(now, u64::MAX, u64::MAX).bytes_freed
+        let rules = SweepRules {
+            grace_secs: u64::MAX,
+            cache_ttl_secs: u64::MAX,
+            evict_bytes: u64::MAX,
+        };
+        self.plan_sweep(now, &rules).bytes_freed
     }
 
     /// Blobs deleted, and their bytes, if the manifests in `delete` go.

@@ -18,8 +18,8 @@ pub mod gc;
 pub mod image_ref;
 pub mod state;
 
-pub use command::{Command, Entry, Event, Outcome};
+pub use command::{Command, Entry, Event, Outcome, PullSource};
 pub use error::StateError;
-pub use gc::SweepReport;
+pub use gc::{SweepReport, SweepRules};
 pub use image_ref::ImageRef;
 pub use state::{BlobInfo, ImageSummary, ManifestInfo, Repo, State};

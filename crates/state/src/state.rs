@@ -53,6 +53,9 @@ pub struct ManifestInfo {
     pub last_used: u64,
     /// Since when no application or pin references it (`None` while live).
     pub unreferenced_since: Option<u64>,
+    /// Fetched by the pull-through cache (see [`crate::Command::PutManifest`]).
+    #[serde(default)]
+    pub cached: bool,
 }
 
 /// A repository: its blob links, manifests and tags.
@@ -193,7 +196,8 @@ impl State {
     }
 
     /// Blobs and child manifests `d` needs that the site lacks, recursively; empty when
-    /// the image is whole.
+    /// the image is whole. A cached index needs only the children the site holds (the
+    /// platforms that were pulled).
     pub fn missing_parts(&self, d: &Digest) -> Vec<Digest> {
         let mut missing = Vec::new();
         let mut seen = BTreeSet::new();
@@ -212,7 +216,12 @@ impl State {
                     .filter(|b| !self.blobs.contains_key(b))
                     .cloned(),
             );
-            todo.extend(m.children.iter().cloned());
+            todo.extend(
+                m.children
+                    .iter()
+                    .filter(|c| !m.cached || self.manifests.contains_key(*c))
+                    .cloned(),
+            );
         }
         missing
     }

@@ -72,7 +72,7 @@ impl Store {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<(Digest, Manifest)> {
-        self.store_manifest(repo, reference, content_type, body, false)
+        self.store_manifest(repo, reference, content_type, body, Via::Push)
             .await
     }
 
@@ -85,7 +85,20 @@ impl Store {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<(Digest, Manifest)> {
-        self.store_manifest(repo, reference, content_type, body, true)
+        self.store_manifest(repo, reference, content_type, body, Via::Delivery)
+            .await
+    }
+
+    /// Stores a manifest the pull-through cache fetched: as a delivery, but kept as
+    /// cache (see [`site_state::Command::PutManifest`]).
+    pub async fn cache_manifest(
+        &self,
+        repo: &Repository,
+        reference: &ManifestRef,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(Digest, Manifest)> {
+        self.store_manifest(repo, reference, content_type, body, Via::Cache)
             .await
     }
 
@@ -95,7 +108,7 @@ impl Store {
         reference: &ManifestRef,
         content_type: Option<&str>,
         body: &[u8],
-        link_references: bool,
+        via: Via,
     ) -> Result<(Digest, Manifest)> {
         let max = self.inner.config.max_manifest_bytes;
         if body.len() as u64 > max {
@@ -125,7 +138,8 @@ impl Store {
             body,
             content_type: content_type.map(str::to_owned),
             tag,
-            link_references,
+            link_references: via != Via::Push,
+            cached: via == Via::Cache,
         })
         .await?;
         Ok((digest, manifest))
@@ -178,6 +192,17 @@ impl Store {
         out.retain(|d| artifact_type.is_none_or(|a| d.artifact_type.as_deref() == Some(a)));
         Ok(out)
     }
+}
+
+/// How a manifest arrives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// An OCI push: what it references must be in the repository.
+    Push,
+    /// The tower's delivery: what it references need only be on the site.
+    Delivery,
+    /// The pull-through cache: as a delivery, kept as cache.
+    Cache,
 }
 
 fn display(r: &ManifestRef) -> String {

@@ -6,17 +6,17 @@
 //! store removes them, which completes the sweep.
 
 use crate::{now_secs, Result, Store};
-use site_state::{Command, SweepReport};
-use std::time::Duration;
+use site_state::{Command, SweepReport, SweepRules};
 
 impl Store {
     /// Runs one sweep: see [`site_state::Command::Sweep`].
-    pub async fn sweep(&self, grace: Duration, evict_bytes: u64) -> Result<SweepReport> {
+    pub async fn sweep(&self, rules: &SweepRules) -> Result<SweepReport> {
         let _writer = self.inner.writer.lock().await;
         let outcome = self
             .propose(Command::Sweep {
-                grace_secs: grace.as_secs(),
-                evict_bytes,
+                grace_secs: rules.grace_secs,
+                evict_bytes: rules.evict_bytes,
+                cache_ttl_secs: Some(rules.cache_ttl_secs),
             })
             .await?;
         let report = outcome.sweep.expect("a sweep reports");
@@ -31,7 +31,7 @@ impl Store {
     }
 
     /// What a sweep now would delete, without deleting anything (dry run).
-    pub fn plan_sweep(&self, grace: Duration, evict_bytes: u64) -> SweepReport {
-        self.read(|s| s.plan_sweep(now_secs(), grace.as_secs(), evict_bytes))
+    pub fn plan_sweep(&self, rules: &SweepRules) -> SweepReport {
+        self.read(|s| s.plan_sweep(now_secs(), rules))
     }
 }

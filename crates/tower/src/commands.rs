@@ -253,6 +253,21 @@ pub fn event_line(e: &Event) -> String {
             "{at} blob-repaired {} on node {} (verified copy from node {})",
             b.digest, b.node_id, b.from_node_id
         ),
+        Some(event::Kind::ImagePullStarted(p)) => {
+            format!("{at} image-pull-started {} on node {}", p.image, p.node_id)
+        }
+        Some(event::Kind::ImagePullCompleted(p)) => format!(
+            "{at} image-pull-completed {} -> {} {} ({} bytes, {} ms) on node {}",
+            p.image, p.digest, p.source, p.bytes, p.millis, p.node_id
+        ),
+        Some(event::Kind::ImagePullFailed(p)) => format!(
+            "{at} image-pull-failed {} {}: {} on node {}",
+            p.image, p.reason, p.message, p.node_id
+        ),
+        Some(event::Kind::ImageCached(c)) => format!(
+            "{at} image-cached {}@{} ({} bytes)",
+            c.repository, c.digest, c.bytes
+        ),
         None => format!("{at} unknown-event"),
     }
 }

@@ -39,7 +39,7 @@ pub async fn deliver(
     let config = auth::load(options.auth_file)?;
     let up = Upstream::new(options.insecure_registries)?;
     for image in images {
-        let credentials = config.credentials_for(image.reference.repository.host())?;
+        let credentials = config.lookup(image.reference.repository.host()).await?;
         let auth = upstream::registry_auth(credentials);
         let resolved = resolve(&up, &auth, &image.reference, options.platform).await?;
         line(format_args!(

@@ -100,35 +100,19 @@ impl Error {
     }
 }
 
-/// Makes a message one short line: joins lines, trims, caps the length.
-pub fn one_line(s: &str) -> String {
-    const MAX: usize = 300;
-    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if joined.chars().count() <= MAX {
-        joined
-    } else {
-        let mut cut: String = joined.chars().take(MAX).collect();
-        cut.push('…');
-        cut
-    }
-}
+pub use site_upstream::error::{chain, chain_from, one_line};
 
-/// An error and its sources, as one line (`outer: inner: innermost`).
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    chain_from(err.to_string(), err.source())
-}
-
-/// `first`, then the sources from `source` on that it does not already say, as one line.
-pub fn chain_from(first: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
-    let mut parts = vec![first];
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+impl From<site_upstream::UpstreamError> for Error {
+    fn from(e: site_upstream::UpstreamError) -> Error {
+        use site_upstream::UpstreamError as U;
+        match e {
+            U::NotFound(m) => Error::ImageNotFound(m),
+            U::AuthFailed(m) => Error::UpstreamAuth(m),
+            U::Unreachable(m) => Error::UpstreamUnreachable(m),
+            U::RateLimited(m) => Error::RateLimited(m),
+            U::Other(m) => Error::Other(m),
         }
-        source = e.source();
     }
-    one_line(&parts.join(": "))
 }
 
 #[cfg(test)]

@@ -5,18 +5,18 @@
 //! The binary is `src/bin/towerctl.rs` of the root package, which calls [`main`].
 #![deny(missing_docs)]
 
-pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod deliver;
 pub mod exit;
 pub mod output;
-pub mod platform;
 pub mod progress;
 pub mod resolve;
 pub mod site;
 pub mod transfer;
-pub mod upstream;
+
+pub use site_core::platform;
+pub use site_upstream::{auth, client as upstream};
 
 use clap::Parser;
 use cli::{Cli, Command, NodeAction};

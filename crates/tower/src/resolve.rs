@@ -6,8 +6,8 @@ use crate::platform::Platform;
 use crate::upstream::{self, Upstream};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use oci_client::secrets::RegistryAuth;
 use site_core::{Descriptor, Digest, ImageReference, Manifest, ManifestKind};
+use site_upstream::RegistryAuth;
 use std::collections::HashSet;
 
 /// Deepest nesting of indexes followed.
@@ -49,7 +49,7 @@ pub async fn resolve(
     let (mut body, mut digest) = up.manifest(&top, auth).await?;
     let mut manifest = parse(&body, &digest)?;
     if let (Some(p), ManifestKind::Index { manifests }) = (platform, &manifest.kind) {
-        let child = pick(manifests, p).ok_or_else(|| {
+        let child = p.pick(manifests).ok_or_else(|| {
             let have: Vec<String> = manifests
                 .iter()
                 .filter_map(|d| Platform::of_entry(d.platform.as_ref()))
@@ -77,13 +77,6 @@ pub async fn resolve(
     };
     collect(up, auth, image, top, manifest, 0, &mut seen, &mut out).await?;
     Ok(out)
-}
-
-/// The first index entry of the platform.
-fn pick<'a>(entries: &'a [Descriptor], platform: &Platform) -> Option<&'a Descriptor> {
-    entries.iter().find(|d| {
-        Platform::of_entry(d.platform.as_ref()).is_some_and(|entry| platform.matches(&entry))
-    })
 }
 
 fn parse(body: &[u8], digest: &Digest) -> Result<Manifest, Error> {

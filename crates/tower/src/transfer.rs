@@ -9,9 +9,9 @@ use crate::progress::{BlobProgress, Progress};
 use crate::site::{self, Client, ATTEMPTS, FIRST_BACKOFF};
 use crate::upstream::{self, Upstream};
 use futures_util::StreamExt;
-use oci_client::Reference;
 use site_api::pb::{BlobStatusRequest, PutBlobHeader, PutBlobRequest, PutBlobResponse};
 use site_core::Digest;
+use site_upstream::Reference;
 use tokio::sync::mpsc;
 use tonic::Code;
 
@@ -127,9 +127,9 @@ async fn put_from(
             .await
             .map_err(|e| {
                 if upstream::is_transient(&e) {
-                    Failure::Retry(e)
+                    Failure::Retry(e.into())
                 } else {
-                    Failure::Fatal(e)
+                    Failure::Fatal(e.into())
                 }
             })?
     };
@@ -171,7 +171,7 @@ async fn put_from(
                 Ok(()) | Err(PumpStop::SiteGone) => pumping = false,
                 // The pump has sent what arrived and ended the stream: let the site
                 // answer, so that every byte sent counts, then resume.
-                Err(PumpStop::Upstream(e)) if upstream::is_transient(&e) => {
+                Err(PumpStop::Upstream(e)) if matches!(e, Error::UpstreamUnreachable(_)) => {
                     pumping = false;
                     upstream_failure = Some(e);
                 }
@@ -206,7 +206,7 @@ async fn pump(
                 if !pending.is_empty() {
                     send(&tx, &mut pending, position, progress).await?;
                 }
-                return Err(PumpStop::Upstream(upstream::classify_io(&e, &what)));
+                return Err(PumpStop::Upstream(upstream::classify_io(&e, &what).into()));
             }
         };
         if skip > 0 {

@@ -305,4 +305,12 @@ impl Site for FakeSite {
     ) -> Result<Response<site_api::pb::MembershipResponse>, Status> {
         Err(Status::unimplemented("a fake site has one node"))
     }
+    async fn ensure_image(
+        &self,
+        _: Request<site_api::pb::EnsureImageRequest>,
+    ) -> Result<Response<site_api::pb::EnsureImageResponse>, Status> {
+        Err(Status::unimplemented(
+            "towerctl does not pull through a site",
+        ))
+    }
 }

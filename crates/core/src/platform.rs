@@ -1,5 +1,7 @@
-//! `--platform os/arch[/variant]` and the choice of an index entry by platform.
+//! Platforms as `docker --platform` spells them (`os/arch[/variant]`), and the choice of
+//! an index entry by platform.
 
+use crate::manifest::Descriptor;
 use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
@@ -21,7 +23,7 @@ impl FromStr for Platform {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split('/').collect();
         let valid = |p: &str| {
-            !p.is_empty()
+            p.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                 && p.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         };
@@ -59,6 +61,30 @@ impl Platform {
             os: field("os")?,
             architecture: field("architecture")?,
             variant: field("variant").filter(|v| !v.is_empty()),
+        })
+    }
+
+    /// The platform of this machine (`linux/amd64` on x86-64 Linux).
+    pub fn current() -> Platform {
+        let (architecture, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "aarch64" => ("arm64", None),
+            "x86" => ("386", None),
+            "arm" => ("arm", Some("v7".to_owned())),
+            "powerpc64" => ("ppc64le", None),
+            other => (other, None),
+        };
+        Platform {
+            os: std::env::consts::OS.to_owned(),
+            architecture: architecture.to_owned(),
+            variant,
+        }
+    }
+
+    /// The first index entry of this platform.
+    pub fn pick<'a>(&self, entries: &'a [Descriptor]) -> Option<&'a Descriptor> {
+        entries.iter().find(|d| {
+            Platform::of_entry(d.platform.as_ref()).is_some_and(|entry| self.matches(&entry))
         })
     }
 
@@ -108,6 +134,8 @@ mod tests {
             "linux/arm/v7/x",
             "",
             "linux/am d64",
+            "linux/../x",
+            "linux/.hidden",
         ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
         }

@@ -1,10 +1,12 @@
 //! The upstream registry, through oci-client: manifests, blob streams, error classification.
 
 use crate::auth::Credentials;
-use crate::exit::{chain, one_line, Error};
+use crate::error::{chain, one_line, UpstreamError as Error};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -20,9 +22,65 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// A stream of blob bytes from the upstream.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
-/// The upstream registries of one command.
+/// The upstream registries of one command (towerctl) or one set of credentials (a node).
+#[derive(Clone)]
 pub struct Upstream {
     client: Client,
+}
+
+/// How an [`Upstream`] client talks to registries.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Hosts spoken to in plain HTTP.
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM, one or several) for upstream TLS.
+    pub ca_pem: Vec<u8>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest wait for the first or the next bytes of a response.
+    pub read_timeout: Duration,
+    /// The `User-Agent` sent.
+    pub user_agent: &'static str,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            insecure: Vec::new(),
+            ca_pem: Vec::new(),
+            connect_timeout: CONNECT_TIMEOUT,
+            read_timeout: READ_TIMEOUT,
+            user_agent: concat!("site-registry/", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// A host as a registry name spells it: no scheme, no trailing slash.
+pub fn bare_host(h: &str) -> String {
+    let h = h.trim();
+    let h = h
+        .strip_prefix("http://")
+        .or_else(|| h.strip_prefix("https://"))
+        .unwrap_or(h);
+    h.trim_end_matches('/').to_owned()
+}
+
+/// The certificates of a PEM file, each as its own PEM block.
+fn split_pem(pem: &[u8]) -> Vec<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let end = start + len + END.len();
+        out.push(format!("{}\n", &rest[start..end]).into_bytes());
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// The oci-client reference of a repository and a tag or digest.
@@ -43,23 +101,32 @@ pub fn registry_auth(credentials: Option<Credentials>) -> RegistryAuth {
 }
 
 impl Upstream {
-    /// A client speaking HTTPS, except plain HTTP to the `insecure` hosts.
+    /// A client speaking HTTPS, except plain HTTP to the `insecure` hosts, with the
+    /// default timeouts (towerctl's).
     pub fn new(insecure: &[String]) -> Result<Upstream, Error> {
-        let mut hosts: Vec<String> = insecure
-            .iter()
-            .map(|h| {
-                let h = h.trim();
-                let h = h
-                    .strip_prefix("http://")
-                    .or_else(|| h.strip_prefix("https://"))
-                    .unwrap_or(h);
-                h.trim_end_matches('/').to_owned()
-            })
-            .collect();
+        Upstream::with(&Settings {
+            insecure: insecure.to_vec(),
+            ..Settings::default()
+        })
+    }
+
+    /// A client with these settings.
+    pub fn with(settings: &Settings) -> Result<Upstream, Error> {
+        // oci-client is built without a crypto provider: TLS goes through ring. Installing
+        // it again (another client, or the binary did) changes nothing.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut hosts: Vec<String> = settings.insecure.iter().map(|h| bare_host(h)).collect();
         // oci-client names Docker Hub `index.docker.io` when it picks the scheme.
         if hosts.iter().any(|h| h == "docker.io") {
             hosts.push("index.docker.io".to_owned());
         }
+        let extra_root_certificates = split_pem(&settings.ca_pem)
+            .into_iter()
+            .map(|data| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            })
+            .collect();
         let config = ClientConfig {
             protocol: if hosts.is_empty() {
                 ClientProtocol::Https
@@ -67,14 +134,34 @@ impl Upstream {
                 ClientProtocol::HttpsExcept(hosts)
             },
             platform_resolver: None,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent: concat!("towerctl/", env!("CARGO_PKG_VERSION")),
+            connect_timeout: Some(settings.connect_timeout),
+            read_timeout: Some(settings.read_timeout),
+            user_agent: settings.user_agent,
+            extra_root_certificates,
             ..ClientConfig::default()
         };
         let client = Client::try_from(config)
             .map_err(|e| Error::Other(format!("cannot set up the upstream client: {e}")))?;
         Ok(Upstream { client })
+    }
+
+    /// The digest the upstream gives for `image` (a tag), by a HEAD request.
+    pub async fn manifest_digest(
+        &self,
+        image: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<Digest, Error> {
+        let reported = self
+            .client
+            .fetch_manifest_digest(image, auth)
+            .await
+            .map_err(|e| classify(&e, &image.whole()))?;
+        Digest::parse(&reported).map_err(|e| {
+            Error::Other(format!(
+                "{}: the registry reports a digest that is not one: {e}",
+                image.whole()
+            ))
+        })
     }
 
     /// Fetches a manifest's exact bytes (any of the four manifest media types) and checks
@@ -105,6 +192,22 @@ impl Upstream {
             }
         }
         Ok((body, digest))
+    }
+
+    /// Streams a whole blob; returns the stream and the length the upstream declared.
+    /// The bytes are not verified here: the caller hashes what it keeps.
+    pub async fn blob_whole(
+        &self,
+        image: &Reference,
+        digest: &Digest,
+    ) -> Result<(ByteStream, Option<u64>), Error> {
+        let what = format!("{}@{digest}", image.repository());
+        let s = self
+            .client
+            .pull_blob_stream(image, digest.as_str())
+            .await
+            .map_err(|e| classify(&e, &what))?;
+        Ok((s.stream, s.content_length))
     }
 
     /// Streams a blob from `offset`. Returns the stream and how many leading bytes of it
@@ -138,7 +241,7 @@ impl Upstream {
 
 /// Whether an upstream error is a broken link worth a retry.
 pub fn is_transient(err: &Error) -> bool {
-    matches!(err, Error::UpstreamUnreachable(_))
+    matches!(err, Error::Unreachable(_))
 }
 
 /// The error, and so the exit code, an oci-client error means. `what` names the object.
@@ -146,14 +249,14 @@ pub fn classify(err: &OciDistributionError, what: &str) -> Error {
     use OciDistributionError as E;
     let text = || format!("{what}: {}", chain(err));
     match err {
-        E::AuthenticationFailure(reason) => Error::UpstreamAuth(format!(
+        E::AuthenticationFailure(reason) => Error::AuthFailed(format!(
             "{what}: token request refused: {}",
             one_line(reason)
         )),
-        E::UnauthorizedError { .. } => Error::UpstreamAuth(format!(
+        E::UnauthorizedError { .. } => Error::AuthFailed(format!(
             "{what}: unauthorized (missing or wrong credentials, or no such repository)"
         )),
-        E::ImageManifestNotFoundError(_) => Error::ImageNotFound(text()),
+        E::ImageManifestNotFoundError(_) => Error::NotFound(text()),
         E::RegistryError { envelope, .. } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             let messages: Vec<String> = envelope
@@ -166,13 +269,13 @@ pub fn classify(err: &OciDistributionError, what: &str) -> Error {
             if has(&OciErrorCode::Toomanyrequests) {
                 Error::RateLimited(message)
             } else if has(&OciErrorCode::Unauthorized) || has(&OciErrorCode::Denied) {
-                Error::UpstreamAuth(message)
+                Error::AuthFailed(message)
             } else if has(&OciErrorCode::ManifestUnknown)
                 || has(&OciErrorCode::NameUnknown)
                 || has(&OciErrorCode::NotFound)
                 || has(&OciErrorCode::BlobUnknown)
             {
-                Error::ImageNotFound(message)
+                Error::NotFound(message)
             } else {
                 Error::Other(format!("upstream registry error: {message}"))
             }
@@ -180,21 +283,21 @@ pub fn classify(err: &OciDistributionError, what: &str) -> Error {
         E::ServerError { code, message, .. } => {
             let message = format!("{what}: HTTP {code}: {}", one_line(message));
             match code {
-                404 => Error::ImageNotFound(message),
-                401 | 403 => Error::UpstreamAuth(message),
+                404 => Error::NotFound(message),
+                401 | 403 => Error::AuthFailed(message),
                 429 => Error::RateLimited(message),
-                408 | 502 | 503 | 504 => Error::UpstreamUnreachable(message),
+                408 | 502 | 503 | 504 => Error::Unreachable(message),
                 _ => Error::Other(format!("upstream registry error: {message}")),
             }
         }
         // reqwest's error: oci-client does not re-export the type, so it is not named here.
         E::RequestError(e) => {
             if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
-                Error::UpstreamUnreachable(text())
+                Error::Unreachable(text())
             } else {
                 match e.status().map(|s| s.as_u16()) {
-                    Some(404) => Error::ImageNotFound(text()),
-                    Some(401 | 403) => Error::UpstreamAuth(text()),
+                    Some(404) => Error::NotFound(text()),
+                    Some(401 | 403) => Error::AuthFailed(text()),
                     Some(429) => Error::RateLimited(text()),
                     _ => Error::Other(format!("upstream: {}", text())),
                 }
@@ -219,17 +322,16 @@ pub fn classify_io(e: &std::io::Error, what: &str) -> Error {
     let digest_error = e.get_ref().and_then(|i| i.downcast_ref::<DigestError>());
     match digest_error {
         Some(d) => Error::Other(format!("{what}: the upstream sent bad bytes: {d}")),
-        None => Error::UpstreamUnreachable(format!("{what}: {}", chain(e))),
+        None => Error::Unreachable(format!("{what}: {}", chain(e))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::*;
     use oci_client::errors::{OciEnvelope, OciError};
 
-    fn server(code: u16) -> u8 {
+    fn server(code: u16) -> &'static str {
         classify(
             &OciDistributionError::ServerError {
                 code,
@@ -238,7 +340,7 @@ mod tests {
             },
             "img",
         )
-        .exit_code()
+        .reason()
     }
 
     fn envelope(code: OciErrorCode) -> Error {
@@ -259,23 +361,26 @@ mod tests {
 
     #[test]
     fn http_statuses() {
-        assert_eq!(server(404), IMAGE_NOT_FOUND);
-        assert_eq!(server(401), UPSTREAM_AUTH);
-        assert_eq!(server(403), UPSTREAM_AUTH);
-        assert_eq!(server(429), RATE_LIMITED);
-        assert_eq!(server(503), UPSTREAM_UNREACHABLE);
-        assert_eq!(server(500), OTHER);
+        assert_eq!(server(404), "NOT_FOUND");
+        assert_eq!(server(401), "AUTH_FAILED");
+        assert_eq!(server(403), "AUTH_FAILED");
+        assert_eq!(server(429), "RATE_LIMITED");
+        assert_eq!(server(503), "UNREACHABLE");
+        assert_eq!(server(500), "UNREACHABLE");
     }
 
     #[test]
     fn envelope_codes() {
         use OciErrorCode as C;
-        assert_eq!(envelope(C::ManifestUnknown).exit_code(), IMAGE_NOT_FOUND);
-        assert_eq!(envelope(C::NameUnknown).exit_code(), IMAGE_NOT_FOUND);
-        assert_eq!(envelope(C::Unauthorized).exit_code(), UPSTREAM_AUTH);
-        assert_eq!(envelope(C::Denied).exit_code(), UPSTREAM_AUTH);
-        assert_eq!(envelope(C::Toomanyrequests).exit_code(), RATE_LIMITED);
-        assert_eq!(envelope(C::Other("LOCKED".into())).exit_code(), OTHER);
+        assert_eq!(envelope(C::ManifestUnknown).reason(), "NOT_FOUND");
+        assert_eq!(envelope(C::NameUnknown).reason(), "NOT_FOUND");
+        assert_eq!(envelope(C::Unauthorized).reason(), "AUTH_FAILED");
+        assert_eq!(envelope(C::Denied).reason(), "AUTH_FAILED");
+        assert_eq!(envelope(C::Toomanyrequests).reason(), "RATE_LIMITED");
+        assert!(matches!(
+            envelope(C::Other("LOCKED".into())),
+            Error::Other(_)
+        ));
         let e = envelope(C::ManifestUnknown).to_string();
         assert!(e.contains("MANIFEST_UNKNOWN: msg"), "{e}");
     }
@@ -283,23 +388,23 @@ mod tests {
     #[test]
     fn auth_failures() {
         let e = OciDistributionError::UnauthorizedError { url: "u".into() };
-        assert_eq!(classify(&e, "img").exit_code(), UPSTREAM_AUTH);
+        assert_eq!(classify(&e, "img").reason(), "AUTH_FAILED");
         let e = OciDistributionError::AuthenticationFailure("bad\ntoken".into());
         let e = classify(&e, "img");
-        assert_eq!(e.exit_code(), UPSTREAM_AUTH);
+        assert_eq!(e.reason(), "AUTH_FAILED");
         assert!(!e.to_string().contains('\n'));
     }
 
     #[test]
     fn broken_streams_and_bad_bytes() {
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(classify_io(&reset, "b").exit_code(), UPSTREAM_UNREACHABLE);
+        assert_eq!(classify_io(&reset, "b").reason(), "UNREACHABLE");
         assert!(is_transient(&classify_io(&reset, "b")));
         let bad = std::io::Error::other(DigestError::VerificationError {
             expected: "sha256:a".into(),
             actual: "sha256:b".into(),
         });
-        assert_eq!(classify_io(&bad, "b").exit_code(), OTHER);
+        assert!(matches!(classify_io(&bad, "b"), Error::Other(_)));
         assert!(!is_transient(&classify_io(&bad, "b")));
     }
 

@@ -1,12 +1,18 @@
 //! Upstream credentials from a Docker `config.json`.
 //!
-//! Only the `auths` map is read: each key names a registry (`https://index.docker.io/v1/`,
-//! `host`, `host:port`, with or without scheme and path), each value carries either `auth`
-//! (base64 of `user:password`) or `username` and `password`. The first entry, in file
-//! order, whose host matches the image's registry and that carries credentials wins.
-//! Credentials go to the upstream registry only; they are never printed.
+//! For a registry host, as Docker looks them up: the credential helper `credHelpers`
+//! names for that host, else the `credsStore` helper, else the `auths` map. Each `auths`
+//! key names a registry (`https://index.docker.io/v1/`, `host`, `host:port`, with or
+//! without scheme and path), each value carries either `auth` (base64 of
+//! `user:password`) or `username` and `password`; the first entry, in file order, whose
+//! host matches and that carries credentials wins. A helper is the program
+//! `docker-credential-NAME`, run as `get` with the server on stdin (`helper.rs`); one that
+//! fails or is missing is an authentication failure, never a silent anonymous pull. A
+//! `credsStore` that has nothing for the host (the protocol's "credentials not found")
+//! leaves `auths` to answer. Credentials go to the registry they are for only; they are
+//! never printed.
 
-use crate::exit::Error;
+use crate::error::UpstreamError as Error;
 use base64::Engine as _;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -36,16 +42,24 @@ struct Entry {
     password: Option<String>,
 }
 
-/// The `auths` of a Docker `config.json`, in file order.
+/// What of a Docker `config.json` names credentials: `auths` in file order, and the
+/// credential helpers.
 #[derive(Default)]
 pub struct DockerConfig {
     auths: Vec<(String, Entry)>,
+    helpers: Vec<(String, String)>,
+    store: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct Raw {
     #[serde(default, deserialize_with = "in_file_order")]
     auths: Vec<(String, Entry)>,
+    #[serde(default)]
+    cred_helpers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    creds_store: Option<String>,
 }
 
 /// Reads a JSON object as a list of entries, keeping the order of the file (serde_json's
@@ -75,13 +89,45 @@ impl DockerConfig {
     /// Parses the text of a `config.json`. The error never quotes the file's content.
     pub fn parse(text: &str) -> Result<DockerConfig, Error> {
         let raw: Raw = serde_json::from_str(text).map_err(|e| {
-            Error::Other(format!(
+            Error::AuthFailed(format!(
                 "not a valid Docker config.json (line {} column {})",
                 e.line(),
                 e.column()
             ))
         })?;
-        Ok(DockerConfig { auths: raw.auths })
+        Ok(DockerConfig {
+            auths: raw.auths,
+            helpers: raw.cred_helpers.into_iter().collect(),
+            store: raw.creds_store.filter(|s| !s.trim().is_empty()),
+        })
+    }
+
+    /// The credentials for `registry`, as Docker finds them: its `credHelpers` helper,
+    /// else the `credsStore` helper, else [`DockerConfig::credentials_for`]. Runs a
+    /// helper when one applies.
+    pub async fn lookup(&self, registry: &str) -> Result<Option<Credentials>, Error> {
+        let wanted = normalize_host(registry);
+        let helper = self
+            .helpers
+            .iter()
+            .find(|(host, _)| normalize_host(host) == wanted)
+            .map(|(_, helper)| helper);
+        if let Some(helper) = helper {
+            return crate::helper::get(helper, registry).await?.map_or_else(
+                || {
+                    Err(Error::AuthFailed(format!(
+                        "credential helper docker-credential-{helper} has no credentials for {registry}"
+                    )))
+                },
+                |c| Ok(Some(c)),
+            );
+        }
+        if let Some(store) = &self.store {
+            if let Some(c) = crate::helper::get(store, registry).await? {
+                return Ok(Some(c));
+            }
+        }
+        self.credentials_for(registry)
     }
 
     /// The credentials for `registry` (a host as in a repository name, e.g. `docker.io`
@@ -94,7 +140,7 @@ impl DockerConfig {
             }
             if let Some(auth) = entry.auth.as_deref().filter(|a| !a.trim().is_empty()) {
                 return decode_auth(auth).map(Some).ok_or_else(|| {
-                    Error::Other(format!(
+                    Error::AuthFailed(format!(
                         "auth file: the `auth` of entry {key:?} is not base64 of user:password"
                     ))
                 });
@@ -156,6 +202,7 @@ pub fn default_path(docker_config: Option<OsString>, home: Option<OsString>) -> 
 }
 
 /// Loads the auth file: `explicit` must exist; the default one is used when it exists.
+/// Unreadable or malformed, it is an authentication failure.
 pub fn load(explicit: Option<&Path>) -> Result<DockerConfig, Error> {
     let path = match explicit {
         Some(p) => p.to_owned(),
@@ -165,9 +212,9 @@ pub fn load(explicit: Option<&Path>) -> Result<DockerConfig, Error> {
         },
     };
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Other(format!("auth file {}: {e}", path.display())))?;
+        .map_err(|e| Error::AuthFailed(format!("auth file {}: {e}", path.display())))?;
     DockerConfig::parse(&text)
-        .map_err(|e| Error::Other(format!("auth file {}: {e}", path.display())))
+        .map_err(|e| Error::AuthFailed(format!("auth file {}: {}", path.display(), e.detail())))
 }
 
 #[cfg(test)]

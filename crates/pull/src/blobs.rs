@@ -1,0 +1,304 @@
+//! Blobs fetched on a miss: one upstream transfer per digest on this node, written into
+//! the store the way a tower delivery is (`Store::receive_blob`: verified, durable on a
+//! majority, recorded), and served to every waiting client while it arrives.
+//!
+//! A client is streamed the bytes already in the growing file; the last byte of what it
+//! asked for is held back until the fetch is verified, so a body that turns out wrong
+//! ends in a broken connection, never a completed bad body.
+
+use crate::error::PullError;
+use crate::Puller;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use site_core::{Digest, Repository};
+use site_store::{ByteSource, ByteStream, Received, Store};
+use site_upstream::UpstreamError;
+use tokio::sync::watch;
+
+/// Upstream streams tried for one blob (the first, then resumes after breaks).
+const ATTEMPTS: usize = 4;
+
+/// How a shared fetch of one blob stands.
+#[derive(Debug, Clone)]
+pub(crate) enum Fetch {
+    /// Asking the upstream.
+    Opening,
+    /// Bytes are arriving into the store's growing file.
+    Streaming {
+        /// The blob's size.
+        size: u64,
+    },
+    /// Verified and recorded (its size), or failed.
+    Done(Result<u64, PullError>),
+}
+
+/// A blob being fetched (or just fetched) for a client.
+pub struct BlobFill {
+    store: Store,
+    digest: Digest,
+    size: u64,
+    fetch: watch::Receiver<Fetch>,
+}
+
+impl BlobFill {
+    /// The blob's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes `start..start + len`, as they arrive. The stream fails (and the client's
+    /// connection breaks) if the fetch does not end verified.
+    pub async fn stream(self, start: u64, len: u64) -> Result<ByteStream, PullError> {
+        let done = match &*self.fetch.borrow() {
+            Fetch::Done(done) => Some(done.clone()),
+            _ => None,
+        };
+        if let Some(done) = done {
+            done?;
+            return self
+                .store
+                .read_blob(&self.digest, start, len)
+                .await
+                .map_err(PullError::store);
+        }
+        let tail = self
+            .store
+            .blob_for_peer(&self.digest, start)
+            .await
+            .map_err(PullError::store)?;
+        Ok(gated(tail, len, self.fetch))
+    }
+}
+
+impl Puller {
+    /// Blob `d` for a client of `repo` that missed it: linked when the site holds it
+    /// elsewhere, else fetched from the upstream (or joined to the fetch under way).
+    /// Returns once its size is known.
+    pub async fn blob(&self, repo: &Repository, d: &Digest) -> Result<BlobFill, PullError> {
+        let policy = self.policy_for(repo);
+        if policy == crate::Policy::Never {
+            tracing::info!(%repo, blob = %d, "blob not on the site; the pull policy Never forbids fetching it");
+            return Err(PullError::NotPresent(format!("{repo}@{d}")));
+        }
+        let store = &self.inner.store;
+        if store.read(|s| s.blob(d).is_some()) {
+            store
+                .execute(site_state::Command::LinkBlob {
+                    repo: repo.clone(),
+                    digest: d.clone(),
+                })
+                .await
+                .map_err(PullError::store)?;
+        }
+        let mut fetch = match store.blob_size(repo, d) {
+            Ok(size) => {
+                return Ok(BlobFill {
+                    store: store.clone(),
+                    digest: d.clone(),
+                    size,
+                    fetch: watch::channel(Fetch::Done(Ok(size))).1,
+                })
+            }
+            Err(_) => self.fetch_blob(repo, d, None),
+        };
+        let size = {
+            let now = fetch
+                .wait_for(|f| !matches!(f, Fetch::Opening))
+                .await
+                .map_err(|_| PullError::Unavailable("the fetch was dropped".into()))?;
+            match &*now {
+                Fetch::Streaming { size } => *size,
+                Fetch::Done(done) => done.clone()?,
+                Fetch::Opening => unreachable!("waited for it to open"),
+            }
+        };
+        Ok(BlobFill {
+            store: store.clone(),
+            digest: d.clone(),
+            size,
+            fetch,
+        })
+    }
+
+    /// Starts fetching blob `d` of `repo` (of `expected` bytes, when a manifest said so),
+    /// or joins the fetch under way. The fetch runs to its end whoever waits for it.
+    pub(crate) fn fetch_blob(
+        &self,
+        repo: &Repository,
+        d: &Digest,
+        expected: Option<u64>,
+    ) -> watch::Receiver<Fetch> {
+        let mut fetches = self.inner.blobs.lock().expect("blob fetches");
+        if let Some(rx) = fetches.get(d) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(Fetch::Opening);
+        fetches.insert(d.clone(), rx.clone());
+        let (puller, repo, d) = (self.clone(), repo.clone(), d.clone());
+        self.spawn(async move {
+            let started = std::time::Instant::now();
+            let result = puller.run_fetch(&repo, &d, expected, &tx).await;
+            match &result {
+                Ok(size) => tracing::info!(%repo, blob = %d, size, ms = started.elapsed().as_millis() as u64, "blob fetched from upstream"),
+                Err(e) => tracing::warn!(%repo, blob = %d, reason = e.reason(), error = %e, "blob fetch from upstream failed"),
+            }
+            puller.inner.blobs.lock().expect("blob fetches").remove(&d);
+            tx.send_replace(Fetch::Done(result));
+        });
+        rx
+    }
+
+    async fn run_fetch(
+        &self,
+        repo: &Repository,
+        d: &Digest,
+        expected: Option<u64>,
+        tx: &watch::Sender<Fetch>,
+    ) -> Result<u64, PullError> {
+        let store = &self.inner.store;
+        let max = store.config().max_blob_bytes;
+        let session = self.inner.upstreams.session(repo).await?;
+        let reference = session.reference(repo, None, Some(d));
+        // A fetch a crash interrupted left its bytes: resume after them.
+        let mut offset = store
+            .tower_upload_offset(d)
+            .await
+            .map_err(PullError::store)?;
+        let mut size = expected;
+        let mut last_break = None;
+        for _ in 0..ATTEMPTS {
+            let (stream, skip) = match size {
+                Some(_) if offset > 0 => {
+                    session.outcome(session.upstream.blob(&reference, d, offset).await)?
+                }
+                _ => {
+                    let (stream, length) =
+                        session.outcome(session.upstream.blob_whole(&reference, d).await)?;
+                    let declared = match (length, size) {
+                        (Some(l), Some(e)) if l != e => {
+                            return Err(PullError::Invalid(format!(
+                                "the upstream sends {l} bytes for blob {d}, its manifest says {e}"
+                            )))
+                        }
+                        (Some(l), _) | (None, Some(l)) => l,
+                        (None, None) => {
+                            return Err(PullError::Invalid(format!(
+                                "the upstream sends blob {d} without a length"
+                            )))
+                        }
+                    };
+                    size = Some(declared);
+                    (stream, offset)
+                }
+            };
+            let size = size.expect("known once a stream is open");
+            if size > max {
+                return Err(PullError::Invalid(format!(
+                    "blob {d} of {size} bytes is larger than the limit of {max} bytes"
+                )));
+            }
+            let mut source = Source {
+                stream,
+                skip,
+                tx,
+                size,
+                broke: None,
+            };
+            let received = store
+                .receive_blob(Some(repo), d, size, offset, &mut source)
+                .await
+                .map_err(PullError::store)?;
+            match received.1 {
+                Received::Complete => return Ok(size),
+                Received::Partial(held) => {
+                    let why = source
+                        .broke
+                        .unwrap_or_else(|| format!("the stream ended at {held} of {size} bytes"));
+                    tracing::info!(%repo, blob = %d, held, size, "upstream stream broke: resuming ({why})");
+                    last_break = Some(why);
+                    offset = held;
+                }
+            }
+        }
+        let why = last_break.unwrap_or_default();
+        Err(session
+            .outcome::<()>(Err(UpstreamError::Unreachable(format!(
+                "blob {d}: the stream broke {ATTEMPTS} times: {why}"
+            ))))
+            .expect_err("an error"))
+    }
+}
+
+/// The upstream's bytes for the store: drops the `skip` leading bytes a registry that
+/// ignored `Range` resent, and tells waiting clients that bytes flow once the store asks
+/// for the first chunk (its growing file is open then).
+struct Source<'a> {
+    stream: BoxStream<'static, std::io::Result<Bytes>>,
+    skip: u64,
+    tx: &'a watch::Sender<Fetch>,
+    size: u64,
+    broke: Option<String>,
+}
+
+impl ByteSource for Source<'_> {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, String>> {
+        if matches!(*self.tx.borrow(), Fetch::Opening) {
+            self.tx.send_replace(Fetch::Streaming { size: self.size });
+        }
+        loop {
+            match self.stream.next().await? {
+                Ok(mut b) => {
+                    if self.skip > 0 {
+                        let drop = self.skip.min(b.len() as u64);
+                        self.skip -= drop;
+                        let _ = b.split_to(drop as usize);
+                        if b.is_empty() {
+                            continue;
+                        }
+                    }
+                    return Some(Ok(b));
+                }
+                Err(e) => {
+                    let why = site_upstream::error::chain(&e);
+                    self.broke = Some(why.clone());
+                    return Some(Err(why));
+                }
+            }
+        }
+    }
+}
+
+/// The first `len` bytes of `tail`, the last of them only once `fetch` ends verified.
+fn gated(tail: ByteStream, len: u64, fetch: watch::Receiver<Fetch>) -> ByteStream {
+    futures_util::stream::try_unfold(
+        (tail, 0u64, fetch),
+        move |(mut tail, sent, mut fetch)| async move {
+            if sent >= len {
+                return Ok(None);
+            }
+            let Some(chunk) = tail.next().await else {
+                return Err(std::io::Error::other(
+                    "the upstream fetch ended before the blob was whole",
+                ));
+            };
+            let mut chunk = chunk?;
+            if sent + chunk.len() as u64 >= len {
+                chunk.truncate((len - sent) as usize);
+                let done = fetch
+                    .wait_for(|f| matches!(f, Fetch::Done(_)))
+                    .await
+                    .map_err(|_| std::io::Error::other("the upstream fetch was dropped"))?
+                    .clone();
+                if let Fetch::Done(Err(e)) = done {
+                    return Err(std::io::Error::other(format!(
+                        "the fetched blob failed: {e}"
+                    )));
+                }
+            }
+            let sent = sent + chunk.len() as u64;
+            Ok(Some((chunk, (tail, sent, fetch))))
+        },
+    )
+    .boxed()
+}

@@ -1,0 +1,72 @@
+//! Why a pull failed, in the one taxonomy the enforcer, the HTTP answers and the events
+//! share: `NOT_FOUND`, `AUTH_FAILED`, `UNREACHABLE`, `RATE_LIMITED`, `OUT_OF_SPACE`,
+//! `NOT_PRESENT`, `INVALID`.
+
+use site_store::StoreError;
+use site_upstream::UpstreamError;
+
+/// A failed pull. Cloneable, so that every waiter on a shared fetch gets the same answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PullError {
+    /// The upstream failed; `retry_after` (seconds) when the node knows when to try again.
+    #[error("{registry}: {error}")]
+    Upstream {
+        /// The registry the image belongs to.
+        registry: String,
+        /// What the upstream did.
+        error: UpstreamError,
+        /// Seconds a client should wait before it asks again.
+        retry_after: Option<u64>,
+    },
+    /// The policy is `Never` and the site does not hold it.
+    #[error("{0}: not on the site, and the pull policy Never forbids fetching it")]
+    NotPresent(String),
+    /// The site cannot fit it.
+    #[error("site out of space: {0}")]
+    OutOfSpace(String),
+    /// A malformed request, or content the node refuses (bad digest, over a limit).
+    #[error("{0}")]
+    Invalid(String),
+    /// The site could not store it now (no quorum, shutting down, a disk failure).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl PullError {
+    /// The reason of the taxonomy.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PullError::Upstream { error, .. } => error.reason(),
+            PullError::NotPresent(_) => "NOT_PRESENT",
+            PullError::OutOfSpace(_) => "OUT_OF_SPACE",
+            PullError::Invalid(_) => "INVALID",
+            PullError::Unavailable(_) => "UNREACHABLE",
+        }
+    }
+
+    /// Whether the upstream said the content does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            PullError::Upstream {
+                error: UpstreamError::NotFound(_),
+                ..
+            }
+        )
+    }
+
+    /// A store error met while storing what was fetched.
+    pub fn store(e: StoreError) -> PullError {
+        if e.is_out_of_space() {
+            return PullError::OutOfSpace(e.to_string());
+        }
+        match e {
+            StoreError::DigestMismatch { .. }
+            | StoreError::SizeInvalid(_)
+            | StoreError::ManifestInvalid(_)
+            | StoreError::ManifestBlobUnknown(_)
+            | StoreError::Refused(_) => PullError::Invalid(format!("the upstream sent {e}")),
+            other => PullError::Unavailable(other.to_string()),
+        }
+    }
+}

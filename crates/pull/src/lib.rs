@@ -1,0 +1,122 @@
+#![deny(missing_docs)]
+//! The node's pull-through cache: on a miss for an image whose registry is known, a node
+//! fetches it from that registry (or the mirror endpoint configured for it) as the pull
+//! policy allows, and the site keeps it.
+//!
+//! Rule of this crate: what is fetched enters the store only the ways a delivery does
+//! (`Store::receive_blob`, then the manifest once its blobs are recorded), so cached
+//! content is site content: verified, durable on a majority, replicated, served offline.
+//! What the site holds is never made unavailable by an upstream: `Always` falls back to
+//! it. One upstream transfer per digest on a node; clients wait on it, never poll.
+
+mod blobs;
+mod ensure;
+pub mod error;
+mod manifests;
+pub mod policy;
+mod upstreams;
+
+pub use blobs::BlobFill;
+pub use ensure::Ensured;
+pub use error::PullError;
+pub use policy::{Endpoint, Policy, PullConfig, RegistryRule};
+
+use futures_util::future::BoxFuture;
+use site_core::{Digest, Repository};
+use site_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Room on the site for what a pull brings: made by evicting unreferenced images when
+/// needed (the GC policy's admission), never anything live.
+pub trait Room: Send + Sync + 'static {
+    /// Makes room for `bytes` more bytes, or fails with [`PullError::OutOfSpace`] (having
+    /// evicted nothing) when they cannot fit even after evicting every unreferenced image.
+    fn make_room(&self, bytes: u64) -> BoxFuture<'_, Result<(), PullError>>;
+}
+
+/// What a node's pull-through cache knows of the node.
+pub struct NodeSide {
+    /// The node's id, in events.
+    pub node: u64,
+    /// The registry of names without a host (`[registry] default_upstream`).
+    pub default_registry: String,
+    /// Space admission.
+    pub room: Arc<dyn Room>,
+}
+
+/// The pull-through cache of a node. Cheap to clone.
+#[derive(Clone)]
+pub struct Puller {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    node: NodeSide,
+    upstreams: upstreams::Upstreams,
+    /// Blob fetches under way on this node.
+    blobs: Mutex<HashMap<Digest, watch::Receiver<blobs::Fetch>>>,
+    /// Fetches and image completions running in the background.
+    tasks: TaskTracker,
+    /// Cancels them at shutdown (an interrupted fetch resumes from its bytes later).
+    stop: CancellationToken,
+}
+
+impl Puller {
+    /// The pull-through cache of `store` with these settings.
+    pub fn new(store: Store, config: PullConfig, node: NodeSide) -> Puller {
+        Puller {
+            inner: Arc::new(Inner {
+                store,
+                node,
+                upstreams: upstreams::Upstreams::new(config),
+                blobs: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
+                stop: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PullConfig {
+        self.inner.upstreams.config()
+    }
+
+    /// The policy for `repo`'s registry.
+    pub fn policy_for(&self, repo: &Repository) -> Policy {
+        self.config().policy_for(repo.host())
+    }
+
+    /// Publishes a pull event (see [`site_state::Event`]).
+    fn publish(&self, event: site_state::Event) {
+        self.inner.store.publish(event);
+    }
+
+    /// Upstreams not asked now because they failed to answer, with why.
+    pub fn backed_off(&self) -> Vec<(String, String)> {
+        self.inner.upstreams.backed_off_all()
+    }
+
+    /// Stops the background fetches and waits until they have stopped. A fetch stopped
+    /// halfway keeps its bytes; the next one resumes after them.
+    pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    /// Runs `work` in the background until it ends or the node shuts down.
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let stop = self.inner.stop.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                () = work => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+}

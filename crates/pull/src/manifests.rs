@@ -1,0 +1,305 @@
+//! Manifests on a miss, tags under the `Always` policy, and the completion of a fetched
+//! image.
+//!
+//! A manifest an HTTP client missed is answered at once, from the upstream's bytes; the
+//! image then completes in the background: its blobs are fetched (shared with the clients
+//! that ask for them meanwhile) and the manifest is stored as cache, tag included, once
+//! every blob is on the site. An index is stored once the platform asked for (if any) is:
+//! it holds only the platforms that were pulled.
+
+use crate::error::PullError;
+use crate::{Policy, Puller};
+use futures_util::StreamExt;
+use site_core::{Digest, Manifest, ManifestKind, Platform, Repository};
+use site_state::{Event, PullSource};
+use site_store::{ManifestRef, StoreError, StoredManifest};
+use site_upstream::UpstreamError;
+use std::time::Instant;
+
+/// Blobs of one image fetched at once in the background.
+const BLOBS_AT_ONCE: usize = 3;
+
+/// A manifest fetched from the upstream, checked.
+pub(crate) struct Fetched {
+    pub stored: StoredManifest,
+    pub manifest: Manifest,
+}
+
+impl Puller {
+    /// The manifest `reference` names in `repo`, per the registry's policy: what the site
+    /// holds, or what the upstream has (fetched now, cached as it completes).
+    pub async fn manifest(
+        &self,
+        repo: &Repository,
+        reference: &ManifestRef,
+    ) -> Result<StoredManifest, PullError> {
+        let store = &self.inner.store;
+        let held = match store.get_manifest(repo, reference) {
+            Ok(m) => Some(m),
+            Err(StoreError::ManifestUnknown(_)) => None,
+            Err(e) => return Err(PullError::store(e)),
+        };
+        let policy = self.policy_for(repo);
+        let tag = match (reference, held) {
+            // By digest, or by tag under a policy that trusts the site: what is held.
+            (ManifestRef::Digest(_), Some(m)) => return Ok(m),
+            (ManifestRef::Tag(_), Some(m)) if policy != Policy::Always => return Ok(m),
+            (ManifestRef::Tag(tag), Some(m)) => return self.check_tag(repo, tag, m).await,
+            (ManifestRef::Tag(tag), None) => Some(tag.as_str()),
+            (ManifestRef::Digest(_), None) => None,
+        };
+        if policy == Policy::Never {
+            tracing::info!(%repo, reference = %show(reference), "manifest not on the site; the pull policy Never forbids fetching it");
+            return Err(PullError::NotPresent(format!("{repo}:{}", show(reference))));
+        }
+        let digest = match reference {
+            ManifestRef::Digest(d) => Some(d),
+            ManifestRef::Tag(_) => None,
+        };
+        self.fetch_for_client(repo, tag, digest).await
+    }
+
+    /// `Always`, tag held: asks the upstream for the tag's digest; serves what is held
+    /// when it is the same or the upstream cannot answer, else fetches the new one.
+    async fn check_tag(
+        &self,
+        repo: &Repository,
+        tag: &str,
+        held: StoredManifest,
+    ) -> Result<StoredManifest, PullError> {
+        match self.tag_digest(repo, tag).await {
+            Ok(d) if d == held.digest => Ok(held),
+            Ok(d) => {
+                tracing::info!(%repo, tag, old = %held.digest, new = %d, "tag moved at the upstream: fetching it");
+                match self.fetch_for_client(repo, Some(tag), Some(&d)).await {
+                    Ok(m) => Ok(m),
+                    Err(e) => {
+                        tracing::warn!(%repo, tag, reason = e.reason(), error = %e, "serving the held image: the new one could not be fetched");
+                        Ok(held)
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%repo, tag, digest = %held.digest, reason = e.reason(), error = %e, "upstream cannot answer: serving the held image");
+                Ok(held)
+            }
+        }
+    }
+
+    /// The digest the upstream gives `repo:tag` now (a HEAD request).
+    pub(crate) async fn tag_digest(
+        &self,
+        repo: &Repository,
+        tag: &str,
+    ) -> Result<Digest, PullError> {
+        let session = self.inner.upstreams.session(repo).await?;
+        let reference = session.reference(repo, Some(tag), None);
+        session.outcome(
+            session
+                .upstream
+                .manifest_digest(&reference, &session.auth)
+                .await,
+        )
+    }
+
+    /// An HTTP client's miss: fetches the manifest, answers with it, and completes the
+    /// image in the background, with the pull events.
+    async fn fetch_for_client(
+        &self,
+        repo: &Repository,
+        tag: Option<&str>,
+        digest: Option<&Digest>,
+    ) -> Result<StoredManifest, PullError> {
+        let image = match (tag, digest) {
+            (_, Some(d)) => format!("{repo}@{d}"),
+            (Some(t), None) => format!("{repo}:{t}"),
+            (None, None) => repo.to_string(),
+        };
+        let started = Instant::now();
+        self.publish(Event::ImagePullStarted {
+            image: image.clone(),
+            node: self.inner.node.node,
+        });
+        let fetched = match self.fetch_manifest(repo, tag, digest).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.pull_failed(&image, &e);
+                return Err(e);
+            }
+        };
+        let stored = fetched.stored.clone();
+        let (puller, repo, tag) = (self.clone(), repo.clone(), tag.map(str::to_owned));
+        self.spawn(async move {
+            let done = puller.complete(&repo, tag.as_deref(), &fetched, None).await;
+            puller.pull_ended(&image, &fetched.stored.digest, done, started);
+        });
+        Ok(stored)
+    }
+
+    /// Fetches a manifest by tag or digest and checks it: its digest, its size, that it
+    /// parses.
+    pub(crate) async fn fetch_manifest(
+        &self,
+        repo: &Repository,
+        tag: Option<&str>,
+        digest: Option<&Digest>,
+    ) -> Result<Fetched, PullError> {
+        let session = self.inner.upstreams.session(repo).await?;
+        let reference = session.reference(repo, tag, digest);
+        let (body, d) =
+            session.outcome(session.upstream.manifest(&reference, &session.auth).await)?;
+        let max = self.inner.store.config().max_manifest_bytes;
+        if body.len() as u64 > max {
+            return Err(PullError::Invalid(format!(
+                "the upstream's manifest {d} is {} bytes, over the limit of {max}",
+                body.len()
+            )));
+        }
+        let manifest = Manifest::parse(&body, None)
+            .map_err(|e| PullError::Invalid(format!("the upstream's manifest {d}: {e}")))?;
+        tracing::info!(%repo, tag = tag.unwrap_or(""), digest = %d, media_type = %manifest.media_type, "manifest fetched from upstream");
+        Ok(Fetched {
+            stored: StoredManifest {
+                digest: d,
+                media_type: manifest.media_type.clone(),
+                body: body.to_vec(),
+            },
+            manifest,
+        })
+    }
+
+    /// Makes a fetched image present: an image manifest's missing blobs are fetched
+    /// (room made for them first), then it is stored; an index's `platform` child (if
+    /// one is asked) is made present, then the index is stored. Returns the image's
+    /// bytes on the site.
+    pub(crate) async fn complete(
+        &self,
+        repo: &Repository,
+        tag: Option<&str>,
+        fetched: &Fetched,
+        platform: Option<&Platform>,
+    ) -> Result<u64, PullError> {
+        match &fetched.manifest.kind {
+            ManifestKind::Image { .. } => self.fetch_blobs(repo, &fetched.manifest).await?,
+            ManifestKind::Index { manifests } => {
+                if let Some(p) = platform {
+                    let child = p.pick(manifests).ok_or_else(|| PullError::Upstream {
+                        registry: repo.host().to_owned(),
+                        error: UpstreamError::NotFound(format!(
+                            "{repo}@{}: no manifest for platform {p} in the index",
+                            fetched.stored.digest
+                        )),
+                        retry_after: None,
+                    })?;
+                    let held = self.inner.store.read(|s| {
+                        s.manifest(&child.digest).is_some()
+                            && s.missing_parts(&child.digest).is_empty()
+                    });
+                    if !held {
+                        let child = self.fetch_manifest(repo, None, Some(&child.digest)).await?;
+                        if matches!(child.manifest.kind, ManifestKind::Index { .. }) {
+                            return Err(PullError::Invalid(format!(
+                                "{repo}@{}: an index within an index",
+                                child.stored.digest
+                            )));
+                        }
+                        Box::pin(self.complete(repo, None, &child, None)).await?;
+                    }
+                }
+            }
+        }
+        let reference = match tag {
+            Some(t) => ManifestRef::Tag(t.to_owned()),
+            None => ManifestRef::Digest(fetched.stored.digest.clone()),
+        };
+        let m = &fetched.stored;
+        self.inner
+            .store
+            .cache_manifest(repo, &reference, Some(&m.media_type), &m.body)
+            .await
+            .map_err(PullError::store)?;
+        let bytes = self.inner.store.read(|s| s.image_size(&m.digest));
+        tracing::info!(%repo, tag = tag.unwrap_or(""), digest = %m.digest, bytes, "image cached");
+        self.publish(Event::ImageCached {
+            repo: repo.clone(),
+            digest: m.digest.clone(),
+            bytes,
+        });
+        Ok(bytes)
+    }
+
+    /// Fetches the blobs of an image manifest the site lacks, a few at once, once there
+    /// is room for them.
+    async fn fetch_blobs(&self, repo: &Repository, manifest: &Manifest) -> Result<(), PullError> {
+        let store = &self.inner.store;
+        let missing: Vec<(Digest, u64)> = manifest
+            .blob_references()
+            .iter()
+            .filter(|b| store.read(|s| s.blob(&b.digest).is_none()))
+            .map(|b| (b.digest.clone(), b.size))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let needed = missing.iter().map(|(_, size)| size).sum();
+        self.inner.node.room.make_room(needed).await?;
+        let fetches = missing.into_iter().map(|(d, size)| {
+            let mut rx = self.fetch_blob(repo, &d, Some(size));
+            async move {
+                let done = rx
+                    .wait_for(|f| matches!(f, crate::blobs::Fetch::Done(_)))
+                    .await
+                    .map_err(|_| PullError::Unavailable("the fetch was dropped".into()))?
+                    .clone();
+                match done {
+                    crate::blobs::Fetch::Done(r) => r.map(|_| ()),
+                    _ => unreachable!("waited for the end"),
+                }
+            }
+        });
+        let mut results = futures_util::stream::iter(fetches).buffer_unordered(BLOBS_AT_ONCE);
+        while let Some(r) = results.next().await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Publishes how a pull that fetched ended.
+    pub(crate) fn pull_ended(
+        &self,
+        image: &str,
+        digest: &Digest,
+        done: Result<u64, PullError>,
+        started: Instant,
+    ) {
+        match done {
+            Ok(bytes) => self.publish(Event::ImagePullCompleted {
+                image: image.to_owned(),
+                digest: digest.clone(),
+                source: PullSource::Downloaded,
+                bytes,
+                millis: started.elapsed().as_millis() as u64,
+                node: self.inner.node.node,
+            }),
+            Err(e) => self.pull_failed(image, &e),
+        }
+    }
+
+    /// Publishes (and logs) a failed pull.
+    pub(crate) fn pull_failed(&self, image: &str, e: &PullError) {
+        tracing::warn!(image, reason = e.reason(), error = %e, "image pull failed");
+        self.publish(Event::ImagePullFailed {
+            image: image.to_owned(),
+            reason: e.reason().to_owned(),
+            message: e.to_string(),
+            node: self.inner.node.node,
+        });
+    }
+}
+
+fn show(r: &ManifestRef) -> String {
+    match r {
+        ManifestRef::Tag(t) => t.clone(),
+        ManifestRef::Digest(d) => d.to_string(),
+    }
+}

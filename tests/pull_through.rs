@@ -1,0 +1,225 @@
+//! The pull-through cache against a real upstream (Debian's `docker-registry`, behind a
+//! proxy that counts the bytes it sends): a site fills itself on a miss as its pull
+//! policy allows, keeps what it fetched as site content, and serves it with the upstream
+//! gone.
+
+mod kit;
+
+use kit::node::{cluster_with, served};
+use kit::oci::{self, Image};
+use kit::proxy::CountingProxy;
+use kit::tools::require;
+use kit::upstream::ReferenceRegistry;
+use kit::{request, Node, NodeOptions};
+
+/// An upstream registry behind a counting proxy; `None` (skip) without docker-registry.
+fn upstream() -> Option<(ReferenceRegistry, CountingProxy)> {
+    let binary = require("docker-registry")?;
+    let registry = ReferenceRegistry::start(&binary);
+    let proxy = CountingProxy::start(registry.addr);
+    Some((registry, proxy))
+}
+
+/// `[pull]` with `policy`, the upstream as the registry of names without a host.
+fn pull_from(upstream: &CountingProxy, policy: &str) -> NodeOptions {
+    NodeOptions {
+        default_upstream: Some(upstream.addr.to_string()),
+        extra: Some(format!(
+            "[pull]\npolicy = \"{policy}\"\ninsecure_registries = [\"{}\"]\ntimeout = \"3s\"\n",
+            upstream.addr
+        )),
+        ..NodeOptions::default()
+    }
+}
+
+fn image_bytes(image: &Image) -> u64 {
+    image.blobs().map(|b| b.data.len() as u64).sum::<u64>() + image.manifest.len() as u64
+}
+
+/// Pulls `reference` from `node` with skopeo and checks that every blob of `image` came
+/// whole.
+fn pull_whole(node: &Node, reference: &str, image: &Image) {
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("pulled");
+    oci::skopeo_copy(&node.addr.to_string(), reference, &layout);
+    assert_eq!(oci::pulled_root(&layout), image.digest, "{reference}");
+    oci::assert_pulled(&oci::verified_blobs(&layout), image);
+}
+
+#[test]
+fn a_three_node_site_fills_itself_and_serves_the_image_offline_from_every_node() {
+    let Some(_) = require("skopeo") else { return };
+    let Some((registry, proxy)) = upstream() else {
+        return;
+    };
+    let image = oci::image(11, &[2 << 20, 300 * 1024, 5 << 20], "amd64");
+    oci::push_image_as(registry.addr, "team/app", "v1", &image);
+    let nodes = cluster_with(3, |_| pull_from(&proxy, "IfNotPresent"));
+    kit::node::leader(&nodes.iter().collect::<Vec<_>>());
+
+    // Never delivered by the tower: the first node fetches it as it is pulled.
+    pull_whole(&nodes[0], "team/app:v1", &image);
+    let fetched = proxy.received();
+    assert!(
+        fetched >= image_bytes(&image),
+        "the upstream sent {fetched} bytes, the image has {}",
+        image_bytes(&image)
+    );
+
+    // Cached on the site: every node serves it with the upstream gone.
+    for n in &nodes[1..] {
+        served(n, &format!("/v2/team/app/manifests/{}", image.digest));
+    }
+    drop(registry);
+    for n in &nodes[1..] {
+        served(n, "/v2/team/app/manifests/v1");
+        pull_whole(n, "team/app:v1", &image);
+        pull_whole(n, &format!("team/app@{}", image.digest), &image);
+    }
+    // The node that fetched serves it too, and nothing more crossed the link.
+    pull_whole(&nodes[0], "team/app:v1", &image);
+    assert_eq!(proxy.received(), fetched, "nothing more came from upstream");
+    // The site holds the image, not a copy per node: one fetch crossed the link.
+    assert!(
+        fetched < image_bytes(&image) * 105 / 100 + 64 * 1024,
+        "{fetched} bytes from upstream for an image of {}",
+        image_bytes(&image)
+    );
+}
+
+#[test]
+fn never_fetches_nothing_and_answers_the_specs_404() {
+    let Some((registry, proxy)) = upstream() else {
+        return;
+    };
+    let image = oci::image(12, &[64 * 1024], "amd64");
+    oci::push_image_as(registry.addr, "library/app", "v1", &image);
+    // Other registries may be fetched from; docker.io, mirrored by the upstream, not.
+    let node = Node::start(NodeOptions {
+        extra: Some(format!(
+            "[pull]\npolicy = \"IfNotPresent\"\n\n[[pull.registry]]\nhost = \"docker.io\"\nendpoint = \"http://{}\"\npolicy = \"Never\"\n",
+            proxy.addr
+        )),
+        ..NodeOptions::default()
+    });
+    let r = request(node.addr, "GET", "/v2/library/app/manifests/v1", &[], b"");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "MANIFEST_UNKNOWN");
+    let r = request(
+        node.addr,
+        "GET",
+        &format!("/v2/library/app/blobs/{}", image.layers[0].digest),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "BLOB_UNKNOWN");
+    node.wait_log("the pull policy Never forbids fetching it");
+    assert_eq!(proxy.received(), 0, "the upstream was asked");
+}
+
+#[test]
+fn always_follows_a_moved_tag_and_serves_the_held_image_when_the_upstream_is_gone() {
+    let Some(_) = require("skopeo") else { return };
+    let Some((registry, proxy)) = upstream() else {
+        return;
+    };
+    let first = oci::image(13, &[100 * 1024], "amd64");
+    let second = oci::image(14, &[120 * 1024], "amd64");
+    oci::push_image_as(registry.addr, "team/app", "v1", &first);
+    let node = Node::start(pull_from(&proxy, "Always"));
+    let repo = format!("{}/team/app", proxy.addr);
+    pull_whole(&node, "team/app:v1", &first);
+    node.wait_log_line(&["image cached", &repo, &first.digest]);
+
+    // The tag moves at the upstream: the next pull by tag gets the new image.
+    oci::push_image_as(registry.addr, "team/app", "v1", &second);
+    pull_whole(&node, "team/app:v1", &second);
+    node.wait_log_line(&["image cached", &repo, &second.digest]);
+
+    // The upstream is gone: pulls by tag still get the held image, with no error.
+    drop(registry);
+    pull_whole(&node, "team/app:v1", &second);
+    let r = request(node.addr, "HEAD", "/v2/team/app/manifests/v1", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(second.digest.as_str())
+    );
+    node.wait_log("upstream cannot answer: serving the held image");
+}
+
+#[test]
+fn misses_the_upstream_cannot_fill_get_the_answer_of_their_failure() {
+    let Some((registry, proxy)) = upstream() else {
+        return;
+    };
+    let node = Node::start(pull_from(&proxy, "IfNotPresent"));
+    // Unknown upstream: the spec's 404, naming the upstream.
+    let r = request(node.addr, "GET", "/v2/team/none/manifests/v1", &[], b"");
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "MANIFEST_UNKNOWN");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains(&proxy.addr.to_string()),
+        "the message names the upstream: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let missing = kit::digest(b"no such blob");
+    let r = request(
+        node.addr,
+        "GET",
+        &format!("/v2/team/none/blobs/{missing}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "BLOB_UNKNOWN");
+
+    // Upstream gone: 503 with Retry-After, then backed off: the next miss is answered
+    // at once rather than after another timeout.
+    drop(registry);
+    let r = request(node.addr, "GET", "/v2/team/other/manifests/v1", &[], b"");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "UNAVAILABLE");
+    assert!(r.header("retry-after").is_some());
+    let started = std::time::Instant::now();
+    let r = request(node.addr, "GET", "/v2/team/third/manifests/v1", &[], b"");
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("not asked again"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn refused_credentials_are_403_denied_naming_the_registry() {
+    let Some(binary) = require("docker-registry") else {
+        return;
+    };
+    // The reference registry checks credentials before it looks for the image.
+    let registry = ReferenceRegistry::start_with_auth(&binary, "tower");
+    let work = tempfile::tempdir().unwrap();
+    let auth_file = work.path().join("config.json");
+    let auth = kit::http::basic("tower", "wrong-password");
+    let auth = auth.trim_start_matches("Basic ");
+    std::fs::write(
+        &auth_file,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.addr),
+    )
+    .unwrap();
+    let node = Node::start(NodeOptions {
+        default_upstream: Some(registry.addr.to_string()),
+        extra: Some(format!(
+            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{}\"]\nauth_file = \"{}\"\n",
+            registry.addr,
+            auth_file.display()
+        )),
+        ..NodeOptions::default()
+    });
+    let r = request(node.addr, "GET", "/v2/team/private/manifests/v1", &[], b"");
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "DENIED");
+    assert!(String::from_utf8_lossy(&r.body).contains(&registry.addr.to_string()));
+    assert!(
+        !node.log().contains("wrong-password"),
+        "a password was logged"
+    );
+}
