@@ -87,10 +87,8 @@ impl Site {
             snapshot_every: config.cluster.snapshot_entries,
             ..RaftSettings::single(id)
         };
-        let (raft_settings, transport, cluster_listener): (_, Arc<dyn Transport>, _) = if peers
-            .is_empty()
-        {
-            (base, Arc::new(Alone), None)
+        let (raft_settings, peer_transport, cluster_listener) = if peers.is_empty() {
+            (base, None, None)
         } else {
             let listener = tokio::net::TcpListener::bind(config.cluster.listen)
                 .await
@@ -111,9 +109,13 @@ impl Site {
                 .map_err(|e| anyhow::anyhow!("[cluster] {e}"))?;
             (
                 RaftSettings { voters, ..base },
-                Arc::new(transport),
+                Some(Arc::new(transport)),
                 Some(listener),
             )
+        };
+        let transport: Arc<dyn Transport> = match &peer_transport {
+            Some(t) => t.clone(),
+            None => Arc::new(Alone),
         };
         let peers_transport = transport.clone();
         let (store, raft) = Store::start(store_config, raft_settings, transport, raft_rx)
@@ -123,11 +125,35 @@ impl Site {
             .as_ref()
             .map(|l| l.local_addr())
             .transpose()?;
+        let collector = Collector::new(
+            store.clone(),
+            GcConfig {
+                grace: config.gc.grace_period,
+                cache_ttl: config.gc.cache_ttl,
+                high_watermark: config.gc.high_watermark,
+                low_watermark: config.gc.low_watermark,
+                capacity: config.gc.capacity,
+                interval: config.gc.interval,
+            },
+        );
+        let pull_settings = config.pull.settings().map_err(anyhow::Error::msg)?;
+        let reaches_out = pull_settings.reaches_out();
+        let puller = site_pull::Puller::new(
+            store.clone(),
+            pull_settings,
+            site_pull::NodeSide {
+                node: config.node.id,
+                default_registry: config.registry.default_upstream.clone(),
+                room: Arc::new(collector.clone()),
+                peers: peer_transport.map(|t| t as Arc<dyn site_pull::Peers>),
+            },
+        );
         let peer_server = cluster_listener.map(|l| {
             tokio::spawn(site_api::serve_peers(
                 l,
                 PeerService::new(
                     store.clone(),
+                    puller.clone(),
                     tls.as_ref().map(|t| t.peers.clone()),
                     peers_transport,
                 ),
@@ -154,28 +180,6 @@ impl Site {
             RegistryConfig {
                 default_upstream: config.registry.default_upstream.clone(),
                 push,
-            },
-        );
-        let collector = Collector::new(
-            store.clone(),
-            GcConfig {
-                grace: config.gc.grace_period,
-                cache_ttl: config.gc.cache_ttl,
-                high_watermark: config.gc.high_watermark,
-                low_watermark: config.gc.low_watermark,
-                capacity: config.gc.capacity,
-                interval: config.gc.interval,
-            },
-        );
-        let pull_settings = config.pull.settings().map_err(anyhow::Error::msg)?;
-        let reaches_out = pull_settings.reaches_out();
-        let puller = site_pull::Puller::new(
-            store.clone(),
-            pull_settings,
-            site_pull::NodeSide {
-                node: config.node.id,
-                default_registry: config.registry.default_upstream.clone(),
-                room: Arc::new(collector.clone()),
             },
         );
         // HTTP misses go outside only where `[pull]` says so; `EnsureImage` names its

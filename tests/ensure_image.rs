@@ -387,3 +387,70 @@ fn the_operator_command_prints_the_image_and_exits_by_reason() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_pull_over_http_that_fetches_raises_the_same_events() {
+    let Some(binary) = require("docker-registry") else {
+        return;
+    };
+    let registry = ReferenceRegistry::start(&binary);
+    let image = oci::image(26, &[40 * 1024], "amd64");
+    oci::push_image_as(registry.addr, "team/app", "v1", &image);
+    let node = node_for(registry.addr, "IfNotPresent");
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        let mut events = c
+            .watch_events(pb::WatchEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let addr = node.addr;
+        let r = tokio::task::spawn_blocking(move || {
+            request(addr, "GET", "/v2/team/app/manifests/v1", &[], b"")
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+        let repo = format!("{}/team/app", registry.addr);
+        let started = next_event(&mut events, |k| match k {
+            Kind::ImagePullStarted(s) => Some(s),
+            _ => None,
+        })
+        .await;
+        assert_eq!(started.image, format!("{repo}:v1"));
+        let cached = next_event(&mut events, |k| match k {
+            Kind::ImageCached(c) => Some(c),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            (cached.repository.as_str(), cached.digest.as_str()),
+            (repo.as_str(), image.digest.as_str())
+        );
+        let done = next_event(&mut events, |k| match k {
+            Kind::ImagePullCompleted(d) => Some(d),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            (done.digest.as_str(), done.source.as_str()),
+            (image.digest.as_str(), "DOWNLOADED")
+        );
+        // A miss the upstream cannot fill.
+        let r = tokio::task::spawn_blocking(move || {
+            request(addr, "GET", "/v2/team/none/manifests/v1", &[], b"")
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.status, 404);
+        let failed = next_event(&mut events, |k| match k {
+            Kind::ImagePullFailed(f) => Some(f),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            (failed.image, failed.reason.as_str()),
+            (format!("{}/team/none:v1", registry.addr), "NOT_FOUND")
+        );
+    });
+}

@@ -223,3 +223,127 @@ fn refused_credentials_are_403_denied_naming_the_registry() {
         "a password was logged"
     );
 }
+
+#[test]
+fn sixteen_clients_over_three_nodes_pull_a_cold_image_with_one_upstream_transfer() {
+    let Some((registry, proxy)) = upstream() else {
+        return;
+    };
+    let image = oci::image(16, &[24 << 20, 24 << 20, 16 << 20], "amd64");
+    oci::push_image_as(registry.addr, "team/big", "v1", &image);
+    let nodes = cluster_with(3, |_| pull_from(&proxy, "IfNotPresent"));
+    kit::node::leader(&nodes.iter().collect::<Vec<_>>());
+    let before = proxy.received();
+    // Every client: the manifest by tag, then each blob, verified.
+    std::thread::scope(|s| {
+        for c in 0..16 {
+            let node = &nodes[c % 3];
+            let image = &image;
+            s.spawn(move || {
+                let r = request(node.addr, "GET", "/v2/team/big/manifests/v1", &[], b"");
+                assert_eq!(
+                    (r.status, kit::digest(&r.body)),
+                    (200, image.digest.clone())
+                );
+                for b in image.blobs() {
+                    let path = format!("/v2/team/big/blobs/{}", b.digest);
+                    let r = request(node.addr, "GET", &path, &[], b"");
+                    assert_eq!(r.status, 200, "client {c}: {path}");
+                    assert_eq!(kit::digest(&r.body), b.digest, "client {c}: bad bytes");
+                }
+            });
+        }
+    });
+    let fetched = proxy.received() - before;
+    let size = image_bytes(&image);
+    eprintln!(
+        "16 clients on 3 nodes: {fetched} upstream bytes for an image of {size} ({:.3}x)",
+        fetched as f64 / size as f64
+    );
+    assert!(
+        fetched <= size * 105 / 100,
+        "{fetched} upstream bytes for an image of {size}"
+    );
+    for n in &nodes {
+        served(n, "/v2/team/big/manifests/v1");
+    }
+}
+
+#[test]
+fn a_node_killed_mid_fetch_serves_nothing_partial_and_resumes_the_fetch() {
+    let Some(binary) = require("docker-registry") else {
+        return;
+    };
+    let registry = ReferenceRegistry::start(&binary);
+    // A thin link, so the kill lands in the middle of the transfer.
+    let proxy = CountingProxy::start_throttled(registry.addr, Some(16 << 20));
+    let image = oci::image(17, &[32 << 20], "amd64");
+    oci::push_image_as(registry.addr, "team/app", "v1", &image);
+    let mut node = Node::start(pull_from(&proxy, "IfNotPresent"));
+    let layer = image.layers[0].clone();
+    let path = format!("/v2/team/app/blobs/{}", layer.digest);
+    let addr = node.addr;
+    let p = path.clone();
+    let client = std::thread::spawn(move || request(addr, "GET", &p, &[], b""));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while proxy.received() < 8 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fetch never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        proxy.received() < 32 << 20,
+        "the fetch was over before the kill"
+    );
+    node.kill9();
+    let cut = client.join().unwrap();
+    assert!(
+        (cut.body.len() as u64) < layer.data.len() as u64,
+        "the client was served the whole blob before the kill"
+    );
+    let fetched_before = proxy.received();
+
+    node.restart();
+    // Nothing partial is a blob: no file, no record.
+    assert!(!node.blob_files().iter().any(|(d, _)| *d == layer.digest));
+    let r = request(
+        node.addr,
+        "HEAD",
+        &format!("/v2/team/app/manifests/{}", image.digest),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200, "the manifest is fetched again");
+    let r = request(node.addr, "GET", &path, &[], b"");
+    assert_eq!(
+        (r.status, kit::digest(&r.body)),
+        (200, layer.digest.clone())
+    );
+    // The fetch resumed after what had arrived before the kill.
+    let total = proxy.received();
+    eprintln!(
+        "kill -9 mid-fetch: {fetched_before} bytes before, {total} in all, for a blob of {}",
+        layer.data.len()
+    );
+    assert!(
+        total < fetched_before + layer.data.len() as u64,
+        "the fetch started over: {total} bytes in all"
+    );
+    pull_whole_after(&node, &image);
+}
+
+/// The image is whole on `node`: every blob served with its digest.
+fn pull_whole_after(node: &Node, image: &Image) {
+    for b in image.blobs() {
+        let r = request(
+            node.addr,
+            "GET",
+            &format!("/v2/team/app/blobs/{}", b.digest),
+            &[],
+            b"",
+        );
+        assert_eq!((r.status, kit::digest(&r.body)), (200, b.digest.clone()));
+    }
+}

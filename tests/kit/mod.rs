@@ -8,6 +8,7 @@ pub mod http;
 pub mod node;
 pub mod oci;
 pub mod proxy;
+pub mod standin;
 pub mod tls;
 pub mod tools;
 pub mod upstream;

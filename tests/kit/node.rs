@@ -41,6 +41,9 @@ pub struct NodeOptions {
     pub tls: Option<(super::tls::Pair, PathBuf)>,
     /// TOML appended to the configuration as it is (`[pull]` and `[[pull.registry]]`).
     pub extra: Option<String>,
+    /// Environment of the process besides the test's (e.g. a `PATH` with credential
+    /// helpers).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeOptions {
@@ -62,6 +65,7 @@ pub struct Node {
     pub cluster: Option<SocketAddr>,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -133,6 +137,7 @@ impl Node {
             cluster: opts.cluster.as_ref().map(|(listen, _)| *listen),
             dir,
             child: None,
+            env: opts.env.clone(),
         };
         node.spawn();
         node
@@ -150,6 +155,7 @@ impl Node {
             .arg(self.dir.path().join("site-agent.toml"))
             .args(["--log-format", "json"])
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -306,12 +312,29 @@ impl Drop for Node {
     }
 }
 
-/// A free loopback port now (the kernel may hand it out again later: use it at once).
+/// A loopback port free now, for a process that binds it later. Taken below the kernel's
+/// ephemeral range (32768 and up), where nothing binding port 0 lands, so that the
+/// nodes, proxies and registries of the tests running alongside cannot take it first;
+/// within the test process, each port is handed out once.
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Where this process starts: apart from the other test binaries' (run one by one).
+    let base = std::process::id().wrapping_mul(997);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            n < SPAN,
+            "no free loopback port left below the ephemeral range"
+        );
+        let port = LOW + base.wrapping_add(n) % SPAN;
+        let addr: SocketAddr = ([127, 0, 0, 1], port as u16).into();
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
 }
 
 /// `n` nodes forming one site (ids 1..=n), each started with `opts` and its `[cluster]`.

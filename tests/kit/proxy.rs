@@ -86,17 +86,26 @@ impl Drop for CuttingProxy {
 pub struct CountingProxy {
     pub addr: SocketAddr,
     received: Arc<AtomicU64>,
+    /// Every byte clients sent (requests are small).
+    sent: Arc<std::sync::Mutex<Vec<u8>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl CountingProxy {
     pub fn start(target: SocketAddr) -> CountingProxy {
+        CountingProxy::start_throttled(target, None)
+    }
+
+    /// A proxy that passes at most `rate` bytes per second from the server on each
+    /// connection, as a thin link would.
+    pub fn start_throttled(target: SocketAddr, rate: Option<u64>) -> CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
-        let (stop2, received2) = (stop.clone(), received.clone());
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, received2, sent2) = (stop.clone(), received.clone(), sent.clone());
         std::thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -106,12 +115,12 @@ impl CountingProxy {
                             continue;
                         };
                         client.set_nonblocking(false).unwrap();
-                        pipe(
+                        recorded(
                             client.try_clone().unwrap(),
                             server.try_clone().unwrap(),
-                            None,
+                            sent2.clone(),
                         );
-                        counted(server, client, received2.clone());
+                        counted(server, client, received2.clone(), rate);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -120,8 +129,14 @@ impl CountingProxy {
         CountingProxy {
             addr,
             received,
+            sent,
             stop,
         }
+    }
+
+    /// What clients have sent so far (request lines, headers, bodies), as text.
+    pub fn requests(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().unwrap()).into_owned()
     }
 
     /// Bytes the server has sent through the proxy so far.
@@ -130,8 +145,27 @@ impl CountingProxy {
     }
 }
 
+/// Copies `from` to `to` on a thread, keeping a copy of the bytes.
+fn recorded(mut from: TcpStream, mut to: TcpStream, copy: Arc<std::sync::Mutex<Vec<u8>>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            copy.lock().unwrap().extend_from_slice(&buf[..n]);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
 /// Copies `from` to `to` on a thread, counting the bytes.
-fn counted(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>) {
+fn counted(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>, rate: Option<u64>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 64 * 1024];
         loop {
@@ -139,6 +173,9 @@ fn counted(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if let Some(rate) = rate {
+                std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+            }
             count.fetch_add(n as u64, Ordering::SeqCst);
             if to.write_all(&buf[..n]).is_err() {
                 break;

@@ -1,6 +1,6 @@
 //! Debian's `docker-registry` (the reference registry, distribution 2.8) on loopback.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,33 +18,54 @@ pub struct ReferenceRegistry {
 impl ReferenceRegistry {
     /// Starts `docker-registry` with filesystem storage and deletes enabled.
     pub fn start(binary: &std::path::Path) -> ReferenceRegistry {
-        ReferenceRegistry::start_with(binary, None)
+        ReferenceRegistry::start_with(binary, &[])
     }
 
     /// Starts it behind htpasswd basic auth for `user` / [`AUTH_PASSWORD`].
     pub fn start_with_auth(binary: &std::path::Path, user: &str) -> ReferenceRegistry {
-        ReferenceRegistry::start_with(binary, Some(user))
+        ReferenceRegistry::start_with(binary, &[user])
     }
 
-    fn start_with(binary: &std::path::Path, user: Option<&str>) -> ReferenceRegistry {
+    /// Starts it behind htpasswd basic auth for each of `users`, all with
+    /// [`AUTH_PASSWORD`].
+    pub fn start_with_users(binary: &std::path::Path, users: &[&str]) -> ReferenceRegistry {
+        ReferenceRegistry::start_with(binary, users)
+    }
+
+    /// Starts it as a pull-through cache (`proxy: remoteurl:`) of the registry at `remote`.
+    pub fn start_proxy(binary: &std::path::Path, remote: SocketAddr) -> ReferenceRegistry {
+        ReferenceRegistry::start_config(
+            binary,
+            &[],
+            &format!("proxy:\n  remoteurl: http://{remote}\n"),
+        )
+    }
+
+    fn start_with(binary: &std::path::Path, users: &[&str]) -> ReferenceRegistry {
+        ReferenceRegistry::start_config(binary, users, "")
+    }
+
+    fn start_config(binary: &std::path::Path, users: &[&str], extra: &str) -> ReferenceRegistry {
         let dir = tempfile::tempdir().unwrap();
         // The reference registry cannot report a port it chose: take a free one.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = super::node::free_addr();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
             dir.path().join("data").display()
         );
-        if let Some(user) = user {
+        if !users.is_empty() {
             let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{AUTH_BCRYPT}\n")).unwrap();
+            let lines: String = users
+                .iter()
+                .map(|u| format!("{u}:{AUTH_BCRYPT}\n"))
+                .collect();
+            std::fs::write(&htpasswd, lines).unwrap();
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
                 htpasswd.display()
             ));
         }
+        config.push_str(extra);
         let path = dir.path().join("config.yml");
         std::fs::write(&path, config).unwrap();
         let child = Command::new(binary)

@@ -6,12 +6,15 @@
 use crate::peer_pb::peer_client::PeerClient;
 use crate::peer_pb::peer_server::Peer;
 use crate::peer_pb::{
-    BlobChunk, FetchBlobRequest, HoldRequest, HoldResponse, ProposeRequest, ProposeResponse,
-    RaftAck, RaftBatch, ReportRequest,
+    BlobChunk, FetchBlobRequest, FillBlobRequest, FillProgress, HoldRequest, HoldResponse,
+    ProposeRequest, ProposeResponse, RaftAck, RaftBatch, ReportRequest,
 };
 use crate::tls::PeerCheck;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
-use site_core::Digest;
+use site_core::{Digest, Repository};
+use site_pull::{FillUpdate, Peers, PullError, Puller};
 use site_store::transport::{BlobStream, Forwarded, PeerCall};
 use site_store::{NodeReport, Store, Transport};
 use std::collections::HashMap;
@@ -30,6 +33,8 @@ const BLOB_CHUNK: usize = 1 << 20;
 /// The peer service of a node.
 pub struct PeerService {
     store: Store,
+    /// Fills blobs that peers' clients missed (`FillBlob`).
+    puller: Puller,
     /// Under `[tls]`: only callers with a node's certificate for one of these peers' hosts
     /// are served (`tls.rs`).
     only_peers: Option<(PeerCheck, Arc<dyn Transport>)>,
@@ -40,11 +45,13 @@ impl PeerService {
     /// for the host of one of `transport`'s peers.
     pub fn new(
         store: Store,
+        puller: Puller,
         check: Option<PeerCheck>,
         transport: Arc<dyn Transport>,
     ) -> PeerService {
         PeerService {
             store,
+            puller,
             only_peers: check.map(|c| (c, transport)),
         }
     }
@@ -128,6 +135,62 @@ impl Peer for PeerService {
             .await
             .map_err(crate::status::status)?;
         Ok(Response::new(HoldResponse {}))
+    }
+
+    type FillBlobStream = Pin<Box<dyn Stream<Item = Result<FillProgress, Status>> + Send>>;
+
+    async fn fill_blob(
+        &self,
+        request: Request<FillBlobRequest>,
+    ) -> Result<Response<Self::FillBlobStream>, Status> {
+        self.admit(&request)?;
+        let r = request.into_inner();
+        let repo = Repository::parse_normalized(&r.repository, "docker.io")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let digest =
+            Digest::parse(&r.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let expected = (r.size > 0).then_some(r.size);
+        let ended = |e: PullError| FillProgress {
+            done: true,
+            reason: e.reason().to_owned(),
+            message: e.detail().to_owned(),
+            retry_after: e.retry_after().unwrap_or(0),
+            ..FillProgress::default()
+        };
+        let mut fill = match self.puller.fill_for_peer(&repo, &digest, expected).await {
+            Ok(f) => f,
+            Err(e) => {
+                let once = futures_util::stream::once(async move { Ok(ended(e)) });
+                return Ok(Response::new(Box::pin(once)));
+            }
+        };
+        // The size once bytes flow, then how it ended.
+        let progress = async_stream(move |tx| async move {
+            match fill.started().await {
+                Ok(size) => {
+                    let _ = tx
+                        .send(Ok(FillProgress {
+                            size,
+                            ..FillProgress::default()
+                        }))
+                        .await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Ok(ended(e))).await;
+                    return;
+                }
+            }
+            let last = match fill.done().await {
+                Ok(size) => FillProgress {
+                    size,
+                    done: true,
+                    ..FillProgress::default()
+                },
+                Err(e) => ended(e),
+            };
+            let _ = tx.send(Ok(last)).await;
+        });
+        Ok(Response::new(progress))
     }
 
     async fn report(
@@ -347,6 +410,74 @@ impl Transport for PeerTransport {
                 blobs_missing: r.blobs_missing,
             })
         })
+    }
+}
+
+/// The stream of what `produce` sends (a task feeding a channel; it stops when the
+/// receiver goes away).
+fn async_stream<T: Send + 'static, F>(
+    produce: impl FnOnce(mpsc::Sender<T>) -> F,
+) -> Pin<Box<dyn Stream<Item = T> + Send>>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(produce(tx));
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|t| (t, rx))
+    }))
+}
+
+impl Peers for PeerTransport {
+    fn fill(
+        &self,
+        to: u64,
+        repo: &Repository,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<FillUpdate, String>>, String>> {
+        let client = self.client(to, |l| &l.blobs);
+        let registry = repo.host().to_owned();
+        let request = FillBlobRequest {
+            repository: repo.to_string(),
+            digest: digest.to_string(),
+            size: size.unwrap_or(0),
+        };
+        Box::pin(async move {
+            let stream = client?
+                .fill_blob(request)
+                .await
+                .map_err(|s| s.message().to_owned())?
+                .into_inner();
+            Ok(stream
+                .map_err(|s| s.message().to_owned())
+                .map_ok(move |p| {
+                    if !p.done {
+                        return FillUpdate::Started(p.size);
+                    }
+                    if p.reason.is_empty() {
+                        return FillUpdate::Done(Ok(p.size));
+                    }
+                    let retry_after = (p.retry_after > 0).then_some(p.retry_after);
+                    FillUpdate::Done(Err(PullError::rebuild(
+                        &p.reason,
+                        &registry,
+                        p.message,
+                        retry_after,
+                    )))
+                })
+                .boxed())
+        })
+    }
+
+    fn fetch(
+        &self,
+        to: u64,
+        digest: &Digest,
+        offset: u64,
+    ) -> BoxFuture<'static, Result<site_store::ByteStream, String>> {
+        let call = Transport::fetch(self, to, digest.clone(), offset);
+        Box::pin(async move { Ok(call.await?.map_err(std::io::Error::other).boxed()) })
     }
 }
 

@@ -2,9 +2,10 @@
 //! the store the way a tower delivery is (`Store::receive_blob`: verified, durable on a
 //! majority, recorded), and served to every waiting client while it arrives.
 //!
-//! A client is streamed the bytes already in the growing file; the last byte of what it
-//! asked for is held back until the fetch is verified, so a body that turns out wrong
-//! ends in a broken connection, never a completed bad body.
+//! A client is streamed the bytes already in the growing file (this node's, or the
+//! leader's when the leader fills it for the site, see `peers.rs`); the last byte of
+//! what it asked for is held back until the fetch is verified, so a body that turns out
+//! wrong ends in a broken connection, never a completed bad body.
 
 use crate::error::PullError;
 use crate::Puller;
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use site_core::{Digest, Repository};
-use site_store::{ByteSource, ByteStream, Received, Store};
+use site_store::{ByteSource, ByteStream, Received, StoreError};
 use site_upstream::UpstreamError;
 use tokio::sync::watch;
 
@@ -24,10 +25,12 @@ const ATTEMPTS: usize = 4;
 pub(crate) enum Fetch {
     /// Asking the upstream.
     Opening,
-    /// Bytes are arriving into the store's growing file.
+    /// Bytes are arriving into a growing file.
     Streaming {
         /// The blob's size.
         size: u64,
+        /// The node whose file it is, when not this one.
+        from: Option<u64>,
     },
     /// Verified and recorded (its size), or failed.
     Done(Result<u64, PullError>),
@@ -35,9 +38,11 @@ pub(crate) enum Fetch {
 
 /// A blob being fetched (or just fetched) for a client.
 pub struct BlobFill {
-    store: Store,
+    puller: Puller,
     digest: Digest,
     size: u64,
+    /// The node whose growing copy is read, when not this one.
+    from: Option<u64>,
     fetch: watch::Receiver<Fetch>,
 }
 
@@ -50,23 +55,31 @@ impl BlobFill {
     /// Bytes `start..start + len`, as they arrive. The stream fails (and the client's
     /// connection breaks) if the fetch does not end verified.
     pub async fn stream(self, start: u64, len: u64) -> Result<ByteStream, PullError> {
+        let store = &self.puller.inner.store;
         let done = match &*self.fetch.borrow() {
             Fetch::Done(done) => Some(done.clone()),
             _ => None,
         };
         if let Some(done) = done {
             done?;
-            return self
-                .store
-                .read_blob(&self.digest, start, len)
-                .await
-                .map_err(PullError::store);
+            match (store.read_blob(&self.digest, start, len).await, self.from) {
+                (Ok(s), _) => return Ok(s),
+                // Recorded by the leader, not applied here yet: read the leader's copy.
+                (Err(StoreError::BlobUnknown(_)), Some(_)) => {}
+                (Err(e), _) => return Err(PullError::store(e)),
+            }
         }
-        let tail = self
-            .store
-            .blob_for_peer(&self.digest, start)
-            .await
-            .map_err(PullError::store)?;
+        let tail = match self.from {
+            Some(node) => {
+                self.puller
+                    .fetch_from_peer(node, &self.digest, start)
+                    .await?
+            }
+            None => store
+                .blob_for_peer(&self.digest, start)
+                .await
+                .map_err(PullError::store)?,
+        };
         Ok(gated(tail, len, self.fetch))
     }
 }
@@ -81,44 +94,57 @@ impl Puller {
             tracing::info!(%repo, blob = %d, "blob not on the site; the pull policy Never forbids fetching it");
             return Err(PullError::NotPresent(format!("{repo}@{d}")));
         }
-        let store = &self.inner.store;
-        if store.read(|s| s.blob(d).is_some()) {
-            store
-                .execute(site_state::Command::LinkBlob {
-                    repo: repo.clone(),
-                    digest: d.clone(),
-                })
-                .await
-                .map_err(PullError::store)?;
+        if let Some(size) = self.link_held(repo, d).await? {
+            return Ok(BlobFill {
+                puller: self.clone(),
+                digest: d.clone(),
+                size,
+                from: None,
+                fetch: watch::channel(Fetch::Done(Ok(size))).1,
+            });
         }
-        let mut fetch = match store.blob_size(repo, d) {
-            Ok(size) => {
-                return Ok(BlobFill {
-                    store: store.clone(),
-                    digest: d.clone(),
-                    size,
-                    fetch: watch::channel(Fetch::Done(Ok(size))).1,
-                })
-            }
-            Err(_) => self.fetch_blob(repo, d, None),
-        };
-        let size = {
+        let mut fetch = self.fetch_blob(repo, d, None);
+        let (size, from) = {
             let now = fetch
                 .wait_for(|f| !matches!(f, Fetch::Opening))
                 .await
                 .map_err(|_| PullError::Unavailable("the fetch was dropped".into()))?;
             match &*now {
-                Fetch::Streaming { size } => *size,
-                Fetch::Done(done) => done.clone()?,
+                Fetch::Streaming { size, from } => (*size, *from),
+                Fetch::Done(done) => (done.clone()?, None),
                 Fetch::Opening => unreachable!("waited for it to open"),
             }
         };
         Ok(BlobFill {
-            store: store.clone(),
+            puller: self.clone(),
             digest: d.clone(),
             size,
+            from,
             fetch,
         })
+    }
+
+    /// The size of blob `d` when the site holds it, linked into `repo` if it was not.
+    pub(crate) async fn link_held(
+        &self,
+        repo: &Repository,
+        d: &Digest,
+    ) -> Result<Option<u64>, PullError> {
+        let store = &self.inner.store;
+        if let Ok(size) = store.blob_size(repo, d) {
+            return Ok(Some(size));
+        }
+        if store.read(|s| s.blob(d).is_none()) {
+            return Ok(None);
+        }
+        store
+            .execute(site_state::Command::LinkBlob {
+                repo: repo.clone(),
+                digest: d.clone(),
+            })
+            .await
+            .map_err(PullError::store)?;
+        Ok(store.blob_size(repo, d).ok())
     }
 
     /// Starts fetching blob `d` of `repo` (of `expected` bytes, when a manifest said so),
@@ -129,6 +155,17 @@ impl Puller {
         d: &Digest,
         expected: Option<u64>,
     ) -> watch::Receiver<Fetch> {
+        self.start_fetch(repo, d, expected, false)
+    }
+
+    /// [`Puller::fetch_blob`]; `for_peer`: asked by a peer, so fetched here whoever leads.
+    pub(crate) fn start_fetch(
+        &self,
+        repo: &Repository,
+        d: &Digest,
+        expected: Option<u64>,
+        for_peer: bool,
+    ) -> watch::Receiver<Fetch> {
         let mut fetches = self.inner.blobs.lock().expect("blob fetches");
         if let Some(rx) = fetches.get(d) {
             return rx.clone();
@@ -138,7 +175,7 @@ impl Puller {
         let (puller, repo, d) = (self.clone(), repo.clone(), d.clone());
         self.spawn(async move {
             let started = std::time::Instant::now();
-            let result = puller.run_fetch(&repo, &d, expected, &tx).await;
+            let result = puller.run_fetch(&repo, &d, expected, for_peer, &tx).await;
             match &result {
                 Ok(size) => tracing::info!(%repo, blob = %d, size, ms = started.elapsed().as_millis() as u64, "blob fetched from upstream"),
                 Err(e) => tracing::warn!(%repo, blob = %d, reason = e.reason(), error = %e, "blob fetch from upstream failed"),
@@ -154,12 +191,29 @@ impl Puller {
         repo: &Repository,
         d: &Digest,
         expected: Option<u64>,
+        for_peer: bool,
         tx: &watch::Sender<Fetch>,
     ) -> Result<u64, PullError> {
+        // The site fetches once: through the leader, unless this node leads (or was
+        // asked by a peer, or no leader answers).
+        if let (false, Some((leader, peers))) = (for_peer, self.remote_leader()) {
+            match self
+                .fill_through(leader, peers, repo, d, expected, tx)
+                .await
+            {
+                Ok(size) => return Ok(size),
+                Err(Some(e)) => return Err(e),
+                Err(None) => {}
+            }
+        }
         let store = &self.inner.store;
         let max = store.config().max_blob_bytes;
         let session = self.inner.upstreams.session(repo).await?;
         let reference = session.reference(repo, None, Some(d));
+        session
+            .upstream
+            .remember_auth(&reference, &session.auth)
+            .await;
         // A fetch a crash interrupted left its bytes: resume after them.
         let mut offset = store
             .tower_upload_offset(d)
@@ -244,7 +298,10 @@ struct Source<'a> {
 impl ByteSource for Source<'_> {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, String>> {
         if matches!(*self.tx.borrow(), Fetch::Opening) {
-            self.tx.send_replace(Fetch::Streaming { size: self.size });
+            self.tx.send_replace(Fetch::Streaming {
+                size: self.size,
+                from: None,
+            });
         }
         loop {
             match self.stream.next().await? {
@@ -259,6 +316,9 @@ impl ByteSource for Source<'_> {
                     }
                     return Some(Ok(b));
                 }
+                // Every byte came but oci-client's check failed: the store's own check
+                // of what it received decides (and discards them).
+                Err(e) if site_upstream::client::is_digest_error(&e) => return None,
                 Err(e) => {
                     let why = site_upstream::error::chain(&e);
                     self.broke = Some(why.clone());

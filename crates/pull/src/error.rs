@@ -44,6 +44,49 @@ impl PullError {
         }
     }
 
+    /// The message without what [`PullError::rebuild`] adds back.
+    pub fn detail(&self) -> &str {
+        match self {
+            PullError::Upstream { error, .. } => error.detail(),
+            PullError::NotPresent(m)
+            | PullError::OutOfSpace(m)
+            | PullError::Invalid(m)
+            | PullError::Unavailable(m) => m,
+        }
+    }
+
+    /// Seconds a client should wait before asking again, when known.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            PullError::Upstream { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The error another node reported by `reason` and [`PullError::detail`].
+    pub fn rebuild(
+        reason: &str,
+        registry: &str,
+        detail: String,
+        retry_after: Option<u64>,
+    ) -> PullError {
+        let upstream = |error| PullError::Upstream {
+            registry: registry.to_owned(),
+            error,
+            retry_after,
+        };
+        match reason {
+            "NOT_FOUND" => upstream(UpstreamError::NotFound(detail)),
+            "AUTH_FAILED" => upstream(UpstreamError::AuthFailed(detail)),
+            "RATE_LIMITED" => upstream(UpstreamError::RateLimited(detail)),
+            "UNREACHABLE" => upstream(UpstreamError::Unreachable(detail)),
+            "NOT_PRESENT" => PullError::NotPresent(detail),
+            "OUT_OF_SPACE" => PullError::OutOfSpace(detail),
+            "INVALID" => PullError::Invalid(detail),
+            _ => PullError::Unavailable(detail),
+        }
+    }
+
     /// Whether the upstream said the content does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(

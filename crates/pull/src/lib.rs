@@ -13,12 +13,14 @@ mod blobs;
 mod ensure;
 pub mod error;
 mod manifests;
+pub mod peers;
 pub mod policy;
 mod upstreams;
 
 pub use blobs::BlobFill;
 pub use ensure::Ensured;
 pub use error::PullError;
+pub use peers::{FillUpdate, FillWatch, Peers};
 pub use policy::{Endpoint, Policy, PullConfig, RegistryRule};
 
 use futures_util::future::BoxFuture;
@@ -46,7 +48,12 @@ pub struct NodeSide {
     pub default_registry: String,
     /// Space admission.
     pub room: Arc<dyn Room>,
+    /// The other nodes of the site; `None` for a node alone.
+    pub peers: Option<Arc<dyn Peers>>,
 }
+
+/// A manifest pull clients wait on: its manifest, once fetched (or why not).
+type ManifestPull = watch::Receiver<Option<Result<site_store::StoredManifest, PullError>>>;
 
 /// The pull-through cache of a node. Cheap to clone.
 #[derive(Clone)]
@@ -60,6 +67,8 @@ struct Inner {
     upstreams: upstreams::Upstreams,
     /// Blob fetches under way on this node.
     blobs: Mutex<HashMap<Digest, watch::Receiver<blobs::Fetch>>>,
+    /// Manifest pulls of HTTP clients under way on this node, by the image asked for.
+    manifests: Mutex<HashMap<String, ManifestPull>>,
     /// Fetches and image completions running in the background.
     tasks: TaskTracker,
     /// Cancels them at shutdown (an interrupted fetch resumes from its bytes later).
@@ -75,6 +84,7 @@ impl Puller {
                 node,
                 upstreams: upstreams::Upstreams::new(config),
                 blobs: Mutex::new(HashMap::new()),
+                manifests: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),
             }),

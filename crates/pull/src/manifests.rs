@@ -15,6 +15,7 @@ use site_state::{Event, PullSource};
 use site_store::{ManifestRef, StoreError, StoredManifest};
 use site_upstream::UpstreamError;
 use std::time::Instant;
+use tokio::sync::watch;
 
 /// Blobs of one image fetched at once in the background.
 const BLOBS_AT_ONCE: usize = 3;
@@ -102,8 +103,9 @@ impl Puller {
         )
     }
 
-    /// An HTTP client's miss: fetches the manifest, answers with it, and completes the
-    /// image in the background, with the pull events.
+    /// An HTTP client's miss: fetches the manifest (once for every client asking for it
+    /// meanwhile), answers with it, and completes the image in the background, with the
+    /// pull events.
     async fn fetch_for_client(
         &self,
         repo: &Repository,
@@ -115,25 +117,64 @@ impl Puller {
             (Some(t), None) => format!("{repo}:{t}"),
             (None, None) => repo.to_string(),
         };
+        let mut answer = {
+            let mut pulls = self.inner.manifests.lock().expect("manifest pulls");
+            match pulls.get(&image) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    pulls.insert(image.clone(), rx.clone());
+                    let (puller, repo) = (self.clone(), repo.clone());
+                    let (tag, digest) = (tag.map(str::to_owned), digest.cloned());
+                    self.spawn(async move {
+                        puller
+                            .pull_for_clients(&image, &repo, tag.as_deref(), digest.as_ref(), &tx)
+                            .await;
+                        puller
+                            .inner
+                            .manifests
+                            .lock()
+                            .expect("manifest pulls")
+                            .remove(&image);
+                    });
+                    rx
+                }
+            }
+        };
+        let answer = answer
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| PullError::Unavailable("the node is shutting down".into()))?
+            .clone();
+        answer.expect("waited for it")
+    }
+
+    /// The shared pull of [`Puller::fetch_for_client`]: the manifest goes to the waiting
+    /// clients as soon as it is fetched; the image is then completed.
+    async fn pull_for_clients(
+        &self,
+        image: &str,
+        repo: &Repository,
+        tag: Option<&str>,
+        digest: Option<&Digest>,
+        answer: &watch::Sender<Option<Result<StoredManifest, PullError>>>,
+    ) {
         let started = Instant::now();
         self.publish(Event::ImagePullStarted {
-            image: image.clone(),
+            image: image.to_owned(),
             node: self.inner.node.node,
         });
         let fetched = match self.fetch_manifest(repo, tag, digest).await {
             Ok(f) => f,
             Err(e) => {
-                self.pull_failed(&image, &e);
-                return Err(e);
+                self.pull_failed(image, &e);
+                answer.send_replace(Some(Err(e)));
+                return;
             }
         };
-        let stored = fetched.stored.clone();
-        let (puller, repo, tag) = (self.clone(), repo.clone(), tag.map(str::to_owned));
-        self.spawn(async move {
-            let done = puller.complete(&repo, tag.as_deref(), &fetched, None).await;
-            puller.pull_ended(&image, &fetched.stored.digest, done, started);
-        });
-        Ok(stored)
+        answer.send_replace(Some(Ok(fetched.stored.clone())));
+        let done = self.complete(repo, tag, &fetched, None).await;
+        self.pull_ended(image, &fetched.stored.digest, done, started);
     }
 
     /// Fetches a manifest by tag or digest and checks it: its digest, its size, that it

@@ -57,6 +57,11 @@ impl BlobWriter {
 
     /// Appends `chunk`; it is in the file once a report counts it, or after a flush.
     pub(crate) async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+        // An empty chunk (a stream's empty last message) writes nothing: a batch of only
+        // empty slices would make `write_vectored` return 0, taken for a full disk.
+        if chunk.is_empty() {
+            return Ok(());
+        }
         self.batch_len += chunk.len();
         self.batch.push(chunk);
         if self.batch_len >= BATCH {
@@ -192,5 +197,20 @@ mod tests {
         assert!(reported.len() > 1, "one report per batch: {reported:?}");
         assert!(reported.windows(2).all(|w| w[0] < w[1]), "{reported:?}");
         assert_eq!(reported.last().copied(), Some(expected.len() as u64));
+    }
+
+    #[tokio::test]
+    async fn empty_chunks_write_nothing_and_fail_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = BlobWriter::new(file, 0);
+        w.write(Bytes::new()).await.unwrap();
+        w.write(Bytes::from_static(b"ab")).await.unwrap();
+        w.write(Bytes::new()).await.unwrap();
+        w.flush().await.unwrap();
+        w.write(Bytes::new()).await.unwrap();
+        w.sync().await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"ab");
     }
 }

@@ -194,6 +194,15 @@ impl Upstream {
         Ok((body, digest))
     }
 
+    /// Makes `auth` the credentials of `image`'s registry for this client, if it has none
+    /// yet. Manifest requests do this themselves; blob requests (oci-client's) do not,
+    /// so a client that starts with a blob calls this first.
+    pub async fn remember_auth(&self, image: &Reference, auth: &RegistryAuth) {
+        self.client
+            .store_auth_if_needed(image.resolve_registry(), auth)
+            .await;
+    }
+
     /// Streams a whole blob; returns the stream and the length the upstream declared.
     /// The bytes are not verified here: the caller hashes what it keeps.
     pub async fn blob_whole(
@@ -314,6 +323,13 @@ fn code_name(code: &OciErrorCode) -> String {
         Ok(serde_json::Value::String(s)) => s,
         _ => format!("{code:?}"),
     }
+}
+
+/// Whether a stream error is oci-client's own digest check failing (the bytes were all
+/// sent, but are not the blob's).
+pub fn is_digest_error(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|i| i.downcast_ref::<DigestError>().is_some())
 }
 
 /// The error an upstream stream broke with: bytes that fail their digest are fatal; any

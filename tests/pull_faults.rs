@@ -1,0 +1,219 @@
+//! The pull-through cache against upstreams that misbehave (a stand-in, since the
+//! reference registry never does): rate limits, bytes that do not match their digest,
+//! manifests over the limit, bodies that never end. Each gets a clear answer, nothing is
+//! stored, and the node goes on.
+
+mod kit;
+
+use kit::grpc;
+use kit::oci::{self, Image, OCI_MANIFEST};
+use kit::standin::{Reply, StandIn};
+use kit::{request, Node, NodeOptions};
+use site_api::pb;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn node_for(upstream: &StandIn, extra_registry: &str) -> Node {
+    Node::start(NodeOptions {
+        default_upstream: Some(upstream.addr.to_string()),
+        extra: Some(format!(
+            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{}\"]\ntimeout = \"3s\"\n",
+            upstream.addr
+        )),
+        max_manifest_size: (!extra_registry.is_empty()).then(|| extra_registry.parse().unwrap()),
+        ..NodeOptions::default()
+    })
+}
+
+/// `EnsureImage` of `image`: its failure's code and reason.
+fn ensure_fails(node: &Node, image: &str) -> (Code, String) {
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        let e = c
+            .ensure_image(pb::EnsureImageRequest {
+                image: image.into(),
+                policy: String::new(),
+                platform: String::new(),
+            })
+            .await
+            .unwrap_err();
+        let info = e.get_details_error_info().expect("ErrorInfo");
+        (e.code(), info.reason)
+    })
+}
+
+/// Nothing of the image is on the node: no manifests, no blobs, no blob files.
+fn nothing_stored(node: &Node) {
+    let st = rt().block_on(async { grpc::status(&mut grpc::connect(node.api).await).await });
+    assert_eq!((st.images, st.blobs), (0, 0), "something was stored");
+    assert!(node.blob_files().is_empty(), "{:?}", node.blob_files());
+    assert_eq!(request(node.addr, "GET", "/healthz", &[], b"").status, 200);
+}
+
+/// Serves `image` as `team/app:v1` (`/v2/` answered), with `layer` in place of the
+/// first layer's bytes.
+fn serving(image: &Image, layer: impl Fn() -> Reply + Send + Sync + 'static) -> StandIn {
+    let manifest = image.manifest.clone();
+    let digest = image.digest.clone();
+    let config = (image.config.digest.clone(), image.config.data.clone());
+    let layer_path = format!("/v2/team/app/blobs/{}", image.layers[0].digest);
+    StandIn::start(move |_method, path| {
+        if path == "/v2/" {
+            return Reply::Full(200, vec![], b"{}".to_vec());
+        }
+        if path == "/v2/team/app/manifests/v1" || path == format!("/v2/team/app/manifests/{digest}")
+        {
+            return Reply::Full(
+                200,
+                vec![
+                    ("Content-Type", OCI_MANIFEST.into()),
+                    ("Docker-Content-Digest", digest.clone()),
+                ],
+                manifest.clone(),
+            );
+        }
+        if path == format!("/v2/team/app/blobs/{}", config.0) {
+            return Reply::Full(200, vec![], config.1.clone());
+        }
+        if path == layer_path {
+            return layer();
+        }
+        Reply::Full(
+            404,
+            vec![],
+            br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"no"}]}"#.to_vec(),
+        )
+    })
+}
+
+#[test]
+fn a_rate_limited_upstream_is_429_with_retry_after_and_rate_limited() {
+    let upstream = StandIn::start(|_, path| {
+        if path == "/v2/" {
+            return Reply::Full(200, vec![], b"{}".to_vec());
+        }
+        Reply::Full(
+            429,
+            vec![
+                ("Retry-After", "120".into()),
+                ("Content-Type", "application/json".into()),
+            ],
+            br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.to_vec(),
+        )
+    });
+    let node = node_for(&upstream, "");
+    let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "TOOMANYREQUESTS");
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        ensure_fails(&node, "team/app:v1"),
+        (Code::ResourceExhausted, "RATE_LIMITED".into())
+    );
+    nothing_stored(&node);
+}
+
+#[test]
+fn bytes_that_do_not_match_their_digest_break_the_client_and_are_not_kept() {
+    let image = oci::image(31, &[256 * 1024], "amd64");
+    let mut wrong = image.layers[0].data.clone();
+    wrong[1000] ^= 0xff;
+    let upstream = serving(&image, move || Reply::Full(200, vec![], wrong.clone()));
+    let node = node_for(&upstream, "");
+    let layer = &image.layers[0];
+    let r = request(
+        node.addr,
+        "GET",
+        &format!("/v2/team/app/blobs/{}", layer.digest),
+        &[],
+        b"",
+    );
+    assert!(
+        r.status != 200 || (r.body.len() as u64) < layer.data.len() as u64,
+        "a whole bad body was served: status {}, {} bytes",
+        r.status,
+        r.body.len()
+    );
+    assert_ne!(
+        kit::digest(&r.body),
+        kit::digest(&{
+            let mut w = layer.data.clone();
+            w[1000] ^= 0xff;
+            w
+        }),
+        "the bad body was served whole"
+    );
+    eprintln!(
+        "bad bytes: status {}, {} of {} bytes",
+        r.status,
+        r.body.len(),
+        layer.data.len()
+    );
+    node.wait_log("blob fetch from upstream failed");
+    nothing_stored(&node);
+}
+
+#[test]
+fn an_image_whose_layer_is_wrong_is_invalid_and_nothing_of_it_is_kept() {
+    let image = oci::image(32, &[64 * 1024], "amd64");
+    let mut wrong = image.layers[0].data.clone();
+    wrong[10] ^= 0xff;
+    let upstream = serving(&image, move || Reply::Full(200, vec![], wrong.clone()));
+    let node = node_for(&upstream, "");
+    assert_eq!(
+        ensure_fails(&node, "team/app:v1"),
+        (Code::InvalidArgument, "INVALID".into())
+    );
+    // The config blob came whole and is recorded; the image is not.
+    let st = rt().block_on(async { grpc::status(&mut grpc::connect(node.api).await).await });
+    assert_eq!(st.images, 0);
+    assert!(!node
+        .blob_files()
+        .iter()
+        .any(|(d, _)| *d == image.layers[0].digest));
+}
+
+#[test]
+fn a_manifest_over_the_limit_is_refused() {
+    let image = oci::image(33, &[1024], "amd64");
+    let upstream = serving(&image, || Reply::Full(404, vec![], vec![]));
+    // Smaller than the manifest.
+    let node = node_for(&upstream, &(image.manifest.len() - 1).to_string());
+    let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("over the limit"));
+    assert_eq!(
+        ensure_fails(&node, "team/app:v1"),
+        (Code::InvalidArgument, "INVALID".into())
+    );
+    nothing_stored(&node);
+}
+
+#[test]
+fn a_blob_body_that_never_ends_is_cut_at_its_size() {
+    let image = oci::image(34, &[64 * 1024], "amd64");
+    let upstream = serving(&image, || Reply::Endless(vec![]));
+    let node = node_for(&upstream, "");
+    // Without a length the node refuses it; with the manifest's, it stops at the size.
+    let layer = &image.layers[0];
+    let r = request(
+        node.addr,
+        "GET",
+        &format!("/v2/team/app/blobs/{}", layer.digest),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    let (code, reason) = ensure_fails(&node, "team/app:v1");
+    assert_eq!((code, reason.as_str()), (Code::InvalidArgument, "INVALID"));
+    assert!(!node.blob_files().iter().any(|(d, _)| *d == layer.digest));
+    assert_eq!(request(node.addr, "GET", "/healthz", &[], b"").status, 200);
+}
