@@ -12,8 +12,13 @@
 //! hashed and checked against its digest. Upstream bytes are counted by a proxy in front
 //! of the upstream (response bytes, headers included).
 //!
-//! Run: `cargo bench --bench cache` (needs `docker-registry`). Knob: `BENCH_IMAGE_MIB`
-//! (default 256).
+//! Each is measured twice: over loopback, where the upstream answers at memory speed and
+//! the caches' disks (write, fsync) are the limit; and over an emulated WAN link to the
+//! upstream (a proxy passing `BENCH_LINK_MBPS` MB/s, default 125: 1 Gbit/s, shared by
+//! all connections), as an edge site has it.
+//!
+//! Run: `cargo bench --bench cache` (needs `docker-registry`). Knobs: `BENCH_IMAGE_MIB`
+//! (default 256), `BENCH_LINK_MBPS`.
 
 #[path = "../tests/kit/mod.rs"]
 mod kit;
@@ -145,80 +150,119 @@ fn main() {
         image.blobs().count()
     );
 
-    // Straight from the upstream: the floor.
-    rt.block_on(pull(upstream.addr, &image));
-    let direct = rt.block_on(pull(upstream.addr, &image));
+    let link_mbps: u64 = std::env::var("BENCH_LINK_MBPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(125);
+    for link in [None, Some(link_mbps * 1_000_000)] {
+        match link {
+            None => println!("\n== upstream over loopback"),
+            Some(r) => println!("\n== upstream over a {} MB/s link", r / 1_000_000),
+        }
+        let run = Run {
+            binary: &binary,
+            upstream: upstream.addr,
+            link,
+            image: &image,
+            size,
+        };
+        rt.block_on(run.measure());
+    }
+}
 
-    // One cold and one warm pull through each cache, each with its own counted link.
-    let site_link = CountingProxy::start(upstream.addr);
-    let node = site(site_link.addr);
-    let site_cold = rt.block_on(pull(node.addr, &image));
-    let site_warm = rt.block_on(pull(node.addr, &image));
-    let ref_link = CountingProxy::start(upstream.addr);
-    let reference = ReferenceRegistry::start_proxy(&binary, ref_link.addr);
-    let ref_cold = rt.block_on(pull(reference.addr, &image));
-    let ref_warm = rt.block_on(pull(reference.addr, &image));
-    drop((node, reference));
+/// One set of measurements, all through links of the same kind.
+struct Run<'a> {
+    binary: &'a std::path::Path,
+    upstream: SocketAddr,
+    link: Option<u64>,
+    image: &'a Image,
+    size: u64,
+}
 
-    // 16 concurrent cold pulls through fresh caches.
-    let site_link16 = CountingProxy::start(upstream.addr);
-    let node16 = site(site_link16.addr);
-    let site16 = rt.block_on(pulls(node16.addr, &image, 16));
-    let ref_link16 = CountingProxy::start(upstream.addr);
-    let reference16 = ReferenceRegistry::start_proxy(&binary, ref_link16.addr);
-    let ref16 = rt.block_on(pulls(reference16.addr, &image, 16));
+impl Run<'_> {
+    /// A new link to the upstream, counting what crosses it.
+    fn link(&self) -> CountingProxy {
+        CountingProxy::start_throttled(self.upstream, self.link)
+    }
 
-    let x = |bytes: u64| bytes as f64 / size as f64;
-    let mbps = |secs: f64| size as f64 / secs / 1e6;
-    println!();
-    println!(
-        "{:<44} {:>10} {:>12} {:>10}",
-        "", "site-agent", "reference", "ratio"
-    );
-    println!(
-        "{:<44} {:>9.2}s {:>11.2}s {:>9.2}x",
-        "cold pull",
-        site_cold,
-        ref_cold,
-        site_cold / ref_cold
-    );
-    println!(
-        "{:<44} {:>9.2}x {:>11.2}x",
-        "  cold pull / straight from the upstream",
-        site_cold / direct,
-        ref_cold / direct
-    );
-    println!(
-        "{:<44} {:>9.2}s {:>11.2}s {:>9.2}x",
-        "warm pull",
-        site_warm,
-        ref_warm,
-        site_warm / ref_warm
-    );
-    println!(
-        "{:<44} {:>8.0}MB/s {:>9.0}MB/s",
-        "  warm pull throughput",
-        mbps(site_warm),
-        mbps(ref_warm)
-    );
-    println!(
-        "{:<44} {:>9.3}x {:>11.3}x",
-        "upstream bytes, 1 cold pull / image",
-        x(site_link.received()),
-        x(ref_link.received())
-    );
-    println!(
-        "{:<44} {:>9.3}x {:>11.3}x",
-        "upstream bytes, 16 concurrent cold / image",
-        x(site_link16.received()),
-        x(ref_link16.received())
-    );
-    println!(
-        "{:<44} {:>9.2}s {:>11.2}s",
-        "  16 concurrent cold pulls, slowest", site16, ref16
-    );
-    println!(
-        "straight from the upstream: {direct:.2}s ({:.0} MB/s)",
-        mbps(direct)
-    );
+    async fn measure(&self) {
+        let image = self.image;
+        // Straight from the upstream, through the same kind of link: the floor.
+        let direct_link = self.link();
+        pull(direct_link.addr, image).await;
+        let direct = pull(direct_link.addr, image).await;
+
+        // One cold and one warm pull through each cache, each with its own link.
+        let site_link = self.link();
+        let node = site(site_link.addr);
+        let site_cold = pull(node.addr, image).await;
+        let site_warm = pull(node.addr, image).await;
+        let ref_link = self.link();
+        let reference = ReferenceRegistry::start_proxy(self.binary, ref_link.addr);
+        let ref_cold = pull(reference.addr, image).await;
+        let ref_warm = pull(reference.addr, image).await;
+        drop((node, reference));
+
+        // 16 concurrent cold pulls through fresh caches.
+        let site_link16 = self.link();
+        let node16 = site(site_link16.addr);
+        let site16 = pulls(node16.addr, image, 16).await;
+        let ref_link16 = self.link();
+        let reference16 = ReferenceRegistry::start_proxy(self.binary, ref_link16.addr);
+        let ref16 = pulls(reference16.addr, image, 16).await;
+
+        let size = self.size;
+        let x = |bytes: u64| bytes as f64 / size as f64;
+        let mbps = |secs: f64| size as f64 / secs / 1e6;
+        println!(
+            "{:<44} {:>10} {:>12} {:>10}",
+            "", "site-agent", "reference", "ratio"
+        );
+        println!(
+            "{:<44} {:>9.2}s {:>11.2}s {:>9.2}x",
+            "cold pull",
+            site_cold,
+            ref_cold,
+            site_cold / ref_cold
+        );
+        println!(
+            "{:<44} {:>9.2}x {:>11.2}x",
+            "  cold pull / straight from the upstream",
+            site_cold / direct,
+            ref_cold / direct
+        );
+        println!(
+            "{:<44} {:>9.2}s {:>11.2}s {:>9.2}x",
+            "warm pull",
+            site_warm,
+            ref_warm,
+            site_warm / ref_warm
+        );
+        println!(
+            "{:<44} {:>8.0}MB/s {:>9.0}MB/s",
+            "  warm pull throughput",
+            mbps(site_warm),
+            mbps(ref_warm)
+        );
+        println!(
+            "{:<44} {:>9.3}x {:>11.3}x",
+            "upstream bytes, 1 cold pull / image",
+            x(site_link.received()),
+            x(ref_link.received())
+        );
+        println!(
+            "{:<44} {:>9.3}x {:>11.3}x",
+            "upstream bytes, 16 concurrent cold / image",
+            x(site_link16.received()),
+            x(ref_link16.received())
+        );
+        println!(
+            "{:<44} {:>9.2}s {:>11.2}s",
+            "  16 concurrent cold pulls, slowest", site16, ref16
+        );
+        println!(
+            "straight from the upstream: {direct:.2}s ({:.0} MB/s)",
+            mbps(direct)
+        );
+    }
 }

@@ -96,14 +96,15 @@ impl CountingProxy {
         CountingProxy::start_throttled(target, None)
     }
 
-    /// A proxy that passes at most `rate` bytes per second from the server on each
-    /// connection, as a thin link would.
+    /// A proxy that passes at most `rate` bytes per second from the server, all its
+    /// connections together, as one thin link would.
     pub fn start_throttled(target: SocketAddr, rate: Option<u64>) -> CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
+        let link = rate.map(|r| Arc::new(Link::new(r)));
         let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (stop2, received2, sent2) = (stop.clone(), received.clone(), sent.clone());
         std::thread::spawn(move || {
@@ -120,7 +121,7 @@ impl CountingProxy {
                             server.try_clone().unwrap(),
                             sent2.clone(),
                         );
-                        counted(server, client, received2.clone(), rate);
+                        counted(server, client, received2.clone(), link.clone());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -165,7 +166,33 @@ fn recorded(mut from: TcpStream, mut to: TcpStream, copy: Arc<std::sync::Mutex<V
 }
 
 /// Copies `from` to `to` on a thread, counting the bytes.
-fn counted(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>, rate: Option<u64>) {
+/// A link of `rate` bytes per second that connections share: each read waits its turn.
+struct Link {
+    rate: u64,
+    free_at: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Link {
+    fn new(rate: u64) -> Link {
+        Link {
+            rate,
+            free_at: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// Waits until `n` bytes have crossed the link.
+    fn pass(&self, n: usize) {
+        let done = {
+            let mut free_at = self.free_at.lock().unwrap();
+            let start = (*free_at).max(std::time::Instant::now());
+            *free_at = start + Duration::from_secs_f64(n as f64 / self.rate as f64);
+            *free_at
+        };
+        std::thread::sleep(done.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
+fn counted(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>, link: Option<Arc<Link>>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 64 * 1024];
         loop {
@@ -173,8 +200,8 @@ fn counted(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>, rate: 
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if let Some(rate) = rate {
-                std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+            if let Some(link) = &link {
+                link.pass(n);
             }
             count.fetch_add(n as u64, Ordering::SeqCst);
             if to.write_all(&buf[..n]).is_err() {

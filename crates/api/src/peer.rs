@@ -180,6 +180,20 @@ impl Peer for PeerService {
                     return;
                 }
             }
+            match fill.verified().await {
+                Ok(size) => {
+                    let verified = FillProgress {
+                        size,
+                        verified: true,
+                        ..FillProgress::default()
+                    };
+                    let _ = tx.send(Ok(verified)).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Ok(ended(e))).await;
+                    return;
+                }
+            }
             let last = match fill.done().await {
                 Ok(size) => FillProgress {
                     size,
@@ -452,6 +466,9 @@ impl Peers for PeerTransport {
             Ok(stream
                 .map_err(|s| s.message().to_owned())
                 .map_ok(move |p| {
+                    if p.verified {
+                        return FillUpdate::Verified(p.size);
+                    }
                     if !p.done {
                         return FillUpdate::Started(p.size);
                     }

@@ -32,6 +32,13 @@ pub(crate) enum Fetch {
         /// The node whose file it is, when not this one.
         from: Option<u64>,
     },
+    /// Every byte has come and matches the digest; the site is making it durable.
+    Verified {
+        /// The blob's size.
+        size: u64,
+        /// The node whose file it is, when not this one.
+        from: Option<u64>,
+    },
     /// Verified and recorded (its size), or failed.
     Done(Result<u64, PullError>),
 }
@@ -110,7 +117,7 @@ impl Puller {
                 .await
                 .map_err(|_| PullError::Unavailable("the fetch was dropped".into()))?;
             match &*now {
-                Fetch::Streaming { size, from } => (*size, *from),
+                Fetch::Streaming { size, from } | Fetch::Verified { size, from } => (*size, *from),
                 Fetch::Done(done) => (done.clone()?, None),
                 Fetch::Opening => unreachable!("waited for it to open"),
             }
@@ -296,6 +303,13 @@ struct Source<'a> {
 }
 
 impl ByteSource for Source<'_> {
+    fn whole(&mut self) {
+        self.tx.send_replace(Fetch::Verified {
+            size: self.size,
+            from: None,
+        });
+    }
+
     async fn next_chunk(&mut self) -> Option<Result<Bytes, String>> {
         if matches!(*self.tx.borrow(), Fetch::Opening) {
             self.tx.send_replace(Fetch::Streaming {
@@ -329,7 +343,8 @@ impl ByteSource for Source<'_> {
     }
 }
 
-/// The first `len` bytes of `tail`, the last of them only once `fetch` ends verified.
+/// The first `len` bytes of `tail`, the last of them only once the fetch has verified
+/// the blob's digest.
 fn gated(tail: ByteStream, len: u64, fetch: watch::Receiver<Fetch>) -> ByteStream {
     futures_util::stream::try_unfold(
         (tail, 0u64, fetch),
@@ -346,7 +361,7 @@ fn gated(tail: ByteStream, len: u64, fetch: watch::Receiver<Fetch>) -> ByteStrea
             if sent + chunk.len() as u64 >= len {
                 chunk.truncate((len - sent) as usize);
                 let done = fetch
-                    .wait_for(|f| matches!(f, Fetch::Done(_)))
+                    .wait_for(|f| matches!(f, Fetch::Verified { .. } | Fetch::Done(_)))
                     .await
                     .map_err(|_| std::io::Error::other("the upstream fetch was dropped"))?
                     .clone();

@@ -21,6 +21,8 @@ use tokio::sync::watch;
 pub enum FillUpdate {
     /// Its bytes flow: the blob's size.
     Started(u64),
+    /// Every byte has come and matches the digest; it is being made durable.
+    Verified(u64),
     /// It ended: verified and recorded (its size), or failed.
     Done(Result<u64, PullError>),
 }
@@ -57,9 +59,24 @@ impl FillWatch {
             .await
             .map_err(|_| PullError::Unavailable("the fill was dropped".into()))?;
         match &*f {
-            Fetch::Streaming { size, .. } => Ok(*size),
+            Fetch::Streaming { size, .. } | Fetch::Verified { size, .. } => Ok(*size),
             Fetch::Done(r) => r.clone(),
             Fetch::Opening => unreachable!("waited for it to open"),
+        }
+    }
+
+    /// Waits until every byte has come and matches the digest (or the fill ended);
+    /// returns its size.
+    pub async fn verified(&mut self) -> Result<u64, PullError> {
+        let f = self
+            .0
+            .wait_for(|f| matches!(f, Fetch::Verified { .. } | Fetch::Done(_)))
+            .await
+            .map_err(|_| PullError::Unavailable("the fill was dropped".into()))?;
+        match &*f {
+            Fetch::Verified { size, .. } => Ok(*size),
+            Fetch::Done(r) => r.clone(),
+            _ => unreachable!("waited for the check"),
         }
     }
 
@@ -126,6 +143,12 @@ impl Puller {
             match updates.next().await {
                 Some(Ok(FillUpdate::Started(size))) => {
                     tx.send_replace(Fetch::Streaming {
+                        size,
+                        from: Some(leader),
+                    });
+                }
+                Some(Ok(FillUpdate::Verified(size))) => {
+                    tx.send_replace(Fetch::Verified {
                         size,
                         from: Some(leader),
                     });

@@ -208,21 +208,26 @@ impl Store {
             hasher.update(&chunk);
             file.write(chunk).await?;
         }
-        drop(file.sync().await?);
         let received = hasher.len() - before.len();
         let held = hasher.len();
-        if let Some(e) = broken {
-            live.set_hasher(hasher);
-            tracing::info!(digest = %d, held, size, "blob stream broke: {e}");
-            return Ok((received, Received::Partial(held)));
-        }
-        if held < size {
+        if broken.is_some() || held < size {
+            // What arrived is kept, durably, for the next stream to resume after.
+            drop(file.sync().await?);
+            if let Some(e) = broken {
+                tracing::info!(digest = %d, held, size, "blob stream broke: {e}");
+            }
             live.set_hasher(hasher);
             return Ok((received, Received::Partial(held)));
         }
         let actual = hasher.finish();
         live.forget_hasher();
         self.inner.uploads.forget(&id);
+        if actual == *d {
+            // Readers of the growing file may have its last bytes now; the site makes it
+            // durable meanwhile.
+            source.whole();
+        }
+        drop(file.sync().await?);
         if actual != *d {
             tokio::fs::remove_file(&path).await?;
             return Err(StoreError::DigestMismatch {

@@ -19,6 +19,10 @@ use tokio::io::AsyncWriteExt;
 pub trait ByteSource: Send {
     /// The next chunk; `None` at the end; `Err` if the body was cut off.
     fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, String>>> + Send;
+
+    /// Called by [`crate::Store::receive_blob`] once every byte has come and matches the
+    /// blob's digest, before the blob is made durable and recorded.
+    fn whole(&mut self) {}
 }
 
 /// In-memory state of the sessions this process has touched.

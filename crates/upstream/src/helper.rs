@@ -54,10 +54,9 @@ pub async fn get(name: &str, registry: &str) -> Result<Option<Credentials>, Erro
         .spawn()
         .map_err(|e| failed(format!("cannot run it: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(server_of(registry).as_bytes())
-            .await
-            .map_err(|e| failed(format!("cannot write to it: {e}")))?;
+        // A helper that exits without reading (it failed) closes the pipe: its exit
+        // status and message say why, not the write.
+        let _ = stdin.write_all(server_of(registry).as_bytes()).await;
     }
     let out = tokio::time::timeout(HELPER_TIMEOUT, child.wait_with_output())
         .await
