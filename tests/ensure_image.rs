@@ -5,22 +5,14 @@
 
 mod kit;
 
-use kit::grpc;
+use kit::grpc::{self, rt};
 use kit::oci;
 use kit::tools::require;
 use kit::upstream::ReferenceRegistry;
 use kit::{request, Node, NodeOptions};
-use site_api::pb::{self, event::Kind};
+use site_api::pb;
 use tonic::Code;
 use tonic_types::StatusExt;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A node whose `[pull]` reaches `upstream` over plain HTTP, with `policy` by default.
 fn node_for(upstream: std::net::SocketAddr, policy: &str) -> Node {
@@ -38,24 +30,6 @@ fn ensure_request(image: &str, policy: &str, platform: &str) -> pb::EnsureImageR
         image: image.into(),
         policy: policy.into(),
         platform: platform.into(),
-    }
-}
-
-/// The next event of the stream that `pick` accepts (bounded wait).
-async fn next_event<T>(
-    events: &mut tonic::Streaming<pb::Event>,
-    mut pick: impl FnMut(Kind) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let ev = tokio::time::timeout_at(deadline, events.message())
-            .await
-            .expect("the awaited event in time")
-            .unwrap()
-            .expect("the event stream ended");
-        if let Some(t) = ev.kind.and_then(&mut pick) {
-            return t;
-        }
     }
 }
 
@@ -99,29 +73,17 @@ fn an_image_is_downloaded_once_then_reported_cached_with_its_events() {
             (r.digest.as_str(), r.size, r.source.as_str()),
             (image.digest.as_str(), bytes, "DOWNLOADED")
         );
-        let started = next_event(&mut events, |k| match k {
-            Kind::ImagePullStarted(s) => Some(s),
-            _ => None,
-        })
-        .await;
+        let started = next_event!(&mut events, ImagePullStarted);
         assert_eq!(
             (started.image.as_str(), started.node_id),
             ("team/app:v1", 1)
         );
-        let cached = next_event(&mut events, |k| match k {
-            Kind::ImageCached(c) => Some(c),
-            _ => None,
-        })
-        .await;
+        let cached = next_event!(&mut events, ImageCached);
         assert_eq!(
             (cached.digest.as_str(), cached.bytes),
             (image.digest.as_str(), bytes)
         );
-        let done = next_event(&mut events, |k| match k {
-            Kind::ImagePullCompleted(d) => Some(d),
-            _ => None,
-        })
-        .await;
+        let done = next_event!(&mut events, ImagePullCompleted);
         assert_eq!(
             (done.digest.as_str(), done.source.as_str(), done.bytes),
             (image.digest.as_str(), "DOWNLOADED", bytes)
@@ -141,11 +103,7 @@ fn an_image_is_downloaded_once_then_reported_cached_with_its_events() {
                 (r.digest.as_str(), r.source.as_str()),
                 (image.digest.as_str(), "CACHED")
             );
-            let done = next_event(&mut events, |k| match k {
-                Kind::ImagePullCompleted(d) => Some(d),
-                _ => None,
-            })
-            .await;
+            let done = next_event!(&mut events, ImagePullCompleted);
             assert_eq!(done.source, "CACHED");
         }
     });
@@ -222,11 +180,7 @@ fn each_failure_has_its_reason_status_and_event() {
         ] {
             fails(bad, Code::InvalidArgument, "INVALID").await;
         }
-        let failed = next_event(&mut events, |k| match k {
-            Kind::ImagePullFailed(f) => Some(f),
-            _ => None,
-        })
-        .await;
+        let failed = next_event!(&mut events, ImagePullFailed);
         assert_eq!(
             (failed.image.as_str(), failed.reason.as_str()),
             ("team/none:v1", "NOT_FOUND")
@@ -412,26 +366,14 @@ fn a_pull_over_http_that_fetches_raises_the_same_events() {
         .unwrap();
         assert_eq!(r.status, 200);
         let repo = format!("{}/team/app", registry.addr);
-        let started = next_event(&mut events, |k| match k {
-            Kind::ImagePullStarted(s) => Some(s),
-            _ => None,
-        })
-        .await;
+        let started = next_event!(&mut events, ImagePullStarted);
         assert_eq!(started.image, format!("{repo}:v1"));
-        let cached = next_event(&mut events, |k| match k {
-            Kind::ImageCached(c) => Some(c),
-            _ => None,
-        })
-        .await;
+        let cached = next_event!(&mut events, ImageCached);
         assert_eq!(
             (cached.repository.as_str(), cached.digest.as_str()),
             (repo.as_str(), image.digest.as_str())
         );
-        let done = next_event(&mut events, |k| match k {
-            Kind::ImagePullCompleted(d) => Some(d),
-            _ => None,
-        })
-        .await;
+        let done = next_event!(&mut events, ImagePullCompleted);
         assert_eq!(
             (done.digest.as_str(), done.source.as_str()),
             (image.digest.as_str(), "DOWNLOADED")
@@ -443,14 +385,87 @@ fn a_pull_over_http_that_fetches_raises_the_same_events() {
         .await
         .unwrap();
         assert_eq!(r.status, 404);
-        let failed = next_event(&mut events, |k| match k {
-            Kind::ImagePullFailed(f) => Some(f),
-            _ => None,
-        })
-        .await;
+        let failed = next_event!(&mut events, ImagePullFailed);
         assert_eq!(
             (failed.image, failed.reason.as_str()),
             (format!("{}/team/none:v1", registry.addr), "NOT_FOUND")
         );
     });
+}
+
+#[test]
+fn an_image_that_cannot_fit_is_out_of_space_and_nothing_live_is_evicted() {
+    let Some(binary) = require("docker-registry") else {
+        return;
+    };
+    let Some(disk) = kit::tools::Tmpfs::mount(48 << 20) else {
+        return;
+    };
+    let registry = ReferenceRegistry::start(&binary);
+    let small = oci::image(27, &[1 << 20], "amd64");
+    let big = oci::image(28, &[64 << 20], "amd64");
+    oci::push_image_as(registry.addr, "team/small", "v1", &small);
+    oci::push_image_as(registry.addr, "team/big", "v1", &big);
+    let node = Node::start(NodeOptions {
+        default_upstream: Some(registry.addr.to_string()),
+        dir_in: Some(disk.dir.path().to_owned()),
+        extra: Some(format!(
+            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{}\"]\n",
+            registry.addr
+        )),
+        ..NodeOptions::default()
+    });
+    rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        let r = c
+            .ensure_image(ensure_request("team/small:v1", "", ""))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.source, "DOWNLOADED");
+        c.pin(pb::PinRequest {
+            image: format!("{}/team/small@{}", registry.addr, small.digest),
+        })
+        .await
+        .unwrap();
+        let mut events = c
+            .watch_events(pb::WatchEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let e = c
+            .ensure_image(ensure_request("team/big:v1", "", ""))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (Code::ResourceExhausted, "OUT_OF_SPACE")
+        );
+        let failed = next_event!(&mut events, ImagePullFailed);
+        assert_eq!(failed.reason, "OUT_OF_SPACE");
+    });
+    // Over HTTP: the blob is refused before its first byte.
+    let layer = &big.layers[0];
+    let r = request(
+        node.addr,
+        "GET",
+        &format!("/v2/team/big/blobs/{}", layer.digest),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("out of space"));
+    // The pinned image is whole; the node goes on.
+    for b in small.blobs() {
+        let r = request(
+            node.addr,
+            "GET",
+            &format!("/v2/team/small/blobs/{}", b.digest),
+            &[],
+            b"",
+        );
+        assert_eq!((r.status, kit::digest(&r.body)), (200, b.digest.clone()));
+    }
+    assert!(!node.blob_files().iter().any(|(d, _)| *d == layer.digest));
+    assert_eq!(request(node.addr, "GET", "/readyz", &[], b"").status, 200);
 }

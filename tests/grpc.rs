@@ -5,19 +5,11 @@
 
 mod kit;
 
-use kit::grpc::{self, Client};
+use kit::grpc::{self, rt, Client};
 use kit::oci::{self, OCI_MANIFEST};
 use kit::{digest, request, Node, NodeOptions};
 use site_api::pb;
 use tonic::Code;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Everything the tower can observe of the site, plus the files on disk.
 async fn snapshot(c: &mut Client, node: &Node) -> String {

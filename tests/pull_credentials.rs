@@ -92,14 +92,7 @@ fn a_rotated_auth_file_is_used_from_the_next_pull_and_the_old_password_is_no_lon
         )
     });
     // Mid-pull: some of the layer has come, not all of it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while proxy.received() < 4 << 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pull never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    proxy.wait_received(4 << 20);
     assert!(
         proxy.received() < 32 << 20,
         "the pull was over before the rotation"

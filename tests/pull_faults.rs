@@ -5,21 +5,13 @@
 
 mod kit;
 
-use kit::grpc;
+use kit::grpc::{self, rt};
 use kit::oci::{self, Image, OCI_MANIFEST};
 use kit::standin::{Reply, StandIn};
 use kit::{request, Node, NodeOptions};
 use site_api::pb;
 use tonic::Code;
 use tonic_types::StatusExt;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn node_for(upstream: &StandIn, extra_registry: &str) -> Node {
     Node::start(NodeOptions {
@@ -216,4 +208,23 @@ fn a_blob_body_that_never_ends_is_cut_at_its_size() {
     assert_eq!((code, reason.as_str()), (Code::InvalidArgument, "INVALID"));
     assert!(!node.blob_files().iter().any(|(d, _)| *d == layer.digest));
     assert_eq!(request(node.addr, "GET", "/healthz", &[], b"").status, 200);
+}
+
+#[test]
+fn a_manifest_body_that_never_ends_is_cut_at_the_limit() {
+    let upstream = StandIn::start(|_, path| {
+        if path == "/v2/" {
+            return Reply::Full(200, vec![], b"{}".to_vec());
+        }
+        Reply::Endless(vec![("Content-Type", OCI_MANIFEST.into())])
+    });
+    let node = node_for(&upstream, "");
+    let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("over the limit"));
+    assert_eq!(
+        ensure_fails(&node, "team/app:v1"),
+        (Code::InvalidArgument, "INVALID".into())
+    );
+    nothing_stored(&node);
 }

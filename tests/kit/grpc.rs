@@ -114,3 +114,42 @@ pub async fn run_gc(c: &mut Client, dry_run: bool) -> pb::GcReport {
 pub async fn status(c: &mut Client) -> pb::StatusResponse {
     c.status(pb::StatusRequest {}).await.unwrap().into_inner()
 }
+
+/// A runtime for the gRPC calls of a test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The next event of `events` that `pick` accepts (bounded wait, 20 s).
+pub async fn next_event<T>(
+    events: &mut tonic::Streaming<pb::Event>,
+    mut pick: impl FnMut(pb::event::Kind) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.message())
+            .await
+            .expect("the awaited event in time")
+            .unwrap()
+            .expect("the event stream ended");
+        if let Some(t) = ev.kind.and_then(&mut pick) {
+            return t;
+        }
+    }
+}
+
+/// The next event of `$events` of kind `$kind` (`ImagePullStarted`, ...), its message.
+#[macro_export]
+macro_rules! next_event {
+    ($events:expr, $kind:ident) => {
+        $crate::kit::grpc::next_event($events, |k| match k {
+            site_api::pb::event::Kind::$kind(x) => Some(x),
+            _ => None,
+        })
+        .await
+    };
+}

@@ -49,24 +49,37 @@ impl CuttingProxy {
 }
 
 /// Copies `from` to `to` on a thread; with a budget, cuts both once it is spent.
-fn pipe(mut from: TcpStream, mut to: TcpStream, budget: Option<(Arc<AtomicU64>, u64)>) {
+fn pipe(from: TcpStream, to: TcpStream, budget: Option<(Arc<AtomicU64>, u64)>) {
+    forward(from, to, move |bytes| match &budget {
+        Some((sent, limit)) => {
+            let n = bytes.len() as u64;
+            let before = sent.fetch_add(n, Ordering::SeqCst);
+            if before + n >= *limit {
+                (limit.saturating_sub(before) as usize, false)
+            } else {
+                (bytes.len(), true)
+            }
+        }
+        None => (bytes.len(), true),
+    });
+}
+
+/// Copies `from` to `to` on a thread. `seen` is shown each read and says how many of its
+/// bytes go on, and whether the copy goes on after them; at the end both are shut.
+fn forward(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    mut seen: impl FnMut(&[u8]) -> (usize, bool) + Send + 'static,
+) {
     std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = [0u8; 64 * 1024];
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let mut n = n;
-            if let Some((sent, limit)) = &budget {
-                let before = sent.fetch_add(n as u64, Ordering::SeqCst);
-                if before + n as u64 >= *limit {
-                    n = limit.saturating_sub(before) as usize;
-                    let _ = to.write_all(&buf[..n]);
-                    break;
-                }
-            }
-            if to.write_all(&buf[..n]).is_err() {
+            let (pass, more) = seen(&buf[..n]);
+            if to.write_all(&buf[..pass]).is_err() || !more {
                 break;
             }
         }
@@ -144,28 +157,29 @@ impl CountingProxy {
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::SeqCst)
     }
+
+    /// Waits (bounded, 20 s) until the server has sent at least `bytes`.
+    pub fn wait_received(&self, bytes: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.received() < bytes {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {bytes} bytes came through the proxy within 20 s",
+                self.received()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// Copies `from` to `to` on a thread, keeping a copy of the bytes.
-fn recorded(mut from: TcpStream, mut to: TcpStream, copy: Arc<std::sync::Mutex<Vec<u8>>>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            copy.lock().unwrap().extend_from_slice(&buf[..n]);
-            if to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = from.shutdown(Shutdown::Both);
-        let _ = to.shutdown(Shutdown::Both);
+fn recorded(from: TcpStream, to: TcpStream, copy: Arc<std::sync::Mutex<Vec<u8>>>) {
+    forward(from, to, move |bytes| {
+        copy.lock().unwrap().extend_from_slice(bytes);
+        (bytes.len(), true)
     });
 }
 
-/// Copies `from` to `to` on a thread, counting the bytes.
 /// A link of `rate` bytes per second that connections share: each read waits its turn.
 struct Link {
     rate: u64,
@@ -192,24 +206,14 @@ impl Link {
     }
 }
 
-fn counted(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>, link: Option<Arc<Link>>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 64 * 1024];
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if let Some(link) = &link {
-                link.pass(n);
-            }
-            count.fetch_add(n as u64, Ordering::SeqCst);
-            if to.write_all(&buf[..n]).is_err() {
-                break;
-            }
+/// Copies `from` to `to` on a thread, counting the bytes (through `link`, if any).
+fn counted(from: TcpStream, to: TcpStream, count: Arc<AtomicU64>, link: Option<Arc<Link>>) {
+    forward(from, to, move |bytes| {
+        if let Some(link) = &link {
+            link.pass(bytes.len());
         }
-        let _ = from.shutdown(Shutdown::Both);
-        let _ = to.shutdown(Shutdown::Both);
+        count.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+        (bytes.len(), true)
     });
 }
 

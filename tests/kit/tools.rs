@@ -75,3 +75,54 @@ pub fn timed_deliver(sites: &[std::net::SocketAddr], upstream: &str, image: &str
     ok(out);
     secs
 }
+
+/// A tmpfs of `bytes` mounted on a new directory, unmounted when dropped: a small disk
+/// that fills up for real. `None` (skip) where mounting is not allowed, outside CI.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(bytes: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = as_root("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("cannot mount a tmpfs under CI=true (run as root): {why}");
+                }
+                eprintln!("skipping: cannot mount a tmpfs (run as root): {why}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = as_root("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// `program` as root: itself when the tests run as root, else through `sudo -n`.
+fn as_root(program: &str) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", program]);
+        c
+    }
+}

@@ -41,6 +41,24 @@ impl ReferenceRegistry {
         )
     }
 
+    /// Starts it over HTTPS with this certificate and key (PEM).
+    pub fn start_tls(
+        binary: &std::path::Path,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> ReferenceRegistry {
+        ReferenceRegistry::start_config(
+            binary,
+            &[],
+            // Continues the `http:` block the configuration ends with.
+            &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+    }
+
     fn start_with(binary: &std::path::Path, users: &[&str]) -> ReferenceRegistry {
         ReferenceRegistry::start_config(binary, users, "")
     }

@@ -403,6 +403,16 @@ impl site_server::Site for SiteService {
         r.commit_index = raft.commit;
         r.applied_index = raft.applied;
         r.blobs_missing = self.store.blobs_missing() as u64;
+        r.upstreams_backed_off = self
+            .puller
+            .backed_off()
+            .into_iter()
+            .map(|(host, reason, left)| pb::UpstreamBackoff {
+                host,
+                reason,
+                seconds_left: left.as_secs().max(1),
+            })
+            .collect();
         let nodes = self.store.site_nodes().await;
         let commit = nodes.iter().map(|n| n.report.commit).max().unwrap_or(0);
         r.nodes = nodes

@@ -115,6 +115,8 @@ impl ApiError {
                     .with_header(header::RETRY_AFTER, &retry(60, retry_after)),
                 U::Unreachable(_) | U::Other(_) => ApiError::new(ErrorCode::Unavailable, message)
                     .with_header(header::RETRY_AFTER, &retry(5, retry_after)),
+                U::Invalid(_) => ApiError::new(ErrorCode::Unavailable, message)
+                    .with_status(StatusCode::BAD_GATEWAY),
             },
             PullError::OutOfSpace(_) => ApiError::new(ErrorCode::Unavailable, message)
                 .with_status(StatusCode::INSUFFICIENT_STORAGE),

@@ -259,6 +259,11 @@ impl Puller {
                     "blob {d} of {size} bytes is larger than the limit of {max} bytes"
                 )));
             }
+            if offset == 0 {
+                // Before the first byte, so a client is told at once (507), and nothing
+                // live is ever evicted for it.
+                self.inner.node.room.make_room(size).await?;
+            }
             let mut source = Source {
                 stream,
                 skip,

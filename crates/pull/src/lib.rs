@@ -106,8 +106,9 @@ impl Puller {
         self.inner.store.publish(event);
     }
 
-    /// Upstreams not asked now because they failed to answer, with why.
-    pub fn backed_off(&self) -> Vec<(String, String)> {
+    /// Upstreams not asked now because they failed to answer: the host, why, and for how
+    /// long still.
+    pub fn backed_off(&self) -> Vec<(String, String, std::time::Duration)> {
         self.inner.upstreams.backed_off_all()
     }
 

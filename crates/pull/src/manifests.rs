@@ -187,15 +187,13 @@ impl Puller {
     ) -> Result<Fetched, PullError> {
         let session = self.inner.upstreams.session(repo).await?;
         let reference = session.reference(repo, tag, digest);
-        let (body, d) =
-            session.outcome(session.upstream.manifest(&reference, &session.auth).await)?;
         let max = self.inner.store.config().max_manifest_bytes;
-        if body.len() as u64 > max {
-            return Err(PullError::Invalid(format!(
-                "the upstream's manifest {d} is {} bytes, over the limit of {max}",
-                body.len()
-            )));
-        }
+        let (body, d) = session.outcome(
+            session
+                .upstream
+                .manifest_bounded(&reference, &session.auth, max)
+                .await,
+        )?;
         let manifest = Manifest::parse(&body, None)
             .map_err(|e| PullError::Invalid(format!("the upstream's manifest {d}: {e}")))?;
         tracing::info!(%repo, tag = tag.unwrap_or(""), digest = %d, media_type = %manifest.media_type, "manifest fetched from upstream");

@@ -133,16 +133,19 @@ impl Upstreams {
             .cloned()
     }
 
-    /// Upstreams backed off now, with why, for status reports.
-    pub(crate) fn backed_off_all(&self) -> Vec<(String, String)> {
+    /// Upstreams backed off now: the host, why, and for how long still.
+    pub(crate) fn backed_off_all(&self) -> Vec<(String, String, Duration)> {
         let now = Instant::now();
-        self.down
+        let mut out: Vec<_> = self
+            .down
             .lock()
             .expect("down")
             .iter()
             .filter(|(_, d)| d.until > now)
-            .map(|(h, d)| (h.clone(), d.why.clone()))
-            .collect()
+            .map(|(h, d)| (h.clone(), d.why.clone(), d.until - now))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Notes how a request to `contact` ended: a failure to answer backs it off (longer

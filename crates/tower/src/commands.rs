@@ -160,6 +160,12 @@ pub async fn status(site: &Client) -> Result<(), Error> {
     lines.push(format!("commit_index: {}", s.commit_index));
     lines.push(format!("applied_index: {}", s.applied_index));
     lines.push(format!("blobs_missing: {}", s.blobs_missing));
+    for u in &s.upstreams_backed_off {
+        lines.push(format!(
+            "upstream {}: not asked for {} s ({})",
+            u.host, u.seconds_left, u.reason
+        ));
+    }
     for n in &s.nodes {
         let role = if n.leader { "leader" } else { "follower" };
         lines.push(if n.reachable {

@@ -110,6 +110,7 @@ impl From<site_upstream::UpstreamError> for Error {
             U::AuthFailed(m) => Error::UpstreamAuth(m),
             U::Unreachable(m) => Error::UpstreamUnreachable(m),
             U::RateLimited(m) => Error::RateLimited(m),
+            U::Invalid(m) => Error::Other(format!("the upstream sent invalid content: {m}")),
             U::Other(m) => Error::Other(m),
         }
     }

@@ -25,7 +25,11 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 /// The upstream registries of one command (towerctl) or one set of credentials (a node).
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client,
+    pub(crate) client: Client,
+    /// For the reads oci-client does not bound (`manifest.rs`).
+    pub(crate) http: reqwest::Client,
+    /// Hosts spoken to in plain HTTP.
+    pub(crate) plain: Vec<String>,
 }
 
 /// How an [`Upstream`] client talks to registries.
@@ -120,18 +124,31 @@ impl Upstream {
         if hosts.iter().any(|h| h == "docker.io") {
             hosts.push("index.docker.io".to_owned());
         }
-        let extra_root_certificates = split_pem(&settings.ca_pem)
-            .into_iter()
+        let pems = split_pem(&settings.ca_pem);
+        let extra_root_certificates = pems
+            .iter()
             .map(|data| Certificate {
                 encoding: CertificateEncoding::Pem,
-                data,
+                data: data.clone(),
             })
             .collect();
+        let roots = pems
+            .iter()
+            .map(|p| reqwest::Certificate::from_pem(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Other(format!("CA certificates: {e}")))?;
+        let http = reqwest::Client::builder()
+            .tls_certs_merge(roots)
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
+            .user_agent(settings.user_agent)
+            .build()
+            .map_err(|e| Error::Other(format!("cannot set up the upstream client: {e}")))?;
         let config = ClientConfig {
             protocol: if hosts.is_empty() {
                 ClientProtocol::Https
             } else {
-                ClientProtocol::HttpsExcept(hosts)
+                ClientProtocol::HttpsExcept(hosts.clone())
             },
             platform_resolver: None,
             connect_timeout: Some(settings.connect_timeout),
@@ -142,7 +159,11 @@ impl Upstream {
         };
         let client = Client::try_from(config)
             .map_err(|e| Error::Other(format!("cannot set up the upstream client: {e}")))?;
-        Ok(Upstream { client })
+        Ok(Upstream {
+            client,
+            http,
+            plain: hosts,
+        })
     }
 
     /// The digest the upstream gives for `image` (a tag), by a HEAD request.
@@ -157,7 +178,7 @@ impl Upstream {
             .await
             .map_err(|e| classify(&e, &image.whole()))?;
         Digest::parse(&reported).map_err(|e| {
-            Error::Other(format!(
+            Error::Invalid(format!(
                 "{}: the registry reports a digest that is not one: {e}",
                 image.whole()
             ))
@@ -178,14 +199,14 @@ impl Upstream {
             .map_err(|e| classify(&e, &image.whole()))?;
         let digest = Digest::of(&body);
         if reported != digest.as_str() {
-            return Err(Error::Other(format!(
+            return Err(Error::Invalid(format!(
                 "{}: the registry reports digest {reported} for a manifest whose sha256 is {digest}",
                 image.whole()
             )));
         }
         if let Some(pinned) = image.digest() {
             if pinned != digest.as_str() {
-                return Err(Error::Other(format!(
+                return Err(Error::Invalid(format!(
                     "{}: the registry sent a manifest of digest {digest}",
                     image.whole()
                 )));
@@ -337,7 +358,7 @@ pub fn is_digest_error(e: &std::io::Error) -> bool {
 pub fn classify_io(e: &std::io::Error, what: &str) -> Error {
     let digest_error = e.get_ref().and_then(|i| i.downcast_ref::<DigestError>());
     match digest_error {
-        Some(d) => Error::Other(format!("{what}: the upstream sent bad bytes: {d}")),
+        Some(d) => Error::Invalid(format!("{what}: the upstream sent bad bytes: {d}")),
         None => Error::Unreachable(format!("{what}: {}", chain(e))),
     }
 }
@@ -420,7 +441,7 @@ mod tests {
             expected: "sha256:a".into(),
             actual: "sha256:b".into(),
         });
-        assert!(matches!(classify_io(&bad, "b"), Error::Other(_)));
+        assert!(matches!(classify_io(&bad, "b"), Error::Invalid(_)));
         assert!(!is_transient(&classify_io(&bad, "b")));
     }
 

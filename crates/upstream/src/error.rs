@@ -16,6 +16,10 @@ pub enum UpstreamError {
     /// The upstream rate-limited the pulls.
     #[error("upstream rate limited: {0}")]
     RateLimited(String),
+    /// The upstream sent what is refused: bytes not matching their digest, a manifest
+    /// over the size limit.
+    #[error("the upstream sent invalid content: {0}")]
+    Invalid(String),
     /// Anything else: bad bytes, a protocol violation, an unreadable auth file.
     #[error("{0}")]
     Other(String),
@@ -23,13 +27,14 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// The reason of the taxonomy (`NOT_FOUND`, `AUTH_FAILED`, `UNREACHABLE`,
-    /// `RATE_LIMITED`); anything else is `UNREACHABLE` too: the upstream did not give what
-    /// was asked.
+    /// `RATE_LIMITED`, `INVALID`); anything else is `UNREACHABLE` too: the upstream did not
+    /// give what was asked.
     pub fn reason(&self) -> &'static str {
         match self {
             UpstreamError::NotFound(_) => "NOT_FOUND",
             UpstreamError::AuthFailed(_) => "AUTH_FAILED",
             UpstreamError::RateLimited(_) => "RATE_LIMITED",
+            UpstreamError::Invalid(_) => "INVALID",
             UpstreamError::Unreachable(_) | UpstreamError::Other(_) => "UNREACHABLE",
         }
     }
@@ -41,6 +46,7 @@ impl UpstreamError {
             | UpstreamError::AuthFailed(m)
             | UpstreamError::Unreachable(m)
             | UpstreamError::RateLimited(m)
+            | UpstreamError::Invalid(m)
             | UpstreamError::Other(m) => m,
         }
     }

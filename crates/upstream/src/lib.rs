@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 mod helper;
+mod manifest;
 
 pub use auth::{Credentials, DockerConfig};
 pub use client::{reference, registry_auth, Settings, Upstream};
