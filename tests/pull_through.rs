@@ -399,3 +399,65 @@ fn an_https_upstream_is_trusted_through_ca_file_and_refused_without_it() {
     let trusting = start(Some(&certs.ca));
     pull_whole(&trusting, "team/app:v1", &image);
 }
+
+#[test]
+fn containerd_pulls_through_a_site_mirroring_docker_hub_and_again_with_the_link_down() {
+    let Some((registry, proxy)) = upstream() else {
+        return;
+    };
+    let image = oci::image(19, &[300 * 1024, 2 << 20], "amd64");
+    oci::push_image_as(registry.addr, "library/app", "v1", &image);
+    // The site mirrors Docker Hub through the upstream; runtimes name docker.io.
+    let nodes = cluster_with(3, |_| {
+        NodeOptions {
+        extra: Some(format!(
+            "[pull]\npolicy = \"IfNotPresent\"\n[[pull.registry]]\nhost = \"docker.io\"\nendpoint = \"http://{}\"\n",
+            proxy.addr
+        )),
+        ..NodeOptions::default()
+    }
+    });
+    kit::node::leader(&nodes.iter().collect::<Vec<_>>());
+    let pull = |node: &Node, reference: &str| {
+        let runtime = kit::containerd::Containerd::start()?;
+        let hosts = runtime.hosts_dir(
+            "docker.io",
+            "https://registry-1.docker.io",
+            &node.addr.to_string(),
+        );
+        let out = runtime.ctr(&[
+            "images",
+            "pull",
+            "--hosts-dir",
+            &hosts.display().to_string(),
+            reference,
+        ]);
+        assert!(
+            out.status.success(),
+            "ctr pull {reference} from {}: {}\n{}",
+            node.addr,
+            String::from_utf8_lossy(&out.stderr),
+            runtime.log()
+        );
+        let list = runtime.ctr(&["images", "ls"]);
+        Some(String::from_utf8_lossy(&list.stdout).into_owned())
+    };
+    let Some(listed) = pull(&nodes[0], "docker.io/library/app:v1") else {
+        return;
+    };
+    assert!(listed.contains(&image.digest), "{listed}");
+    for n in &nodes[1..] {
+        served(
+            n,
+            &format!("/v2/library/app/manifests/{}?ns=docker.io", image.digest),
+        );
+    }
+    drop(registry);
+    for n in &nodes[1..] {
+        let listed = pull(n, "docker.io/library/app:v1").unwrap();
+        assert!(listed.contains(&image.digest), "{listed}");
+        let by_digest = format!("docker.io/library/app@{}", image.digest);
+        let listed = pull(n, &by_digest).unwrap();
+        assert!(listed.contains(&image.digest), "{listed}");
+    }
+}
