@@ -261,6 +261,19 @@ impl SiteHandle {
         self.cluster_addr
     }
 
+    /// Makes `image` present as `EnsureImage` does (`proto/site.proto`): under `policy`
+    /// (`Always`, `IfNotPresent`, `Never`; the node's for the registry when `None`), an
+    /// index with its `platform` child (`os/arch[/variant]`; the node's when `None`).
+    /// The error's [`site_pull::PullError::reason`] is the taxonomy's.
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        policy: Option<&str>,
+        platform: Option<&str>,
+    ) -> Result<site_pull::Ensured, site_pull::PullError> {
+        self.puller.ensure(image, policy, platform).await
+    }
+
     /// Stops accepting connections, lets requests in flight finish, and returns once the
     /// servers, the collector and the Raft driver have stopped.
     pub async fn shutdown(self) -> anyhow::Result<()> {
@@ -276,5 +289,28 @@ impl SiteHandle {
         }
         tracing::info!("registry stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_handle_ensures_images_as_the_api_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[node]\ndata_dir = \"{}\"\n[registry]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("data").display()
+        );
+        let site = Site::start(Config::parse(&text).unwrap()).await.unwrap();
+        let e = site
+            .ensure_image("team/app:v1", Some("Never"), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "NOT_PRESENT");
+        let e = site.ensure_image("../x", None, None).await.unwrap_err();
+        assert_eq!(e.reason(), "INVALID");
+        site.shutdown().await.unwrap();
     }
 }

@@ -105,7 +105,7 @@ fn a_rate_limited_upstream_is_429_with_retry_after_and_rate_limited() {
     let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
     assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.error_code(), "TOOMANYREQUESTS");
-    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.header("retry-after"), Some("120"), "the upstream's own");
     assert_eq!(
         ensure_fails(&node, "team/app:v1"),
         (Code::ResourceExhausted, "RATE_LIMITED".into())
@@ -227,4 +227,101 @@ fn a_manifest_body_that_never_ends_is_cut_at_the_limit() {
         (Code::InvalidArgument, "INVALID".into())
     );
     nothing_stored(&node);
+}
+
+#[test]
+fn a_registry_with_bearer_tokens_is_pulled_through_with_the_nodes_credentials() {
+    // A registry that hands out tokens as Docker Hub and GHCR do: a 401 challenge naming
+    // the token realm, a token for basic credentials, then Bearer on every request.
+    let image = oci::image(35, &[32 * 1024], "amd64");
+    let (manifest, digest) = (image.manifest.clone(), image.digest.clone());
+    let blobs: Vec<(String, Vec<u8>)> = image
+        .blobs()
+        .map(|b| (b.digest.clone(), b.data.clone()))
+        .collect();
+    let granted = kit::http::basic("robot", "token-pw");
+    let realm = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let realm2 = realm.clone();
+    let upstream = StandIn::start_with_headers(move |r| {
+        if r.path.starts_with("/token") {
+            return if r.header("authorization") == Some(granted.as_str()) {
+                Reply::Full(
+                    200,
+                    vec![],
+                    br#"{"token":"t0k3n","expires_in":300}"#.to_vec(),
+                )
+            } else {
+                Reply::Full(401, vec![], b"{}".to_vec())
+            };
+        }
+        if r.header("authorization") != Some("Bearer t0k3n") {
+            let challenge = format!(
+                r#"Bearer realm="http://{}/token",service="standin",scope="repository:team/app:pull""#,
+                realm2.get().unwrap()
+            );
+            return Reply::Full(
+                401,
+                vec![("WWW-Authenticate", challenge)],
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"token needed"}]}"#.to_vec(),
+            );
+        }
+        if r.path == "/v2/" {
+            return Reply::Full(200, vec![], b"{}".to_vec());
+        }
+        if r.path == "/v2/team/app/manifests/v1"
+            || r.path == format!("/v2/team/app/manifests/{digest}")
+        {
+            return Reply::Full(
+                200,
+                vec![
+                    ("Content-Type", OCI_MANIFEST.into()),
+                    ("Docker-Content-Digest", digest.clone()),
+                ],
+                manifest.clone(),
+            );
+        }
+        for (d, data) in &blobs {
+            if r.path == format!("/v2/team/app/blobs/{d}") {
+                return Reply::Full(200, vec![], data.clone());
+            }
+        }
+        Reply::Full(404, vec![], b"{}".to_vec())
+    });
+    realm.set(upstream.addr.to_string()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let auth_file = work.path().join("config.json");
+    let auth = kit::http::basic("robot", "token-pw");
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            upstream.addr,
+            auth.trim_start_matches("Basic ")
+        ),
+    )
+    .unwrap();
+    let node = Node::start(NodeOptions {
+        default_upstream: Some(upstream.addr.to_string()),
+        extra: Some(format!(
+            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{}\"]\nauth_file = \"{}\"\n",
+            upstream.addr,
+            auth_file.display()
+        )),
+        ..NodeOptions::default()
+    });
+    let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
+    assert_eq!(
+        (r.status, kit::digest(&r.body)),
+        (200, image.digest.clone())
+    );
+    for b in image.blobs() {
+        let r = request(
+            node.addr,
+            "GET",
+            &format!("/v2/team/app/blobs/{}", b.digest),
+            &[],
+            b"",
+        );
+        assert_eq!((r.status, kit::digest(&r.body)), (200, b.digest.clone()));
+    }
 }

@@ -16,6 +16,23 @@ pub enum Reply {
     Endless(Vec<(&'static str, String)>),
 }
 
+/// A request as the stand-in read it.
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 pub struct StandIn {
     pub addr: SocketAddr,
     requests: Arc<AtomicU64>,
@@ -25,6 +42,13 @@ pub struct StandIn {
 impl StandIn {
     /// Serves `answer(method, path)` to every request.
     pub fn start(answer: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> StandIn {
+        StandIn::start_with_headers(move |r| answer(&r.method, &r.path))
+    }
+
+    /// Serves `answer(request)` to every request.
+    pub fn start_with_headers(
+        answer: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -39,9 +63,9 @@ impl StandIn {
                         let (answer, requests) = (answer.clone(), requests2.clone());
                         std::thread::spawn(move || {
                             conn.set_nonblocking(false).unwrap();
-                            if let Some((method, path)) = read_request(&conn) {
+                            if let Some(request) = read_request(&conn) {
                                 requests.fetch_add(1, Ordering::SeqCst);
-                                write_reply(conn, answer(&method, &path));
+                                write_reply(conn, answer(&request));
                             }
                         });
                     }
@@ -68,19 +92,27 @@ impl Drop for StandIn {
     }
 }
 
-fn read_request(conn: &TcpStream) -> Option<(String, String)> {
+fn read_request(conn: &TcpStream) -> Option<Request> {
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let mut headers = Vec::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" {
             break;
         }
+        if let Some((k, v)) = header.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
     }
-    Some((method, path))
+    Some(Request {
+        method,
+        path,
+        headers,
+    })
 }
 
 fn write_reply(mut conn: TcpStream, reply: Reply) {

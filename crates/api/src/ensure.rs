@@ -89,7 +89,7 @@ mod tests {
                 "UNREACHABLE",
             ),
             (
-                upstream(UpstreamError::RateLimited("x".into())),
+                upstream(UpstreamError::rate_limited("x".into())),
                 Code::ResourceExhausted,
                 "RATE_LIMITED",
             ),

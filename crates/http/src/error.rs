@@ -111,7 +111,7 @@ impl ApiError {
             } => match error {
                 U::NotFound(_) => ApiError::new(not_found, message),
                 U::AuthFailed(_) => ApiError::new(ErrorCode::Denied, message),
-                U::RateLimited(_) => ApiError::new(ErrorCode::TooManyRequests, message)
+                U::RateLimited { .. } => ApiError::new(ErrorCode::TooManyRequests, message)
                     .with_header(header::RETRY_AFTER, &retry(60, retry_after)),
                 U::Unreachable(_) | U::Other(_) => ApiError::new(ErrorCode::Unavailable, message)
                     .with_header(header::RETRY_AFTER, &retry(5, retry_after)),

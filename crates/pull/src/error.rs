@@ -78,7 +78,10 @@ impl PullError {
         match reason {
             "NOT_FOUND" => upstream(UpstreamError::NotFound(detail)),
             "AUTH_FAILED" => upstream(UpstreamError::AuthFailed(detail)),
-            "RATE_LIMITED" => upstream(UpstreamError::RateLimited(detail)),
+            "RATE_LIMITED" => upstream(UpstreamError::RateLimited {
+                message: detail,
+                retry_after,
+            }),
             "UNREACHABLE" => upstream(UpstreamError::Unreachable(detail)),
             "NOT_PRESENT" => PullError::NotPresent(detail),
             "OUT_OF_SPACE" => PullError::OutOfSpace(detail),

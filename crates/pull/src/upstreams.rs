@@ -197,7 +197,9 @@ impl Session<'_> {
         result.map_err(|error| {
             let retry_after = match &error {
                 UpstreamError::Unreachable(_) => Some(FIRST_BACKOFF.as_secs()),
-                UpstreamError::RateLimited(_) => Some(MAX_BACKOFF.as_secs()),
+                UpstreamError::RateLimited { retry_after, .. } => {
+                    Some(retry_after.unwrap_or(MAX_BACKOFF.as_secs()))
+                }
                 _ => None,
             };
             PullError::Upstream {

@@ -109,7 +109,7 @@ impl From<site_upstream::UpstreamError> for Error {
             U::NotFound(m) => Error::ImageNotFound(m),
             U::AuthFailed(m) => Error::UpstreamAuth(m),
             U::Unreachable(m) => Error::UpstreamUnreachable(m),
-            U::RateLimited(m) => Error::RateLimited(m),
+            U::RateLimited { message, .. } => Error::RateLimited(message),
             U::Invalid(m) => Error::Other(format!("the upstream sent invalid content: {m}")),
             U::Other(m) => Error::Other(m),
         }

@@ -297,7 +297,7 @@ pub fn classify(err: &OciDistributionError, what: &str) -> Error {
             let message = format!("{what}: {}", one_line(&messages.join("; ")));
             let has = |c: &OciErrorCode| codes.contains(&c);
             if has(&OciErrorCode::Toomanyrequests) {
-                Error::RateLimited(message)
+                Error::rate_limited(message)
             } else if has(&OciErrorCode::Unauthorized) || has(&OciErrorCode::Denied) {
                 Error::AuthFailed(message)
             } else if has(&OciErrorCode::ManifestUnknown)
@@ -315,7 +315,7 @@ pub fn classify(err: &OciDistributionError, what: &str) -> Error {
             match code {
                 404 => Error::NotFound(message),
                 401 | 403 => Error::AuthFailed(message),
-                429 => Error::RateLimited(message),
+                429 => Error::rate_limited(message),
                 408 | 502 | 503 | 504 => Error::Unreachable(message),
                 _ => Error::Other(format!("upstream registry error: {message}")),
             }
@@ -328,7 +328,7 @@ pub fn classify(err: &OciDistributionError, what: &str) -> Error {
                 match e.status().map(|s| s.as_u16()) {
                     Some(404) => Error::NotFound(text()),
                     Some(401 | 403) => Error::AuthFailed(text()),
-                    Some(429) => Error::RateLimited(text()),
+                    Some(429) => Error::rate_limited(text()),
                     _ => Error::Other(format!("upstream: {}", text())),
                 }
             }

@@ -13,9 +13,15 @@ pub enum UpstreamError {
     /// The upstream could not be reached, timed out, or broke the connection.
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
-    /// The upstream rate-limited the pulls.
-    #[error("upstream rate limited: {0}")]
-    RateLimited(String),
+    /// The upstream rate-limited the pulls; `retry_after` is when it said to come back
+    /// (seconds), when it said so.
+    #[error("upstream rate limited: {message}")]
+    RateLimited {
+        /// What it said.
+        message: String,
+        /// Its `Retry-After`, in seconds.
+        retry_after: Option<u64>,
+    },
     /// The upstream sent what is refused: bytes not matching their digest, a manifest
     /// over the size limit.
     #[error("the upstream sent invalid content: {0}")]
@@ -26,6 +32,14 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// A rate limit that gave no time to wait.
+    pub fn rate_limited(message: String) -> UpstreamError {
+        UpstreamError::RateLimited {
+            message,
+            retry_after: None,
+        }
+    }
+
     /// The reason of the taxonomy (`NOT_FOUND`, `AUTH_FAILED`, `UNREACHABLE`,
     /// `RATE_LIMITED`, `INVALID`); anything else is `UNREACHABLE` too: the upstream did not
     /// give what was asked.
@@ -33,7 +47,7 @@ impl UpstreamError {
         match self {
             UpstreamError::NotFound(_) => "NOT_FOUND",
             UpstreamError::AuthFailed(_) => "AUTH_FAILED",
-            UpstreamError::RateLimited(_) => "RATE_LIMITED",
+            UpstreamError::RateLimited { .. } => "RATE_LIMITED",
             UpstreamError::Invalid(_) => "INVALID",
             UpstreamError::Unreachable(_) | UpstreamError::Other(_) => "UNREACHABLE",
         }
@@ -45,7 +59,7 @@ impl UpstreamError {
             UpstreamError::NotFound(m)
             | UpstreamError::AuthFailed(m)
             | UpstreamError::Unreachable(m)
-            | UpstreamError::RateLimited(m)
+            | UpstreamError::RateLimited { message: m, .. }
             | UpstreamError::Invalid(m)
             | UpstreamError::Other(m) => m,
         }

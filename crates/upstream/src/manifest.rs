@@ -55,6 +55,12 @@ impl Upstream {
             .await
             .map_err(|e| classify(&OciDistributionError::RequestError(e), &what))?;
         let status = response.status();
+        // A number of seconds (the form registries use; an HTTP date is not read).
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let reported = response
             .headers()
             .get("Docker-Content-Digest")
@@ -83,7 +89,13 @@ impl Upstream {
                     message,
                 },
             };
-            return Err(classify(&error, &what));
+            return Err(match classify(&error, &what) {
+                Error::RateLimited { message, .. } => Error::RateLimited {
+                    message,
+                    retry_after,
+                },
+                other => other,
+            });
         }
         let digest = Digest::of(&body);
         if let Some(r) = reported.filter(|r| r.starts_with("sha256:")) {
