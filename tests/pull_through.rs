@@ -131,6 +131,10 @@ fn always_follows_a_moved_tag_and_serves_the_held_image_when_the_upstream_is_gon
     let repo = format!("{}/team/app", proxy.addr);
     pull_whole(&node, "team/app:v1", &first);
     node.wait_log_line(&["image cached", &repo, &first.digest]);
+    // Held and asked by digest: served with no upstream request at all, even under Always.
+    let asked = proxy.requests().len();
+    pull_whole(&node, &format!("team/app@{}", first.digest), &first);
+    assert_eq!(proxy.requests().len(), asked, "the upstream was asked");
 
     // The tag moves at the upstream: the next pull by tag gets the new image.
     oci::push_image_as(registry.addr, "team/app", "v1", &second);
@@ -460,4 +464,87 @@ fn containerd_pulls_through_a_site_mirroring_docker_hub_and_again_with_the_link_
         let listed = pull(n, &by_digest).unwrap();
         assert!(listed.contains(&image.digest), "{listed}");
     }
+}
+
+#[test]
+fn a_cached_image_outlives_the_grace_period_and_goes_once_unpulled_for_the_cache_ttl() {
+    let Some(binary) = require("docker-registry") else {
+        return;
+    };
+    let registry = ReferenceRegistry::start(&binary);
+    let image = oci::image(20, &[50 * 1024], "amd64");
+    oci::push_image_as(registry.addr, "team/app", "v1", &image);
+    let node_with = |ttl: &str| {
+        Node::start(NodeOptions {
+            grace: Some("1s".into()),
+            cache_ttl: Some(ttl.into()),
+            ..pull_from_registry(registry.addr, "IfNotPresent")
+        })
+    };
+    let gc = |node: &Node| {
+        kit::grpc::rt().block_on(async {
+            kit::grpc::run_gc(&mut kit::grpc::connect(node.api).await, false).await
+        })
+    };
+    let manifest = format!("/v2/team/app/manifests/{}", image.digest);
+    // Cache kept an hour: a sweep past the grace period keeps it.
+    let keeping = node_with("1h");
+    pull_whole_after_fetch(&keeping, &image);
+    let cached_at = std::time::Instant::now();
+    while cached_at.elapsed() < std::time::Duration::from_millis(2100) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let report = gc(&keeping);
+    assert!(
+        report.manifests.is_empty(),
+        "cache swept after the grace period: {report:?}"
+    );
+    assert_eq!(
+        request(keeping.addr, "HEAD", &manifest, &[], b"").status,
+        200
+    );
+
+    // Cache kept a second: once that has passed without a pull, a sweep removes it.
+    let expiring = node_with("1s");
+    pull_whole_after_fetch(&expiring, &image);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let report = gc(&expiring);
+        if report.manifests.contains(&image.digest) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cached image never expired"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(registry);
+    let r = request(expiring.addr, "GET", &manifest, &[], b"");
+    assert_eq!(
+        r.status, 503,
+        "gone from the site, and the upstream is down"
+    );
+}
+
+/// `[pull]` with `policy`, `upstream` (plain HTTP) the registry of names without a host.
+fn pull_from_registry(upstream: std::net::SocketAddr, policy: &str) -> NodeOptions {
+    NodeOptions {
+        default_upstream: Some(upstream.to_string()),
+        extra: Some(format!(
+            "[pull]\npolicy = \"{policy}\"\ninsecure_registries = [\"{upstream}\"]\ntimeout = \"3s\"\n"
+        )),
+        ..NodeOptions::default()
+    }
+}
+
+/// Pulls `team/app:v1` through `node` and waits until the site has cached it.
+fn pull_whole_after_fetch(node: &Node, image: &Image) {
+    let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
+    assert_eq!(
+        (r.status, kit::digest(&r.body)),
+        (200, image.digest.clone())
+    );
+    node.wait_log_line(&["image cached", &image.digest]);
+    pull_whole_after(node, image);
 }

@@ -21,6 +21,8 @@ pub struct NodeOptions {
     pub default_upstream: Option<String>,
     /// `[gc] grace_period`, e.g. "2s".
     pub grace: Option<String>,
+    /// `[gc] cache_ttl`, e.g. "1s".
+    pub cache_ttl: Option<String>,
     /// `[node] scrub_interval`, e.g. "1s" (off unless given).
     pub scrub: Option<String>,
     /// `[gc] capacity` in bytes.
@@ -110,6 +112,9 @@ impl Node {
         config.push_str("\n[gc]\ninterval = \"1h\"\n");
         if let Some(g) = &opts.grace {
             config.push_str(&format!("grace_period = \"{g}\"\n"));
+        }
+        if let Some(t) = &opts.cache_ttl {
+            config.push_str(&format!("cache_ttl = \"{t}\"\n"));
         }
         if let Some(c) = opts.capacity {
             config.push_str(&format!("capacity = {c}\n"));
