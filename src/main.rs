@@ -33,9 +33,10 @@ enum Command {
     /// 4 authentication failed, 5 upstream unreachable, 6 rate limited, 7 out of space,
     /// 8 node unreachable, 10 not present under the policy Never.
     Ensure {
-        /// The node's configuration file (its [api] address and [tls] identity).
+        /// The node's configuration file (its [api] address and [tls] identity); without
+        /// it, the defaults (127.0.0.1:50051, no TLS).
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// The node's gRPC address, when not its [api] listen (e.g. it listens on port 0).
         #[arg(long)]
         api: Option<std::net::SocketAddr>,
@@ -59,7 +60,15 @@ fn main() -> ExitCode {
             policy,
             platform,
             image,
-        } => return ensure(&config, api, &image, policy.as_deref(), platform.as_deref()),
+        } => {
+            return ensure(
+                config.as_deref(),
+                api,
+                &image,
+                policy.as_deref(),
+                platform.as_deref(),
+            )
+        }
     };
     let mut config = match Config::load(&config) {
         Ok(c) => c,
@@ -97,13 +106,16 @@ fn main() -> ExitCode {
 }
 
 fn ensure(
-    config: &std::path::Path,
+    config: Option<&std::path::Path>,
     api: Option<std::net::SocketAddr>,
     image: &str,
     policy: Option<&str>,
     platform: Option<&str>,
 ) -> ExitCode {
-    let mut config = match Config::load(config) {
+    let mut config = match config
+        .map(Config::load)
+        .unwrap_or_else(|| Ok(Config::default()))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("site-agent: {e}");

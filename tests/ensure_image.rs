@@ -340,6 +340,32 @@ fn the_operator_command_prints_the_image_and_exits_by_reason() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Without a configuration file: the defaults, and the address given.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_site-agent"))
+        .args([
+            "ensure",
+            "--api",
+            &node.api.to_string(),
+            "--policy",
+            "Never",
+        ])
+        .arg(format!("{}/team/app:v1", registry.addr))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .trim_end()
+        .ends_with(" CACHED"));
+    let closed = kit::node::free_addr().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_site-agent"))
+        .args(["ensure", "--api", &closed, "team/app:v1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8), "node unreachable");
 }
 
 #[test]
