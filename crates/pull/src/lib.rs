@@ -15,6 +15,7 @@ pub mod error;
 mod manifests;
 pub mod peers;
 pub mod policy;
+mod stream;
 mod upstreams;
 
 pub use blobs::BlobFill;
