@@ -32,6 +32,22 @@ fn pull_from(upstream: &CountingProxy, policy: &str) -> NodeOptions {
     }
 }
 
+/// Waits (bounded) until every node holds the image the site cached, as its status says
+/// (asked over gRPC: an HTTP miss would fetch it again).
+fn held_everywhere(nodes: &[Node]) {
+    for n in nodes {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while kit::node::status(n).map_or(0, |s| s.images) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never held the image",
+                n.addr
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 fn image_bytes(image: &Image) -> u64 {
     image.blobs().map(|b| b.data.len() as u64).sum::<u64>() + image.manifest.len() as u64
 }
@@ -59,6 +75,7 @@ fn a_three_node_site_fills_itself_and_serves_the_image_offline_from_every_node()
 
     // Never delivered by the tower: the first node fetches it as it is pulled.
     pull_whole(&nodes[0], "team/app:v1", &image);
+    held_everywhere(&nodes);
     let fetched = proxy.received();
     assert!(
         fetched >= image_bytes(&image),
@@ -450,12 +467,7 @@ fn containerd_pulls_through_a_site_mirroring_docker_hub_and_again_with_the_link_
         return;
     };
     assert!(listed.contains(&image.digest), "{listed}");
-    for n in &nodes[1..] {
-        served(
-            n,
-            &format!("/v2/library/app/manifests/{}?ns=docker.io", image.digest),
-        );
-    }
+    held_everywhere(&nodes);
     drop(registry);
     for n in &nodes[1..] {
         let listed = pull(n, "docker.io/library/app:v1").unwrap();
