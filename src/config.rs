@@ -251,6 +251,21 @@ pub struct TlsSection {
     pub ca: PathBuf,
 }
 
+impl TlsSection {
+    /// The node's TLS identity and its site CA, read from the files.
+    pub fn load(&self) -> Result<site_api::tls::NodeTls, String> {
+        let read = |what: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| format!("[tls] {what} {}: {e}", path.display()))
+        };
+        site_api::tls::NodeTls::from_pem(
+            &read("cert", &self.cert)?,
+            &read("key", &self.key)?,
+            &read("ca", &self.ca)?,
+        )
+        .map_err(|e| format!("[tls] ca {}: {e}", self.ca.display()))
+    }
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -83,9 +83,7 @@ fn endpoint(
     let Some(t) = &config.tls else {
         return Ok(endpoint);
     };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| format!("[tls] {}: {e}", path.display()))
-    };
-    let tls = site_api::tls::NodeTls::from_pem(&read(&t.cert)?, &read(&t.key)?, &read(&t.ca)?)?;
-    endpoint.tls_config(tls.client).map_err(|e| e.to_string())
+    endpoint
+        .tls_config(t.load()?.client)
+        .map_err(|e| e.to_string())
 }

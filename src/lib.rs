@@ -44,16 +44,7 @@ impl Site {
     pub async fn start(config: Config) -> anyhow::Result<SiteHandle> {
         let tls = match &config.tls {
             Some(t) => {
-                let read = |what: &str, path: &std::path::Path| {
-                    std::fs::read(path)
-                        .map_err(|e| anyhow::anyhow!("[tls] {what} {}: {e}", path.display()))
-                };
-                let node_tls = site_api::tls::NodeTls::from_pem(
-                    &read("cert", &t.cert)?,
-                    &read("key", &t.key)?,
-                    &read("ca", &t.ca)?,
-                )
-                .map_err(|e| anyhow::anyhow!("[tls] ca {}: {e}", t.ca.display()))?;
+                let node_tls = t.load().map_err(anyhow::Error::msg)?;
                 // Refuse to start on unusable certificates rather than fail later.
                 tonic::transport::Server::builder()
                     .tls_config(node_tls.server.clone())

@@ -16,13 +16,7 @@ use tonic_types::StatusExt;
 
 /// A node whose `[pull]` reaches `upstream` over plain HTTP, with `policy` by default.
 fn node_for(upstream: std::net::SocketAddr, policy: &str) -> Node {
-    Node::start(NodeOptions {
-        default_upstream: Some(upstream.to_string()),
-        extra: Some(format!(
-            "[pull]\npolicy = \"{policy}\"\ninsecure_registries = [\"{upstream}\"]\ntimeout = \"3s\"\n"
-        )),
-        ..NodeOptions::default()
-    })
+    Node::start(NodeOptions::pulling(upstream, policy, ""))
 }
 
 fn ensure_request(image: &str, policy: &str, platform: &str) -> pb::EnsureImageRequest {
@@ -59,11 +53,7 @@ fn an_image_is_downloaded_once_then_reported_cached_with_its_events() {
         image.blobs().map(|b| b.data.len() as u64).sum::<u64>() + image.manifest.len() as u64;
     rt().block_on(async {
         let mut c = grpc::connect(node.api).await;
-        let mut events = c
-            .watch_events(pb::WatchEventsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let mut events = grpc::watch(&mut c).await;
         let r = c
             .ensure_image(ensure_request("team/app:v1", "IfNotPresent", ""))
             .await
@@ -114,16 +104,7 @@ fn an_image_is_downloaded_once_then_reported_cached_with_its_events() {
         (r.status, kit::digest(&r.body)),
         (200, image.digest.clone())
     );
-    for b in image.blobs() {
-        let r = request(
-            node.addr,
-            "GET",
-            &format!("/v2/team/app/blobs/{}", b.digest),
-            &[],
-            b"",
-        );
-        assert_eq!((r.status, kit::digest(&r.body)), (200, b.digest.clone()));
-    }
+    oci::assert_blobs_served(node.addr, "team/app", &image);
 }
 
 #[test]
@@ -137,11 +118,7 @@ fn each_failure_has_its_reason_status_and_event() {
     let node = node_for(registry.addr, "IfNotPresent");
     rt().block_on(async {
         let mut c = grpc::connect(node.api).await;
-        let mut events = c
-            .watch_events(pb::WatchEventsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let mut events = grpc::watch(&mut c).await;
         let fails = |req: pb::EnsureImageRequest, code: Code, why: &'static str| {
             let mut c = c.clone();
             async move {
@@ -379,11 +356,7 @@ fn a_pull_over_http_that_fetches_raises_the_same_events() {
     let node = node_for(registry.addr, "IfNotPresent");
     rt().block_on(async {
         let mut c = grpc::connect(node.api).await;
-        let mut events = c
-            .watch_events(pb::WatchEventsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let mut events = grpc::watch(&mut c).await;
         let addr = node.addr;
         let r = tokio::task::spawn_blocking(move || {
             request(addr, "GET", "/v2/team/app/manifests/v1", &[], b"")
@@ -433,13 +406,8 @@ fn an_image_that_cannot_fit_is_out_of_space_and_nothing_live_is_evicted() {
     oci::push_image_as(registry.addr, "team/small", "v1", &small);
     oci::push_image_as(registry.addr, "team/big", "v1", &big);
     let node = Node::start(NodeOptions {
-        default_upstream: Some(registry.addr.to_string()),
         dir_in: Some(disk.dir.path().to_owned()),
-        extra: Some(format!(
-            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{}\"]\n",
-            registry.addr
-        )),
-        ..NodeOptions::default()
+        ..NodeOptions::pulling(registry.addr, "IfNotPresent", "")
     });
     rt().block_on(async {
         let mut c = grpc::connect(node.api).await;
@@ -454,11 +422,7 @@ fn an_image_that_cannot_fit_is_out_of_space_and_nothing_live_is_evicted() {
         })
         .await
         .unwrap();
-        let mut events = c
-            .watch_events(pb::WatchEventsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let mut events = grpc::watch(&mut c).await;
         let e = c
             .ensure_image(ensure_request("team/big:v1", "", ""))
             .await
@@ -482,16 +446,7 @@ fn an_image_that_cannot_fit_is_out_of_space_and_nothing_live_is_evicted() {
     assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
     assert!(String::from_utf8_lossy(&r.body).contains("out of space"));
     // The pinned image is whole; the node goes on.
-    for b in small.blobs() {
-        let r = request(
-            node.addr,
-            "GET",
-            &format!("/v2/team/small/blobs/{}", b.digest),
-            &[],
-            b"",
-        );
-        assert_eq!((r.status, kit::digest(&r.body)), (200, b.digest.clone()));
-    }
+    oci::assert_blobs_served(node.addr, "team/small", &small);
     assert!(!node.blob_files().iter().any(|(d, _)| *d == layer.digest));
     assert_eq!(request(node.addr, "GET", "/readyz", &[], b"").status, 200);
 }

@@ -32,14 +32,12 @@ fn rotate(path: &Path, text: &str) {
 
 fn node_with(proxy: &CountingProxy, auth_file: &Path, env: Vec<(String, String)>) -> Node {
     Node::start(NodeOptions {
-        default_upstream: Some(proxy.addr.to_string()),
-        extra: Some(format!(
-            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{}\"]\nauth_file = \"{}\"\n",
-            proxy.addr,
-            auth_file.display()
-        )),
         env,
-        ..NodeOptions::default()
+        ..NodeOptions::pulling(
+            proxy.addr,
+            "IfNotPresent",
+            &format!("auth_file = \"{}\"\n", auth_file.display()),
+        )
     })
 }
 

@@ -13,15 +13,11 @@ use site_api::pb;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-fn node_for(upstream: &StandIn, extra_registry: &str) -> Node {
+/// A node filling itself from `upstream`, with `max_manifest_size` when given.
+fn node_for(upstream: &StandIn, max_manifest_size: Option<u64>) -> Node {
     Node::start(NodeOptions {
-        default_upstream: Some(upstream.addr.to_string()),
-        extra: Some(format!(
-            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{}\"]\ntimeout = \"3s\"\n",
-            upstream.addr
-        )),
-        max_manifest_size: (!extra_registry.is_empty()).then(|| extra_registry.parse().unwrap()),
-        ..NodeOptions::default()
+        max_manifest_size,
+        ..NodeOptions::pulling(upstream.addr, "IfNotPresent", "")
     })
 }
 
@@ -40,6 +36,19 @@ fn ensure_fails(node: &Node, image: &str) -> (Code, String) {
         let info = e.get_details_error_info().expect("ErrorInfo");
         (e.code(), info.reason)
     })
+}
+
+/// `team/app:v1`'s manifest is refused as over the limit, over HTTP (502) and to
+/// `EnsureImage` (`INVALID`), and nothing is stored.
+fn manifest_refused_over_the_limit(node: &Node) {
+    let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("over the limit"));
+    assert_eq!(
+        ensure_fails(node, "team/app:v1"),
+        (Code::InvalidArgument, "INVALID".into())
+    );
+    nothing_stored(node);
 }
 
 /// Nothing of the image is on the node: no manifests, no blobs, no blob files.
@@ -101,7 +110,7 @@ fn a_rate_limited_upstream_is_429_with_retry_after_and_rate_limited() {
             br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.to_vec(),
         )
     });
-    let node = node_for(&upstream, "");
+    let node = node_for(&upstream, None);
     let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
     assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.error_code(), "TOOMANYREQUESTS");
@@ -119,7 +128,7 @@ fn bytes_that_do_not_match_their_digest_break_the_client_and_are_not_kept() {
     let mut wrong = image.layers[0].data.clone();
     wrong[1000] ^= 0xff;
     let upstream = serving(&image, move || Reply::Full(200, vec![], wrong.clone()));
-    let node = node_for(&upstream, "");
+    let node = node_for(&upstream, None);
     let layer = &image.layers[0];
     let r = request(
         node.addr,
@@ -159,7 +168,7 @@ fn an_image_whose_layer_is_wrong_is_invalid_and_nothing_of_it_is_kept() {
     let mut wrong = image.layers[0].data.clone();
     wrong[10] ^= 0xff;
     let upstream = serving(&image, move || Reply::Full(200, vec![], wrong.clone()));
-    let node = node_for(&upstream, "");
+    let node = node_for(&upstream, None);
     assert_eq!(
         ensure_fails(&node, "team/app:v1"),
         (Code::InvalidArgument, "INVALID".into())
@@ -178,22 +187,15 @@ fn a_manifest_over_the_limit_is_refused() {
     let image = oci::image(33, &[1024], "amd64");
     let upstream = serving(&image, || Reply::Full(404, vec![], vec![]));
     // Smaller than the manifest.
-    let node = node_for(&upstream, &(image.manifest.len() - 1).to_string());
-    let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
-    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
-    assert!(String::from_utf8_lossy(&r.body).contains("over the limit"));
-    assert_eq!(
-        ensure_fails(&node, "team/app:v1"),
-        (Code::InvalidArgument, "INVALID".into())
-    );
-    nothing_stored(&node);
+    let node = node_for(&upstream, Some(image.manifest.len() as u64 - 1));
+    manifest_refused_over_the_limit(&node);
 }
 
 #[test]
 fn a_blob_body_that_never_ends_is_cut_at_its_size() {
     let image = oci::image(34, &[64 * 1024], "amd64");
     let upstream = serving(&image, || Reply::Endless(vec![]));
-    let node = node_for(&upstream, "");
+    let node = node_for(&upstream, None);
     // Without a length the node refuses it; with the manifest's, it stops at the size.
     let layer = &image.layers[0];
     let r = request(
@@ -218,15 +220,8 @@ fn a_manifest_body_that_never_ends_is_cut_at_the_limit() {
         }
         Reply::Endless(vec![("Content-Type", OCI_MANIFEST.into())])
     });
-    let node = node_for(&upstream, "");
-    let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
-    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
-    assert!(String::from_utf8_lossy(&r.body).contains("over the limit"));
-    assert_eq!(
-        ensure_fails(&node, "team/app:v1"),
-        (Code::InvalidArgument, "INVALID".into())
-    );
-    nothing_stored(&node);
+    let node = node_for(&upstream, None);
+    manifest_refused_over_the_limit(&node);
 }
 
 #[test]
@@ -300,28 +295,15 @@ fn a_registry_with_bearer_tokens_is_pulled_through_with_the_nodes_credentials() 
         ),
     )
     .unwrap();
-    let node = Node::start(NodeOptions {
-        default_upstream: Some(upstream.addr.to_string()),
-        extra: Some(format!(
-            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{}\"]\nauth_file = \"{}\"\n",
-            upstream.addr,
-            auth_file.display()
-        )),
-        ..NodeOptions::default()
-    });
+    let node = Node::start(NodeOptions::pulling(
+        upstream.addr,
+        "IfNotPresent",
+        &format!("auth_file = \"{}\"\n", auth_file.display()),
+    ));
     let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
     assert_eq!(
         (r.status, kit::digest(&r.body)),
         (200, image.digest.clone())
     );
-    for b in image.blobs() {
-        let r = request(
-            node.addr,
-            "GET",
-            &format!("/v2/team/app/blobs/{}", b.digest),
-            &[],
-            b"",
-        );
-        assert_eq!((r.status, kit::digest(&r.body)), (200, b.digest.clone()));
-    }
+    oci::assert_blobs_served(node.addr, "team/app", &image);
 }

@@ -20,18 +20,6 @@ fn upstream() -> Option<(ReferenceRegistry, CountingProxy)> {
     Some((registry, proxy))
 }
 
-/// `[pull]` with `policy`, the upstream as the registry of names without a host.
-fn pull_from(upstream: &CountingProxy, policy: &str) -> NodeOptions {
-    NodeOptions {
-        default_upstream: Some(upstream.addr.to_string()),
-        extra: Some(format!(
-            "[pull]\npolicy = \"{policy}\"\ninsecure_registries = [\"{}\"]\ntimeout = \"3s\"\n",
-            upstream.addr
-        )),
-        ..NodeOptions::default()
-    }
-}
-
 /// Waits (bounded) until every node holds the image the site cached, as its status says
 /// (asked over gRPC: an HTTP miss would fetch it again).
 fn held_everywhere(nodes: &[Node]) {
@@ -70,7 +58,7 @@ fn a_three_node_site_fills_itself_and_serves_the_image_offline_from_every_node()
     };
     let image = oci::image(11, &[2 << 20, 300 * 1024, 5 << 20], "amd64");
     oci::push_image_as(registry.addr, "team/app", "v1", &image);
-    let nodes = cluster_with(3, |_| pull_from(&proxy, "IfNotPresent"));
+    let nodes = cluster_with(3, |_| NodeOptions::pulling(proxy.addr, "IfNotPresent", ""));
     kit::node::leader(&nodes.iter().collect::<Vec<_>>());
 
     // Never delivered by the tower: the first node fetches it as it is pulled.
@@ -144,7 +132,7 @@ fn always_follows_a_moved_tag_and_serves_the_held_image_when_the_upstream_is_gon
     let first = oci::image(13, &[100 * 1024], "amd64");
     let second = oci::image(14, &[120 * 1024], "amd64");
     oci::push_image_as(registry.addr, "team/app", "v1", &first);
-    let node = Node::start(pull_from(&proxy, "Always"));
+    let node = Node::start(NodeOptions::pulling(proxy.addr, "Always", ""));
     let repo = format!("{}/team/app", proxy.addr);
     pull_whole(&node, "team/app:v1", &first);
     node.wait_log_line(&["image cached", &repo, &first.digest]);
@@ -175,7 +163,7 @@ fn misses_the_upstream_cannot_fill_get_the_answer_of_their_failure() {
     let Some((registry, proxy)) = upstream() else {
         return;
     };
-    let node = Node::start(pull_from(&proxy, "IfNotPresent"));
+    let node = Node::start(NodeOptions::pulling(proxy.addr, "IfNotPresent", ""));
     // Unknown upstream: the spec's 404, naming the upstream.
     let r = request(node.addr, "GET", "/v2/team/none/manifests/v1", &[], b"");
     assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
@@ -231,15 +219,11 @@ fn refused_credentials_are_403_denied_naming_the_registry() {
         format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.addr),
     )
     .unwrap();
-    let node = Node::start(NodeOptions {
-        default_upstream: Some(registry.addr.to_string()),
-        extra: Some(format!(
-            "[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{}\"]\nauth_file = \"{}\"\n",
-            registry.addr,
-            auth_file.display()
-        )),
-        ..NodeOptions::default()
-    });
+    let node = Node::start(NodeOptions::pulling(
+        registry.addr,
+        "IfNotPresent",
+        &format!("auth_file = \"{}\"\n", auth_file.display()),
+    ));
     let r = request(node.addr, "GET", "/v2/team/private/manifests/v1", &[], b"");
     assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.error_code(), "DENIED");
@@ -257,7 +241,7 @@ fn sixteen_clients_over_three_nodes_pull_a_cold_image_with_one_upstream_transfer
     };
     let image = oci::image(16, &[24 << 20, 24 << 20, 16 << 20], "amd64");
     oci::push_image_as(registry.addr, "team/big", "v1", &image);
-    let nodes = cluster_with(3, |_| pull_from(&proxy, "IfNotPresent"));
+    let nodes = cluster_with(3, |_| NodeOptions::pulling(proxy.addr, "IfNotPresent", ""));
     kit::node::leader(&nodes.iter().collect::<Vec<_>>());
     let before = proxy.received();
     // Every client: the manifest by tag, then each blob, verified.
@@ -305,7 +289,7 @@ fn a_node_killed_mid_fetch_serves_nothing_partial_and_resumes_the_fetch() {
     let proxy = CountingProxy::start_throttled(registry.addr, Some(16 << 20));
     let image = oci::image(17, &[32 << 20], "amd64");
     oci::push_image_as(registry.addr, "team/app", "v1", &image);
-    let mut node = Node::start(pull_from(&proxy, "IfNotPresent"));
+    let mut node = Node::start(NodeOptions::pulling(proxy.addr, "IfNotPresent", ""));
     let layer = image.layers[0].clone();
     let path = format!("/v2/team/app/blobs/{}", layer.digest);
     let addr = node.addr;
@@ -350,21 +334,7 @@ fn a_node_killed_mid_fetch_serves_nothing_partial_and_resumes_the_fetch() {
         total < fetched_before + layer.data.len() as u64,
         "the fetch started over: {total} bytes in all"
     );
-    pull_whole_after(&node, &image);
-}
-
-/// The image is whole on `node`: every blob served with its digest.
-fn pull_whole_after(node: &Node, image: &Image) {
-    for b in image.blobs() {
-        let r = request(
-            node.addr,
-            "GET",
-            &format!("/v2/team/app/blobs/{}", b.digest),
-            &[],
-            b"",
-        );
-        assert_eq!((r.status, kit::digest(&r.body)), (200, b.digest.clone()));
-    }
+    oci::assert_blobs_served(node.addr, "team/app", &image);
 }
 
 #[test]
@@ -490,7 +460,7 @@ fn a_cached_image_outlives_the_grace_period_and_goes_once_unpulled_for_the_cache
         Node::start(NodeOptions {
             grace: Some("1s".into()),
             cache_ttl: Some(ttl.into()),
-            ..pull_from_registry(registry.addr, "IfNotPresent")
+            ..NodeOptions::pulling(registry.addr, "IfNotPresent", "")
         })
     };
     let gc = |node: &Node| {
@@ -539,17 +509,6 @@ fn a_cached_image_outlives_the_grace_period_and_goes_once_unpulled_for_the_cache
     );
 }
 
-/// `[pull]` with `policy`, `upstream` (plain HTTP) the registry of names without a host.
-fn pull_from_registry(upstream: std::net::SocketAddr, policy: &str) -> NodeOptions {
-    NodeOptions {
-        default_upstream: Some(upstream.to_string()),
-        extra: Some(format!(
-            "[pull]\npolicy = \"{policy}\"\ninsecure_registries = [\"{upstream}\"]\ntimeout = \"3s\"\n"
-        )),
-        ..NodeOptions::default()
-    }
-}
-
 /// Pulls `team/app:v1` through `node` and waits until the site has cached it.
 fn pull_whole_after_fetch(node: &Node, image: &Image) {
     let r = request(node.addr, "GET", "/v2/team/app/manifests/v1", &[], b"");
@@ -558,5 +517,5 @@ fn pull_whole_after_fetch(node: &Node, image: &Image) {
         (200, image.digest.clone())
     );
     node.wait_log_line(&["image cached", &image.digest]);
-    pull_whole_after(node, image);
+    oci::assert_blobs_served(node.addr, "team/app", image);
 }

@@ -115,6 +115,14 @@ pub async fn status(c: &mut Client) -> pb::StatusResponse {
     c.status(pb::StatusRequest {}).await.unwrap().into_inner()
 }
 
+/// The node's event stream from now on.
+pub async fn watch(c: &mut Client) -> tonic::Streaming<pb::Event> {
+    c.watch_events(pb::WatchEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// A runtime for the gRPC calls of a test.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

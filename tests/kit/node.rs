@@ -56,6 +56,19 @@ impl NodeOptions {
             ..Default::default()
         }
     }
+
+    /// A pull-through cache under `policy` filling itself from `upstream` (plain HTTP),
+    /// the registry of names without a host, with a 3 s timeout; `more` adds `[pull]`
+    /// lines.
+    pub fn pulling(upstream: SocketAddr, policy: &str, more: &str) -> NodeOptions {
+        NodeOptions {
+            default_upstream: Some(upstream.to_string()),
+            extra: Some(format!(
+                "[pull]\npolicy = \"{policy}\"\ninsecure_registries = [\"{upstream}\"]\ntimeout = \"3s\"\n{more}"
+            )),
+            ..NodeOptions::default()
+        }
+    }
 }
 
 /// A running node. Killed when dropped; its log is printed if the test is failing.

@@ -322,6 +322,24 @@ pub fn pulled_root(layout: &Path) -> String {
     index["manifests"][0]["digest"].as_str().unwrap().to_owned()
 }
 
+/// The registry at `addr` serves every blob of `image` in `repo`, each whole.
+pub fn assert_blobs_served(addr: SocketAddr, repo: &str, image: &Image) {
+    for b in image.blobs() {
+        let r = request(
+            addr,
+            "GET",
+            &format!("/v2/{repo}/blobs/{}", b.digest),
+            &[],
+            b"",
+        );
+        assert_eq!(
+            (r.status, digest(&r.body)),
+            (200, b.digest.clone()),
+            "{repo}"
+        );
+    }
+}
+
 /// `blobs` (of a pulled layout) hold `image`'s manifest and every blob of it.
 pub fn assert_pulled(blobs: &[String], image: &Image) {
     assert!(

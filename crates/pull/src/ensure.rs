@@ -99,23 +99,17 @@ impl Puller {
             }
             (Policy::Always, Some(h)) => {
                 // Tag held: is it still the upstream's?
-                match self.tag_digest(repo, tag.unwrap_or("latest")).await {
-                    Ok(d) if d == h.0 => return Ok(cached(h)),
-                    Ok(d) => {
-                        tracing::info!(%repo, tag, old = %h.0, new = %d, "tag moved at the upstream: fetching it");
-                        return match self.fetch_whole(repo, tag, Some(&d), platform).await {
-                            Ok(e) => Ok(e),
-                            Err(e) => {
-                                tracing::warn!(%repo, tag, reason = e.reason(), error = %e, "keeping the held image: the new one could not be fetched");
-                                Ok(cached(h))
-                            }
-                        };
-                    }
+                let tag = tag.unwrap_or("latest");
+                let Some(d) = self.moved_tag(repo, tag, &h.0).await else {
+                    return Ok(cached(h));
+                };
+                return match self.fetch_whole(repo, Some(tag), Some(&d), platform).await {
+                    Ok(e) => Ok(e),
                     Err(e) => {
-                        tracing::warn!(%repo, tag, digest = %h.0, reason = e.reason(), error = %e, "upstream cannot answer: the held image stands");
-                        return Ok(cached(h));
+                        crate::manifests::kept_held(repo, tag, &e);
+                        Ok(cached(h))
                     }
-                }
+                };
             }
             _ => {}
         }

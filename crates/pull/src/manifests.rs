@@ -8,6 +8,7 @@
 //! it holds only the platforms that were pulled.
 
 use crate::error::PullError;
+use crate::peers::FillWatch;
 use crate::{Policy, Puller};
 use futures_util::StreamExt;
 use site_core::{Digest, Manifest, ManifestKind, Platform, Repository};
@@ -60,47 +61,56 @@ impl Puller {
         self.fetch_for_client(repo, tag, digest).await
     }
 
-    /// `Always`, tag held: asks the upstream for the tag's digest; serves what is held
-    /// when it is the same or the upstream cannot answer, else fetches the new one.
+    /// `Always`, tag held: serves what is held unless the tag moved at the upstream and
+    /// the new image can be fetched.
     async fn check_tag(
         &self,
         repo: &Repository,
         tag: &str,
         held: StoredManifest,
     ) -> Result<StoredManifest, PullError> {
-        match self.tag_digest(repo, tag).await {
-            Ok(d) if d == held.digest => Ok(held),
-            Ok(d) => {
-                tracing::info!(%repo, tag, old = %held.digest, new = %d, "tag moved at the upstream: fetching it");
-                match self.fetch_for_client(repo, Some(tag), Some(&d)).await {
-                    Ok(m) => Ok(m),
-                    Err(e) => {
-                        tracing::warn!(%repo, tag, reason = e.reason(), error = %e, "serving the held image: the new one could not be fetched");
-                        Ok(held)
-                    }
-                }
-            }
+        let Some(d) = self.moved_tag(repo, tag, &held.digest).await else {
+            return Ok(held);
+        };
+        match self.fetch_for_client(repo, Some(tag), Some(&d)).await {
+            Ok(m) => Ok(m),
             Err(e) => {
-                tracing::warn!(%repo, tag, digest = %held.digest, reason = e.reason(), error = %e, "upstream cannot answer: serving the held image");
+                kept_held(repo, tag, &e);
                 Ok(held)
             }
         }
     }
 
-    /// The digest the upstream gives `repo:tag` now (a HEAD request).
-    pub(crate) async fn tag_digest(
+    /// The digest the upstream gives `repo:tag` now (a HEAD request), when it is not
+    /// `held`. An upstream that cannot answer leaves the held image standing: `None`, and
+    /// a log line.
+    pub(crate) async fn moved_tag(
         &self,
         repo: &Repository,
         tag: &str,
-    ) -> Result<Digest, PullError> {
-        let session = self.inner.upstreams.session(repo).await?;
-        let reference = session.reference(repo, Some(tag), None);
-        session.outcome(
-            session
-                .upstream
-                .manifest_digest(&reference, &session.auth)
-                .await,
-        )
+        held: &Digest,
+    ) -> Option<Digest> {
+        let current = async {
+            let session = self.inner.upstreams.session(repo).await?;
+            let reference = session.reference(repo, Some(tag), None);
+            session.outcome(
+                session
+                    .upstream
+                    .manifest_digest(&reference, &session.auth)
+                    .await,
+            )
+        };
+        match current.await {
+            Ok(d) if d == *held => None,
+            Ok(d) => {
+                tracing::info!(%repo, tag, old = %held, new = %d, "tag moved at the upstream: fetching it");
+                Some(d)
+            }
+            Err(e) => {
+                tracing::warn!(%repo, tag, digest = %held, reason = e.reason(), error = %e, "upstream cannot answer: serving the held image");
+                None
+            }
+        }
     }
 
     /// An HTTP client's miss: fetches the manifest (once for every client asking for it
@@ -283,18 +293,8 @@ impl Puller {
         let needed = missing.iter().map(|(_, size)| size).sum();
         self.inner.node.room.make_room(needed).await?;
         let fetches = missing.into_iter().map(|(d, size)| {
-            let mut rx = self.fetch_blob(repo, &d, Some(size));
-            async move {
-                let done = rx
-                    .wait_for(|f| matches!(f, crate::blobs::Fetch::Done(_)))
-                    .await
-                    .map_err(|_| PullError::Unavailable("the fetch was dropped".into()))?
-                    .clone();
-                match done {
-                    crate::blobs::Fetch::Done(r) => r.map(|_| ()),
-                    _ => unreachable!("waited for the end"),
-                }
-            }
+            let mut fetch = FillWatch(self.fetch_blob(repo, &d, Some(size)));
+            async move { fetch.done().await.map(|_| ()) }
         });
         let mut results = futures_util::stream::iter(fetches).buffer_unordered(BLOBS_AT_ONCE);
         while let Some(r) = results.next().await {
@@ -334,6 +334,11 @@ impl Puller {
             node: self.inner.node.node,
         });
     }
+}
+
+/// Logs that the held image stands because the tag's new one could not be fetched.
+pub(crate) fn kept_held(repo: &Repository, tag: &str, e: &PullError) {
+    tracing::warn!(%repo, tag, reason = e.reason(), error = %e, "serving the held image: the new one could not be fetched");
 }
 
 fn show(r: &ManifestRef) -> String {

@@ -47,8 +47,9 @@ pub trait Peers: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<ByteStream, String>>;
 }
 
-/// A fill this node runs for a peer.
-pub struct FillWatch(watch::Receiver<Fetch>);
+/// A fetch this node runs (for a peer, or for an image it completes), as its waiters
+/// see it.
+pub struct FillWatch(pub(crate) watch::Receiver<Fetch>);
 
 impl FillWatch {
     /// Waits until the blob's bytes flow (or the fill ended); returns its size.

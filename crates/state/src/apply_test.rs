@@ -60,20 +60,7 @@ fn sweep(s: &mut State, now: u64, evict_bytes: u64) -> SweepReport {
 
 /// Delivers an image the tower's way: blobs, then the manifest linking them.
 fn deliver(s: &mut State, now: u64, r: &Repository, config: u64, layers: &[u64]) -> ImageRef {
-    for n in std::iter::once(&config).chain(layers) {
-        let (digest, size) = blob(*n);
-        run(
-            s,
-            now,
-            Command::AddBlob {
-                repo: None,
-                digest,
-                size,
-                recorded: false,
-            },
-        )
-        .unwrap();
-    }
+    add_blobs(s, now, &[&[config], layers].concat());
     let body = image_body(config, layers);
     let out = run(
         s,
@@ -518,6 +505,7 @@ fn cache(s: &mut State, now: u64, r: &Repository, body: String, tag: Option<&str
     .unwrap()
 }
 
+/// Records blobs `ns` (see [`blob`]) the way a delivery does.
 fn add_blobs(s: &mut State, now: u64, ns: &[u64]) {
     for n in ns {
         let (digest, size) = blob(*n);

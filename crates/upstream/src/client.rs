@@ -59,6 +59,29 @@ impl Default for Settings {
     }
 }
 
+/// The sha256 of manifest `body`, checked against the digest the registry `reported`
+/// (when given) and the one `image` pins (when it pins one).
+pub(crate) fn checked_digest(
+    image: &Reference,
+    body: &[u8],
+    reported: Option<&str>,
+) -> Result<Digest, Error> {
+    let digest = Digest::of(body);
+    if let Some(r) = reported.filter(|r| *r != digest.as_str()) {
+        return Err(Error::Invalid(format!(
+            "{}: the registry reports digest {r} for a manifest whose sha256 is {digest}",
+            image.whole()
+        )));
+    }
+    if let Some(pinned) = image.digest().filter(|p| *p != digest.as_str()) {
+        return Err(Error::Invalid(format!(
+            "{}: the registry sent a manifest of digest {digest} for {pinned}",
+            image.whole()
+        )));
+    }
+    Ok(digest)
+}
+
 /// A host as a registry name spells it: no scheme, no trailing slash.
 pub fn bare_host(h: &str) -> String {
     let h = h.trim();
@@ -197,21 +220,7 @@ impl Upstream {
             .pull_manifest_raw(image, auth, &MANIFEST_MEDIA_TYPES)
             .await
             .map_err(|e| classify(&e, &image.whole()))?;
-        let digest = Digest::of(&body);
-        if reported != digest.as_str() {
-            return Err(Error::Invalid(format!(
-                "{}: the registry reports digest {reported} for a manifest whose sha256 is {digest}",
-                image.whole()
-            )));
-        }
-        if let Some(pinned) = image.digest() {
-            if pinned != digest.as_str() {
-                return Err(Error::Invalid(format!(
-                    "{}: the registry sent a manifest of digest {digest}",
-                    image.whole()
-                )));
-            }
-        }
+        let digest = checked_digest(image, &body, Some(&reported))?;
         Ok((body, digest))
     }
 

@@ -3,7 +3,7 @@
 //! node's memory. Here the body is read as it streams and refused past the limit, with
 //! oci-client's authentication (its token for the repository, or basic credentials).
 
-use crate::client::{classify, Upstream};
+use crate::client::{checked_digest, classify, Upstream};
 use crate::error::UpstreamError as Error;
 use futures_util::StreamExt;
 use oci_client::errors::OciDistributionError;
@@ -97,21 +97,9 @@ impl Upstream {
                 other => other,
             });
         }
-        let digest = Digest::of(&body);
-        if let Some(r) = reported.filter(|r| r.starts_with("sha256:")) {
-            if r != digest.as_str() {
-                return Err(Error::Invalid(format!(
-                    "{what}: the registry reports digest {r} for a manifest whose sha256 is {digest}"
-                )));
-            }
-        }
-        if let Some(pinned) = image.digest() {
-            if pinned != digest.as_str() {
-                return Err(Error::Invalid(format!(
-                    "{what}: the registry sent a manifest of digest {digest}"
-                )));
-            }
-        }
+        // A digest of another algorithm than sha256 is not compared.
+        let reported = reported.filter(|r| r.starts_with("sha256:"));
+        let digest = checked_digest(image, &body, reported.as_deref())?;
         Ok((bytes::Bytes::from(body), digest))
     }
 }
