@@ -16,10 +16,12 @@ pub mod command;
 pub mod error;
 pub mod gc;
 pub mod image_ref;
+pub mod members;
 pub mod state;
 
 pub use command::{Command, Entry, Event, Outcome, PullSource};
 pub use error::StateError;
 pub use gc::{SweepReport, SweepRules};
 pub use image_ref::ImageRef;
+pub use members::MemberChange;
 pub use state::{BlobInfo, ImageSummary, ManifestInfo, Repo, State};

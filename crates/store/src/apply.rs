@@ -1,41 +1,42 @@
-//! The apply side of the log: a committed entry changes the state machine, and then its
-//! effects reach this node's disk (blob files of a sweep removed) and its watchers
-//! (events). Called by the Raft driver, in log order, on every node.
+//! The apply side of the log on this node: the core's [`Applier`] changes the state
+//! machine for each committed entry, in log order, and the effects it returns reach this
+//! node's disk (blob files of a sweep removed), its fetches (blobs recorded elsewhere),
+//! its transport (members) and its watchers (events).
 
 use crate::{Result, Store};
-use site_state::{Command, Entry, Outcome, State, StateError};
+use site_replica::{Applier, Committed, Effect};
+use site_state::State;
 
 impl Store {
-    /// Applies one committed entry. A refused command changes nothing (and is refused
-    /// alike on every node).
-    pub(crate) async fn apply_entry(
-        &self,
-        entry: &Entry,
-    ) -> Result<std::result::Result<Outcome, StateError>> {
-        let result = self.inner.state.write().expect("state lock").apply(entry);
-        let Ok(outcome) = &result else {
-            return Ok(result);
-        };
-        match &entry.cmd {
-            // Recorded without its bytes here (another node received it): fetch it.
-            Command::AddBlob { digest, size, .. } if !self.has_blob_file(digest) => {
-                self.note_missing(digest, *size);
+    /// Applies one committed entry to the state; returns what follows.
+    pub(crate) fn apply_committed(&self, applier: &mut Applier, c: Committed) -> Vec<Effect> {
+        let mut state = self.inner.state.write().expect("state lock");
+        applier.apply(&mut state, c, |d| self.has_blob_file(d))
+    }
+
+    /// Carries out an effect of applying an entry.
+    pub(crate) async fn carry_out(&self, effect: Effect) -> Result<()> {
+        match effect {
+            Effect::Publish(event) => self.publish(event),
+            Effect::FetchBlob { digest, size } => self.note_missing(&digest, size),
+            Effect::ForgetBlobs(digests) => self.forget_missing(&digests),
+            Effect::RemoveFiles(blobs) => {
+                // A crash before these files are gone is completed by reconciliation at
+                // the next start.
+                let files = self.inner.files.clone();
+                crate::files::blocking(move || blobs.iter().try_for_each(|d| files.remove(d)))
+                    .await?;
             }
-            Command::ForgetBlobs { digests } => self.forget_missing(digests),
-            _ => {}
+            Effect::SetPeer { id, address } => {
+                if let Some(c) = self.inner.cluster.get() {
+                    c.transport.set_peer(id, address.as_deref());
+                }
+            }
+            other => {
+                tracing::error!(effect = ?other, "an effect the apply side does not carry out")
+            }
         }
-        if let Some(report) = &outcome.sweep {
-            self.forget_missing(&report.blobs);
-            // The state no longer holds these blobs; a crash before their files are gone
-            // is completed by reconciliation at the next start.
-            let files = self.inner.files.clone();
-            let blobs = report.blobs.clone();
-            crate::files::blocking(move || blobs.iter().try_for_each(|d| files.remove(d))).await?;
-        }
-        for event in &outcome.events {
-            self.publish(event.clone());
-        }
-        Ok(result)
+        Ok(())
     }
 
     /// Replaces the state machine with a snapshot's.

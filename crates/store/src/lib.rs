@@ -12,7 +12,6 @@
 
 mod apply;
 mod blob_writer;
-mod catch_up;
 mod delivery;
 pub mod error;
 pub mod files;
@@ -33,9 +32,10 @@ mod uploads;
 pub use delivery::Received;
 pub use error::{Result, StoreError};
 pub use manifests::{ManifestRef, StoredManifest};
-pub use membership::{MemberChange, NodeView};
+pub use membership::NodeView;
 pub use raft_driver::{RaftSettings, RaftStatus};
 pub use replication::ByteStream;
+pub use site_state::MemberChange;
 pub use transport::{Alone, NodeReport, Transport};
 pub use uploads::ByteSource;
 
@@ -305,7 +305,7 @@ impl Store {
     /// [`Store::execute`] for a caller that holds the writer lock: stamps the entry with
     /// this node's time and orders it, through the leader if this node is not it.
     async fn propose(&self, cmd: Command) -> Result<Outcome> {
-        self.ask(raft_driver::Ask::Command(Entry {
+        self.ask(site_replica::Ask::Command(Entry {
             now: now_secs(),
             cmd,
         }))
@@ -313,7 +313,7 @@ impl Store {
     }
 
     /// Orders `ask` through the log, through the leader if this node is not it.
-    async fn ask(&self, ask: raft_driver::Ask) -> Result<Outcome> {
+    async fn ask(&self, ask: site_replica::Ask) -> Result<Outcome> {
         let (result, _) = match self.order(ask.clone()).await {
             Err(StoreError::NotLeader(0)) => {
                 return Err(StoreError::Unavailable(
@@ -328,7 +328,7 @@ impl Store {
 
     /// Orders `ask` through this node's driver (which refuses with `NotLeader` unless
     /// this node leads) and waits until it is applied here.
-    async fn order(&self, ask: raft_driver::Ask) -> Result<raft_driver::Ordered> {
+    async fn order(&self, ask: site_replica::Ask) -> Result<raft_driver::Ordered> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.inner
             .proposals
@@ -348,7 +348,7 @@ impl Store {
 
     /// Has the leader order `ask`, then waits until this node has applied as far, so
     /// that what the caller reads next includes the change.
-    async fn forward(&self, leader: u64, ask: &raft_driver::Ask) -> Result<raft_driver::Ordered> {
+    async fn forward(&self, leader: u64, ask: &site_replica::Ask) -> Result<raft_driver::Ordered> {
         let transport = &self.cluster()?.transport;
         let json = serde_json::to_vec(ask).expect("entries serialise");
         let answer = tokio::time::timeout(COMMIT_TIMEOUT, transport.forward(leader, json))
@@ -383,9 +383,9 @@ impl Store {
     /// JSON answer `(Result<Outcome, StateError>, applied index)`. An entry is stamped
     /// with the leader's time: the log has one clock (GC's grace periods count on it).
     pub async fn order_forwarded(&self, ask: &[u8]) -> Result<Vec<u8>> {
-        let mut ask: raft_driver::Ask = serde_json::from_slice(ask)
+        let mut ask: site_replica::Ask = serde_json::from_slice(ask)
             .map_err(|e| StoreError::SizeInvalid(format!("not a log entry: {e}")))?;
-        if let raft_driver::Ask::Command(entry) = &mut ask {
+        if let site_replica::Ask::Command(entry) = &mut ask {
             entry.now = now_secs();
         }
         let ordered = self.order(ask).await?;

@@ -1,40 +1,11 @@
 //! Membership of the site's group: nodes added and removed at run time through Raft
-//! configuration changes. The change travels in the log (a `ConfChangeV2` whose context
-//! is the [`MemberChange`]); applying it, on every node in log order, updates the
-//! group's voters, the addresses the state records, this node's transport, and tells the
-//! watchers. A node that joins is sent a snapshot (taken when the change is applied, so
-//! that its configuration includes the new node), then fetches every live blob.
+//! configuration changes, decided in the replication core (`site-replica`'s
+//! `members.rs`). Here: asking for a change, giving the transport the recorded
+//! addresses, and the report of every node's standing. A node that joins is sent a
+//! snapshot, then fetches every live blob.
 
 use crate::{Result, Store, StoreError};
-use serde::{Deserialize, Serialize};
-use site_state::Event;
-
-/// A change of the site's voters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum MemberChange {
-    /// Node `id`, reachable by its peers at `address` (its `[cluster] listen`), joins.
-    Add {
-        /// Its node id.
-        id: u64,
-        /// `HOST:PORT` of its cluster listener.
-        address: String,
-    },
-    /// Node `id` leaves.
-    Remove {
-        /// Its node id.
-        id: u64,
-    },
-}
-
-impl MemberChange {
-    /// The node it is about.
-    pub fn id(&self) -> u64 {
-        match self {
-            MemberChange::Add { id, .. } | MemberChange::Remove { id } => *id,
-        }
-    }
-}
+use site_state::MemberChange;
 
 impl Store {
     /// Orders a membership change through the log (on the leader, wherever it is asked);
@@ -62,35 +33,8 @@ impl Store {
             )));
         }
         let _writer = self.inner.writer.lock().await;
-        self.ask(crate::raft_driver::Ask::Members(change)).await?;
+        self.ask(site_replica::Ask::Members(change)).await?;
         Ok(self.raft_status().voters)
-    }
-
-    /// Applies a committed membership change to what this node keeps beside the raft
-    /// configuration: the recorded addresses, the transport, the watchers.
-    pub(crate) fn apply_member_change(&self, change: &MemberChange) {
-        let me = self.inner.cluster.get().map(|c| c.id);
-        let (id, address) = match change {
-            MemberChange::Add { id, address } => (*id, Some(address.as_str())),
-            MemberChange::Remove { id } => (*id, None),
-        };
-        self.inner
-            .state
-            .write()
-            .expect("state lock")
-            .record_node(id, address);
-        if let Some(c) = self.inner.cluster.get() {
-            if me != Some(id) {
-                c.transport.set_peer(id, address);
-            }
-        }
-        self.publish(match address {
-            Some(a) => Event::NodeJoined {
-                node: id,
-                address: a.to_owned(),
-            },
-            None => Event::NodeLeft { node: id },
-        });
     }
 
     /// Gives the transport the address of every node the state records (after a restart

@@ -18,8 +18,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use std::sync::{Arc, RwLock};
 
-/// Index (and term) of the founding snapshot every new log starts from.
-pub const FOUNDING_INDEX: u64 = 1;
+pub use site_replica::FOUNDING_INDEX;
 
 /// The Raft log of this node. Cheap to clone; clones share everything.
 #[derive(Clone)]

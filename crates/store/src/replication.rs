@@ -23,8 +23,10 @@ use bytes::Bytes;
 use futures_util::stream::{BoxStream, FuturesUnordered};
 use futures_util::StreamExt;
 use site_core::{Digest, DigestHasher};
+use site_replica::hold::{peer_order, Hold, Next};
+use site_replica::missing::{Backoff, Missing};
 use site_state::Event;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,8 +38,6 @@ const STALL: Duration = Duration::from_secs(30);
 /// Read size when serving a blob from disk: large enough that one read fills many TCP
 /// segments.
 const CHUNK: usize = 256 * 1024;
-/// Longest pause between rounds of background fetches that failed.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Bytes of a blob, from this node's disk or a peer's.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -57,16 +57,14 @@ type FetchResult = Option<std::result::Result<(), String>>;
 /// What the node knows about blob bytes it lacks.
 #[derive(Default)]
 pub(crate) struct Replication {
-    /// Committed blobs whose file this node lacks, with their sizes.
-    missing: Mutex<BTreeMap<Digest, u64>>,
+    /// Committed blobs whose file this node lacks (the core's bookkeeping).
+    missing: Mutex<Missing>,
     /// Wakes the background task when a blob goes missing.
     wake: Notify,
     /// Fetches in progress, one per digest.
     inflight: Mutex<HashMap<Digest, watch::Receiver<FetchResult>>>,
     /// Names temporary files apart.
     next_tmp: AtomicU64,
-    /// Blobs whose copy here was found bad (`scrub.rs`) and is not yet replaced.
-    corrupt: Mutex<HashSet<Digest>>,
 }
 
 impl Store {
@@ -84,50 +82,42 @@ impl Store {
 
     /// How many committed blobs this node lacks the bytes of.
     pub fn blobs_missing(&self) -> usize {
-        self.inner
-            .replication
-            .missing
-            .lock()
-            .expect("missing")
-            .len()
+        self.missing().len()
+    }
+
+    fn missing(&self) -> std::sync::MutexGuard<'_, Missing> {
+        self.inner.replication.missing.lock().expect("missing")
     }
 
     /// Notes that committed blob `d` has no file here; the background task fetches it.
     pub(crate) fn note_missing(&self, d: &Digest, size: u64) {
-        let r = &self.inner.replication;
-        r.missing.lock().expect("missing").insert(d.clone(), size);
-        r.wake.notify_one();
+        self.missing().note(d, size);
+        self.inner.replication.wake.notify_one();
     }
 
     /// Notes that this node's copy of committed blob `d` was bad and is gone: the blob is
     /// missing, and its next verified copy is reported as a repair.
     pub(crate) fn note_corrupt(&self, d: &Digest, size: u64) {
-        let r = &self.inner.replication;
-        r.corrupt.lock().expect("corrupt").insert(d.clone());
-        self.note_missing(d, size);
+        self.missing().note_corrupt(d, size);
+        self.inner.replication.wake.notify_one();
     }
 
     /// Forgets that `digests` are missing (the state no longer holds them).
     pub(crate) fn forget_missing<'a>(&self, digests: impl IntoIterator<Item = &'a Digest>) {
-        let mut missing = self.inner.replication.missing.lock().expect("missing");
-        for d in digests {
-            missing.remove(d);
-        }
+        self.missing().forget(digests);
     }
 
     /// Recomputes the missing set from the state (after a snapshot replaced it).
     pub(crate) fn rescan_missing(&self) {
         let blobs: Vec<(Digest, u64)> =
             self.read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
-        let lacking: BTreeMap<Digest, u64> = blobs
-            .into_iter()
-            .filter(|(d, _)| !self.has_blob_file(d))
-            .collect();
-        let r = &self.inner.replication;
-        let any = !lacking.is_empty();
-        *r.missing.lock().expect("missing") = lacking;
+        let any = self
+            .missing()
+            .rescan(blobs.iter().map(|(d, s)| (d, *s)), |d| {
+                self.has_blob_file(d)
+            });
         if any {
-            r.wake.notify_one();
+            self.inner.replication.wake.notify_one();
         }
     }
 
@@ -139,47 +129,33 @@ impl Store {
     pub(crate) async fn hold_on_majority(&self, d: &Digest, size: u64) -> Result<()> {
         let status = self.raft_status();
         let cluster = self.cluster()?;
-        let majority = status.voters.len() / 2 + 1;
-        // This node's copy counts only while it is a voter (a removed node still running
-        // does not).
-        let needed = majority - usize::from(status.voters.contains(&cluster.id));
-        if needed == 0 {
-            return Ok(());
-        }
-        // The leader first: it answers for the group and is the likeliest to be up.
-        let mut waiting = peer_order(&status, cluster.id, None)
-            .into_iter()
-            .filter(|p| status.voters.contains(p));
+        let mut hold = Hold::new(cluster.id, &status.voters, status.leader);
         let ask = |p: u64| {
             let call = cluster.transport.hold(p, d.clone(), size, cluster.id);
             async move { (p, call.await) }
         };
-        let mut calls: FuturesUnordered<_> = waiting.by_ref().take(needed).map(ask).collect();
-        let mut held = 0;
-        let mut errors = Vec::new();
-        while let Some((peer, answer)) = calls.next().await {
-            match answer {
-                Ok(()) => {
-                    held += 1;
-                    if held == needed {
-                        return Ok(());
-                    }
+        let mut calls = FuturesUnordered::new();
+        let mut next = hold.start();
+        loop {
+            match next {
+                Next::Held => return Ok(()),
+                Next::Failed(why) => {
+                    return Err(StoreError::Unavailable(format!("blob {d} is {why}")))
                 }
+                Next::Ask(peers) => calls.extend(peers.into_iter().map(ask)),
+                Next::Wait => {}
+            }
+            let Some((peer, answer)) = calls.next().await else {
+                unreachable!("a hold waits only while peers are asked");
+            };
+            next = match answer {
+                Ok(()) => hold.held(peer),
                 Err(e) => {
                     tracing::warn!(blob = %d, peer, error = %e, "peer could not hold the blob");
-                    errors.push(format!("node {peer}: {e}"));
-                    if let Some(next) = waiting.next() {
-                        calls.push(ask(next));
-                    }
+                    hold.failed(peer, &e)
                 }
-            }
+            };
         }
-        Err(StoreError::Unavailable(format!(
-            "blob {d} is durable on {} of {} nodes, a majority needs {majority} ({})",
-            held + majority - needed,
-            status.voters.len(),
-            errors.join("; ")
-        )))
     }
 
     /// Makes sure this node holds blob `d` of `size` bytes, fetching it from `first` (if
@@ -226,7 +202,8 @@ impl Store {
     /// Peers to fetch from: `first`, then the leader, then the other voters.
     fn fetch_order(&self, first: Option<u64>) -> Result<Vec<u64>> {
         let me = self.cluster()?.id;
-        Ok(peer_order(&self.raft_status(), me, first))
+        let status = self.raft_status();
+        Ok(peer_order(status.leader, &status.voters, me, first))
     }
 
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
@@ -238,14 +215,7 @@ impl Store {
                 match self.fetch_from(peer, d, size).await {
                     Ok(()) => {
                         tracing::info!(blob = %d, peer, size, "blob fetched from peer");
-                        if self
-                            .inner
-                            .replication
-                            .corrupt
-                            .lock()
-                            .expect("corrupt")
-                            .remove(d)
-                        {
+                        if self.missing().found(d) {
                             self.publish(Event::BlobRepaired {
                                 digest: d.clone(),
                                 node: self.cluster()?.id,
@@ -417,19 +387,11 @@ impl Store {
     }
 
     /// Fetches every missing blob from peers, in the background, until `shutdown`.
-    /// Failed rounds are retried after a pause that grows to [`MAX_BACKOFF`].
+    /// Failed rounds are retried after a pause that grows (the core's [`Backoff`]).
     pub(crate) async fn run_replication(self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = Backoff::default();
         loop {
-            let next: Vec<(Digest, u64)> = self
-                .inner
-                .replication
-                .missing
-                .lock()
-                .expect("missing")
-                .iter()
-                .map(|(d, s)| (d.clone(), *s))
-                .collect();
+            let next = self.missing().round();
             if next.is_empty() {
                 tokio::select! {
                     _ = self.inner.replication.wake.notified() => continue,
@@ -455,28 +417,15 @@ impl Store {
                     }
                 }
             }
-            if failed == 0 {
-                backoff = Duration::from_secs(1);
+            let Some(pause) = backoff.after_round(failed) else {
                 continue;
-            }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
-}
-
-/// The nodes other than `me` in the order to ask them: `first`, then the leader, then the
-/// other voters.
-fn peer_order(status: &crate::RaftStatus, me: u64, first: Option<u64>) -> Vec<u64> {
-    let mut order: Vec<u64> = first.into_iter().collect();
-    order.push(status.leader);
-    order.extend(&status.voters);
-    let mut seen = std::collections::HashSet::new();
-    order.retain(|p| *p != 0 && *p != me && seen.insert(*p));
-    order
 }
 
 /// How long a peer may take to start streaming a blob.

@@ -9,25 +9,25 @@
 //! (every log still at the founding snapshot) elects as usual; a new node joining at run
 //! time simply waits, like a wiped one, until it holds the log.
 
-use crate::raft_log::FOUNDING_INDEX;
+use crate::FOUNDING_INDEX;
 use raft::eraftpb::{Message, MessageType};
 
 /// Where a node that started with an empty log stands in catching up.
 #[derive(Debug, Default)]
-pub(crate) struct CatchUp {
+pub struct CatchUp {
     /// The leader's commit index when it first wrote to this node.
     target: Option<u64>,
     /// Whether a declined vote has been logged already.
-    pub(crate) declined_noted: bool,
+    pub declined_noted: bool,
 }
 
 impl CatchUp {
     /// Looks at a message before Raft steps it; `false` for a vote this node must not
     /// give yet (the message is then dropped, as if lost).
-    pub(crate) fn admits(&mut self, m: &Message) -> bool {
+    pub fn admits(&mut self, m: &Message) -> bool {
         match m.get_msg_type() {
             MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => {
-                m.index <= FOUNDING_INDEX
+                cfg!(feature = "bug-wiped-votes") || m.index <= FOUNDING_INDEX
             }
             MessageType::MsgAppend => {
                 self.target.get_or_insert(m.commit);
@@ -45,9 +45,32 @@ impl CatchUp {
     /// Whether this node has caught up: it leads (a leader holds every committed
     /// entry), or it has applied as far as the group had committed when a leader first
     /// wrote to it.
-    pub(crate) fn done(&self, applied: u64, leading: bool) -> bool {
+    pub fn done(&self, applied: u64, leading: bool) -> bool {
         leading || self.target.is_some_and(|t| applied >= t)
     }
+}
+
+/// The lost-log rule. A node whose data directory was wiped comes back with an empty
+/// log while the leader still counts its old entries as matched. The leader's heartbeats
+/// then carry a commit index beyond this node's log (`last`), which raft-rs treats as a
+/// broken invariant, and the leader sends nothing more until a new entry comes. So the
+/// heartbeat's commit is clamped to the log's end, and the answer returned here tells the
+/// leader that its appends are refused past anything it counted as matched: it probes
+/// back to where this log ends and sends the entries from there (or a snapshot).
+pub fn recover_lost_log(m: &mut Message, last: u64, me: u64) -> Option<Message> {
+    if m.get_msg_type() != MessageType::MsgHeartbeat || m.commit <= last {
+        return None;
+    }
+    m.commit = last;
+    let mut refusal = Message::default();
+    refusal.set_msg_type(MessageType::MsgAppendResponse);
+    refusal.to = m.from;
+    refusal.from = me;
+    refusal.term = m.term;
+    refusal.reject = true;
+    refusal.index = u64::MAX;
+    refusal.reject_hint = last;
+    Some(refusal)
 }
 
 #[cfg(test)]
@@ -69,7 +92,7 @@ mod tests {
             // A new group: every log at the founding snapshot.
             assert!(c.admits(&msg(t, FOUNDING_INDEX, 0)));
             // A group with a history this node may have lost.
-            assert!(!c.admits(&msg(t, 40, 0)));
+            assert!(cfg!(feature = "bug-wiped-votes") || !c.admits(&msg(t, 40, 0)));
         }
         assert!(!c.done(1_000, false), "no leader has written yet");
         // The first append fixes the target; later ones do not move it.
@@ -80,6 +103,23 @@ mod tests {
         assert!(!c.done(34, false));
         assert!(c.done(35, false));
         assert!(CatchUp::default().done(0, true), "a leader holds the log");
+    }
+
+    #[test]
+    fn a_heartbeat_past_the_log_is_clamped_and_answered_with_a_refusal() {
+        let mut m = msg(MessageType::MsgHeartbeat, 0, 90);
+        m.from = 2;
+        m.term = 7;
+        let refusal = recover_lost_log(&mut m, 1, 3).expect("a refusal");
+        assert_eq!(m.commit, 1, "clamped to the log's end");
+        assert_eq!(refusal.get_msg_type(), MessageType::MsgAppendResponse);
+        assert!(refusal.reject);
+        assert_eq!((refusal.to, refusal.from, refusal.term), (2, 3, 7));
+        assert_eq!(refusal.reject_hint, 1);
+        let mut fine = msg(MessageType::MsgHeartbeat, 0, 1);
+        assert!(recover_lost_log(&mut fine, 5, 3).is_none());
+        let mut append = msg(MessageType::MsgAppend, 0, 90);
+        assert!(recover_lost_log(&mut append, 1, 3).is_none());
     }
 
     #[test]

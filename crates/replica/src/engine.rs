@@ -1,0 +1,268 @@
+//! The engine: raft-rs's `RawNode` and everything this site decides around it, driven by
+//! its caller. In: ticks, peer messages, proposals, each with the time in milliseconds.
+//! Out: effects (`effect.rs`), and the Ready procedure in `ready.rs`.
+//!
+//! raft-rs draws election timeouts from the thread's random generator; the engine draws
+//! them from its own seeded [`Rng`] instead, so a seed decides every election.
+
+use crate::catch_up::{self, CatchUp};
+use crate::health::Health;
+use crate::members::{self, Conf};
+use crate::proposal::{self, Ask, Refusal};
+use crate::{Effect, Rng};
+use raft::eraftpb::Message;
+use raft::{RawNode, StateRole, Storage};
+
+/// How a node takes part in the group.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's id (> 0).
+    pub id: u64,
+    /// Ticks without a leader before an election (the timeout is drawn from this to
+    /// twice this); heartbeats go every tick.
+    pub election_ticks: usize,
+    /// Applied entries between snapshots of the state machine.
+    pub snapshot_every: u64,
+}
+
+/// Where this node's Raft stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The voters of the group (this node included), sorted.
+    pub voters: Vec<u64>,
+    /// The leader as this node knows it; 0 when there is none.
+    pub leader: u64,
+    /// The current term.
+    pub term: u64,
+    /// The commit index as this node knows it.
+    pub commit: u64,
+    /// The index applied to this node's state.
+    pub applied: u64,
+}
+
+/// One node's part in the group.
+pub struct Engine<S: Storage> {
+    pub(crate) node: RawNode<S>,
+    pub(crate) id: u64,
+    pub(crate) snapshot_every: u64,
+    /// The next proposal id (the proposer's node id travels beside it).
+    next_id: u64,
+    /// The last index handed out to apply (or installed by a snapshot).
+    pub(crate) applied: u64,
+    /// Index of the last snapshot of the state machine.
+    pub(crate) snapshot_index: u64,
+    /// Set while this node, started with an empty log, catches up (it does not vote).
+    pub(crate) catch_up: Option<CatchUp>,
+    /// Whether the loss of this node's log was logged already.
+    lost_log_noted: bool,
+    health: Health,
+    rng: Rng,
+    election_ticks: usize,
+    /// The broken variant's last entry applied before it was committed.
+    #[cfg(feature = "bug-apply-uncommitted")]
+    pub(crate) early: u64,
+}
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+impl<S: Storage> Engine<S> {
+    /// An engine over `storage`, whose state machine stands at `applied`. `catching_up`:
+    /// the log was empty at start (see `catch_up.rs`). `alone`: the group is this node
+    /// only, so it leads at once. `seed` draws election timeouts and proposal ids.
+    pub fn new(
+        settings: &Settings,
+        storage: S,
+        applied: u64,
+        catching_up: bool,
+        alone: bool,
+        seed: u64,
+    ) -> Result<Engine<S>, String> {
+        let election = settings.election_ticks.max(2);
+        let config = raft::Config {
+            id: settings.id,
+            applied,
+            election_tick: election,
+            heartbeat_tick: 1,
+            min_election_tick: election,
+            max_election_tick: 2 * election,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        let node = RawNode::new(&config, storage, &logger()).map_err(|e| e.to_string())?;
+        let mut rng = Rng::new(seed);
+        let mut engine = Engine {
+            node,
+            id: settings.id,
+            snapshot_every: settings.snapshot_every,
+            // A new run starts its ids anywhere, so that they do not repeat those of
+            // entries proposed before a restart and applied after it.
+            next_id: rng.next_u64() >> 1,
+            applied,
+            snapshot_index: applied,
+            catch_up: catching_up.then(CatchUp::default),
+            lost_log_noted: false,
+            health: Health::default(),
+            rng,
+            election_ticks: election,
+            #[cfg(feature = "bug-apply-uncommitted")]
+            early: 0,
+        };
+        engine.jitter();
+        if alone {
+            // No election to wait for.
+            engine.node.campaign().map_err(|e| e.to_string())?;
+            engine.jitter();
+        }
+        Ok(engine)
+    }
+
+    /// Replaces raft-rs's draw of the election timeout (from the thread's generator) by
+    /// the engine's own, in `election_ticks .. 2 * election_ticks`. raft-rs draws when it
+    /// resets its election clock, which leaves `election_elapsed` at 0; so a new draw
+    /// follows every operation after which the clock stands at 0, a condition that
+    /// depends on the inputs only.
+    fn jitter(&mut self) {
+        if self.node.raft.election_elapsed == 0 {
+            let e = self.election_ticks;
+            let t = e + self.rng.below(e as u64) as usize;
+            self.node.raft.set_randomized_election_timeout(t);
+        }
+    }
+
+    /// One tick of time (`now`: milliseconds, monotonic).
+    pub fn tick(&mut self, now: u64) -> Vec<Effect> {
+        self.node.tick();
+        self.jitter();
+        let leading = self.node.raft.state == StateRole::Leader;
+        let voters = self.voters();
+        self.health
+            .look(leading, self.id, &voters, now)
+            .into_iter()
+            .map(Effect::Publish)
+            .collect()
+    }
+
+    /// A message from a peer, at `now`.
+    pub fn step(&mut self, mut m: Message, now: u64) -> Vec<Effect> {
+        self.health.heard(m.from, now);
+        let mut effects = Vec::new();
+        let last = self.node.raft.raft_log.last_index();
+        if let Some(refusal) = catch_up::recover_lost_log(&mut m, last, self.id) {
+            if !self.lost_log_noted {
+                self.lost_log_noted = true;
+                tracing::warn!(
+                    leader = m.from,
+                    last_index = last,
+                    "the group committed entries this node's log does not have (was its data directory wiped?): catching up from the leader"
+                );
+            }
+            effects.push(Effect::Send {
+                to: refusal.to,
+                messages: vec![refusal],
+            });
+        }
+        if let Some(c) = &mut self.catch_up {
+            if !c.admits(&m) {
+                if !c.declined_noted {
+                    c.declined_noted = true;
+                    tracing::warn!(
+                        candidate = m.from,
+                        candidate_last_index = m.index,
+                        "declining to vote: this node started with an empty log (new, or its data directory was wiped) and votes only once it holds what the group had committed"
+                    );
+                }
+                return effects;
+            }
+        }
+        if let Err(e) = self.node.step(m) {
+            tracing::debug!(error = %e, "raft: message dropped");
+        }
+        self.jitter();
+        effects
+    }
+
+    /// Proposes `ask`; returns the id its committed entry will carry
+    /// ([`crate::Committed`]), or why it is not ordered.
+    pub fn propose(&mut self, ask: &Ask) -> Result<u64, Refusal> {
+        let raft = &self.node.raft;
+        if raft.state != StateRole::Leader {
+            return Err(Refusal::NotLeader(raft.leader_id));
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let context = proposal::context(self.id, id);
+        let proposed = match ask {
+            Ask::Command(entry) => {
+                let data = serde_json::to_vec(entry).expect("entries serialise");
+                self.node.propose(context, data)
+            }
+            Ask::Members(change) => {
+                let voters = self.voters();
+                let conf = Conf {
+                    voters: &voters,
+                    pending: raft.pending_conf_index > raft.raft_log.applied,
+                };
+                match members::conf_change(&conf, change) {
+                    Ok(Some(cc)) => self.node.propose_conf_change(context, cc),
+                    Ok(None) => return Err(Refusal::Unchanged),
+                    Err(refusal) => return Err(Refusal::Refused(refusal)),
+                }
+            }
+        };
+        proposed.map_err(|e| Refusal::Dropped(format!("raft refused the proposal: {e}")))?;
+        self.jitter();
+        Ok(id)
+    }
+
+    /// Starts an election now (a test or an operator's nudge).
+    pub fn campaign(&mut self) -> Result<(), String> {
+        self.node.campaign().map_err(|e| e.to_string())?;
+        self.jitter();
+        Ok(())
+    }
+
+    /// The group's voters, sorted.
+    pub fn voters(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.node.raft.prs().conf().voters().ids().iter().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Where this node's Raft stands.
+    pub fn status(&self) -> Status {
+        let raft = &self.node.raft;
+        Status {
+            voters: self.voters(),
+            leader: raft.leader_id,
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied: self.applied,
+        }
+    }
+
+    /// Whether this node leads now.
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    /// Whether this node is catching up after starting with an empty log.
+    pub fn catching_up(&self) -> bool {
+        self.catch_up.is_some()
+    }
+
+    /// Peers this node, as leader, has not heard from lately.
+    pub fn degraded(&self) -> &std::collections::BTreeSet<u64> {
+        self.health.degraded()
+    }
+
+    /// The log the engine reads.
+    pub fn storage(&self) -> &S {
+        self.node.store()
+    }
+}
