@@ -17,7 +17,9 @@ pub fn status(e: StoreError) -> Status {
         }
         StoreError::ManifestInvalid(_) | StoreError::SizeInvalid(_) => Code::InvalidArgument,
         StoreError::Interrupted(_) => Code::Aborted,
-        StoreError::Unavailable(_) | StoreError::NotLeader(_) => Code::Unavailable,
+        StoreError::Unavailable(_) | StoreError::NotLeader(_) | StoreError::LeaderMoving(_) => {
+            Code::Unavailable
+        }
         StoreError::Refused(r) => match r {
             StateError::ImagesNotReady(_) | StateError::InUse(_) => Code::FailedPrecondition,
             StateError::NotFound(_)

@@ -146,7 +146,9 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        if let StoreError::Unavailable(_) | StoreError::NotLeader(_) = &e {
+        if let StoreError::Unavailable(_) | StoreError::NotLeader(_) | StoreError::LeaderMoving(_) =
+            &e
+        {
             tracing::warn!(error = %e, "write refused: the site cannot order changes now");
             return ApiError::new(ErrorCode::Unavailable, e.to_string())
                 .with_header(header::RETRY_AFTER, "5");

@@ -54,23 +54,33 @@ impl CatchUp {
 /// log while the leader still counts its old entries as matched. The leader's heartbeats
 /// then carry a commit index beyond this node's log (`last`), which raft-rs treats as a
 /// broken invariant, and the leader sends nothing more until a new entry comes. So the
-/// heartbeat's commit is clamped to the log's end, and the answer returned here tells the
-/// leader that its appends are refused past anything it counted as matched: it probes
-/// back to where this log ends and sends the entries from there (or a snapshot).
-pub fn recover_lost_log(m: &mut Message, last: u64, me: u64) -> Option<Message> {
+/// heartbeat's commit is clamped to the log's end, and the answers returned here tell
+/// the leader that its appends are refused past anything it counted as matched: it
+/// probes back to where this log ends and sends the entries from there (or a snapshot).
+///
+/// raft-rs takes a refusal as current only if it names the right index: past the match,
+/// while the leader replicates to this node (the first answer); the index before the
+/// next one it would send, while it probes (the second: the heartbeat's commit, which
+/// is where the match stands when the leader has nothing more to send). A leader
+/// paused in a probe would otherwise never send again.
+pub fn recover_lost_log(m: &mut Message, last: u64, me: u64) -> Vec<Message> {
     if m.get_msg_type() != MessageType::MsgHeartbeat || m.commit <= last {
-        return None;
+        return Vec::new();
     }
+    let refusal = |index: u64| {
+        let mut r = Message::default();
+        r.set_msg_type(MessageType::MsgAppendResponse);
+        r.to = m.from;
+        r.from = me;
+        r.term = m.term;
+        r.reject = true;
+        r.index = index;
+        r.reject_hint = last;
+        r
+    };
+    let answers = vec![refusal(u64::MAX), refusal(m.commit)];
     m.commit = last;
-    let mut refusal = Message::default();
-    refusal.set_msg_type(MessageType::MsgAppendResponse);
-    refusal.to = m.from;
-    refusal.from = me;
-    refusal.term = m.term;
-    refusal.reject = true;
-    refusal.index = u64::MAX;
-    refusal.reject_hint = last;
-    Some(refusal)
+    answers
 }
 
 #[cfg(test)]
@@ -110,16 +120,24 @@ mod tests {
         let mut m = msg(MessageType::MsgHeartbeat, 0, 90);
         m.from = 2;
         m.term = 7;
-        let refusal = recover_lost_log(&mut m, 1, 3).expect("a refusal");
+        let refusals = recover_lost_log(&mut m, 1, 3);
         assert_eq!(m.commit, 1, "clamped to the log's end");
-        assert_eq!(refusal.get_msg_type(), MessageType::MsgAppendResponse);
-        assert!(refusal.reject);
-        assert_eq!((refusal.to, refusal.from, refusal.term), (2, 3, 7));
-        assert_eq!(refusal.reject_hint, 1);
+        let indexes: Vec<u64> = refusals.iter().map(|r| r.index).collect();
+        assert_eq!(
+            indexes,
+            [u64::MAX, 90],
+            "one for each state of the leader's progress"
+        );
+        for refusal in refusals {
+            assert_eq!(refusal.get_msg_type(), MessageType::MsgAppendResponse);
+            assert!(refusal.reject);
+            assert_eq!((refusal.to, refusal.from, refusal.term), (2, 3, 7));
+            assert_eq!(refusal.reject_hint, 1);
+        }
         let mut fine = msg(MessageType::MsgHeartbeat, 0, 1);
-        assert!(recover_lost_log(&mut fine, 5, 3).is_none());
+        assert!(recover_lost_log(&mut fine, 5, 3).is_empty());
         let mut append = msg(MessageType::MsgAppend, 0, 90);
-        assert!(recover_lost_log(&mut append, 1, 3).is_none());
+        assert!(recover_lost_log(&mut append, 1, 3).is_empty());
     }
 
     #[test]

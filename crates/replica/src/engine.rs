@@ -56,12 +56,20 @@ pub struct Engine<S: Storage> {
     /// Whether the loss of this node's log was logged already.
     lost_log_noted: bool,
     health: Health,
+    /// Peers that told this node, as leader, that they lost their log, with the highest
+    /// index each has acknowledged since (raft-rs never lowers a peer's match).
+    pub(crate) lost: std::collections::BTreeMap<u64, u64>,
+    /// Peers sent a snapshot, with the ticks since (see [`Engine::tick`]).
+    pub(crate) snapshots_sent: std::collections::BTreeMap<u64, usize>,
     rng: Rng,
     election_ticks: usize,
     /// The broken variant's last entry applied before it was committed.
     #[cfg(feature = "bug-apply-uncommitted")]
     pub(crate) early: u64,
 }
+
+/// Ticks a peer has to confirm a snapshot before it is sent again.
+pub const SNAPSHOT_RETRY_TICKS: usize = 50;
 
 fn logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
@@ -108,6 +116,8 @@ impl<S: Storage> Engine<S> {
             catch_up: catching_up.then(CatchUp::default),
             lost_log_noted: false,
             health: Health::default(),
+            snapshots_sent: Default::default(),
+            lost: Default::default(),
             rng,
             election_ticks: election,
             #[cfg(feature = "bug-apply-uncommitted")]
@@ -135,10 +145,43 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// raft-rs waits for a snapshot it sent until told how it went; a snapshot lost on
+    /// the way (the peer was down, or crashed before installing it) would stall that
+    /// peer for as long as this node leads. The sends are best effort, so a snapshot
+    /// the peer has not confirmed within [`SNAPSHOT_RETRY_TICKS`] counts as failed, and
+    /// raft-rs probes the peer again (sending a new snapshot if it still needs one).
+    fn retry_snapshots(&mut self) {
+        let leading = self.node.raft.state == StateRole::Leader;
+        let mut failed = Vec::new();
+        self.snapshots_sent.retain(|peer, ticks| {
+            let pending = leading
+                && self
+                    .node
+                    .raft
+                    .prs()
+                    .get(*peer)
+                    .is_some_and(|p| p.state == raft::ProgressState::Snapshot);
+            *ticks += 1;
+            if pending && *ticks >= SNAPSHOT_RETRY_TICKS {
+                failed.push(*peer);
+            }
+            pending && *ticks < SNAPSHOT_RETRY_TICKS
+        });
+        for peer in failed {
+            tracing::info!(
+                peer,
+                "no word of the snapshot sent to a peer: sending it again"
+            );
+            self.node
+                .report_snapshot(peer, raft::SnapshotStatus::Failure);
+        }
+    }
+
     /// One tick of time (`now`: milliseconds, monotonic).
     pub fn tick(&mut self, now: u64) -> Vec<Effect> {
         self.node.tick();
         self.jitter();
+        self.retry_snapshots();
         let leading = self.node.raft.state == StateRole::Leader;
         let voters = self.voters();
         self.health
@@ -151,9 +194,20 @@ impl<S: Storage> Engine<S> {
     /// A message from a peer, at `now`.
     pub fn step(&mut self, mut m: Message, now: u64) -> Vec<Effect> {
         self.health.heard(m.from, now);
+        if m.get_msg_type() == raft::eraftpb::MessageType::MsgAppendResponse {
+            if m.reject && m.index == u64::MAX {
+                // The lost-log refusal (`catch_up.rs`).
+                self.lost.insert(m.from, 0);
+            } else if !m.reject {
+                if let Some(acked) = self.lost.get_mut(&m.from) {
+                    *acked = (*acked).max(m.index);
+                }
+            }
+        }
         let mut effects = Vec::new();
         let last = self.node.raft.raft_log.last_index();
-        if let Some(refusal) = catch_up::recover_lost_log(&mut m, last, self.id) {
+        let refusals = catch_up::recover_lost_log(&mut m, last, self.id);
+        if !refusals.is_empty() {
             if !self.lost_log_noted {
                 self.lost_log_noted = true;
                 tracing::warn!(
@@ -163,8 +217,8 @@ impl<S: Storage> Engine<S> {
                 );
             }
             effects.push(Effect::Send {
-                to: refusal.to,
-                messages: vec![refusal],
+                to: m.from,
+                messages: refusals,
             });
         }
         if let Some(c) = &mut self.catch_up {
@@ -209,6 +263,19 @@ impl<S: Storage> Engine<S> {
                     pending: raft.pending_conf_index > raft.raft_log.applied,
                 };
                 match members::conf_change(&conf, change) {
+                    Ok(Some(_)) if !self.quorum_stays_whole(change) => {
+                        return Err(Refusal::Refused(site_state::StateError::InUse(
+                            "too few nodes hold the site's log to change its members now (a new or wiped node is still catching up): with this change the site could not elect a leader; try again once every node has caught up".into(),
+                        )))
+                    }
+                    Ok(Some(_)) if change.id() == self.id => {
+                        let to = self.successor().ok_or_else(|| {
+                            Refusal::Dropped("no other voter can lead".into())
+                        })?;
+                        tracing::info!(to, "asked to leave the site while leading: moving leadership first");
+                        self.node.transfer_leader(to);
+                        return Err(Refusal::Moving(to));
+                    }
                     Ok(Some(cc)) => self.node.propose_conf_change(context, cc),
                     Ok(None) => return Err(Refusal::Unchanged),
                     Err(refusal) => return Err(Refusal::Refused(refusal)),
@@ -218,6 +285,40 @@ impl<S: Storage> Engine<S> {
         proposed.map_err(|e| Refusal::Dropped(format!("raft refused the proposal: {e}")))?;
         self.jitter();
         Ok(id)
+    }
+
+    /// Whether a majority of the voters after `change` holds the log as far as it is
+    /// committed now. A node that started with an empty log declines votes until it
+    /// has caught up (`catch_up.rs`); a change that left fewer whole voters than a
+    /// majority (a node added, or a whole one removed, while another catches up) could
+    /// leave the site unable to elect a leader once this one is gone.
+    fn quorum_stays_whole(&self, change: &site_state::MemberChange) -> bool {
+        let raft = &self.node.raft;
+        let committed = raft.raft_log.committed;
+        let mut voters = self.voters();
+        match change {
+            site_state::MemberChange::Add { id, .. } => voters.push(*id),
+            site_state::MemberChange::Remove { id } => voters.retain(|v| v != id),
+        }
+        let whole = voters
+            .iter()
+            .filter(|v| {
+                let holds = |p: &raft::Progress| {
+                    p.matched >= committed && self.lost.get(*v).is_none_or(|a| *a >= committed)
+                };
+                **v == self.id || raft.prs().get(**v).is_some_and(holds)
+            })
+            .count();
+        whole >= crate::hold::majority(voters.len())
+    }
+
+    /// The voter best placed to lead after this node: the one whose log matches the most.
+    fn successor(&self) -> Option<u64> {
+        let prs = self.node.raft.prs();
+        self.voters()
+            .into_iter()
+            .filter(|v| *v != self.id)
+            .max_by_key(|v| prs.get(*v).map_or(0, |p| p.matched))
     }
 
     /// Starts an election now (a test or an operator's nudge).

@@ -23,6 +23,9 @@ pub enum Refusal {
     Refused(StateError),
     /// The change is already so: nothing to order.
     Unchanged,
+    /// This node leads and is asked to leave: leadership moves to the node given first
+    /// (raft-rs cannot go on leading a group it left), and the new leader orders it.
+    Moving(u64),
     /// Raft dropped it (a leader transfer, a full queue).
     Dropped(String),
 }

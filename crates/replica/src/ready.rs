@@ -52,6 +52,7 @@ impl<S: Storage> Engine<S> {
             effects.push(Effect::Sync);
         }
         sends(ready.take_persisted_messages(), &mut effects);
+        self.note_snapshots(&effects);
         Some(Cycle { effects, ready })
     }
 
@@ -63,6 +64,7 @@ impl<S: Storage> Engine<S> {
             effects.push(Effect::SetCommit(commit));
         }
         sends(light.take_messages(), &mut effects);
+        self.note_snapshots(&effects);
         self.committed(light.take_committed_entries(), &mut effects);
         self.node.advance_apply();
         if self.applied >= self.snapshot_index + self.snapshot_every {
@@ -82,6 +84,20 @@ impl<S: Storage> Engine<S> {
             effects.push(Effect::EndCatchUp);
         }
         effects
+    }
+
+    /// Notes the peers sent a snapshot (see `Engine::retry_snapshots`).
+    fn note_snapshots(&mut self, effects: &[Effect]) {
+        for e in effects {
+            if let Effect::Send { to, messages } = e {
+                if messages
+                    .iter()
+                    .any(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot)
+                {
+                    self.snapshots_sent.insert(*to, 0);
+                }
+            }
+        }
     }
 
     /// A snapshot of the state machine at the applied index.
@@ -134,6 +150,14 @@ impl<S: Storage> Engine<S> {
                     match applied {
                         Ok((cc, cs)) => {
                             tracing::info!(index, voters = ?cs.voters, "group configuration changed");
+                            if !cs.voters.contains(&self.id)
+                                && self.node.raft.state == StateRole::Leader
+                            {
+                                // raft-rs cannot lead a group it is not in (it would count
+                                // its own progress): the others elect a leader.
+                                let term = self.node.raft.term;
+                                self.node.raft.become_follower(term, raft::INVALID_ID);
+                            }
                             effects.push(Effect::SetConfState(cs));
                             effects.push(Effect::Apply(Committed::Members {
                                 index,

@@ -55,6 +55,10 @@ pub enum StoreError {
     /// [`crate::Store::execute`] forwards to the leader.
     #[error("this node is not the leader (leader: {0})")]
     NotLeader(u64),
+    /// This node leads and is asked to leave: leadership moves to node `{0}` first.
+    /// Store-internal: [`crate::Store::execute`] waits for the move and forwards.
+    #[error("this node leads and is leaving the site: leadership moves to node {0} first")]
+    LeaderMoving(u64),
     /// A file operation failed.
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -113,6 +117,7 @@ impl StoreError {
             },
             StoreError::Unavailable(_)
             | StoreError::NotLeader(_)
+            | StoreError::LeaderMoving(_)
             | StoreError::Io(_)
             | StoreError::Db(_) => return None,
         })

@@ -131,6 +131,9 @@ pub(crate) fn open_db(path: &std::path::Path) -> Result<sled::Db> {
     }
 }
 
+/// How long a leader asked to leave waits for its leadership to move.
+const LEADER_MOVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a proposer waits for its change to be committed and applied.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -169,6 +172,9 @@ impl Store {
         let applied = *driver_side.applied.borrow();
         let driver =
             raft_driver::Driver::new(store.clone(), raft, transport, applied, driver_side.applied)?;
+        // The voters and the leader are known before anything is served (a write's
+        // majority hold counts the voters).
+        driver.publish_status();
         let replication = store.clone().run_replication(shutdown.clone());
         let scrub = store.clone().run_scrub(shutdown.clone());
         let run = driver.run(driver_side.proposals, driver_side.inputs, shutdown);
@@ -335,6 +341,20 @@ impl Store {
             .send(raft_driver::Proposal { ask, reply })
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))?;
         match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
+            Ok(Ok(Err(StoreError::LeaderMoving(to)))) => {
+                // Wait (bounded) for the move; the caller forwards to the new leader.
+                let me = self.cluster()?.id;
+                let deadline = tokio::time::Instant::now() + LEADER_MOVE_TIMEOUT;
+                while self.raft_status().leader == me && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                match self.raft_status().leader {
+                    leader if leader == me => Err(StoreError::Unavailable(format!(
+                        "leadership did not move to node {to} in time: try again"
+                    ))),
+                    leader => Err(StoreError::NotLeader(leader)),
+                }
+            }
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(StoreError::Unavailable(
                 "the node stopped before the change was committed".into(),
@@ -388,7 +408,14 @@ impl Store {
         if let site_replica::Ask::Command(entry) = &mut ask {
             entry.now = now_secs();
         }
-        let ordered = self.order(ask).await?;
+        let me = self.cluster()?.id;
+        let ordered = match self.order(ask.clone()).await {
+            // This node was asked to remove itself: the new leader orders it.
+            Err(StoreError::NotLeader(leader)) if leader != 0 && leader != me => {
+                self.forward(leader, &ask).await?
+            }
+            other => other?,
+        };
         Ok(serde_json::to_vec(&ordered).expect("outcomes serialise"))
     }
 

@@ -161,7 +161,8 @@ impl Driver {
         }
     }
 
-    fn publish_status(&self) {
+    /// Makes where this node's Raft stands visible to the store.
+    pub(crate) fn publish_status(&self) {
         let now = self.engine.status();
         let mut status = self
             .store
@@ -183,6 +184,9 @@ impl Driver {
             }
             Err(Refusal::NotLeader(leader)) => {
                 let _ = p.reply.send(Err(StoreError::NotLeader(leader)));
+            }
+            Err(Refusal::Moving(to)) => {
+                let _ = p.reply.send(Err(StoreError::LeaderMoving(to)));
             }
             Err(Refusal::Unchanged) => {
                 let _ = p.reply.send(Ok((Ok(Outcome::default()), applied)));
@@ -237,12 +241,20 @@ impl Driver {
                 Effect::Apply(committed) => {
                     let index = committed.index();
                     let effects = self.store.apply_committed(&mut self.applier, committed);
-                    let _ = self.applied_tx.send(index);
+                    let mut answers = Vec::new();
                     for effect in effects {
                         match effect {
-                            Effect::Answer { id, result, index } => self.answer(id, result, index),
+                            Effect::Answer { id, result, index } => {
+                                answers.push((id, result, index))
+                            }
                             other => self.store.carry_out(other).await?,
                         }
+                    }
+                    // Whoever waits for this index finds its effects done (a sweep's
+                    // files gone).
+                    let _ = self.applied_tx.send(index);
+                    for (id, result, index) in answers {
+                        self.answer(id, result, index);
                     }
                 }
                 Effect::SaveSnapshot { index, term } => {

@@ -1,0 +1,248 @@
+//! Blob bytes between simulated nodes, decided by the core (`hold.rs`, `missing.rs`) as
+//! on a real node (`site-store`'s `replication.rs`): a delivered blob is held by a
+//! majority before it is recorded; a committed blob a node lacks is fetched from a peer,
+//! rounds that fail backing off; a read checks the bytes against the digest before it
+//! hands over the last of them; a scrub finds bad copies.
+
+use crate::msg::{Out, Payload};
+use crate::node::Node;
+use site_core::Digest;
+use site_replica::hold::{peer_order, Hold, Next};
+use site_replica::Ask;
+use site_state::{Command, Entry};
+
+/// A fetch not answered within this long counts as failed.
+const FETCH_TIMEOUT_MS: u64 = 2_000;
+/// A hold not settled within this long is dropped (its client gave up).
+const HOLD_TIMEOUT_MS: u64 = 10_000;
+
+/// A majority hold in progress for a client's delivery.
+pub struct HoldJob {
+    hold: Hold,
+    digest: Digest,
+    size: u64,
+    client: u64,
+    started: u64,
+}
+
+impl Node {
+    /// A client delivers blob `digest` (`bytes`) to this node: it is installed here, held
+    /// by a majority, then recorded; the client is answered with the record's outcome.
+    pub fn deliver(&mut self, req: u64, digest: Digest, bytes: Vec<u8>, now: u64, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        if self.disk_full {
+            out.answers.push((req, Err("disk full".into())));
+            return;
+        }
+        let size = bytes.len() as u64;
+        self.disk.borrow_mut().blobs.insert(digest.clone(), bytes);
+        let status = run.engine.status();
+        let mut hold = Hold::new(self.id, &status.voters, status.leader);
+        let next = hold.start();
+        let id = run.next_id;
+        run.next_id += 1;
+        run.holds.insert(
+            id,
+            HoldJob {
+                hold,
+                digest,
+                size,
+                client: req,
+                started: now,
+            },
+        );
+        self.hold_next(id, next, now, out);
+    }
+
+    fn hold_next(&mut self, id: u64, next: Next, now: u64, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        match next {
+            Next::Wait => {}
+            Next::Ask(peers) => {
+                let job = &run.holds[&id];
+                let bytes = self.disk.borrow().blobs.get(&job.digest).cloned();
+                for p in peers {
+                    let payload = Payload::Hold {
+                        hold: id,
+                        digest: job.digest.clone(),
+                        bytes: bytes.clone().unwrap_or_default(),
+                    };
+                    out.sends.push((self.id, p, payload));
+                }
+            }
+            Next::Held => {
+                let job = run.holds.remove(&id).expect("a hold in progress");
+                let cmd = Command::AddBlob {
+                    repo: None,
+                    digest: job.digest,
+                    size: job.size,
+                    recorded: false,
+                };
+                self.submit(job.client, Ask::Command(Entry { now: 0, cmd }), now, out);
+            }
+            Next::Failed(why) => {
+                let job = run.holds.remove(&id).expect("a hold in progress");
+                out.answers.push((job.client, Err(why)));
+            }
+        }
+    }
+
+    pub fn receive_blob_message(&mut self, from: u64, p: Payload, now: u64, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        match p {
+            Payload::Hold {
+                hold,
+                digest,
+                bytes,
+            } => {
+                let ok = if self.disk_full {
+                    Err("disk full".to_owned())
+                } else if Digest::of(&bytes) != digest {
+                    Err("the bytes do not match the digest".to_owned())
+                } else {
+                    self.disk.borrow_mut().blobs.insert(digest, bytes);
+                    Ok(())
+                };
+                out.sends
+                    .push((self.id, from, Payload::HoldAnswer { hold, ok }));
+            }
+            Payload::HoldAnswer { hold, ok } => {
+                let Some(job) = run.holds.get_mut(&hold) else {
+                    return;
+                };
+                let next = match ok {
+                    Ok(()) => job.hold.held(from),
+                    Err(e) => job.hold.failed(from, &e),
+                };
+                self.hold_next(hold, next, now, out);
+            }
+            Payload::Fetch { req, digest } => {
+                let bytes = self.disk.borrow().blobs.get(&digest).cloned();
+                out.sends
+                    .push((self.id, from, Payload::FetchAnswer { req, digest, bytes }));
+            }
+            Payload::FetchAnswer { req, digest, bytes } => {
+                if run.fetching.remove(&req).is_none() {
+                    return;
+                }
+                match bytes {
+                    Some(b) if Digest::of(&b) == digest && !self.disk_full => {
+                        self.disk.borrow_mut().blobs.insert(digest.clone(), b);
+                        run.missing.found(&digest);
+                    }
+                    _ => run.round_failed += 1,
+                }
+                self.end_round(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts a round of fetches of the missing blobs when one is due.
+    pub fn replicate(&mut self, now: u64, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        run.holds
+            .retain(|_, j| now.saturating_sub(j.started) < HOLD_TIMEOUT_MS);
+        let late: Vec<u64> = run
+            .fetching
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_sub(*at) >= FETCH_TIMEOUT_MS)
+            .map(|(r, _)| *r)
+            .collect();
+        for r in late {
+            run.fetching.remove(&r);
+            run.round_failed += 1;
+        }
+        self.end_round(now);
+        let Some(run) = &mut self.run else { return };
+        if !run.fetching.is_empty() || now < run.next_round || run.missing.is_empty() {
+            return;
+        }
+        let status = run.engine.status();
+        let peers = peer_order(status.leader, &status.voters, self.id, None);
+        if peers.is_empty() {
+            return;
+        }
+        for (i, (d, _)) in run.missing.round().into_iter().enumerate() {
+            if run.state.blob(&d).is_none() {
+                run.missing.forget([&d]);
+                continue;
+            }
+            if self.disk.borrow().blobs.contains_key(&d) {
+                run.missing.found(&d);
+                continue;
+            }
+            let req = run.next_id;
+            run.next_id += 1;
+            // Spread over the peers, a different one first each round.
+            let peer = peers[(i + (now / 1000) as usize) % peers.len()];
+            run.fetching.insert(req, (d.clone(), now));
+            out.sends
+                .push((self.id, peer, Payload::Fetch { req, digest: d }));
+        }
+        if run.fetching.is_empty() {
+            self.end_round(now);
+        }
+    }
+
+    fn end_round(&mut self, now: u64) {
+        let Some(run) = &mut self.run else { return };
+        if !run.fetching.is_empty() {
+            return;
+        }
+        let failed = std::mem::take(&mut run.round_failed);
+        run.next_round = now + run.backoff.after_round(failed).unwrap_or(0);
+    }
+
+    /// A client reads blob `d` here: the file's bytes, released only if they match the
+    /// digest; a bad copy is dropped and fetched again.
+    pub fn read(&mut self, d: &Digest) -> Result<Vec<u8>, String> {
+        let Some(run) = &mut self.run else {
+            return Err("down".into());
+        };
+        let bytes = self.disk.borrow().blobs.get(d).cloned();
+        match bytes {
+            None => Err("not here".into()),
+            Some(b) if Digest::of(&b) == *d => Ok(b),
+            Some(b) => {
+                self.disk.borrow_mut().blobs.remove(d);
+                if let Some(info) = run.state.blob(d) {
+                    run.missing.note_corrupt(d, info.size);
+                }
+                Err(format!("copy of {} bytes is corrupt", b.len()))
+            }
+        }
+    }
+
+    /// Checks every blob file against its digest; bad copies are dropped and fetched
+    /// again.
+    pub fn scrub(&mut self) -> usize {
+        let Some(run) = &mut self.run else { return 0 };
+        let bad: Vec<Digest> = self
+            .disk
+            .borrow()
+            .blobs
+            .iter()
+            .filter(|(d, b)| Digest::of(b) != **d)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in &bad {
+            self.disk.borrow_mut().blobs.remove(d);
+            if let Some(info) = run.state.blob(d) {
+                run.missing.note_corrupt(d, info.size);
+            }
+        }
+        bad.len()
+    }
+}
+
+impl Node {
+    /// Whether every blob file here matches its digest.
+    pub fn files_good(&self) -> bool {
+        self.disk
+            .borrow()
+            .blobs
+            .iter()
+            .all(|(d, b)| Digest::of(b) == *d)
+    }
+}

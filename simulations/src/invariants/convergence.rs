@@ -1,0 +1,88 @@
+//! Nodes that can talk converge: once the faults stop, every node of the site applies
+//! the same state and holds a good copy of every blob it records.
+
+use crate::node::Node;
+use crate::oracle::Oracle;
+use site_core::Digest;
+
+/// Why the nodes have not converged yet (`None`: they have).
+pub fn pending(nodes: &[&Node]) -> Option<String> {
+    use raft::Storage;
+    let Some(first) = nodes.first().and_then(|n| n.run.as_ref()) else {
+        return Some("no node is up".into());
+    };
+    // One leader that every node follows, whose whole log is committed.
+    let Some(leader) = nodes
+        .iter()
+        .filter_map(|n| n.run.as_ref())
+        .find(|r| r.engine.is_leader())
+    else {
+        return Some("no leader".into());
+    };
+    let commit = leader.engine.status().commit;
+    let last = leader.engine.storage().last_index().unwrap_or(0);
+    if last != commit {
+        return Some(format!("the leader has committed {commit} of {last}"));
+    }
+    for n in nodes {
+        let Some(run) = &n.run else {
+            return Some(format!("node {} is down", n.id));
+        };
+        let status = run.engine.status();
+        if status.leader != leader.engine.status().leader {
+            return Some(format!("node {} follows another leader", n.id));
+        }
+        if status.applied < commit {
+            return Some(format!(
+                "node {} applied {} of {commit}",
+                n.id, status.applied
+            ));
+        }
+        if run.state != first.state {
+            return Some(format!(
+                "node {} holds another state than node {}",
+                n.id, nodes[0].id
+            ));
+        }
+        let disk = n.disk.borrow();
+        for (d, _) in run.state.blobs() {
+            match disk.blobs.get(d) {
+                Some(b) if Digest::of(b) == *d => {}
+                Some(_) => return Some(format!("node {} holds a bad copy of {d}", n.id)),
+                None => return Some(format!("node {} lacks blob {d}", n.id)),
+            }
+        }
+    }
+    None
+}
+
+/// At the end: every acknowledged blob the state still records has its bytes on some
+/// node, and every acknowledged entry was applied.
+pub fn final_check(nodes: &[&Node], oracle: &Oracle) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(run) = nodes
+        .iter()
+        .filter_map(|n| n.run.as_ref())
+        .max_by_key(|r| r.engine.status().applied)
+    else {
+        return out;
+    };
+    let applied = run.engine.status().applied;
+    for (index, fp) in &oracle.acked {
+        if *index > applied {
+            out.push(format!(
+                "acknowledged entry {fp:x} at index {index} is past the site's applied index {applied}"
+            ));
+        }
+    }
+    for (d, bytes) in &oracle.blobs {
+        if run.state.blob(d).is_some()
+            && !nodes
+                .iter()
+                .any(|n| n.disk.borrow().blobs.get(d) == Some(bytes))
+        {
+            out.push(format!("acknowledged blob {d} lost: no node holds it"));
+        }
+    }
+    out
+}

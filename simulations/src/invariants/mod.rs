@@ -1,0 +1,8 @@
+//! The site's promises, one file each, checked against the oracle as the run goes and
+//! at its end.
+
+pub mod convergence;
+pub mod durability;
+pub mod gc;
+pub mod leaders;
+pub mod reads;

@@ -1,0 +1,77 @@
+//! What travels between simulated nodes, and what a node tells the world.
+
+use raft::eraftpb::Message;
+use site_core::Digest;
+use site_replica::Ask;
+use site_state::{Outcome, StateError};
+
+/// The answer to a client's command: its result, the index it was applied at and the
+/// fingerprint of the entry there; `Err` when it was not ordered (not acknowledged).
+pub type Answer = Result<(Result<Outcome, StateError>, u64, u64), String>;
+
+/// A message between nodes.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Raft(Box<Message>),
+    /// Order `ask` on the leader (a follower's client asked).
+    Forward {
+        req: u64,
+        ask: Ask,
+    },
+    ForwardAnswer {
+        req: u64,
+        answer: Answer,
+    },
+    /// Hold this blob (its bytes, as the holder read them) for hold `hold`.
+    Hold {
+        hold: u64,
+        digest: Digest,
+        bytes: Vec<u8>,
+    },
+    HoldAnswer {
+        hold: u64,
+        ok: Result<(), String>,
+    },
+    /// Send me blob `digest`.
+    Fetch {
+        req: u64,
+        digest: Digest,
+    },
+    FetchAnswer {
+        req: u64,
+        digest: Digest,
+        bytes: Option<Vec<u8>>,
+    },
+}
+
+impl Payload {
+    /// A short name for the trace.
+    pub fn name(&self) -> String {
+        match self {
+            Payload::Raft(m) => format!("{:?}", m.get_msg_type()),
+            Payload::Forward { req, .. } => format!("Forward#{req}"),
+            Payload::ForwardAnswer { req, .. } => format!("ForwardAnswer#{req}"),
+            Payload::Hold { hold, .. } => format!("Hold#{hold}"),
+            Payload::HoldAnswer { hold, ok } => format!("HoldAnswer#{hold}:{}", ok.is_ok()),
+            Payload::Fetch { req, .. } => format!("Fetch#{req}"),
+            Payload::FetchAnswer { req, bytes, .. } => {
+                format!("FetchAnswer#{req}:{}", bytes.is_some())
+            }
+        }
+    }
+}
+
+/// What a node's step produced for the world.
+#[derive(Default)]
+pub struct Out {
+    /// Messages to send: (from, to, payload).
+    pub sends: Vec<(u64, u64, Payload)>,
+    /// Answers to clients: (client request, answer).
+    pub answers: Vec<(u64, Answer)>,
+    /// Entries applied: (node, index, fingerprint).
+    pub applied: Vec<(u64, u64, u64)>,
+    /// Violations seen while the step ran (checked where they happen).
+    pub violations: Vec<String>,
+    /// The node failed on its disk and stopped.
+    pub fatal: Option<String>,
+}

@@ -1,0 +1,346 @@
+//! One simulated node: the replication core ([`Engine`], [`Applier`]) over a simulated
+//! disk, with the node's side of proposals carried out as the real node does
+//! (`site-store`'s `raft_driver.rs`). Blob holds, fetches, reads and scrubs are in
+//! `blobs.rs`.
+
+use crate::log::{Disk, SimLog};
+use crate::msg::{Answer, Out, Payload};
+use site_core::Digest;
+use site_replica::missing::{Backoff, Missing};
+use site_replica::{Applier, Ask, Committed, Effect, Engine, Refusal, Settings};
+use site_state::{Command, Entry, State};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+/// Ticks of 100 ms before an election.
+const ELECTION_TICKS: usize = 10;
+/// Entries between state snapshots: small, so that snapshots and compaction happen.
+const SNAPSHOT_EVERY: u64 = 24;
+
+/// Who waits for a proposal.
+pub enum Waiter {
+    Client(u64),
+    Remote { from: u64, req: u64 },
+}
+
+/// A node that is up.
+pub struct Run {
+    pub engine: Engine<SimLog>,
+    pub log: SimLog,
+    pub applier: Applier,
+    pub state: State,
+    pub missing: Missing,
+    pub backoff: Backoff,
+    pub next_round: u64,
+    /// Fetches of the current replication round: request -> (digest, sent at).
+    pub fetching: BTreeMap<u64, (Digest, u64)>,
+    pub round_failed: usize,
+    pub waiting: BTreeMap<u64, Waiter>,
+    pub holds: BTreeMap<u64, crate::blobs::HoldJob>,
+    pub next_id: u64,
+}
+
+pub struct Node {
+    pub id: u64,
+    pub disk: Rc<RefCell<Disk>>,
+    pub run: Option<Run>,
+    /// The voters a new or wiped disk is founded with (empty for a node that joins).
+    pub founding: Vec<u64>,
+    /// Writes fail (a full or failing disk).
+    pub disk_full: bool,
+    /// The node has been removed from the site and stays down.
+    pub removed: bool,
+}
+
+impl Node {
+    pub fn new(id: u64, founding: Vec<u64>) -> Node {
+        Node {
+            id,
+            disk: Default::default(),
+            run: None,
+            founding,
+            disk_full: false,
+            removed: false,
+        }
+    }
+
+    pub fn up(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// Starts the node from what its disk holds.
+    pub fn start(&mut self, seed: u64) -> Result<(), String> {
+        let log = SimLog(self.disk.clone());
+        let empty = serde_json::to_vec(&State::default()).expect("state serialises");
+        log.initialize(&self.founding, empty);
+        let (state, applied, catching_up) = {
+            let d = self.disk.borrow();
+            let state: State = serde_json::from_slice(&d.live.state).unwrap_or_default();
+            (state, d.live.snapshot.index, d.live.catching_up)
+        };
+        let settings = Settings {
+            id: self.id,
+            election_ticks: ELECTION_TICKS,
+            snapshot_every: SNAPSHOT_EVERY,
+        };
+        let alone = self.founding == [self.id];
+        let engine = Engine::new(&settings, log.clone(), applied, catching_up, alone, seed)?;
+        let mut missing = Missing::default();
+        {
+            let d = self.disk.borrow();
+            missing.rescan(state.blobs().map(|(d, b)| (d, b.size)), |x| {
+                d.blobs.contains_key(x)
+            });
+        }
+        self.run = Some(Run {
+            engine,
+            log,
+            applier: Applier::new(self.id),
+            state,
+            missing,
+            backoff: Backoff::default(),
+            next_round: 0,
+            fetching: BTreeMap::new(),
+            round_failed: 0,
+            waiting: BTreeMap::new(),
+            holds: BTreeMap::new(),
+            next_id: 1,
+        });
+        Ok(())
+    }
+
+    /// A crash: what was not synced is gone, and so is everything in memory.
+    pub fn crash(&mut self) {
+        self.run = None;
+        let mut d = self.disk.borrow_mut();
+        d.live = d.synced.clone();
+    }
+
+    /// A crash that also loses the whole data directory.
+    pub fn wipe(&mut self) {
+        self.run = None;
+        *self.disk.borrow_mut() = Disk::default();
+    }
+
+    pub fn tick(&mut self, now: u64, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        let effects = run.engine.tick(now);
+        self.execute(effects, now, out);
+        self.drive(now, out);
+        self.replicate(now, out);
+    }
+
+    /// Runs the Ready procedure until nothing is ready.
+    pub fn drive(&mut self, now: u64, out: &mut Out) {
+        while let Some(run) = &mut self.run {
+            let Some(mut cycle) = run.engine.ready() else {
+                return;
+            };
+            let effects = std::mem::take(&mut cycle.effects);
+            self.execute(effects, now, out);
+            let Some(run) = &mut self.run else { return };
+            let effects = run.engine.advance(cycle);
+            self.execute(effects, now, out);
+        }
+    }
+
+    pub fn receive(&mut self, from: u64, payload: Payload, now: u64, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        match payload {
+            Payload::Raft(m) => {
+                let effects = run.engine.step(*m, now);
+                self.execute(effects, now, out);
+            }
+            Payload::Forward { req, ask } => {
+                let waiter = Waiter::Remote { from, req };
+                self.propose(ask, waiter, now, out);
+            }
+            Payload::ForwardAnswer { req, answer } => out.answers.push((req, answer)),
+            other => self.receive_blob_message(from, other, now, out),
+        }
+        self.drive(now, out);
+    }
+
+    /// A client's command, asked of this node at `now`.
+    pub fn submit(&mut self, req: u64, ask: Ask, now: u64, out: &mut Out) {
+        self.propose(ask, Waiter::Client(req), now, out);
+        self.drive(now, out);
+    }
+
+    fn propose(&mut self, mut ask: Ask, waiter: Waiter, now: u64, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        // The log has one clock: the leader's.
+        if let Ask::Command(entry) = &mut ask {
+            entry.now = now / 1000;
+        }
+        let applied = run.engine.status().applied;
+        let answer: Answer = match run.engine.propose(&ask) {
+            Ok(id) => {
+                run.waiting.insert(id, waiter);
+                return;
+            }
+            Err(Refusal::NotLeader(leader)) if leader != 0 && leader != self.id => {
+                if let Waiter::Client(req) = waiter {
+                    out.sends
+                        .push((self.id, leader, Payload::Forward { req, ask }));
+                    return;
+                }
+                Err(format!("not the leader; node {leader} is"))
+            }
+            Err(Refusal::NotLeader(_)) => Err("no leader".into()),
+            Err(Refusal::Unchanged) => Ok((Ok(Default::default()), applied, 0)),
+            Err(Refusal::Moving(to)) => Err(format!("leadership moves to node {to} first")),
+            Err(Refusal::Refused(e)) => Ok((Err(e), applied, 0)),
+            Err(Refusal::Dropped(e)) => Err(e),
+        };
+        self.answer(waiter, answer, out);
+    }
+
+    fn answer(&self, waiter: Waiter, answer: Answer, out: &mut Out) {
+        match waiter {
+            Waiter::Client(req) => out.answers.push((req, answer)),
+            Waiter::Remote { from, req } => {
+                out.sends
+                    .push((self.id, from, Payload::ForwardAnswer { req, answer }))
+            }
+        }
+    }
+
+    /// A disk failure: the node stops (and is started again once the disk works).
+    fn fail(&mut self, what: &str, out: &mut Out) {
+        out.fatal = Some(format!("node {}: {what} failed: disk full", self.id));
+        self.crash();
+    }
+
+    /// Carries out the core's effects, in order, as the node's driver does.
+    pub fn execute(&mut self, effects: Vec<Effect>, now: u64, out: &mut Out) {
+        for effect in effects {
+            let Some(run) = &mut self.run else { return };
+            let writes = matches!(
+                effect,
+                Effect::Persist { .. }
+                    | Effect::Sync
+                    | Effect::InstallSnapshot(_)
+                    | Effect::SaveSnapshot { .. }
+                    | Effect::EndCatchUp
+            );
+            if writes && self.disk_full {
+                return self.fail("a log write", out);
+            }
+            match effect {
+                Effect::Send { to, messages } => {
+                    for m in messages {
+                        out.sends.push((self.id, to, Payload::Raft(Box::new(m))));
+                    }
+                }
+                Effect::Persist {
+                    entries,
+                    hard_state,
+                } => run.log.persist(&entries, hard_state.as_ref()),
+                Effect::Sync => run.log.sync(),
+                Effect::SetCommit(c) => run.log.set_commit(c),
+                Effect::SetConfState(cs) => run.log.set_conf_state(&cs),
+                Effect::InstallSnapshot(s) => {
+                    run.log.install_snapshot(&s);
+                    run.state = serde_json::from_slice(&s.data).unwrap_or_default();
+                    let d = self.disk.borrow();
+                    run.missing
+                        .rescan(run.state.blobs().map(|(d, b)| (d, b.size)), |x| {
+                            d.blobs.contains_key(x)
+                        });
+                }
+                Effect::SaveSnapshot { index, term } => {
+                    let data = serde_json::to_vec(&run.state).expect("state serialises");
+                    run.log.save_snapshot(index, term, data);
+                }
+                Effect::EndCatchUp => run.log.end_catching_up(),
+                Effect::Apply(c) => self.apply(c, now, out),
+                Effect::Answer { id, result, index } => {
+                    if let Some(w) = run.waiting.remove(&id) {
+                        self.answer(w, Ok((result, index, 0)), out);
+                    }
+                }
+                other => self.carry_out(other, out),
+            }
+        }
+    }
+
+    fn apply(&mut self, c: Committed, now: u64, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        let index = c.index();
+        let fp = fingerprint(&c);
+        if let Committed::Command { entry: Ok(e), .. } = &c {
+            refused_changes_nothing(&run.state, e, out);
+        }
+        let effects = {
+            let d = self.disk.borrow();
+            run.applier
+                .apply(&mut run.state, c, |x| d.blobs.contains_key(x))
+        };
+        out.applied.push((self.id, index, fp));
+        for effect in effects {
+            match effect {
+                Effect::Answer { id, result, index } => {
+                    let Some(run) = &mut self.run else { return };
+                    if let Some(w) = run.waiting.remove(&id) {
+                        self.answer(w, Ok((result, index, fp)), out);
+                    }
+                }
+                other => self.carry_out(other, out),
+            }
+        }
+        let _ = now;
+    }
+
+    fn carry_out(&mut self, effect: Effect, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        match effect {
+            Effect::FetchBlob { digest, size } => run.missing.note(&digest, size),
+            Effect::ForgetBlobs(ds) => run.missing.forget(&ds),
+            Effect::RemoveFiles(ds) => {
+                crate::invariants::gc::check_removal(self.id, &run.state, &ds, out);
+                let mut d = self.disk.borrow_mut();
+                for x in &ds {
+                    d.blobs.remove(x);
+                }
+            }
+            Effect::Publish(_) | Effect::SetPeer { .. } => {}
+            other => out
+                .violations
+                .push(format!("node {}: unexpected effect {other:?}", self.id)),
+        }
+    }
+
+    /// Blobs this node holds a file of.
+    pub fn files(&self) -> BTreeSet<Digest> {
+        self.disk.borrow().blobs.keys().cloned().collect()
+    }
+}
+
+/// A refused command must change nothing (`site-state`'s promise, checked on the way).
+fn refused_changes_nothing(state: &State, entry: &Entry, out: &mut Out) {
+    if matches!(entry.cmd, Command::Sweep { .. }) {
+        return; // a sweep is never refused; cloning for it is wasted
+    }
+    let mut probe = state.clone();
+    if probe.apply(entry).is_err() && probe != *state {
+        out.violations.push(format!(
+            "refused command changed the state: {:?}",
+            entry.cmd
+        ));
+    }
+}
+
+/// What identifies an applied entry.
+pub fn fingerprint(c: &Committed) -> u64 {
+    let text = match c {
+        Committed::Empty { .. } => return 0,
+        Committed::Command { entry, .. } => format!("{entry:?}"),
+        Committed::Members { change, .. } => format!("{change:?}"),
+    };
+    // FNV-1a.
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}

@@ -1,0 +1,315 @@
+//! One simulated run: nodes, network, clock and clients, all drawn from one seed. Events
+//! (ticks, messages, client operations, faults) are taken in time order (ties in the
+//! order they were scheduled); the invariants are checked after every one.
+
+use crate::invariants;
+use crate::msg::{Out, Payload};
+use crate::net::Net;
+use crate::node::Node;
+use crate::oracle::Oracle;
+use crate::workload::Op;
+use site_replica::Rng;
+use std::collections::BTreeMap;
+
+/// Milliseconds between a node's ticks (before its drift).
+const TICK_MS: u64 = 100;
+/// How long clients and faults act.
+pub const ACTIVE_MS: u64 = 30_000;
+/// How long the nodes have to converge once the faults stop.
+const HEAL_MS: u64 = 90_000;
+
+pub enum Ev {
+    Tick(u64),
+    Deliver {
+        from: u64,
+        to: u64,
+        payload: Payload,
+    },
+    Op(Op),
+    /// A client stops waiting for request `req`.
+    Timeout(u64),
+    Restart(u64),
+    Heal,
+    DiskFixed(u64),
+    Scrub(u64),
+}
+
+pub struct World {
+    pub now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Ev>,
+    pub nodes: BTreeMap<u64, Node>,
+    pub rng: Rng,
+    pub net: Net,
+    pub oracle: Oracle,
+    /// What happened, for replaying a seed.
+    pub trace: Vec<String>,
+    pub verbose: bool,
+    pub violations: Vec<String>,
+    pub clients: crate::workload::Clients,
+    /// Node ids wiped and not yet caught up again.
+    pub damaged: std::collections::BTreeSet<u64>,
+    seed: u64,
+}
+
+impl World {
+    pub fn new(seed: u64, verbose: bool) -> World {
+        let mut rng = Rng::new(seed);
+        let n = [1, 3, 3, 3, 5, 5, 7][rng.below(7) as usize];
+        let voters: Vec<u64> = (1..=n).collect();
+        let net = Net::new(&mut rng);
+        let mut w = World {
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            rng,
+            net,
+            oracle: Oracle::default(),
+            trace: Vec::new(),
+            verbose,
+            violations: Vec::new(),
+            clients: Default::default(),
+            damaged: Default::default(),
+            seed,
+        };
+        w.note(format!(
+            "seed {seed}: {n} nodes, loss {}, duplication {}, delay 1..{} ms",
+            w.net.loss, w.net.dup, w.net.max_delay
+        ));
+        for id in voters.clone() {
+            w.add_node(id, voters.clone());
+        }
+        w
+    }
+
+    pub fn add_node(&mut self, id: u64, founding: Vec<u64>) {
+        let mut node = Node::new(id, founding);
+        let seed = self.seed ^ (id << 48) ^ self.now;
+        if let Err(e) = node.start(seed) {
+            self.violations.push(format!("node {id} cannot start: {e}"));
+        }
+        self.nodes.insert(id, node);
+        let first = self.rng.below(TICK_MS);
+        self.at(first, Ev::Tick(id));
+        let scrub = 1_000 + self.rng.below(4_000);
+        self.at(scrub, Ev::Scrub(id));
+    }
+
+    pub fn note(&mut self, line: String) {
+        if self.verbose {
+            println!("{:>7} ms  {line}", self.now);
+        }
+        self.trace.push(format!("{:>7} ms  {line}", self.now));
+    }
+
+    /// Schedules `ev` `after` milliseconds from now.
+    pub fn at(&mut self, after: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((self.now + after, self.seq), ev);
+    }
+
+    /// Runs the seed: clients and faults for [`ACTIVE_MS`], then the nodes converge.
+    pub fn run(mut self) -> (Vec<String>, Vec<String>) {
+        crate::workload::plan(&mut self);
+        while let Some(((t, _), ev)) = self.queue.pop_first() {
+            if t > ACTIVE_MS {
+                self.queue.insert((t, 0), ev);
+                break;
+            }
+            self.now = t;
+            self.handle(ev);
+        }
+        self.heal();
+        (self.violations, self.trace)
+    }
+
+    fn heal(&mut self) {
+        self.note("faults stop; the site heals".into());
+        self.net.heal();
+        self.net.loss = 0.0;
+        self.net.dup = 0.0;
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let n = self.nodes.get_mut(&id).expect("node");
+            n.disk_full = false;
+            if !n.up() && !n.removed {
+                self.restart(id);
+            }
+        }
+        let end = self.now + HEAL_MS;
+        let mut next_check = self.now;
+        while let Some(((t, _), ev)) = self.queue.pop_first() {
+            if t > end {
+                break;
+            }
+            self.now = t;
+            if matches!(ev, Ev::Op(_)) {
+                continue;
+            }
+            self.handle(ev);
+            if t >= next_check {
+                next_check = t + 1_000;
+                self.settle_members();
+                if self.converged().is_none() {
+                    break;
+                }
+            }
+        }
+        if self.verbose {
+            for n in self.nodes.values() {
+                let status = n.run.as_ref().map(|r| r.engine.status());
+                println!("node {}: removed {}, {status:?}", n.id, n.removed);
+            }
+        }
+        let site: Vec<&Node> = self.nodes.values().filter(|n| !n.removed).collect();
+        if let Some(why) = invariants::convergence::pending(&site) {
+            self.violations.push(format!(
+                "no convergence {} s after the faults stopped: {why}",
+                HEAL_MS / 1000
+            ));
+        }
+        self.violations
+            .extend(invariants::convergence::final_check(&site, &self.oracle));
+    }
+
+    /// Nodes the leader's configuration no longer (or never) counts are out of it: a
+    /// removal or a join whose answer the client never saw.
+    fn settle_members(&mut self) {
+        let Some(voters) = self
+            .nodes
+            .values()
+            .filter_map(|n| n.run.as_ref())
+            .filter(|r| r.engine.is_leader())
+            .max_by_key(|r| r.engine.status().term)
+            .map(|r| r.engine.voters())
+        else {
+            return;
+        };
+        for n in self.nodes.values_mut() {
+            if !voters.contains(&n.id) && !n.removed {
+                n.removed = true;
+                n.crash();
+            }
+        }
+    }
+
+    fn converged(&self) -> Option<String> {
+        let site: Vec<&Node> = self.nodes.values().filter(|n| !n.removed).collect();
+        invariants::convergence::pending(&site)
+    }
+
+    pub fn restart(&mut self, id: u64) {
+        let seed = self.rng.next_u64();
+        let n = self.nodes.get_mut(&id).expect("node");
+        if n.up() || n.removed {
+            return;
+        }
+        match n.start(seed) {
+            Ok(()) => self.note(format!("node {id} starts")),
+            Err(e) => self
+                .violations
+                .push(format!("node {id} cannot restart: {e}")),
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let mut out = Out::default();
+        match ev {
+            Ev::Tick(id) => {
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    n.tick(self.now, &mut out);
+                    let drift = TICK_MS - 10 + self.rng.below(21);
+                    self.at(drift, Ev::Tick(id));
+                }
+            }
+            Ev::Deliver { from, to, payload } => {
+                if self.verbose {
+                    self.note(format!("{from} -> {to} {}", payload.name()));
+                }
+                if let Some(n) = self.nodes.get_mut(&to) {
+                    n.receive(from, payload, self.now, &mut out);
+                }
+            }
+            Ev::Op(op) => crate::workload::start(self, op, &mut out),
+            Ev::Timeout(req) => crate::workload::timeout(self, req),
+            Ev::Restart(id) => self.restart(id),
+            Ev::Heal => {
+                self.note("partition heals".into());
+                self.net.heal();
+            }
+            Ev::DiskFixed(id) => {
+                self.note(format!("node {id}: disk has room again"));
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    n.disk_full = false;
+                }
+                self.restart(id);
+            }
+            Ev::Scrub(id) => {
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    let bad = n.scrub();
+                    if bad > 0 {
+                        self.note(format!("node {id}: scrub found {bad} corrupt copies"));
+                    }
+                }
+                self.at(5_000, Ev::Scrub(id));
+            }
+        }
+        self.settle(out);
+        self.check();
+    }
+
+    pub fn settle_out(&mut self, out: Out) {
+        self.settle(out);
+    }
+
+    /// Sends what a step sent, answers clients, records what nodes applied.
+    fn settle(&mut self, out: Out) {
+        for (from, to, payload) in out.sends {
+            for t in self.net.arrivals(from, to, self.now, &mut self.rng) {
+                let payload = payload.clone();
+                self.at(t - self.now, Ev::Deliver { from, to, payload });
+            }
+        }
+        for (node, index, fp) in out.applied {
+            if let Some(v) = invariants::durability::applied(&mut self.oracle, node, index, fp) {
+                self.violations.push(v);
+            }
+        }
+        for (req, answer) in out.answers {
+            crate::workload::answered(self, req, answer);
+        }
+        if let Some(why) = out.fatal {
+            self.note(why);
+        }
+        self.violations.extend(out.violations);
+    }
+
+    /// The invariants checked after every step.
+    fn check(&mut self) {
+        let mut found = Vec::new();
+        for n in self.nodes.values() {
+            let Some(run) = &n.run else { continue };
+            if run.engine.is_leader() {
+                let term = run.engine.status().term;
+                if let Some(v) = invariants::leaders::check(&mut self.oracle, n.id, term) {
+                    found.push(v);
+                }
+            }
+        }
+        self.violations.extend(found);
+        let healed: Vec<u64> = self
+            .damaged
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.nodes[id].run.as_ref().is_some_and(|r| {
+                    !r.engine.catching_up() && r.missing.is_empty() && self.nodes[id].files_good()
+                })
+            })
+            .collect();
+        for id in healed {
+            self.damaged.remove(&id);
+        }
+    }
+}
