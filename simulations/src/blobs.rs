@@ -37,7 +37,7 @@ impl Node {
         let size = bytes.len() as u64;
         self.disk.borrow_mut().blobs.insert(digest.clone(), bytes);
         let status = run.engine.status();
-        let mut hold = Hold::new(self.id, &status.voters, status.leader);
+        let mut hold = Hold::new(self.id, &status.voters, status.leader, &status.unreachable);
         let next = hold.start();
         let id = run.next_id;
         run.next_id += 1;

@@ -3,6 +3,7 @@
 //! OCI image layouts built on the fly, and the external tools the tests drive.
 #![allow(dead_code, unused_imports)]
 
+pub mod blackhole;
 pub mod containerd;
 pub mod grpc;
 pub mod http;

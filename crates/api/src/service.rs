@@ -110,6 +110,8 @@ impl site_server::Site for SiteService {
         &self,
         request: Request<pb::FindMissingBlobsRequest>,
     ) -> Result<Response<pb::FindMissingBlobsResponse>, Status> {
+        // A delivery starts here: a node cut off from its site refuses it at once.
+        self.store.writable().map_err(status)?;
         let req = request.into_inner();
         let mut wanted = Vec::with_capacity(req.blobs.len());
         for b in &req.blobs {
@@ -181,6 +183,8 @@ impl site_server::Site for SiteService {
         &self,
         request: Request<Streaming<pb::PutBlobRequest>>,
     ) -> Result<Response<pb::PutBlobResponse>, Status> {
+        // Refused before any byte is taken when this node is cut off from its site.
+        self.store.writable().map_err(status)?;
         let mut stream = request.into_inner();
         let first = stream.message().await?.ok_or_else(|| {
             Status::invalid_argument("empty stream: the first message carries the header")

@@ -20,6 +20,20 @@ pub fn status(e: StoreError) -> Status {
         StoreError::Unavailable(_) | StoreError::NotLeader(_) | StoreError::LeaderMoving(_) => {
             Code::Unavailable
         }
+        StoreError::NoQuorum(_) => {
+            // The message starts with the reason, and the details carry it (as
+            // `EnsureImage`'s failures): towerctl goes on with another node at once.
+            let details = tonic_types::ErrorDetails::with_error_info(
+                "NO_QUORUM",
+                crate::ensure::DOMAIN,
+                [("message".to_owned(), e.to_string())],
+            );
+            return <Status as tonic_types::StatusExt>::with_error_details(
+                Code::Unavailable,
+                e.to_string(),
+                details,
+            );
+        }
         StoreError::Refused(r) => match r {
             StateError::ImagesNotReady(_) | StateError::InUse(_) => Code::FailedPrecondition,
             StateError::NotFound(_)

@@ -146,8 +146,10 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        if let StoreError::Unavailable(_) | StoreError::NotLeader(_) | StoreError::LeaderMoving(_) =
-            &e
+        if let StoreError::Unavailable(_)
+        | StoreError::NotLeader(_)
+        | StoreError::LeaderMoving(_)
+        | StoreError::NoQuorum(_) = &e
         {
             tracing::warn!(error = %e, "write refused: the site cannot order changes now");
             return ApiError::new(ErrorCode::Unavailable, e.to_string())

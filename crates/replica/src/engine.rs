@@ -38,6 +38,8 @@ pub struct Status {
     pub commit: u64,
     /// The index applied to this node's state.
     pub applied: u64,
+    /// Voters this node, as leader, has not heard from lately.
+    pub unreachable: Vec<u64>,
 }
 
 /// One node's part in the group.
@@ -59,6 +61,8 @@ pub struct Engine<S: Storage> {
     /// Peers that told this node, as leader, that they lost their log, with the highest
     /// index each has acknowledged since (raft-rs never lowers a peer's match).
     pub(crate) lost: std::collections::BTreeMap<u64, u64>,
+    /// Voters this node, as leader, has not heard from lately (as of the last tick).
+    unreachable: Vec<u64>,
     /// Peers sent a snapshot, with the ticks since (see [`Engine::tick`]).
     pub(crate) snapshots_sent: std::collections::BTreeMap<u64, usize>,
     rng: Rng,
@@ -118,6 +122,7 @@ impl<S: Storage> Engine<S> {
             health: Health::default(),
             snapshots_sent: Default::default(),
             lost: Default::default(),
+            unreachable: Vec::new(),
             rng,
             election_ticks: election,
             #[cfg(feature = "bug-apply-uncommitted")]
@@ -184,11 +189,11 @@ impl<S: Storage> Engine<S> {
         self.retry_snapshots();
         let leading = self.node.raft.state == StateRole::Leader;
         let voters = self.voters();
-        self.health
-            .look(leading, self.id, &voters, now)
-            .into_iter()
-            .map(Effect::Publish)
-            .collect()
+        let events = self.health.look(leading, self.id, &voters, now);
+        self.unreachable =
+            self.health
+                .silent(self.id, &voters, now, crate::health::UNREACHABLE_AFTER_MS);
+        events.into_iter().map(Effect::Publish).collect()
     }
 
     /// A message from a peer, at `now`.
@@ -344,6 +349,7 @@ impl<S: Storage> Engine<S> {
             term: raft.term,
             commit: raft.raft_log.committed,
             applied: self.applied,
+            unreachable: self.unreachable.clone(),
         }
     }
 
@@ -367,3 +373,7 @@ impl<S: Storage> Engine<S> {
         self.node.store()
     }
 }
+
+#[cfg(test)]
+#[path = "engine_test.rs"]
+mod tests;

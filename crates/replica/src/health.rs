@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A peer not heard from for this long (milliseconds) is reported degraded.
 pub const DEGRADED_AFTER_MS: u64 = 3_000;
+/// A peer not heard from for this long (milliseconds; a leader hears from every
+/// follower each heartbeat) is not waited on (`hold.rs`).
+pub const UNREACHABLE_AFTER_MS: u64 = 1_000;
 
 /// When this node last heard from each peer, and which it reported degraded.
 #[derive(Debug, Default, Clone)]
@@ -61,6 +64,24 @@ impl Health {
         events
     }
 
+    /// Voters other than `me` this node, as leader, has not heard from for `after`
+    /// milliseconds at `now` (none while it does not lead).
+    pub fn silent(&self, me: u64, voters: &[u64], now: u64, after: u64) -> Vec<u64> {
+        if !self.leading {
+            return Vec::new();
+        }
+        voters
+            .iter()
+            .copied()
+            .filter(|p| *p != me)
+            .filter(|p| {
+                self.heard
+                    .get(p)
+                    .is_some_and(|last| now.saturating_sub(*last) >= after)
+            })
+            .collect()
+    }
+
     /// Peers reported degraded now.
     pub fn degraded(&self) -> &BTreeSet<u64> {
         &self.degraded
@@ -86,6 +107,10 @@ mod tests {
             "reported once"
         );
         assert!(h.degraded().contains(&3));
+        assert_eq!(
+            h.silent(1, &[1, 2, 3], 3_100, UNREACHABLE_AFTER_MS),
+            vec![3]
+        );
         h.heard(3, 3_200);
         assert_eq!(
             h.look(true, 1, &[1, 2, 3], 3_300),

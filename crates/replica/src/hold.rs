@@ -53,12 +53,14 @@ pub enum Next {
 }
 
 impl Hold {
-    /// A hold by node `me` among `voters`, whose leader is `leader` (0: none).
-    pub fn new(me: u64, voters: &[u64], leader: u64) -> Hold {
-        let order = peer_order(leader, voters, me, None)
+    /// A hold by node `me` among `voters`, whose leader is `leader` (0: none). Peers in
+    /// `unreachable` (not heard from lately) are asked only after every other.
+    pub fn new(me: u64, voters: &[u64], leader: u64, unreachable: &[u64]) -> Hold {
+        let (reachable, silent): (Vec<u64>, Vec<u64>) = peer_order(leader, voters, me, None)
             .into_iter()
             .filter(|p| voters.contains(p))
-            .collect();
+            .partition(|p| !unreachable.contains(p));
+        let order = reachable.into_iter().chain(silent).collect();
         Hold {
             waiting: order,
             needed: needed(voters, me),
@@ -150,14 +152,14 @@ mod tests {
 
     #[test]
     fn a_failed_peer_is_replaced_by_the_next_until_none_is_left() {
-        let mut h = Hold::new(1, &[1, 2, 3, 4, 5], 4);
+        let mut h = Hold::new(1, &[1, 2, 3, 4, 5], 4, &[]);
         assert_eq!(h.start(), Next::Ask(vec![4, 2]));
         assert_eq!(h.failed(4, "down"), Next::Ask(vec![3]));
         assert_eq!(h.held(2), Next::Wait);
         assert_eq!(h.failed(3, "disk full"), Next::Ask(vec![5]));
         assert_eq!(h.held(5), Next::Held);
 
-        let mut h = Hold::new(1, &[1, 2, 3], 0);
+        let mut h = Hold::new(1, &[1, 2, 3], 0, &[]);
         assert_eq!(h.start(), Next::Ask(vec![2]));
         assert_eq!(h.failed(2, "down"), Next::Ask(vec![3]));
         match h.failed(3, "down") {
@@ -169,6 +171,13 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        assert_eq!(Hold::new(1, &[1], 1).start(), Next::Held);
+        assert_eq!(Hold::new(1, &[1], 1, &[]).start(), Next::Held);
+    }
+
+    #[test]
+    fn peers_not_heard_from_are_asked_last() {
+        let mut h = Hold::new(1, &[1, 2, 3, 4, 5], 2, &[2, 3]);
+        assert_eq!(h.start(), Next::Ask(vec![4, 5]));
+        assert_eq!(h.failed(4, "down"), Next::Ask(vec![2]));
     }
 }

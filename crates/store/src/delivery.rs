@@ -140,6 +140,8 @@ impl Store {
                 "blob of {size} bytes is larger than the limit of {max} bytes"
             )));
         }
+        // Refused before any byte is taken when the node is cut off from its site.
+        self.writable()?;
         let id = Self::tower_id(d);
         let path = self.tower_upload_path(d);
         // One stream per digest at a time; a second waits and then sees the first's work.
@@ -179,7 +181,17 @@ impl Store {
         let mut file = BlobWriter::new(file, before.len()).reporting(growing.reporter());
         let early = self.start_hold(d, size);
         let mut broken = None;
-        while let Some(chunk) = source.next_chunk().await {
+        let mut cut_off = None;
+        loop {
+            let chunk = tokio::select! {
+                chunk = source.next_chunk() => chunk,
+                // Bytes this node could not make durable on a majority: stop taking them.
+                e = self.cut_off() => {
+                    cut_off = Some(e);
+                    break;
+                }
+            };
+            let Some(chunk) = chunk else { break };
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
@@ -210,13 +222,17 @@ impl Store {
         }
         let received = hasher.len() - before.len();
         let held = hasher.len();
-        if broken.is_some() || held < size {
+        if broken.is_some() || cut_off.is_some() || held < size {
             // What arrived is kept, durably, for the next stream to resume after.
             drop(file.sync().await?);
             if let Some(e) = broken {
                 tracing::info!(digest = %d, held, size, "blob stream broke: {e}");
             }
             live.set_hasher(hasher);
+            if let Some(e) = cut_off {
+                tracing::warn!(digest = %d, held, size, error = %e, "blob stream refused midway");
+                return Err(e);
+            }
             return Ok((received, Received::Partial(held)));
         }
         let actual = hasher.finish();

@@ -55,6 +55,10 @@ pub enum StoreError {
     /// [`crate::Store::execute`] forwards to the leader.
     #[error("this node is not the leader (leader: {0})")]
     NotLeader(u64),
+    /// This node cannot reach its site's leader or a majority of its nodes (it is cut
+    /// off): writes go through another node.
+    #[error("NO_QUORUM: {0}")]
+    NoQuorum(String),
     /// This node leads and is asked to leave: leadership moves to node `{0}` first.
     /// Store-internal: [`crate::Store::execute`] waits for the move and forwards.
     #[error("this node leads and is leaving the site: leadership moves to node {0} first")]
@@ -118,6 +122,7 @@ impl StoreError {
             StoreError::Unavailable(_)
             | StoreError::NotLeader(_)
             | StoreError::LeaderMoving(_)
+            | StoreError::NoQuorum(_)
             | StoreError::Io(_)
             | StoreError::Db(_) => return None,
         })

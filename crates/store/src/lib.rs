@@ -17,8 +17,10 @@ pub mod error;
 pub mod files;
 mod growing;
 pub mod keyspace;
+mod majority;
 mod manifests;
 pub mod membership;
+mod ordering;
 mod pulls;
 pub mod raft_driver;
 pub mod raft_log;
@@ -28,6 +30,7 @@ mod scrub;
 mod sweep;
 pub mod transport;
 mod uploads;
+mod verify;
 
 pub use delivery::Received;
 pub use error::{Result, StoreError};
@@ -41,7 +44,7 @@ pub use uploads::ByteSource;
 
 use files::BlobFiles;
 use site_core::{Digest, Repository};
-use site_state::{Command, Entry, Event, Outcome, State};
+use site_state::{Command, Event, State};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -130,12 +133,6 @@ pub(crate) fn open_db(path: &std::path::Path) -> Result<sled::Db> {
         }
     }
 }
-
-/// How long a leader asked to leave waits for its leadership to move.
-const LEADER_MOVE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a proposer waits for its change to be committed and applied.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Seconds since the Unix epoch: the time stamped on entries this node proposes.
 pub fn now_secs() -> u64 {
@@ -276,13 +273,6 @@ impl Store {
         let _ = self.inner.events.send(event);
     }
 
-    /// Orders `cmd` through the log and returns its outcome once it is committed and
-    /// applied here. A refused command leaves the state as it was.
-    pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
-        let _writer = self.inner.writer.lock().await;
-        self.propose(cmd).await
-    }
-
     /// Where this node's Raft stands.
     pub fn raft_status(&self) -> RaftStatus {
         self.inner
@@ -306,117 +296,6 @@ impl Store {
             .inputs
             .send(raft_driver::Input::Message(Box::new(m)))
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))
-    }
-
-    /// [`Store::execute`] for a caller that holds the writer lock: stamps the entry with
-    /// this node's time and orders it, through the leader if this node is not it.
-    async fn propose(&self, cmd: Command) -> Result<Outcome> {
-        self.ask(site_replica::Ask::Command(Entry {
-            now: now_secs(),
-            cmd,
-        }))
-        .await
-    }
-
-    /// Orders `ask` through the log, through the leader if this node is not it.
-    async fn ask(&self, ask: site_replica::Ask) -> Result<Outcome> {
-        let (result, _) = match self.order(ask.clone()).await {
-            Err(StoreError::NotLeader(0)) => {
-                return Err(StoreError::Unavailable(
-                    "the site's group has no leader (too few nodes reachable?)".into(),
-                ))
-            }
-            Err(StoreError::NotLeader(leader)) => self.forward(leader, &ask).await?,
-            other => other?,
-        };
-        Ok(result?)
-    }
-
-    /// Orders `ask` through this node's driver (which refuses with `NotLeader` unless
-    /// this node leads) and waits until it is applied here.
-    async fn order(&self, ask: site_replica::Ask) -> Result<raft_driver::Ordered> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.inner
-            .proposals
-            .send(raft_driver::Proposal { ask, reply })
-            .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))?;
-        match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
-            Ok(Ok(Err(StoreError::LeaderMoving(to)))) => {
-                // Wait (bounded) for the move; the caller forwards to the new leader.
-                let me = self.cluster()?.id;
-                let deadline = tokio::time::Instant::now() + LEADER_MOVE_TIMEOUT;
-                while self.raft_status().leader == me && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                match self.raft_status().leader {
-                    leader if leader == me => Err(StoreError::Unavailable(format!(
-                        "leadership did not move to node {to} in time: try again"
-                    ))),
-                    leader => Err(StoreError::NotLeader(leader)),
-                }
-            }
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StoreError::Unavailable(
-                "the node stopped before the change was committed".into(),
-            )),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "the change was not committed within {} s",
-                COMMIT_TIMEOUT.as_secs()
-            ))),
-        }
-    }
-
-    /// Has the leader order `ask`, then waits until this node has applied as far, so
-    /// that what the caller reads next includes the change.
-    async fn forward(&self, leader: u64, ask: &site_replica::Ask) -> Result<raft_driver::Ordered> {
-        let transport = &self.cluster()?.transport;
-        let json = serde_json::to_vec(ask).expect("entries serialise");
-        let answer = tokio::time::timeout(COMMIT_TIMEOUT, transport.forward(leader, json))
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!("leader {leader} did not answer in time"))
-            })?
-            .map_err(|e| StoreError::Unavailable(format!("leader {leader}: {e}")))?;
-        let ordered: raft_driver::Ordered = serde_json::from_slice(&answer).map_err(|e| {
-            StoreError::Unavailable(format!("leader {leader} answered garbage: {e}"))
-        })?;
-        self.wait_applied(ordered.1).await?;
-        Ok(ordered)
-    }
-
-    /// Waits (bounded) until this node has applied the log up to `index`.
-    async fn wait_applied(&self, index: u64) -> Result<()> {
-        let mut applied = self.inner.applied.clone();
-        let waited = tokio::time::timeout(COMMIT_TIMEOUT, applied.wait_for(|a| *a >= index))
-            .await
-            .map(|r| r.map(|_| ()));
-        match waited {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(StoreError::Unavailable("the node is shutting down".into())),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "this node has not applied up to {index} in time"
-            ))),
-        }
-    }
-
-    /// Orders a follower's forwarded request (JSON) on this node, the leader; returns the
-    /// JSON answer `(Result<Outcome, StateError>, applied index)`. An entry is stamped
-    /// with the leader's time: the log has one clock (GC's grace periods count on it).
-    pub async fn order_forwarded(&self, ask: &[u8]) -> Result<Vec<u8>> {
-        let mut ask: site_replica::Ask = serde_json::from_slice(ask)
-            .map_err(|e| StoreError::SizeInvalid(format!("not a log entry: {e}")))?;
-        if let site_replica::Ask::Command(entry) = &mut ask {
-            entry.now = now_secs();
-        }
-        let me = self.cluster()?.id;
-        let ordered = match self.order(ask.clone()).await {
-            // This node was asked to remove itself: the new leader orders it.
-            Err(StoreError::NotLeader(leader)) if leader != 0 && leader != me => {
-                self.forward(leader, &ask).await?
-            }
-            other => other?,
-        };
-        Ok(serde_json::to_vec(&ordered).expect("outcomes serialise"))
     }
 
     /// Size of blob `d` if it is linked into `repo`.

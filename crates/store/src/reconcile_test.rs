@@ -275,3 +275,46 @@ async fn a_restart_loads_the_snapshot_and_replays_the_log_after_it() {
     }
     node.close().await;
 }
+
+#[tokio::test]
+async fn a_whole_blob_read_is_cut_short_when_the_file_no_longer_matches() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::parse_normalized("v/app", "docker.io").unwrap();
+    let node = open(dir.path()).await;
+    let store = &node.store;
+    let d = put_blob(store, &repo, b"the bytes of a blob").await;
+    let mut events = store.subscribe();
+    let files = crate::files::BlobFiles::open(dir.path().join("blobs")).unwrap();
+    let size = b"the bytes of a blob".len() as u64;
+    // A good copy reads whole, as it is.
+    let read: Vec<_> = store.read_blob(&d, 0, size).await.unwrap().collect().await;
+    let bytes: Vec<u8> = read.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+    assert_eq!(bytes, b"the bytes of a blob");
+    // Bit rot the scrub has not found yet.
+    std::fs::write(files.path(&d), b"the bytes of a blub").unwrap();
+    let read: Vec<_> = store.read_blob(&d, 0, size).await.unwrap().collect().await;
+    let served: usize = read
+        .iter()
+        .filter_map(|c| c.as_ref().ok())
+        .map(|c| c.len())
+        .sum();
+    assert!((served as u64) < size, "the wrong copy was served whole");
+    let err = read
+        .into_iter()
+        .find_map(|c| c.err())
+        .expect("the read ends in an error");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    // The copy is checked again, removed and reported.
+    let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&event, site_state::Event::BlobCorrupt { digest, .. } if *digest == d),
+        "{event:?}"
+    );
+    assert!(!files.path(&d).exists());
+    assert_eq!(store.blobs_missing(), 1);
+    node.close().await;
+}

@@ -20,10 +20,10 @@ use crate::blob_writer::BlobWriter;
 use crate::transport::{BlobStream, Transport};
 use crate::{Result, Store, StoreError};
 use bytes::Bytes;
-use futures_util::stream::{BoxStream, FuturesUnordered};
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use site_core::{Digest, DigestHasher};
-use site_replica::hold::{peer_order, Hold, Next};
+use site_replica::hold::peer_order;
 use site_replica::missing::{Backoff, Missing};
 use site_state::Event;
 use std::collections::HashMap;
@@ -51,6 +51,9 @@ pub(crate) struct Cluster {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
+/// A fetch: the blob, and the peer asked first (`None`: any).
+type FetchKey = (Digest, Option<u64>);
+
 /// The answer of one fetch, shared by everyone waiting for the same digest.
 type FetchResult = Option<std::result::Result<(), String>>;
 
@@ -61,8 +64,8 @@ pub(crate) struct Replication {
     missing: Mutex<Missing>,
     /// Wakes the background task when a blob goes missing.
     wake: Notify,
-    /// Fetches in progress, one per digest.
-    inflight: Mutex<HashMap<Digest, watch::Receiver<FetchResult>>>,
+    /// Fetches in progress, one per digest and first peer asked.
+    inflight: Mutex<HashMap<FetchKey, watch::Receiver<FetchResult>>>,
     /// Names temporary files apart.
     next_tmp: AtomicU64,
 }
@@ -121,55 +124,22 @@ impl Store {
         }
     }
 
-    /// Has a majority of the voters (this node, which holds the file, included) hold blob
-    /// `d`: returns once enough peers have a verified, durable copy. Only as many peers as
-    /// a majority needs are asked at once (another is asked when one fails); the others
-    /// fetch the blob in the background once it is recorded, so they do not slow down the
-    /// acknowledgement.
-    pub(crate) async fn hold_on_majority(&self, d: &Digest, size: u64) -> Result<()> {
-        let status = self.raft_status();
-        let cluster = self.cluster()?;
-        let mut hold = Hold::new(cluster.id, &status.voters, status.leader);
-        let ask = |p: u64| {
-            let call = cluster.transport.hold(p, d.clone(), size, cluster.id);
-            async move { (p, call.await) }
-        };
-        let mut calls = FuturesUnordered::new();
-        let mut next = hold.start();
-        loop {
-            match next {
-                Next::Held => return Ok(()),
-                Next::Failed(why) => {
-                    return Err(StoreError::Unavailable(format!("blob {d} is {why}")))
-                }
-                Next::Ask(peers) => calls.extend(peers.into_iter().map(ask)),
-                Next::Wait => {}
-            }
-            let Some((peer, answer)) = calls.next().await else {
-                unreachable!("a hold waits only while peers are asked");
-            };
-            next = match answer {
-                Ok(()) => hold.held(peer),
-                Err(e) => {
-                    tracing::warn!(blob = %d, peer, error = %e, "peer could not hold the blob");
-                    hold.failed(peer, &e)
-                }
-            };
-        }
-    }
-
     /// Makes sure this node holds blob `d` of `size` bytes, fetching it from `first` (if
-    /// given) or any other peer. Concurrent calls for one digest share one fetch, which
-    /// runs to its end even if every caller gives up waiting.
+    /// given) or any other peer. Concurrent calls for one digest and first peer share one
+    /// fetch, which runs to its end even if every caller gives up waiting. A call naming
+    /// another first peer (a node asking this one to hold the blob it holds) does not
+    /// wait on a fetch from a peer that may have gone out of reach: it fetches from the
+    /// node that asked, and the first copy verified is installed.
     pub async fn fetch_blob(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
         let mut rx = {
             let r = &self.inner.replication;
             let mut inflight = r.inflight.lock().expect("inflight");
-            match inflight.get(d) {
+            let key = (d.clone(), first);
+            match inflight.get(&key) {
                 Some(rx) => rx.clone(),
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    inflight.insert(d.clone(), rx.clone());
+                    inflight.insert(key.clone(), rx.clone());
                     let store = self.clone();
                     let d = d.clone();
                     tokio::spawn(async move {
@@ -180,7 +150,7 @@ impl Store {
                             .inflight
                             .lock()
                             .expect("inflight")
-                            .remove(&d);
+                            .remove(&key);
                         let _ = tx.send(Some(result.map_err(|e| e.to_string())));
                     });
                     rx
@@ -274,6 +244,8 @@ impl Store {
                     _ = shutdown.wait_for(|s| *s) => {
                         return Err(StoreError::Unavailable("the node is shutting down".into()))
                     }
+                    // Another peer may have it: no use waiting on one gone silent.
+                    e = self.silent(peer) => return Err(e),
                 };
                 let Some(chunk) = chunk else { break };
                 let chunk = chunk.map_err(StoreError::Interrupted)?;
@@ -313,12 +285,23 @@ impl Store {
     }
 
     /// Bytes `start..start + len` of committed blob `d`: from this node's file, or, while
-    /// this node lacks it, streamed from a peer that has it.
+    /// this node lacks it, streamed from a peer that has it. A whole blob read from this
+    /// node's file ends in an error rather than its last bytes if they do not match the
+    /// digest (`verify.rs`).
     pub async fn read_blob(&self, d: &Digest, start: u64, len: u64) -> Result<ByteStream> {
         match self.local_blob(d, start).await {
             Ok(file) => {
                 use tokio::io::AsyncReadExt;
                 let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
+                let size = self.read(|s| s.blob(d).map(|b| b.size));
+                if start == 0 && size == Some(len) && len > 0 {
+                    return Ok(crate::verify::verified(
+                        self.clone(),
+                        d.clone(),
+                        len,
+                        stream.boxed(),
+                    ));
+                }
                 return Ok(stream.boxed());
             }
             Err(StoreError::BlobUnknown(_)) => {}
@@ -369,7 +352,8 @@ impl Store {
                     .inflight
                     .lock()
                     .expect("inflight")
-                    .contains_key(&d)
+                    .keys()
+                    .any(|(x, _)| *x == d)
             };
             let stray = || self.read(|s| s.blob(&d).is_none()) && !fetching();
             if !stray() || !self.idle_past_ttl(0, &self.inner.files.path(&d)) {

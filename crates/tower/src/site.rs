@@ -109,6 +109,12 @@ where
     Err(last.unwrap_or_else(|| Error::Usage("no --site given".into())))
 }
 
+/// Whether the node refused because it is cut off from its site (`NO_QUORUM`: it knows
+/// no leader): not worth a retry on that node, but another node may take the write.
+pub fn is_cut_off(status: &Status) -> bool {
+    status.code() == Code::Unavailable && status.message().starts_with("NO_QUORUM")
+}
+
 /// Whether a status means the link broke (or the node is restarting) rather than that the
 /// site refused: worth a retry. tonic gives the statuses it builds from a transport error
 /// (connection reset, h2 error, timeout) a source; statuses the site sent never have one.
@@ -175,7 +181,12 @@ where
     loop {
         match call().await {
             Ok(response) => return Ok(response.into_inner()),
-            Err(s) if attempt < ATTEMPTS && is_broken_link(&s) && s.code() != Code::DataLoss => {
+            Err(s)
+                if attempt < ATTEMPTS
+                    && is_broken_link(&s)
+                    && s.code() != Code::DataLoss
+                    && !is_cut_off(&s) =>
+            {
                 tracing::debug!(code = ?s.code(), attempt, "site call failed, retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
@@ -274,6 +285,30 @@ mod tests {
         .await;
         assert_eq!(r.unwrap_err().exit_code(), SITE_REFUSED);
         assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn a_node_cut_off_from_its_site_is_left_at_once_for_another() {
+        let mut calls = 0;
+        let r: Result<(), Error> = retry(|| {
+            calls += 1;
+            async {
+                Err(Status::unavailable(
+                    "NO_QUORUM: node 1 knows no leader of its site",
+                ))
+            }
+        })
+        .await;
+        let e = r.unwrap_err();
+        assert_eq!(
+            e.exit_code(),
+            SITE_UNREACHABLE,
+            "with_failover goes on with the next node"
+        );
+        assert_eq!(calls, 1, "not retried on the same node");
+        assert!(!is_cut_off(&Status::unavailable(
+            "the change was not committed"
+        )));
     }
 
     #[tokio::test(start_paused = true)]

@@ -160,7 +160,10 @@ async fn put_from(
                     return Err(Failure::Retry(e));
                 }
                 return answer.map(|r| r.into_inner()).map_err(|s| {
-                    if s.code() == Code::FailedPrecondition || site::is_broken_link(&s) {
+                    if site::is_cut_off(&s) {
+                        // This node cannot write: another one of the site can.
+                        Failure::Fatal(site::status_error(&s))
+                    } else if s.code() == Code::FailedPrecondition || site::is_broken_link(&s) {
                         Failure::Retry(site::status_error(&s))
                     } else {
                         Failure::Fatal(site::status_error(&s))

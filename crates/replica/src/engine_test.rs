@@ -1,0 +1,274 @@
+//! The engine without sockets or files: three engines over raft-rs's in-memory storage,
+//! their effects carried out by a small loop (messages delivered in order, the Ready
+//! procedure run to the end, committed entries applied to `site-state`).
+
+use crate::{Applier, Ask, Committed, Effect, Engine, Refusal, Settings};
+use raft::eraftpb::{ConfState, Message};
+use raft::storage::MemStorage;
+use site_core::Digest;
+use site_state::{Command, Entry, MemberChange, State, StateError};
+use std::collections::{BTreeMap, VecDeque};
+
+struct Node {
+    engine: Engine<MemStorage>,
+    store: MemStorage,
+    applier: Applier,
+    state: State,
+    /// Proposal answers: id -> result.
+    answers: BTreeMap<u64, Result<site_state::Outcome, StateError>>,
+    /// Entries applied, in order (index, what).
+    applied: Vec<(u64, String)>,
+}
+
+struct Group {
+    nodes: BTreeMap<u64, Node>,
+    wire: VecDeque<Message>,
+    now: u64,
+}
+
+impl Group {
+    fn new(ids: &[u64], seed: u64) -> Group {
+        let nodes = ids
+            .iter()
+            .map(|&id| {
+                let store =
+                    MemStorage::new_with_conf_state(ConfState::from((ids.to_vec(), vec![])));
+                let settings = Settings {
+                    id,
+                    election_ticks: 10,
+                    snapshot_every: 1000,
+                };
+                let engine =
+                    Engine::new(&settings, store.clone(), 0, false, ids == [id], seed + id)
+                        .unwrap();
+                let node = Node {
+                    engine,
+                    store,
+                    applier: Applier::new(id),
+                    state: State::default(),
+                    answers: BTreeMap::new(),
+                    applied: Vec::new(),
+                };
+                (id, node)
+            })
+            .collect();
+        Group {
+            nodes,
+            wire: VecDeque::new(),
+            now: 0,
+        }
+    }
+
+    fn execute(&mut self, id: u64, effects: Vec<Effect>) {
+        for e in effects {
+            let n = self.nodes.get_mut(&id).unwrap();
+            match e {
+                Effect::Send { messages, .. } => self.wire.extend(messages),
+                Effect::Persist {
+                    entries,
+                    hard_state,
+                } => {
+                    let mut w = n.store.wl();
+                    w.append(&entries).unwrap();
+                    if let Some(hs) = hard_state {
+                        w.set_hardstate(hs);
+                    }
+                }
+                Effect::SetCommit(c) => n.store.wl().mut_hard_state().commit = c,
+                Effect::SetConfState(cs) => n.store.wl().set_conf_state(cs),
+                Effect::InstallSnapshot(s) => n.store.wl().apply_snapshot(s).unwrap(),
+                Effect::Apply(c) => {
+                    let what = match &c {
+                        Committed::Empty { .. } => "empty".to_owned(),
+                        Committed::Command { entry, .. } => format!("{entry:?}"),
+                        Committed::Members { change, .. } => format!("{change:?}"),
+                    };
+                    n.applied.push((c.index(), what));
+                    let applied = n.applier.apply(&mut n.state, c, |_| true);
+                    for a in applied {
+                        if let Effect::Answer { id, result, .. } = a {
+                            n.answers.insert(id, result);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs every node's Ready procedure and delivers messages until all is quiet.
+    fn settle(&mut self) {
+        loop {
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            for id in ids {
+                while let Some(mut cycle) = self.nodes.get_mut(&id).unwrap().engine.ready() {
+                    let effects = std::mem::take(&mut cycle.effects);
+                    self.execute(id, effects);
+                    let effects = self.nodes.get_mut(&id).unwrap().engine.advance(cycle);
+                    self.execute(id, effects);
+                }
+            }
+            let Some(m) = self.wire.pop_front() else {
+                return;
+            };
+            let now = self.now;
+            if let Some(n) = self.nodes.get_mut(&m.to) {
+                let effects = n.engine.step(m.clone(), now);
+                self.execute(m.to, effects);
+            }
+        }
+    }
+
+    fn tick(&mut self, times: usize) {
+        for _ in 0..times {
+            self.now += 100;
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            for id in ids {
+                let now = self.now;
+                let effects = self.nodes.get_mut(&id).unwrap().engine.tick(now);
+                self.execute(id, effects);
+            }
+            self.settle();
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        let leaders: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.engine.is_leader())
+            .map(|(id, _)| *id)
+            .collect();
+        (leaders.len() == 1).then(|| leaders[0])
+    }
+
+    fn elect(&mut self) -> u64 {
+        for _ in 0..100 {
+            self.tick(1);
+            if let Some(l) = self.leader() {
+                return l;
+            }
+        }
+        panic!("no leader after 100 ticks");
+    }
+}
+
+fn add_blob(n: u8) -> Ask {
+    Ask::Command(Entry {
+        now: 1,
+        cmd: Command::AddBlob {
+            repo: None,
+            digest: Digest::of(&[n]),
+            size: 1,
+            recorded: false,
+        },
+    })
+}
+
+#[test]
+fn a_proposal_on_the_leader_is_applied_everywhere_and_answered_on_its_node_only() {
+    let mut g = Group::new(&[1, 2, 3], 7);
+    let l = g.elect();
+    let id = g
+        .nodes
+        .get_mut(&l)
+        .unwrap()
+        .engine
+        .propose(&add_blob(1))
+        .unwrap();
+    g.settle();
+    g.tick(2);
+    assert!(matches!(g.nodes[&l].answers.get(&id), Some(Ok(o)) if o.changed));
+    let applied: Vec<_> = g.nodes.values().map(|n| n.applied.clone()).collect();
+    assert!(applied.iter().all(|a| *a == applied[0]), "{applied:?}");
+    assert!(applied[0]
+        .iter()
+        .any(|(_, w)| w.contains("add_blob") || w.contains("AddBlob")));
+    for (id2, n) in &g.nodes {
+        if *id2 != l {
+            assert!(n.answers.is_empty(), "node {id2} answers nobody");
+        }
+        assert!(n.state.blob(&Digest::of(&[1])).is_some());
+    }
+}
+
+#[test]
+fn a_follower_refuses_a_proposal_naming_the_leader() {
+    let mut g = Group::new(&[1, 2, 3], 11);
+    let l = g.elect();
+    let f = *g.nodes.keys().find(|id| **id != l).unwrap();
+    let refusal = g.nodes.get_mut(&f).unwrap().engine.propose(&add_blob(2));
+    assert_eq!(refusal, Err(Refusal::NotLeader(l)));
+}
+
+#[test]
+fn a_leader_asked_to_leave_moves_leadership_first_and_the_new_leader_removes_it() {
+    let mut g = Group::new(&[1, 2, 3], 5);
+    let l = g.elect();
+    let leave = Ask::Members(MemberChange::Remove { id: l });
+    let moved = g.nodes.get_mut(&l).unwrap().engine.propose(&leave);
+    let Err(Refusal::Moving(to)) = moved else {
+        panic!("{moved:?}");
+    };
+    g.settle();
+    g.tick(3);
+    assert_eq!(g.leader(), Some(to), "leadership moved to node {to}");
+    let id = g
+        .nodes
+        .get_mut(&to)
+        .unwrap()
+        .engine
+        .propose(&leave)
+        .unwrap();
+    g.settle();
+    g.tick(3);
+    assert!(matches!(g.nodes[&to].answers.get(&id), Some(Ok(_))));
+    assert!(!g.nodes[&to].engine.voters().contains(&l));
+}
+
+#[test]
+fn a_change_that_leaves_too_few_whole_voters_is_refused() {
+    let mut g = Group::new(&[1, 2, 3], 3);
+    let l = g.elect();
+    g.nodes
+        .get_mut(&l)
+        .unwrap()
+        .engine
+        .propose(&add_blob(3))
+        .unwrap();
+    g.settle();
+    // One follower tells the leader it lost its log (the refusal of `catch_up.rs`).
+    let f = *g.nodes.keys().find(|id| **id != l).unwrap();
+    let mut lost = Message::default();
+    lost.set_msg_type(raft::eraftpb::MessageType::MsgAppendResponse);
+    lost.from = f;
+    lost.to = l;
+    lost.term = g.nodes[&l].engine.status().term;
+    lost.reject = true;
+    lost.index = u64::MAX;
+    let now = g.now;
+    g.nodes.get_mut(&l).unwrap().engine.step(lost, now);
+    // With it catching up, a fourth voter would leave 2 whole of 4 (a majority is 3).
+    let add = Ask::Members(MemberChange::Add {
+        id: 4,
+        address: "10.0.0.4:7000".into(),
+    });
+    let refused = g.nodes.get_mut(&l).unwrap().engine.propose(&add);
+    assert!(
+        matches!(refused, Err(Refusal::Refused(StateError::InUse(_)))),
+        "{refused:?}"
+    );
+    // Removing the lagging node itself leaves 2 whole of 2: allowed.
+    let remove = Ask::Members(MemberChange::Remove { id: f });
+    assert!(g.nodes.get_mut(&l).unwrap().engine.propose(&remove).is_ok());
+}
+
+#[test]
+fn one_seed_elects_the_same_way_twice() {
+    let run = |seed| {
+        let mut g = Group::new(&[1, 2, 3], seed);
+        let l = g.elect();
+        (l, g.now, g.nodes[&l].engine.status().term)
+    };
+    assert_eq!(run(21), run(21));
+}

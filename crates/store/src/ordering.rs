@@ -1,0 +1,169 @@
+//! The write path's ordering: every change goes through the site's log, proposed on the
+//! leader (forwarded there from a follower) and answered once applied here. A node that
+//! knows it cannot reach its site (no leader: cut off from its peers) refuses writes at
+//! once, with `NoQuorum`, rather than take bytes it cannot make durable on a majority;
+//! a forward or a majority hold in progress gives up as soon as this node loses its
+//! leader.
+
+use crate::{now_secs, raft_driver, Result, Store, StoreError};
+use site_state::{Command, Entry, Outcome};
+use std::time::Duration;
+
+/// How long a leader asked to leave waits for its leadership to move.
+const LEADER_MOVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a proposer waits for its change to be committed and applied.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often a wait checks whether this node still has a leader.
+const CUT_OFF_POLL: Duration = Duration::from_millis(100);
+
+impl Store {
+    /// Orders `cmd` through the log and returns its outcome once it is committed and
+    /// applied here. A refused command leaves the state as it was.
+    pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
+        let _writer = self.inner.writer.lock().await;
+        self.propose(cmd).await
+    }
+
+    /// Whether this node can take writes now: it knows a leader of its site. A node cut
+    /// off from its peers loses its leader within an election timeout (1 to 2 s; a
+    /// leader steps down when it no longer hears from a majority).
+    pub fn writable(&self) -> Result<()> {
+        let Ok(c) = self.cluster() else {
+            return Ok(());
+        };
+        if c.alone || self.raft_status().leader != 0 {
+            return Ok(());
+        }
+        Err(StoreError::NoQuorum(format!(
+            "node {} knows no leader of its site: it cannot reach a majority of its nodes (cut off from its peers?); write through another node",
+            c.id
+        )))
+    }
+
+    /// Resolves once this node has no leader (see [`Store::writable`]).
+    pub(crate) async fn cut_off(&self) -> StoreError {
+        loop {
+            if let Err(e) = self.writable() {
+                return e;
+            }
+            tokio::time::sleep(CUT_OFF_POLL).await;
+        }
+    }
+
+    /// [`Store::execute`] for a caller that holds the writer lock: stamps the entry with
+    /// this node's time and orders it, through the leader if this node is not it.
+    pub(crate) async fn propose(&self, cmd: Command) -> Result<Outcome> {
+        self.ask(site_replica::Ask::Command(Entry {
+            now: now_secs(),
+            cmd,
+        }))
+        .await
+    }
+
+    /// Orders `ask` through the log, through the leader if this node is not it.
+    pub(crate) async fn ask(&self, ask: site_replica::Ask) -> Result<Outcome> {
+        let (result, _) = match self.order(ask.clone()).await {
+            Err(StoreError::NotLeader(0)) => {
+                return Err(StoreError::NoQuorum(
+                    "the site's group has no leader (too few nodes reachable?)".into(),
+                ))
+            }
+            Err(StoreError::NotLeader(leader)) => self.forward(leader, &ask).await?,
+            other => other?,
+        };
+        Ok(result?)
+    }
+
+    /// Orders `ask` through this node's driver (which refuses with `NotLeader` unless
+    /// this node leads) and waits until it is applied here.
+    async fn order(&self, ask: site_replica::Ask) -> Result<raft_driver::Ordered> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .proposals
+            .send(raft_driver::Proposal { ask, reply })
+            .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))?;
+        match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
+            Ok(Ok(Err(StoreError::LeaderMoving(to)))) => {
+                // Wait (bounded) for the move; the caller forwards to the new leader.
+                let me = self.cluster()?.id;
+                let deadline = tokio::time::Instant::now() + LEADER_MOVE_TIMEOUT;
+                while self.raft_status().leader == me && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                match self.raft_status().leader {
+                    leader if leader == me => Err(StoreError::Unavailable(format!(
+                        "leadership did not move to node {to} in time: try again"
+                    ))),
+                    leader => Err(StoreError::NotLeader(leader)),
+                }
+            }
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Unavailable(
+                "the node stopped before the change was committed".into(),
+            )),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the change was not committed within {} s",
+                COMMIT_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Has the leader order `ask`, then waits until this node has applied as far, so
+    /// that what the caller reads next includes the change.
+    async fn forward(&self, leader: u64, ask: &site_replica::Ask) -> Result<raft_driver::Ordered> {
+        let transport = &self.cluster()?.transport;
+        let json = serde_json::to_vec(ask).expect("entries serialise");
+        let call = tokio::time::timeout(COMMIT_TIMEOUT, transport.forward(leader, json));
+        let answer = tokio::select! {
+            answer = call => answer
+                .map_err(|_| {
+                    StoreError::Unavailable(format!("leader {leader} did not answer in time"))
+                })?
+                .map_err(|e| StoreError::Unavailable(format!("leader {leader}: {e}")))?,
+            // The leader went out of reach: no use waiting for its answer.
+            cut_off = self.cut_off() => return Err(cut_off),
+        };
+        let ordered: raft_driver::Ordered = serde_json::from_slice(&answer).map_err(|e| {
+            StoreError::Unavailable(format!("leader {leader} answered garbage: {e}"))
+        })?;
+        self.wait_applied(ordered.1).await?;
+        Ok(ordered)
+    }
+
+    /// Waits (bounded) until this node has applied the log up to `index`.
+    async fn wait_applied(&self, index: u64) -> Result<()> {
+        let mut applied = self.inner.applied.clone();
+        let waited = tokio::time::timeout(COMMIT_TIMEOUT, applied.wait_for(|a| *a >= index))
+            .await
+            .map(|r| r.map(|_| ()));
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Unavailable("the node is shutting down".into())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "this node has not applied up to {index} in time"
+            ))),
+        }
+    }
+
+    /// Orders a follower's forwarded request (JSON) on this node, the leader; returns the
+    /// JSON answer `(Result<Outcome, StateError>, applied index)`. An entry is stamped
+    /// with the leader's time: the log has one clock (GC's grace periods count on it).
+    pub async fn order_forwarded(&self, ask: &[u8]) -> Result<Vec<u8>> {
+        let mut ask: site_replica::Ask = serde_json::from_slice(ask)
+            .map_err(|e| StoreError::SizeInvalid(format!("not a log entry: {e}")))?;
+        if let site_replica::Ask::Command(entry) = &mut ask {
+            entry.now = now_secs();
+        }
+        let me = self.cluster()?.id;
+        let ordered = match self.order(ask.clone()).await {
+            // This node was asked to remove itself: the new leader orders it.
+            Err(StoreError::NotLeader(leader)) if leader != 0 && leader != me => {
+                self.forward(leader, &ask).await?
+            }
+            other => other?,
+        };
+        Ok(serde_json::to_vec(&ordered).expect("outcomes serialise"))
+    }
+}

@@ -1,0 +1,155 @@
+//! A node cut off from its peers by a network fault (its peer links black-holed: bytes
+//! swallowed, nothing refused) while towerctl delivers through it, listed first: the
+//! node refuses writes as soon as it knows it has no leader, towerctl goes on with the
+//! next node, and the delivery completes through the others; once the links heal, every
+//! node serves everything that was acknowledged.
+
+mod kit;
+
+use kit::blackhole::BlackHole;
+use kit::node::{free_addr, leader, served, status};
+use kit::oci;
+use kit::proxy::CountingProxy;
+use kit::tools::require;
+use kit::upstream::ReferenceRegistry;
+use kit::{Node, NodeOptions};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Three nodes whose every peer link (one per direction and pair) runs through a
+/// [`BlackHole`].
+struct Site {
+    nodes: Vec<Node>,
+    links: BTreeMap<(u64, u64), BlackHole>,
+}
+
+impl Site {
+    fn start() -> Site {
+        let listens: Vec<(u64, SocketAddr)> = (1..=3).map(|id| (id, free_addr())).collect();
+        let mut links = BTreeMap::new();
+        for &(from, _) in &listens {
+            for &(to, addr) in &listens {
+                if from != to {
+                    links.insert((from, to), BlackHole::start(addr));
+                }
+            }
+        }
+        let nodes = listens
+            .iter()
+            .map(|&(id, listen)| {
+                let peers = listens
+                    .iter()
+                    .filter(|(p, _)| *p != id)
+                    .map(|(p, _)| (*p, links[&(id, *p)].addr))
+                    .collect();
+                Node::start(NodeOptions {
+                    id: Some(id),
+                    cluster: Some((listen, peers)),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        Site { nodes, links }
+    }
+
+    /// Black-holes every link to and from node `id`.
+    fn cut(&self, id: u64) {
+        for ((from, to), link) in &self.links {
+            if *from == id || *to == id {
+                link.cut();
+            }
+        }
+    }
+
+    fn heal(&self) {
+        self.links.values().for_each(BlackHole::heal);
+    }
+
+    fn id(&self, i: usize) -> u64 {
+        status(&self.nodes[i]).expect("status").node_id
+    }
+}
+
+/// Delivers an image through `first` then the others, cutting node `first` off once
+/// its bytes flow; the delivery must complete within 15 s of the cut, and after healing
+/// every node serves it.
+fn delivery_survives_the_cut_of(pick: impl Fn(&Site, usize) -> usize) {
+    let Some(registry) = require("docker-registry") else {
+        return;
+    };
+    let up = ReferenceRegistry::start(&registry);
+    let img = oci::image(91, &[3 << 20, 3 << 20, 3 << 20], "amd64");
+    oci::push_image_as(up.addr, "team/big", "v1", &img);
+    // A thin upstream link (4 MiB/s): the cut comes while the image's bytes flow.
+    let link = CountingProxy::start_throttled(up.addr, Some(4 << 20));
+    let site = Site::start();
+    let all: Vec<&Node> = site.nodes.iter().collect();
+    let l = leader(&all);
+    let first = pick(&site, l);
+    let cut_id = site.id(first);
+    let mut order = vec![first];
+    order.extend((0..3).filter(|i| *i != first));
+    let sites: Vec<String> = order
+        .iter()
+        .map(|i| site.nodes[*i].api.to_string())
+        .collect();
+    let upstream = link.addr.to_string();
+    let image = format!("{upstream}/team/big:v1");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_towerctl"))
+        .args(["deliver", "--site", &sites.join(","), "--insecure-registry"])
+        .args([&upstream, &image])
+        .env("HOME", "/nonexistent")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bytes of the image are on their way to the first node: now cut it off.
+    link.wait_received(1 << 20);
+    site.cut(cut_id);
+    let cut_at = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(60),
+            "towerctl still runs 60 s after the cut"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = cut_at.elapsed();
+    eprintln!("node {cut_id} cut off; the delivery completed {took:?} after the cut");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "towerctl failed: {stderr}");
+    assert!(
+        took <= Duration::from_secs(15),
+        "the delivery completed {took:?} after the cut (at most 15 s): {stderr}"
+    );
+    assert!(
+        stderr.contains("another node"),
+        "towerctl went on with another node: {stderr}"
+    );
+    // The node that was cut off serves everything once the links heal.
+    site.heal();
+    let manifest = format!("/v2/{upstream}/team/big/manifests/v1");
+    for n in &site.nodes {
+        assert_eq!(served(n, &manifest), img.digest);
+        for b in img.blobs() {
+            let path = format!("/v2/{upstream}/team/big/blobs/{}", b.digest);
+            assert_eq!(served(n, &path), b.digest);
+        }
+    }
+}
+
+#[test]
+fn a_delivery_through_a_leader_cut_off_from_its_peers_completes_through_the_others() {
+    delivery_survives_the_cut_of(|_, leader| leader);
+}
+
+#[test]
+fn a_delivery_through_a_follower_cut_off_from_its_peers_completes_through_the_others() {
+    delivery_survives_the_cut_of(|_, leader| (leader + 1) % 3);
+}
