@@ -35,6 +35,7 @@ pub struct SiteHandle {
     raft: JoinHandle<()>,
     cluster_addr: Option<SocketAddr>,
     peer_server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    store: Store,
 }
 
 impl Site {
@@ -191,6 +192,7 @@ impl Site {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         };
         let server = tokio::spawn(registry.serve(listener, stop));
+        let node_store = store.clone();
         let service = SiteService::new(
             store,
             collector.clone(),
@@ -232,9 +234,17 @@ impl Site {
             raft,
             cluster_addr,
             peer_server,
+            store: node_store,
         })
     }
 }
+
+/// The distinct error a node's handle ends with when its storage failed (its log, its
+/// database, its blob directory): the node took no writes and did not vote from then
+/// on; reads of what was intact went on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the node's storage failed: {0}")]
+pub struct NodeFailed(pub String);
 
 impl SiteHandle {
     /// The address the registry listens on.
@@ -265,8 +275,15 @@ impl SiteHandle {
         self.puller.ensure(image, policy, platform).await
     }
 
+    /// Resolves once the node's storage has failed (see [`NodeFailed`]): an embedder
+    /// waits on it beside its own work, to treat the node as broken.
+    pub async fn failed(&self) -> NodeFailed {
+        NodeFailed(self.store.failed().await)
+    }
+
     /// Stops accepting connections, lets requests in flight finish, and returns once the
-    /// servers, the collector and the Raft driver have stopped.
+    /// servers, the collector and the Raft driver have stopped. A node whose storage
+    /// failed ends with [`NodeFailed`] (`anyhow::Error::downcast_ref`).
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.server.await??;
@@ -279,6 +296,9 @@ impl SiteHandle {
             p.await??;
         }
         tracing::info!("registry stopped");
+        if let Some(failure) = self.store.failure() {
+            return Err(NodeFailed(failure).into());
+        }
         Ok(())
     }
 }

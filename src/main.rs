@@ -51,6 +51,9 @@ enum Command {
     },
 }
 
+/// The exit status of a node whose storage failed while it ran (sysexits' EX_IOERR).
+const NODE_FAILED_EXIT: u8 = 74;
+
 fn main() -> ExitCode {
     let (config, log_format) = match Cli::parse().command {
         Command::Run { config, log_format } => (config, log_format),
@@ -97,6 +100,12 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Its storage failed while it ran: a distinct exit status for the supervisor.
+        Err(e) if e.downcast_ref::<site_agent::NodeFailed>().is_some() => {
+            tracing::error!("{e:#}");
+            eprintln!("site-agent: {e:#}");
+            ExitCode::from(NODE_FAILED_EXIT)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("site-agent: {e:#}");

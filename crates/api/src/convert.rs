@@ -79,6 +79,10 @@ pub fn event(e: Event, at_unix: u64) -> pb::Event {
             node_id: node,
             actual: actual.to_string(),
         }),
+        Event::NodeFailed { node, reason } => Kind::NodeFailed(pb::NodeFailed {
+            node_id: node,
+            reason,
+        }),
         Event::BlobRepaired { digest, node, from } => Kind::BlobRepaired(pb::BlobRepaired {
             digest: digest.to_string(),
             node_id: node,

@@ -407,6 +407,7 @@ impl site_server::Site for SiteService {
         r.commit_index = raft.commit;
         r.applied_index = raft.applied;
         r.blobs_missing = self.store.blobs_missing() as u64;
+        r.failure = self.store.failure().unwrap_or_default();
         r.upstreams_backed_off = self
             .puller
             .backed_off()

@@ -20,11 +20,15 @@ pub fn status(e: StoreError) -> Status {
         StoreError::Unavailable(_) | StoreError::NotLeader(_) | StoreError::LeaderMoving(_) => {
             Code::Unavailable
         }
-        StoreError::NoQuorum(_) => {
+        StoreError::NoQuorum(_) | StoreError::NodeFailed(_) => {
             // The message starts with the reason, and the details carry it (as
             // `EnsureImage`'s failures): towerctl goes on with another node at once.
+            let reason = match &e {
+                StoreError::NoQuorum(_) => "NO_QUORUM",
+                _ => "NODE_FAILED",
+            };
             let details = tonic_types::ErrorDetails::with_error_info(
-                "NO_QUORUM",
+                reason,
                 crate::ensure::DOMAIN,
                 [("message".to_owned(), e.to_string())],
             );

@@ -149,7 +149,8 @@ impl From<StoreError> for ApiError {
         if let StoreError::Unavailable(_)
         | StoreError::NotLeader(_)
         | StoreError::LeaderMoving(_)
-        | StoreError::NoQuorum(_) = &e
+        | StoreError::NoQuorum(_)
+        | StoreError::NodeFailed(_) = &e
         {
             tracing::warn!(error = %e, "write refused: the site cannot order changes now");
             return ApiError::new(ErrorCode::Unavailable, e.to_string())

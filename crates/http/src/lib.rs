@@ -157,7 +157,16 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let response = match path.as_str() {
-        "/healthz" | "/readyz" => (StatusCode::OK, "ok\n").into_response(),
+        "/healthz" => (StatusCode::OK, "ok\n").into_response(),
+        // Ready to take writes: not once its storage failed (it still serves reads).
+        "/readyz" => match reg.store.failure() {
+            None => (StatusCode::OK, "ok\n").into_response(),
+            Some(f) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("storage failed: {f}\n"),
+            )
+                .into_response(),
+        },
         "/metrics" => reg.metrics.render(),
         _ => {
             let (parts, body) = req.into_parts();

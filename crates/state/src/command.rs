@@ -297,6 +297,15 @@ pub enum Event {
         /// Bytes of the image.
         bytes: u64,
     },
+    /// The node's storage failed (its log, its database, its blob directory): it stopped
+    /// taking writes and voting; reads of what is intact go on. Published by the node,
+    /// never by `apply`.
+    NodeFailed {
+        /// The node.
+        node: u64,
+        /// What failed.
+        reason: String,
+    },
     /// A delivery was refused for lack of space. Published by the API, never by `apply`.
     DeliveryRefused {
         /// Bytes the delivery needed.

@@ -61,7 +61,8 @@ impl Store {
                     files.install(&src, &digest)
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| self.blob_write_failed(e))?;
         }
         if committed {
             // The site's copies stand for it, unless a sweep dropped it meanwhile.

@@ -55,6 +55,9 @@ pub enum StoreError {
     /// [`crate::Store::execute`] forwards to the leader.
     #[error("this node is not the leader (leader: {0})")]
     NotLeader(u64),
+    /// This node's storage failed: it takes no writes (reads of what is intact go on).
+    #[error("NODE_FAILED: this node's storage failed ({0}); write through another node")]
+    NodeFailed(String),
     /// This node cannot reach its site's leader or a majority of its nodes (it is cut
     /// off): writes go through another node.
     #[error("NO_QUORUM: {0}")]
@@ -123,6 +126,7 @@ impl StoreError {
             | StoreError::NotLeader(_)
             | StoreError::LeaderMoving(_)
             | StoreError::NoQuorum(_)
+            | StoreError::NodeFailed(_)
             | StoreError::Io(_)
             | StoreError::Db(_) => return None,
         })

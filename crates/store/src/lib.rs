@@ -14,6 +14,7 @@ mod apply;
 mod blob_writer;
 mod delivery;
 pub mod error;
+mod failure;
 pub mod files;
 mod growing;
 pub mod keyspace;
@@ -104,6 +105,8 @@ struct Inner {
     pulled: Mutex<HashSet<Digest>>,
     /// The Raft log of the site's group.
     raft: raft_log::RaftLog,
+    /// What failed, once this node's storage has (`failure.rs`).
+    failure: watch::Sender<Option<String>>,
 }
 
 /// The driver's ends of a store's channels.
@@ -234,6 +237,7 @@ impl Store {
                 events: broadcast::channel(1024).0,
                 pulled: Mutex::new(HashSet::new()),
                 raft,
+                failure: watch::channel(None).0,
             }),
         };
         store.reconcile_uploads()?;

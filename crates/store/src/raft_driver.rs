@@ -130,8 +130,9 @@ impl Driver {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Err(e) = self.on_ready().await {
-                tracing::error!(error = %e, "raft: cannot persist or apply; stopping this node's raft");
-                return;
+                return self
+                    .store
+                    .fail(format!("cannot persist or apply the site's log: {e}"));
             }
             self.publish_status();
             let effects = tokio::select! {
@@ -155,8 +156,9 @@ impl Driver {
                 _ = shutdown.wait_for(|s| *s) => return,
             };
             if let Err(e) = self.execute(effects).await {
-                tracing::error!(error = %e, "raft: cannot persist or apply; stopping this node's raft");
-                return;
+                return self
+                    .store
+                    .fail(format!("cannot persist or apply the site's log: {e}"));
             }
         }
     }

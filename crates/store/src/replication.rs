@@ -274,7 +274,9 @@ impl Store {
             }
             let files = self.inner.files.clone();
             let (src, digest) = (tmp.clone(), d.clone());
-            crate::files::blocking(move || files.install(&src, &digest)).await?;
+            crate::files::blocking(move || files.install(&src, &digest))
+                .await
+                .map_err(|e| self.blob_write_failed(e))?;
             Ok(())
         }
         .await;

@@ -160,6 +160,9 @@ pub async fn status(site: &Client) -> Result<(), Error> {
     lines.push(format!("commit_index: {}", s.commit_index));
     lines.push(format!("applied_index: {}", s.applied_index));
     lines.push(format!("blobs_missing: {}", s.blobs_missing));
+    if !s.failure.is_empty() {
+        lines.push(format!("FAILED: {}", crate::exit::one_line(&s.failure)));
+    }
     for u in &s.upstreams_backed_off {
         lines.push(format!(
             "upstream {}: not asked for {} s ({})",
@@ -254,6 +257,11 @@ pub fn event_line(e: &Event) -> String {
         Some(event::Kind::BlobCorrupt(b)) => format!(
             "{at} blob-corrupt {} on node {} (its bytes hash to {}); fetching it again",
             b.digest, b.node_id, b.actual
+        ),
+        Some(event::Kind::NodeFailed(f)) => format!(
+            "{at} node-failed {}: {}",
+            f.node_id,
+            crate::exit::one_line(&f.reason)
         ),
         Some(event::Kind::BlobRepaired(b)) => format!(
             "{at} blob-repaired {} on node {} (verified copy from node {})",

@@ -110,9 +110,13 @@ where
 }
 
 /// Whether the node refused because it is cut off from its site (`NO_QUORUM`: it knows
-/// no leader): not worth a retry on that node, but another node may take the write.
+/// no leader) or its storage failed (`NODE_FAILED`): not worth a retry on that node, but
+/// another node may take the write.
 pub fn is_cut_off(status: &Status) -> bool {
-    status.code() == Code::Unavailable && status.message().starts_with("NO_QUORUM")
+    status.code() == Code::Unavailable
+        && ["NO_QUORUM", "NODE_FAILED"]
+            .iter()
+            .any(|r| status.message().starts_with(r))
 }
 
 /// Whether a status means the link broke (or the node is restarting) rather than that the

@@ -1,0 +1,62 @@
+//! A storage failure is loud. When this node cannot persist or apply the site's log, or
+//! its database or blob directory fails, it stops taking writes and voting (its Raft
+//! driver stops), raises `Event::NodeFailed`, reports the failure in its status and on
+//! `/readyz` (503), and the embedded library's handle ends with a distinct error; the
+//! enforcer and the tower see a broken node as broken. Reads of what is intact go on.
+//! A blob that does not fit a full disk is no failure (the write is refused for lack of
+//! space and goes on once GC frees some); a log that cannot be written is, full disk or
+//! not: the node cannot follow the site's log without it.
+
+use crate::{Store, StoreError};
+use site_state::Event;
+
+impl Store {
+    /// What failed, once this node's storage has failed.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failure.borrow().clone()
+    }
+
+    /// Resolves with what failed once this node's storage fails.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.inner.failure.subscribe();
+        let failed = match failure.wait_for(Option::is_some).await {
+            Ok(f) => f.clone().unwrap_or_default(),
+            Err(_) => "the node stopped".into(),
+        };
+        failed
+    }
+
+    /// Marks this node failed (once): see the module's documentation.
+    pub(crate) fn fail(&self, why: String) {
+        let first = self.inner.failure.send_if_modified(|f| {
+            if f.is_some() {
+                return false;
+            }
+            *f = Some(why.clone());
+            true
+        });
+        if first {
+            tracing::error!(failure = %why, "this node's storage failed: it takes no writes and does not vote until restarted; reads of what is intact go on");
+            let node = self.cluster().map_or(0, |c| c.id);
+            self.publish(Event::NodeFailed { node, reason: why });
+        }
+    }
+
+    /// `e`, from writing a blob file: a failure of the blob directory fails the node,
+    /// unless the disk is merely full.
+    pub(crate) fn blob_write_failed(&self, e: std::io::Error) -> StoreError {
+        let e = StoreError::Io(e);
+        if !e.is_out_of_space() {
+            self.fail(format!("cannot install a blob file: {e}"));
+        }
+        e
+    }
+
+    /// `Err` once this node's storage has failed.
+    pub(crate) fn intact(&self) -> crate::Result<()> {
+        match self.failure() {
+            Some(f) => Err(StoreError::NodeFailed(f)),
+            None => Ok(()),
+        }
+    }
+}
