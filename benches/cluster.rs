@@ -10,19 +10,21 @@
 //!   survivors is accepted, three rounds (the killed node restarts and catches up between
 //!   rounds).
 //!
-//! All processes share this machine's cores and one disk: a 3-node site here writes and
-//! hashes every byte three times where separate machines would do it in parallel. So the
-//! bench also prints the CPU time the site's nodes used for each delivery (from
-//! `/proc/<pid>/stat`).
+//! Every site node runs in a cgroup of its own (the cgroup v1 `cpu` controller) with the
+//! same quota, 40 % of one core: three nodes no longer compete for this machine's two
+//! cores, as three small machines would not. The upstream and towerctl run unbounded.
+//! The bench prints the CPU seconds each node spent per delivered GiB (from
+//! `/proc/<pid>/stat`) and how long the quota held each back. The nodes still share one
+//! disk.
 //!
-//! Run: `cargo bench --bench cluster` (needs `docker-registry`).
+//! Run as root: `cargo bench --bench cluster` (needs `docker-registry`).
 
 #[path = "../tests/kit/mod.rs"]
 mod kit;
 
 use kit::node::{leader, status};
 use kit::oci;
-use kit::tools::timed_deliver;
+use kit::tools::{timed_deliver, CpuQuota};
 use kit::upstream::ReferenceRegistry;
 use kit::{Node, NodeOptions};
 use site_api::pb;
@@ -31,6 +33,21 @@ use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 const LAYER: usize = 256 * MIB;
+/// Each node's share of one core.
+const QUOTA_PERCENT: u64 = 40;
+
+/// One cgroup per node, each with the same quota.
+fn capped(nodes: &[&Node], name: &str) -> Vec<CpuQuota> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let q = CpuQuota::new(&format!("{name}-{i}"), QUOTA_PERCENT);
+            q.add(n.pid());
+            q
+        })
+        .collect()
+}
 
 /// Waits (bounded) until no node of `nodes` lacks a committed blob.
 fn all_replicated(nodes: &[&Node]) {
@@ -120,13 +137,16 @@ fn main() {
 
     eprintln!("1-node site...");
     let single = Node::start(opts.clone());
+    let quota_one = capped(&[&single], "one");
     let (cpu_one, one) = cpu_of(&[&single], || {
         timed_deliver(&[single.api], &up, "bench/big:v1")
     });
+    let held_one: Vec<f64> = quota_one.iter().map(CpuQuota::throttled_seconds).collect();
     drop(single);
 
     eprintln!("3-node site...");
     let mut nodes = kit::node::cluster(3, &opts);
+    let quota_three = capped(&nodes.iter().collect::<Vec<_>>(), "three");
     let l = leader(&nodes.iter().collect::<Vec<_>>());
     let mut order: Vec<usize> = (0..nodes.len()).collect();
     order.sort_by_key(|i| *i != l);
@@ -136,19 +156,31 @@ fn main() {
     let (cpu_three, three) = cpu_of(&by_order, || timed_deliver(&apis, &up, "bench/big:v1"));
     all_replicated(&nodes.iter().collect::<Vec<_>>());
     let everywhere = start.elapsed().as_secs_f64();
+    let held_three: Vec<f64> = order
+        .iter()
+        .map(|i| quota_three[*i].throttled_seconds())
+        .collect();
 
     eprintln!("3-node site, the other two nodes' data on tmpfs...");
     let apart = kit::node::cluster_with(3, |id| NodeOptions {
         dir_in: (id != 1).then(|| "/dev/shm".into()),
         ..opts.clone()
     });
-    let apis: Vec<SocketAddr> = apart.iter().map(|n| n.api).collect();
+    let quota_apart = capped(&apart.iter().collect::<Vec<_>>(), "apart");
+    // Its leader first, as for the site above.
+    let l = leader(&apart.iter().collect::<Vec<_>>());
+    let mut order: Vec<usize> = (0..apart.len()).collect();
+    order.sort_by_key(|i| *i != l);
+    let apis: Vec<SocketAddr> = order.iter().map(|i| apart[*i].api).collect();
     let start = Instant::now();
-    let (cpu_apart, three_apart) = cpu_of(&apart.iter().collect::<Vec<_>>(), || {
-        timed_deliver(&apis, &up, "bench/big:v1")
-    });
+    let by_order: Vec<&Node> = order.iter().map(|i| &apart[*i]).collect();
+    let (cpu_apart, three_apart) = cpu_of(&by_order, || timed_deliver(&apis, &up, "bench/big:v1"));
     all_replicated(&apart.iter().collect::<Vec<_>>());
     let everywhere_apart = start.elapsed().as_secs_f64();
+    let held_apart: Vec<f64> = order
+        .iter()
+        .map(|i| quota_apart[*i].throttled_seconds())
+        .collect();
     drop(apart);
 
     eprintln!("leader kills...");
@@ -166,11 +198,14 @@ fn main() {
         );
         failovers.push(accepted.duration_since(killed).as_secs_f64());
         nodes[l].restart();
+        quota_three[l].add(nodes[l].pid());
         all_replicated(&nodes.iter().collect::<Vec<_>>());
     }
 
     let gib = bytes as f64 / (1u64 << 30) as f64;
-    println!("\nDelivery of a 1 GiB image (4 x 256 MiB) with towerctl from docker-registry\n");
+    println!(
+        "\nDelivery of a 1 GiB image (4 x 256 MiB) with towerctl from docker-registry, every node capped at {QUOTA_PERCENT} % of one core\n"
+    );
     println!("| site | seconds to acknowledged | MB/s | vs 1 node |");
     println!("|---|---|---|---|");
     for (what, secs) in [
@@ -188,18 +223,33 @@ fn main() {
         );
     }
     let list = |v: &[f64]| {
+        let each: Vec<String> = v.iter().map(|s| format!("{:.2}", s / gib)).collect();
+        format!(
+            "{} (sum {:.2})",
+            each.join(" + "),
+            v.iter().sum::<f64>() / gib
+        )
+    };
+    let held = |v: &[f64]| {
         let each: Vec<String> = v.iter().map(|s| format!("{s:.1}")).collect();
-        format!("{} (sum {:.1})", each.join(" + "), v.iter().sum::<f64>())
+        each.join(" + ")
     };
     println!(
-        "\nCPU seconds the site's nodes used until acknowledged (the receiving node first), on {} cores:\n",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "\nCPU seconds each node used per delivered GiB until acknowledged (the receiving node first), and seconds the quota held each back:\n"
     );
-    println!("| site | CPU seconds |");
-    println!("|---|---|");
-    println!("| 1 node | {} |", list(&cpu_one));
-    println!("| 3 nodes, one shared disk | {} |", list(&cpu_three));
-    println!("| 3 nodes, two on tmpfs | {} |", list(&cpu_apart));
+    println!("| site | CPU s per GiB | held back by the quota, s |");
+    println!("|---|---|---|");
+    println!("| 1 node | {} | {} |", list(&cpu_one), held(&held_one));
+    println!(
+        "| 3 nodes, one shared disk | {} | {} |",
+        list(&cpu_three),
+        held(&held_three)
+    );
+    println!(
+        "| 3 nodes, two on tmpfs | {} | {} |",
+        list(&cpu_apart),
+        held(&held_apart)
+    );
     println!(
         "\nEvery node holding all {gib:.2} GiB: after {everywhere:.2} s on one shared disk, {everywhere_apart:.2} s with tmpfs."
     );

@@ -126,3 +126,54 @@ fn as_root(program: &str) -> Command {
         c
     }
 }
+
+/// A CPU quota for processes (cgroup v1 `cpu` controller, as root): each process put in
+/// it gets `percent` of one core, as if it ran on a machine of its own that small. The
+/// group is removed when dropped (once its processes have exited or moved).
+pub struct CpuQuota {
+    dir: PathBuf,
+}
+
+impl CpuQuota {
+    /// A new group named `name` under `/sys/fs/cgroup/cpu`, allowing `percent` of a core.
+    pub fn new(name: &str, percent: u64) -> CpuQuota {
+        let dir =
+            PathBuf::from("/sys/fs/cgroup/cpu").join(format!("site-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| {
+            panic!(
+                "cannot create the cgroup {} (the cgroup v1 cpu controller, as root): {e}",
+                dir.display()
+            )
+        });
+        std::fs::write(dir.join("cpu.cfs_period_us"), "100000").unwrap();
+        std::fs::write(dir.join("cpu.cfs_quota_us"), (percent * 1000).to_string()).unwrap();
+        CpuQuota { dir }
+    }
+
+    /// Puts process `pid` (every thread of it, and what it starts later) in the group.
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+
+    /// Seconds the group's processes were held back by the quota so far.
+    pub fn throttled_seconds(&self) -> f64 {
+        std::fs::read_to_string(self.dir.join("cpu.stat"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("throttled_time "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(0.0, |ns| ns as f64 / 1e9)
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        // Processes still in it go back to the root group, then it goes.
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write("/sys/fs/cgroup/cpu/cgroup.procs", pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

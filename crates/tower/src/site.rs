@@ -81,29 +81,51 @@ pub async fn connect_any(arg: &SiteArg) -> Result<Client, Error> {
     Err(last.unwrap_or_else(|| Error::Usage("no --site given".into())))
 }
 
+/// Rounds of the node list [`with_failover`] makes before it gives up.
+const FAILOVER_ROUNDS: u32 = 5;
+
 /// Runs `work` against a node of the site; when the node becomes unreachable (its calls
-/// already retried), runs it again against the next node `arg` names, twice round the list at
-/// most. `work` must be safe to repeat: a delivery is (the site reports what it holds).
+/// already retried) or refuses because it is cut off from its site, runs it again against
+/// the next node `arg` names. After a round in which no node could take it (a site
+/// electing its leader, a link down), it pauses (0.5 s, doubling) and goes round again,
+/// [`FAILOVER_ROUNDS`] rounds at most. `work` must be safe to repeat: a delivery is (the
+/// site reports what it holds).
 pub async fn with_failover<T, F, Fut>(arg: &SiteArg, mut work: F) -> Result<T, Error>
 where
     F: FnMut(Client) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
     let (sites, tls) = (&arg.site, tls(arg)?);
+    let rounds = if sites.len() > 1 { FAILOVER_ROUNDS } else { 1 };
+    let mut pause = Duration::from_millis(500);
     let mut last = None;
-    for (i, site) in sites.iter().cycle().take(2 * sites.len()).enumerate() {
-        let outcome = match connect(site, tls.as_ref()).await {
-            Ok(client) => work(client).await,
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Err(e @ Error::SiteUnreachable(_)) if sites.len() > 1 => {
-                if i + 1 < 2 * sites.len() {
-                    eprintln!("towerctl: {e}; going on with another node");
+    for round in 1..=rounds {
+        for (i, site) in sites.iter().enumerate() {
+            let outcome = match connect(site, tls.as_ref()).await {
+                Ok(client) => work(client).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(e @ Error::SiteUnreachable(_)) if sites.len() > 1 => {
+                    let next = if i + 1 < sites.len() {
+                        "going on with another node".to_owned()
+                    } else if round < rounds {
+                        format!(
+                            "no node could take it: trying again in {} ms",
+                            pause.as_millis()
+                        )
+                    } else {
+                        "no node could take it: giving up".to_owned()
+                    };
+                    eprintln!("towerctl: {e}; {next}");
+                    last = Some(e);
                 }
-                last = Some(e);
+                other => return other,
             }
-            other => return other,
+        }
+        if round < rounds {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
         }
     }
     Err(last.unwrap_or_else(|| Error::Usage("no --site given".into())))
