@@ -3,6 +3,7 @@
 mod kit;
 
 use kit::grpc;
+use kit::grpc::deliver_image_to as deliver;
 use kit::node::{leader, served, status};
 use kit::oci::{self, OCI_MANIFEST};
 use kit::tools::{ok, require, towerctl};
@@ -66,17 +67,6 @@ fn skopeo_pull(node: &Node, reference: &str) -> (String, Vec<String>) {
     let layout = out.path().join("pulled");
     oci::skopeo_copy(&node.addr.to_string(), reference, &layout);
     (oci::pulled_root(&layout), oci::verified_blobs(&layout))
-}
-
-async fn deliver(api: std::net::SocketAddr, repo: &str, image: &oci::Image, tag: &str) {
-    let mut c = grpc::connect(api).await;
-    for b in image.blobs() {
-        grpc::deliver_blob(&mut c, repo, &b.data).await;
-    }
-    let d = grpc::put_manifest(&mut c, repo, &image.manifest, OCI_MANIFEST, tag)
-        .await
-        .unwrap();
-    assert_eq!(d, image.digest);
 }
 
 #[test]

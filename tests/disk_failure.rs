@@ -4,21 +4,11 @@
 
 mod kit;
 
+use kit::grpc::deliver_image_to as deliver;
 use kit::node::{cluster_with, leader, served, status};
 use kit::oci::{self, OCI_MANIFEST};
 use kit::{get_status, grpc, NodeOptions};
 use std::io::Write;
-
-async fn deliver(api: std::net::SocketAddr, repo: &str, image: &oci::Image, tag: &str) {
-    let mut c = grpc::connect(api).await;
-    for b in image.blobs() {
-        grpc::deliver_blob(&mut c, repo, &b.data).await;
-    }
-    let d = grpc::put_manifest(&mut c, repo, &image.manifest, OCI_MANIFEST, tag)
-        .await
-        .unwrap();
-    assert_eq!(d, image.digest);
-}
 
 /// Fills the file system under `dir` until a write fails for lack of space.
 fn fill(dir: &std::path::Path) {

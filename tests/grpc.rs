@@ -5,6 +5,7 @@
 
 mod kit;
 
+use kit::grpc::deliver_image as deliver;
 use kit::grpc::{self, rt, Client};
 use kit::oci::{self, OCI_MANIFEST};
 use kit::{digest, request, Node, NodeOptions};
@@ -39,15 +40,6 @@ async fn snapshot(c: &mut Client, node: &Node) -> String {
 }
 
 /// Delivers `image` into `repo` (blobs, then the manifest tagged `tag`).
-async fn deliver(c: &mut Client, repo: &str, image: &oci::Image, tag: &str) {
-    for b in image.blobs() {
-        grpc::deliver_blob(c, repo, &b.data).await;
-    }
-    let d = grpc::put_manifest(c, repo, &image.manifest, OCI_MANIFEST, tag)
-        .await
-        .unwrap();
-    assert_eq!(d, image.digest);
-}
 
 #[test]
 fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {

@@ -153,3 +153,68 @@ fn a_delivery_through_a_leader_cut_off_from_its_peers_completes_through_the_othe
 fn a_delivery_through_a_follower_cut_off_from_its_peers_completes_through_the_others() {
     delivery_survives_the_cut_of(|_, leader| (leader + 1) % 3);
 }
+
+/// A site with no leader (two of three nodes down: the third refuses with NO_QUORUM)
+/// takes a delivery once its nodes are back: towerctl goes round the nodes again after a
+/// pause rather than give up at the first round.
+#[test]
+fn a_delivery_to_a_site_without_a_leader_goes_through_once_one_is_elected() {
+    let Some(registry) = require("docker-registry") else {
+        return;
+    };
+    let up = ReferenceRegistry::start(&registry);
+    let img = oci::image(92, &[512 << 10], "amd64");
+    oci::push_image_as(up.addr, "team/small", "v1", &img);
+    let mut nodes = kit::node::cluster(3, &NodeOptions::default());
+    leader(&nodes.iter().collect::<Vec<_>>());
+    nodes[1].kill9();
+    nodes[2].kill9();
+    // Alone, the first node stops naming a leader (check-quorum, pre-vote).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&nodes[0]).is_none_or(|s| s.leader_id != 0) {
+        assert!(Instant::now() < deadline, "node 1 still names a leader");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sites: Vec<String> = nodes.iter().map(|n| n.api.to_string()).collect();
+    let upstream = up.addr.to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_towerctl"))
+        .args(["deliver", "--site", &sites.join(","), "--insecure-registry"])
+        .args([&upstream, &format!("{upstream}/team/small:v1")])
+        .env("HOME", "/nonexistent")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    // Once every node has refused it, the two others come back.
+    let mut told = Vec::new();
+    while !told.iter().any(|l: &String| l.contains("trying again")) {
+        let line = said
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("towerctl never went round again: {told:?}"));
+        told.push(line);
+    }
+    assert!(
+        told.iter().any(|l| l.contains("NO_QUORUM")),
+        "node 1 refused with NO_QUORUM: {told:?}"
+    );
+    nodes[1].restart();
+    nodes[2].restart();
+    let status = child.wait().unwrap();
+    told.extend(said.try_iter());
+    assert!(status.success(), "towerctl failed: {told:?}");
+    let manifest = format!("/v2/{upstream}/team/small/manifests/v1");
+    for n in &nodes {
+        assert_eq!(served(n, &manifest), img.digest);
+    }
+}

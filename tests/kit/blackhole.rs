@@ -3,7 +3,7 @@
 //! a network fault that drops packets would. Healing closes what was open during the
 //! cut (its streams lost bytes) and forwards again.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -79,20 +79,14 @@ impl BlackHole {
 }
 
 /// Copies `from` to `to` on a thread, dropping what arrives while `cut`.
-fn pipe(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 64 * 1024];
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if !cut.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = from.shutdown(Shutdown::Both);
-        let _ = to.shutdown(Shutdown::Both);
+fn pipe(from: TcpStream, to: TcpStream, cut: Arc<AtomicBool>) {
+    super::proxy::forward(from, to, move |bytes| {
+        let pass = if cut.load(Ordering::SeqCst) {
+            0
+        } else {
+            bytes.len()
+        };
+        (pass, true)
     });
 }
 

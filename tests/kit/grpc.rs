@@ -84,6 +84,22 @@ pub async fn deliver_blob(c: &mut Client, repo: &str, data: &[u8]) {
     assert!(r.complete);
 }
 
+/// Delivers `image` to `repo:tag` the tower's way (its blobs, then its manifest).
+pub async fn deliver_image(c: &mut Client, repo: &str, image: &super::oci::Image, tag: &str) {
+    for b in image.blobs() {
+        deliver_blob(c, repo, &b.data).await;
+    }
+    let d = put_manifest(c, repo, &image.manifest, super::oci::OCI_MANIFEST, tag)
+        .await
+        .unwrap();
+    assert_eq!(d, image.digest);
+}
+
+/// [`deliver_image`] through the node whose API listens on `api`.
+pub async fn deliver_image_to(api: SocketAddr, repo: &str, image: &super::oci::Image, tag: &str) {
+    deliver_image(&mut connect(api).await, repo, image, tag).await;
+}
+
 pub async fn put_manifest(
     c: &mut Client,
     repo: &str,

@@ -66,7 +66,7 @@ fn pipe(from: TcpStream, to: TcpStream, budget: Option<(Arc<AtomicU64>, u64)>) {
 
 /// Copies `from` to `to` on a thread. `seen` is shown each read and says how many of its
 /// bytes go on, and whether the copy goes on after them; at the end both are shut.
-fn forward(
+pub fn forward(
     mut from: TcpStream,
     mut to: TcpStream,
     mut seen: impl FnMut(&[u8]) -> (usize, bool) + Send + 'static,
