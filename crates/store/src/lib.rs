@@ -25,6 +25,7 @@ mod ordering;
 mod pulls;
 pub mod raft_driver;
 pub mod raft_log;
+mod reads;
 mod reconcile;
 mod replication;
 mod scrub;

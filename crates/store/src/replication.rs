@@ -11,7 +11,7 @@
 //!   or it was not among the first majority) is in the node's missing set; a background
 //!   task ([`Store::run_replication`]) fetches each from a peer until none is missing.
 //! - **A read of a committed blob not here yet** streams it from a peer meanwhile
-//!   ([`Store::read_blob`]).
+//!   ([`Store::read_blob`], `reads.rs`).
 //!
 //! A fetched copy is written to `uploads/replica-<hex>-<n>`, fsynced, verified and
 //! renamed into place like any other blob ([`crate::files::BlobFiles::install`]).
@@ -30,14 +30,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncSeekExt;
 use tokio::sync::{watch, Notify};
 
 /// A peer stream that delivers nothing for this long is given up.
 const STALL: Duration = Duration::from_secs(30);
-/// Read size when serving a blob from disk: large enough that one read fills many TCP
-/// segments.
-const CHUNK: usize = 256 * 1024;
 
 /// Bytes of a blob, from this node's disk or a peer's.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -170,7 +166,7 @@ impl Store {
     }
 
     /// Peers to fetch from: `first`, then the leader, then the other voters.
-    fn fetch_order(&self, first: Option<u64>) -> Result<Vec<u64>> {
+    pub(crate) fn fetch_order(&self, first: Option<u64>) -> Result<Vec<u64>> {
         let me = self.cluster()?.id;
         let status = self.raft_status();
         Ok(peer_order(status.leader, &status.voters, me, first))
@@ -286,60 +282,6 @@ impl Store {
         copied
     }
 
-    /// Bytes `start..start + len` of committed blob `d`: from this node's file, or, while
-    /// this node lacks it, streamed from a peer that has it. A whole blob read from this
-    /// node's file ends in an error rather than its last bytes if they do not match the
-    /// digest (`verify.rs`).
-    pub async fn read_blob(&self, d: &Digest, start: u64, len: u64) -> Result<ByteStream> {
-        match self.local_blob(d, start).await {
-            Ok(file) => {
-                use tokio::io::AsyncReadExt;
-                let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
-                let size = self.read(|s| s.blob(d).map(|b| b.size));
-                if start == 0 && size == Some(len) && len > 0 {
-                    return Ok(crate::verify::verified(
-                        self.clone(),
-                        d.clone(),
-                        len,
-                        stream.boxed(),
-                    ));
-                }
-                return Ok(stream.boxed());
-            }
-            Err(StoreError::BlobUnknown(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let Some(size) = self.read(|s| s.blob(d).map(|b| b.size)) else {
-            return Err(StoreError::BlobUnknown(d.clone()));
-        };
-        self.note_missing(d, size);
-        let transport = self.cluster()?.transport.clone();
-        let mut errors = Vec::new();
-        for peer in self.fetch_order(None)? {
-            match open_fetch(transport.as_ref(), peer, d, start).await {
-                Ok(stream) => {
-                    tracing::info!(blob = %d, peer, "blob not here yet: serving it from a peer");
-                    return Ok(limit(stream, len));
-                }
-                Err(e) => errors.push(format!("node {peer}: {e}")),
-            }
-        }
-        tracing::warn!(blob = %d, errors = %errors.join("; "), "committed blob on no reachable node");
-        Err(StoreError::Unavailable(format!(
-            "blob {d} is not on this node yet and no peer could serve it"
-        )))
-    }
-
-    /// This node's file of blob `d`, positioned at `offset`, whether or not the state
-    /// records it yet.
-    pub(crate) async fn local_blob(&self, d: &Digest, offset: u64) -> Result<tokio::fs::File> {
-        let mut file = self.open_blob_file(d).await?;
-        if offset > 0 {
-            file.seek(std::io::SeekFrom::Start(offset)).await?;
-        }
-        Ok(file)
-    }
-
     /// Removes blob files the state does not record once they are older than the upload
     /// TTL: copies held for a delivery that never completed, or fetched just before a
     /// sweep dropped the blob. Younger ones may be copies a delivery is about to record.
@@ -418,7 +360,7 @@ impl Store {
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens blob `d` on `peer` from `offset` on, within [`OPEN_TIMEOUT`].
-async fn open_fetch(
+pub(crate) async fn open_fetch(
     transport: &dyn Transport,
     peer: u64,
     d: &Digest,
@@ -432,31 +374,4 @@ async fn open_fetch(
             OPEN_TIMEOUT.as_secs()
         ))),
     }
-}
-
-/// The first `len` bytes of a peer's stream; a stream that ends short is an error.
-fn limit(stream: BlobStream, len: u64) -> ByteStream {
-    futures_util::stream::unfold((stream, len), |(mut s, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        match s.next().await {
-            Some(Ok(mut b)) => {
-                if b.len() as u64 > left {
-                    b.truncate(left as usize);
-                }
-                let left = left - b.len() as u64;
-                Some((Ok(b), (s, left)))
-            }
-            Some(Err(e)) => Some((Err(std::io::Error::other(e)), (s, 0))),
-            None => Some((
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("peer stream ended {left} bytes short"),
-                )),
-                (s, 0),
-            )),
-        }
-    })
-    .boxed()
 }
