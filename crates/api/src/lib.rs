@@ -1,6 +1,7 @@
 #![deny(missing_docs)]
-//! gRPC API of the site registry: the contract of `proto/site.proto` (generated client
-//! and server), the service a node runs, and the GC policy it drives.
+//! gRPC API of the site registry: the service a node runs for the contract of
+//! `proto/site.proto` (generated in `site-proto`), the peer service of `proto/peer.proto`,
+//! and the GC policy it drives.
 //!
 //! Rule of this crate: handlers are thin. They check input, call the store or execute a
 //! command, and map errors through the one table in [`status`].
@@ -16,17 +17,8 @@ pub mod tls;
 pub use collector::{Collector, GcConfig};
 pub use service::SiteService;
 
-/// Generated from `proto/site.proto`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod pb {
-    tonic::include_proto!("site.v1");
-}
-
-/// Generated from `proto/peer.proto`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod peer_pb {
-    tonic::include_proto!("peer.v1");
-}
+/// The generated contracts (`site-proto`), servers included.
+pub use site_proto::{pb, peer_pb};
 
 use tokio::sync::watch;
 

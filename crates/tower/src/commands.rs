@@ -3,7 +3,7 @@
 use crate::exit::Error;
 use crate::output::{human_bytes, line, table, unix_time};
 use crate::site::{self, status_error, Client};
-use site_api::pb::{
+use site_proto::pb::{
     event, AddNodeRequest, Event, GcReport, ListApplicationsRequest, ListImagesRequest, PinRequest,
     RemoveNodeRequest, RunGcRequest, ScheduleRequest, StatusRequest, UnscheduleRequest,
     WatchEventsRequest,
@@ -368,7 +368,7 @@ fn short_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use site_api::pb::{DeliveryRefused, ImageReceived};
+    use site_proto::pb::{DeliveryRefused, ImageReceived};
 
     #[test]
     fn events_are_one_line_each() {

@@ -11,8 +11,8 @@ use crate::site::{self, Client};
 use crate::transfer::{send_blob, Blob};
 use crate::upstream::{self, Upstream};
 use futures_util::StreamExt;
-use site_api::pb::{BlobRef, FindMissingBlobsRequest, PutManifestRequest};
 use site_core::Digest;
+use site_proto::pb::{BlobRef, FindMissingBlobsRequest, PutManifestRequest};
 use std::path::Path;
 
 /// Blobs of one image sent at once.

@@ -21,7 +21,7 @@ pub use site_upstream::{auth, client as upstream};
 use clap::Parser;
 use cli::{Cli, Command, NodeAction};
 use exit::Error;
-use site_api::pb::ListImagesRequest;
+use site_proto::pb::ListImagesRequest;
 use std::process::ExitCode;
 
 /// Parses `std::env::args`, runs the command, prints a one-line error on stderr and

@@ -2,7 +2,7 @@
 
 use crate::cli::SiteArg;
 use crate::exit::{chain, chain_from, one_line, Error};
-use site_api::pb::site_client::SiteClient;
+use site_proto::pb::site_client::SiteClient;
 use std::future::Future;
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};

@@ -2,9 +2,9 @@
 
 use super::registry::sha256;
 use futures_util::stream::BoxStream;
-use site_api::pb::site_server::{Site, SiteServer};
-use site_api::pb::*;
 use site_core::{Manifest, ManifestKind};
+use site_proto::pb::site_server::{Site, SiteServer};
+use site_proto::pb::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
@@ -295,20 +295,20 @@ impl Site for FakeSite {
     }
     async fn add_node(
         &self,
-        _: Request<site_api::pb::AddNodeRequest>,
-    ) -> Result<Response<site_api::pb::MembershipResponse>, Status> {
+        _: Request<site_proto::pb::AddNodeRequest>,
+    ) -> Result<Response<site_proto::pb::MembershipResponse>, Status> {
         Err(Status::unimplemented("a fake site has one node"))
     }
     async fn remove_node(
         &self,
-        _: Request<site_api::pb::RemoveNodeRequest>,
-    ) -> Result<Response<site_api::pb::MembershipResponse>, Status> {
+        _: Request<site_proto::pb::RemoveNodeRequest>,
+    ) -> Result<Response<site_proto::pb::MembershipResponse>, Status> {
         Err(Status::unimplemented("a fake site has one node"))
     }
     async fn ensure_image(
         &self,
-        _: Request<site_api::pb::EnsureImageRequest>,
-    ) -> Result<Response<site_api::pb::EnsureImageResponse>, Status> {
+        _: Request<site_proto::pb::EnsureImageRequest>,
+    ) -> Result<Response<site_proto::pb::EnsureImageResponse>, Status> {
         Err(Status::unimplemented(
             "towerctl does not pull through a site",
         ))

@@ -1,5 +1,6 @@
 //! Compiles proto/site.proto (the tower's API) and proto/peer.proto (node to node) with a
-//! pure-Rust protobuf compiler: no protoc needed.
+//! pure-Rust protobuf compiler: no protoc needed. Servers are generated only with the
+//! `server` feature.
 
 fn main() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
@@ -9,6 +10,7 @@ fn main() {
     }
     let fds = protox::compile(&files, [dir]).expect("proto/*.proto compile");
     tonic_prost_build::configure()
+        .build_server(std::env::var_os("CARGO_FEATURE_SERVER").is_some())
         // Blob chunks between nodes are passed on without a copy.
         .bytes(".peer.v1.BlobChunk.data")
         .compile_fds(fds)
