@@ -4,11 +4,14 @@
 //!
 //! Rule of this crate: sled appears nowhere else. Callers see repositories, digests and
 //! manifests; every key is built in [`keyspace`]. Every metadata change is a
-//! [`Command`] that [`Store::execute`] proposes to the Raft log (`raft_driver.rs`); it is
-//! applied (`apply.rs`) once committed, on every node in log order, so a restart rebuilds
-//! exactly the acknowledged state. A blob becomes visible only once its
-//! file is whole, verified and durable; [`Store::start`] reconciles the files with the
-//! state after a crash so that nothing partial is ever served.
+//! [`Command`] that [`Store::execute`] orders through the Raft log (`ordering.rs`). The
+//! replication core (`site-replica`) decides; this crate carries out its effects: the
+//! driver (`raft_driver.rs`) persists, syncs, sends, and applies committed entries on
+//! every node in log order (`apply.rs`), so a restart rebuilds exactly the acknowledged
+//! state. A blob becomes visible only once its file is whole, verified and durable on a
+//! majority (`delivery.rs`, `majority.rs`, `replication.rs`); [`Store::start`] reconciles
+//! the files with the state after a crash so that nothing partial is ever served, and a
+//! storage failure stops the node's writes loudly (`failure.rs`).
 
 mod apply;
 mod blob_writer;
