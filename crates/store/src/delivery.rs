@@ -183,11 +183,13 @@ impl Store {
         let early = self.start_hold(d, size);
         let mut broken = None;
         let mut cut_off = None;
+        let lost_leader = self.cut_off();
+        tokio::pin!(lost_leader);
         loop {
             let chunk = tokio::select! {
                 chunk = source.next_chunk() => chunk,
                 // Bytes this node could not make durable on a majority: stop taking them.
-                e = self.cut_off() => {
+                e = &mut lost_leader => {
                     cut_off = Some(e);
                     break;
                 }

@@ -92,8 +92,9 @@ struct Inner {
     writer: tokio::sync::Mutex<()>,
     /// Proposals to the Raft driver.
     proposals: mpsc::UnboundedSender<raft_driver::Proposal>,
-    /// Where this node's Raft stands, as the driver last saw it.
-    raft_status: Mutex<raft_driver::RaftStatus>,
+    /// Where this node's Raft stands, as the driver last saw it; waiters wake when it
+    /// changes (a lost leader, a silent peer).
+    raft_status: watch::Sender<raft_driver::RaftStatus>,
     /// Messages from peers to the Raft driver.
     inputs: mpsc::UnboundedSender<raft_driver::Input>,
     /// The index applied to the state, as the driver sends it.
@@ -233,7 +234,7 @@ impl Store {
                 writer: tokio::sync::Mutex::new(()),
                 proposals,
                 inputs,
-                raft_status: Mutex::new(Default::default()),
+                raft_status: watch::channel(Default::default()).0,
                 applied: applied_rx,
                 cluster: std::sync::OnceLock::new(),
                 replication: Default::default(),
@@ -283,11 +284,7 @@ impl Store {
 
     /// Where this node's Raft stands.
     pub fn raft_status(&self) -> RaftStatus {
-        self.inner
-            .raft_status
-            .lock()
-            .expect("raft status lock")
-            .clone()
+        self.inner.raft_status.borrow().clone()
     }
 
     /// Whether this node leads the site's group now.

@@ -11,20 +11,19 @@ use futures_util::StreamExt;
 use site_core::Digest;
 use site_replica::hold::{Hold, Next};
 use std::collections::BTreeSet;
-use std::time::Duration;
-
-/// How often a hold looks for asked peers that went silent.
-const SILENCE_POLL: Duration = Duration::from_millis(100);
 
 impl Store {
     /// Resolves once this node, as leader, has not heard from `peer` lately.
     pub(crate) async fn silent(&self, peer: u64) -> StoreError {
-        loop {
-            if self.raft_status().unreachable.contains(&peer) {
-                return StoreError::Unavailable(format!("no word from node {peer} lately"));
-            }
-            tokio::time::sleep(SILENCE_POLL).await;
+        let mut status = self.inner.raft_status.subscribe();
+        if status
+            .wait_for(|s| s.unreachable.contains(&peer))
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
         }
+        StoreError::Unavailable(format!("no word from node {peer} lately"))
     }
 
     /// Has a majority of the voters (this node, which holds the file, included) hold blob
@@ -50,7 +49,7 @@ impl Store {
         let mut next = hold.start();
         let cut_off = self.cut_off();
         tokio::pin!(cut_off);
-        let mut poll = tokio::time::interval(SILENCE_POLL);
+        let mut status = self.inner.raft_status.subscribe();
         loop {
             match next {
                 Next::Held => return Ok(()),
@@ -62,6 +61,16 @@ impl Store {
                     calls.extend(peers.into_iter().map(ask));
                 }
                 Next::Wait => {}
+            }
+            let silent = {
+                let s = status.borrow_and_update();
+                asked.iter().copied().find(|p| s.unreachable.contains(p))
+            };
+            if let Some(peer) = silent {
+                asked.remove(&peer);
+                tracing::warn!(blob = %d, peer, "no word from the peer asked to hold the blob: asking another");
+                next = hold.failed(peer, "no word from it lately");
+                continue;
             }
             next = tokio::select! {
                 answer = calls.next(), if !calls.is_empty() => {
@@ -78,17 +87,8 @@ impl Store {
                         }
                     }
                 }
-                _ = poll.tick() => {
-                    let silent = self.raft_status().unreachable;
-                    match asked.iter().copied().find(|p| silent.contains(p)) {
-                        Some(peer) => {
-                            asked.remove(&peer);
-                            tracing::warn!(blob = %d, peer, "no word from the peer asked to hold the blob: asking another");
-                            hold.failed(peer, "no word from it lately")
-                        }
-                        None => Next::Wait,
-                    }
-                }
+                // A peer may have gone silent: looked at above.
+                _ = status.changed() => Next::Wait,
                 // No use waiting on peers this node cannot reach.
                 e = &mut cut_off => return Err(e),
             };

@@ -15,9 +15,6 @@ const LEADER_MOVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a proposer waits for its change to be committed and applied.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How often a wait checks whether this node still has a leader.
-const CUT_OFF_POLL: Duration = Duration::from_millis(100);
-
 impl Store {
     /// Orders `cmd` through the log and returns its outcome once it is committed and
     /// applied here. A refused command leaves the state as it was.
@@ -34,7 +31,7 @@ impl Store {
         let Ok(c) = self.cluster() else {
             return Ok(());
         };
-        if c.alone || self.raft_status().leader != 0 {
+        if c.alone || self.inner.raft_status.borrow().leader != 0 {
             return Ok(());
         }
         Err(StoreError::NoQuorum(format!(
@@ -43,13 +40,19 @@ impl Store {
         )))
     }
 
-    /// Resolves once this node has no leader (see [`Store::writable`]).
+    /// Resolves once this node has no leader or its storage failed (see
+    /// [`Store::writable`]); it wakes only when either changes.
     pub(crate) async fn cut_off(&self) -> StoreError {
+        let mut status = self.inner.raft_status.subscribe();
+        let mut failure = self.inner.failure.subscribe();
         loop {
             if let Err(e) = self.writable() {
                 return e;
             }
-            tokio::time::sleep(CUT_OFF_POLL).await;
+            tokio::select! {
+                changed = status.changed() => if changed.is_err() { std::future::pending::<()>().await },
+                changed = failure.changed() => if changed.is_err() { std::future::pending::<()>().await },
+            }
         }
     }
 
@@ -90,10 +93,9 @@ impl Store {
             Ok(Ok(Err(StoreError::LeaderMoving(to)))) => {
                 // Wait (bounded) for the move; the caller forwards to the new leader.
                 let me = self.cluster()?.id;
-                let deadline = tokio::time::Instant::now() + LEADER_MOVE_TIMEOUT;
-                while self.raft_status().leader == me && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                let mut status = self.inner.raft_status.subscribe();
+                let moved = status.wait_for(|s| s.leader != me);
+                let _ = tokio::time::timeout(LEADER_MOVE_TIMEOUT, moved).await;
                 match self.raft_status().leader {
                     leader if leader == me => Err(StoreError::Unavailable(format!(
                         "leadership did not move to node {to} in time: try again"

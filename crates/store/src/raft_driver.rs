@@ -166,16 +166,14 @@ impl Driver {
     /// Makes where this node's Raft stands visible to the store.
     pub(crate) fn publish_status(&self) {
         let now = self.engine.status();
-        let mut status = self
-            .store
-            .inner
-            .raft_status
-            .lock()
-            .expect("raft status lock");
-        if status.leader != now.leader {
-            tracing::info!(leader = now.leader, term = now.term, "raft leader changed");
-        }
-        *status = now;
+        self.store.inner.raft_status.send_if_modified(|status| {
+            if status.leader != now.leader {
+                tracing::info!(leader = now.leader, term = now.term, "raft leader changed");
+            }
+            let changed = *status != now;
+            *status = now;
+            changed
+        });
     }
 
     fn propose(&mut self, p: Proposal) {
