@@ -370,7 +370,7 @@ fn a_wiped_node_serves_at_once_and_refetches_every_live_blob() {
 }
 
 #[test]
-fn a_wiped_node_votes_only_once_caught_up_so_no_committed_image_is_lost() {
+fn a_wiped_nodes_vote_cannot_elect_a_node_lacking_a_committed_image() {
     let mut nodes = kit::node::cluster(3, &NodeOptions::default());
     let l = leader(&nodes.iter().collect::<Vec<_>>());
     let (w, behind) = ((l + 1) % 3, (l + 2) % 3);
@@ -386,7 +386,9 @@ fn a_wiped_node_votes_only_once_caught_up_so_no_committed_image_is_lost() {
     std::fs::remove_dir_all(nodes[w].data_dir()).unwrap();
     nodes[w].restart();
     nodes[behind].restart();
-    nodes[w].wait_log("declining to vote");
+    // The node lacking the image asks for votes; the wiped node grants its own (its log
+    // is empty), and the candidate holds it back: it alone proves nothing.
+    nodes[behind].wait_log("a vote from a node catching up");
     assert_eq!(
         status(&nodes[behind]).map(|s| s.leader_id),
         Some(0),
@@ -400,7 +402,7 @@ fn a_wiped_node_votes_only_once_caught_up_so_no_committed_image_is_lost() {
         assert_eq!(served(n, "/v2/team/v/manifests/v1"), img.digest);
     }
     image_everywhere(&nodes, &img);
-    nodes[w].wait_log("this node votes again");
+    nodes[w].wait_log("caught up with the group's log");
 }
 
 #[test]

@@ -48,7 +48,16 @@ impl Payload {
     /// A short name for the trace.
     pub fn name(&self) -> String {
         match self {
-            Payload::Raft(m) => format!("{:?}", m.get_msg_type()),
+            Payload::Raft(m) => format!(
+                "{:?} t{} i{} c{} r{} h{} n{}",
+                m.get_msg_type(),
+                m.term,
+                m.index,
+                m.commit,
+                m.reject as u8,
+                m.reject_hint,
+                m.entries.len()
+            ),
             Payload::Forward { req, .. } => format!("Forward#{req}"),
             Payload::ForwardAnswer { req, .. } => format!("ForwardAnswer#{req}"),
             Payload::Hold { hold, .. } => format!("Hold#{hold}"),

@@ -51,6 +51,10 @@ pub struct Node {
     pub disk_full: bool,
     /// The node has been removed from the site and stays down.
     pub removed: bool,
+    /// Forwarded asks taken, by sender and request: a forward is one call of the peer
+    /// transport (a gRPC request on its own HTTP/2 stream), which a duplicated packet
+    /// never makes twice, so a copy the network duplicates is dropped here.
+    forwards_taken: BTreeSet<(u64, u64)>,
 }
 
 impl Node {
@@ -62,6 +66,7 @@ impl Node {
             founding,
             disk_full: false,
             removed: false,
+            forwards_taken: BTreeSet::new(),
         }
     }
 
@@ -153,6 +158,9 @@ impl Node {
                 self.execute(effects, now, out);
             }
             Payload::Forward { req, ask } => {
+                if !self.forwards_taken.insert((from, req)) {
+                    return;
+                }
                 let waiter = Waiter::Remote { from, req };
                 self.propose(ask, waiter, now, out);
             }

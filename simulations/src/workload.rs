@@ -125,17 +125,28 @@ fn repo(n: u64) -> Repository {
     Repository::parse_normalized(&format!("team/app{}", n % 3), "docker.io").expect("a name")
 }
 
-/// Whether data may be destroyed now: every node up and whole, and a majority still
-/// whole after one more is damaged.
+/// Whether data may be destroyed now (a disk wiped, a bit flipped, a node removed):
+/// every node up, holding the whole log and good files, and no other damage still
+/// healing; so every blob a client was told of stays on a majority less one. Nodes may
+/// still lack blobs they are fetching.
 fn may_damage(w: &World) -> bool {
     let site = site_nodes(w);
     let whole = site.iter().all(|id| {
         let n = &w.nodes[id];
-        n.run.as_ref().is_some_and(|r| {
-            !r.engine.catching_up() && r.missing.is_empty() && r.engine.voters().len() == site.len()
-        }) && n.files_good()
+        n.run
+            .as_ref()
+            .is_some_and(|r| !r.engine.catching_up() && r.engine.voters().len() == site.len())
+            && n.files_good()
     });
     whole && w.damaged.is_empty() && site.len() >= 3
+}
+
+/// Whether a client's removal of node `id` awaits its answer.
+pub fn removing(w: &World, id: u64) -> bool {
+    w.clients
+        .pending
+        .values()
+        .any(|p| matches!(p, Pending::Remove { id: i } if *i == id))
 }
 
 pub fn start(w: &mut World, op: Op, out: &mut Out) {
@@ -263,6 +274,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
                 }
             }
             w.note(format!("node {node}: a bit flips in blob {d}"));
+            w.damaged.insert(node);
         }
         Op::DiskFull => {
             w.note(format!("node {node}: disk full"));
@@ -280,11 +292,15 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
             };
             ask(w, node, Ask::Members(change), Pending::Command, out);
         }
-        Op::RemoveNode if site_nodes(w).len() > 3 => {
+        // A removed node takes its copies with it, like a lost disk: it counts as damage
+        // until the others hold every blob (the node does not refuse to remove the
+        // holders of a blob's last copies; see the README).
+        Op::RemoveNode if site_nodes(w).len() > 3 && may_damage(w) => {
             let Some(id) = pick(w, &site_nodes(w)) else {
                 return;
             };
             w.note(format!("client removes node {id}"));
+            w.damaged.insert(id);
             let change = MemberChange::Remove { id };
             ask(w, node, Ask::Members(change), Pending::Remove { id }, out);
         }

@@ -298,14 +298,39 @@ impl World {
             }
         }
         self.violations.extend(found);
+        if self.damaged.is_empty() {
+            return;
+        }
+        // Healed: the whole log, applied as far as any node's, and a good copy of every
+        // blob the state records.
+        let top = self
+            .nodes
+            .values()
+            .filter_map(|n| n.run.as_ref().map(|r| r.engine.status().applied))
+            .max()
+            .unwrap_or(0);
+        let whole = |n: &Node| {
+            n.run.as_ref().is_some_and(|r| {
+                let disk = n.disk.borrow();
+                !r.engine.catching_up()
+                    && r.engine.status().applied >= top
+                    && r.missing.is_empty()
+                    && r.state.blobs().all(|(d, _)| disk.blobs.contains_key(d))
+            }) && n.files_good()
+        };
+        // A removed node's loss is made good once every other node holds every blob.
+        let site_whole = || self.nodes.values().filter(|n| !n.removed).all(whole);
         let healed: Vec<u64> = self
             .damaged
             .iter()
             .copied()
             .filter(|id| {
-                self.nodes[id].run.as_ref().is_some_and(|r| {
-                    !r.engine.catching_up() && r.missing.is_empty() && self.nodes[id].files_good()
-                })
+                let n = &self.nodes[id];
+                if n.removed {
+                    site_whole()
+                } else {
+                    whole(n) && !crate::workload::removing(self, *id)
+                }
             })
             .collect();
         for id in healed {

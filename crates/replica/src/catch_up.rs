@@ -1,34 +1,45 @@
-//! Votes of a node that starts with an empty log.
+//! Catching up: a node that starts with an empty log.
 //!
 //! Raft counts on a node keeping its log and its vote. A node whose data directory was
-//! wiped has lost both: if it voted at once, a candidate missing an entry the group had
-//! committed (with this node's old copy in the majority) could win with its vote, and the
-//! entry would be gone. So a node that starts with nothing past the founding snapshot
-//! declines to vote for any candidate whose log goes past it, until it has applied
-//! everything the group had committed when a leader first wrote to it. A new group
-//! (every log still at the founding snapshot) elects as usual; a new node joining at run
-//! time simply waits, like a wiped one, until it holds the log.
+//! wiped has lost both, and a new node joining at run time looks the same from inside.
+//! Until it has applied everything the group had committed when a leader first wrote to
+//! it, such a node marks its vote grants so that candidates count them only beside
+//! enough whole ones (`ballot.rs`), and it does not campaign once it holds entries past
+//! the founding snapshot. A new group (every log still at the founding snapshot) elects
+//! as usual.
 
-use crate::FOUNDING_INDEX;
+use crate::{Engine, FOUNDING_INDEX};
 use raft::eraftpb::{Message, MessageType};
+use raft::{StateRole, Storage};
+use std::collections::BTreeSet;
 
 /// Where a node that started with an empty log stands in catching up.
 #[derive(Debug, Default)]
 pub struct CatchUp {
     /// The leader's commit index when it first wrote to this node.
     target: Option<u64>,
-    /// Whether a declined vote has been logged already.
+    /// Candidates whose grants from this node are marked (their log, or this one, is
+    /// past the founding snapshot).
+    marked: BTreeSet<u64>,
+    /// Whether a declined leadership transfer has been logged already.
     pub declined_noted: bool,
 }
 
 impl CatchUp {
-    /// Looks at a message before Raft steps it; `false` for a vote this node must not
-    /// give yet (the message is then dropped, as if lost).
-    pub fn admits(&mut self, m: &Message) -> bool {
+    /// Looks at a message before Raft steps it (`last`: this log's last index); `false`
+    /// for one this node must not act on yet (the message is then dropped, as if lost):
+    /// a leadership transfer to a node holding part of the log only.
+    pub fn admits(&mut self, m: &Message, last: u64) -> bool {
         match m.get_msg_type() {
             MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => {
-                cfg!(feature = "bug-wiped-votes") || m.index <= FOUNDING_INDEX
+                if m.index > FOUNDING_INDEX || last > FOUNDING_INDEX {
+                    self.marked.insert(m.from);
+                } else {
+                    self.marked.remove(&m.from);
+                }
+                true
             }
+            MessageType::MsgTimeoutNow => last <= FOUNDING_INDEX,
             MessageType::MsgAppend => {
                 self.target.get_or_insert(m.commit);
                 true
@@ -40,6 +51,12 @@ impl CatchUp {
             }
             _ => true,
         }
+    }
+
+    /// Whether this node's vote grants to `candidate` are marked as from a node
+    /// catching up.
+    pub fn marks(&self, candidate: u64) -> bool {
+        self.marked.contains(&candidate)
     }
 
     /// Whether this node has caught up: it leads (a leader holds every committed
@@ -83,6 +100,44 @@ pub fn recover_lost_log(m: &mut Message, last: u64, me: u64) -> Vec<Message> {
     answers
 }
 
+/// What the engine does about logs lost or partly held.
+impl<S: Storage> Engine<S> {
+    /// Whether this node may start an election: not while it catches up holding part
+    /// of the log only (`ballot.rs`).
+    pub(crate) fn may_campaign(&self) -> bool {
+        self.catch_up.is_none() || self.node.raft.raft_log.last_index() <= FOUNDING_INDEX
+    }
+
+    /// Keeps a node that may not campaign from reaching its election timeout, while its
+    /// clock still runs past the leader's lease so that it answers other candidates.
+    pub(crate) fn hold_off_election(&mut self) {
+        if self.may_campaign() || self.node.raft.state == StateRole::Leader {
+            return;
+        }
+        let raft = &mut self.node.raft;
+        let longest = 2 * self.election_ticks - 1;
+        raft.set_randomized_election_timeout(longest);
+        raft.election_elapsed = raft.election_elapsed.min(longest - 2);
+    }
+
+    /// A peer that lost its log (`last`: where it ends now) no longer holds what it
+    /// acknowledged. raft-rs never lowers a peer's match: it would go on counting those
+    /// entries as held there (towards commits) and never send them again. So this
+    /// leader lowers the match and probes the peer from the end of its log.
+    pub(crate) fn forget_match(&mut self, peer: u64, last: u64) {
+        if self.node.raft.state != StateRole::Leader {
+            return;
+        }
+        if let Some(pr) = self.node.raft.mut_prs().get_mut(peer) {
+            if pr.matched > last {
+                pr.matched = last;
+                pr.snapshot_failure();
+                pr.become_probe();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,20 +151,32 @@ mod tests {
     }
 
     #[test]
-    fn votes_for_a_candidate_past_the_founding_snapshot_wait_until_caught_up() {
+    fn grants_are_marked_once_a_log_is_past_the_founding_snapshot() {
         let mut c = CatchUp::default();
         for t in [MessageType::MsgRequestVote, MessageType::MsgRequestPreVote] {
             // A new group: every log at the founding snapshot.
-            assert!(c.admits(&msg(t, FOUNDING_INDEX, 0)));
+            let mut m = msg(t, FOUNDING_INDEX, 0);
+            m.from = 2;
+            assert!(c.admits(&m, FOUNDING_INDEX));
+            assert!(!c.marks(2));
             // A group with a history this node may have lost.
-            assert!(cfg!(feature = "bug-wiped-votes") || !c.admits(&msg(t, 40, 0)));
+            m.index = 40;
+            assert!(c.admits(&m, FOUNDING_INDEX));
+            assert!(c.marks(2));
+            // Or this node already holds part of it.
+            m.index = FOUNDING_INDEX;
+            assert!(c.admits(&m, 7));
+            assert!(c.marks(2));
         }
+        // A leadership transfer is taken only while this log is at the founding snapshot.
+        assert!(c.admits(&msg(MessageType::MsgTimeoutNow, 0, 0), FOUNDING_INDEX));
+        assert!(!c.admits(&msg(MessageType::MsgTimeoutNow, 0, 0), 7));
         assert!(!c.done(1_000, false), "no leader has written yet");
         // The first append fixes the target; later ones do not move it.
-        assert!(c.admits(&msg(MessageType::MsgAppend, 30, 35)));
-        assert!(c.admits(&msg(MessageType::MsgAppend, 36, 50)));
+        assert!(c.admits(&msg(MessageType::MsgAppend, 30, 35), 1));
+        assert!(c.admits(&msg(MessageType::MsgAppend, 36, 50), 30));
         // Heartbeats carry a commit clamped to what the leader thinks this node holds.
-        assert!(c.admits(&msg(MessageType::MsgHeartbeat, 0, 90)));
+        assert!(c.admits(&msg(MessageType::MsgHeartbeat, 0, 90), 50));
         assert!(!c.done(34, false));
         assert!(c.done(35, false));
         assert!(CatchUp::default().done(0, true), "a leader holds the log");
@@ -145,7 +212,7 @@ mod tests {
         let mut c = CatchUp::default();
         let mut m = msg(MessageType::MsgSnapshot, 0, 10);
         m.mut_snapshot().mut_metadata().index = 64;
-        assert!(c.admits(&m));
+        assert!(c.admits(&m, 1));
         assert!(!c.done(63, false));
         assert!(c.done(64, false));
     }

@@ -5,6 +5,7 @@
 //! raft-rs draws election timeouts from the thread's random generator; the engine draws
 //! them from its own seeded [`Rng`] instead, so a seed decides every election.
 
+use crate::ballot::{self, Ballot};
 use crate::catch_up::{self, CatchUp};
 use crate::health::Health;
 use crate::members::{self, Conf};
@@ -53,8 +54,11 @@ pub struct Engine<S: Storage> {
     pub(crate) applied: u64,
     /// Index of the last snapshot of the state machine.
     pub(crate) snapshot_index: u64,
-    /// Set while this node, started with an empty log, catches up (it does not vote).
+    /// Set while this node, started with an empty log, catches up (its vote grants are
+    /// marked and it does not campaign).
     pub(crate) catch_up: Option<CatchUp>,
+    /// The grants of the election this node runs.
+    ballot: Ballot,
     /// Whether the loss of this node's log was logged already.
     lost_log_noted: bool,
     health: Health,
@@ -66,7 +70,7 @@ pub struct Engine<S: Storage> {
     /// Peers sent a snapshot, with the ticks since (see [`Engine::tick`]).
     pub(crate) snapshots_sent: std::collections::BTreeMap<u64, usize>,
     rng: Rng,
-    election_ticks: usize,
+    pub(crate) election_ticks: usize,
     /// The broken variant's last entry applied before it was committed.
     #[cfg(feature = "bug-apply-uncommitted")]
     pub(crate) early: u64,
@@ -118,6 +122,7 @@ impl<S: Storage> Engine<S> {
             applied,
             snapshot_index: applied,
             catch_up: catching_up.then(CatchUp::default),
+            ballot: Ballot::default(),
             lost_log_noted: false,
             health: Health::default(),
             snapshots_sent: Default::default(),
@@ -184,6 +189,7 @@ impl<S: Storage> Engine<S> {
 
     /// One tick of time (`now`: milliseconds, monotonic).
     pub fn tick(&mut self, now: u64) -> Vec<Effect> {
+        self.hold_off_election();
         self.node.tick();
         self.jitter();
         self.retry_snapshots();
@@ -203,6 +209,7 @@ impl<S: Storage> Engine<S> {
             if m.reject && m.index == u64::MAX {
                 // The lost-log refusal (`catch_up.rs`).
                 self.lost.insert(m.from, 0);
+                self.forget_match(m.from, m.reject_hint);
             } else if !m.reject {
                 if let Some(acked) = self.lost.get_mut(&m.from) {
                     *acked = (*acked).max(m.index);
@@ -227,23 +234,33 @@ impl<S: Storage> Engine<S> {
             });
         }
         if let Some(c) = &mut self.catch_up {
-            if !c.admits(&m) {
+            if !c.admits(&m, last) {
                 if !c.declined_noted {
                     c.declined_noted = true;
                     tracing::warn!(
-                        candidate = m.from,
-                        candidate_last_index = m.index,
-                        "declining to vote: this node started with an empty log (new, or its data directory was wiped) and votes only once it holds what the group had committed"
+                        from = m.from,
+                        "declining to take over leadership: this node started with an empty log (new, or its data directory was wiped) and holds part of the group's log only"
                     );
                 }
                 return effects;
             }
         }
-        if let Err(e) = self.node.step(m) {
-            tracing::debug!(error = %e, "raft: message dropped");
+        if ballot::is_vote_response(&m) {
+            let voters = self.voters();
+            for m in self.ballot.count(m, self.id, &voters) {
+                self.step_raft(m);
+            }
+        } else {
+            self.step_raft(m);
         }
         self.jitter();
         effects
+    }
+
+    fn step_raft(&mut self, m: Message) {
+        if let Err(e) = self.node.step(m) {
+            tracing::debug!(error = %e, "raft: message dropped");
+        }
     }
 
     /// Proposes `ask`; returns the id its committed entry will carry
@@ -293,10 +310,11 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Whether a majority of the voters after `change` holds the log as far as it is
-    /// committed now. A node that started with an empty log declines votes until it
-    /// has caught up (`catch_up.rs`); a change that left fewer whole voters than a
-    /// majority (a node added, or a whole one removed, while another catches up) could
-    /// leave the site unable to elect a leader once this one is gone.
+    /// committed now. The votes of a node that started with an empty log count only
+    /// beside enough whole ones until it has caught up (`ballot.rs`); a change that left
+    /// fewer whole voters than a majority (a node added, or a whole one removed, while
+    /// another catches up) would leave the site with fewer nodes able to lead, and a
+    /// leader harder to elect once this one is gone.
     fn quorum_stays_whole(&self, change: &site_state::MemberChange) -> bool {
         let raft = &self.node.raft;
         let committed = raft.raft_log.committed;
@@ -322,12 +340,18 @@ impl<S: Storage> Engine<S> {
         let prs = self.node.raft.prs();
         self.voters()
             .into_iter()
-            .filter(|v| *v != self.id)
+            .filter(|v| {
+                let committed = self.node.raft.raft_log.committed;
+                *v != self.id && self.lost.get(v).is_none_or(|a| *a >= committed)
+            })
             .max_by_key(|v| prs.get(*v).map_or(0, |p| p.matched))
     }
 
     /// Starts an election now (a test or an operator's nudge).
     pub fn campaign(&mut self) -> Result<(), String> {
+        if !self.may_campaign() {
+            return Err("this node is catching up with the group's log and cannot lead yet".into());
+        }
         self.node.campaign().map_err(|e| e.to_string())?;
         self.jitter();
         Ok(())

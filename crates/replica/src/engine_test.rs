@@ -132,6 +132,26 @@ impl Group {
         }
     }
 
+    /// Restarts node `id` on its log, or on an empty one (`wiped`: its data directory
+    /// lost; it starts catching up).
+    fn restart(&mut self, id: u64, wiped: bool) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        let n = self.nodes.get_mut(&id).unwrap();
+        if wiped {
+            n.store = MemStorage::new_with_conf_state(ConfState::from((ids, vec![])));
+            n.state = State::default();
+            n.applier = Applier::new(id);
+            n.applied.clear();
+        }
+        let settings = Settings {
+            id,
+            election_ticks: 10,
+            snapshot_every: 1000,
+        };
+        let applied = if wiped { 0 } else { n.engine.status().applied };
+        n.engine = Engine::new(&settings, n.store.clone(), applied, wiped, false, 99 + id).unwrap();
+    }
+
     fn leader(&self) -> Option<u64> {
         let leaders: Vec<u64> = self
             .nodes
@@ -271,4 +291,43 @@ fn one_seed_elects_the_same_way_twice() {
         (l, g.now, g.nodes[&l].engine.status().term)
     };
     assert_eq!(run(21), run(21));
+}
+
+#[test]
+fn two_whole_voters_of_four_elect_a_leader_with_the_marked_votes_of_two_catching_up() {
+    let ids = [1, 2, 3, 4];
+    let mut g = Group::new(&ids, 5);
+    let l = g.elect();
+    for n in 1..=3 {
+        g.nodes
+            .get_mut(&l)
+            .unwrap()
+            .engine
+            .propose(&add_blob(n))
+            .unwrap();
+        g.settle();
+    }
+    g.tick(2);
+    let others: Vec<u64> = ids.iter().copied().filter(|i| *i != l).collect();
+    let (whole, wiped) = (others[0], [others[1], others[2]]);
+    // Two disks lost, and the leader restarts: no node leads, two of four hold the log.
+    for id in wiped {
+        g.restart(id, true);
+    }
+    g.restart(l, false);
+    assert_eq!(g.leader(), None);
+    let leader = g.elect();
+    assert!(
+        leader == l || leader == whole,
+        "node {leader} leads without the whole log"
+    );
+    g.tick(5);
+    for id in wiped {
+        let n = &g.nodes[&id];
+        assert!(!n.engine.catching_up(), "node {id} caught up");
+        assert!(
+            n.state.blob(&Digest::of(&[3])).is_some(),
+            "node {id} holds the log"
+        );
+    }
 }

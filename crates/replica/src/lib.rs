@@ -7,7 +7,7 @@
 //!   a snapshot, apply, save a snapshot) that the caller executes in order before it
 //!   calls [`Engine::advance`]. Proposals are matched to their entries by the id carried
 //!   in the entry's context. Membership changes (`members.rs`), the votes of a node that
-//!   lost its log (`catch_up.rs`) and the leader's view of its peers (`health.rs`) are
+//!   lost its log (`catch_up.rs`, `ballot.rs`) and the leader's view of its peers (`health.rs`) are
 //!   decided here.
 //! - [`Applier`] applies committed entries to `site-state` and says what follows on this
 //!   node: blob files to remove or fetch, events to publish, proposers to answer.
@@ -20,6 +20,7 @@
 //! replays a whole simulated run.
 
 mod apply;
+pub mod ballot;
 pub mod catch_up;
 mod effect;
 mod engine;

@@ -27,7 +27,7 @@ impl<S: Storage> Engine<S> {
         }
         let mut ready = self.node.ready();
         let mut effects = Vec::new();
-        sends(ready.take_messages(), &mut effects);
+        self.sends(ready.take_messages(), &mut effects);
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
             self.applied = snapshot.get_metadata().index;
@@ -51,7 +51,7 @@ impl<S: Storage> Engine<S> {
         if ready.must_sync() || !ready.entries().is_empty() {
             effects.push(Effect::Sync);
         }
-        sends(ready.take_persisted_messages(), &mut effects);
+        self.sends(ready.take_persisted_messages(), &mut effects);
         self.note_snapshots(&effects);
         Some(Cycle { effects, ready })
     }
@@ -63,7 +63,7 @@ impl<S: Storage> Engine<S> {
         if let Some(commit) = light.commit_index() {
             effects.push(Effect::SetCommit(commit));
         }
-        sends(light.take_messages(), &mut effects);
+        self.sends(light.take_messages(), &mut effects);
         self.note_snapshots(&effects);
         self.committed(light.take_committed_entries(), &mut effects);
         self.node.advance_apply();
@@ -79,11 +79,30 @@ impl<S: Storage> Engine<S> {
             self.catch_up = None;
             tracing::info!(
                 applied = self.applied,
-                "caught up with the group's log: this node votes again"
+                "caught up with the group's log: this node's votes count in full and it may lead again"
             );
             effects.push(Effect::EndCatchUp);
         }
         effects
+    }
+
+    /// Raft messages as one [`Effect::Send`] per peer, each peer's in order; a node catching up marks its vote grants
+    /// (`ballot.rs`).
+    fn sends(&self, messages: Vec<Message>, effects: &mut Vec<Effect>) {
+        let mut by_peer: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
+        for mut m in messages {
+            if crate::ballot::is_vote_response(&m)
+                && self.catch_up.as_ref().is_some_and(|c| c.marks(m.to))
+            {
+                m.context = crate::ballot::CATCHING_UP.to_vec().into();
+            }
+            by_peer.entry(m.to).or_default().push(m);
+        }
+        effects.extend(
+            by_peer
+                .into_iter()
+                .map(|(to, messages)| Effect::Send { to, messages }),
+        );
     }
 
     /// Notes the peers sent a snapshot (see `Engine::retry_snapshots`).
@@ -197,17 +216,4 @@ impl<S: Storage> Engine<S> {
             }
         }
     }
-}
-
-/// Raft messages as one [`Effect::Send`] per peer, each peer's in order.
-fn sends(messages: Vec<Message>, effects: &mut Vec<Effect>) {
-    let mut by_peer: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
-    for m in messages {
-        by_peer.entry(m.to).or_default().push(m);
-    }
-    effects.extend(
-        by_peer
-            .into_iter()
-            .map(|(to, messages)| Effect::Send { to, messages }),
-    );
 }

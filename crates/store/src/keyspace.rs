@@ -6,7 +6,7 @@
 //!            "hs"                HardState (protobuf)
 //!            "cs"                ConfState (protobuf)
 //!            "cu"                empty: present while the node catches up after starting
-//!                                with an empty log (it does not vote meanwhile)
+//!                                with an empty log (its votes are marked meanwhile)
 //! snapshot   "state"             State JSON       the state machine at the snapshot's index
 //!            "meta"              SnapshotMetadata (protobuf): index, term, conf state
 //! uploads    upload id           UploadRecord JSON   node-local upload sessions

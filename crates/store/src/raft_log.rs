@@ -301,9 +301,10 @@ impl RaftLog {
     }
 
     /// Whether this node started with an empty log (it is new, or its data directory was
-    /// wiped) and has not yet caught up with the group: such a node must not vote for a
-    /// candidate whose log it cannot compare with what it has lost. Kept on disk so that a
-    /// restart halfway through catching up does not end it.
+    /// wiped) and has not yet caught up with the group: its votes count only beside
+    /// enough votes of whole nodes, and it does not lead (see the replication core's
+    /// `ballot.rs`). Kept on disk so that a restart halfway through catching up does not
+    /// end it.
     pub fn catching_up(&self) -> Result<bool> {
         Ok(self.inner.log.contains_key(keyspace::RAFT_CATCHING_UP)?)
     }
