@@ -97,7 +97,7 @@ fn delivery_survives_the_cut_of(pick: impl Fn(&Site, usize) -> usize) {
         .collect();
     let upstream = link.addr.to_string();
     let image = format!("{upstream}/team/big:v1");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_towerctl"))
+    let mut child = std::process::Command::new(kit::tools::towerctl_bin())
         .args(["deliver", "--site", &sites.join(","), "--insecure-registry"])
         .args([&upstream, &image])
         .env("HOME", "/nonexistent")
@@ -177,7 +177,7 @@ fn a_delivery_to_a_site_without_a_leader_goes_through_once_one_is_elected() {
     }
     let sites: Vec<String> = nodes.iter().map(|n| n.api.to_string()).collect();
     let upstream = up.addr.to_string();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_towerctl"))
+    let mut child = std::process::Command::new(kit::tools::towerctl_bin())
         .args(["deliver", "--site", &sites.join(","), "--insecure-registry"])
         .args([&upstream, &format!("{upstream}/team/small:v1")])
         .env("HOME", "/nonexistent")

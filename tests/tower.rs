@@ -431,7 +431,7 @@ fn deliver_goes_on_with_another_node_when_the_leader_is_killed_mid_delivery() {
     let mut order: Vec<usize> = (0..nodes.len()).collect();
     order.sort_by_key(|i| *i != l);
     let sites: Vec<String> = order.iter().map(|i| nodes[*i].api.to_string()).collect();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_towerctl"))
+    let child = std::process::Command::new(kit::tools::towerctl_bin())
         .args(["deliver", "--site", &sites.join(",")])
         .args(["--insecure-registry", &upstream, &reference])
         .env("HOME", "/nonexistent")

@@ -2,7 +2,8 @@
 //! upstream registries to an edge site over gRPC (`proto/site.proto`), and manages the
 //! applications, pins and garbage collection of the site.
 //!
-//! The binary is `src/bin/towerctl.rs` of the root package, which calls [`main`].
+//! The binary is this crate's `src/main.rs`, which calls [`main`]; it builds none of the
+//! node's storage, replication or HTTP server.
 #![deny(missing_docs)]
 
 pub mod cli;
