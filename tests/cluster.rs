@@ -468,7 +468,7 @@ fn gc_on_a_three_node_site_deletes_the_same_set_on_every_node() {
     let nodes = kit::node::cluster(
         3,
         &NodeOptions {
-            grace: Some("1s".into()),
+            grace: Some("300ms".into()),
             ..Default::default()
         },
     );
@@ -495,7 +495,15 @@ fn gc_on_a_three_node_site_deletes_the_same_set_on_every_node() {
         .map(|x| x.digest.clone())
         .collect();
     replicated_everywhere(&nodes, &all);
-    std::thread::sleep(Duration::from_millis(1100));
+    // Until b's grace period has passed.
+    rt().block_on(async {
+        let mut c = grpc::connect(nodes[l].api).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while grpc::run_gc(&mut c, true).await.manifests != [b.digest.clone()] {
+            assert!(tokio::time::Instant::now() < deadline, "b never due");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
 
     // Asked of a follower: the sweep is ordered once, by the leader, for every node.
     let f = (l + 1) % nodes.len();

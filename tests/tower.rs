@@ -104,7 +104,7 @@ fn deliver_schedule_pull_unschedule_gc() {
     upload(work.path(), &b, &format!("{upstream}/team/b:v1"), None);
     let node = Node::start(NodeOptions {
         default_upstream: Some(upstream.clone()),
-        grace: Some("1s".into()),
+        grace: Some("300ms".into()),
         ..Default::default()
     });
     let site = node.api.to_string();
@@ -154,8 +154,15 @@ fn deliver_schedule_pull_unschedule_gc() {
         "{images}"
     );
     ok(towerctl(&["unschedule", "--site", &site, "app-a"]));
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    let dry = ok(towerctl(&["gc", "--site", &site, "--dry-run"]));
+    // Once its grace period has passed, a sweep would delete it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let dry = loop {
+        let dry = ok(towerctl(&["gc", "--site", &site, "--dry-run"]));
+        if dry.contains(&a.digest) || std::time::Instant::now() > deadline {
+            break dry;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert!(dry.contains(&a.digest), "{dry}");
     assert_eq!(
         kit::get_status(node.addr, &format!("/v2/team/a/manifests/{}", a.digest)),

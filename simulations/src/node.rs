@@ -81,7 +81,7 @@ impl Node {
         log.initialize(&self.founding, empty);
         let (state, applied, catching_up) = {
             let d = self.disk.borrow();
-            let state: State = serde_json::from_slice(&d.live.state).unwrap_or_default();
+            let state = State::decode(&d.live.state).unwrap_or_default();
             (state, d.live.snapshot.index, d.live.catching_up)
         };
         let settings = Settings {
@@ -180,7 +180,7 @@ impl Node {
         let Some(run) = &mut self.run else { return };
         // The log has one clock: the leader's.
         if let Ask::Command(entry) = &mut ask {
-            entry.now = now / 1000;
+            entry.now = now;
         }
         let applied = run.engine.status().applied;
         let answer: Answer = match run.engine.propose(&ask) {

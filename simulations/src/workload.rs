@@ -9,7 +9,7 @@ use crate::msg::{Answer, Out};
 use crate::world::{Ev, World, ACTIVE_MS};
 use site_core::{Digest, Repository};
 use site_replica::Ask;
-use site_state::{Command, Entry, ImageRef, MemberChange};
+use site_state::{Command, Entry, ImageRef, MemberChange, SweepRules};
 use std::collections::BTreeMap;
 
 /// How long a client waits for an answer.
@@ -216,11 +216,12 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
             ask(w, node, command(cmd), Pending::Command, out);
         }
         Op::Sweep => {
-            let cmd = Command::Sweep {
-                grace_secs: w.rng.below(4),
+            let grace_ms = w.rng.below(4) * 1000;
+            let cmd = Command::sweep(&SweepRules {
+                grace_ms,
+                cache_ttl_ms: w.rng.below(8) * 1000,
                 evict_bytes: 0,
-                cache_ttl_secs: Some(w.rng.below(8)),
-            };
+            });
             ask(w, node, command(cmd), Pending::Command, out);
         }
         Op::Read => {

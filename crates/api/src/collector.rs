@@ -1,8 +1,9 @@
 //! Garbage collection policy: the grace period, disk watermarks and space admission.
-//! [`Collector::run_once`] is one decision; [`Collector::run_periodic`] is the schedule.
+//! [`Collector::run_once`] is one decision, at a time and a disk space given;
+//! [`Collector::run_periodic`] is the schedule, beside it.
 
 use site_state::{SweepReport, SweepRules};
-use site_store::{now_secs, Result, Store};
+use site_store::{now_ms, Result, Store};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -21,6 +22,19 @@ pub struct GcConfig {
     pub capacity: Option<u64>,
     /// Time between sweeps.
     pub interval: Duration,
+}
+
+impl GcConfig {
+    /// Bytes to evict so usage falls to the low watermark, when `space` is above the
+    /// high one.
+    pub fn pressure(&self, space: Space) -> u64 {
+        let share = |w: f64| (space.capacity as f64 * w) as u64;
+        if space.used > share(self.high_watermark) {
+            space.used - share(self.low_watermark)
+        } else {
+            0
+        }
+    }
 }
 
 /// Space as GC and admission see it.
@@ -72,35 +86,26 @@ impl Collector {
     /// The sweep rules of this policy, evicting `evict_bytes` beyond them.
     fn rules(&self, evict_bytes: u64) -> SweepRules {
         SweepRules {
-            grace_secs: self.config.grace.as_secs(),
-            cache_ttl_secs: self.config.cache_ttl.as_secs(),
+            grace_ms: millis(self.config.grace),
+            cache_ttl_ms: millis(self.config.cache_ttl),
             evict_bytes,
         }
     }
 
-    /// Bytes to evict now so usage falls to the low watermark, when above the high one.
-    fn pressure(&self) -> Result<u64> {
-        let s = self.space()?;
-        let share = |w: f64| (s.capacity as f64 * w) as u64;
-        Ok(if s.used > share(self.config.high_watermark) {
-            s.used - share(self.config.low_watermark)
-        } else {
-            0
-        })
-    }
-
-    /// One sweep: grace-expired images, plus LRU eviction under disk pressure (pulls noted
-    /// since the last run are recorded first); upload sessions idle past their TTL are
-    /// dropped. A dry run reports what the sweep would delete and deletes nothing.
-    pub async fn run_once(&self, dry_run: bool) -> Result<SweepReport> {
-        // Pulls since the last run move their images up the LRU order first.
+    /// One sweep at `now` (milliseconds since the Unix epoch) with the disk at `space`:
+    /// grace-expired images, plus LRU eviction when `space` is above the high watermark
+    /// (pulls noted since the last run are recorded first); upload sessions idle past
+    /// their TTL are dropped. A dry run reports what the sweep would delete and deletes
+    /// nothing. [`Self::run_periodic`] passes the clock and the disk; tests pass their
+    /// own.
+    pub async fn run_once(&self, now: u64, space: Space, dry_run: bool) -> Result<SweepReport> {
         self.store.record_pulls().await?;
         if !dry_run {
             self.store.expire_uploads().await?;
         }
-        let evict = self.pressure()?;
+        let evict = self.config.pressure(space);
         if dry_run {
-            return Ok(self.store.plan_sweep(&self.rules(evict)));
+            return Ok(self.store.plan_sweep(&self.rules(evict), now));
         }
         if evict > 0 {
             tracing::warn!(
@@ -108,7 +113,12 @@ impl Collector {
                 "disk above the high watermark: evicting unreferenced images"
             );
         }
-        self.store.sweep(&self.rules(evict)).await
+        self.store.sweep(&self.rules(evict), now).await
+    }
+
+    /// [`Self::run_once`] now, on the disk as it is.
+    pub async fn run_now(&self, dry_run: bool) -> Result<SweepReport> {
+        self.run_once(now_ms(), self.space()?, dry_run).await
     }
 
     /// Makes room for `needed` more bytes: `Ok` when they fit now or after evicting
@@ -119,12 +129,15 @@ impl Collector {
         if needed <= space.free {
             return Ok(Ok(()));
         }
-        let reclaimable = self.store.read(|s| s.reclaimable_bytes(now_secs()));
+        let reclaimable = self.store.read(|s| s.reclaimable_bytes(now_ms()));
         if needed > space.free.saturating_add(reclaimable) {
             return Ok(Err((needed, space.free, reclaimable)));
         }
         self.store.record_pulls().await?;
-        let report = self.store.sweep(&self.rules(needed - space.free)).await?;
+        let report = self
+            .store
+            .sweep(&self.rules(needed - space.free), now_ms())
+            .await?;
         tracing::info!(
             needed,
             freed = report.bytes_freed,
@@ -138,7 +151,7 @@ impl Collector {
     /// Every node records its own pulls and drops its own idle uploads.
     async fn run_scheduled(&self) -> Result<()> {
         if self.store.is_leader() {
-            return self.run_once(false).await.map(|_| ());
+            return self.run_now(false).await.map(|_| ());
         }
         self.store.record_pulls().await?;
         self.store.expire_uploads().await.map(|_| ())
@@ -161,7 +174,39 @@ impl Collector {
     }
 }
 
+/// Milliseconds of `d`.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Resolves once `shutdown` turns true (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pressure_evicts_down_to_the_low_watermark_once_above_the_high_one() {
+        let config = GcConfig {
+            grace: Duration::from_millis(300),
+            cache_ttl: Duration::from_secs(60),
+            high_watermark: 0.85,
+            low_watermark: 0.70,
+            capacity: None,
+            interval: Duration::from_secs(60),
+        };
+        let space = |used| Space {
+            capacity: 1000,
+            used,
+            free: 1000 - used,
+        };
+        assert_eq!(config.pressure(space(850)), 0, "at the high watermark");
+        assert_eq!(config.pressure(space(900)), 200, "down to 700");
+        assert_eq!(config.pressure(space(1000)), 300);
+        assert_eq!(millis(config.grace), 300);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
 }

@@ -7,7 +7,7 @@ use site_state::{Event, ImageSummary, SweepReport};
 pub fn report(r: &SweepReport) -> pb::GcReport {
     let strings = |ds: &[site_core::Digest]| ds.iter().map(|d| d.to_string()).collect();
     pb::GcReport {
-        at_unix: r.at,
+        at_unix: r.at / 1000,
         manifests: strings(&r.manifests),
         evicted: strings(&r.evicted),
         blobs: strings(&r.blobs),
@@ -27,8 +27,8 @@ pub fn image(i: ImageSummary) -> pb::Image {
         pinned: i.pinned,
         live: i.live,
         annotations: i.annotations.into_iter().collect(),
-        last_used_unix: i.last_used,
-        unreferenced_since_unix: i.unreferenced_since.unwrap_or(0),
+        last_used_unix: i.last_used / 1000,
+        unreferenced_since_unix: i.unreferenced_since.map_or(0, |t| t / 1000),
     }
 }
 

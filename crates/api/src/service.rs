@@ -11,7 +11,7 @@ use futures_util::Stream;
 use site_core::{Digest, Repository};
 use site_pull::Puller;
 use site_state::{Command, Event, ImageRef};
-use site_store::{now_secs, ByteSource, MemberChange, Received, Store};
+use site_store::{now_ms, now_secs, ByteSource, MemberChange, Received, Store};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -146,10 +146,10 @@ impl site_server::Site for SiteService {
                 req.lease_seconds
             };
             self.store
-                .execute(Command::Lease {
-                    digests: present.into_iter().map(|(d, _)| d).collect(),
-                    until: now_secs().saturating_add(lease),
-                })
+                .execute(Command::lease(
+                    present.into_iter().map(|(d, _)| d).collect(),
+                    now_ms().saturating_add(lease.saturating_mul(1000)),
+                ))
                 .await
                 .map_err(status)?;
         }
@@ -506,7 +506,7 @@ impl site_server::Site for SiteService {
         request: Request<pb::RunGcRequest>,
     ) -> Result<Response<pb::RunGcResponse>, Status> {
         let dry_run = request.into_inner().dry_run;
-        let report = self.collector.run_once(dry_run).await.map_err(status)?;
+        let report = self.collector.run_now(dry_run).await.map_err(status)?;
         Ok(Response::new(pb::RunGcResponse {
             report: Some(convert::report(&report)),
         }))

@@ -104,11 +104,11 @@ fn a_sweep_removes_exactly_the_files_of_the_blobs_it_drops() {
     let mut a = Applier::new(1);
     let mut s = State::default();
     a.apply(&mut s, add_blob(2, 1, None), |_| true);
-    let sweep = Command::Sweep {
-        grace_secs: 10,
+    let sweep = Command::sweep(&site_state::SweepRules {
+        grace_ms: 10,
         evict_bytes: 0,
-        cache_ttl_secs: None,
-    };
+        cache_ttl_ms: u64::MAX,
+    });
     let effects = a.apply(&mut s, command(3, 100, sweep, None), |_| true);
     let removed: Vec<_> = effects
         .iter()

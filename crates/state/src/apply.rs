@@ -141,10 +141,15 @@ impl State {
                 }
                 changed_if(true)
             }
-            Command::Lease { digests, until } => {
+            Command::Lease {
+                digests,
+                until,
+                until_ms,
+            } => {
+                let until = crate::command::millis(*until_ms, *until);
                 for d in digests {
                     let l = self.leases.entry(d.clone()).or_insert(0);
-                    *l = (*l).max(*until);
+                    *l = (*l).max(until);
                 }
                 changed_if(!digests.is_empty())
             }
@@ -162,10 +167,14 @@ impl State {
                 grace_secs,
                 evict_bytes,
                 cache_ttl_secs,
+                grace_ms,
+                cache_ttl_ms,
             } => {
                 let rules = crate::gc::SweepRules {
-                    grace_secs: *grace_secs,
-                    cache_ttl_secs: cache_ttl_secs.unwrap_or(u64::MAX),
+                    grace_ms: crate::command::millis(*grace_ms, *grace_secs),
+                    cache_ttl_ms: cache_ttl_ms
+                        .or(cache_ttl_secs.map(|s| s.saturating_mul(1000)))
+                        .unwrap_or(u64::MAX),
                     evict_bytes: *evict_bytes,
                 };
                 let report = self.plan_sweep(now, &rules);

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::command::Entry;
-use crate::SweepReport;
+use crate::{SweepReport, SweepRules};
 
 const GRACE: u64 = 100;
 const CACHE_TTL: u64 = 1000;
@@ -47,11 +47,11 @@ fn sweep(s: &mut State, now: u64, evict_bytes: u64) -> SweepReport {
     run(
         s,
         now,
-        Command::Sweep {
-            grace_secs: GRACE,
+        Command::sweep(&SweepRules {
+            grace_ms: GRACE,
             evict_bytes,
-            cache_ttl_secs: Some(CACHE_TTL),
-        },
+            cache_ttl_ms: CACHE_TTL,
+        }),
     )
     .unwrap()
     .sweep
@@ -226,15 +226,7 @@ fn sweep_respects_grace_shared_layers_and_leases() {
     // Within grace nothing goes.
     assert!(sweep(&mut s, 10 + GRACE - 1, 0).manifests.is_empty());
     // A lease keeps a blob of the dead image.
-    run(
-        &mut s,
-        50,
-        Command::Lease {
-            digests: vec![blob(11).0],
-            until: 1000,
-        },
-    )
-    .unwrap();
+    run(&mut s, 50, Command::lease(vec![blob(11).0], 1000)).unwrap();
     let report = sweep(&mut s, 10 + GRACE, 0);
     assert_eq!(report.manifests, vec![a.digest.clone()]);
     assert_eq!(report.blobs, vec![blob(1).0]);
@@ -407,15 +399,15 @@ fn gc_never_deletes_a_live_image_and_nothing_dead_outlives_grace() {
                     now += rng.below(GRACE);
                     continue;
                 }
-                _ => Command::Sweep {
-                    grace_secs: GRACE,
-                    cache_ttl_secs: Some(CACHE_TTL),
+                _ => Command::sweep(&SweepRules {
+                    grace_ms: GRACE,
+                    cache_ttl_ms: CACHE_TTL,
                     evict_bytes: if rng.below(4) == 0 {
                         rng.below(5000)
                     } else {
                         0
                     },
-                },
+                }),
             };
             let is_sweep = matches!(cmd, Command::Sweep { .. });
             let _ = run(&mut s, now, cmd);
@@ -626,4 +618,61 @@ fn a_delivery_of_a_cached_image_makes_it_site_content() {
     assert_eq!(delivered.digest, d);
     assert!(!s.manifest(&d).unwrap().cached);
     assert_eq!(sweep(&mut s, 10 * GRACE, 0).manifests, vec![d]);
+}
+
+#[test]
+fn entries_and_states_written_in_seconds_read_as_milliseconds() {
+    // An entry written before times had milliseconds.
+    let old: Entry = serde_json::from_str(
+        r#"{"now":1700000000,"cmd":{"op":"sweep","grace_secs":60,"evict_bytes":0,"cache_ttl_secs":5}}"#,
+    )
+    .unwrap();
+    assert_eq!(old.now, 1_700_000_000_000);
+    let new = serde_json::to_string(&old).unwrap();
+    assert!(new.contains(r#""now_ms":1700000000000"#), "{new}");
+    assert_eq!(serde_json::from_str::<Entry>(&new).unwrap(), old);
+
+    // A state saved in seconds: every time it holds is converted when it is read.
+    let mut s = State::default();
+    let a = deliver(&mut s, 10, &repo("a"), 1, &[2]);
+    run(&mut s, 20, Command::lease(vec![blob(2).0], 30)).unwrap();
+    let mut json: serde_json::Value = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["clock"], "milliseconds");
+    json.as_object_mut().unwrap().remove("clock");
+    let read = State::decode(&serde_json::to_vec(&json).unwrap()).unwrap();
+    let m = read.manifest(&a.digest).unwrap();
+    assert_eq!((m.added, m.last_used), (10_000, 10_000));
+    assert_eq!(read.blob(&blob(2).0).unwrap().added, 10_000);
+    assert_eq!(read.leases[&blob(2).0], 30_000);
+    // One already in milliseconds is read as it is.
+    assert_eq!(State::decode(&serde_json::to_vec(&s).unwrap()).unwrap(), s);
+}
+
+#[test]
+fn a_grace_period_shorter_than_a_second_counts_in_milliseconds() {
+    let mut s = State::default();
+    let a = deliver(&mut s, 1_000, &repo("a"), 1, &[2]);
+    let rules = |grace_ms| SweepRules {
+        grace_ms,
+        cache_ttl_ms: u64::MAX,
+        evict_bytes: 0,
+    };
+    run(
+        &mut s,
+        1_000,
+        Command::Sweep {
+            grace_secs: 0,
+            evict_bytes: 0,
+            cache_ttl_secs: None,
+            grace_ms: Some(250),
+            cache_ttl_ms: None,
+        },
+    )
+    .unwrap();
+    assert!(s.manifest(&a.digest).is_some(), "unreferenced for 0 ms");
+    assert!(s.plan_sweep(1_249, &rules(250)).manifests.is_empty());
+    assert_eq!(
+        s.plan_sweep(1_250, &rules(250)).manifests,
+        vec![a.digest.clone()]
+    );
 }

@@ -9,14 +9,45 @@ use crate::ImageRef;
 use serde::{Deserialize, Serialize};
 use site_core::{Digest, Repository};
 
-/// One log entry: a command and the time (seconds since the Unix epoch) it was proposed.
-/// The time is the only clock `apply` ever sees.
+/// One log entry: a command and the time (milliseconds since the Unix epoch) it was
+/// proposed. The time is the only clock `apply` ever sees.
+///
+/// It is written as `now_ms`; entries written before times had milliseconds carry
+/// `now` in seconds, read as that many thousand milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "EntryWire")]
 pub struct Entry {
-    /// Seconds since the Unix epoch, set by the proposer.
+    /// Milliseconds since the Unix epoch, set by the proposer.
+    #[serde(rename = "now_ms")]
     pub now: u64,
     /// The change.
     pub cmd: Command,
+}
+
+/// An entry as written, in either unit.
+#[derive(Deserialize)]
+struct EntryWire {
+    now_ms: Option<u64>,
+    /// Seconds (entries written before milliseconds).
+    now: Option<u64>,
+    cmd: Command,
+}
+
+impl From<EntryWire> for Entry {
+    fn from(w: EntryWire) -> Entry {
+        Entry {
+            now: w
+                .now_ms
+                .unwrap_or_else(|| w.now.unwrap_or(0).saturating_mul(1000)),
+            cmd: w.cmd,
+        }
+    }
+}
+
+/// Milliseconds from a field written in milliseconds, or else in seconds (entries
+/// written before milliseconds).
+pub(crate) fn millis(ms: Option<u64>, secs: u64) -> u64 {
+    ms.unwrap_or_else(|| secs.saturating_mul(1000))
 }
 
 /// A change to the site's metadata.
@@ -124,27 +155,38 @@ pub enum Command {
     Lease {
         /// The blobs.
         digests: Vec<Digest>,
-        /// End of the lease.
+        /// End of the lease, in seconds since the Unix epoch (entries written before
+        /// milliseconds; see `until_ms`).
         until: u64,
+        /// End of the lease, in milliseconds since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
     },
     /// Records that images were pulled (least-recently-used eviction order).
     Touch {
         /// Manifest digests pulled.
         digests: Vec<Digest>,
     },
-    /// One GC sweep: deletes images unreferenced for longer than `grace_secs` (cached
-    /// images: not pulled for longer than `cache_ttl_secs`), and, when
+    /// One GC sweep: deletes images unreferenced for longer than the grace period (cached
+    /// images: not pulled for longer than the cache's time to live), and, when
     /// `evict_bytes` > 0, further unreferenced images, least recently used first, until
     /// that many bytes are freed; then every blob no remaining manifest references.
     Sweep {
-        /// Grace period in seconds.
+        /// Grace period in seconds (entries written before milliseconds; see `grace_ms`).
         grace_secs: u64,
         /// Bytes to free beyond the grace rule (disk pressure), 0 for none.
         evict_bytes: u64,
-        /// How long an unreferenced cached image is kept after its last pull; `None`
-        /// (entries written before the cache existed): until disk pressure evicts it.
+        /// How long an unreferenced cached image is kept after its last pull, in seconds;
+        /// `None` (entries written before the cache existed): until disk pressure evicts
+        /// it. See `cache_ttl_ms`.
         #[serde(default)]
         cache_ttl_secs: Option<u64>,
+        /// Grace period in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grace_ms: Option<u64>,
+        /// The cache's time to live in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_ttl_ms: Option<u64>,
     },
     /// The node lost the bytes of these blobs: forget them and every manifest that
     /// needs them, so nothing incomplete is served.
@@ -152,6 +194,28 @@ pub enum Command {
         /// The blobs.
         digests: Vec<Digest>,
     },
+}
+
+impl Command {
+    /// The sweep of `rules`.
+    pub fn sweep(rules: &crate::SweepRules) -> Command {
+        Command::Sweep {
+            grace_secs: rules.grace_ms / 1000,
+            evict_bytes: rules.evict_bytes,
+            cache_ttl_secs: Some(rules.cache_ttl_ms / 1000),
+            grace_ms: Some(rules.grace_ms),
+            cache_ttl_ms: Some(rules.cache_ttl_ms),
+        }
+    }
+
+    /// A lease of `digests` until `until_ms` (milliseconds since the Unix epoch).
+    pub fn lease(digests: Vec<Digest>, until_ms: u64) -> Command {
+        Command::Lease {
+            digests,
+            until: until_ms / 1000,
+            until_ms: Some(until_ms),
+        }
+    }
 }
 
 /// What applying a command did.

@@ -18,10 +18,11 @@ use std::collections::BTreeSet;
 /// The rules of one sweep (see [`crate::Command::Sweep`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SweepRules {
-    /// Grace period of unreferenced images, in seconds.
-    pub grace_secs: u64,
-    /// How long an unreferenced cached image is kept after its last pull, in seconds.
-    pub cache_ttl_secs: u64,
+    /// Grace period of unreferenced images, in milliseconds.
+    pub grace_ms: u64,
+    /// How long an unreferenced cached image is kept after its last pull, in
+    /// milliseconds.
+    pub cache_ttl_ms: u64,
     /// Bytes to free beyond those rules (disk pressure), 0 for none.
     pub evict_bytes: u64,
 }
@@ -29,7 +30,7 @@ pub struct SweepRules {
 /// What a sweep deletes (or, for a dry run, would delete).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SweepReport {
-    /// Entry time of the sweep.
+    /// Entry time of the sweep (milliseconds since the Unix epoch).
     pub at: u64,
     /// Manifests deleted.
     pub manifests: Vec<Digest>,
@@ -92,8 +93,8 @@ impl State {
     /// What a sweep at `now` would delete. See [`crate::Command::Sweep`].
     pub fn plan_sweep(&self, now: u64, rules: &SweepRules) -> SweepReport {
         let SweepRules {
-            grace_secs,
-            cache_ttl_secs,
+            grace_ms,
+            cache_ttl_ms,
             evict_bytes,
         } = *rules;
         let live = self.live_manifests();
@@ -106,10 +107,10 @@ impl State {
             .iter()
             .filter(|(_, m)| {
                 if m.cached {
-                    m.last_used.saturating_add(cache_ttl_secs) <= now
+                    m.last_used.saturating_add(cache_ttl_ms) <= now
                 } else {
                     m.unreferenced_since
-                        .is_none_or(|t| t.saturating_add(grace_secs) <= now)
+                        .is_none_or(|t| t.saturating_add(grace_ms) <= now)
                 }
             })
             .map(|(d, _)| (*d).clone())
@@ -122,17 +123,17 @@ impl State {
                 .map(|(d, m)| (m.last_used, (*d).clone()))
                 .collect();
             candidates.sort();
-            let mut freed = self.blobs_freed(&delete, now, grace_secs).1;
+            let mut freed = self.blobs_freed(&delete, now, grace_ms).1;
             for (_, d) in candidates {
                 if freed >= evict_bytes {
                     break;
                 }
                 delete.insert(d.clone());
                 evicted.push(d);
-                freed = self.blobs_freed(&delete, now, grace_secs).1;
+                freed = self.blobs_freed(&delete, now, grace_ms).1;
             }
         }
-        let (blobs, bytes_freed) = self.blobs_freed(&delete, now, grace_secs);
+        let (blobs, bytes_freed) = self.blobs_freed(&delete, now, grace_ms);
         SweepReport {
             at: now,
             manifests: delete.into_iter().collect(),
@@ -145,8 +146,8 @@ impl State {
     /// Bytes a sweep could free at most: every unreferenced image evicted.
     pub fn reclaimable_bytes(&self, now: u64) -> u64 {
         let rules = SweepRules {
-            grace_secs: u64::MAX,
-            cache_ttl_secs: u64::MAX,
+            grace_ms: u64::MAX,
+            cache_ttl_ms: u64::MAX,
             evict_bytes: u64::MAX,
         };
         self.plan_sweep(now, &rules).bytes_freed

@@ -21,6 +21,27 @@ pub struct State {
     /// come from their configuration).
     #[serde(default)]
     pub(crate) nodes: BTreeMap<u64, String>,
+    /// The unit of the times held: milliseconds, or seconds in a state saved before
+    /// times had milliseconds (see [`State::decode`]).
+    #[serde(default = "Clock::seconds")]
+    pub(crate) clock: Clock,
+}
+
+/// The unit of a state's times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    /// Seconds since the Unix epoch (states saved before milliseconds).
+    Seconds,
+    /// Milliseconds since the Unix epoch.
+    #[default]
+    Milliseconds,
+}
+
+impl Clock {
+    fn seconds() -> Clock {
+        Clock::Seconds
+    }
 }
 
 /// A blob the site holds.
@@ -28,7 +49,7 @@ pub struct State {
 pub struct BlobInfo {
     /// Size in bytes.
     pub size: u64,
-    /// When it was added (entry time).
+    /// When it was added (entry time, milliseconds).
     pub added: u64,
 }
 
@@ -47,7 +68,7 @@ pub struct ManifestInfo {
     pub subject: Option<(Digest, Descriptor)>,
     /// Top-level annotations.
     pub annotations: BTreeMap<String, String>,
-    /// When it arrived.
+    /// When it arrived (milliseconds since the Unix epoch, as every time here).
     pub added: u64,
     /// When it was last pulled or delivered.
     pub last_used: u64,
@@ -101,6 +122,31 @@ pub struct ImageSummary {
 }
 
 impl State {
+    /// A state from its JSON (a snapshot), its times in milliseconds: a state saved in
+    /// seconds has them converted, the same way on every node.
+    pub fn decode(json: &[u8]) -> serde_json::Result<State> {
+        let mut state: State = serde_json::from_slice(json)?;
+        if state.clock == Clock::Seconds {
+            let ms = |t: &mut u64| *t = t.saturating_mul(1000);
+            for b in state.blobs.values_mut() {
+                ms(&mut b.added);
+            }
+            for m in state.manifests.values_mut() {
+                ms(&mut m.added);
+                ms(&mut m.last_used);
+                if let Some(t) = &mut m.unreferenced_since {
+                    ms(t);
+                }
+            }
+            state.leases.values_mut().for_each(ms);
+            if let Some(r) = &mut state.last_sweep {
+                ms(&mut r.at);
+            }
+            state.clock = Clock::Milliseconds;
+        }
+        Ok(state)
+    }
+
     /// Records a membership change the log applied: node `id` added at `address`, or
     /// removed (`None`). Called by the log's apply side for its configuration entries,
     /// in log order on every node, like [`State::apply`].

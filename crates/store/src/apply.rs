@@ -61,6 +61,6 @@ pub(crate) fn encode_state(state: &State) -> Vec<u8> {
 
 /// Reads a snapshot's state machine.
 pub(crate) fn decode_state(data: &[u8]) -> Result<State> {
-    serde_json::from_slice(data)
+    State::decode(data)
         .map_err(|e| std::io::Error::other(format!("the state snapshot is damaged: {e}")).into())
 }

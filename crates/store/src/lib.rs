@@ -142,11 +142,17 @@ pub(crate) fn open_db(path: &std::path::Path) -> Result<sled::Db> {
     }
 }
 
-/// Seconds since the Unix epoch: the time stamped on entries this node proposes.
+/// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the Unix epoch: the time stamped on entries this node proposes,
+/// and the unit of every time in the state.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Store {

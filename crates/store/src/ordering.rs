@@ -5,7 +5,7 @@
 //! a forward or a majority hold in progress gives up as soon as this node loses its
 //! leader.
 
-use crate::{now_secs, raft_driver, Result, Store, StoreError};
+use crate::{now_ms, raft_driver, Result, Store, StoreError};
 use site_state::{Command, Entry, Outcome};
 use std::time::Duration;
 
@@ -59,11 +59,8 @@ impl Store {
     /// [`Store::execute`] for a caller that holds the writer lock: stamps the entry with
     /// this node's time and orders it, through the leader if this node is not it.
     pub(crate) async fn propose(&self, cmd: Command) -> Result<Outcome> {
-        self.ask(site_replica::Ask::Command(Entry {
-            now: now_secs(),
-            cmd,
-        }))
-        .await
+        self.ask(site_replica::Ask::Command(Entry { now: now_ms(), cmd }))
+            .await
     }
 
     /// Orders `ask` through the log, through the leader if this node is not it.
@@ -158,7 +155,7 @@ impl Store {
         let mut ask: site_replica::Ask = serde_json::from_slice(ask)
             .map_err(|e| StoreError::SizeInvalid(format!("not a log entry: {e}")))?;
         if let site_replica::Ask::Command(entry) = &mut ask {
-            entry.now = now_secs();
+            entry.now = now_ms();
         }
         let me = self.cluster()?.id;
         let ordered = match self.order(ask.clone()).await {

@@ -5,19 +5,19 @@
 //! A `kill -9` between the two leaves files the state no longer holds; opening the
 //! store removes them, which completes the sweep.
 
-use crate::{now_secs, Result, Store};
+use crate::{Result, Store};
 use site_state::{Command, SweepReport, SweepRules};
 
 impl Store {
-    /// Runs one sweep: see [`site_state::Command::Sweep`].
-    pub async fn sweep(&self, rules: &SweepRules) -> Result<SweepReport> {
+    /// Runs one sweep at `now` (milliseconds since the Unix epoch; a follower's sweep is
+    /// stamped with the leader's clock): see [`site_state::Command::Sweep`].
+    pub async fn sweep(&self, rules: &SweepRules, now: u64) -> Result<SweepReport> {
         let _writer = self.inner.writer.lock().await;
         let outcome = self
-            .propose(Command::Sweep {
-                grace_secs: rules.grace_secs,
-                evict_bytes: rules.evict_bytes,
-                cache_ttl_secs: Some(rules.cache_ttl_secs),
-            })
+            .ask(site_replica::Ask::Command(site_state::Entry {
+                now,
+                cmd: Command::sweep(rules),
+            }))
             .await?;
         let report = outcome.sweep.expect("a sweep reports");
         tracing::info!(
@@ -30,8 +30,8 @@ impl Store {
         Ok(report)
     }
 
-    /// What a sweep now would delete, without deleting anything (dry run).
-    pub fn plan_sweep(&self, rules: &SweepRules) -> SweepReport {
-        self.read(|s| s.plan_sweep(now_secs(), rules))
+    /// What a sweep at `now` would delete, without deleting anything (dry run).
+    pub fn plan_sweep(&self, rules: &SweepRules, now: u64) -> SweepReport {
+        self.read(|s| s.plan_sweep(now, rules))
     }
 }
