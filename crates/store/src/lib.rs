@@ -6,14 +6,15 @@
 //! manifests; every key is built in [`keyspace`]. Every metadata change is a
 //! [`Command`] that [`Store::execute`] orders through the Raft log (`ordering.rs`). The
 //! replication core (`site-replica`) decides; this crate carries out its effects: the
-//! driver (`raft_driver.rs`) persists, syncs, sends, and applies committed entries on
-//! every node in log order (`apply.rs`), so a restart rebuilds exactly the acknowledged
-//! state. A blob becomes visible only once its file is whole, verified and durable on a
+//! driver (`raft_driver.rs`) persists, syncs and sends, and its apply task applies
+//! committed entries on every node in log order (`applying.rs`, `apply.rs`), so a
+//! restart rebuilds exactly the acknowledged state. A blob becomes visible only once its file is whole, verified and durable on a
 //! majority (`delivery.rs`, `majority.rs`, `replication.rs`); [`Store::start`] reconciles
 //! the files with the state after a crash so that nothing partial is ever served, and a
 //! storage failure stops the node's writes loudly (`failure.rs`).
 
 mod apply;
+mod applying;
 mod blob_writer;
 mod delivery;
 pub mod error;
@@ -181,16 +182,21 @@ impl Store {
             shutdown: shutdown.clone(),
         });
         let applied = *driver_side.applied.borrow();
-        let driver =
-            raft_driver::Driver::new(store.clone(), raft, transport, applied, driver_side.applied)?;
+        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+        let applying = applying::Applying::new(store.clone(), raft.id, driver_side.applied);
+        let driver = raft_driver::Driver::new(store.clone(), raft, transport, applied, jobs)?;
         // The voters and the leader are known before anything is served (a write's
         // majority hold counts the voters).
         driver.publish_status();
         let replication = store.clone().run_replication(shutdown.clone());
         let scrub = store.clone().run_scrub(shutdown.clone());
         let run = driver.run(driver_side.proposals, driver_side.inputs, shutdown);
+        // Its own task: applying (and a sweep's file removals) runs beside the driver's
+        // ticks; it ends once the driver is gone and the queue is done.
+        let apply = tokio::spawn(applying.run(queue));
         let task = tokio::spawn(async move {
             tokio::join!(run, replication, scrub);
+            let _ = apply.await;
         });
         // Serve nothing before the state holds every entry committed before the restart.
         if store

@@ -1,18 +1,19 @@
 //! The Raft driver: one tokio task owns the replication core's [`Engine`] and executes
-//! its effects. Ticks, peer messages and proposals go in; sled (the log), the store (the
-//! state and blob files) and the transport (peers) carry the effects out, in the order
-//! the core gives them. Each proposer waits for the answer matched by its proposal id.
+//! its effects. Ticks, peer messages and proposals go in; sled (the log) and the
+//! transport (peers) carry the effects out, in the order the core gives them, and the
+//! apply task (`applying.rs`) takes committed entries, snapshots and answers in that
+//! order too. Each proposer waits for the answer matched by its proposal id.
 //!
 //! A single node is a group of one: the same path, with no peers to send to.
 
+use crate::applying::{gone, Job};
 use crate::raft_log::RaftLog;
 use crate::transport::Transport;
 use crate::{Result, Store, StoreError};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
-use site_replica::{Applier, Ask, Effect, Engine, Refusal};
+use site_replica::{Ask, Effect, Engine, Refusal};
 use site_state::{Outcome, StateError};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -62,28 +63,25 @@ pub(crate) enum Input {
 
 pub(crate) struct Driver {
     engine: Engine<RaftLog>,
-    /// The apply side: committed entries to the state.
-    applier: Applier,
     log: RaftLog,
     store: Store,
     transport: std::sync::Arc<dyn Transport>,
     tick: Duration,
-    /// Proposals of this node not yet applied, by proposal id.
-    waiting: HashMap<u64, oneshot::Sender<Result<Ordered>>>,
-    /// Sends this node's applied index to whoever waits for it (replay, forwarded writes).
-    applied_tx: watch::Sender<u64>,
+    /// The apply task's queue (`applying.rs`).
+    jobs: mpsc::UnboundedSender<Job>,
     /// The engine's clock starts here.
     started: Instant,
 }
 
 impl Driver {
-    /// A driver over `store`'s Raft log; `applied` is the index the loaded state holds.
+    /// A driver over `store`'s Raft log; `applied` is the index the loaded state holds,
+    /// `jobs` the apply task's queue.
     pub(crate) fn new(
         store: Store,
         settings: RaftSettings,
         transport: std::sync::Arc<dyn Transport>,
         applied: u64,
-        applied_tx: watch::Sender<u64>,
+        jobs: mpsc::UnboundedSender<Job>,
     ) -> Result<Driver> {
         let log = store.raft_log();
         let core = site_replica::Settings {
@@ -104,13 +102,11 @@ impl Driver {
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         Ok(Driver {
             engine,
-            applier: Applier::new(settings.id),
             log,
             store,
             transport,
             tick: settings.tick,
-            waiting: HashMap::new(),
-            applied_tx,
+            jobs,
             started: Instant::now(),
         })
     }
@@ -128,6 +124,9 @@ impl Driver {
     ) {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A failure elsewhere (the apply task, the blob directory) stops the driver too:
+        // a failed node neither takes writes nor votes.
+        let mut failure = self.store.inner.failure.subscribe();
         loop {
             if let Err(e) = self.on_ready().await {
                 return self
@@ -154,6 +153,7 @@ impl Driver {
                     }
                 },
                 _ = shutdown.wait_for(|s| *s) => return,
+                _ = failure.wait_for(Option::is_some) => return,
             };
             if let Err(e) = self.execute(effects).await {
                 return self
@@ -180,7 +180,8 @@ impl Driver {
         let applied = self.engine.status().applied;
         match self.engine.propose(&p.ask) {
             Ok(id) => {
-                self.waiting.insert(id, p.reply);
+                // Queued before the entry can be committed, so before its apply.
+                let _ = self.jobs.send(Job::Wait(id, p.reply));
             }
             Err(Refusal::NotLeader(leader)) => {
                 let _ = p.reply.send(Err(StoreError::NotLeader(leader)));
@@ -235,44 +236,34 @@ impl Driver {
                 }
                 Effect::InstallSnapshot(snapshot) => {
                     self.log.install_snapshot(&snapshot).await?;
-                    self.store.load_snapshot(&snapshot.data)?;
-                    let _ = self.applied_tx.send(snapshot.get_metadata().index);
+                    let index = snapshot.get_metadata().index;
+                    self.queue(Job::Install {
+                        data: snapshot.data.to_vec(),
+                        index,
+                    })?;
                 }
-                Effect::Apply(committed) => {
-                    let index = committed.index();
-                    let effects = self.store.apply_committed(&mut self.applier, committed);
-                    let mut answers = Vec::new();
-                    for effect in effects {
-                        match effect {
-                            Effect::Answer { id, result, index } => {
-                                answers.push((id, result, index))
-                            }
-                            other => self.store.carry_out(other).await?,
-                        }
-                    }
-                    // Whoever waits for this index finds its effects done (a sweep's
-                    // files gone).
-                    let _ = self.applied_tx.send(index);
-                    for (id, result, index) in answers {
-                        self.answer(id, result, index);
-                    }
-                }
+                Effect::Apply(committed) => self.queue(Job::Apply(committed))?,
                 Effect::SaveSnapshot { index, term } => {
-                    let data = self.store.state_bytes();
+                    // The state as applied up to `index`: the apply task has every
+                    // entry up to there queued before this.
+                    let (reply, state) = oneshot::channel();
+                    self.queue(Job::Snapshot(reply))?;
+                    let data = state.await.map_err(|_| gone())?;
                     self.log.save_snapshot(index, term, data).await?;
                     tracing::debug!(index, "state snapshot written, raft log compacted");
                 }
                 Effect::EndCatchUp => self.log.end_catching_up().await?,
-                Effect::Answer { id, result, index } => self.answer(id, result, index),
+                Effect::Answer { id, result, index } => {
+                    self.queue(Job::Answer { id, result, index })?
+                }
                 other => self.store.carry_out(other).await?,
             }
         }
         Ok(())
     }
 
-    fn answer(&mut self, id: u64, result: std::result::Result<Outcome, StateError>, index: u64) {
-        if let Some(reply) = self.waiting.remove(&id) {
-            let _ = reply.send(Ok((result, index)));
-        }
+    /// Queues a job for the apply task.
+    fn queue(&self, job: Job) -> Result<()> {
+        self.jobs.send(job).map_err(|_| gone())
     }
 }

@@ -1,0 +1,109 @@
+//! The apply side on its own task. The Raft driver hands it, in log order over one
+//! channel, the committed entries to apply, the snapshots to install or take and the
+//! proposers waiting for an answer; it changes the state machine, carries out what
+//! follows on this node (a sweep's blob files removed and fsynced, fetches noted,
+//! events published) and answers. So file removals never hold up the driver's ticks,
+//! heartbeats and votes, and the order of applies, installs and removals is this one
+//! queue's.
+
+use crate::raft_driver::Ordered;
+use crate::{Result, Store, StoreError};
+use site_replica::{Applier, Committed, Effect};
+use site_state::{Outcome, StateError};
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Work for the apply task, done in the order sent.
+pub(crate) enum Job {
+    /// A proposer waits for the entry that carries proposal id `.0`.
+    Wait(u64, oneshot::Sender<Result<Ordered>>),
+    /// Answers proposal `id`.
+    Answer {
+        id: u64,
+        result: std::result::Result<Outcome, StateError>,
+        index: u64,
+    },
+    /// Applies a committed entry.
+    Apply(Committed),
+    /// Replaces the state with a snapshot's, taken at `index`.
+    Install { data: Vec<u8>, index: u64 },
+    /// Sends back the state's bytes as applied so far (for a snapshot of the log).
+    Snapshot(oneshot::Sender<Vec<u8>>),
+}
+
+/// The apply task's side of the channel.
+pub(crate) struct Applying {
+    store: Store,
+    applier: Applier,
+    /// Proposals of this node not yet applied, by proposal id.
+    waiting: HashMap<u64, oneshot::Sender<Result<Ordered>>>,
+    /// This node's applied index, for whoever waits for it (replay, forwarded writes).
+    applied_tx: watch::Sender<u64>,
+}
+
+impl Applying {
+    /// The apply side of node `id` over `store`.
+    pub(crate) fn new(store: Store, id: u64, applied_tx: watch::Sender<u64>) -> Applying {
+        Applying {
+            store,
+            applier: Applier::new(id),
+            waiting: HashMap::new(),
+            applied_tx,
+        }
+    }
+
+    /// Does the jobs until the driver drops its sender. A failure to carry one out (the
+    /// blob directory failing) fails the node.
+    pub(crate) async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            if let Err(e) = self.take(job).await {
+                return self.store.fail(format!("cannot apply the site's log: {e}"));
+            }
+        }
+    }
+
+    async fn take(&mut self, job: Job) -> Result<()> {
+        match job {
+            Job::Wait(id, reply) => {
+                self.waiting.insert(id, reply);
+            }
+            Job::Answer { id, result, index } => self.answer(id, result, index),
+            Job::Apply(committed) => {
+                let index = committed.index();
+                let effects = self.store.apply_committed(&mut self.applier, committed);
+                let mut answers = Vec::new();
+                for effect in effects {
+                    match effect {
+                        Effect::Answer { id, result, index } => answers.push((id, result, index)),
+                        other => self.store.carry_out(other).await?,
+                    }
+                }
+                // Whoever waits for this index finds its effects done (a sweep's files
+                // gone).
+                let _ = self.applied_tx.send(index);
+                for (id, result, index) in answers {
+                    self.answer(id, result, index);
+                }
+            }
+            Job::Install { data, index } => {
+                self.store.load_snapshot(&data)?;
+                let _ = self.applied_tx.send(index);
+            }
+            Job::Snapshot(reply) => {
+                let _ = reply.send(self.store.state_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, id: u64, result: std::result::Result<Outcome, StateError>, index: u64) {
+        if let Some(reply) = self.waiting.remove(&id) {
+            let _ = reply.send(Ok((result, index)));
+        }
+    }
+}
+
+/// The error of a driver whose apply task has ended.
+pub(crate) fn gone() -> StoreError {
+    StoreError::Unavailable("the apply side of the log has stopped".into())
+}
