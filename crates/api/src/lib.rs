@@ -9,6 +9,7 @@
 pub mod collector;
 mod convert;
 mod ensure;
+mod forwarded;
 pub mod peer;
 pub mod service;
 pub mod status;

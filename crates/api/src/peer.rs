@@ -16,7 +16,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use site_core::{Digest, Repository};
 use site_pull::{FillUpdate, Peers, PullError, Puller};
 use site_store::transport::{BlobStream, Forwarded, PeerCall};
-use site_store::{NodeReport, Store, Transport};
+use site_store::{NodeReport, Store, StoreError, Transport};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -97,12 +97,23 @@ impl Peer for PeerService {
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
         self.admit(&request)?;
-        let answer = self
+        match self
             .store
             .order_forwarded(&request.into_inner().entry)
             .await
-            .map_err(crate::status::status)?;
-        Ok(Response::new(ProposeResponse { answer }))
+        {
+            Ok(answer) => Ok(Response::new(ProposeResponse {
+                answer,
+                refusal: None,
+            })),
+            Err(e) => match crate::forwarded::refusal(&e) {
+                Some(refusal) => Ok(Response::new(ProposeResponse {
+                    answer: Vec::new(),
+                    refusal: Some(refusal),
+                })),
+                None => Err(crate::status::status(e)),
+            },
+        }
     }
 
     type FetchBlobStream = Pin<Box<dyn Stream<Item = Result<BlobChunk, Status>> + Send>>;
@@ -336,11 +347,17 @@ impl Transport for PeerTransport {
     fn forward(&self, to: u64, entry: Vec<u8>) -> Forwarded {
         let client = self.client(to, |l| &l.calls);
         Box::pin(async move {
-            client?
+            let unavailable = |m: String| StoreError::Unavailable(format!("leader {to}: {m}"));
+            let answer = client
+                .map_err(unavailable)?
                 .propose(ProposeRequest { entry })
                 .await
-                .map(|r| r.into_inner().answer)
-                .map_err(|s| s.message().to_owned())
+                .map_err(|s| unavailable(s.message().to_owned()))?
+                .into_inner();
+            match answer.refusal {
+                Some(refusal) => Err(crate::forwarded::error(to, refusal)),
+                None => Ok(answer.answer),
+            }
         })
     }
 

@@ -114,21 +114,32 @@ impl Store {
     /// Has the leader order `ask`, then waits until this node has applied as far, so
     /// that what the caller reads next includes the change.
     async fn forward(&self, leader: u64, ask: &site_replica::Ask) -> Result<raft_driver::Ordered> {
-        let transport = &self.cluster()?.transport;
+        let cluster = self.cluster()?;
         let json = serde_json::to_vec(ask).expect("entries serialise");
-        let call = tokio::time::timeout(COMMIT_TIMEOUT, transport.forward(leader, json));
-        let answer = tokio::select! {
-            answer = call => answer
-                .map_err(|_| {
-                    StoreError::Unavailable(format!("leader {leader} did not answer in time"))
-                })?
-                .map_err(|e| StoreError::Unavailable(format!("leader {leader}: {e}")))?,
-            // The leader went out of reach: no use waiting for its answer.
-            cut_off = self.cut_off() => return Err(cut_off),
+        let mut to = leader;
+        let answer = loop {
+            let call =
+                tokio::time::timeout(COMMIT_TIMEOUT, cluster.transport.forward(to, json.clone()));
+            let answer = tokio::select! {
+                answer = call => answer.map_err(|_| {
+                    StoreError::Unavailable(format!("leader {to} did not answer in time"))
+                })?,
+                // The leader went out of reach: no use waiting for its answer.
+                cut_off = self.cut_off() => return Err(cut_off),
+            };
+            match answer {
+                // Leadership moved on since this node last heard: one more hop, to the
+                // node the old leader names.
+                Err(StoreError::NotLeader(next))
+                    if to == leader && next != 0 && next != to && next != cluster.id =>
+                {
+                    to = next
+                }
+                other => break other?,
+            }
         };
-        let ordered: raft_driver::Ordered = serde_json::from_slice(&answer).map_err(|e| {
-            StoreError::Unavailable(format!("leader {leader} answered garbage: {e}"))
-        })?;
+        let ordered: raft_driver::Ordered = serde_json::from_slice(&answer)
+            .map_err(|e| StoreError::Unavailable(format!("leader {to} answered garbage: {e}")))?;
         self.wait_applied(ordered.1).await?;
         Ok(ordered)
     }

@@ -11,8 +11,11 @@ use std::pin::Pin;
 /// A future answered by a peer: its value, or the peer's error message.
 pub type PeerCall<T> = Pin<Box<dyn Future<Output = std::result::Result<T, String>> + Send>>;
 
-/// The answer a leader gives to a forwarded entry: its outcome, JSON-encoded.
-pub type Forwarded = PeerCall<Vec<u8>>;
+/// The answer a leader gives to a forwarded entry: its outcome, JSON-encoded, or why it
+/// was not ordered (`NotLeader`, `LeaderMoving`, `NoQuorum`, `NodeFailed`, or
+/// `Unavailable` for everything else, the peer out of reach included).
+pub type Forwarded =
+    Pin<Box<dyn Future<Output = std::result::Result<Vec<u8>, crate::StoreError>> + Send>>;
 
 /// Bytes of a blob as a peer streams them.
 pub type BlobStream = BoxStream<'static, std::result::Result<Bytes, String>>;
@@ -77,7 +80,11 @@ impl Transport for Alone {
     }
 
     fn forward(&self, to: u64, _entry: Vec<u8>) -> Forwarded {
-        nobody(to)
+        Box::pin(async move {
+            Err(crate::StoreError::Unavailable(format!(
+                "node {to} is not a peer of a group of one"
+            )))
+        })
     }
 
     fn fetch(&self, to: u64, _digest: Digest, _offset: u64) -> PeerCall<BlobStream> {
