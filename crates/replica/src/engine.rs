@@ -39,7 +39,8 @@ pub struct Status {
     pub commit: u64,
     /// The index applied to this node's state.
     pub applied: u64,
-    /// Voters this node, as leader, has not heard from lately.
+    /// Voters this node, as leader, has not heard from lately (as a follower: those its
+    /// leader said so of in its last heartbeat).
     pub unreachable: Vec<u64>,
 }
 
@@ -65,8 +66,9 @@ pub struct Engine<S: Storage> {
     /// Peers that told this node, as leader, that they lost their log, with the highest
     /// index each has acknowledged since (raft-rs never lowers a peer's match).
     pub(crate) lost: std::collections::BTreeMap<u64, u64>,
-    /// Voters this node, as leader, has not heard from lately (as of the last tick).
-    unreachable: Vec<u64>,
+    /// Voters this node, as leader, has not heard from lately (as of the last tick); as
+    /// a follower, those its leader last said it does not hear from.
+    pub(crate) unreachable: Vec<u64>,
     /// Peers sent a snapshot, with the ticks since (see [`Engine::tick`]).
     pub(crate) snapshots_sent: std::collections::BTreeMap<u64, usize>,
     rng: Rng,
@@ -196,15 +198,26 @@ impl<S: Storage> Engine<S> {
         let leading = self.node.raft.state == StateRole::Leader;
         let voters = self.voters();
         let events = self.health.look(leading, self.id, &voters, now);
-        self.unreachable =
-            self.health
-                .silent(self.id, &voters, now, crate::health::UNREACHABLE_AFTER_MS);
+        if leading {
+            self.unreachable =
+                self.health
+                    .silent(self.id, &voters, now, crate::health::UNREACHABLE_AFTER_MS);
+        } else if self.node.raft.leader_id == raft::INVALID_ID {
+            // No leader to say: the wait for one covers it (`cut_off`).
+            self.unreachable.clear();
+        }
         events.into_iter().map(Effect::Publish).collect()
     }
 
     /// A message from a peer, at `now`.
     pub fn step(&mut self, mut m: Message, now: u64) -> Vec<Effect> {
         self.health.heard(m.from, now);
+        if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
+            if let Some(peers) = crate::health::decode_unreachable(&m.context) {
+                self.unreachable = peers.into_iter().filter(|p| *p != self.id).collect();
+                m.context = Default::default();
+            }
+        }
         if m.get_msg_type() == raft::eraftpb::MessageType::MsgAppendResponse {
             if m.reject && m.index == u64::MAX {
                 // The lost-log refusal (`catch_up.rs`).

@@ -331,3 +331,25 @@ fn two_whole_voters_of_four_elect_a_leader_with_the_marked_votes_of_two_catching
         );
     }
 }
+
+#[test]
+fn followers_learn_from_heartbeats_which_voters_the_leader_does_not_hear() {
+    let mut g = Group::new(&[1, 2, 3], 9);
+    let l = g.elect();
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != l).collect();
+    let (silent, f) = (others[0], others[1]);
+    // One follower goes silent (down, or its links black-holed) for 2 s.
+    let gone = g.nodes.remove(&silent).unwrap();
+    g.tick(20);
+    assert_eq!(g.nodes[&l].engine.status().unreachable, [silent]);
+    assert_eq!(
+        g.nodes[&f].engine.status().unreachable,
+        [silent],
+        "the other follower is told"
+    );
+    // It comes back: the next heartbeats say so.
+    g.nodes.insert(silent, gone);
+    g.tick(3);
+    assert!(g.nodes[&f].engine.status().unreachable.is_empty());
+    assert!(g.nodes[&silent].engine.status().unreachable.is_empty());
+}

@@ -129,3 +129,36 @@ mod tests {
         assert_eq!(h.look(true, 1, &[1, 2], 13_000).len(), 1);
     }
 }
+
+/// The mark of a heartbeat's context that carries the leader's unreachable voters
+/// (raft-rs uses heartbeat contexts only for read-index requests, which this site does
+/// not make).
+const UNREACHABLE: &[u8] = b"unreachable:";
+
+/// A heartbeat context that tells followers which voters the leader does not hear
+/// from: only the leader hears every node, and a follower fetching a blob from one of
+/// them gives up on it at once instead of waiting for its stream to stall.
+pub fn encode_unreachable(peers: &[u64]) -> Vec<u8> {
+    let list: Vec<String> = peers.iter().map(u64::to_string).collect();
+    [UNREACHABLE, list.join(",").as_bytes()].concat()
+}
+
+/// The voters a heartbeat's context says the leader does not hear from, if it says.
+pub fn decode_unreachable(context: &[u8]) -> Option<Vec<u64>> {
+    let list = std::str::from_utf8(context.strip_prefix(UNREACHABLE)?).ok()?;
+    Some(list.split(',').filter_map(|p| p.parse().ok()).collect())
+}
+
+#[cfg(test)]
+mod unreachable_tests {
+    use super::*;
+
+    #[test]
+    fn the_unreachable_list_travels_in_a_heartbeat_context() {
+        for peers in [vec![], vec![2], vec![2, 5, 7]] {
+            assert_eq!(decode_unreachable(&encode_unreachable(&peers)), Some(peers));
+        }
+        assert_eq!(decode_unreachable(b""), None);
+        assert_eq!(decode_unreachable(b"a read-index request"), None);
+    }
+}

@@ -90,7 +90,14 @@ impl<S: Storage> Engine<S> {
     /// (`ballot.rs`).
     fn sends(&self, messages: Vec<Message>, effects: &mut Vec<Effect>) {
         let mut by_peer: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
+        let leading = self.node.raft.state == StateRole::Leader;
         for mut m in messages {
+            if leading
+                && m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat
+                && m.context.is_empty()
+            {
+                m.context = crate::health::encode_unreachable(&self.unreachable).into();
+            }
             if crate::ballot::is_vote_response(&m)
                 && self.catch_up.as_ref().is_some_and(|c| c.marks(m.to))
             {

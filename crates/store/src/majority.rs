@@ -13,7 +13,8 @@ use site_replica::hold::{Hold, Next};
 use std::collections::BTreeSet;
 
 impl Store {
-    /// Resolves once this node, as leader, has not heard from `peer` lately.
+    /// Resolves once `peer` is silent: this node, as leader, has not heard from it lately,
+    /// or (as a follower) its leader's last heartbeat said so.
     pub(crate) async fn silent(&self, peer: u64) -> StoreError {
         let mut status = self.inner.raft_status.subscribe();
         if status
