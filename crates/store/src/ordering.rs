@@ -135,6 +135,13 @@ impl Store {
                 {
                     to = next
                 }
+                // The old leader knows of none: the group is between leaders, or has lost
+                // its majority; the caller goes on through another node.
+                Err(StoreError::NotLeader(0)) => {
+                    return Err(StoreError::NoQuorum(format!(
+                        "node {to} no longer leads and knows of no leader"
+                    )))
+                }
                 other => break other?,
             }
         };
