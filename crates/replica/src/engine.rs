@@ -63,9 +63,6 @@ pub struct Engine<S: Storage> {
     /// Whether the loss of this node's log was logged already.
     lost_log_noted: bool,
     health: Health,
-    /// Peers that told this node, as leader, that they lost their log, with the highest
-    /// index each has acknowledged since (raft-rs never lowers a peer's match).
-    pub(crate) lost: std::collections::BTreeMap<u64, u64>,
     /// Voters this node, as leader, has not heard from lately (as of the last tick); as
     /// a follower, those its leader last said it does not hear from.
     pub(crate) unreachable: Vec<u64>,
@@ -128,7 +125,6 @@ impl<S: Storage> Engine<S> {
             lost_log_noted: false,
             health: Health::default(),
             snapshots_sent: Default::default(),
-            lost: Default::default(),
             unreachable: Vec::new(),
             rng,
             election_ticks: election,
@@ -218,16 +214,12 @@ impl<S: Storage> Engine<S> {
                 m.context = Default::default();
             }
         }
-        if m.get_msg_type() == raft::eraftpb::MessageType::MsgAppendResponse {
-            if m.reject && m.index == u64::MAX {
-                // The lost-log refusal (`catch_up.rs`).
-                self.lost.insert(m.from, 0);
-                self.forget_match(m.from, m.reject_hint);
-            } else if !m.reject {
-                if let Some(acked) = self.lost.get_mut(&m.from) {
-                    *acked = (*acked).max(m.index);
-                }
-            }
+        if m.get_msg_type() == raft::eraftpb::MessageType::MsgAppendResponse
+            && m.reject
+            && m.index == u64::MAX
+        {
+            // The lost-log refusal (`catch_up.rs`).
+            self.forget_match(m.from, m.reject_hint);
         }
         let mut effects = Vec::new();
         let last = self.node.raft.raft_log.last_index();
@@ -339,10 +331,8 @@ impl<S: Storage> Engine<S> {
         let whole = voters
             .iter()
             .filter(|v| {
-                let holds = |p: &raft::Progress| {
-                    p.matched >= committed && self.lost.get(*v).is_none_or(|a| *a >= committed)
-                };
-                **v == self.id || raft.prs().get(**v).is_some_and(holds)
+                // A peer that lost its log has its match lowered (`forget_match`).
+                **v == self.id || raft.prs().get(**v).is_some_and(|p| p.matched >= committed)
             })
             .count();
         whole >= crate::hold::majority(voters.len())
@@ -353,10 +343,7 @@ impl<S: Storage> Engine<S> {
         let prs = self.node.raft.prs();
         self.voters()
             .into_iter()
-            .filter(|v| {
-                let committed = self.node.raft.raft_log.committed;
-                *v != self.id && self.lost.get(v).is_none_or(|a| *a >= committed)
-            })
+            .filter(|v| *v != self.id)
             .max_by_key(|v| prs.get(*v).map_or(0, |p| p.matched))
     }
 
