@@ -46,7 +46,7 @@ pub(crate) struct Session<'a> {
     upstreams: &'a Upstreams,
     /// The client (its credentials fixed for this pull).
     pub upstream: Upstream,
-    /// The credentials as oci-client takes them.
+    /// The credentials the registry is asked with.
     pub auth: RegistryAuth,
     /// The registry of the image.
     pub registry: String,
@@ -175,7 +175,7 @@ impl Upstreams {
 }
 
 impl Session<'_> {
-    /// The oci-client reference of `repo` at the contacted host.
+    /// The reference of `repo` at the contacted host.
     pub(crate) fn reference(
         &self,
         repo: &Repository,

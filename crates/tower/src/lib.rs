@@ -36,7 +36,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::USAGE));
         }
     };
-    // TLS towards upstream registries with ring (oci-client is built without a provider).
+    // TLS towards upstream registries with ring (reqwest is built without a provider).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,35 +1,51 @@
-//! The upstream registry, through oci-client: manifests, blob streams, error classification.
+//! The upstream registry client: the distribution API's manifest and blob reads over
+//! reqwest, with the registry's own authentication (a token from its token service, or
+//! HTTP Basic), plain HTTP to the hosts configured for it, and bounded reads of
+//! everything held in memory.
 
 use crate::auth::Credentials;
-use crate::error::{chain, one_line, UpstreamError as Error};
+use crate::challenge::{self, Challenge};
+use crate::classify;
+use crate::error::UpstreamError as Error;
+use crate::reference::{Reference, RegistryAuth};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use oci_client::client::{
-    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
-};
-use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
-use site_core::manifest::MANIFEST_MEDIA_TYPES;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use site_core::{Digest, Repository};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Connect timeout towards upstream registries.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest wait for the next bytes of an upstream response.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes of an error answer or a token answer read.
+const SMALL_BODY: u64 = 64 * 1024;
 
 /// A stream of blob bytes from the upstream.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
 /// The upstream registries of one command (towerctl) or one set of credentials (a node).
+/// Clones share the connections, the credentials and the tokens.
 #[derive(Clone)]
 pub struct Upstream {
-    pub(crate) client: Client,
-    /// For the reads oci-client does not bound (`manifest.rs`).
     pub(crate) http: reqwest::Client,
     /// Hosts spoken to in plain HTTP.
-    pub(crate) plain: Vec<String>,
+    plain: Arc<Vec<String>>,
+    grants: Arc<Mutex<Grants>>,
+}
+
+/// What each registry (by its API host) was told and answered.
+#[derive(Default)]
+struct Grants {
+    /// The credentials to use with the registry.
+    auths: HashMap<String, RegistryAuth>,
+    /// Registries that asked for HTTP Basic: the credentials go with every request.
+    basic: HashSet<String>,
+    /// Tokens per (registry, repository), and until when to use them.
+    tokens: HashMap<(String, String), (String, Instant)>,
 }
 
 /// How an [`Upstream`] client talks to registries.
@@ -59,29 +75,6 @@ impl Default for Settings {
     }
 }
 
-/// The sha256 of manifest `body`, checked against the digest the registry `reported`
-/// (when given) and the one `image` pins (when it pins one).
-pub(crate) fn checked_digest(
-    image: &Reference,
-    body: &[u8],
-    reported: Option<&str>,
-) -> Result<Digest, Error> {
-    let digest = Digest::of(body);
-    if let Some(r) = reported.filter(|r| *r != digest.as_str()) {
-        return Err(Error::Invalid(format!(
-            "{}: the registry reports digest {r} for a manifest whose sha256 is {digest}",
-            image.whole()
-        )));
-    }
-    if let Some(pinned) = image.digest().filter(|p| *p != digest.as_str()) {
-        return Err(Error::Invalid(format!(
-            "{}: the registry sent a manifest of digest {digest} for {pinned}",
-            image.whole()
-        )));
-    }
-    Ok(digest)
-}
-
 /// A host as a registry name spells it: no scheme, no trailing slash.
 pub fn bare_host(h: &str) -> String {
     let h = h.trim();
@@ -92,25 +85,7 @@ pub fn bare_host(h: &str) -> String {
     h.trim_end_matches('/').to_owned()
 }
 
-/// The certificates of a PEM file, each as its own PEM block.
-fn split_pem(pem: &[u8]) -> Vec<Vec<u8>> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let text = String::from_utf8_lossy(pem);
-    let mut out = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find(BEGIN) {
-        let Some(len) = rest[start..].find(END) else {
-            break;
-        };
-        let end = start + len + END.len();
-        out.push(format!("{}\n", &rest[start..end]).into_bytes());
-        rest = &rest[end..];
-    }
-    out
-}
-
-/// The oci-client reference of a repository and a tag or digest.
+/// The reference of a repository and a tag or digest.
 pub fn reference(repository: &Repository, tag: Option<&str>, digest: Option<&Digest>) -> Reference {
     let (host, path) = (repository.host().to_owned(), repository.path().to_owned());
     match (digest, tag) {
@@ -119,12 +94,66 @@ pub fn reference(repository: &Repository, tag: Option<&str>, digest: Option<&Dig
     }
 }
 
-/// The oci-client credentials: basic when the auth file had some, else anonymous.
+/// The credentials to ask with: basic when the auth file had some, else anonymous.
 pub fn registry_auth(credentials: Option<Credentials>) -> RegistryAuth {
     match credentials {
         Some(c) => RegistryAuth::Basic(c.username, c.password),
         None => RegistryAuth::Anonymous,
     }
+}
+
+/// Whether an upstream error is a broken link worth a retry.
+pub fn is_transient(err: &Error) -> bool {
+    matches!(err, Error::Unreachable(_))
+}
+
+/// The error an upstream stream broke with: a broken link (the bytes are checked by
+/// whoever keeps them).
+pub fn classify_io(e: &std::io::Error, what: &str) -> Error {
+    classify::io(e, what)
+}
+
+/// The `Retry-After` of an answer, in seconds (the form registries use; an HTTP date is
+/// not read).
+fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// At most `max` bytes of a response body; `None` when it is longer.
+pub(crate) async fn read_at_most(
+    response: reqwest::Response,
+    max: u64,
+    what: &str,
+) -> Result<Option<Vec<u8>>, Error> {
+    if response.content_length().is_some_and(|l| l > max) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| classify::request(&e, what))?;
+        if body.len() as u64 + chunk.len() as u64 > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// The error of an answer that is not a success, from its status, headers and the start
+/// of its body.
+pub(crate) async fn refusal(response: reqwest::Response, what: &str) -> Error {
+    let code = response.status().as_u16();
+    let after = retry_after(response.headers());
+    let body = read_at_most(response, SMALL_BODY, what)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    classify::status(code, &body, what, after)
 }
 
 impl Upstream {
@@ -139,23 +168,11 @@ impl Upstream {
 
     /// A client with these settings.
     pub fn with(settings: &Settings) -> Result<Upstream, Error> {
-        // oci-client is built without a crypto provider: TLS goes through ring. Installing
+        // reqwest is built without a crypto provider: TLS goes through ring. Installing
         // it again (another client, or the binary did) changes nothing.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut hosts: Vec<String> = settings.insecure.iter().map(|h| bare_host(h)).collect();
-        // oci-client names Docker Hub `index.docker.io` when it picks the scheme.
-        if hosts.iter().any(|h| h == "docker.io") {
-            hosts.push("index.docker.io".to_owned());
-        }
-        let pems = split_pem(&settings.ca_pem);
-        let extra_root_certificates = pems
-            .iter()
-            .map(|data| Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: data.clone(),
-            })
-            .collect();
-        let roots = pems
+        let plain: Vec<String> = settings.insecure.iter().map(|h| bare_host(h)).collect();
+        let roots = crate::pem::certificates(&settings.ca_pem)
             .iter()
             .map(|p| reqwest::Certificate::from_pem(p))
             .collect::<Result<Vec<_>, _>>()
@@ -167,70 +184,158 @@ impl Upstream {
             .user_agent(settings.user_agent)
             .build()
             .map_err(|e| Error::Other(format!("cannot set up the upstream client: {e}")))?;
-        let config = ClientConfig {
-            protocol: if hosts.is_empty() {
-                ClientProtocol::Https
-            } else {
-                ClientProtocol::HttpsExcept(hosts.clone())
-            },
-            platform_resolver: None,
-            connect_timeout: Some(settings.connect_timeout),
-            read_timeout: Some(settings.read_timeout),
-            user_agent: settings.user_agent,
-            extra_root_certificates,
-            ..ClientConfig::default()
-        };
-        let client = Client::try_from(config)
-            .map_err(|e| Error::Other(format!("cannot set up the upstream client: {e}")))?;
         Ok(Upstream {
-            client,
             http,
-            plain: hosts,
+            plain: Arc::new(plain),
+            grants: Arc::default(),
         })
     }
 
-    /// The digest the upstream gives for `image` (a tag), by a HEAD request.
-    pub async fn manifest_digest(
-        &self,
-        image: &Reference,
-        auth: &RegistryAuth,
-    ) -> Result<Digest, Error> {
-        let reported = self
-            .client
-            .fetch_manifest_digest(image, auth)
-            .await
-            .map_err(|e| classify(&e, &image.whole()))?;
-        Digest::parse(&reported).map_err(|e| {
-            Error::Invalid(format!(
-                "{}: the registry reports a digest that is not one: {e}",
-                image.whole()
-            ))
-        })
+    /// The URL of `path` (after `/v2/`) at `image`'s registry.
+    pub(crate) fn url(&self, image: &Reference, path: &str) -> String {
+        let host = image.resolve_registry();
+        let plain = self
+            .plain
+            .iter()
+            .any(|h| h == image.registry() || h == host);
+        let scheme = if plain { "http" } else { "https" };
+        format!("{scheme}://{host}/v2/{}/{path}", image.repository())
     }
 
-    /// Fetches a manifest's exact bytes (any of the four manifest media types) and checks
-    /// that their sha256 is the digest the registry gave and the one `image` pins, if any.
-    pub async fn manifest(
-        &self,
-        image: &Reference,
-        auth: &RegistryAuth,
-    ) -> Result<(Bytes, Digest), Error> {
-        let (body, reported) = self
-            .client
-            .pull_manifest_raw(image, auth, &MANIFEST_MEDIA_TYPES)
-            .await
-            .map_err(|e| classify(&e, &image.whole()))?;
-        let digest = checked_digest(image, &body, Some(&reported))?;
-        Ok((body, digest))
-    }
-
-    /// Makes `auth` the credentials of `image`'s registry for this client, if it has none
-    /// yet. Manifest requests do this themselves; blob requests (oci-client's) do not,
-    /// so a client that starts with a blob calls this first.
+    /// Makes `auth` the credentials of `image`'s registry for this client. Manifest
+    /// requests do this themselves; a client that starts with a blob calls this first.
     pub async fn remember_auth(&self, image: &Reference, auth: &RegistryAuth) {
-        self.client
-            .store_auth_if_needed(image.resolve_registry(), auth)
-            .await;
+        self.remember(image, auth);
+    }
+
+    fn remember(&self, image: &Reference, auth: &RegistryAuth) {
+        let mut grants = self.grants.lock().expect("grants");
+        let host = image.resolve_registry().to_owned();
+        if grants.auths.get(&host) != Some(auth) {
+            // Tokens and the Basic scheme were granted to other credentials.
+            grants.tokens.retain(|(h, _), _| *h != host);
+            grants.basic.remove(&host);
+            grants.auths.insert(host, auth.clone());
+        }
+    }
+
+    /// Sends a request made by `build`, authenticated as the registry asked the last
+    /// time; on a 401 it answers the registry's challenge (fetches a token, or sends the
+    /// credentials) and sends the request once more. Any answer is returned.
+    pub(crate) async fn send(
+        &self,
+        image: &Reference,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, Error> {
+        let host = image.resolve_registry().to_owned();
+        let key = (host.clone(), image.repository().to_owned());
+        let mut answered = false;
+        loop {
+            let (auth, token, basic) = {
+                let grants = self.grants.lock().expect("grants");
+                let token = grants
+                    .tokens
+                    .get(&key)
+                    .filter(|(_, until)| *until > Instant::now())
+                    .map(|(t, _)| t.clone());
+                let auth = grants.auths.get(&host).cloned().unwrap_or_default();
+                (auth, token, grants.basic.contains(&host))
+            };
+            let mut request = build(&self.http);
+            request = match (token, &auth) {
+                (Some(t), _) => request.bearer_auth(t),
+                (None, RegistryAuth::Basic(u, p)) if basic => request.basic_auth(u, Some(p)),
+                _ => request,
+            };
+            let response = request
+                .send()
+                .await
+                .map_err(|e| classify::request(&e, what))?;
+            if response.status() != reqwest::StatusCode::UNAUTHORIZED || answered {
+                return Ok(response);
+            }
+            let challenges: Vec<Challenge> = response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(challenge::parse)
+                .collect();
+            match challenges.into_iter().next() {
+                Some(Challenge::Bearer {
+                    realm,
+                    service,
+                    scope,
+                }) => {
+                    let scope =
+                        scope.unwrap_or_else(|| format!("repository:{}:pull", image.repository()));
+                    let granted = self
+                        .token(&realm, service.as_deref(), &scope, &auth, what)
+                        .await?;
+                    let mut grants = self.grants.lock().expect("grants");
+                    grants.tokens.insert(key.clone(), granted);
+                }
+                Some(Challenge::Basic) if matches!(auth, RegistryAuth::Basic(..)) && !basic => {
+                    self.grants
+                        .lock()
+                        .expect("grants")
+                        .basic
+                        .insert(host.clone());
+                }
+                // Nothing to answer with: the 401 is the answer.
+                _ => return Ok(response),
+            }
+            answered = true;
+        }
+    }
+
+    /// A token from the token service at `realm` for `scope`, asked with the credentials
+    /// (anonymously without), and until when to use it.
+    async fn token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        auth: &RegistryAuth,
+        what: &str,
+    ) -> Result<(String, Instant), Error> {
+        let mut url = reqwest::Url::parse(realm).map_err(|e| {
+            Error::AuthFailed(format!(
+                "{what}: the registry names a token service that is not a URL ({e})"
+            ))
+        })?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(s) = service {
+                query.append_pair("service", s);
+            }
+            query.append_pair("scope", scope);
+        }
+        let mut request = self.http.get(url);
+        if let RegistryAuth::Basic(u, p) = auth {
+            request = request.basic_auth(u, Some(p));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| classify::request(&e, what))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(match refusal(response, what).await {
+                e @ (Error::RateLimited { .. } | Error::Unreachable(_)) => e,
+                e => Error::AuthFailed(format!(
+                    "{what}: token request refused (HTTP {}): {}",
+                    status.as_u16(),
+                    e.detail()
+                )),
+            });
+        }
+        let body = read_at_most(response, SMALL_BODY, what).await?;
+        let (token, life) = body.as_deref().and_then(challenge::token).ok_or_else(|| {
+            Error::AuthFailed(format!("{what}: the token service's answer holds no token"))
+        })?;
+        Ok((token, Instant::now() + life))
     }
 
     /// Streams a whole blob; returns the stream and the length the upstream declared.
@@ -241,12 +346,13 @@ impl Upstream {
         digest: &Digest,
     ) -> Result<(ByteStream, Option<u64>), Error> {
         let what = format!("{}@{digest}", image.repository());
-        let s = self
-            .client
-            .pull_blob_stream(image, digest.as_str())
-            .await
-            .map_err(|e| classify(&e, &what))?;
-        Ok((s.stream, s.content_length))
+        let url = self.url(image, &format!("blobs/{digest}"));
+        let response = self.send(image, |c| c.get(&url), &what).await?;
+        if !response.status().is_success() {
+            return Err(refusal(response, &what).await);
+        }
+        let length = response.content_length();
+        Ok((stream(response), length))
     }
 
     /// Streams a blob from `offset`. Returns the stream and how many leading bytes of it
@@ -257,202 +363,56 @@ impl Upstream {
         digest: &Digest,
         offset: u64,
     ) -> Result<(ByteStream, u64), Error> {
-        let what = format!("{}@{digest}", image.repository());
         if offset == 0 {
-            let s = self
-                .client
-                .pull_blob_stream(image, digest.as_str())
-                .await
-                .map_err(|e| classify(&e, &what))?;
-            return Ok((s.stream, 0));
+            return Ok((self.blob_whole(image, digest).await?.0, 0));
         }
-        match self
-            .client
-            .pull_blob_stream_partial(image, digest.as_str(), offset, None)
-            .await
-            .map_err(|e| classify(&e, &what))?
-        {
-            BlobResponse::Partial(s) => Ok((s.stream, 0)),
-            BlobResponse::Full(s) => Ok((s.stream, offset)),
-        }
-    }
-}
-
-/// Whether an upstream error is a broken link worth a retry.
-pub fn is_transient(err: &Error) -> bool {
-    matches!(err, Error::Unreachable(_))
-}
-
-/// The error, and so the exit code, an oci-client error means. `what` names the object.
-pub fn classify(err: &OciDistributionError, what: &str) -> Error {
-    use OciDistributionError as E;
-    let text = || format!("{what}: {}", chain(err));
-    match err {
-        E::AuthenticationFailure(reason) => Error::AuthFailed(format!(
-            "{what}: token request refused: {}",
-            one_line(reason)
-        )),
-        E::UnauthorizedError { .. } => Error::AuthFailed(format!(
-            "{what}: unauthorized (missing or wrong credentials, or no such repository)"
-        )),
-        E::ImageManifestNotFoundError(_) => Error::NotFound(text()),
-        E::RegistryError { envelope, .. } => {
-            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            let messages: Vec<String> = envelope
-                .errors
-                .iter()
-                .map(|e| format!("{}: {}", code_name(&e.code), e.message))
-                .collect();
-            let message = format!("{what}: {}", one_line(&messages.join("; ")));
-            let has = |c: &OciErrorCode| codes.contains(&c);
-            if has(&OciErrorCode::Toomanyrequests) {
-                Error::rate_limited(message)
-            } else if has(&OciErrorCode::Unauthorized) || has(&OciErrorCode::Denied) {
-                Error::AuthFailed(message)
-            } else if has(&OciErrorCode::ManifestUnknown)
-                || has(&OciErrorCode::NameUnknown)
-                || has(&OciErrorCode::NotFound)
-                || has(&OciErrorCode::BlobUnknown)
-            {
-                Error::NotFound(message)
-            } else {
-                Error::Other(format!("upstream registry error: {message}"))
-            }
-        }
-        E::ServerError { code, message, .. } => {
-            let message = format!("{what}: HTTP {code}: {}", one_line(message));
-            match code {
-                404 => Error::NotFound(message),
-                401 | 403 => Error::AuthFailed(message),
-                429 => Error::rate_limited(message),
-                408 | 502 | 503 | 504 => Error::Unreachable(message),
-                _ => Error::Other(format!("upstream registry error: {message}")),
-            }
-        }
-        // reqwest's error: oci-client does not re-export the type, so it is not named here.
-        E::RequestError(e) => {
-            if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
-                Error::Unreachable(text())
-            } else {
-                match e.status().map(|s| s.as_u16()) {
-                    Some(404) => Error::NotFound(text()),
-                    Some(401 | 403) => Error::AuthFailed(text()),
-                    Some(429) => Error::rate_limited(text()),
-                    _ => Error::Other(format!("upstream: {}", text())),
+        let what = format!("{}@{digest}", image.repository());
+        let url = self.url(image, &format!("blobs/{digest}"));
+        let range = format!("bytes={offset}-");
+        let response = self
+            .send(
+                image,
+                |c| c.get(&url).header(reqwest::header::RANGE, &range),
+                &what,
+            )
+            .await?;
+        match response.status().as_u16() {
+            206 => {
+                let start = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(range_start);
+                if start.is_some_and(|s| s != offset) {
+                    return Err(Error::Invalid(format!(
+                        "{what}: asked for the bytes from {offset}, the upstream sent them from {}",
+                        start.unwrap_or_default()
+                    )));
                 }
+                Ok((stream(response), 0))
             }
+            200 => Ok((stream(response), offset)),
+            _ => Err(refusal(response, &what).await),
         }
-        E::IoError(e) => classify_io(e, what),
-        _ => Error::Other(format!("upstream: {}", text())),
     }
 }
 
-/// An OCI error code as the spec spells it (`MANIFEST_UNKNOWN`).
-fn code_name(code: &OciErrorCode) -> String {
-    match serde_json::to_value(code) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{code:?}"),
-    }
+/// The first byte of a `Content-Range: bytes START-END/SIZE`.
+fn range_start(v: &str) -> Option<u64> {
+    let v = v.trim().strip_prefix("bytes")?.trim_start();
+    v.split('-').next()?.trim().parse().ok()
 }
 
-/// Whether a stream error is oci-client's own digest check failing (the bytes were all
-/// sent, but are not the blob's).
-pub fn is_digest_error(e: &std::io::Error) -> bool {
-    e.get_ref()
-        .is_some_and(|i| i.downcast_ref::<DigestError>().is_some())
-}
-
-/// The error an upstream stream broke with: bytes that fail their digest are fatal; any
-/// other failure is a broken link.
-pub fn classify_io(e: &std::io::Error, what: &str) -> Error {
-    let digest_error = e.get_ref().and_then(|i| i.downcast_ref::<DigestError>());
-    match digest_error {
-        Some(d) => Error::Invalid(format!("{what}: the upstream sent bad bytes: {d}")),
-        None => Error::Unreachable(format!("{what}: {}", chain(e))),
-    }
+fn stream(response: reqwest::Response) -> ByteStream {
+    response
+        .bytes_stream()
+        .map(|r| r.map_err(std::io::Error::other))
+        .boxed()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_client::errors::{OciEnvelope, OciError};
-
-    fn server(code: u16) -> &'static str {
-        classify(
-            &OciDistributionError::ServerError {
-                code,
-                url: "u".into(),
-                message: "m".into(),
-            },
-            "img",
-        )
-        .reason()
-    }
-
-    fn envelope(code: OciErrorCode) -> Error {
-        classify(
-            &OciDistributionError::RegistryError {
-                envelope: OciEnvelope {
-                    errors: vec![OciError {
-                        code,
-                        message: "msg".into(),
-                        detail: serde_json::Value::Null,
-                    }],
-                },
-                url: "u".into(),
-            },
-            "img",
-        )
-    }
-
-    #[test]
-    fn http_statuses() {
-        assert_eq!(server(404), "NOT_FOUND");
-        assert_eq!(server(401), "AUTH_FAILED");
-        assert_eq!(server(403), "AUTH_FAILED");
-        assert_eq!(server(429), "RATE_LIMITED");
-        assert_eq!(server(503), "UNREACHABLE");
-        assert_eq!(server(500), "UNREACHABLE");
-    }
-
-    #[test]
-    fn envelope_codes() {
-        use OciErrorCode as C;
-        assert_eq!(envelope(C::ManifestUnknown).reason(), "NOT_FOUND");
-        assert_eq!(envelope(C::NameUnknown).reason(), "NOT_FOUND");
-        assert_eq!(envelope(C::Unauthorized).reason(), "AUTH_FAILED");
-        assert_eq!(envelope(C::Denied).reason(), "AUTH_FAILED");
-        assert_eq!(envelope(C::Toomanyrequests).reason(), "RATE_LIMITED");
-        assert!(matches!(
-            envelope(C::Other("LOCKED".into())),
-            Error::Other(_)
-        ));
-        let e = envelope(C::ManifestUnknown).to_string();
-        assert!(e.contains("MANIFEST_UNKNOWN: msg"), "{e}");
-    }
-
-    #[test]
-    fn auth_failures() {
-        let e = OciDistributionError::UnauthorizedError { url: "u".into() };
-        assert_eq!(classify(&e, "img").reason(), "AUTH_FAILED");
-        let e = OciDistributionError::AuthenticationFailure("bad\ntoken".into());
-        let e = classify(&e, "img");
-        assert_eq!(e.reason(), "AUTH_FAILED");
-        assert!(!e.to_string().contains('\n'));
-    }
-
-    #[test]
-    fn broken_streams_and_bad_bytes() {
-        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(classify_io(&reset, "b").reason(), "UNREACHABLE");
-        assert!(is_transient(&classify_io(&reset, "b")));
-        let bad = std::io::Error::other(DigestError::VerificationError {
-            expected: "sha256:a".into(),
-            actual: "sha256:b".into(),
-        });
-        assert!(matches!(classify_io(&bad, "b"), Error::Invalid(_)));
-        assert!(!is_transient(&classify_io(&bad, "b")));
-    }
 
     #[test]
     fn references_pin_the_digest_when_there_is_one() {
@@ -468,5 +428,32 @@ mod tests {
         let o = reference(&r.repository, r.tag.as_deref(), r.digest.as_ref());
         assert_eq!(o.tag(), Some("latest"));
         assert_eq!(o.registry(), "localhost:5000");
+    }
+
+    #[test]
+    fn plain_hosts_and_docker_hub() {
+        let up = Upstream::new(&["http://localhost:5000/".into(), "docker.io".into()]).unwrap();
+        let local = Reference::with_tag("localhost:5000".into(), "a/b".into(), "1".into());
+        assert_eq!(
+            up.url(&local, "manifests/1"),
+            "http://localhost:5000/v2/a/b/manifests/1"
+        );
+        let hub = Reference::with_tag("docker.io".into(), "library/x".into(), "1".into());
+        assert_eq!(
+            up.url(&hub, "blobs/d"),
+            "http://registry-1.docker.io/v2/library/x/blobs/d"
+        );
+        let up = Upstream::new(&[]).unwrap();
+        assert_eq!(
+            up.url(&hub, "blobs/d"),
+            "https://registry-1.docker.io/v2/library/x/blobs/d"
+        );
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(range_start("bytes 0-0/*"), Some(0));
+        assert_eq!(range_start("items 1-2/3"), None);
     }
 }

@@ -1,19 +1,84 @@
-//! Manifests read with a size limit. oci-client reads a manifest's body whole into
-//! memory, however long it is; an upstream that sends a body without end would fill the
-//! node's memory. Here the body is read as it streams and refused past the limit, with
-//! oci-client's authentication (its token for the repository, or basic credentials).
+//! Manifests: their digest by a HEAD request, their exact bytes read with a size limit
+//! (an upstream that sends a body without end would otherwise fill the memory) and
+//! checked against the digest the registry reports and the one the reference pins.
 
-use crate::client::{checked_digest, classify, Upstream};
+use crate::client::{read_at_most, refusal, Upstream};
 use crate::error::UpstreamError as Error;
-use futures_util::StreamExt;
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Reference, RegistryOperation};
+use crate::reference::{Reference, RegistryAuth};
+use reqwest::header::ACCEPT;
 use site_core::manifest::MANIFEST_MEDIA_TYPES;
 use site_core::Digest;
 
+/// The limit of [`Upstream::manifest`]: far above any real manifest (registries refuse
+/// manifests over 4 MiB).
+pub const MAX_MANIFEST: u64 = 16 * 1024 * 1024;
+
+/// The sha256 of manifest `body`, checked against the digest the registry `reported`
+/// (when given, and sha256) and the one `image` pins (when it pins one).
+pub(crate) fn checked_digest(
+    image: &Reference,
+    body: &[u8],
+    reported: Option<&str>,
+) -> Result<Digest, Error> {
+    let digest = Digest::of(body);
+    let reported = reported.filter(|r| r.starts_with("sha256:"));
+    if let Some(r) = reported.filter(|r| *r != digest.as_str()) {
+        return Err(Error::Invalid(format!(
+            "{}: the registry reports digest {r} for a manifest whose sha256 is {digest}",
+            image.whole()
+        )));
+    }
+    if let Some(pinned) = image.digest().filter(|p| *p != digest.as_str()) {
+        return Err(Error::Invalid(format!(
+            "{}: the registry sent a manifest of digest {digest} for {pinned}",
+            image.whole()
+        )));
+    }
+    Ok(digest)
+}
+
+fn reported_digest(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+}
+
 impl Upstream {
-    /// [`Upstream::manifest`] reading at most `max` bytes of body.
+    /// The digest the upstream gives for `image` (a tag), by a HEAD request; a registry
+    /// that does not say it is asked for the manifest, whose bytes are hashed.
+    pub async fn manifest_digest(
+        &self,
+        image: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<Digest, Error> {
+        let what = image.whole();
+        let response = self
+            .ask_manifest(image, auth, reqwest::Method::HEAD)
+            .await?;
+        match reported_digest(&response) {
+            Some(d) => Digest::parse(&d).map_err(|e| {
+                Error::Invalid(format!(
+                    "{what}: the registry reports a digest that is not one: {e}"
+                ))
+            }),
+            None => Ok(self.manifest(image, auth).await?.1),
+        }
+    }
+
+    /// Fetches a manifest's exact bytes (any of the manifest media types), at most
+    /// [`MAX_MANIFEST`] of them.
+    pub async fn manifest(
+        &self,
+        image: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<(bytes::Bytes, Digest), Error> {
+        self.manifest_bounded(image, auth, MAX_MANIFEST).await
+    }
+
+    /// Fetches a manifest's exact bytes, at most `max` of them, and checks that their
+    /// sha256 is the digest the registry gave and the one `image` pins, if any.
     pub async fn manifest_bounded(
         &self,
         image: &Reference,
@@ -21,91 +86,62 @@ impl Upstream {
         max: u64,
     ) -> Result<(bytes::Bytes, Digest), Error> {
         let what = image.whole();
-        let token = self
-            .client
-            .auth(image, auth, RegistryOperation::Pull)
-            .await
-            .map_err(|e| classify(&e, &what))?;
-        let registry = image.resolve_registry();
-        let scheme = if self.plain.iter().any(|h| h == registry) {
-            "http"
-        } else {
-            "https"
-        };
-        let reference = image
-            .digest()
-            .map(str::to_owned)
-            .or_else(|| image.tag().map(str::to_owned))
-            .unwrap_or_else(|| "latest".to_owned());
-        let url = format!(
-            "{scheme}://{registry}/v2/{}/manifests/{reference}",
-            image.repository()
-        );
-        let mut request = self
-            .http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, MANIFEST_MEDIA_TYPES.join(", "));
-        request = match (token, auth) {
-            (Some(t), _) => request.bearer_auth(t),
-            (None, RegistryAuth::Basic(u, p)) => request.basic_auth(u, Some(p)),
-            (None, _) => request,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| classify(&OciDistributionError::RequestError(e), &what))?;
-        let status = response.status();
-        // A number of seconds (the form registries use; an HTTP date is not read).
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let reported = response
-            .headers()
-            .get("Docker-Content-Digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if response.content_length().is_some_and(|l| l > max) {
-            return Err(too_large(&what, max));
-        }
-        let mut body = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| classify(&OciDistributionError::RequestError(e), &what))?;
-            if body.len() as u64 + chunk.len() as u64 > max {
-                return Err(too_large(&what, max));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        if !status.is_success() {
-            let message = String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned();
-            let error = match serde_json::from_str(&message) {
-                Ok(envelope) => OciDistributionError::RegistryError { envelope, url },
-                Err(_) => OciDistributionError::ServerError {
-                    code: status.as_u16(),
-                    url,
-                    message,
-                },
-            };
-            return Err(match classify(&error, &what) {
-                Error::RateLimited { message, .. } => Error::RateLimited {
-                    message,
-                    retry_after,
-                },
-                other => other,
-            });
-        }
-        // A digest of another algorithm than sha256 is not compared.
-        let reported = reported.filter(|r| r.starts_with("sha256:"));
+        let response = self.ask_manifest(image, auth, reqwest::Method::GET).await?;
+        let reported = reported_digest(&response);
+        let body = read_at_most(response, max, &what).await?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "{what}: the upstream's manifest is over the limit of {max} bytes"
+            ))
+        })?;
         let digest = checked_digest(image, &body, reported.as_deref())?;
         Ok((bytes::Bytes::from(body), digest))
     }
+
+    /// The successful answer to a manifest request (any of the manifest media types
+    /// accepted), or the error its refusal means.
+    async fn ask_manifest(
+        &self,
+        image: &Reference,
+        auth: &RegistryAuth,
+        method: reqwest::Method,
+    ) -> Result<reqwest::Response, Error> {
+        self.remember_auth(image, auth).await;
+        let what = image.whole();
+        let url = self.url(image, &format!("manifests/{}", image.manifest_reference()));
+        let accept = MANIFEST_MEDIA_TYPES.join(", ");
+        let response = self
+            .send(
+                image,
+                |c| c.request(method.clone(), &url).header(ACCEPT, &accept),
+                &what,
+            )
+            .await?;
+        if !response.status().is_success() {
+            return Err(refusal(response, &what).await);
+        }
+        Ok(response)
+    }
 }
 
-fn too_large(what: &str, max: u64) -> Error {
-    Error::Invalid(format!(
-        "{what}: the upstream's manifest is over the limit of {max} bytes"
-    ))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_checked_against_the_report_and_the_pin() {
+        let body = b"{}";
+        let d = Digest::of(body);
+        let tag = Reference::with_tag("h".into(), "r".into(), "t".into());
+        assert_eq!(checked_digest(&tag, body, Some(d.as_str())).unwrap(), d);
+        assert_eq!(checked_digest(&tag, body, None).unwrap(), d);
+        let other = Digest::of(b"x");
+        assert!(checked_digest(&tag, body, Some(other.as_str())).is_err());
+        // A sha512 report is not compared.
+        assert!(checked_digest(&tag, body, Some("sha512:ab")).is_ok());
+        let pinned = Reference::with_digest("h".into(), "r".into(), other.to_string());
+        assert!(matches!(
+            checked_digest(&pinned, body, None),
+            Err(Error::Invalid(_))
+        ));
+    }
 }
