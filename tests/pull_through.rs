@@ -460,6 +460,9 @@ fn a_cached_image_outlives_the_grace_period_and_goes_once_unpulled_for_the_cache
         Node::start(NodeOptions {
             grace: Some("1s".into()),
             cache_ttl: Some(ttl.into()),
+            // A capacity of its own, so that a full disk of the machine running the
+            // test does not evict the cache (this test is about its TTL).
+            capacity: Some(1 << 30),
             ..NodeOptions::pulling(registry.addr, "IfNotPresent", "")
         })
     };

@@ -3,8 +3,10 @@
 //! `proto/site.proto` (generated in `site-proto`), the peer service of `proto/peer.proto`,
 //! and the GC policy it drives.
 //!
-//! Rule of this crate: handlers are thin. They check input, call the store or execute a
-//! command, and map errors through the one table in [`status`].
+//! Rule of this crate: handlers are thin. They check input, call the store's capabilities
+//! for their kind of caller (the tower's service: `Deliver` and `Administer`; the peer
+//! service: `Peering`) or execute a command, and map errors through the one table in
+//! [`status`].
 
 pub mod collector;
 mod convert;

@@ -16,7 +16,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use site_core::{Digest, Repository};
 use site_pull::{FillUpdate, Peers, PullError, Puller};
 use site_store::transport::{BlobStream, Forwarded, PeerCall};
-use site_store::{NodeReport, Store, StoreError, Transport};
+use site_store::{NodeReport, Peering, Store, StoreError, Transport};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -32,7 +32,7 @@ const BLOB_CHUNK: usize = 1 << 20;
 
 /// The peer service of a node.
 pub struct PeerService {
-    store: Store,
+    peering: Peering,
     /// Fills blobs that peers' clients missed (`FillBlob`).
     puller: Puller,
     /// Under `[tls]`: only callers with a node's certificate for one of these peers' hosts
@@ -50,7 +50,7 @@ impl PeerService {
         transport: Arc<dyn Transport>,
     ) -> PeerService {
         PeerService {
-            store,
+            peering: store.peering(),
             puller,
             only_peers: check.map(|c| (c, transport)),
         }
@@ -87,7 +87,9 @@ impl Peer for PeerService {
         self.admit(&request)?;
         let batch = request.into_inner();
         for m in &batch.messages {
-            self.store.receive_raft(m).map_err(crate::status::status)?;
+            self.peering
+                .receive_raft(m)
+                .map_err(crate::status::status)?;
         }
         Ok(Response::new(RaftAck {}))
     }
@@ -98,7 +100,7 @@ impl Peer for PeerService {
     ) -> Result<Response<ProposeResponse>, Status> {
         self.admit(&request)?;
         match self
-            .store
+            .peering
             .order_forwarded(&request.into_inner().entry)
             .await
         {
@@ -127,7 +129,7 @@ impl Peer for PeerService {
         let digest =
             Digest::parse(&r.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let chunks = self
-            .store
+            .peering
             .blob_for_peer(&digest, r.offset)
             .await
             .map_err(crate::status::status)?
@@ -141,8 +143,8 @@ impl Peer for PeerService {
         let r = request.into_inner();
         let digest =
             Digest::parse(&r.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.store
-            .fetch_blob(&digest, r.size, Some(r.from))
+        self.peering
+            .hold(&digest, r.size, r.from)
             .await
             .map_err(crate::status::status)?;
         Ok(Response::new(HoldResponse {}))
@@ -223,7 +225,7 @@ impl Peer for PeerService {
         request: Request<ReportRequest>,
     ) -> Result<Response<crate::peer_pb::NodeReport>, Status> {
         self.admit(&request)?;
-        let r = self.store.local_report();
+        let r = self.peering.local_report();
         Ok(Response::new(crate::peer_pb::NodeReport {
             leader_id: r.leader,
             term: r.term,

@@ -11,7 +11,9 @@ use futures_util::Stream;
 use site_core::{Digest, Repository};
 use site_pull::Puller;
 use site_state::{Command, Event, ImageRef};
-use site_store::{now_ms, now_secs, ByteSource, MemberChange, Received, Store};
+use site_store::{
+    now_ms, now_secs, Administer, ByteSource, Deliver, MemberChange, Received, Store,
+};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,7 +26,8 @@ const DEFAULT_LEASE_SECS: u64 = 3600;
 /// The service of one node.
 #[derive(Clone)]
 pub struct SiteService {
-    store: Store,
+    deliver: Deliver,
+    admin: Administer,
     collector: Collector,
     node_id: u64,
     default_upstream: String,
@@ -45,7 +48,8 @@ impl SiteService {
         shutdown: watch::Receiver<bool>,
     ) -> SiteService {
         SiteService {
-            store,
+            deliver: store.deliver(),
+            admin: store.administer(),
             collector,
             node_id,
             default_upstream,
@@ -95,7 +99,7 @@ impl ByteSource for BlobStream {
 impl SiteService {
     /// Applies a pin or unpin and says whether it changed anything.
     async fn pin_change(&self, cmd: Command) -> Result<Response<pb::PinResponse>, Status> {
-        let out = self.store.execute(cmd).await.map_err(status)?;
+        let out = self.admin.execute(cmd).await.map_err(status)?;
         Ok(Response::new(pb::PinResponse {
             changed: out.changed,
         }))
@@ -111,18 +115,17 @@ impl site_server::Site for SiteService {
         request: Request<pb::FindMissingBlobsRequest>,
     ) -> Result<Response<pb::FindMissingBlobsResponse>, Status> {
         // A delivery starts here: a node cut off from its site refuses it at once.
-        self.store.writable().map_err(status)?;
+        self.deliver.writable().map_err(status)?;
         let req = request.into_inner();
         let mut wanted = Vec::with_capacity(req.blobs.len());
         for b in &req.blobs {
             wanted.push((digest(&b.digest)?, b.size));
         }
-        let (present, missing): (Vec<_>, Vec<_>) = self
-            .store
-            .read(|s| wanted.into_iter().partition(|(d, _)| s.blob(d).is_some()));
+        let (present, missing): (Vec<_>, Vec<_>) =
+            wanted.into_iter().partition(|(d, _)| self.deliver.holds(d));
         let mut missing_bytes = 0u64;
         for (d, size) in &missing {
-            let held = self.store.tower_upload_offset(d).await.map_err(status)?;
+            let held = self.deliver.offset(d).await.map_err(status)?;
             missing_bytes = missing_bytes.saturating_add(size.saturating_sub(held));
         }
         match self.collector.admit(missing_bytes).await.map_err(status)? {
@@ -131,7 +134,7 @@ impl site_server::Site for SiteService {
                 let reason = format!(
                     "delivery needs {needed} bytes; the site has {free} bytes free and could free only {reclaimable} more by evicting unreferenced images"
                 );
-                self.store.publish(Event::DeliveryRefused {
+                self.deliver.refused(Event::DeliveryRefused {
                     needed,
                     free,
                     reason: reason.clone(),
@@ -145,11 +148,11 @@ impl site_server::Site for SiteService {
             } else {
                 req.lease_seconds
             };
-            self.store
-                .execute(Command::lease(
+            self.deliver
+                .lease(
                     present.into_iter().map(|(d, _)| d).collect(),
                     now_ms().saturating_add(lease.saturating_mul(1000)),
-                ))
+                )
                 .await
                 .map_err(status)?;
         }
@@ -170,11 +173,11 @@ impl site_server::Site for SiteService {
         request: Request<pb::BlobStatusRequest>,
     ) -> Result<Response<pb::BlobStatusResponse>, Status> {
         let d = digest(&request.into_inner().digest)?;
-        let present = self.store.read(|s| s.blob(&d).is_some());
+        let present = self.deliver.holds(&d);
         let offset = if present {
             0
         } else {
-            self.store.tower_upload_offset(&d).await.map_err(status)?
+            self.deliver.offset(&d).await.map_err(status)?
         };
         Ok(Response::new(pb::BlobStatusResponse { present, offset }))
     }
@@ -184,7 +187,7 @@ impl site_server::Site for SiteService {
         request: Request<Streaming<pb::PutBlobRequest>>,
     ) -> Result<Response<pb::PutBlobResponse>, Status> {
         // Refused before any byte is taken when this node is cut off from its site.
-        self.store.writable().map_err(status)?;
+        self.deliver.writable().map_err(status)?;
         let mut stream = request.into_inner();
         let first = stream.message().await?.ok_or_else(|| {
             Status::invalid_argument("empty stream: the first message carries the header")
@@ -204,13 +207,13 @@ impl site_server::Site for SiteService {
         };
         // Run to completion in its own task: when the link breaks, the handler is dropped,
         // but what arrived must still be recorded so the next stream resumes after it.
-        let store = self.store.clone();
+        let deliver = self.deliver.clone();
         let counter = self.received.clone();
         let task_digest = d.clone();
         let size = header.size;
         let offset = header.offset;
         let result = tokio::spawn(async move {
-            let r = store
+            let r = deliver
                 .receive_blob(repo.as_ref(), &task_digest, size, offset, &mut source)
                 .await;
             if let Ok((received, _)) = &r {
@@ -255,8 +258,8 @@ impl site_server::Site for SiteService {
         };
         let media_type = (!req.media_type.is_empty()).then_some(req.media_type.as_str());
         let (d, _) = self
-            .store
-            .deliver_manifest(&repo, &reference, media_type, &req.body)
+            .deliver
+            .manifest(&repo, &reference, media_type, &req.body)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::PutManifestResponse {
@@ -274,7 +277,7 @@ impl site_server::Site for SiteService {
             tag: req.tag,
             digest: digest(&req.digest)?,
         };
-        self.store.execute(cmd).await.map_err(status)?;
+        self.admin.execute(cmd).await.map_err(status)?;
         Ok(Response::new(pb::TagResponse {}))
     }
 
@@ -295,7 +298,7 @@ impl site_server::Site for SiteService {
             return Err(Status::invalid_argument(problems.join("; ")));
         }
         let out = self
-            .store
+            .admin
             .execute(Command::Schedule {
                 app: req.application,
                 images,
@@ -312,7 +315,7 @@ impl site_server::Site for SiteService {
         request: Request<pb::UnscheduleRequest>,
     ) -> Result<Response<pb::UnscheduleResponse>, Status> {
         let app = request.into_inner().application;
-        self.store
+        self.admin
             .execute(Command::Unschedule { app })
             .await
             .map_err(status)?;
@@ -345,7 +348,7 @@ impl site_server::Site for SiteService {
             None => (req.annotation.clone(), None),
         };
         let images = self
-            .store
+            .admin
             .read(|s| s.images())
             .into_iter()
             .filter(|i| i.image.repo.to_string().contains(&req.repository))
@@ -365,7 +368,7 @@ impl site_server::Site for SiteService {
         &self,
         _request: Request<pb::ListApplicationsRequest>,
     ) -> Result<Response<pb::ListApplicationsResponse>, Status> {
-        let applications = self.store.read(|s| {
+        let applications = self.admin.read(|s| {
             s.apps()
                 .iter()
                 .map(|(name, images)| pb::Application {
@@ -382,7 +385,7 @@ impl site_server::Site for SiteService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let space = self.collector.space().map_err(status)?;
-        let mut r = self.store.read(|s| {
+        let mut r = self.admin.read(|s| {
             let images = s.images();
             let live = images.iter().filter(|i| i.live).count() as u64;
             pb::StatusResponse {
@@ -401,13 +404,13 @@ impl site_server::Site for SiteService {
         r.disk_capacity_bytes = space.capacity;
         r.disk_free_bytes = space.free;
         r.blob_bytes_received = self.received.load(Ordering::Relaxed);
-        let raft = self.store.raft_status();
+        let raft = self.admin.raft_status();
         r.leader_id = raft.leader;
         r.raft_term = raft.term;
         r.commit_index = raft.commit;
         r.applied_index = raft.applied;
-        r.blobs_missing = self.store.blobs_missing() as u64;
-        r.failure = self.store.failure().unwrap_or_default();
+        r.blobs_missing = self.admin.blobs_missing() as u64;
+        r.failure = self.admin.failure().unwrap_or_default();
         r.upstreams_backed_off = self
             .puller
             .backed_off()
@@ -418,7 +421,7 @@ impl site_server::Site for SiteService {
                 seconds_left: left.as_secs().max(1),
             })
             .collect();
-        let nodes = self.store.site_nodes().await;
+        let nodes = self.admin.site_nodes().await;
         let commit = nodes.iter().map(|n| n.report.commit).max().unwrap_or(0);
         r.nodes = nodes
             .into_iter()
@@ -446,7 +449,7 @@ impl site_server::Site for SiteService {
         &self,
         _request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let events = self.store.subscribe();
+        let events = self.admin.subscribe();
         let shutdown = self.shutdown.clone();
         // Ends when the node shuts down; dropped when the client goes away.
         let stream = futures_util::stream::unfold(
@@ -478,7 +481,7 @@ impl site_server::Site for SiteService {
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let r = request.into_inner();
         let voters = self
-            .store
+            .admin
             .change_members(MemberChange::Add {
                 id: r.node_id,
                 address: r.address,
@@ -494,7 +497,7 @@ impl site_server::Site for SiteService {
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let id = request.into_inner().node_id;
         let voters = self
-            .store
+            .admin
             .change_members(MemberChange::Remove { id })
             .await
             .map_err(status)?;

@@ -71,7 +71,7 @@ pub(crate) async fn get(
     let repo = reg.repository(name, &ctx.query)?;
     let digest = Digest::parse(digest)?;
     // A miss goes to the pull-through cache, which may fetch the blob now.
-    let (size, fill) = match (reg.store.blob_size(&repo, &digest), &reg.puller) {
+    let (size, fill) = match (reg.blobs.size(&repo, &digest), &reg.puller) {
         (Ok(size), _) => (size, None),
         (Err(StoreError::BlobUnknown(_)), Some(puller)) => {
             let fill = puller
@@ -118,7 +118,7 @@ pub(crate) async fn get(
             .stream(start, len)
             .await
             .map_err(|e| ApiError::pull(e, ErrorCode::BlobUnknown))?,
-        None => reg.store.read_blob(&digest, start, len).await?,
+        None => reg.blobs.read(&digest, start, len).await?,
     };
     reg.metrics
         .blob_bytes_served
@@ -137,7 +137,7 @@ pub(crate) async fn delete(
     let user = reg.config.push.authorize(&ctx.headers)?;
     let repo = reg.repository(name, &ctx.query)?;
     let digest = Digest::parse(digest)?;
-    reg.store.delete_blob(&repo, &digest).await?;
+    reg.push.delete_blob(&repo, &digest).await?;
     tracing::info!(%repo, %digest, %user, "blob deleted from repository");
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)

@@ -2,7 +2,8 @@
 //! The OCI Distribution API v1.1 (HTTP) of a site node.
 //!
 //! Rule of this crate: handlers translate HTTP to calls on the store and back; they hold
-//! no registry logic of their own. Paths are read by one parser ([`path`]), errors mapped
+//! no registry logic of their own, and see only the store's capabilities for this API
+//! (reading blobs and manifests, pushing, the node's health). Paths are read by one parser ([`path`]), errors mapped
 //! by one table ([`error`]). Reads are anonymous; writes need `[registry.push]`.
 
 pub mod auth;
@@ -26,7 +27,7 @@ use error::ApiError;
 use path::Endpoint;
 use site_core::{ErrorCode, Repository};
 use site_pull::Puller;
-use site_store::Store;
+use site_store::{BlobReads, Health, ManifestReads, Push, Store};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -43,7 +44,10 @@ pub struct RegistryConfig {
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct Registry {
-    store: Store,
+    blobs: BlobReads,
+    manifests: ManifestReads,
+    push: Push,
+    health: Health,
     config: Arc<RegistryConfig>,
     metrics: Arc<metrics::Metrics>,
     /// The pull-through cache, when some registry may be fetched from.
@@ -54,7 +58,10 @@ impl Registry {
     /// A registry over `store`.
     pub fn new(store: Store, config: RegistryConfig) -> Registry {
         Registry {
-            store,
+            blobs: store.blob_reads(),
+            manifests: store.manifest_reads(),
+            push: store.push(),
+            health: store.health(),
             config: Arc::new(config),
             metrics: Arc::default(),
             puller: None,
@@ -159,7 +166,7 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
     let response = match path.as_str() {
         "/healthz" => (StatusCode::OK, "ok\n").into_response(),
         // Ready to take writes: not once its storage failed (it still serves reads).
-        "/readyz" => match reg.store.failure() {
+        "/readyz" => match reg.health.failure() {
             None => (StatusCode::OK, "ok\n").into_response(),
             Some(f) => (
                 StatusCode::SERVICE_UNAVAILABLE,

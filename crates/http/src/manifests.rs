@@ -49,7 +49,7 @@ pub(crate) async fn get(
             .manifest(&repo, &reference)
             .await
             .map_err(|e| ApiError::pull(e, ErrorCode::ManifestUnknown))?,
-        None => reg.store.get_manifest(&repo, &reference)?,
+        None => reg.manifests.get(&repo, &reference)?,
     };
     let builder = Response::builder()
         .header(header::CONTENT_TYPE, &m.media_type)
@@ -60,7 +60,7 @@ pub(crate) async fn get(
         Body::empty()
     } else {
         // A pull: it moves the image up the order of least-recently-used eviction.
-        reg.store.note_pull(&m.digest);
+        reg.manifests.note_pull(&m.digest);
         Body::from(m.body)
     };
     Ok(builder.body(body).expect("valid response"))
@@ -76,7 +76,7 @@ pub(crate) async fn put(
     let user = reg.config.push.authorize(&ctx.headers)?;
     let repo = reg.repository(name, &ctx.query)?;
     let reference = reference(r)?;
-    let limit = reg.store.config().max_manifest_bytes;
+    let limit = reg.push.max_manifest_bytes();
     let content_type = ctx
         .headers
         .get(header::CONTENT_TYPE)
@@ -84,7 +84,7 @@ pub(crate) async fn put(
         .map(str::to_owned);
     let body = read_limited(body, limit).await?;
     let (digest, manifest) = reg
-        .store
+        .push
         .put_manifest(&repo, &reference, content_type.as_deref(), &body)
         .await?;
     tracing::info!(%repo, %digest, reference = r, media_type = %manifest.media_type, %user, "manifest stored");
@@ -109,8 +109,8 @@ pub(crate) async fn delete(
     let user = reg.config.push.authorize(&ctx.headers)?;
     let repo = reg.repository(name, &ctx.query)?;
     match lookup(r)? {
-        ManifestRef::Digest(d) => reg.store.delete_manifest(&repo, &d).await?,
-        ManifestRef::Tag(t) => reg.store.delete_tag(&repo, &t).await?,
+        ManifestRef::Digest(d) => reg.push.delete_manifest(&repo, &d).await?,
+        ManifestRef::Tag(t) => reg.push.delete_tag(&repo, &t).await?,
     }
     tracing::info!(%repo, reference = r, %user, "manifest deleted");
     Ok(Response::builder()

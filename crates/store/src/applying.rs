@@ -2,10 +2,12 @@
 //! channel, the committed entries to apply, the snapshots to install or take and the
 //! proposers waiting for an answer; it changes the state machine, carries out what
 //! follows on this node (a sweep's blob files removed and fsynced, fetches noted,
-//! events published) and answers. So file removals never hold up the driver's ticks,
+//! events published) and answers; and it installs and removes blob files for the rest
+//! of the node in their turn (`file_ops.rs`). So file removals never hold up the driver's ticks,
 //! heartbeats and votes, and the order of applies, installs and removals is this one
 //! queue's.
 
+use crate::file_ops::FileOp;
 use crate::raft_driver::Ordered;
 use crate::{Result, Store, StoreError};
 use site_replica::{Applier, Committed, Effect};
@@ -29,6 +31,8 @@ pub(crate) enum Job {
     Install { data: Vec<u8>, index: u64 },
     /// Sends back the state's bytes as applied so far (for a snapshot of the log).
     Snapshot(oneshot::Sender<Vec<u8>>),
+    /// Installs or removes a blob file, in its turn (`file_ops.rs`), and answers.
+    Files(FileOp, oneshot::Sender<Result<bool>>),
 }
 
 /// The apply task's side of the channel.
@@ -91,6 +95,11 @@ impl Applying {
             }
             Job::Snapshot(reply) => {
                 let _ = reply.send(self.store.state_bytes());
+            }
+            // Its failure is its requester's to report (a full disk fails one delivery;
+            // a failing one fails the node, `blob_write_failed`).
+            Job::Files(op, reply) => {
+                let _ = reply.send(self.store.carry_out_file_op(op).await);
             }
         }
         Ok(())

@@ -7,6 +7,7 @@
 //! and undone, so a lying stream changes nothing.
 
 use crate::blob_writer::BlobWriter;
+use crate::file_ops::FileOp;
 use crate::growing::EarlyHold;
 use crate::{ByteSource, Result, Store, StoreError};
 use site_core::{Digest, Repository};
@@ -47,23 +48,11 @@ impl Store {
         early: Option<EarlyHold>,
     ) -> Result<()> {
         let committed = self.read(|s| s.blob(d).is_some());
-        {
-            let _writer = self.inner.writer.lock().await;
-            // An unrecorded copy already here (held for an earlier delivery) is replaced,
-            // so that its age counts from now.
-            let keep = committed && self.has_blob_file(d);
-            let files = self.inner.files.clone();
-            let digest = d.clone();
-            crate::files::blocking(move || {
-                if keep {
-                    std::fs::remove_file(&src)
-                } else {
-                    files.install(&src, &digest)
-                }
-            })
-            .await
-            .map_err(|e| self.blob_write_failed(e))?;
-        }
+        self.file_op(FileOp::Install {
+            src,
+            digest: d.clone(),
+        })
+        .await?;
         if committed {
             // The site's copies stand for it, unless a sweep dropped it meanwhile.
             match self.record_blob(d, size, repo, true).await {
@@ -99,7 +88,6 @@ impl Store {
         repo: Option<&Repository>,
         recorded: bool,
     ) -> Result<()> {
-        let _writer = self.inner.writer.lock().await;
         self.propose(Command::AddBlob {
             repo: repo.cloned(),
             digest: d.clone(),

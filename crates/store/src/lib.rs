@@ -11,14 +11,18 @@
 //! restart rebuilds exactly the acknowledged state. A blob becomes visible only once its file is whole, verified and durable on a
 //! majority (`delivery.rs`, `majority.rs`, `replication.rs`); [`Store::start`] reconciles
 //! the files with the state after a crash so that nothing partial is ever served, and a
-//! storage failure stops the node's writes loudly (`failure.rs`).
+//! storage failure stops the node's writes loudly (`failure.rs`). The HTTP, gRPC and peer
+//! handlers do not hold the [`Store`]: they hold the capabilities of their kind of caller
+//! (`capabilities.rs`: read blobs, read manifests, push, deliver, administer, peering).
 
 mod apply;
 mod applying;
 mod blob_writer;
+pub mod capabilities;
 mod delivery;
 pub mod error;
 mod failure;
+mod file_ops;
 pub mod files;
 mod growing;
 pub mod keyspace;
@@ -38,6 +42,7 @@ pub mod transport;
 mod uploads;
 mod verify;
 
+pub use capabilities::{Administer, BlobReads, Deliver, Health, ManifestReads, Peering, Push};
 pub use delivery::Received;
 pub use error::{Result, StoreError};
 pub use manifests::{ManifestRef, StoredManifest};
@@ -88,9 +93,11 @@ struct Inner {
     uploads: uploads::Sessions,
     /// The applied state; readers hold the lock only while they copy what they need.
     state: RwLock<State>,
-    /// This node's writer: its proposals, and its blob file installs and removals, happen
-    /// in this lock's order.
-    writer: tokio::sync::Mutex<()>,
+    /// One membership change at a time from this node.
+    members: tokio::sync::Mutex<()>,
+    /// The apply task's queue, where blob file installs and removals take their turn
+    /// (`file_ops.rs`); weak, so that the task ends once the driver is gone.
+    jobs: std::sync::OnceLock<mpsc::WeakUnboundedSender<applying::Job>>,
     /// Proposals to the Raft driver.
     proposals: mpsc::UnboundedSender<raft_driver::Proposal>,
     /// Where this node's Raft stands, as the driver last saw it; waiters wake when it
@@ -183,6 +190,7 @@ impl Store {
         });
         let applied = *driver_side.applied.borrow();
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+        let _ = store.inner.jobs.set(jobs.downgrade());
         let applying = applying::Applying::new(store.clone(), raft.id, driver_side.applied);
         let driver = raft_driver::Driver::new(store.clone(), raft, transport, applied, jobs)?;
         // The voters and the leader are known before anything is served (a write's
@@ -243,7 +251,8 @@ impl Store {
                 uploads_tree,
                 files,
                 state: RwLock::new(state),
-                writer: tokio::sync::Mutex::new(()),
+                members: tokio::sync::Mutex::new(()),
+                jobs: std::sync::OnceLock::new(),
                 proposals,
                 inputs,
                 raft_status: watch::channel(Default::default()).0,

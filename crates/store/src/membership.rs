@@ -32,7 +32,7 @@ impl Store {
                 "this node runs alone (no [cluster] peers, no cluster listener): a site that grows is started with [cluster] peers".into(),
             )));
         }
-        let _writer = self.inner.writer.lock().await;
+        let _one_at_a_time = self.inner.members.lock().await;
         self.ask(site_replica::Ask::Members(change)).await?;
         Ok(self.raft_status().voters)
     }

@@ -19,7 +19,6 @@ impl Store {
     /// Orders `cmd` through the log and returns its outcome once it is committed and
     /// applied here. A refused command leaves the state as it was.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
-        let _writer = self.inner.writer.lock().await;
         self.propose(cmd).await
     }
 
@@ -56,8 +55,8 @@ impl Store {
         }
     }
 
-    /// [`Store::execute`] for a caller that holds the writer lock: stamps the entry with
-    /// this node's time and orders it, through the leader if this node is not it.
+    /// Stamps `cmd` with this node's time and orders it, through the leader if this node
+    /// is not it.
     pub(crate) async fn propose(&self, cmd: Command) -> Result<Outcome> {
         self.ask(site_replica::Ask::Command(Entry { now: now_ms(), cmd }))
             .await

@@ -17,6 +17,7 @@
 //! renamed into place like any other blob ([`crate::files::BlobFiles::install`]).
 
 use crate::blob_writer::BlobWriter;
+use crate::file_ops::FileOp;
 use crate::transport::{BlobStream, Transport};
 use crate::{Result, Store, StoreError};
 use bytes::Bytes;
@@ -268,11 +269,11 @@ impl Store {
                     actual,
                 });
             }
-            let files = self.inner.files.clone();
-            let (src, digest) = (tmp.clone(), d.clone());
-            crate::files::blocking(move || files.install(&src, &digest))
-                .await
-                .map_err(|e| self.blob_write_failed(e))?;
+            self.file_op(FileOp::Fetched {
+                src: tmp.clone(),
+                digest: d.clone(),
+            })
+            .await?;
             Ok(())
         }
         .await;
@@ -290,28 +291,28 @@ impl Store {
         let found = crate::files::blocking(move || files.scan()).await?;
         let mut removed = 0;
         for (d, _) in found {
-            let fetching = || {
-                self.inner
-                    .replication
-                    .inflight
-                    .lock()
-                    .expect("inflight")
-                    .keys()
-                    .any(|(x, _)| *x == d)
-            };
-            let stray = || self.read(|s| s.blob(&d).is_none()) && !fetching();
-            if !stray() || !self.idle_past_ttl(0, &self.inner.files.path(&d)) {
+            let stray = self.read(|s| s.blob(&d).is_none()) && !self.fetching(&d);
+            if !stray || !self.idle_past_ttl(0, &self.inner.files.path(&d)) {
                 continue;
             }
-            // No install of the same digest on this node interleaves.
-            let _writer = self.inner.writer.lock().await;
-            if stray() {
-                tracing::info!(blob = %d, "removing a blob file the site never recorded");
-                self.inner.files.remove(&d)?;
+            // Checked again in its turn among installs and applies.
+            if self.file_op(FileOp::Stray(d.clone())).await? {
+                tracing::info!(blob = %d, "removed a blob file the site never recorded");
                 removed += 1;
             }
         }
         Ok(removed)
+    }
+
+    /// Whether a fetch of blob `d` is under way on this node.
+    pub(crate) fn fetching(&self, d: &Digest) -> bool {
+        self.inner
+            .replication
+            .inflight
+            .lock()
+            .expect("inflight")
+            .keys()
+            .any(|(x, _)| x == d)
     }
 
     /// Fetches every missing blob from peers, in the background, until `shutdown`.

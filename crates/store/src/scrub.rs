@@ -2,7 +2,7 @@
 //!
 //! Once per `scrub_interval` every blob file this node holds is read back and hashed. A
 //! file whose bytes no longer match its digest (a failing disk, bit rot, a hand edit) is
-//! removed under the writer lock and reported (`Event::BlobCorrupt`): from then on this
+//! removed in its turn among the installs and applies (`file_ops.rs`) and reported (`Event::BlobCorrupt`): from then on this
 //! node counts the blob as missing, serves it from a peer, and the background fetch
 //! (`replication.rs`) brings a verified copy back (`Event::BlobRepaired`). A node with no
 //! peer holding a good copy keeps the blob missing, so a bad copy is never served.
@@ -10,6 +10,7 @@
 //! The check reads at most half the time: after each blob it pauses as long as the blob
 //! took, so serving goes on at full speed on the other core.
 
+use crate::file_ops::FileOp;
 use crate::files::{blocking, hash_file};
 use crate::{Result, Store};
 use site_core::Digest;
@@ -63,15 +64,11 @@ impl Store {
         if actual == *d {
             return Ok(Some(true));
         }
-        // Under the writer lock, as every install and removal of blob files: a sweep
-        // cannot remove it meanwhile, and nothing installs a file of a blob held here.
-        let _writer = self.inner.writer.lock().await;
-        if self.read(|s| s.blob(d).is_none()) {
+        // In its turn among installs and applies: removed only if the blob is still
+        // recorded (a sweep may have removed it meanwhile).
+        if !self.file_op(FileOp::Corrupt(d.clone())).await? {
             return Ok(None);
         }
-        let files = self.inner.files.clone();
-        let digest = d.clone();
-        blocking(move || files.remove(&digest)).await?;
         tracing::error!(blob = %d, %actual, "a blob file no longer matches its digest: removed; fetching a verified copy");
         self.note_corrupt(d, size);
         self.publish(Event::BlobCorrupt {

@@ -1,7 +1,7 @@
 //! Garbage collection's effect on disk: a sweep is decided in the state machine (one
 //! `Sweep` entry), and only once that entry is committed and applied are the deleted
-//! blobs' files removed (by the apply side), while the proposer holds the writer lock so
-//! no install of the same digest on this node interleaves.
+//! blobs' files removed by the apply task, in their turn among the installs
+//! (`file_ops.rs`), so no install of the same digest on the node interleaves.
 //! A `kill -9` between the two leaves files the state no longer holds; opening the
 //! store removes them, which completes the sweep.
 
@@ -12,7 +12,6 @@ impl Store {
     /// Runs one sweep at `now` (milliseconds since the Unix epoch; a follower's sweep is
     /// stamped with the leader's clock): see [`site_state::Command::Sweep`].
     pub async fn sweep(&self, rules: &SweepRules, now: u64) -> Result<SweepReport> {
-        let _writer = self.inner.writer.lock().await;
         let outcome = self
             .ask(site_replica::Ask::Command(site_state::Entry {
                 now,

@@ -1,0 +1,311 @@
+//! What each kind of caller may do with the node, as small handles over the [`Store`]:
+//! the OCI API reads blobs and manifests and lets clients push; the tower delivers and
+//! administers; peers replicate. A handler holds the handles of its kind and no more,
+//! so what it can change is read from its fields. Each is cheap to clone.
+
+use crate::delivery::Received;
+use crate::error::Result;
+use crate::manifests::{ManifestRef, StoredManifest};
+use crate::membership::NodeView;
+use crate::raft_driver::RaftStatus;
+use crate::replication::ByteStream;
+use crate::transport::NodeReport;
+use crate::uploads::ByteSource;
+use crate::Store;
+use site_core::{Descriptor, Digest, Manifest, Repository};
+use site_state::{Command, Event, MemberChange, Outcome, State};
+use tokio::sync::broadcast;
+
+/// Reading blobs: their size in a repository and their verified bytes.
+#[derive(Clone)]
+pub struct BlobReads(Store);
+
+/// Reading manifests, tags, referrers and the catalog.
+#[derive(Clone)]
+pub struct ManifestReads(Store);
+
+/// What a pushing client does: uploads, mounts, manifests, deletes.
+#[derive(Clone)]
+pub struct Push(Store);
+
+/// What the tower's delivery does: which blobs are here, blob streams that resume,
+/// leases, manifests.
+#[derive(Clone)]
+pub struct Deliver(Store);
+
+/// What the tower administers: commands (tags, schedules, pins), members, status,
+/// events.
+#[derive(Clone)]
+pub struct Administer(Store);
+
+/// What a peer asks: Raft messages, forwarded commands, blob copies and holds.
+#[derive(Clone)]
+pub struct Peering(Store);
+
+/// Whether the node is broken.
+#[derive(Clone)]
+pub struct Health(Store);
+
+impl Store {
+    /// Reading blobs.
+    pub fn blob_reads(&self) -> BlobReads {
+        BlobReads(self.clone())
+    }
+    /// Reading manifests.
+    pub fn manifest_reads(&self) -> ManifestReads {
+        ManifestReads(self.clone())
+    }
+    /// Pushing.
+    pub fn push(&self) -> Push {
+        Push(self.clone())
+    }
+    /// Delivering.
+    pub fn deliver(&self) -> Deliver {
+        Deliver(self.clone())
+    }
+    /// Administering.
+    pub fn administer(&self) -> Administer {
+        Administer(self.clone())
+    }
+    /// Answering peers.
+    pub fn peering(&self) -> Peering {
+        Peering(self.clone())
+    }
+    /// The node's health.
+    pub fn health(&self) -> Health {
+        Health(self.clone())
+    }
+}
+
+impl BlobReads {
+    /// See [`Store::blob_size`].
+    pub fn size(&self, repo: &Repository, d: &Digest) -> Result<u64> {
+        self.0.blob_size(repo, d)
+    }
+    /// See [`Store::read_blob`].
+    pub async fn read(&self, d: &Digest, start: u64, len: u64) -> Result<ByteStream> {
+        self.0.read_blob(d, start, len).await
+    }
+}
+
+impl ManifestReads {
+    /// See [`Store::get_manifest`].
+    pub fn get(&self, repo: &Repository, reference: &ManifestRef) -> Result<StoredManifest> {
+        self.0.get_manifest(repo, reference)
+    }
+    /// See [`Store::tags`].
+    pub fn tags(&self, repo: &Repository, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+        self.0.tags(repo, last, n)
+    }
+    /// See [`Store::referrers`].
+    pub fn referrers(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        self.0.referrers(repo, subject, artifact_type)
+    }
+    /// See [`Store::catalog`].
+    pub fn catalog(
+        &self,
+        name_of: impl Fn(&Repository) -> String,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<String>> {
+        self.0.catalog(name_of, last, n)
+    }
+    /// See [`Store::repo_exists`].
+    pub fn repo_exists(&self, repo: &Repository) -> Result<bool> {
+        self.0.repo_exists(repo)
+    }
+    /// See [`Store::note_pull`].
+    pub fn note_pull(&self, d: &Digest) {
+        self.0.note_pull(d)
+    }
+}
+
+impl Push {
+    /// Largest manifest accepted, in bytes.
+    pub fn max_manifest_bytes(&self) -> u64 {
+        self.0.config().max_manifest_bytes
+    }
+    /// See [`Store::start_upload`].
+    pub async fn start_upload(&self, repo: &Repository) -> Result<String> {
+        self.0.start_upload(repo).await
+    }
+    /// See [`Store::upload_offset`].
+    pub async fn upload_offset(&self, repo: &Repository, id: &str) -> Result<u64> {
+        self.0.upload_offset(repo, id).await
+    }
+    /// See [`Store::append_upload`].
+    pub async fn append_upload(
+        &self,
+        repo: &Repository,
+        id: &str,
+        start: Option<u64>,
+        body: &mut impl ByteSource,
+    ) -> Result<u64> {
+        self.0.append_upload(repo, id, start, body).await
+    }
+    /// See [`Store::finish_upload`].
+    pub async fn finish_upload(
+        &self,
+        repo: &Repository,
+        id: &str,
+        expected: &Digest,
+        start: Option<u64>,
+        body: &mut impl ByteSource,
+    ) -> Result<u64> {
+        self.0.finish_upload(repo, id, expected, start, body).await
+    }
+    /// See [`Store::cancel_upload`].
+    pub async fn cancel_upload(&self, repo: &Repository, id: &str) -> Result<()> {
+        self.0.cancel_upload(repo, id).await
+    }
+    /// See [`Store::mount_blob`].
+    pub async fn mount_blob(
+        &self,
+        repo: &Repository,
+        from: &Repository,
+        d: &Digest,
+    ) -> Result<bool> {
+        self.0.mount_blob(repo, from, d).await
+    }
+    /// See [`Store::put_manifest`].
+    pub async fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &ManifestRef,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(Digest, Manifest)> {
+        self.0
+            .put_manifest(repo, reference, content_type, body)
+            .await
+    }
+    /// See [`Store::delete_manifest`].
+    pub async fn delete_manifest(&self, repo: &Repository, d: &Digest) -> Result<()> {
+        self.0.delete_manifest(repo, d).await
+    }
+    /// See [`Store::delete_tag`].
+    pub async fn delete_tag(&self, repo: &Repository, tag: &str) -> Result<()> {
+        self.0.delete_tag(repo, tag).await
+    }
+    /// See [`Store::delete_blob`].
+    pub async fn delete_blob(&self, repo: &Repository, d: &Digest) -> Result<()> {
+        self.0.delete_blob(repo, d).await
+    }
+}
+
+impl Deliver {
+    /// See [`Store::writable`].
+    pub fn writable(&self) -> Result<()> {
+        self.0.writable()
+    }
+    /// Whether the site holds blob `d` (recorded, durable on a majority).
+    pub fn holds(&self, d: &Digest) -> bool {
+        self.0.read(|s| s.blob(d).is_some())
+    }
+    /// See [`Store::tower_upload_offset`].
+    pub async fn offset(&self, d: &Digest) -> Result<u64> {
+        self.0.tower_upload_offset(d).await
+    }
+    /// Keeps `digests` from GC until `until_ms`, for the delivery that was told the site
+    /// holds them.
+    pub async fn lease(&self, digests: Vec<Digest>, until_ms: u64) -> Result<Outcome> {
+        self.0.execute(Command::lease(digests, until_ms)).await
+    }
+    /// See [`Store::receive_blob`].
+    pub async fn receive_blob(
+        &self,
+        repo: Option<&Repository>,
+        d: &Digest,
+        size: u64,
+        offset: u64,
+        source: &mut impl ByteSource,
+    ) -> Result<(u64, Received)> {
+        self.0.receive_blob(repo, d, size, offset, source).await
+    }
+    /// See [`Store::deliver_manifest`].
+    pub async fn manifest(
+        &self,
+        repo: &Repository,
+        reference: &ManifestRef,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(Digest, Manifest)> {
+        self.0
+            .deliver_manifest(repo, reference, content_type, body)
+            .await
+    }
+    /// Tells watchers that a delivery was refused.
+    pub fn refused(&self, event: Event) {
+        self.0.publish(event)
+    }
+}
+
+impl Administer {
+    /// See [`Store::execute`].
+    pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
+        self.0.execute(cmd).await
+    }
+    /// See [`Store::read`].
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        self.0.read(f)
+    }
+    /// See [`Store::change_members`].
+    pub async fn change_members(&self, change: MemberChange) -> Result<Vec<u64>> {
+        self.0.change_members(change).await
+    }
+    /// See [`Store::site_nodes`].
+    pub async fn site_nodes(&self) -> Vec<NodeView> {
+        self.0.site_nodes().await
+    }
+    /// See [`Store::raft_status`].
+    pub fn raft_status(&self) -> RaftStatus {
+        self.0.raft_status()
+    }
+    /// See [`Store::blobs_missing`].
+    pub fn blobs_missing(&self) -> usize {
+        self.0.blobs_missing()
+    }
+    /// See [`Store::failure`].
+    pub fn failure(&self) -> Option<String> {
+        self.0.failure()
+    }
+    /// See [`Store::subscribe`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.0.subscribe()
+    }
+}
+
+impl Peering {
+    /// See [`Store::receive_raft`].
+    pub fn receive_raft(&self, message: &[u8]) -> Result<()> {
+        self.0.receive_raft(message)
+    }
+    /// See [`Store::order_forwarded`].
+    pub async fn order_forwarded(&self, ask: &[u8]) -> Result<Vec<u8>> {
+        self.0.order_forwarded(ask).await
+    }
+    /// See [`Store::blob_for_peer`].
+    pub async fn blob_for_peer(&self, d: &Digest, offset: u64) -> Result<ByteStream> {
+        self.0.blob_for_peer(d, offset).await
+    }
+    /// See [`Store::fetch_blob`]: holds blob `d` here, from peer `from` first.
+    pub async fn hold(&self, d: &Digest, size: u64, from: u64) -> Result<()> {
+        self.0.fetch_blob(d, size, Some(from)).await
+    }
+    /// See [`Store::local_report`].
+    pub fn local_report(&self) -> NodeReport {
+        self.0.local_report()
+    }
+}
+
+impl Health {
+    /// See [`Store::failure`].
+    pub fn failure(&self) -> Option<String> {
+        self.0.failure()
+    }
+}

@@ -1,0 +1,88 @@
+//! Every install and removal of a blob file goes through the apply task's queue
+//! (`applying.rs`), in its turn among the committed entries it applies: a sweep's
+//! removals, a delivery's or a fetch's install, a scrub's removal of a corrupt copy and
+//! the removal of a stray file are one sequence on each node, and each checks the state
+//! as applied at its place in it. So no lock orders them, and a removal decided from the
+//! state never meets an install of the same digest half-way.
+
+use crate::applying::{gone, Job};
+use crate::{Result, Store};
+use site_core::Digest;
+use std::path::PathBuf;
+use tokio::sync::oneshot;
+
+/// A change to the blob files.
+pub(crate) enum FileOp {
+    /// Moves the verified, synced file `src` into place as blob `digest`. When the state
+    /// records the blob and a file of it is here already, `src` is dropped instead (the
+    /// site's copies stand for it); an unrecorded copy is replaced, so its age counts
+    /// from now.
+    Install { src: PathBuf, digest: Digest },
+    /// Moves the verified, synced file `src` into place as blob `digest` (a fetched copy
+    /// of a blob this node lacks).
+    Fetched { src: PathBuf, digest: Digest },
+    /// Removes the file of blob `digest` if the state does not record it and no fetch of
+    /// it is under way.
+    Stray(Digest),
+    /// Removes the file of blob `digest`, which no longer matches its digest, if the
+    /// state still records the blob.
+    Corrupt(Digest),
+}
+
+impl Store {
+    /// Carries out `op` in its turn on the apply task. `Ok(false)`: the state said to
+    /// leave the files as they were.
+    pub(crate) async fn file_op(&self, op: FileOp) -> Result<bool> {
+        let jobs = self
+            .inner
+            .jobs
+            .get()
+            .and_then(|weak| weak.upgrade())
+            .ok_or_else(gone)?;
+        let (reply, answer) = oneshot::channel();
+        jobs.send(Job::Files(op, reply)).map_err(|_| gone())?;
+        drop(jobs);
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// `op`, now: called by the apply task only.
+    pub(crate) async fn carry_out_file_op(&self, op: FileOp) -> Result<bool> {
+        let files = self.inner.files.clone();
+        match op {
+            FileOp::Install { src, digest } => {
+                let recorded = self.read(|s| s.blob(&digest).is_some());
+                let keep = recorded && self.has_blob_file(&digest);
+                crate::files::blocking(move || {
+                    if keep {
+                        std::fs::remove_file(&src)
+                    } else {
+                        files.install(&src, &digest)
+                    }
+                })
+                .await
+                .map_err(|e| self.blob_write_failed(e))?;
+                Ok(!keep)
+            }
+            FileOp::Fetched { src, digest } => {
+                crate::files::blocking(move || files.install(&src, &digest))
+                    .await
+                    .map_err(|e| self.blob_write_failed(e))?;
+                Ok(true)
+            }
+            FileOp::Stray(digest) => {
+                if self.read(|s| s.blob(&digest).is_some()) || self.fetching(&digest) {
+                    return Ok(false);
+                }
+                crate::files::blocking(move || files.remove(&digest)).await?;
+                Ok(true)
+            }
+            FileOp::Corrupt(digest) => {
+                if self.read(|s| s.blob(&digest).is_none()) {
+                    return Ok(false);
+                }
+                crate::files::blocking(move || files.remove(&digest)).await?;
+                Ok(true)
+            }
+        }
+    }
+}
