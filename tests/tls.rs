@@ -151,12 +151,7 @@ fn the_cluster_listener_serves_only_the_sites_nodes() {
         let err = c.report(ReportRequest {}).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
         assert!(err.message().contains("node certificate"), "{err:?}");
-        let err = c
-            .propose(ProposeRequest {
-                entry: vec![1, 2, 3],
-            })
-            .await
-            .unwrap_err();
+        let err = c.propose(ProposeRequest { ask: None }).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
         // A node's certificate, for the host of one of the node's peers.
         let node = certs.channel(cluster, Some(&certs.node)).await.unwrap();

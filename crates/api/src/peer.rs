@@ -3,6 +3,7 @@
 //! sends this node's messages to its peers (one queue and one connection per peer,
 //! batching what queued up meanwhile), forwards writes, and fetches blobs.
 
+use crate::ask_wire;
 use crate::peer_pb::peer_client::PeerClient;
 use crate::peer_pb::peer_server::Peer;
 use crate::peer_pb::{
@@ -16,7 +17,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use site_core::{Digest, Repository};
 use site_pull::{FillUpdate, Peers, PullError, Puller};
 use site_store::transport::{BlobStream, Forwarded, PeerCall};
-use site_store::{NodeReport, Peering, Store, StoreError, Transport};
+use site_store::{Ask, NodeReport, Peering, Store, StoreError, Transport};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -99,18 +100,21 @@ impl Peer for PeerService {
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
         self.admit(&request)?;
-        match self
-            .peering
-            .order_forwarded(&request.into_inner().entry)
-            .await
-        {
-            Ok(answer) => Ok(Response::new(ProposeResponse {
-                answer,
+        let ask = request
+            .into_inner()
+            .ask
+            .ok_or("no change")
+            .map_err(str::to_owned)
+            .and_then(ask_wire::ask_from_wire)
+            .map_err(|e| Status::invalid_argument(format!("not a change to order: {e}")))?;
+        match self.peering.order_forwarded(ask).await {
+            Ok(ordered) => Ok(Response::new(ProposeResponse {
+                ordered: Some(ask_wire::ordered_to_wire(&ordered)),
                 refusal: None,
             })),
             Err(e) => match crate::forwarded::refusal(&e) {
                 Some(refusal) => Ok(Response::new(ProposeResponse {
-                    answer: Vec::new(),
+                    ordered: None,
                     refusal: Some(refusal),
                 })),
                 None => Err(crate::status::status(e)),
@@ -346,19 +350,25 @@ impl Transport for PeerTransport {
         }
     }
 
-    fn forward(&self, to: u64, entry: Vec<u8>) -> Forwarded {
+    fn forward(&self, to: u64, ask: Ask) -> Forwarded {
         let client = self.client(to, |l| &l.calls);
         Box::pin(async move {
             let unavailable = |m: String| StoreError::Unavailable(format!("leader {to}: {m}"));
             let answer = client
                 .map_err(unavailable)?
-                .propose(ProposeRequest { entry })
+                .propose(ProposeRequest {
+                    ask: Some(ask_wire::ask_to_wire(&ask)),
+                })
                 .await
                 .map_err(|s| unavailable(s.message().to_owned()))?
                 .into_inner();
-            match answer.refusal {
-                Some(refusal) => Err(crate::forwarded::error(to, refusal)),
-                None => Ok(answer.answer),
+            match (answer.refusal, answer.ordered) {
+                (Some(refusal), _) => Err(crate::forwarded::error(to, refusal)),
+                (None, Some(ordered)) => ask_wire::ordered_from_wire(ordered)
+                    .map_err(|e| unavailable(format!("answered no outcome: {e}"))),
+                (None, None) => Err(unavailable(
+                    "answered neither an outcome nor a refusal".into(),
+                )),
             }
         })
     }

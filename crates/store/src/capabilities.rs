@@ -286,7 +286,7 @@ impl Peering {
         self.0.receive_raft(message)
     }
     /// See [`Store::order_forwarded`].
-    pub async fn order_forwarded(&self, ask: &[u8]) -> Result<Vec<u8>> {
+    pub async fn order_forwarded(&self, ask: crate::Ask) -> Result<crate::Ordered> {
         self.0.order_forwarded(ask).await
     }
     /// See [`Store::blob_for_peer`].

@@ -21,8 +21,8 @@ pub(crate) enum FileOp {
     /// Moves the verified, synced file `src` into place as blob `digest` (a fetched copy
     /// of a blob this node lacks).
     Fetched { src: PathBuf, digest: Digest },
-    /// Removes the file of blob `digest` if the state does not record it and no fetch of
-    /// it is under way.
+    /// Removes the file of blob `digest` if the state does not record it, no fetch of it
+    /// is under way and it is older than the upload TTL.
     Stray(Digest),
     /// Removes the file of blob `digest`, which no longer matches its digest, if the
     /// state still records the blob.
@@ -70,7 +70,9 @@ impl Store {
                 Ok(true)
             }
             FileOp::Stray(digest) => {
-                if self.read(|s| s.blob(&digest).is_some()) || self.fetching(&digest) {
+                // A delivery may have installed a fresh copy since the stray was found.
+                let young = !self.idle_past_ttl(0, &files.path(&digest));
+                if young || self.read(|s| s.blob(&digest).is_some()) || self.fetching(&digest) {
                     return Ok(false);
                 }
                 crate::files::blocking(move || files.remove(&digest)).await?;

@@ -5,7 +5,7 @@
 //! a forward or a majority hold in progress gives up as soon as this node loses its
 //! leader.
 
-use crate::{now_ms, raft_driver, Result, Store, StoreError};
+use crate::{now_ms, raft_driver, Ordered, Result, Store, StoreError};
 use site_state::{Command, Entry, Outcome};
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ impl Store {
 
     /// Orders `ask` through this node's driver (which refuses with `NotLeader` unless
     /// this node leads) and waits until it is applied here.
-    async fn order(&self, ask: site_replica::Ask) -> Result<raft_driver::Ordered> {
+    async fn order(&self, ask: site_replica::Ask) -> Result<Ordered> {
         self.intact()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.inner
@@ -112,13 +112,12 @@ impl Store {
 
     /// Has the leader order `ask`, then waits until this node has applied as far, so
     /// that what the caller reads next includes the change.
-    async fn forward(&self, leader: u64, ask: &site_replica::Ask) -> Result<raft_driver::Ordered> {
+    async fn forward(&self, leader: u64, ask: &site_replica::Ask) -> Result<Ordered> {
         let cluster = self.cluster()?;
-        let json = serde_json::to_vec(ask).expect("entries serialise");
         let mut to = leader;
         let answer = loop {
             let call =
-                tokio::time::timeout(COMMIT_TIMEOUT, cluster.transport.forward(to, json.clone()));
+                tokio::time::timeout(COMMIT_TIMEOUT, cluster.transport.forward(to, ask.clone()));
             let answer = tokio::select! {
                 answer = call => answer.map_err(|_| {
                     StoreError::Unavailable(format!("leader {to} did not answer in time"))
@@ -144,10 +143,8 @@ impl Store {
                 other => break other?,
             }
         };
-        let ordered: raft_driver::Ordered = serde_json::from_slice(&answer)
-            .map_err(|e| StoreError::Unavailable(format!("leader {to} answered garbage: {e}")))?;
-        self.wait_applied(ordered.1).await?;
-        Ok(ordered)
+        self.wait_applied(answer.1).await?;
+        Ok(answer)
     }
 
     /// Waits (bounded) until this node has applied the log up to `index`.
@@ -165,23 +162,21 @@ impl Store {
         }
     }
 
-    /// Orders a follower's forwarded request (JSON) on this node, the leader; returns the
-    /// JSON answer `(Result<Outcome, StateError>, applied index)`. An entry is stamped
-    /// with the leader's time: the log has one clock (GC's grace periods count on it).
-    pub async fn order_forwarded(&self, ask: &[u8]) -> Result<Vec<u8>> {
-        let mut ask: site_replica::Ask = serde_json::from_slice(ask)
-            .map_err(|e| StoreError::SizeInvalid(format!("not a log entry: {e}")))?;
+    /// Orders a follower's forwarded change on this node, the leader; returns its outcome
+    /// (or the state machine's refusal) and the index it was applied at. A command is
+    /// stamped with the leader's time: the log has one clock (GC's grace periods count
+    /// on it).
+    pub async fn order_forwarded(&self, mut ask: site_replica::Ask) -> Result<Ordered> {
         if let site_replica::Ask::Command(entry) = &mut ask {
             entry.now = now_ms();
         }
         let me = self.cluster()?.id;
-        let ordered = match self.order(ask.clone()).await {
+        match self.order(ask.clone()).await {
             // This node was asked to remove itself: the new leader orders it.
             Err(StoreError::NotLeader(leader)) if leader != 0 && leader != me => {
-                self.forward(leader, &ask).await?
+                self.forward(leader, &ask).await
             }
-            other => other?,
-        };
-        Ok(serde_json::to_vec(&ordered).expect("outcomes serialise"))
+            other => other,
+        }
     }
 }

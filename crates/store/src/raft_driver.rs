@@ -47,7 +47,7 @@ impl RaftSettings {
 pub type RaftStatus = site_replica::Status;
 
 /// What ordering an entry gave: the command's result, and the index it was applied at.
-pub(crate) type Ordered = (std::result::Result<Outcome, StateError>, u64);
+pub type Ordered = (std::result::Result<Outcome, StateError>, u64);
 
 /// A request waiting to be ordered by the log.
 pub(crate) struct Proposal {

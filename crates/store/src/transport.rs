@@ -11,11 +11,11 @@ use std::pin::Pin;
 /// A future answered by a peer: its value, or the peer's error message.
 pub type PeerCall<T> = Pin<Box<dyn Future<Output = std::result::Result<T, String>> + Send>>;
 
-/// The answer a leader gives to a forwarded entry: its outcome, JSON-encoded, or why it
-/// was not ordered (`NotLeader`, `LeaderMoving`, `NoQuorum`, `NodeFailed`, or
+/// The answer a leader gives to a forwarded change: its outcome, or why it was not
+/// ordered (`NotLeader`, `LeaderMoving`, `NoQuorum`, `NodeFailed`, or
 /// `Unavailable` for everything else, the peer out of reach included).
 pub type Forwarded =
-    Pin<Box<dyn Future<Output = std::result::Result<Vec<u8>, crate::StoreError>> + Send>>;
+    Pin<Box<dyn Future<Output = std::result::Result<crate::Ordered, crate::StoreError>> + Send>>;
 
 /// Bytes of a blob as a peer streams them.
 pub type BlobStream = BoxStream<'static, std::result::Result<Bytes, String>>;
@@ -26,9 +26,9 @@ pub trait Transport: Send + Sync + 'static {
     /// is lost). Must not block.
     fn send(&self, to: u64, messages: Vec<Vec<u8>>);
 
-    /// Asks node `to` (the leader) to order a JSON-encoded [`site_state::Entry`]; resolves
-    /// to the JSON-encoded `(Result<Outcome, StateError>, index)` once it is applied there.
-    fn forward(&self, to: u64, entry: Vec<u8>) -> Forwarded;
+    /// Asks node `to` (the leader) to order `ask`; resolves to its outcome (or the state
+    /// machine's refusal) and the index it was applied at there.
+    fn forward(&self, to: u64, ask: crate::Ask) -> Forwarded;
 
     /// Streams the bytes of blob `digest` from node `to`, from `offset` on. Resolves once
     /// the peer has opened its file (an error if it has none).
@@ -79,7 +79,7 @@ impl Transport for Alone {
         );
     }
 
-    fn forward(&self, to: u64, _entry: Vec<u8>) -> Forwarded {
+    fn forward(&self, to: u64, _ask: crate::Ask) -> Forwarded {
         Box::pin(async move {
             Err(crate::StoreError::Unavailable(format!(
                 "node {to} is not a peer of a group of one"

@@ -97,11 +97,14 @@ fn quoted_or_token(s: &str) -> (String, &str) {
 struct TokenAnswer {
     token: Option<String>,
     access_token: Option<String>,
-    expires_in: Option<u64>,
+    /// Seconds; some services write a fraction or a string.
+    expires_in: Option<serde_json::Value>,
 }
 
 /// Shortest life the specification lets a client assume for a token.
 const MIN_LIFE: Duration = Duration::from_secs(60);
+/// Longest life a token is used for, whatever its service says.
+const MAX_LIFE: Duration = Duration::from_secs(24 * 3600);
 
 /// The token of a token service's JSON answer and how long to use it: its `expires_in`
 /// (at least 60 s, as the specification says), less a margin for the requests under way.
@@ -111,9 +114,16 @@ pub(crate) fn token(body: &[u8]) -> Option<(String, Duration)> {
         .token
         .filter(|t| !t.is_empty())
         .or(answer.access_token.filter(|t| !t.is_empty()))?;
-    let life = answer
-        .expires_in
-        .map_or(MIN_LIFE, |s| Duration::from_secs(s).max(MIN_LIFE));
+    let seconds = match answer.expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let life = seconds
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(MIN_LIFE, |s| {
+            Duration::from_secs_f64(s.min(MAX_LIFE.as_secs_f64())).clamp(MIN_LIFE, MAX_LIFE)
+        });
     Some((token, life.mul_f64(0.9)))
 }
 
@@ -172,6 +182,14 @@ mod tests {
         assert_eq!((t.as_str(), life.as_secs()), ("x", 54));
         let (t, _) = token(br#"{"token":"","access_token":"y"}"#).unwrap();
         assert_eq!(t, "y");
+        let (_, life) = token(br#"{"token":"t","expires_in":"300"}"#).unwrap();
+        assert_eq!(life.as_secs(), 270);
+        let (_, life) = token(br#"{"token":"t","expires_in":299.5}"#).unwrap();
+        assert_eq!(life.as_secs(), 269);
+        let (_, life) = token(br#"{"token":"t","expires_in":1e30}"#).unwrap();
+        assert_eq!(life.as_secs(), 24 * 3600 * 9 / 10);
+        let (_, life) = token(br#"{"token":"t","expires_in":-5}"#).unwrap();
+        assert_eq!(life.as_secs(), 54);
         assert!(token(br#"{"expires_in":5}"#).is_none());
         assert!(token(b"not json").is_none());
     }

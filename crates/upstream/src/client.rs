@@ -252,7 +252,12 @@ impl Upstream {
                 .send()
                 .await
                 .map_err(|e| classify::request(&e, what))?;
-            if response.status() != reqwest::StatusCode::UNAUTHORIZED || answered {
+            // Only the registry's own challenge is answered: not one from a host it
+            // redirected to (blob storage), which could name any realm.
+            if response.status() != reqwest::StatusCode::UNAUTHORIZED
+                || answered
+                || authority(response.url()).as_deref() != Some(host.as_str())
+            {
                 return Ok(response);
             }
             let challenges: Vec<Challenge> = response
@@ -397,6 +402,15 @@ impl Upstream {
     }
 }
 
+/// `host[:port]` of `url`, as a registry name spells it.
+fn authority(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    })
+}
+
 /// The first byte of a `Content-Range: bytes START-END/SIZE`.
 fn range_start(v: &str) -> Option<u64> {
     let v = v.trim().strip_prefix("bytes")?.trim_start();
@@ -448,6 +462,20 @@ mod tests {
             up.url(&hub, "blobs/d"),
             "https://registry-1.docker.io/v2/library/x/blobs/d"
         );
+    }
+
+    #[test]
+    fn authorities_are_spelled_as_registry_names() {
+        let a = |u: &str| authority(&reqwest::Url::parse(u).unwrap());
+        assert_eq!(
+            a("http://127.0.0.1:5000/v2/").as_deref(),
+            Some("127.0.0.1:5000")
+        );
+        assert_eq!(
+            a("https://registry-1.docker.io/v2/").as_deref(),
+            Some("registry-1.docker.io")
+        );
+        assert_eq!(a("http://[::1]:5000/v2/").as_deref(), Some("[::1]:5000"));
     }
 
     #[test]

@@ -54,9 +54,15 @@ impl Upstream {
         auth: &RegistryAuth,
     ) -> Result<Digest, Error> {
         let what = image.whole();
-        let response = self
-            .ask_manifest(image, auth, reqwest::Method::HEAD)
-            .await?;
+        let response = match self.ask_manifest(image, auth, reqwest::Method::HEAD).await {
+            Ok(r) => r,
+            // A refusal that a GET would get too stands; anything else (a proxy that
+            // refuses HEAD) is asked again with GET.
+            Err(e @ (Error::NotFound(_) | Error::AuthFailed(_) | Error::RateLimited { .. })) => {
+                return Err(e)
+            }
+            Err(_) => return Ok(self.manifest(image, auth).await?.1),
+        };
         match reported_digest(&response) {
             Some(d) => Digest::parse(&d).map_err(|e| {
                 Error::Invalid(format!(

@@ -290,22 +290,26 @@ async fn resumed_blobs_ask_a_range_and_a_registry_that_ignores_it_is_skipped_int
     assert_eq!(registry.seen()[0].range.as_deref(), Some("bytes=4-"));
 }
 
-#[tokio::test]
-async fn credentials_do_not_follow_a_redirect_to_another_host() {
-    let storage = Registry::start(|_, _| (200, vec![], b"layer".to_vec()));
-    let storage_addr = storage.addr;
-    let good = basic("robot", "pw");
-    let expected = good.clone();
-    let registry = Registry::start(move |r, _| {
+/// A registry taking `robot:pw` as Basic credentials that redirects every blob to
+/// `storage`.
+fn redirecting_to(storage: SocketAddr) -> Registry {
+    let expected = basic("robot", "pw");
+    Registry::start(move |r, _| {
         if r.authorization.as_deref() != Some(expected.as_str()) {
             return unauthorized(r#"Basic realm="registry""#.into());
         }
         if r.path.contains("/blobs/") {
-            let location = format!("http://{storage_addr}/bucket/layer");
+            let location = format!("http://{storage}/bucket/layer");
             return (307, vec![("Location".into(), location)], vec![]);
         }
         manifest_answer()
-    });
+    })
+}
+
+#[tokio::test]
+async fn credentials_do_not_follow_a_redirect_to_another_host() {
+    let storage = Registry::start(|_, _| (200, vec![], b"layer".to_vec()));
+    let registry = redirecting_to(storage.addr);
     let up = client(&[&registry, &storage]);
     let auth = RegistryAuth::Basic("robot".into(), "pw".into());
     let image = tagged(&registry);
@@ -359,4 +363,27 @@ async fn refusals_keep_their_meaning() {
         ),
         "{e:?}"
     );
+}
+
+#[tokio::test]
+async fn a_challenge_from_a_host_redirected_to_is_not_answered() {
+    // Blob storage the registry redirects to answers 401 naming a token realm of its
+    // own: the credentials must not go there.
+    let evil = Registry::start(|_, _| (200, vec![], br#"{"token":"stolen"}"#.to_vec()));
+    let realm = format!("http://{}/token", evil.addr);
+    let storage = Registry::start(move |_, _| {
+        unauthorized(format!(r#"Bearer realm="{realm}",service="storage""#))
+    });
+    let registry = redirecting_to(storage.addr);
+    let up = client(&[&registry, &storage, &evil]);
+    let auth = RegistryAuth::Basic("robot".into(), "pw".into());
+    let image = tagged(&registry);
+    up.manifest(&image, &auth).await.unwrap();
+    let e = match up.blob_whole(&image, &Digest::of(b"layer")).await {
+        Err(e) => e,
+        Ok(_) => panic!("a 401 from blob storage is a refusal"),
+    };
+    assert!(matches!(e, UpstreamError::AuthFailed(_)), "{e:?}");
+    assert!(evil.seen().is_empty(), "{:?}", evil.seen());
+    assert_eq!(storage.seen().len(), 1);
 }
