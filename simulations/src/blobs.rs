@@ -7,7 +7,7 @@
 use crate::msg::{Out, Payload};
 use crate::node::Node;
 use site_core::Digest;
-use site_replica::hold::{peer_order, Hold, Next};
+use site_replica::hold::{fetch_order, Hold, Next};
 use site_replica::Ask;
 use site_state::{Command, Entry};
 
@@ -159,7 +159,7 @@ impl Node {
             return;
         }
         let status = run.engine.status();
-        let peers = peer_order(status.leader, &status.voters, self.id, None);
+        let peers = fetch_order(status.leader, &status.voters, self.id, None);
         if peers.is_empty() {
             return;
         }

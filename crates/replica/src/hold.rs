@@ -27,6 +27,20 @@ pub fn peer_order(leader: u64, voters: &[u64], me: u64, first: Option<u64>) -> V
     order
 }
 
+/// The nodes other than `me` to copy a recorded blob from, in order: `first`, then the
+/// voters other than the leader, then the leader. The leader receives most deliveries
+/// and serves the copies of their majority holds; a node that fetches a blob after it
+/// was recorded copies it from another holder when there is one, so that the leader
+/// does not serve every copy (on a site of three, it serves one instead of two).
+pub fn fetch_order(leader: u64, voters: &[u64], me: u64, first: Option<u64>) -> Vec<u64> {
+    let mut order: Vec<u64> = first.into_iter().collect();
+    order.extend(voters.iter().filter(|v| **v != leader));
+    order.push(leader);
+    let mut seen = std::collections::BTreeSet::new();
+    order.retain(|p| *p != 0 && *p != me && seen.insert(*p));
+    order
+}
+
 /// One majority hold in progress.
 #[derive(Debug, Clone)]
 pub struct Hold {
@@ -148,6 +162,14 @@ mod tests {
         assert_eq!(peer_order(3, &[1, 2, 3], 1, None), vec![3, 2]);
         assert_eq!(peer_order(0, &[1, 2, 3], 1, Some(2)), vec![2, 3]);
         assert_eq!(peer_order(1, &[1, 2, 3], 1, None), vec![2, 3]);
+    }
+
+    #[test]
+    fn fetches_ask_the_leader_last() {
+        assert_eq!(fetch_order(1, &[1, 2, 3], 3, None), vec![2, 1]);
+        assert_eq!(fetch_order(1, &[1, 2, 3], 3, Some(1)), vec![1, 2]);
+        assert_eq!(fetch_order(0, &[1, 2, 3], 3, None), vec![1, 2]);
+        assert_eq!(fetch_order(2, &[1, 2, 3, 4, 5], 1, None), vec![3, 4, 5, 2]);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use site_core::{Digest, DigestHasher};
-use site_replica::hold::peer_order;
+use site_replica::hold::fetch_order;
 use site_replica::missing::{Backoff, Missing};
 use site_state::Event;
 use std::collections::HashMap;
@@ -166,11 +166,12 @@ impl Store {
         }
     }
 
-    /// Peers to fetch from: `first`, then the leader, then the other voters.
+    /// Peers to fetch from: `first`, then the voters other than the leader, then the
+    /// leader (see [`fetch_order`]).
     pub(crate) fn fetch_order(&self, first: Option<u64>) -> Result<Vec<u64>> {
         let me = self.cluster()?.id;
         let status = self.raft_status();
-        Ok(peer_order(status.leader, &status.voters, me, first))
+        Ok(fetch_order(status.leader, &status.voters, me, first))
     }
 
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {

@@ -6,6 +6,7 @@
 //! ([`UpstreamError`]).
 
 pub mod auth;
+mod authorize;
 mod challenge;
 pub mod classify;
 pub mod client;
