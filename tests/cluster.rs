@@ -606,6 +606,28 @@ fn a_fourth_node_joins_at_run_time_fetches_every_live_blob_and_leaves_again() {
     // Asked of a follower, like any write.
     let f = (l + 1) % nodes.len();
     let site = nodes[f].api.to_string();
+    // An address that is not HOST:PORT is refused, and the voters stay as they were.
+    rt().block_on(async {
+        let mut c = grpc::connect(nodes[f].api).await;
+        for bad in ["h :1", "http://h:1", "[::1", "h\0:1"] {
+            let err = c
+                .add_node(pb::AddNodeRequest {
+                    node_id: 4,
+                    address: bad.into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}: {err:?}");
+            assert!(err.message().contains("is not HOST:PORT"), "{err:?}");
+        }
+    });
+    let ids: Vec<u64> = status(&nodes[f])
+        .expect("status")
+        .nodes
+        .iter()
+        .map(|n| n.node_id)
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3]);
     let out = ok(towerctl(&[
         "node",
         "add",

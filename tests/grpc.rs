@@ -212,6 +212,30 @@ fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
             })
             .await
         );
+        // A name of 20,000 characters: the answer says so without copying it whole, so
+        // that the client can read it (clients refuse metadata over 16 KiB).
+        let long = "n".repeat(20_000);
+        let err = c
+            .unschedule(pb::UnscheduleRequest { application: long })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+        assert!(err.message().len() < 4096, "{}", err.message().len());
+        assert!(err.message().ends_with("more bytes)"), "{}", err.message());
+        // A manifest naming 200 blobs the site lacks: the list is cut and counted.
+        let missing = oci::image(13, &[100; 200], "amd64");
+        let err = c
+            .put_manifest(pb::PutManifestRequest {
+                repository: "team/many".into(),
+                tag: "v1".into(),
+                media_type: OCI_MANIFEST.into(),
+                body: missing.manifest.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+        assert!(err.message().contains(" more"), "{}", err.message());
+        assert!(err.message().len() < 4096, "{}", err.message().len());
     });
     let log = node.log();
     assert!(log.contains("blob stream refused"), "refusals are logged");

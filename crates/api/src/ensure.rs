@@ -41,9 +41,10 @@ pub fn pull_status(e: &PullError) -> Status {
         "INVALID" => Code::InvalidArgument,
         _ => Code::Unavailable,
     };
+    let message = crate::status::bounded(e.to_string());
     let details =
-        ErrorDetails::with_error_info(reason, DOMAIN, [("message".to_owned(), e.to_string())]);
-    Status::with_error_details(code, format!("{reason}: {e}"), details)
+        ErrorDetails::with_error_info(reason, DOMAIN, [("message".to_owned(), message.clone())]);
+    Status::with_error_details(code, format!("{reason}: {message}"), details)
 }
 
 impl Room for Collector {

@@ -106,7 +106,11 @@ impl Peer for PeerService {
             .ok_or("no change")
             .map_err(str::to_owned)
             .and_then(ask_wire::ask_from_wire)
-            .map_err(|e| Status::invalid_argument(format!("not a change to order: {e}")))?;
+            .map_err(|e| {
+                Status::invalid_argument(crate::status::bounded(format!(
+                    "not a change to order: {e}"
+                )))
+            })?;
         match self.peering.order_forwarded(ask).await {
             Ok(ordered) => Ok(Response::new(ProposeResponse {
                 ordered: Some(ask_wire::ordered_to_wire(&ordered)),

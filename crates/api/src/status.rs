@@ -27,14 +27,15 @@ pub fn status(e: StoreError) -> Status {
                 StoreError::NoQuorum(_) => "NO_QUORUM",
                 _ => "NODE_FAILED",
             };
+            let message = bounded(e.to_string());
             let details = tonic_types::ErrorDetails::with_error_info(
                 reason,
                 crate::ensure::DOMAIN,
-                [("message".to_owned(), e.to_string())],
+                [("message".to_owned(), message.clone())],
             );
             return <Status as tonic_types::StatusExt>::with_error_details(
                 Code::Unavailable,
-                e.to_string(),
+                message,
                 details,
             );
         }
@@ -57,17 +58,49 @@ pub fn status(e: StoreError) -> Status {
             return Status::internal("storage failure on the site; see its log");
         }
     };
-    Status::new(code, e.to_string())
+    Status::new(code, bounded(e.to_string()))
 }
 
 /// `INVALID_ARGUMENT` for a malformed field.
 pub fn invalid(field: &str, e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("{field}: {e}"))
+    Status::invalid_argument(bounded(format!("{field}: {e}")))
+}
+
+/// Longest message a status carries: standard gRPC clients refuse response metadata
+/// over 16 KiB (the message travels in it, percent-encoded, beside the details).
+const MESSAGE_MAX: usize = 2048;
+
+/// `message`, cut to [`MESSAGE_MAX`] bytes with how much was left out, so that a caller's
+/// long input or a long list never makes the answer one clients cannot read.
+pub fn bounded(mut message: String) -> String {
+    if message.len() <= MESSAGE_MAX {
+        return message;
+    }
+    let total = message.len();
+    let mut end = MESSAGE_MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("… ({} more bytes)", total - end));
+    message
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_bounded_whatever_they_quote() {
+        let name = "é".repeat(10_000);
+        let s = status(StoreError::Refused(StateError::NotFound(name)));
+        assert!(s.message().len() < 2100, "{}", s.message().len());
+        assert!(s.message().ends_with(" more bytes)"), "{}", s.message());
+        let s = invalid("address", "x".repeat(20_000));
+        assert!(s.message().len() < 2100);
+        let short = status(StoreError::Refused(StateError::NotFound("pos".into())));
+        assert_eq!(short.message(), "pos not found");
+    }
 
     #[test]
     fn a_full_disk_is_resource_exhausted_and_other_io_failures_internal() {

@@ -30,6 +30,12 @@ pub fn conf_change(
             "another membership change is being applied: try again in a moment".into(),
         ));
     }
+    if change.id() == 0 {
+        return Err(StateError::Invalid("0 is not a node id".into()));
+    }
+    if let MemberChange::Add { address, .. } = change {
+        site_state::check_address(address).map_err(StateError::Invalid)?;
+    }
     let (kind, id) = match change {
         MemberChange::Add { id, .. } if conf.voters.contains(id) => return Ok(None),
         MemberChange::Add { id, .. } => (ConfChangeType::AddNode, *id),
@@ -125,6 +131,28 @@ mod tests {
         assert!(matches!(
             conf_change(&busy, &add(4)),
             Err(StateError::InUse(_))
+        ));
+    }
+
+    #[test]
+    fn a_node_must_have_an_id_and_a_host_and_port() {
+        let conf = Conf {
+            voters: &[1, 2, 3],
+            pending: false,
+        };
+        for address in ["h :1", "http://h:1", "[::1", "h\0:1", ""] {
+            let change = MemberChange::Add {
+                id: 4,
+                address: address.into(),
+            };
+            assert!(
+                matches!(conf_change(&conf, &change), Err(StateError::Invalid(_))),
+                "{address:?}"
+            );
+        }
+        assert!(matches!(
+            conf_change(&conf, &add(0)),
+            Err(StateError::Invalid(_))
         ));
     }
 

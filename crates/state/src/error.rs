@@ -18,7 +18,7 @@ pub enum StateError {
     #[error(transparent)]
     ManifestInvalid(#[from] ManifestError),
     /// An application or pin names images that are not fully present.
-    #[error("images not ready: {}", .0.join("; "))]
+    #[error("images not ready: {}", capped(.0))]
     ImagesNotReady(Vec<String>),
     /// An argument is malformed: an empty or overlong name, an empty image list.
     #[error("{0}")]
@@ -31,6 +31,44 @@ pub enum StateError {
     NotFound(String),
 }
 
+/// Most items a refusal lists; the rest are counted.
+const LISTED: usize = 10;
+
 fn list(ds: &[Digest]) -> String {
-    ds.iter().map(Digest::as_str).collect::<Vec<_>>().join(", ")
+    let shown: Vec<&str> = ds.iter().take(LISTED).map(Digest::as_str).collect();
+    with_rest(shown.join(", "), ds.len())
+}
+
+fn capped(items: &[String]) -> String {
+    let shown: Vec<&str> = items.iter().take(LISTED).map(String::as_str).collect();
+    with_rest(shown.join("; "), items.len())
+}
+
+fn with_rest(shown: String, total: usize) -> String {
+    match total.saturating_sub(LISTED) {
+        0 => shown,
+        rest => format!("{shown} and {rest} more"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_are_cut_and_counted() {
+        let many: Vec<Digest> = (0..200u32).map(|i| Digest::of(&i.to_be_bytes())).collect();
+        let text = StateError::ManifestBlobUnknown(many).to_string();
+        assert!(
+            text.starts_with("manifest references 200 missing"),
+            "{text}"
+        );
+        assert!(text.ends_with(" and 190 more"), "{text}");
+        assert!(text.len() < 1200, "{}", text.len());
+        let images: Vec<String> = (0..12).map(|i| format!("img{i}")).collect();
+        let text = StateError::ImagesNotReady(images).to_string();
+        assert!(text.ends_with("img9 and 2 more"), "{text}");
+        let two = StateError::ImagesNotReady(vec!["a".into(), "b".into()]).to_string();
+        assert_eq!(two, "images not ready: a; b");
+    }
 }

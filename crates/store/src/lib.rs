@@ -38,6 +38,8 @@ mod reconcile;
 mod replication;
 mod scrub;
 mod sweep;
+#[cfg(test)]
+mod test_kit;
 pub mod transport;
 mod uploads;
 mod verify;

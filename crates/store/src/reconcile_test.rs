@@ -1,71 +1,8 @@
-use crate::{ByteSource, ManifestRef, Received, Store, StoreConfig, StoreError};
+use crate::test_kit::{once, open, open_with, Chunks};
+use crate::{ManifestRef, Received, Store, StoreError};
 use bytes::Bytes;
 use site_core::{Digest, Repository};
 use std::time::Duration;
-
-struct Chunks(Vec<Result<Bytes, String>>);
-
-impl ByteSource for Chunks {
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, String>> {
-        if self.0.is_empty() {
-            None
-        } else {
-            Some(self.0.remove(0))
-        }
-    }
-}
-
-fn once(data: &'static [u8]) -> Chunks {
-    Chunks(vec![Ok(Bytes::from_static(data))])
-}
-
-/// A store with its Raft driver (a group of one) running.
-struct Open {
-    store: Store,
-    stop: tokio::sync::watch::Sender<bool>,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl Open {
-    /// Stops the driver and lets go of the database, as a process exit would.
-    async fn close(self) {
-        let Open {
-            store,
-            stop,
-            driver,
-        } = self;
-        drop(store);
-        stop.send(true).unwrap();
-        driver.await.unwrap();
-    }
-}
-
-async fn open(dir: &std::path::Path) -> Open {
-    open_with(dir, crate::RaftSettings::single(1)).await
-}
-
-async fn open_with(dir: &std::path::Path, raft: crate::RaftSettings) -> Open {
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (store, driver) = Store::start(
-        StoreConfig {
-            data_dir: dir.to_owned(),
-            max_blob_bytes: 1 << 20,
-            max_manifest_bytes: 1 << 20,
-            upload_ttl: Duration::from_secs(3600),
-            scrub_interval: Duration::ZERO,
-        },
-        raft,
-        std::sync::Arc::new(crate::Alone),
-        shutdown,
-    )
-    .await
-    .unwrap();
-    Open {
-        store,
-        stop,
-        driver,
-    }
-}
 
 async fn put_blob(store: &Store, repo: &Repository, data: &'static [u8]) -> Digest {
     let id = store.start_upload(repo).await.unwrap();

@@ -105,6 +105,8 @@ impl Store {
         self.check_session(repo, id)?;
         let slot = self.inner.uploads.slot(id);
         let mut live = slot.lock().await;
+        // Cancelled, finished or expired while this request waited for the session.
+        self.check_session(repo, id)?;
         Ok(self.hasher(id, &mut live).await?.len())
     }
 
@@ -120,6 +122,8 @@ impl Store {
         self.check_session(repo, id)?;
         let slot = self.inner.uploads.slot(id);
         let mut live = slot.lock().await;
+        // Cancelled, finished or expired while this request waited for the session.
+        self.check_session(repo, id)?;
         let before = self.hasher(id, &mut live).await?.clone();
         if let Some(start) = start {
             if start != before.len() {
@@ -328,3 +332,7 @@ impl Store {
         Ok(live.hasher.as_ref().expect("just set"))
     }
 }
+
+#[cfg(test)]
+#[path = "uploads_test.rs"]
+mod tests;
