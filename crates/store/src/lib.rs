@@ -199,14 +199,22 @@ impl Store {
         // The voters and the leader are known before anything is served (a write's
         // majority hold counts the voters).
         driver.publish_status();
+        // Fetches and the scrub start once the files are reconciled with the state, so
+        // that reconciliation never removes a copy one of them just made.
+        let (reconciled, mut files_ready) = watch::channel(false);
         let replication = store.clone().run_replication(shutdown.clone());
         let scrub = store.clone().run_scrub(shutdown.clone());
+        let background = async move {
+            if files_ready.wait_for(|r| *r).await.is_ok() {
+                tokio::join!(replication, scrub);
+            }
+        };
         let run = driver.run(driver_side.proposals, driver_side.inputs, shutdown);
         // Its own task: applying (and a sweep's file removals) runs beside the driver's
         // ticks; it ends once the driver is gone and the queue is done.
         let apply = tokio::spawn(applying.run(queue));
         let task = tokio::spawn(async move {
-            tokio::join!(run, replication, scrub);
+            tokio::join!(run, background);
             let _ = apply.await;
         });
         // Serve nothing before the state holds every entry committed before the restart.
@@ -224,6 +232,7 @@ impl Store {
         }
         store.sync_peers();
         store.reconcile(alone).await?;
+        let _ = reconciled.send(true);
         Ok((store, task))
     }
 
