@@ -231,7 +231,9 @@ impl Store {
             .dir()
             .join(format!("replica-{}-{n}", d.hex()));
         let file = tokio::fs::File::create(&tmp).await?.into_std().await;
-        let mut file = BlobWriter::new(file, 0);
+        // Copying is most of what a copying node spends: straight to the disk, without
+        // the page cache's copy and bookkeeping.
+        let mut file = BlobWriter::new(file, 0).direct();
         let copied = async {
             let mut hasher = DigestHasher::new();
             loop {
