@@ -152,7 +152,12 @@ impl BlobWriter {
         let task = tokio::task::spawn_blocking(move || {
             let (buffer, written) = match buffer {
                 Some(mut buffer) => {
-                    let r = write_aligned(&mut file, &batch, &mut buffer);
+                    let mut r = write_aligned(&mut file, &batch, &mut buffer);
+                    if matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
+                        // The file system took O_DIRECT but refuses these blocks (nothing
+                        // was written): through the page cache from here on.
+                        r = set_direct(&file, false).and_then(|()| write_all(&mut file, &batch));
+                    }
                     (Some(buffer), r)
                 }
                 None => (None, write_all(&mut file, &batch)),
