@@ -215,10 +215,7 @@ impl Puller {
         let max = store.config().max_blob_bytes;
         let session = self.inner.upstreams.session(repo).await?;
         let reference = session.reference(repo, None, Some(d));
-        session
-            .upstream
-            .remember_auth(&reference, &session.auth)
-            .await;
+        session.upstream.remember_auth(&reference, &session.auth);
         // A fetch a crash interrupted left its bytes: resume after them.
         let mut offset = store
             .tower_upload_offset(d)

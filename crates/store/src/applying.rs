@@ -3,9 +3,9 @@
 //! proposers waiting for an answer; it changes the state machine, carries out what
 //! follows on this node (a sweep's blob files removed and fsynced, fetches noted,
 //! events published) and answers; and it installs and removes blob files for the rest
-//! of the node in their turn (`file_ops.rs`). So file removals never hold up the driver's ticks,
-//! heartbeats and votes, and the order of applies, installs and removals is this one
-//! queue's.
+//! of the node in their turn (`file_ops.rs`). So file removals never hold up the
+//! driver's ticks, heartbeats and votes, and the order of applies, installs and removals
+//! is this one queue's.
 
 use crate::file_ops::FileOp;
 use crate::raft_driver::Ordered;

@@ -42,9 +42,10 @@ pub(crate) struct BlobWriter {
     /// Bytes in the file.
     written: u64,
     report: Option<Report>,
-    /// In direct mode: the buffer whole blocks are copied into (`ALIGN` more than a
-    /// batch, so that an aligned batch fits in it); lent to the batch being written.
-    direct: Option<Option<Vec<u8>>>,
+    /// Whole blocks are written with `O_DIRECT`.
+    direct: bool,
+    /// The buffer they are copied into while no batch is being written.
+    spare: Option<Vec<u8>>,
 }
 
 impl BlobWriter {
@@ -57,7 +58,8 @@ impl BlobWriter {
             batch_len: 0,
             written: len,
             report: None,
-            direct: None,
+            direct: false,
+            spare: None,
         }
     }
 
@@ -66,9 +68,7 @@ impl BlobWriter {
     pub(crate) fn direct(mut self) -> BlobWriter {
         let aligned = self.written.is_multiple_of(ALIGN as u64);
         if let Some(file) = self.file.as_ref().filter(|_| aligned) {
-            if set_direct(file, true).is_ok() {
-                self.direct = Some(Some(vec![0; BATCH + 2 * ALIGN]));
-            }
+            self.direct = set_direct(file, true).is_ok();
         }
         self
     }
@@ -97,14 +97,14 @@ impl BlobWriter {
     /// Writes every byte given so far to the file.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
         self.submit().await?;
-        while self.direct.is_some() && self.batch_len >= ALIGN {
+        while self.direct && self.batch_len >= ALIGN {
             self.submit().await?;
         }
         self.finish_pending().await?;
-        if self.direct.is_some() && self.batch_len > 0 {
+        if self.direct && self.batch_len > 0 {
             // The last partial block: through the page cache, and so is anything after
             // it (the file no longer ends on a block boundary).
-            self.direct = None;
+            self.direct = false;
             set_direct(self.file.as_ref().expect("no batch in flight"), false)?;
             self.submit().await?;
             self.finish_pending().await?;
@@ -131,15 +131,15 @@ impl BlobWriter {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let (batch, buffer) = if self.direct.is_some() {
-            // Whole blocks only; the rest waits for more bytes or the flush.
+        let (batch, buffer) = if self.direct {
+            // Whole blocks only; the rest waits for more bytes or the flush. The buffer
+            // holds a batch and the slack to align it.
             let whole = (self.batch_len / ALIGN * ALIGN).min(BATCH);
             if whole == 0 {
                 return Ok(());
             }
-            let buffer = self.direct.as_mut().and_then(Option::take);
-            let buffer = buffer.or_else(|| Some(vec![0; BATCH + 2 * ALIGN]));
-            (self.take_front(whole), buffer)
+            let buffer = self.spare.take().unwrap_or_else(|| vec![0; BATCH + ALIGN]);
+            (self.take_front(whole), Some(buffer))
         } else {
             self.batch_len = 0;
             (std::mem::take(&mut self.batch), None)
@@ -178,9 +178,7 @@ impl BlobWriter {
         if let Some((task, len)) = self.writing.take() {
             let (file, buffer, result) = task.await.map_err(io::Error::other)?;
             self.file = Some(file);
-            if let (Some(slot), Some(buffer)) = (&mut self.direct, buffer) {
-                *slot = Some(buffer);
-            }
+            self.spare = buffer;
             result?;
             self.written += len;
         }
@@ -215,16 +213,7 @@ fn write_aligned(file: &mut File, chunks: &[Bytes], buffer: &mut [u8]) -> io::Re
         buffer[end..end + c.len()].copy_from_slice(c);
         end += c.len();
     }
-    let mut rest = &buffer[start..end];
-    while !rest.is_empty() {
-        match file.write(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    file.write_all(&buffer[start..end])
 }
 
 /// Turns `O_DIRECT` on or off for `file`.
@@ -340,7 +329,7 @@ mod tests {
             Arc::new(move |len| reported.lock().unwrap().push(len))
         };
         let mut w = BlobWriter::new(file, 0).direct().reporting(report);
-        let direct = w.direct.is_some();
+        let direct = w.direct;
         let mut expected = Vec::new();
         // Odd sizes, one chunk larger than a batch, and a partial block at the end.
         for (i, size) in [1usize, 4095, 4097, 3 << 20, 100 * 1024 + 7, 12_345]

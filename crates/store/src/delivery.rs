@@ -88,7 +88,7 @@ impl Store {
         repo: Option<&Repository>,
         recorded: bool,
     ) -> Result<()> {
-        self.propose(Command::AddBlob {
+        self.execute(Command::AddBlob {
             repo: repo.cloned(),
             digest: d.clone(),
             size,

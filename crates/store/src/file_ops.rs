@@ -13,14 +13,11 @@ use tokio::sync::oneshot;
 
 /// A change to the blob files.
 pub(crate) enum FileOp {
-    /// Moves the verified, synced file `src` into place as blob `digest`. When the state
-    /// records the blob and a file of it is here already, `src` is dropped instead (the
-    /// site's copies stand for it); an unrecorded copy is replaced, so its age counts
-    /// from now.
+    /// Moves the verified, synced file `src` (a delivery's, or a copy fetched from a
+    /// peer) into place as blob `digest`. When the state records the blob and a file of
+    /// it is here already, `src` is dropped instead (the site's copies stand for it); an
+    /// unrecorded copy is replaced, so its age counts from now.
     Install { src: PathBuf, digest: Digest },
-    /// Moves the verified, synced file `src` into place as blob `digest` (a fetched copy
-    /// of a blob this node lacks).
-    Fetched { src: PathBuf, digest: Digest },
     /// Removes the file of blob `digest` if the state does not record it, no fetch of it
     /// is under way and it is older than the upload TTL.
     Stray(Digest),
@@ -62,12 +59,6 @@ impl Store {
                 .await
                 .map_err(|e| self.blob_write_failed(e))?;
                 Ok(!keep)
-            }
-            FileOp::Fetched { src, digest } => {
-                crate::files::blocking(move || files.install(&src, &digest))
-                    .await
-                    .map_err(|e| self.blob_write_failed(e))?;
-                Ok(true)
             }
             FileOp::Stray(digest) => {
                 // A delivery may have installed a fresh copy since the stray was found.

@@ -8,8 +8,9 @@
 //! replication core (`site-replica`) decides; this crate carries out its effects: the
 //! driver (`raft_driver.rs`) persists, syncs and sends, and its apply task applies
 //! committed entries on every node in log order (`applying.rs`, `apply.rs`), so a
-//! restart rebuilds exactly the acknowledged state. A blob becomes visible only once its file is whole, verified and durable on a
-//! majority (`delivery.rs`, `majority.rs`, `replication.rs`); [`Store::start`] reconciles
+//! restart rebuilds exactly the acknowledged state. A blob becomes visible only once its
+//! file is whole, verified and durable on a majority (`delivery.rs`, `majority.rs`,
+//! `replication.rs`); [`Store::start`] reconciles
 //! the files with the state after a crash so that nothing partial is ever served, and a
 //! storage failure stops the node's writes loudly (`failure.rs`). The HTTP, gRPC and peer
 //! handlers do not hold the [`Store`]: they hold the capabilities of their kind of caller

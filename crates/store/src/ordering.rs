@@ -16,10 +16,12 @@ const LEADER_MOVE_TIMEOUT: Duration = Duration::from_secs(5);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Store {
-    /// Orders `cmd` through the log and returns its outcome once it is committed and
-    /// applied here. A refused command leaves the state as it was.
+    /// Orders `cmd`, stamped with this node's time, through the log (through the leader
+    /// if this node is not it) and returns its outcome once it is committed and applied
+    /// here. A refused command leaves the state as it was.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
-        self.propose(cmd).await
+        self.ask(site_replica::Ask::Command(Entry { now: now_ms(), cmd }))
+            .await
     }
 
     /// Whether this node can take writes now: it knows a leader of its site. A node cut
@@ -53,13 +55,6 @@ impl Store {
                 changed = failure.changed() => if changed.is_err() { std::future::pending::<()>().await },
             }
         }
-    }
-
-    /// Stamps `cmd` with this node's time and orders it, through the leader if this node
-    /// is not it.
-    pub(crate) async fn propose(&self, cmd: Command) -> Result<Outcome> {
-        self.ask(site_replica::Ask::Command(Entry { now: now_ms(), cmd }))
-            .await
     }
 
     /// Orders `ask` through the log, through the leader if this node is not it.

@@ -272,7 +272,7 @@ impl Store {
                     actual,
                 });
             }
-            self.file_op(FileOp::Fetched {
+            self.file_op(FileOp::Install {
                 src: tmp.clone(),
                 digest: d.clone(),
             })

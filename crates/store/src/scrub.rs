@@ -2,8 +2,9 @@
 //!
 //! Once per `scrub_interval` every blob file this node holds is read back and hashed. A
 //! file whose bytes no longer match its digest (a failing disk, bit rot, a hand edit) is
-//! removed in its turn among the installs and applies (`file_ops.rs`) and reported (`Event::BlobCorrupt`): from then on this
-//! node counts the blob as missing, serves it from a peer, and the background fetch
+//! removed in its turn among the installs and applies (`file_ops.rs`) and reported
+//! (`Event::BlobCorrupt`): from then on this node counts the blob as missing, serves it
+//! from a peer, and the background fetch
 //! (`replication.rs`) brings a verified copy back (`Event::BlobRepaired`). A node with no
 //! peer holding a good copy keeps the blob missing, so a bad copy is never served.
 //!

@@ -209,7 +209,9 @@ async fn pump(
                 if !pending.is_empty() {
                     send(&tx, &mut pending, position, progress).await?;
                 }
-                return Err(PumpStop::Upstream(upstream::classify_io(&e, &what).into()));
+                return Err(PumpStop::Upstream(
+                    site_upstream::classify::io(&e, &what).into(),
+                ));
             }
         };
         if skip > 0 {

@@ -27,11 +27,7 @@ pub(crate) struct Grants {
 impl Upstream {
     /// Makes `auth` the credentials of `image`'s registry for this client. Manifest
     /// requests do this themselves; a client that starts with a blob calls this first.
-    pub async fn remember_auth(&self, image: &Reference, auth: &RegistryAuth) {
-        self.remember(image, auth);
-    }
-
-    fn remember(&self, image: &Reference, auth: &RegistryAuth) {
+    pub fn remember_auth(&self, image: &Reference, auth: &RegistryAuth) {
         let mut grants = self.grants.lock().expect("grants");
         let host = image.resolve_registry().to_owned();
         if grants.auths.get(&host) != Some(auth) {

@@ -94,12 +94,6 @@ pub fn is_transient(err: &Error) -> bool {
     matches!(err, Error::Unreachable(_))
 }
 
-/// The error an upstream stream broke with: a broken link (the bytes are checked by
-/// whoever keeps them).
-pub fn classify_io(e: &std::io::Error, what: &str) -> Error {
-    classify::io(e, what)
-}
-
 /// The `Retry-After` of an answer, in seconds (the form registries use; an HTTP date is
 /// not read).
 fn retry_after(headers: &HeaderMap) -> Option<u64> {

@@ -111,7 +111,7 @@ impl Upstream {
         auth: &RegistryAuth,
         method: reqwest::Method,
     ) -> Result<reqwest::Response, Error> {
-        self.remember_auth(image, auth).await;
+        self.remember_auth(image, auth);
         let what = image.whole();
         let url = self.url(image, &format!("manifests/{}", image.manifest_reference()));
         let accept = MANIFEST_MEDIA_TYPES.join(", ");
