@@ -5,6 +5,7 @@
 fn main() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
     let files = [format!("{dir}/site.proto"), format!("{dir}/peer.proto")];
+    println!("cargo:rerun-if-changed={dir}/entry.proto");
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
@@ -13,6 +14,8 @@ fn main() {
         .build_server(std::env::var_os("CARGO_FEATURE_SERVER").is_some())
         // Blob chunks between nodes are passed on without a copy.
         .bytes(".peer.v1.BlobChunk.data")
+        // The log's messages, imported by peer.proto, are site-entry's.
+        .extern_path(".entry.v1", "::site_entry::pb")
         .compile_fds(fds)
         .expect("generating gRPC code for proto/*.proto");
 }

@@ -280,7 +280,7 @@ impl<S: Storage> Engine<S> {
         let context = proposal::context(self.id, id);
         let proposed = match ask {
             Ask::Command(entry) => {
-                let data = serde_json::to_vec(entry).expect("entries serialise");
+                let data = site_entry::encode_entry(entry);
                 self.node.propose(context, data)
             }
             Ask::Members(change) => {

@@ -54,9 +54,7 @@ pub fn conf_change(
     single.node_id = id;
     let mut cc = ConfChangeV2::default();
     cc.mut_changes().push(single);
-    cc.context = serde_json::to_vec(change)
-        .expect("changes serialise")
-        .into();
+    cc.context = site_entry::encode_member_change(change).into();
     Ok(Some(cc))
 }
 
@@ -80,7 +78,7 @@ pub fn decode(e: &RaftEntry) -> Result<ConfChangeV2, String> {
 
 /// The [`MemberChange`] in a configuration change's context.
 pub fn change_of(cc: &ConfChangeV2) -> Result<MemberChange, String> {
-    serde_json::from_slice(&cc.context).map_err(|e| format!("no membership change: {e}"))
+    site_entry::decode_member_change(&cc.context)
 }
 
 #[cfg(test)]

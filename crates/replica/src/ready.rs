@@ -158,7 +158,7 @@ impl<S: Storage> Engine<S> {
                     effects.push(Effect::Apply(Committed::Empty { index }));
                 }
                 EntryType::EntryNormal => {
-                    let entry = serde_json::from_slice(&e.data).map_err(|e| e.to_string());
+                    let entry = site_entry::decode_entry(&e.data);
                     effects.push(Effect::Apply(Committed::Command {
                         index,
                         entry,
@@ -217,7 +217,7 @@ impl<S: Storage> Engine<S> {
                 self.early = e.index;
                 effects.push(Effect::Apply(Committed::Command {
                     index: e.index,
-                    entry: serde_json::from_slice(&e.data).map_err(|e| e.to_string()),
+                    entry: site_entry::decode_entry(&e.data),
                     proposal: proposal_of(self.id, &e.context),
                 }));
             }
