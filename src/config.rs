@@ -4,8 +4,12 @@
 //! typo is an error at start-up rather than a silently ignored setting.
 
 mod pull;
+mod registry;
 
 pub use pull::{PullSection, RegistryEntry};
+pub use registry::{
+    AuthSection, PushSection, ReadSetting, RegistrySection, RegistryTls, UserEntry,
+};
 
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
@@ -85,68 +89,6 @@ impl Default for LogConfig {
             format: LogFormat::Human,
             level: "info".into(),
         }
-    }
-}
-
-/// `[registry]`: the OCI Distribution API.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegistrySection {
-    /// Address of the HTTP listener.
-    pub listen: SocketAddr,
-    /// Registry of names that carry no host.
-    pub default_upstream: String,
-    /// Largest manifest accepted.
-    #[serde(deserialize_with = "size")]
-    pub max_manifest_size: u64,
-    /// Largest blob accepted.
-    #[serde(deserialize_with = "size")]
-    pub max_blob_size: u64,
-    /// Upload sessions older than this are dropped at start-up.
-    #[serde(with = "humantime_serde_compat")]
-    pub upload_ttl: Duration,
-    /// `[registry.push]`
-    pub push: PushSection,
-}
-
-impl Default for RegistrySection {
-    fn default() -> Self {
-        RegistrySection {
-            listen: ([127, 0, 0, 1], 5000).into(),
-            default_upstream: "docker.io".into(),
-            max_manifest_size: 4 << 20,
-            max_blob_size: 32 << 30,
-            upload_ttl: Duration::from_secs(24 * 3600),
-            push: PushSection::default(),
-        }
-    }
-}
-
-/// `[registry.push]`: HTTP push, off unless enabled with users.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct PushSection {
-    /// Whether push over HTTP is on.
-    pub enabled: bool,
-    /// Users allowed to push.
-    pub users: Vec<UserEntry>,
-}
-
-/// A push user.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserEntry {
-    /// Login name.
-    pub name: String,
-    /// Password.
-    pub password: String,
-}
-
-impl std::fmt::Debug for UserEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserEntry")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
     }
 }
 
@@ -332,22 +274,7 @@ impl Config {
         if c.peers.iter().any(|p| p.id == 0 || p.id == self.node.id) {
             return invalid("[cluster] peers need ids > 0 other than this node's [node] id");
         }
-        if self.registry.push.enabled && self.registry.push.users.is_empty() {
-            return invalid(
-                "[registry.push] is enabled but lists no users: push needs credentials",
-            );
-        }
-        if self
-            .registry
-            .push
-            .users
-            .iter()
-            .any(|u| u.name.is_empty() || u.name.contains(':') || u.password.is_empty())
-        {
-            return invalid(
-                "[registry.push] users need a name (without ':') and a non-empty password",
-            );
-        }
+        self.registry.check().map_err(ConfigError::Invalid)?;
         if site_core::Repository::new(&self.registry.default_upstream, "x").is_err() {
             return invalid("[registry] default_upstream must be a registry host[:port]");
         }

@@ -12,7 +12,7 @@ pub use logging::init_logging;
 
 use site_api::peer::{PeerService, PeerTransport};
 use site_api::{Collector, GcConfig, SiteService};
-use site_http::{PushConfig, Registry, RegistryConfig, User};
+use site_http::{Certificates, Registry, RegistryConfig};
 use site_store::{Alone, RaftSettings, Store, StoreConfig, Transport};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +36,8 @@ pub struct SiteHandle {
     cluster_addr: Option<SocketAddr>,
     peer_server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     store: Store,
+    /// The registry's HTTPS certificates, when `[registry.tls]` is set.
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl Site {
@@ -52,6 +54,13 @@ impl Site {
                     .map_err(|e| anyhow::Error::new(e).context("[tls]"))?;
                 Some(node_tls)
             }
+            None => None,
+        };
+        // Refuse to start on an unusable certificate rather than fail every client.
+        let certificates = match &config.registry.tls {
+            Some(t) => Some(Arc::new(
+                Certificates::load(t.files()).map_err(anyhow::Error::msg)?,
+            )),
             None => None,
         };
         let store_config = StoreConfig {
@@ -154,26 +163,19 @@ impl Site {
                 raft_stop.subscribe(),
             ))
         });
-        let push = PushConfig {
-            enabled: config.registry.push.enabled,
-            users: config
-                .registry
-                .push
-                .users
-                .iter()
-                .map(|u| User {
-                    name: u.name.clone(),
-                    password: u.password.clone(),
-                })
-                .collect(),
-        };
+        if !config.registry.push.users.is_empty() {
+            tracing::warn!(
+                "[registry.push] users hold plain-text passwords and are deprecated: move them to an htpasswd file of bcrypt entries (htpasswd -B) named by [registry.auth] htpasswd"
+            );
+        }
         let mut registry = Registry::new(
             store.clone(),
             RegistryConfig {
                 default_upstream: config.registry.default_upstream.clone(),
-                push,
+                access: config.registry.access(),
             },
-        );
+        )
+        .map_err(|e| anyhow::anyhow!("[registry.auth] {e}"))?;
         // HTTP misses go outside only where `[pull]` says so; `EnsureImage` names its
         // policy itself.
         if reaches_out {
@@ -191,16 +193,33 @@ impl Site {
         let stop = async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         };
-        let server = tokio::spawn(registry.serve(listener, stop));
         let node_store = store.clone();
         let service = SiteService::new(
-            store,
+            store.clone(),
             collector.clone(),
             puller.clone(),
             config.node.id,
             config.registry.default_upstream.clone(),
             rx.clone(),
         );
+        let registry = registry.with_metrics(vec![
+            Arc::new(node_store.health().metrics()),
+            Arc::new(puller.clone()),
+            Arc::new(collector.clone()),
+            service.delivery_metrics(),
+        ]);
+        let server = match (&certificates, &config.registry.tls) {
+            (Some(c), Some(t)) => {
+                if !t.reload_interval.is_zero() {
+                    let mut stop_rx = rx.clone();
+                    tokio::spawn(c.clone().watch(t.reload_interval, async move {
+                        let _ = stop_rx.wait_for(|stop| *stop).await;
+                    }));
+                }
+                tokio::spawn(registry.serve_https(listener, c.clone(), stop))
+            }
+            _ => tokio::spawn(registry.serve(listener, stop)),
+        };
         let max_message = usize::try_from(config.registry.max_manifest_size)
             .unwrap_or(usize::MAX)
             .saturating_add(1 << 20);
@@ -216,6 +235,7 @@ impl Site {
             addr = %registry_addr,
             api = %api_addr,
             cluster = ?cluster_addr,
+            https = certificates.is_some(),
             push = config.registry.push.enabled,
             pull = config.pull.policy.to_string(),
             grpc_tls = tls.is_some(),
@@ -235,6 +255,7 @@ impl Site {
             cluster_addr,
             peer_server,
             store: node_store,
+            certificates,
         })
     }
 }
@@ -247,6 +268,14 @@ impl Site {
 pub struct NodeFailed(pub String);
 
 impl SiteHandle {
+    /// Reads the registry's certificate files again (SIGHUP); whether new connections get
+    /// a new certificate. The files are also checked every few seconds.
+    pub fn reload_certificates(&self) -> bool {
+        self.certificates
+            .as_ref()
+            .is_some_and(|c| c.reload_if_changed())
+    }
+
     /// The address the registry listens on.
     pub fn registry_addr(&self) -> SocketAddr {
         self.registry_addr

@@ -148,16 +148,24 @@ fn ensure(
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let site = Site::start(config).await?;
-    let signal = shutdown_signal().await?;
+    let signal = run_until_stopped(&site).await?;
     tracing::info!(signal, "shutting down");
     site.shutdown().await
 }
 
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
+/// Waits for SIGINT or SIGTERM; on SIGHUP, reads the registry's certificates again.
+async fn run_until_stopped(site: &site_agent::SiteHandle) -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => { r?; Ok("SIGINT") }
-        _ = term.recv() => Ok("SIGTERM"),
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r?; return Ok("SIGINT") }
+            _ = term.recv() => return Ok("SIGTERM"),
+            _ = hangup.recv() => {
+                let changed = site.reload_certificates();
+                tracing::info!(changed, "SIGHUP: registry certificates read again");
+            }
+        }
     }
 }

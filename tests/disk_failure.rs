@@ -54,20 +54,41 @@ fn a_follower_whose_disk_fails_says_so_stops_writing_and_the_site_goes_on() {
     fill(disk.dir.path());
     let b = oci::image(62, &[300 << 10], "amd64");
     rt.block_on(deliver(nodes[l].api, "team/b", &b, "v1"));
-    // Entries enough to need new pages of the follower's log.
-    rt.block_on(async {
-        let mut c = grpc::connect(nodes[l].api).await;
-        for i in 0..400 {
+    // Entries until the follower's log needs new pages on its full disk and fails to
+    // write them (bounded: a disk that never fails fails the test).
+    let (leader_api, b_digest) = (nodes[l].api, b.digest.clone());
+    let failed = rt.block_on(async move {
+        let waiter = tokio::spawn(async move {
+            loop {
+                let ev =
+                    tokio::time::timeout(std::time::Duration::from_secs(120), events.message())
+                        .await
+                        .expect("node 3 failed within 120 s")
+                        .unwrap()
+                        .expect("the event stream ended");
+                if let Some(site_api::pb::event::Kind::NodeFailed(f)) = ev.kind {
+                    return f;
+                }
+            }
+        });
+        let mut c = grpc::connect(leader_api).await;
+        let mut i = 0;
+        while !waiter.is_finished() {
+            assert!(
+                i < 20_000,
+                "node 3's log never failed to grow on its full disk"
+            );
             c.tag(site_api::pb::TagRequest {
                 repository: "team/b".into(),
                 tag: format!("t{i}-{}", "x".repeat(100)),
-                digest: b.digest.clone(),
+                digest: b_digest.clone(),
             })
             .await
             .unwrap();
+            i += 1;
         }
+        waiter.await.unwrap()
     });
-    let failed = rt.block_on(async { next_event!(&mut events, NodeFailed) });
     eprintln!("node {} failed: {}", failed.node_id, failed.reason);
     assert_eq!(failed.node_id, 3);
     assert!(!failed.reason.is_empty());

@@ -78,7 +78,7 @@ pub fn read_response(s: &mut TcpStream, head_only: bool) -> Response {
     parse(&raw, head_only)
 }
 
-fn parse(raw: &[u8], head_only: bool) -> Response {
+pub(crate) fn parse(raw: &[u8], head_only: bool) -> Response {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

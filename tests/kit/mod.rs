@@ -7,6 +7,7 @@ pub mod blackhole;
 pub mod containerd;
 pub mod grpc;
 pub mod http;
+pub mod https;
 pub mod node;
 pub mod oci;
 pub mod proxy;

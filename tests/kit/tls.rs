@@ -118,6 +118,18 @@ impl Certs {
         })
     }
 
+    /// Another server certificate for 127.0.0.1 from the site CA (in the CA's directory),
+    /// as a certificate renewed on disk would be.
+    pub fn renewed_server(&self, name: &str) -> Pair {
+        let dir = self.ca.parent().unwrap();
+        new_leaf(
+            dir,
+            "site-ca",
+            name,
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+    }
+
     /// A gRPC client of `api` over TLS, presenting `client` (if any).
     pub async fn connect(
         &self,

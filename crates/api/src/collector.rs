@@ -174,6 +174,39 @@ impl Collector {
     }
 }
 
+impl site_core::metrics::Source for Collector {
+    fn expose(&self, out: &mut site_core::metrics::Exposition) {
+        use site_core::metrics::Kind::Gauge;
+        let c = &self.config;
+        out.single(
+            "site_gc_high_watermark_ratio",
+            "Share of the capacity above which GC evicts unreferenced images.",
+            Gauge,
+            c.high_watermark,
+        );
+        out.single(
+            "site_gc_low_watermark_ratio",
+            "Share of the capacity eviction brings usage down to.",
+            Gauge,
+            c.low_watermark,
+        );
+        if let Ok(space) = self.space() {
+            out.single(
+                "site_gc_capacity_bytes",
+                "The capacity GC keeps usage under: the disk's, or [gc] capacity when smaller.",
+                Gauge,
+                space.capacity as f64,
+            );
+            out.single(
+                "site_gc_used_ratio",
+                "Share of that capacity in use.",
+                Gauge,
+                space.used as f64 / space.capacity.max(1) as f64,
+            );
+        }
+    }
+}
+
 /// Milliseconds of `d`.
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

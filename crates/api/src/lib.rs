@@ -11,6 +11,7 @@
 mod ask_wire;
 pub mod collector;
 mod convert;
+pub mod deliveries;
 mod ensure;
 mod forwarded;
 pub mod peer;

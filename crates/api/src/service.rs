@@ -4,18 +4,15 @@
 
 use crate::collector::Collector;
 use crate::convert;
+use crate::deliveries::Deliveries;
 use crate::pb::{self, site_server};
 use crate::status::{invalid, status};
-use bytes::Bytes;
 use futures_util::Stream;
 use site_core::{Digest, Repository};
 use site_pull::Puller;
 use site_state::{Command, Event, ImageRef};
-use site_store::{
-    now_ms, now_secs, Administer, ByteSource, Deliver, MemberChange, Received, Store,
-};
+use site_store::{now_ms, now_secs, Administer, Deliver, MemberChange, Store};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
@@ -26,12 +23,12 @@ const DEFAULT_LEASE_SECS: u64 = 3600;
 /// The service of one node.
 #[derive(Clone)]
 pub struct SiteService {
-    deliver: Deliver,
+    pub(crate) deliver: Deliver,
     admin: Administer,
     collector: Collector,
     node_id: u64,
     default_upstream: String,
-    received: Arc<AtomicU64>,
+    pub(crate) deliveries: Arc<Deliveries>,
     shutdown: watch::Receiver<bool>,
     puller: Puller,
 }
@@ -53,13 +50,18 @@ impl SiteService {
             collector,
             node_id,
             default_upstream,
-            received: Arc::new(AtomicU64::new(0)),
+            deliveries: Arc::default(),
             shutdown,
             puller,
         }
     }
 
-    fn repo(&self, name: &str) -> Result<Repository, Status> {
+    /// Deliveries by call and outcome, for `/metrics`.
+    pub fn delivery_metrics(&self) -> Arc<Deliveries> {
+        self.deliveries.clone()
+    }
+
+    pub(crate) fn repo(&self, name: &str) -> Result<Repository, Status> {
         if name.is_empty() {
             return Err(Status::invalid_argument("repository: empty name"));
         }
@@ -72,28 +74,8 @@ impl SiteService {
     }
 }
 
-fn digest(s: &str) -> Result<Digest, Status> {
+pub(crate) fn digest(s: &str) -> Result<Digest, Status> {
     Digest::parse(s).map_err(|e| invalid("digest", e))
-}
-
-/// The data of a `PutBlob` stream after its header, as the store reads bodies.
-struct BlobStream {
-    first: Option<Bytes>,
-    stream: Streaming<pb::PutBlobRequest>,
-}
-
-impl ByteSource for BlobStream {
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, String>> {
-        if let Some(first) = self.first.take() {
-            return Some(Ok(first));
-        }
-        match self.stream.message().await {
-            Ok(Some(m)) if m.header.is_some() => Some(Err("a second header in one stream".into())),
-            Ok(Some(m)) => Some(Ok(Bytes::from(m.data))),
-            Ok(None) => None,
-            Err(e) => Some(Err(e.message().to_owned())),
-        }
-    }
 }
 
 impl SiteService {
@@ -186,85 +168,18 @@ impl site_server::Site for SiteService {
         &self,
         request: Request<Streaming<pb::PutBlobRequest>>,
     ) -> Result<Response<pb::PutBlobResponse>, Status> {
-        // Refused before any byte is taken when this node is cut off from its site.
-        self.deliver.writable().map_err(status)?;
-        let mut stream = request.into_inner();
-        let first = stream.message().await?.ok_or_else(|| {
-            Status::invalid_argument("empty stream: the first message carries the header")
-        })?;
-        let header = first
-            .header
-            .ok_or_else(|| Status::invalid_argument("the first message carries no header"))?;
-        let d = digest(&header.digest)?;
-        let repo = if header.repository.is_empty() {
-            None
-        } else {
-            Some(self.repo(&header.repository)?)
-        };
-        let mut source = BlobStream {
-            first: Some(Bytes::from(first.data)),
-            stream,
-        };
-        // Run to completion in its own task: when the link breaks, the handler is dropped,
-        // but what arrived must still be recorded so the next stream resumes after it.
-        let deliver = self.deliver.clone();
-        let counter = self.received.clone();
-        let task_digest = d.clone();
-        let size = header.size;
-        let offset = header.offset;
-        let result = tokio::spawn(async move {
-            let r = deliver
-                .receive_blob(repo.as_ref(), &task_digest, size, offset, &mut source)
-                .await;
-            if let Ok((received, _)) = &r {
-                counter.fetch_add(*received, Ordering::Relaxed);
-            }
-            r
-        })
-        .await
-        .map_err(|e| Status::internal(format!("blob receiver failed: {e}")))?;
-        let (received, at) = result.map_err(|e| {
-            tracing::info!(digest = %d, error = %e, "blob stream refused");
-            status(e)
-        })?;
-        let (complete, offset) = match at {
-            Received::Complete => (true, header.size),
-            Received::Partial(held) => (false, held),
-        };
-        if !complete {
-            // The client ended the stream early (or it broke): it may resume from `offset`.
-            return Err(Status::aborted(format!(
-                "blob {d} stream ended at {offset} of {} bytes; resume from offset {offset}",
-                header.size
-            )));
-        }
-        Ok(Response::new(pb::PutBlobResponse {
-            received,
-            complete,
-            offset,
-        }))
+        let result = self.receive_blob(request).await;
+        self.deliveries.count("blob", &result);
+        result
     }
 
     async fn put_manifest(
         &self,
         request: Request<pb::PutManifestRequest>,
     ) -> Result<Response<pb::PutManifestResponse>, Status> {
-        let req = request.into_inner();
-        let repo = self.repo(&req.repository)?;
-        let reference = if req.tag.is_empty() {
-            site_store::ManifestRef::Digest(Digest::of(&req.body))
-        } else {
-            site_store::ManifestRef::Tag(req.tag)
-        };
-        let media_type = (!req.media_type.is_empty()).then_some(req.media_type.as_str());
-        let (d, _) = self
-            .deliver
-            .manifest(&repo, &reference, media_type, &req.body)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::PutManifestResponse {
-            digest: d.to_string(),
-        }))
+        let result = self.receive_manifest(request).await;
+        self.deliveries.count("manifest", &result);
+        result
     }
 
     async fn tag(
@@ -403,7 +318,7 @@ impl site_server::Site for SiteService {
         r.node_id = self.node_id;
         r.disk_capacity_bytes = space.capacity;
         r.disk_free_bytes = space.free;
-        r.blob_bytes_received = self.received.load(Ordering::Relaxed);
+        r.blob_bytes_received = self.deliveries.bytes.get();
         let raft = self.admin.raft_status();
         r.leader_id = raft.leader;
         r.raft_term = raft.term;

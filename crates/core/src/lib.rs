@@ -9,6 +9,7 @@
 pub mod digest;
 pub mod error;
 pub mod manifest;
+pub mod metrics;
 pub mod platform;
 pub mod reference;
 

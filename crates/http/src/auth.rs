@@ -1,63 +1,125 @@
-//! HTTP push access: basic-auth users from the config. Reads never need credentials;
-//! writes need push enabled and a configured user. Passwords are never logged.
+//! Who may push and read over HTTP. Credentials are HTTP Basic, checked against the
+//! registry's users ([`crate::users`]); pushes need `[registry.push] enabled`, reads need
+//! credentials only with `read = "authenticated"`. A refused login answers 401 with a
+//! Basic challenge and logs the user name and address, never the password; an address
+//! that keeps failing waits longer for each answer ([`crate::login_failures`]).
 
 use crate::error::ApiError;
+use crate::login_failures::LoginFailures;
+use crate::users::{User, Users};
 use axum::http::{header, HeaderMap};
 use base64::Engine as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// A user allowed to push.
-#[derive(Clone)]
-pub struct User {
-    /// Login name.
-    pub name: String,
-    /// Password, compared in constant time.
-    pub password: String,
+/// Who may pull.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadAccess {
+    /// Anyone who reaches the listener (the default).
+    #[default]
+    Anonymous,
+    /// Users with valid credentials only.
+    Authenticated,
 }
 
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Push settings.
+/// Access settings of the registry.
 #[derive(Debug, Clone, Default)]
-pub struct PushConfig {
+pub struct AccessConfig {
     /// Whether push over HTTP is on.
-    pub enabled: bool,
-    /// Users allowed to push.
+    pub push_enabled: bool,
+    /// Who may pull.
+    pub read: ReadAccess,
+    /// Users with plain-text passwords in the config (deprecated).
     pub users: Vec<User>,
+    /// An htpasswd file of bcrypt entries, read again when it changes.
+    pub htpasswd: Option<PathBuf>,
 }
 
-impl PushConfig {
-    /// Checks that a write may proceed; returns the user's name.
-    pub fn authorize(&self, headers: &HeaderMap) -> Result<String, ApiError> {
-        if !self.enabled {
+/// The access policy in force.
+pub(crate) struct Access {
+    push_enabled: bool,
+    read: ReadAccess,
+    users: Arc<Users>,
+    pub failures: LoginFailures,
+}
+
+impl Access {
+    /// The policy of `config`; the error says why the htpasswd file cannot be used.
+    pub fn new(config: AccessConfig) -> Result<Access, String> {
+        Ok(Access {
+            push_enabled: config.push_enabled,
+            read: config.read,
+            users: Arc::new(Users::new(config.users, config.htpasswd)?),
+            failures: LoginFailures::default(),
+        })
+    }
+
+    /// A write may proceed; returns the user's name.
+    pub async fn push(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<String, ApiError> {
+        if !self.push_enabled {
             return Err(ApiError::push_disabled());
         }
-        self.authenticate(headers)
+        self.authenticate(headers, peer).await
     }
 
-    /// Checks the request's basic-auth credentials against the configured users.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    /// A read may proceed.
+    pub async fn read(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        match self.read {
+            ReadAccess::Anonymous => Ok(()),
+            ReadAccess::Authenticated => self.authenticate(headers, peer).await.map(drop),
+        }
+    }
+
+    /// `/v2/`: clients learn from its answer whether they need credentials (`docker
+    /// login` checks them there).
+    pub async fn base(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        if self.push_enabled || self.read == ReadAccess::Authenticated {
+            self.authenticate(headers, peer).await?;
+        }
+        Ok(())
+    }
+
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<String, ApiError> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::unauthorized("authentication required"));
         };
-        let (name, password) = parse_basic(value.as_bytes())
-            .ok_or_else(|| ApiError::unauthorized("malformed basic credentials"))?;
-        let ok = self.users.iter().fold(false, |found, u| {
-            // Compare with every user, in constant time, so timing tells nothing.
-            found
-                | (ct_eq(u.name.as_bytes(), name.as_bytes())
-                    & ct_eq(u.password.as_bytes(), password.as_bytes()))
-        });
-        if ok && !name.is_empty() {
-            Ok(name)
-        } else {
-            Err(ApiError::unauthorized("invalid username or password"))
+        let wait = self.failures.delay_for(peer);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
+        let (name, ok) = match parse_basic(value.as_bytes()) {
+            Some((name, password)) if !name.is_empty() => {
+                let users = self.users.clone();
+                let user = name.clone();
+                let ok = tokio::task::spawn_blocking(move || users.verify(&user, &password))
+                    .await
+                    .unwrap_or(false);
+                (name, ok)
+            }
+            _ => (String::new(), false),
+        };
+        if ok {
+            self.failures.succeeded(peer);
+            return Ok(name);
+        }
+        let failures = self.failures.failed(peer);
+        let shown: String = name.chars().take(64).collect();
+        tracing::warn!(
+            user = %shown,
+            peer = ?peer,
+            failures_in_a_row = failures,
+            "login failed: wrong user name or password"
+        );
+        Err(ApiError::unauthorized("invalid username or password"))
     }
 }
 
@@ -75,26 +137,21 @@ fn parse_basic(value: &[u8]) -> Option<(String, String)> {
     Some((name.to_owned(), password.to_owned()))
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, x) in a.iter().enumerate() {
-        diff |= x ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config() -> PushConfig {
-        PushConfig {
-            enabled: true,
+    fn access(push_enabled: bool, read: ReadAccess) -> Access {
+        Access::new(AccessConfig {
+            push_enabled,
+            read,
             users: vec![User {
                 name: "ci".into(),
                 password: "s3cret".into(),
             }],
-        }
+            htpasswd: None,
+        })
+        .unwrap()
     }
 
     fn basic(s: &str) -> HeaderMap {
@@ -107,21 +164,34 @@ mod tests {
         h
     }
 
-    #[test]
-    fn checks_credentials() {
-        assert_eq!(config().authorize(&basic("ci:s3cret")).unwrap(), "ci");
-        assert!(config().authorize(&basic("ci:wrong")).is_err());
-        assert!(config().authorize(&basic("ci:s3cret2")).is_err());
-        assert!(config().authorize(&basic(":")).is_err());
-        assert!(config().authorize(&HeaderMap::new()).is_err());
-        let disabled = PushConfig::default();
+    #[tokio::test]
+    async fn checks_credentials() {
+        let a = access(true, ReadAccess::Anonymous);
+        assert_eq!(a.push(&basic("ci:s3cret"), None).await.unwrap(), "ci");
+        assert!(a.push(&basic("ci:wrong"), None).await.is_err());
+        assert!(a.push(&basic("ci:s3cret2"), None).await.is_err());
+        assert!(a.push(&basic(":"), None).await.is_err());
+        assert!(a.push(&HeaderMap::new(), None).await.is_err());
+        assert!(a.read(&HeaderMap::new(), None).await.is_ok());
         assert_eq!(
-            disabled
-                .authorize(&basic("ci:s3cret"))
-                .unwrap_err()
-                .status(),
-            405
+            a.failures.total(),
+            3,
+            "a request without credentials is no failure"
         );
-        assert!(!format!("{:?}", config()).contains("s3cret"));
+        let disabled = access(false, ReadAccess::Anonymous);
+        let e = disabled.push(&basic("ci:s3cret"), None).await.unwrap_err();
+        assert_eq!(e.status(), 405);
+        assert!(disabled.base(&HeaderMap::new(), None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn authenticated_reads_need_credentials() {
+        let a = access(false, ReadAccess::Authenticated);
+        let e = a.read(&HeaderMap::new(), None).await.unwrap_err();
+        assert_eq!(e.status(), 401);
+        assert!(a.read(&basic("ci:s3cret"), None).await.is_ok());
+        assert!(a.read(&basic("ci:nope"), None).await.is_err());
+        assert!(a.base(&HeaderMap::new(), None).await.is_err());
+        assert!(a.base(&basic("ci:s3cret"), None).await.is_ok());
     }
 }

@@ -7,7 +7,6 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use site_core::{Digest, ErrorCode};
 use site_store::StoreError;
-use std::sync::atomic::Ordering;
 
 /// An inclusive byte range within a blob.
 #[derive(Debug, PartialEq, Eq)]
@@ -120,9 +119,7 @@ pub(crate) async fn get(
             .map_err(|e| ApiError::pull(e, ErrorCode::BlobUnknown))?,
         None => reg.blobs.read(&digest, start, len).await?,
     };
-    reg.metrics
-        .blob_bytes_served
-        .fetch_add(len, Ordering::Relaxed);
+    reg.metrics.blob_bytes_served.add(len);
     Ok(builder
         .body(Body::from_stream(stream))
         .expect("valid response"))
@@ -134,7 +131,7 @@ pub(crate) async fn delete(
     digest: &str,
     ctx: &Ctx,
 ) -> Result<Response, ApiError> {
-    let user = reg.config.push.authorize(&ctx.headers)?;
+    let user = reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     let digest = Digest::parse(digest)?;
     reg.push.delete_blob(&repo, &digest).await?;

@@ -4,19 +4,23 @@ use crate::error::ApiError;
 use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use site_core::metrics::Counter;
 use site_core::ErrorCode;
 use site_store::ByteSource;
 
-/// Streams a request body into the store chunk by chunk.
-pub(crate) struct BodySource(pub Body);
+/// Streams a request body into the store chunk by chunk, counting its bytes.
+pub(crate) struct BodySource<'a>(pub Body, pub &'a Counter);
 
-impl ByteSource for BodySource {
+impl ByteSource for BodySource<'_> {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, String>> {
         loop {
             match self.0.frame().await? {
                 Ok(frame) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
-                    Ok(data) => return Some(Ok(data)),
+                    Ok(data) => {
+                        self.1.add(data.len() as u64);
+                        return Some(Ok(data));
+                    }
                     Err(_trailers) => continue,
                 },
                 Err(e) => return Some(Err(e.to_string())),

@@ -10,16 +10,22 @@ pub mod auth;
 mod blobs;
 mod body;
 pub mod error;
+pub mod https;
 mod listing;
+mod login_failures;
 mod manifests;
 mod metrics;
 pub mod path;
+mod tls_listener;
 mod uploads;
+mod users;
 
-pub use auth::{PushConfig, User};
+pub use auth::{AccessConfig, ReadAccess};
+pub use https::{Certificates, TlsFiles};
+pub use users::User;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -30,6 +36,7 @@ use site_pull::Puller;
 use site_store::{BlobReads, Health, ManifestReads, Push, Store};
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Settings of the HTTP registry.
@@ -37,8 +44,8 @@ use std::sync::Arc;
 pub struct RegistryConfig {
     /// Registry of names that carry no host (`docker.io`).
     pub default_upstream: String,
-    /// Push over HTTP.
-    pub push: PushConfig,
+    /// Who may push and pull.
+    pub access: AccessConfig,
 }
 
 /// Shared state of the handlers.
@@ -49,23 +56,33 @@ pub struct Registry {
     push: Push,
     health: Health,
     config: Arc<RegistryConfig>,
+    access: Arc<auth::Access>,
     metrics: Arc<metrics::Metrics>,
     /// The pull-through cache, when some registry may be fetched from.
     puller: Option<Puller>,
 }
 
 impl Registry {
-    /// A registry over `store`.
-    pub fn new(store: Store, config: RegistryConfig) -> Registry {
-        Registry {
+    /// A registry over `store`; the error says why its users cannot be read.
+    pub fn new(store: Store, config: RegistryConfig) -> Result<Registry, String> {
+        Ok(Registry {
             blobs: store.blob_reads(),
             manifests: store.manifest_reads(),
             push: store.push(),
             health: store.health(),
+            access: Arc::new(auth::Access::new(config.access.clone())?),
             config: Arc::new(config),
             metrics: Arc::default(),
             puller: None,
-        }
+        })
+    }
+
+    /// Adds the node's other parts to what `/metrics` shows.
+    pub fn with_metrics(mut self, sources: Vec<Arc<dyn site_core::metrics::Source>>) -> Registry {
+        Arc::get_mut(&mut self.metrics)
+            .expect("metrics sources are given before serving")
+            .sources = sources;
+        self
     }
 
     /// Fills misses through `puller` (see `site-pull`).
@@ -86,12 +103,27 @@ impl Registry {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            // Manifests are small: never let Nagle hold a response back.
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, self.router())
+        axum::serve(tls_listener::PlainListener(listener), self.service())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// The router, told each connection's peer address (failed logins are counted by
+    /// address).
+    fn service(self) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, Peer> {
+        self.router().into_make_service_with_connect_info::<Peer>()
+    }
+
+    /// Serves the API over HTTPS on `listener`, each new connection with the certificates
+    /// current then, until `shutdown` completes; then finishes the requests in flight.
+    pub async fn serve_https(
+        self,
+        listener: tokio::net::TcpListener,
+        certificates: Arc<Certificates>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listener = tls_listener::TlsListener::new(listener, certificates)?;
+        axum::serve(listener, self.service())
             .with_graceful_shutdown(shutdown)
             .await
     }
@@ -153,14 +185,41 @@ pub(crate) fn location(name: &str, rest: &str, q: &Query) -> String {
     }
 }
 
+/// The address of a connection's client, over plain HTTP or HTTPS.
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, tls_listener::PlainListener>,
+    > for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls_listener::PlainListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, tls_listener::TlsListener>,
+    > for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls_listener::TlsListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
 /// What a handler needs of the request besides the endpoint.
 pub(crate) struct Ctx {
     pub method: Method,
     pub headers: HeaderMap,
     pub query: Query,
+    /// The client's address, when the server was told it.
+    pub peer: Option<IpAddr>,
 }
 
 async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let response = match path.as_str() {
@@ -174,13 +233,22 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
             )
                 .into_response(),
         },
-        "/metrics" => reg.metrics.render(),
+        "/metrics" => {
+            reg.metrics
+                .render(reg.access.failures.total(), &reg.health)
+                .await
+        }
         _ => {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<Peer>>()
+                .map(|c| c.0 .0.ip());
             let (parts, body) = req.into_parts();
             let ctx = Ctx {
                 method: parts.method,
                 query: Query::parse(parts.uri.query()),
                 headers: parts.headers,
+                peer,
             };
             match route(&reg, &path, &ctx, body).await {
                 Ok(r) => r,
@@ -195,7 +263,13 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
             }
         }
     };
-    reg.metrics.count(response.status());
+    let route = metrics::route(&path);
+    reg.metrics.count(
+        &method,
+        route,
+        response.status(),
+        started.elapsed().as_secs_f64(),
+    );
     let mut response = response;
     response.headers_mut().insert(
         "Docker-Distribution-API-Version",
@@ -208,8 +282,18 @@ async fn route(reg: &Registry, path: &str, ctx: &Ctx, body: Body) -> Result<Resp
     let endpoint = path::parse(path)?;
     let m = ctx.method.clone();
     let is_read = m == Method::GET || m == Method::HEAD;
+    let reads = match &endpoint {
+        Endpoint::Catalog | Endpoint::Tags(_) | Endpoint::Manifest(..) | Endpoint::Blob(..) => {
+            is_read
+        }
+        Endpoint::Referrers(..) => m == Method::GET,
+        _ => false,
+    };
+    if reads {
+        reg.access.read(&ctx.headers, ctx.peer).await?;
+    }
     match endpoint {
-        Endpoint::Base if is_read => base(reg, &ctx.headers),
+        Endpoint::Base if is_read => base(reg, ctx).await,
         Endpoint::Catalog if is_read => listing::catalog(reg, ctx),
         Endpoint::Tags(name) if is_read => listing::tags(reg, name, ctx),
         Endpoint::Referrers(name, d) if m == Method::GET => listing::referrers(reg, name, d, ctx),
@@ -243,12 +327,8 @@ async fn route(reg: &Registry, path: &str, ctx: &Ctx, body: Body) -> Result<Resp
 }
 
 /// `/v2/`: the API version check, and the credential check of `docker login`.
-fn base(reg: &Registry, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let push = &reg.config.push;
-    if push.enabled {
-        // Clients learn from this answer that pushes need basic auth.
-        push.authenticate(headers)?;
-    }
+async fn base(reg: &Registry, ctx: &Ctx) -> Result<Response, ApiError> {
+    reg.access.base(&ctx.headers, ctx.peer).await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

@@ -73,7 +73,7 @@ pub(crate) async fn put(
     ctx: &Ctx,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let user = reg.config.push.authorize(&ctx.headers)?;
+    let user = reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     let reference = reference(r)?;
     let limit = reg.push.max_manifest_bytes();
@@ -83,6 +83,7 @@ pub(crate) async fn put(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let body = read_limited(body, limit).await?;
+    reg.metrics.bytes_received.add(body.len() as u64);
     let (digest, manifest) = reg
         .push
         .put_manifest(&repo, &reference, content_type.as_deref(), &body)
@@ -106,7 +107,7 @@ pub(crate) async fn delete(
     r: &str,
     ctx: &Ctx,
 ) -> Result<Response, ApiError> {
-    let user = reg.config.push.authorize(&ctx.headers)?;
+    let user = reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     match lookup(r)? {
         ManifestRef::Digest(d) => reg.push.delete_manifest(&repo, &d).await?,

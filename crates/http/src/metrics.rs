@@ -1,40 +1,144 @@
-//! Prometheus counters of the HTTP API.
+//! `/metrics`: the HTTP API's own families (requests and their latency by method, route
+//! and status class; bytes served and received; failed logins), the site's view of its
+//! nodes, and the families of every other part of the node ([`Source`]s given by the
+//! node).
 
-use axum::http::{header, StatusCode};
+use crate::path::{self, Endpoint};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::sync::atomic::{AtomicU64, Ordering};
+use site_core::metrics::{Counter, Counters, Exposition, Histogram, Kind, Source};
+use site_store::Health;
+use std::sync::Arc;
 
-/// Request counters by status class, and bytes of blobs served.
+/// The HTTP API's numbers, and the node's other sources.
 #[derive(Default)]
 pub(crate) struct Metrics {
-    by_class: [AtomicU64; 5],
-    pub blob_bytes_served: AtomicU64,
+    requests: Counters,
+    latency: Histogram,
+    pub blob_bytes_served: Counter,
+    pub bytes_received: Counter,
+    pub sources: Vec<Arc<dyn Source>>,
+}
+
+/// The route label of a request path.
+pub(crate) fn route(path: &str) -> &'static str {
+    match path {
+        "/healthz" | "/readyz" => return "health",
+        "/metrics" => return "metrics",
+        _ => {}
+    }
+    match path::parse(path) {
+        Ok(Endpoint::Base) => "base",
+        Ok(Endpoint::Catalog) => "catalog",
+        Ok(Endpoint::Tags(_)) => "tags",
+        Ok(Endpoint::Manifest(..)) => "manifest",
+        Ok(Endpoint::Blob(..)) => "blob",
+        Ok(Endpoint::UploadStart(_) | Endpoint::Upload(..)) => "upload",
+        Ok(Endpoint::Referrers(..)) => "referrers",
+        Err(_) => "other",
+    }
+}
+
+fn method(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    }
 }
 
 impl Metrics {
-    pub fn count(&self, status: StatusCode) {
-        let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+    /// Counts an answered request and the seconds until its head was ready.
+    pub fn count(&self, m: &Method, route: &str, status: StatusCode, seconds: f64) {
+        let class = match status.as_u16() / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        let labels = [method(m), route, class];
+        self.requests.inc(&labels);
+        self.latency.observe(&labels, seconds);
     }
 
-    pub fn render(&self) -> Response {
-        let mut out = String::from(
-            "# HELP site_http_requests_total HTTP requests answered, by status class.\n\
-             # TYPE site_http_requests_total counter\n",
+    /// The whole exposition.
+    pub async fn render(&self, login_failures: u64, health: &Health) -> Response {
+        let mut out = Exposition::default();
+        let labels = ["method", "route", "class"];
+        self.requests.expose(
+            &mut out,
+            "site_http_requests_total",
+            "HTTP requests answered, by method, route and status class.",
+            &labels,
         );
-        for (i, c) in self.by_class.iter().enumerate() {
-            out.push_str(&format!(
-                "site_http_requests_total{{class=\"{}xx\"}} {}\n",
-                i + 1,
-                c.load(Ordering::Relaxed)
-            ));
+        self.latency.expose(
+            &mut out,
+            "site_http_request_duration_seconds",
+            "Seconds from a request's arrival to its response head, by method, route and status class.",
+            &labels,
+        );
+        out.single(
+            "site_http_blob_bytes_served_total",
+            "Blob bytes sent to clients.",
+            Kind::Counter,
+            self.blob_bytes_served.get() as f64,
+        );
+        out.single(
+            "site_http_bytes_received_total",
+            "Blob and manifest bytes received from clients.",
+            Kind::Counter,
+            self.bytes_received.get() as f64,
+        );
+        out.single(
+            "site_login_failures_total",
+            "Logins refused (wrong user name or password).",
+            Kind::Counter,
+            login_failures as f64,
+        );
+        nodes(&mut out, health).await;
+        for s in &self.sources {
+            s.expose(&mut out);
         }
-        out.push_str(&format!(
-            "# HELP site_blob_bytes_served_total Blob bytes sent to clients.\n\
-             # TYPE site_blob_bytes_served_total counter\n\
-             site_blob_bytes_served_total {}\n",
-            self.blob_bytes_served.load(Ordering::Relaxed)
-        ));
-        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            out.into_text(),
+        )
+            .into_response()
+    }
+}
+
+/// Each node of the site as this one sees it now (asked, with a short timeout).
+async fn nodes(out: &mut Exposition, health: &Health) {
+    let views = health.site_nodes().await;
+    out.family(
+        "site_peer_up",
+        "Whether a node of the site answered this node just now (1) or not (0).",
+        Kind::Gauge,
+    );
+    for v in &views {
+        let id = v.id.to_string();
+        out.sample(
+            "site_peer_up",
+            &[("node", &id)],
+            f64::from(u8::from(v.reachable)),
+        );
+    }
+    out.family(
+        "site_peer_blobs_missing",
+        "Blobs a node of the site still has to fetch, as it reported them.",
+        Kind::Gauge,
+    );
+    for v in views.iter().filter(|v| v.reachable) {
+        let id = v.id.to_string();
+        out.sample(
+            "site_peer_blobs_missing",
+            &[("node", &id)],
+            v.report.blobs_missing as f64,
+        );
     }
 }

@@ -105,7 +105,7 @@ pub(crate) async fn start(
     ctx: &Ctx,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let user = reg.config.push.authorize(&ctx.headers)?;
+    let user = reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     if let Some(mount) = ctx.query.get("mount") {
         let digest = Digest::parse(mount)?;
@@ -122,7 +122,7 @@ pub(crate) async fn start(
         // Monolithic upload: the whole blob in the POST.
         let digest = digest_param(ctx)?;
         let id = reg.push.start_upload(&repo).await?;
-        let mut body = BodySource(body);
+        let mut body = BodySource(body, &reg.metrics.bytes_received);
         let size = reg
             .push
             .finish_upload(&repo, &id, &digest, None, &mut body)
@@ -150,7 +150,7 @@ pub(crate) async fn status(
     id: &str,
     ctx: &Ctx,
 ) -> Result<Response, ApiError> {
-    reg.config.push.authorize(&ctx.headers)?;
+    reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     let offset = reg.push.upload_offset(&repo, id).await?;
     Ok(upload_response(
@@ -169,10 +169,10 @@ pub(crate) async fn patch(
     ctx: &Ctx,
     body: Body,
 ) -> Result<Response, ApiError> {
-    reg.config.push.authorize(&ctx.headers)?;
+    reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     let start = range_start(reg, &repo, name, id, &ctx.query, &ctx.headers).await?;
-    let mut body = BodySource(body);
+    let mut body = BodySource(body, &reg.metrics.bytes_received);
     let offset = reg
         .push
         .append_upload(&repo, id, start, &mut body)
@@ -204,11 +204,11 @@ pub(crate) async fn put(
     ctx: &Ctx,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let user = reg.config.push.authorize(&ctx.headers)?;
+    let user = reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     let digest = digest_param(ctx)?;
     let start = range_start(reg, &repo, name, id, &ctx.query, &ctx.headers).await?;
-    let mut body = BodySource(body);
+    let mut body = BodySource(body, &reg.metrics.bytes_received);
     let size = reg
         .push
         .finish_upload(&repo, id, &digest, start, &mut body)
@@ -224,7 +224,7 @@ pub(crate) async fn cancel(
     id: &str,
     ctx: &Ctx,
 ) -> Result<Response, ApiError> {
-    reg.config.push.authorize(&ctx.headers)?;
+    reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     reg.push.cancel_upload(&repo, id).await?;
     Ok(Response::builder()

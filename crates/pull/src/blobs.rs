@@ -181,6 +181,8 @@ impl Puller {
         self.spawn(async move {
             let started = std::time::Instant::now();
             let result = puller.run_fetch(&repo, &d, expected, for_peer, &tx).await;
+            let outcome = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
+            puller.inner.fetches.inc(&["blob", outcome]);
             match &result {
                 Ok(size) => tracing::info!(%repo, blob = %d, size, ms = started.elapsed().as_millis() as u64, "blob fetched from upstream"),
                 Err(e) => tracing::warn!(%repo, blob = %d, reason = e.reason(), error = %e, "blob fetch from upstream failed"),

@@ -74,6 +74,25 @@ struct Inner {
     tasks: TaskTracker,
     /// Cancels them at shutdown (an interrupted fetch resumes from its bytes later).
     stop: CancellationToken,
+    /// Fetches from upstreams by kind (manifest, blob) and outcome, for `/metrics`.
+    fetches: site_core::metrics::Counters,
+}
+
+impl site_core::metrics::Source for Puller {
+    fn expose(&self, out: &mut site_core::metrics::Exposition) {
+        self.inner.fetches.expose(
+            out,
+            "site_pull_fetches_total",
+            "Pull-through fetches from upstreams, by kind (manifest, blob) and outcome (ok, or the failure's reason).",
+            &["kind", "outcome"],
+        );
+        self.inner.upstreams.requests.expose(
+            out,
+            "site_upstream_requests_total",
+            "Requests to upstream registries, by registry and outcome (ok, or the failure's reason).",
+            &["registry", "outcome"],
+        );
+    }
 }
 
 impl Puller {
@@ -88,6 +107,7 @@ impl Puller {
                 manifests: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),
+                fetches: Default::default(),
             }),
         }
     }

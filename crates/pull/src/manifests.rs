@@ -195,6 +195,18 @@ impl Puller {
         tag: Option<&str>,
         digest: Option<&Digest>,
     ) -> Result<Fetched, PullError> {
+        let result = self.fetch_manifest_once(repo, tag, digest).await;
+        let outcome = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
+        self.inner.fetches.inc(&["manifest", outcome]);
+        result
+    }
+
+    async fn fetch_manifest_once(
+        &self,
+        repo: &Repository,
+        tag: Option<&str>,
+        digest: Option<&Digest>,
+    ) -> Result<Fetched, PullError> {
         let session = self.inner.upstreams.session(repo).await?;
         let reference = session.reference(repo, tag, digest);
         let max = self.inner.store.config().max_manifest_bytes;

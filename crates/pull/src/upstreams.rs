@@ -36,6 +36,8 @@ type ClientKey = (String, Option<(String, String)>);
 
 /// The upstreams of a node.
 pub(crate) struct Upstreams {
+    /// Requests by registry and outcome, for `/metrics`.
+    pub requests: site_core::metrics::Counters,
     config: PullConfig,
     clients: Mutex<HashMap<ClientKey, Upstream>>,
     down: Mutex<HashMap<String, Down>>,
@@ -57,6 +59,7 @@ pub(crate) struct Session<'a> {
 impl Upstreams {
     pub(crate) fn new(config: PullConfig) -> Upstreams {
         Upstreams {
+            requests: Default::default(),
             config,
             clients: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
@@ -194,6 +197,8 @@ impl Session<'_> {
     pub(crate) fn outcome<T>(&self, result: Result<T, UpstreamError>) -> Result<T, PullError> {
         self.upstreams
             .note(&self.contact, result.as_ref().map(|_| ()));
+        let outcome = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
+        self.upstreams.requests.inc(&[&self.registry, outcome]);
         result.map_err(|error| {
             let retry_after = match &error {
                 UpstreamError::Unreachable(_) => Some(FIRST_BACKOFF.as_secs()),

@@ -69,6 +69,11 @@ impl Missing {
         self.missing.len()
     }
 
+    /// Their bytes.
+    pub fn bytes(&self) -> u64 {
+        self.missing.values().sum()
+    }
+
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.missing.is_empty()

@@ -42,7 +42,39 @@ pub struct SweepReport {
     pub bytes_freed: u64,
 }
 
+/// How many manifests the site holds, by what GC makes of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageCounts {
+    /// Referenced by an application or a pin (directly, through an index, or as a
+    /// referrer of such a manifest): kept.
+    pub live: usize,
+    /// Unreferenced and delivered or pushed: deleted once the grace period has passed.
+    pub eligible: usize,
+    /// Unreferenced and fetched by the pull-through cache: kept for its time to live.
+    pub cached: usize,
+}
+
 impl State {
+    /// Manifests by what GC makes of them.
+    pub fn image_counts(&self) -> ImageCounts {
+        let live = self.live_manifests();
+        let mut counts = ImageCounts {
+            live: live.len(),
+            ..ImageCounts::default()
+        };
+        for (d, m) in &self.manifests {
+            if live.contains(d) {
+                continue;
+            }
+            if m.cached {
+                counts.cached += 1;
+            } else {
+                counts.eligible += 1;
+            }
+        }
+        counts
+    }
+
     /// Manifests that are live now.
     pub fn live_manifests(&self) -> BTreeSet<Digest> {
         let mut live = BTreeSet::new();

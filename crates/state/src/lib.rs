@@ -21,7 +21,7 @@ pub mod state;
 
 pub use command::{Command, Entry, Event, Outcome, PullSource};
 pub use error::StateError;
-pub use gc::{SweepReport, SweepRules};
+pub use gc::{ImageCounts, SweepReport, SweepRules};
 pub use image_ref::ImageRef;
 pub use members::{check_address, MemberChange};
 pub use state::{BlobInfo, ImageSummary, ManifestInfo, Repo, State};

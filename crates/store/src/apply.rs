@@ -17,7 +17,10 @@ impl Store {
     /// Carries out an effect of applying an entry.
     pub(crate) async fn carry_out(&self, effect: Effect) -> Result<()> {
         match effect {
-            Effect::Publish(event) => self.publish(event),
+            Effect::Publish(event) => {
+                self.inner.counters.count(&event);
+                self.publish(event)
+            }
             Effect::FetchBlob { digest, size } => self.note_missing(&digest, size),
             Effect::ForgetBlobs(digests) => self.forget_missing(&digests),
             Effect::RemoveFiles(blobs) => {

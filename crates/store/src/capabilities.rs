@@ -42,7 +42,7 @@ pub struct Administer(Store);
 #[derive(Clone)]
 pub struct Peering(Store);
 
-/// Whether the node is broken.
+/// Whether the node is broken, and how the site's nodes stand.
 #[derive(Clone)]
 pub struct Health(Store);
 
@@ -307,5 +307,13 @@ impl Health {
     /// See [`Store::failure`].
     pub fn failure(&self) -> Option<String> {
         self.0.failure()
+    }
+    /// See [`Store::site_nodes`].
+    pub async fn site_nodes(&self) -> Vec<NodeView> {
+        self.0.site_nodes().await
+    }
+    /// The node's families for `/metrics`.
+    pub fn metrics(&self) -> crate::NodeMetrics {
+        crate::NodeMetrics(self.0.clone())
     }
 }

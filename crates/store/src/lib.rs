@@ -30,6 +30,7 @@ pub mod keyspace;
 mod majority;
 mod manifests;
 pub mod membership;
+mod metrics;
 mod ordering;
 mod pulls;
 pub mod raft_driver;
@@ -50,6 +51,7 @@ pub use delivery::Received;
 pub use error::{Result, StoreError};
 pub use manifests::{ManifestRef, StoredManifest};
 pub use membership::NodeView;
+pub use metrics::NodeMetrics;
 pub use raft_driver::{Ordered, RaftSettings, RaftStatus};
 pub use replication::ByteStream;
 pub use site_replica::Ask;
@@ -124,6 +126,8 @@ struct Inner {
     raft: raft_log::RaftLog,
     /// What failed, once this node's storage has (`failure.rs`).
     failure: watch::Sender<Option<String>>,
+    /// Counts for `/metrics` (`metrics.rs`).
+    counters: metrics::NodeCounters,
 }
 
 /// The driver's ends of a store's channels.
@@ -277,6 +281,7 @@ impl Store {
                 pulled: Mutex::new(HashSet::new()),
                 raft,
                 failure: watch::channel(None).0,
+                counters: metrics::NodeCounters::default(),
             }),
         };
         store.reconcile_uploads()?;

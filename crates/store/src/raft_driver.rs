@@ -169,6 +169,7 @@ impl Driver {
         self.store.inner.raft_status.send_if_modified(|status| {
             if status.leader != now.leader {
                 tracing::info!(leader = now.leader, term = now.term, "raft leader changed");
+                self.store.inner.counters.leader_changes.inc();
             }
             let changed = *status != now;
             *status = now;

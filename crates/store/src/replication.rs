@@ -85,6 +85,12 @@ impl Store {
         self.missing().len()
     }
 
+    /// How many committed blobs this node lacks, and their bytes.
+    pub(crate) fn missing_totals(&self) -> (u64, u64) {
+        let m = self.missing();
+        (m.len() as u64, m.bytes())
+    }
+
     fn missing(&self) -> std::sync::MutexGuard<'_, Missing> {
         self.inner.replication.missing.lock().expect("missing")
     }

@@ -16,6 +16,7 @@ use crate::files::{blocking, hash_file};
 use crate::{Result, Store};
 use site_core::Digest;
 use site_state::Event;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -35,10 +36,20 @@ impl Store {
             let blobs: Vec<(Digest, u64)> =
                 self.read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
             let (mut checked, mut bad) = (0u64, 0u64);
+            let counters = &self.inner.counters;
+            counters
+                .scrub_pass_blobs
+                .store(blobs.len() as u64, Ordering::Relaxed);
+            counters.scrub_pass_done.store(0, Ordering::Relaxed);
             for (d, size) in blobs {
                 let started = Instant::now();
-                match self.scrub_blob(&d, size).await {
-                    Ok(Some(true)) => checked += 1,
+                let result = self.scrub_blob(&d, size).await;
+                counters.scrub_pass_done.fetch_add(1, Ordering::Relaxed);
+                match result {
+                    Ok(Some(true)) => {
+                        checked += 1;
+                        counters.scrub_checked.inc();
+                    }
                     Ok(Some(false)) => bad += 1,
                     Ok(None) => {}
                     Err(e) => tracing::warn!(blob = %d, error = %e, "cannot check a blob file"),
@@ -72,6 +83,7 @@ impl Store {
         }
         tracing::error!(blob = %d, %actual, "a blob file no longer matches its digest: removed; fetching a verified copy");
         self.note_corrupt(d, size);
+        self.inner.counters.scrub_corrupt.inc();
         self.publish(Event::BlobCorrupt {
             digest: d.clone(),
             node: self.cluster()?.id,

@@ -1,0 +1,206 @@
+//! The node's families for `/metrics`: where its Raft stands, the blobs and bytes it
+//! holds and lacks, the site's images by what GC makes of them, its disk, and the scrub.
+//! Read from the node's own state when scraped; nothing here asks a peer.
+
+use crate::files::disk_usage;
+use crate::Store;
+use site_core::metrics::{Counter, Exposition, Kind, Source};
+use site_state::Event;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counts kept as the node runs.
+#[derive(Default)]
+pub(crate) struct NodeCounters {
+    /// Times this node saw the leader change.
+    pub leader_changes: Counter,
+    /// Blob files the scrub read back and found whole.
+    pub scrub_checked: Counter,
+    /// Copies the scrub found not matching their digest.
+    pub scrub_corrupt: Counter,
+    /// Blobs of the scrub's current (or last) pass, and how many it has looked at.
+    pub scrub_pass_blobs: AtomicU64,
+    pub scrub_pass_done: AtomicU64,
+    /// GC sweeps applied here, and what they deleted.
+    pub gc_runs: Counter,
+    pub gc_bytes_freed: Counter,
+    pub gc_manifests_deleted: Counter,
+    pub gc_evicted: Counter,
+    pub gc_blobs_deleted: Counter,
+}
+
+impl NodeCounters {
+    /// Counts what an applied entry tells.
+    pub fn count(&self, event: &Event) {
+        if let Event::GcRun { report } = event {
+            self.gc_runs.inc();
+            self.gc_bytes_freed.add(report.bytes_freed);
+            self.gc_manifests_deleted.add(report.manifests.len() as u64);
+            self.gc_evicted.add(report.evicted.len() as u64);
+            self.gc_blobs_deleted.add(report.blobs.len() as u64);
+        }
+    }
+}
+
+/// The node's families, as a [`Source`] for `/metrics`.
+#[derive(Clone)]
+pub struct NodeMetrics(pub(crate) Store);
+
+impl Source for NodeMetrics {
+    fn expose(&self, out: &mut Exposition) {
+        let store = &self.0;
+        let raft = store.raft_status();
+        let id = store.inner.cluster.get().map_or(0, |c| c.id);
+        let gauge = |out: &mut Exposition, name: &str, help: &str, v: f64| {
+            out.single(name, help, Kind::Gauge, v);
+        };
+        gauge(
+            out,
+            "site_raft_term",
+            "The Raft term this node is in.",
+            raft.term as f64,
+        );
+        gauge(
+            out,
+            "site_raft_commit_index",
+            "The last log index this node knows committed.",
+            raft.commit as f64,
+        );
+        gauge(
+            out,
+            "site_raft_applied_index",
+            "The last log index applied to this node's state.",
+            raft.applied as f64,
+        );
+        gauge(
+            out,
+            "site_raft_leader",
+            "Whether this node leads its site (1) or not (0).",
+            f64::from(u8::from(raft.leader != 0 && raft.leader == id)),
+        );
+        gauge(
+            out,
+            "site_raft_has_leader",
+            "Whether this node knows a leader of its site (1) or not (0).",
+            f64::from(u8::from(raft.leader != 0)),
+        );
+        let c = &store.inner.counters;
+        out.single(
+            "site_raft_leader_changes_total",
+            "Times this node saw its site's leader change.",
+            Kind::Counter,
+            c.leader_changes.get() as f64,
+        );
+        gauge(
+            out,
+            "site_node_failed",
+            "Whether this node's storage failed (1): it takes no writes and does not vote.",
+            f64::from(u8::from(store.failure().is_some())),
+        );
+
+        let (recorded, recorded_bytes, images) = store.read(|s| {
+            let (n, bytes) = s
+                .blobs()
+                .fold((0u64, 0u64), |(n, b), (_, i)| (n + 1, b + i.size));
+            (n, bytes, s.image_counts())
+        });
+        let (missing, missing_bytes) = store.missing_totals();
+        gauge(
+            out,
+            "site_blobs_held",
+            "Blobs of the site this node holds a verified file of.",
+            recorded.saturating_sub(missing) as f64,
+        );
+        gauge(
+            out,
+            "site_blob_bytes_held",
+            "Bytes of the blobs this node holds.",
+            recorded_bytes.saturating_sub(missing_bytes) as f64,
+        );
+        gauge(
+            out,
+            "site_blobs_missing",
+            "Blobs the site records that this node still has to fetch.",
+            missing as f64,
+        );
+        out.family(
+            "site_images",
+            "Manifests the site holds, by state: live (referenced), eligible (for GC after the grace period), cached (pull-through, kept for its time to live).",
+            Kind::Gauge,
+        );
+        for (state, n) in [
+            ("live", images.live),
+            ("eligible", images.eligible),
+            ("cached", images.cached),
+        ] {
+            out.sample("site_images", &[("state", state)], n as f64);
+        }
+        if let Ok(disk) = disk_usage(&store.inner.config.data_dir, recorded_bytes) {
+            gauge(
+                out,
+                "site_disk_capacity_bytes",
+                "Capacity of the file system holding the data directory.",
+                disk.capacity as f64,
+            );
+            gauge(
+                out,
+                "site_disk_free_bytes",
+                "Bytes of that file system available to the node.",
+                disk.free as f64,
+            );
+        }
+
+        for (name, help, counter) in [
+            (
+                "site_gc_runs_total",
+                "GC sweeps applied on this node.",
+                &c.gc_runs,
+            ),
+            (
+                "site_gc_bytes_freed_total",
+                "Blob bytes GC deleted.",
+                &c.gc_bytes_freed,
+            ),
+            (
+                "site_gc_manifests_deleted_total",
+                "Manifests GC deleted (grace period over, cache expired, or evicted).",
+                &c.gc_manifests_deleted,
+            ),
+            (
+                "site_gc_evictions_total",
+                "Manifests GC evicted under disk pressure (least recently used first).",
+                &c.gc_evicted,
+            ),
+            (
+                "site_gc_blobs_deleted_total",
+                "Blobs GC deleted.",
+                &c.gc_blobs_deleted,
+            ),
+        ] {
+            out.single(name, help, Kind::Counter, counter.get() as f64);
+        }
+        out.single(
+            "site_scrub_blobs_checked_total",
+            "Blob files the scrub read back and found matching their digest.",
+            Kind::Counter,
+            c.scrub_checked.get() as f64,
+        );
+        out.single(
+            "site_scrub_corrupt_copies_total",
+            "Blob copies the scrub found not matching their digest (removed and fetched again).",
+            Kind::Counter,
+            c.scrub_corrupt.get() as f64,
+        );
+        gauge(
+            out,
+            "site_scrub_pass_blobs",
+            "Blobs in the scrub's current or last pass.",
+            c.scrub_pass_blobs.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            out,
+            "site_scrub_pass_done_blobs",
+            "Blobs of that pass the scrub has looked at.",
+            c.scrub_pass_done.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
