@@ -350,6 +350,7 @@ fn next_part(w: &mut World, k: u64, out: &mut Out) {
     let cmd = Command::PutManifest {
         repo: d.repo,
         body: d.body,
+        digest: None,
         content_type: None,
         tag: Some("v1".into()),
         link_references: true,

@@ -24,7 +24,7 @@ fn texts<T: ToString>(v: &[T]) -> Vec<String> {
 }
 
 /// `ask` as sent to the leader.
-pub(crate) fn ask_to_wire(ask: &Ask) -> pb::Ask {
+pub fn ask_to_wire(ask: &Ask) -> pb::Ask {
     let change = match ask {
         Ask::Command(entry) => pb::ask::Change::Command(site_entry::command_to_wire(&entry.cmd)),
         Ask::Members(change) => pb::ask::Change::Members(site_entry::member_change_to_wire(change)),
@@ -35,7 +35,7 @@ pub(crate) fn ask_to_wire(ask: &Ask) -> pb::Ask {
 }
 
 /// The change a follower sent, or why it is not one.
-pub(crate) fn ask_from_wire(ask: pb::Ask) -> Result<Ask, String> {
+pub fn ask_from_wire(ask: pb::Ask) -> Result<Ask, String> {
     Ok(match ask.change.ok_or("no change")? {
         pb::ask::Change::Command(c) => Ask::Command(Entry {
             now: 0,
@@ -47,7 +47,7 @@ pub(crate) fn ask_from_wire(ask: pb::Ask) -> Result<Ask, String> {
 
 /// The leader's answer. The outcome's events are not sent: every node publishes the
 /// events of what it applies.
-pub(crate) fn ordered_to_wire((result, index): &Ordered) -> pb::Ordered {
+pub fn ordered_to_wire((result, index): &Ordered) -> pb::Ordered {
     let result = match result {
         Ok(o) => pb::ordered::Result::Outcome(pb::Outcome {
             digest: o.digest.as_ref().map(Digest::to_string),
@@ -97,7 +97,7 @@ fn refusal(e: &StateError) -> pb::StateRefusal {
 }
 
 /// The leader's answer as the store reads it, or why it is not one.
-pub(crate) fn ordered_from_wire(o: pb::Ordered) -> Result<Ordered, String> {
+pub fn ordered_from_wire(o: pb::Ordered) -> Result<Ordered, String> {
     let result = match o.result.ok_or("no result")? {
         pb::ordered::Result::Outcome(out) => Ok(Outcome {
             digest: out.digest.as_deref().map(digest).transpose()?,

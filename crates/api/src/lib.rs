@@ -8,7 +8,7 @@
 //! service: `Peering`) or execute a command, and map errors through the one table in
 //! [`status`].
 
-mod ask_wire;
+pub mod ask_wire;
 pub mod collector;
 mod convert;
 pub mod deliveries;

@@ -1,32 +1,67 @@
-//! Content digests: `sha256:` followed by 64 lower-case hex characters.
+//! Content digests: `sha256:` followed by 64 lower-case hex characters, or `sha512:`
+//! followed by 128, the two algorithms the OCI image specification registers.
 //!
 //! The OCI digest grammar is `algorithm ":" encoded`. Any well-formed digest of another
-//! algorithm (`sha512:...`, `blake3:...`) is recognised and refused as unsupported, so a
-//! client learns why rather than seeing a generic parse error.
+//! algorithm (`blake3:...`) is recognised and refused as unsupported, so a client learns
+//! why rather than seeing a generic parse error.
 
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 use std::fmt;
 use std::str::FromStr;
 
-/// A validated `sha256` content digest.
+/// A digest algorithm this registry implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Algorithm {
+    /// SHA-256: the default, and what every digest this registry computes by itself uses.
+    #[default]
+    Sha256,
+    /// SHA-512.
+    Sha512,
+}
+
+impl Algorithm {
+    /// Every algorithm, in the order of their names.
+    pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+
+    /// Its name in a digest (`sha256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// Hex characters of its digests.
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// A validated content digest of a supported algorithm.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
-    /// Always `sha256:` + 64 lower-case hex characters.
+    /// `ALGORITHM:` + lower-case hex characters of its length.
     text: String,
 }
 
 /// Why a string is not a digest this registry accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestError {
-    /// The string does not follow the OCI digest grammar, or a sha256 digest is malformed.
+    /// The string does not follow the OCI digest grammar, or a digest of a supported
+    /// algorithm is malformed.
     #[error("invalid digest {0:?}")]
     Invalid(String),
     /// A well-formed digest of an algorithm this registry does not implement.
-    #[error("unsupported digest algorithm {0:?}: only sha256 is supported")]
+    #[error("unsupported digest algorithm {0:?}: sha256 and sha512 are supported")]
     Unsupported(String),
 }
-
-const SHA256_PREFIX: &str = "sha256:";
 
 impl Digest {
     /// Parses and validates a digest string.
@@ -36,36 +71,62 @@ impl Digest {
         if !valid_algorithm(algorithm) || !valid_encoded(encoded) {
             return Err(invalid());
         }
-        if algorithm != "sha256" {
+        let Some(a) = Algorithm::from_name(algorithm) else {
             return Err(DigestError::Unsupported(truncate(algorithm)));
-        }
+        };
         let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-        if encoded.len() != 64 || !encoded.bytes().all(lower_hex) {
+        if encoded.len() != a.hex_len() || !encoded.bytes().all(lower_hex) {
             return Err(invalid());
         }
         Ok(Digest { text: s.to_owned() })
     }
 
-    /// The digest of raw 32 bytes of sha256 output.
-    pub fn from_sha256(bytes: &[u8]) -> Digest {
+    /// The digest of `algorithm` whose raw output is `bytes`.
+    pub fn from_raw(algorithm: Algorithm, bytes: &[u8]) -> Digest {
         Digest {
-            text: format!("{SHA256_PREFIX}{}", hex::encode(bytes)),
+            text: format!("{}:{}", algorithm.name(), hex::encode(bytes)),
         }
     }
 
-    /// The digest of a byte slice.
-    pub fn of(data: &[u8]) -> Digest {
-        Digest::from_sha256(&Sha256::digest(data))
+    /// The digest of raw 32 bytes of sha256 output.
+    pub fn from_sha256(bytes: &[u8]) -> Digest {
+        Digest::from_raw(Algorithm::Sha256, bytes)
     }
 
-    /// The full text, `sha256:<hex>`.
+    /// The sha256 digest of a byte slice.
+    pub fn of(data: &[u8]) -> Digest {
+        Digest::of_with(Algorithm::Sha256, data)
+    }
+
+    /// The `algorithm` digest of a byte slice.
+    pub fn of_with(algorithm: Algorithm, data: &[u8]) -> Digest {
+        let mut h = DigestHasher::with(algorithm);
+        h.update(data);
+        h.finish()
+    }
+
+    /// Whether `data` has this digest (hashed with this digest's algorithm).
+    pub fn matches(&self, data: &[u8]) -> bool {
+        Digest::of_with(self.algorithm(), data) == *self
+    }
+
+    /// Its algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        if self.text.starts_with("sha512:") {
+            Algorithm::Sha512
+        } else {
+            Algorithm::Sha256
+        }
+    }
+
+    /// The full text, `ALGORITHM:<hex>`.
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
-    /// The 64 hex characters after `sha256:`.
+    /// The hex characters after `ALGORITHM:`.
     pub fn hex(&self) -> &str {
-        &self.text[SHA256_PREFIX.len()..]
+        &self.text[self.algorithm().name().len() + 1..]
     }
 }
 
@@ -123,23 +184,61 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-/// Incremental sha256 over a stream of chunks. Cloneable, so an upload can keep its
-/// running state between requests.
-#[derive(Clone, Default)]
+/// The running state of one algorithm.
+#[derive(Clone)]
+enum State {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+/// Incremental hashing over a stream of chunks, sha256 unless asked for another
+/// algorithm. Cloneable, so an upload can keep its running state between requests.
+#[derive(Clone)]
 pub struct DigestHasher {
-    inner: Sha256,
+    inner: State,
     len: u64,
 }
 
+impl Default for DigestHasher {
+    fn default() -> Self {
+        DigestHasher::with(Algorithm::Sha256)
+    }
+}
+
 impl DigestHasher {
-    /// A hasher that has seen no bytes.
+    /// A sha256 hasher that has seen no bytes.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A hasher of `algorithm` that has seen no bytes.
+    pub fn with(algorithm: Algorithm) -> Self {
+        let inner = match algorithm {
+            Algorithm::Sha256 => State::Sha256(Sha256::new()),
+            Algorithm::Sha512 => State::Sha512(Sha512::new()),
+        };
+        DigestHasher { inner, len: 0 }
+    }
+
+    /// A hasher of the algorithm of `d`, to check bytes against it.
+    pub fn for_digest(d: &Digest) -> Self {
+        DigestHasher::with(d.algorithm())
+    }
+
+    /// Its algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        match self.inner {
+            State::Sha256(_) => Algorithm::Sha256,
+            State::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
     /// Feeds bytes.
     pub fn update(&mut self, data: &[u8]) {
-        self.inner.update(data);
+        match &mut self.inner {
+            State::Sha256(h) => h.update(data),
+            State::Sha512(h) => h.update(data),
+        }
         self.len += data.len() as u64;
     }
 
@@ -155,7 +254,10 @@ impl DigestHasher {
 
     /// The digest of everything fed.
     pub fn finish(self) -> Digest {
-        Digest::from_sha256(&self.inner.finalize())
+        match self.inner {
+            State::Sha256(h) => Digest::from_raw(Algorithm::Sha256, &h.finalize()),
+            State::Sha512(h) => Digest::from_raw(Algorithm::Sha512, &h.finalize()),
+        }
     }
 }
 
@@ -164,14 +266,34 @@ mod tests {
     use super::*;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY_512: &str = "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
 
     #[test]
     fn parses_sha256() {
         let d = Digest::parse(EMPTY).unwrap();
         assert_eq!(d.as_str(), EMPTY);
         assert_eq!(d.hex().len(), 64);
+        assert_eq!(d.algorithm(), Algorithm::Sha256);
         assert_eq!(Digest::of(b""), d);
         assert_eq!(DigestHasher::new().finish(), d);
+        assert!(d.matches(b""));
+    }
+
+    #[test]
+    fn parses_and_computes_sha512() {
+        let d = Digest::parse(EMPTY_512).unwrap();
+        assert_eq!(d.algorithm(), Algorithm::Sha512);
+        assert_eq!(d.hex().len(), 128);
+        assert_eq!(Digest::of_with(Algorithm::Sha512, b""), d);
+        assert_eq!(DigestHasher::for_digest(&d).finish(), d);
+        assert!(d.matches(b""));
+        assert!(!d.matches(b"x"));
+        let mut h = DigestHasher::with(Algorithm::Sha512);
+        h.update(b"ab");
+        h.update(b"c");
+        assert_eq!(h.finish(), Digest::of_with(Algorithm::Sha512, b"abc"));
+        // The sha256 digest of the same bytes is another digest.
+        assert_ne!(Digest::of(b""), d);
     }
 
     #[test]
@@ -189,6 +311,10 @@ mod tests {
             "sha256:../../etc/passwd",
             "sha256:e3b0/c44",
             "sha-:abc",
+            // A sha512 digest must have 128 hex characters, a sha256 one 64.
+            &format!("sha512:{}", "a".repeat(64)),
+            &format!("sha256:{}", "a".repeat(128)),
+            &format!("sha512:{}", "A".repeat(128)),
         ] {
             assert!(
                 matches!(Digest::parse(bad), Err(DigestError::Invalid(_))),
@@ -199,13 +325,12 @@ mod tests {
 
     #[test]
     fn recognises_other_algorithms_as_unsupported() {
-        let sha512 = format!("sha512:{}", "a".repeat(128));
-        assert_eq!(
-            Digest::parse(&sha512),
-            Err(DigestError::Unsupported("sha512".into()))
-        );
         assert!(matches!(
             Digest::parse("blake3:abcd"),
+            Err(DigestError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Digest::parse("sha384:abcd"),
             Err(DigestError::Unsupported(_))
         ));
         assert!(matches!(
@@ -216,9 +341,11 @@ mod tests {
 
     #[test]
     fn serde_round_trip() {
-        let d = Digest::parse(EMPTY).unwrap();
-        let json = serde_json::to_string(&d).unwrap();
-        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        for text in [EMPTY, EMPTY_512] {
+            let d = Digest::parse(text).unwrap();
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        }
         assert!(serde_json::from_str::<Digest>("\"sha256:x\"").is_err());
     }
 }

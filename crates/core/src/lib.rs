@@ -13,7 +13,7 @@ pub mod metrics;
 pub mod platform;
 pub mod reference;
 
-pub use digest::{Digest, DigestError, DigestHasher};
+pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};
 pub use platform::Platform;

@@ -59,6 +59,7 @@ fn op(cmd: &Command) -> Op {
         Command::PutManifest {
             repo,
             body,
+            digest,
             content_type,
             tag,
             link_references,
@@ -66,6 +67,7 @@ fn op(cmd: &Command) -> Op {
         } => Op::PutManifest(pb::PutManifest {
             repository: repo.to_string(),
             body: body.clone(),
+            digest: digest.as_ref().map(Digest::to_string),
             content_type: content_type.clone(),
             tag: tag.clone(),
             link_references: *link_references,
@@ -136,6 +138,7 @@ fn command(op: Op) -> Result<Command, String> {
         Op::PutManifest(m) => Command::PutManifest {
             repo: repo(&m.repository)?,
             body: m.body,
+            digest: m.digest.as_deref().map(digest).transpose()?,
             content_type: m.content_type,
             tag: m.tag,
             link_references: m.link_references,

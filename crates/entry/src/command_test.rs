@@ -41,6 +41,10 @@ fn every_command() -> Vec<Command> {
         Command::PutManifest {
             repo: r("team/app"),
             body: "{\"schemaVersion\":2}".into(),
+            digest: Some(site_core::Digest::of_with(
+                site_core::Algorithm::Sha512,
+                b"{\"schemaVersion\":2}",
+            )),
             content_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
             tag: Some("v1".into()),
             link_references: true,
@@ -49,6 +53,7 @@ fn every_command() -> Vec<Command> {
         Command::PutManifest {
             repo: r("team/app"),
             body: String::new(),
+            digest: None,
             content_type: None,
             tag: None,
             link_references: false,

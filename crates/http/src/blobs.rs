@@ -1,65 +1,13 @@
 //! Blob reads (streamed from disk, single `Range` answered 206) and blob deletes.
 
 use crate::error::ApiError;
+use crate::ranges::parse_range;
 use crate::{Ctx, Registry};
 use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use site_core::{Digest, ErrorCode};
 use site_store::StoreError;
-
-/// An inclusive byte range within a blob.
-#[derive(Debug, PartialEq, Eq)]
-struct ByteRange {
-    start: u64,
-    end: u64,
-}
-
-/// Reads a `Range` header against a blob of `size` bytes. `Ok(None)`: serve it whole
-/// (no header, or several ranges, which the RFC lets a server ignore).
-fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, ()> {
-    let spec = value.trim().strip_prefix("bytes=").ok_or(())?;
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let num = |s: &str| -> Result<u64, ()> {
-        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(());
-        }
-        s.parse().map_err(|_| ())
-    };
-    let range = match (a.trim(), b.trim()) {
-        ("", suffix) => {
-            let n = num(suffix)?;
-            if n == 0 || size == 0 {
-                return Err(());
-            }
-            ByteRange {
-                start: size.saturating_sub(n),
-                end: size - 1,
-            }
-        }
-        (start, "") => ByteRange {
-            start: num(start)?,
-            end: size.saturating_sub(1),
-        },
-        (start, end) => {
-            let (s, e) = (num(start)?, num(end)?);
-            if e < s {
-                return Err(());
-            }
-            ByteRange {
-                start: s,
-                end: e.min(size.saturating_sub(1)),
-            }
-        }
-    };
-    if range.start >= size {
-        return Err(());
-    }
-    Ok(Some(range))
-}
 
 pub(crate) async fn get(
     reg: &Registry,
@@ -83,7 +31,7 @@ pub(crate) async fn get(
     };
     let range = match ctx.headers.get(header::RANGE) {
         None => None,
-        Some(v) => parse_range(v.to_str().unwrap_or(""), size).map_err(|()| {
+        Some(v) => parse_range(v.to_str().unwrap_or(""), size).map_err(|_| {
             ApiError::new(
                 ErrorCode::SizeInvalid,
                 format!("range {:?} not satisfiable for a blob of {size} bytes", v),
@@ -141,33 +89,4 @@ pub(crate) async fn delete(
         .header(header::CONTENT_LENGTH, 0)
         .body(Body::empty())
         .expect("valid response"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        let r = |s, e| Ok(Some(ByteRange { start: s, end: e }));
-        assert_eq!(parse_range("bytes=0-9", 100), r(0, 9));
-        assert_eq!(parse_range("bytes=90-", 100), r(90, 99));
-        assert_eq!(parse_range("bytes=-10", 100), r(90, 99));
-        assert_eq!(parse_range("bytes=-1000", 100), r(0, 99));
-        assert_eq!(parse_range("bytes=50-1000", 100), r(50, 99));
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
-        for bad in [
-            "bytes=100-",
-            "bytes=9-3",
-            "bytes=-0",
-            "items=0-1",
-            "bytes=a-b",
-            "bytes=",
-            "bytes=--1",
-            "0-1",
-        ] {
-            assert_eq!(parse_range(bad, 100), Err(()), "{bad}");
-        }
-        assert_eq!(parse_range("bytes=0-0", 0), Err(()));
-    }
 }

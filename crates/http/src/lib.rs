@@ -16,6 +16,8 @@ mod login_failures;
 mod manifests;
 mod metrics;
 pub mod path;
+pub mod query;
+pub mod ranges;
 mod tls_listener;
 mod uploads;
 mod users;
@@ -31,10 +33,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use error::ApiError;
 use path::Endpoint;
+pub(crate) use query::Query;
 use site_core::{ErrorCode, Repository};
 use site_pull::Puller;
 use site_store::{BlobReads, Health, ManifestReads, Push, Store};
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -136,45 +138,6 @@ impl Registry {
             &self.config.default_upstream,
         )?)
     }
-}
-
-/// Query parameters of a request (first value of each).
-pub(crate) struct Query(HashMap<String, String>);
-
-impl Query {
-    fn parse(q: Option<&str>) -> Query {
-        let mut map = HashMap::new();
-        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            map.entry(decode(k)).or_insert_with(|| decode(v));
-        }
-        Query(map)
-    }
-
-    pub(crate) fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str)
-    }
-}
-
-/// Percent-decoding of a query component (`+` is a space in forms, but digests and
-/// names never hold one, so it is left alone).
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |x: u8| (x as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The path a follow-up request should use, keeping containerd's `ns` if one was given.

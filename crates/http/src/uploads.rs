@@ -3,6 +3,7 @@
 
 use crate::body::BodySource;
 use crate::error::{upload_range, ApiError};
+use crate::ranges::parse_content_range;
 use crate::{location, Ctx, Query, Registry};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -36,32 +37,18 @@ fn created(name: &str, digest: &Digest, q: &Query) -> Response {
         .expect("valid response")
 }
 
-/// The start offset of a `Content-Range` (`start-end`, `bytes start-end/*` or
-/// `bytes=start-end`), checked against `Content-Length`.
+/// The start offset of the request's `Content-Range`, checked against `Content-Length`.
 fn content_range_start(headers: &HeaderMap) -> Result<Option<u64>, ()> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let text = v.to_str().map_err(|_| ())?.trim();
-    let text = text
-        .strip_prefix("bytes=")
-        .or_else(|| text.strip_prefix("bytes "))
-        .unwrap_or(text);
-    let text = text.split('/').next().unwrap_or("");
-    let (a, b) = text.split_once('-').ok_or(())?;
-    let start: u64 = a.trim().parse().map_err(|_| ())?;
-    let end: u64 = b.trim().parse().map_err(|_| ())?;
-    if end < start {
-        return Err(());
-    }
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|l| l != end - start + 1) {
-        return Err(());
-    }
-    Ok(Some(start))
+    parse_content_range(v.to_str().map_err(|_| ())?, length)
+        .map(Some)
+        .map_err(drop)
 }
 
 /// The start of the request's `Content-Range`; a malformed one is a 416 that tells the

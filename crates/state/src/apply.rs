@@ -63,6 +63,7 @@ impl State {
             Command::PutManifest {
                 repo,
                 body,
+                digest,
                 content_type,
                 tag,
                 link_references,
@@ -76,6 +77,7 @@ impl State {
                 Arrival {
                     link: *link_references,
                     cached: *cached,
+                    pushed_as: digest.as_ref(),
                 },
             )?,
             Command::DeleteManifest { repo, digest } => {
@@ -202,13 +204,26 @@ impl State {
         body: &str,
         content_type: Option<&str>,
         tag: Option<&str>,
-        arrival: Arrival,
+        arrival: Arrival<'_>,
     ) -> Result<Outcome> {
-        let Arrival { link, cached } = arrival;
+        let Arrival {
+            link,
+            cached,
+            pushed_as,
+        } = arrival;
         if let Some(t) = tag {
             check_tag(t)?;
         }
-        let digest = Digest::of(body.as_bytes());
+        let digest = match pushed_as {
+            Some(d) if d.matches(body.as_bytes()) => d.clone(),
+            Some(d) => {
+                return Err(StateError::Invalid(format!(
+                    "the manifest's {} digest is not {d}",
+                    d.algorithm().name()
+                )))
+            }
+            None => Digest::of(body.as_bytes()),
+        };
         let manifest = Manifest::parse(body.as_bytes(), content_type)?;
         let blobs: Vec<Digest> = manifest
             .blob_references()
@@ -381,11 +396,13 @@ impl State {
 }
 
 /// How a manifest arrives (see [`Command::PutManifest`]).
-struct Arrival {
+struct Arrival<'a> {
     /// References need only be on the site, and are linked into the repository.
     link: bool,
     /// Fetched by the pull-through cache.
     cached: bool,
+    /// Pushed by this digest (another algorithm than sha256).
+    pushed_as: Option<&'a Digest>,
 }
 
 fn changed_if(changed: bool) -> Outcome {

@@ -68,6 +68,7 @@ fn deliver(s: &mut State, now: u64, r: &Repository, config: u64, layers: &[u64])
         Command::PutManifest {
             repo: r.clone(),
             body,
+            digest: None,
             content_type: None,
             tag: Some("v1".into()),
             link_references: true,
@@ -91,6 +92,7 @@ fn manifest_refused_while_blobs_missing() {
         Command::PutManifest {
             repo: r.clone(),
             body: image_body(1, &[2]),
+            digest: None,
             content_type: None,
             tag: None,
             link_references: true,
@@ -133,6 +135,7 @@ fn manifest_refused_while_blobs_missing() {
         Command::PutManifest {
             repo: r,
             body: image_body(1, &[2]),
+            digest: None,
             content_type: None,
             tag: None,
             link_references: false,
@@ -290,6 +293,7 @@ fn index_keeps_children_and_forget_drops_broken() {
         Command::PutManifest {
             repo: r.clone(),
             body,
+            digest: None,
             content_type: None,
             tag: None,
             link_references: true,
@@ -486,6 +490,7 @@ fn cache(s: &mut State, now: u64, r: &Repository, body: String, tag: Option<&str
         Command::PutManifest {
             repo: r.clone(),
             body,
+            digest: None,
             content_type: None,
             tag: tag.map(str::to_owned),
             link_references: true,
@@ -579,6 +584,7 @@ fn a_cached_index_holds_only_the_pulled_platforms_until_delivered_whole() {
         Command::PutManifest {
             repo: r.clone(),
             body: body.clone(),
+            digest: None,
             content_type: None,
             tag: Some("v1".into()),
             link_references: true,

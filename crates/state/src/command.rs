@@ -88,8 +88,13 @@ pub enum Command {
     PutManifest {
         /// The repository.
         repo: Repository,
-        /// The exact manifest text; its sha256 is the manifest's digest.
+        /// The exact manifest text; its sha256 is the manifest's digest unless `digest`
+        /// says otherwise.
         body: String,
+        /// The digest it was pushed by, when of another algorithm than sha256 (it must
+        /// match the body).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<Digest>,
         /// The media type the client declared, if any.
         content_type: Option<String>,
         /// Tag to point at it.

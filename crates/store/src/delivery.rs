@@ -99,7 +99,7 @@ impl Store {
     }
 
     fn tower_id(d: &Digest) -> String {
-        format!("tower-{}", d.hex())
+        tower_file_name(d)
     }
 
     /// Bytes of blob `d` the node holds from an unfinished tower upload (0 if none).
@@ -145,10 +145,12 @@ impl Store {
         }
         let exists = path.exists();
         let before = if exists {
-            self.hasher(&id, &mut live).await?.clone()
+            self.hasher(&id, &mut live, Some(d.algorithm()))
+                .await?
+                .clone()
         } else {
             live.forget_hasher();
-            site_core::DigestHasher::new()
+            site_core::DigestHasher::for_digest(d)
         };
         if offset != before.len() {
             return Err(StoreError::RangeInvalid {
@@ -246,5 +248,51 @@ impl Store {
             .await?;
         drop(growing);
         Ok((received, Received::Complete))
+    }
+}
+
+/// The name of the file an unfinished tower upload of `d` grows in: `tower-HEX` for
+/// sha256 (as earlier versions named it), `tower-ALGORITHM-HEX` for the others.
+pub(crate) fn tower_file_name(d: &Digest) -> String {
+    match d.algorithm() {
+        site_core::Algorithm::Sha256 => format!("tower-{}", d.hex()),
+        a => format!("tower-{}-{}", a.name(), d.hex()),
+    }
+}
+
+/// The digest whose tower upload a file of this name holds, if it is one.
+pub(crate) fn tower_file_digest(name: &str) -> Option<Digest> {
+    let rest = name.strip_prefix("tower-")?;
+    match rest.split_once('-') {
+        Some((algorithm, hex)) => Digest::parse(&format!("{algorithm}:{hex}")).ok(),
+        None => Digest::parse(&format!("sha256:{rest}")).ok(),
+    }
+    .filter(|d| tower_file_name(d) == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use site_core::Algorithm;
+
+    #[test]
+    fn tower_upload_files_are_named_by_digest_in_either_algorithm() {
+        for a in Algorithm::ALL {
+            let d = Digest::of_with(a, b"layer");
+            let name = tower_file_name(&d);
+            assert_eq!(tower_file_digest(&name), Some(d.clone()), "{name}");
+        }
+        // sha256 keeps the name earlier versions gave it.
+        let d = Digest::of(b"layer");
+        assert_eq!(tower_file_name(&d), format!("tower-{}", d.hex()));
+        for stray in [
+            "tower-",
+            "tower-xyz",
+            "upload-1",
+            "tower-sha512-abc",
+            "tower-sha256-aa",
+        ] {
+            assert_eq!(tower_file_digest(stray), None, "{stray}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Blob bytes on disk, and the one durable way a file becomes a blob.
 //!
 //! ```text
-//! data_dir/blobs/sha256/<hex[..2]>/<hex>   complete, verified blobs (read-only once there)
+//! data_dir/blobs/<algorithm>/<hex[..2]>/<hex>   complete, verified blobs (read-only once there;
+//!                                             algorithm sha256 or sha512)
 //! data_dir/uploads/<id>                    bytes of an upload session in progress
 //! ```
 //!
@@ -9,7 +10,7 @@
 //! fsynced and its digest verified by the caller, then renamed into place and the
 //! directory fsynced. A `kill -9` at any point leaves either no blob file or a whole one.
 
-use site_core::{Digest, DigestHasher};
+use site_core::{Algorithm, Digest, DigestHasher};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -23,10 +24,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(io::Error::other)?
 }
 
-/// The running hash of every byte of the file at `path`. Blocking.
-pub fn hash_file(path: &Path) -> io::Result<DigestHasher> {
+/// The running `algorithm` hash of every byte of the file at `path`. Blocking.
+pub fn hash_file(path: &Path, algorithm: Algorithm) -> io::Result<DigestHasher> {
     let mut file = fs::File::open(path)?;
-    let mut hasher = DigestHasher::new();
+    let mut hasher = DigestHasher::with(algorithm);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         match file.read(&mut buf)? {
@@ -45,14 +46,19 @@ pub struct BlobFiles {
 impl BlobFiles {
     /// Blob files under `root` (`data_dir/blobs`), created if missing.
     pub fn open(root: PathBuf) -> io::Result<BlobFiles> {
-        create_dir_durable(&root.join("sha256"))?;
+        for a in Algorithm::ALL {
+            create_dir_durable(&root.join(a.name()))?;
+        }
         Ok(BlobFiles { root })
     }
 
-    /// Where the blob of `d` lives.
+    /// Where the blob of `d` lives: `ALGORITHM/XX/HEX`.
     pub fn path(&self, d: &Digest) -> PathBuf {
         let hex = d.hex();
-        self.root.join("sha256").join(&hex[..2]).join(hex)
+        self.root
+            .join(d.algorithm().name())
+            .join(&hex[..2])
+            .join(hex)
     }
 
     /// Makes the fsynced, verified file at `src` the blob `d`. Blocking.
@@ -78,7 +84,14 @@ impl BlobFiles {
     /// can only be debris). Blocking.
     pub fn scan(&self) -> io::Result<Vec<(Digest, u64)>> {
         let mut found = Vec::new();
-        for shard in fs::read_dir(self.root.join("sha256"))? {
+        for a in Algorithm::ALL {
+            self.scan_algorithm(a, &mut found)?;
+        }
+        Ok(found)
+    }
+
+    fn scan_algorithm(&self, a: Algorithm, found: &mut Vec<(Digest, u64)>) -> io::Result<()> {
+        for shard in fs::read_dir(self.root.join(a.name()))? {
             let shard = shard?;
             if !shard.file_type()?.is_dir() {
                 fs::remove_file(shard.path())?;
@@ -89,7 +102,7 @@ impl BlobFiles {
                 let name = entry.file_name();
                 let digest = name
                     .to_str()
-                    .and_then(|n| Digest::parse(&format!("sha256:{n}")).ok())
+                    .and_then(|n| Digest::parse(&format!("{}:{n}", a.name())).ok())
                     .filter(|d| d.hex()[..2] == *shard.file_name());
                 match digest {
                     Some(d) if entry.file_type()?.is_file() => {
@@ -102,7 +115,7 @@ impl BlobFiles {
                 }
             }
         }
-        Ok(found)
+        Ok(())
     }
 }
 

@@ -426,6 +426,6 @@ impl Store {
 
     /// Path of the partial file of a tower upload of `d`.
     fn tower_upload_path(&self, d: &Digest) -> PathBuf {
-        self.inner.uploads.dir().join(format!("tower-{}", d.hex()))
+        self.inner.uploads.dir().join(delivery::tower_file_name(d))
     }
 }

@@ -116,7 +116,12 @@ impl Store {
                 "manifest larger than the limit of {max} bytes"
             )));
         }
-        let digest = Digest::of(body);
+        // Its digest in the algorithm it is asked by (sha256 by tag).
+        let algorithm = match reference {
+            ManifestRef::Digest(d) => d.algorithm(),
+            ManifestRef::Tag(_) => site_core::Algorithm::Sha256,
+        };
+        let digest = Digest::of_with(algorithm, body);
         if let ManifestRef::Digest(expected) = reference {
             if *expected != digest {
                 return Err(StoreError::DigestMismatch {
@@ -136,6 +141,7 @@ impl Store {
         self.execute(Command::PutManifest {
             repo: repo.clone(),
             body,
+            digest: (algorithm != site_core::Algorithm::Sha256).then(|| digest.clone()),
             content_type: content_type.map(str::to_owned),
             tag,
             link_references: via != Via::Push,

@@ -48,8 +48,8 @@ impl Store {
             let name = entry.file_name();
             let tower = name
                 .to_str()
-                .and_then(|n| n.strip_prefix("tower-"))
-                .is_some_and(|hex| Digest::parse(&format!("sha256:{hex}")).is_ok());
+                .and_then(crate::delivery::tower_file_digest)
+                .is_some();
             if !tower && !t.contains_key(name.as_encoded_bytes())? {
                 tracing::info!(path = %entry.path().display(), "removing leftover upload file");
                 std::fs::remove_file(entry.path())?;

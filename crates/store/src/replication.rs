@@ -241,7 +241,7 @@ impl Store {
         // the page cache's copy and bookkeeping.
         let mut file = BlobWriter::new(file, 0).direct();
         let copied = async {
-            let mut hasher = DigestHasher::new();
+            let mut hasher = DigestHasher::for_digest(d);
             loop {
                 let chunk = tokio::select! {
                     c = tokio::time::timeout(STALL, stream.next()) => c.map_err(|_| {

@@ -68,7 +68,8 @@ impl Store {
     /// `None` when this node holds no file of a committed blob `d`.
     pub(crate) async fn scrub_blob(&self, d: &Digest, size: u64) -> Result<Option<bool>> {
         let path = self.inner.files.path(d);
-        let actual = match blocking(move || hash_file(&path)).await {
+        let algorithm = d.algorithm();
+        let actual = match blocking(move || hash_file(&path, algorithm)).await {
             Ok(hasher) => hasher.finish(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),

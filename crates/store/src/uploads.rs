@@ -8,7 +8,7 @@
 use crate::keyspace::UploadRecord;
 use crate::{now_ms, now_secs, Result, Store, StoreError};
 use bytes::Bytes;
-use site_core::{Digest, DigestHasher, Repository};
+use site_core::{Algorithm, Digest, DigestHasher, Repository};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -107,7 +107,7 @@ impl Store {
         let mut live = slot.lock().await;
         // Cancelled, finished or expired while this request waited for the session.
         self.check_session(repo, id)?;
-        Ok(self.hasher(id, &mut live).await?.len())
+        Ok(self.hasher(id, &mut live, None).await?.len())
     }
 
     /// Appends a chunk. `start`, when the client gave a `Content-Range`, must equal the
@@ -124,7 +124,7 @@ impl Store {
         let mut live = slot.lock().await;
         // Cancelled, finished or expired while this request waited for the session.
         self.check_session(repo, id)?;
-        let before = self.hasher(id, &mut live).await?.clone();
+        let before = self.hasher(id, &mut live, None).await?.clone();
         if let Some(start) = start {
             if start != before.len() {
                 return Err(StoreError::RangeInvalid {
@@ -201,7 +201,10 @@ impl Store {
         let mut live = slot.lock().await;
         // The session may have been finished or cancelled while we waited for the lock.
         self.check_session(repo, id)?;
-        let hasher = self.hasher(id, &mut live).await?.clone();
+        let hasher = self
+            .hasher(id, &mut live, Some(expected.algorithm()))
+            .await?
+            .clone();
         let size = hasher.len();
         let actual = hasher.finish();
         let path = self.inner.uploads.path(id);
@@ -318,16 +321,25 @@ impl Store {
         Ok(())
     }
 
-    /// The running hash of a session, rebuilt from its file after a restart.
+    /// The running hash of a session, rebuilt from its file after a restart, or when
+    /// `algorithm` is not the one it ran with (an upload hashes with sha256 until its
+    /// digest says otherwise).
     pub(crate) async fn hasher<'a>(
         &self,
         id: &str,
         live: &'a mut Live,
+        algorithm: Option<Algorithm>,
     ) -> Result<&'a DigestHasher> {
-        if live.hasher.is_none() {
+        let stale = match (&live.hasher, algorithm) {
+            (None, _) => true,
+            (Some(h), Some(a)) => h.algorithm() != a,
+            (Some(_), None) => false,
+        };
+        if stale {
             let path = self.inner.uploads.path(id);
+            let a = algorithm.unwrap_or_default();
             live.hasher =
-                Some(crate::files::blocking(move || crate::files::hash_file(&path)).await?);
+                Some(crate::files::blocking(move || crate::files::hash_file(&path, a)).await?);
         }
         Ok(live.hasher.as_ref().expect("just set"))
     }

@@ -23,7 +23,7 @@ struct Reading {
 pub(crate) fn verified(store: Store, digest: Digest, size: u64, inner: ByteStream) -> ByteStream {
     let reading = Reading {
         inner,
-        hasher: Some(DigestHasher::new()),
+        hasher: Some(DigestHasher::for_digest(&digest)),
         held: None,
         store,
         digest,

@@ -13,28 +13,36 @@ use site_core::Digest;
 /// manifests over 4 MiB).
 pub const MAX_MANIFEST: u64 = 16 * 1024 * 1024;
 
-/// The sha256 of manifest `body`, checked against the digest the registry `reported`
-/// (when given, and sha256) and the one `image` pins (when it pins one).
+/// The digest of manifest `body`: the one `image` pins (sha256 or sha512) when it pins
+/// one, else its sha256; checked against the body, and against the digest the registry
+/// `reported` (when given in an algorithm this registry knows).
 pub(crate) fn checked_digest(
     image: &Reference,
     body: &[u8],
     reported: Option<&str>,
 ) -> Result<Digest, Error> {
-    let digest = Digest::of(body);
-    let reported = reported.filter(|r| r.starts_with("sha256:"));
-    if let Some(r) = reported.filter(|r| *r != digest.as_str()) {
-        return Err(Error::Invalid(format!(
-            "{}: the registry reports digest {r} for a manifest whose sha256 is {digest}",
+    let mismatch = |claimed: &str| {
+        Error::Invalid(format!(
+            "{}: the registry sent a manifest whose digest is not {claimed}",
             image.whole()
-        )));
+        ))
+    };
+    if let Some(r) = reported.and_then(|r| Digest::parse(r).ok()) {
+        if !r.matches(body) {
+            return Err(Error::Invalid(format!(
+                "{}: the registry reports digest {r} for a manifest whose sha256 is {}",
+                image.whole(),
+                Digest::of(body)
+            )));
+        }
     }
-    if let Some(pinned) = image.digest().filter(|p| *p != digest.as_str()) {
-        return Err(Error::Invalid(format!(
-            "{}: the registry sent a manifest of digest {digest} for {pinned}",
-            image.whole()
-        )));
+    match image.digest() {
+        Some(pinned) => match Digest::parse(pinned) {
+            Ok(d) if d.matches(body) => Ok(d),
+            _ => Err(mismatch(pinned)),
+        },
+        None => Ok(Digest::of(body)),
     }
-    Ok(digest)
 }
 
 fn reported_digest(response: &reqwest::Response) -> Option<String> {
@@ -142,12 +150,19 @@ mod tests {
         assert_eq!(checked_digest(&tag, body, None).unwrap(), d);
         let other = Digest::of(b"x");
         assert!(checked_digest(&tag, body, Some(other.as_str())).is_err());
-        // A sha512 report is not compared.
+        // A report that is no digest is not compared; a sha512 one is.
         assert!(checked_digest(&tag, body, Some("sha512:ab")).is_ok());
+        let d512 = Digest::of_with(site_core::Algorithm::Sha512, body);
+        assert!(checked_digest(&tag, body, Some(d512.as_str())).is_ok());
+        let wrong512 = Digest::of_with(site_core::Algorithm::Sha512, b"x");
+        assert!(checked_digest(&tag, body, Some(wrong512.as_str())).is_err());
         let pinned = Reference::with_digest("h".into(), "r".into(), other.to_string());
         assert!(matches!(
             checked_digest(&pinned, body, None),
             Err(Error::Invalid(_))
         ));
+        // Pinned by its sha512, the manifest is known by it.
+        let pinned512 = Reference::with_digest("h".into(), "r".into(), d512.to_string());
+        assert_eq!(checked_digest(&pinned512, body, None).unwrap(), d512);
     }
 }
