@@ -62,15 +62,17 @@ impl Repository {
             ));
         }
         validate_path(path).map_err(|why| name_invalid(&full, why))?;
-        if full.len() > NAME_MAX_LEN {
-            return Err(name_invalid(&full, "longer than 255 characters"));
-        }
         let host = canonical_host(host);
         let path = if host == DOCKER_HUB && !path.contains('/') {
             format!("library/{path}")
         } else {
             path.to_owned()
         };
+        // The limit holds for the name as it is stored and printed (`docker.io/library/`
+        // added), so that every repository taken reads back.
+        if host.len() + 1 + path.len() > NAME_MAX_LEN {
+            return Err(name_invalid(&full, "longer than 255 characters"));
+        }
         Ok(Repository { host, path })
     }
 

@@ -157,3 +157,15 @@ fn tags() {
     assert!(validate_tag("").is_err());
     assert!(validate_tag("a/b").is_err());
 }
+
+#[test]
+fn the_length_limit_holds_for_the_normalized_name() {
+    // Found by fuzzing: a short name under 255 characters whose `docker.io/library/`
+    // form is over it was taken, and its printed form then refused.
+    let name = format!("app{}", "a".repeat(240));
+    assert!(ImageReference::parse(&name).is_err());
+    assert!(Repository::parse_normalized(&name, DOCKER_HUB).is_err());
+    let fits = "a".repeat(255 - "docker.io/library/".len());
+    let r = ImageReference::parse(&fits).unwrap();
+    assert_eq!(ImageReference::parse(&r.to_string()).unwrap(), r);
+}

@@ -80,16 +80,19 @@ pub fn encode_member_change(change: &MemberChange) -> Vec<u8> {
 }
 
 /// The change in a configuration change's context (protobuf, or JSON from an earlier
-/// version), or why it holds none.
+/// version), or why it holds none. Node 0 is no node: a change naming it is none.
 pub fn decode_member_change(bytes: &[u8]) -> Result<MemberChange, String> {
-    if is_json(bytes) {
-        return serde_json::from_slice(bytes)
-            .map_err(|e| format!("no membership change (JSON): {e}"));
-    }
-    if bytes.is_empty() {
+    let change = if is_json(bytes) {
+        serde_json::from_slice(bytes).map_err(|e| format!("no membership change (JSON): {e}"))?
+    } else if bytes.is_empty() {
         return Err("no membership change: empty context".into());
+    } else {
+        pb::MemberChange::decode(bytes)
+            .map(member_change_from_wire)
+            .map_err(|e| format!("no membership change: {e}"))?
+    };
+    if change.id() == 0 {
+        return Err("no membership change: node id 0".into());
     }
-    pb::MemberChange::decode(bytes)
-        .map(member_change_from_wire)
-        .map_err(|e| format!("no membership change: {e}"))
+    Ok(change)
 }
