@@ -337,3 +337,54 @@ fn the_alert_rules_and_the_systemd_unit_check_clean() {
         assert!(out.status.success() && said.trim().is_empty(), "{said}");
     }
 }
+
+#[test]
+fn the_scrub_reports_its_progress_and_a_corrupt_copy() {
+    let Some(_) = require("promtool") else { return };
+    let nodes = kit::node::cluster(
+        3,
+        &NodeOptions {
+            scrub: Some("1s".into()),
+            ..Default::default()
+        },
+    );
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let image = oci::image(33, &[1 << 20, 30 << 10], "amd64");
+    let blobs = image.blobs().count() as f64;
+    grpc::rt().block_on(deliver(nodes[l].api, "team/s", &image, "v1"));
+    let copy = &nodes[(l + 1) % 3];
+    // A whole pass over every blob, each found whole.
+    let text = until(copy, "a whole scrub pass", |t| {
+        value(t, "site_scrub_pass_blobs", &[]) == Some(blobs)
+            && value(t, "site_scrub_pass_done_blobs", &[]) == Some(blobs)
+            && value(t, "site_scrub_blobs_checked_total", &[]).unwrap_or(0.0) >= blobs
+    });
+    promtool_clean(&text);
+    assert_eq!(v(&text, "site_scrub_corrupt_copies_total", &[]), 0.0);
+
+    // One byte of the layer's copy flips on disk: found, counted, fetched again.
+    let layer = &image.layers[0].digest;
+    let path = copy
+        .blob_files()
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| p.ends_with(&layer[7..]))
+        .expect("the layer's file");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut byte = [0u8; 1];
+        f.read_exact_at(&mut byte, 4096).unwrap();
+        f.write_at(&[!byte[0]], 4096).unwrap();
+    }
+    let text = until(copy, "the corrupt copy counted and repaired", |t| {
+        value(t, "site_scrub_corrupt_copies_total", &[]).unwrap_or(0.0) >= 1.0
+            && value(t, "site_blobs_missing", &[]) == Some(0.0)
+            && value(t, "site_blobs_held", &[]) == Some(blobs)
+    });
+    promtool_clean(&text);
+}
