@@ -359,3 +359,33 @@ fn an_unusable_certificate_stops_the_start_with_a_clear_error() {
         assert!(stderr.contains(said), "{stderr}");
     }
 }
+
+#[test]
+fn idle_connections_from_one_address_do_not_keep_other_clients_out() {
+    let Some((_work, certs)) = setup() else {
+        return;
+    };
+    let node = https_node(&certs.node, "");
+    let rt = kit::grpc::rt();
+    // 300 connections that never speak, from another loopback address: more than the
+    // listener's handshakes in progress.
+    let idle: Vec<tokio::net::TcpStream> = rt.block_on(async {
+        let mut idle = Vec::new();
+        for _ in 0..300 {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            idle.push(s.connect(node.addr).await.unwrap());
+        }
+        idle
+    });
+    // A client from elsewhere still gets its handshake and its answer at once.
+    let started = Instant::now();
+    let mut conn = Conn::open(node.addr, &client(&certs.ca, None)).unwrap();
+    assert_eq!(conn.get("/healthz").unwrap().status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+}

@@ -88,6 +88,16 @@ impl Repository {
         }
     }
 
+    /// Reads a repository as this registry writes it (`host/path`, the host always
+    /// first, as [`fmt::Display`] prints it): the stored form, where a one-word host
+    /// (`?ns=harbor`) stays a host rather than becoming a Docker Hub namespace.
+    pub fn parse_canonical(name: &str) -> Result<Repository, ReferenceError> {
+        match name.split_once('/') {
+            Some((host, path)) => Repository::new(host, path),
+            None => Err(name_invalid(name, "no host/path")),
+        }
+    }
+
     /// Reads the repository of an HTTP request path, as DESIGN's mirror rules say:
     /// containerd's `?ns=HOST` names the registry; without it the name is normalised with
     /// `default_registry`.
@@ -133,7 +143,7 @@ impl<'de> serde::Deserialize<'de> for Repository {
     /// Reads the canonical name written by `Serialize` (`host/path`).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Repository::parse_normalized(&s, DOCKER_HUB).map_err(serde::de::Error::custom)
+        Repository::parse_canonical(&s).map_err(serde::de::Error::custom)
     }
 }
 

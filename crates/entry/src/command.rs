@@ -3,12 +3,12 @@
 
 use crate::pb;
 use pb::command::Op;
-use site_core::reference::DOCKER_HUB;
 use site_core::{Digest, Repository};
 use site_state::{Command, ImageRef};
 
+/// A repository as the log writes it: `host/path`, the host always first.
 fn repo(s: &str) -> Result<Repository, String> {
-    Repository::parse_normalized(s, DOCKER_HUB).map_err(|e| format!("repository {s:?}: {e}"))
+    Repository::parse_canonical(s).map_err(|e| format!("repository {s:?}: {e}"))
 }
 
 fn digest(s: &str) -> Result<Digest, String> {
@@ -20,7 +20,7 @@ fn digests(v: Vec<String>) -> Result<Vec<Digest>, String> {
 }
 
 fn image(s: &str) -> Result<ImageRef, String> {
-    ImageRef::parse(s, DOCKER_HUB).map_err(|e| format!("image {s:?}: {e}"))
+    ImageRef::parse_canonical(s).map_err(|e| format!("image {s:?}: {e}"))
 }
 
 fn texts<T: ToString>(v: &[T]) -> Vec<String> {

@@ -34,6 +34,17 @@ fn every_command() -> Vec<Command> {
             repo: r("x"),
             digest: d("a"),
         },
+        // A one-word registry host (containerd's `?ns=harbor`) stays a host.
+        Command::LinkBlob {
+            repo: Repository::from_request("app", Some("harbor"), DOCKER_HUB).unwrap(),
+            digest: d("a"),
+        },
+        Command::Pin {
+            image: ImageRef {
+                repo: Repository::from_request("team/app", Some("harbor"), DOCKER_HUB).unwrap(),
+                digest: d("m"),
+            },
+        },
         Command::UnlinkBlob {
             repo: r("localhost:5000/y/z"),
             digest: d("a"),

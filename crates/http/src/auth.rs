@@ -42,6 +42,8 @@ pub(crate) struct Access {
     read: ReadAccess,
     users: Arc<Users>,
     pub failures: LoginFailures,
+    /// Password checks running at once.
+    checks: tokio::sync::Semaphore,
 }
 
 impl Access {
@@ -52,6 +54,9 @@ impl Access {
             read: config.read,
             users: Arc::new(Users::new(config.users, config.htpasswd)?),
             failures: LoginFailures::default(),
+            checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         })
     }
 
@@ -92,12 +97,20 @@ impl Access {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::unauthorized("authentication required"));
         };
-        let wait = self.failures.delay_for(peer);
+        let Some(wait) = self.failures.turn(peer) else {
+            // Its queue of attempts is full: refused unchecked (no bcrypt spent on it).
+            tracing::warn!(peer = ?peer, "login refused unchecked: too many failed logins from this address");
+            return Err(ApiError::unauthorized(
+                "too many failed logins; try again later",
+            ));
+        };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
         let (name, ok) = match parse_basic(value.as_bytes()) {
             Some((name, password)) if !name.is_empty() => {
+                // bcrypt is CPU-bound: as many checks at once as the node has cores.
+                let _slot = self.checks.acquire().await.expect("never closed");
                 let users = self.users.clone();
                 let user = name.clone();
                 let ok = tokio::task::spawn_blocking(move || users.verify(&user, &password))

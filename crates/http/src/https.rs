@@ -61,6 +61,9 @@ impl Certificates {
     /// Reads the files again; if their bytes changed and load, new connections get them.
     /// Returns whether the configuration changed.
     pub fn reload_if_changed(&self) -> bool {
+        // Read under the lock: a SIGHUP and the periodic check at once cannot install
+        // the older bytes last.
+        let mut seen = self.seen.lock().expect("tls lock");
         let bytes = match read_all(&self.files) {
             Ok(b) => b,
             Err(e) => {
@@ -68,7 +71,6 @@ impl Certificates {
                 return false;
             }
         };
-        let mut seen = self.seen.lock().expect("tls lock");
         if *seen == bytes {
             return false;
         }

@@ -18,6 +18,9 @@ pub(crate) struct Metrics {
     pub blob_bytes_served: Counter,
     pub bytes_received: Counter,
     pub sources: Vec<Arc<dyn Source>>,
+    /// One scrape at a time: a burst of them queues instead of multiplying the walks of
+    /// the state and the peers' reports.
+    rendering: tokio::sync::Mutex<()>,
 }
 
 /// The route label of a request path.
@@ -68,6 +71,7 @@ impl Metrics {
 
     /// The whole exposition.
     pub async fn render(&self, login_failures: u64, health: &Health) -> Response {
+        let _one = self.rendering.lock().await;
         let mut out = Exposition::default();
         let labels = ["method", "route", "class"];
         self.requests.expose(

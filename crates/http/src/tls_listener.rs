@@ -4,8 +4,9 @@
 //! a 400 that says so, and a log line.
 
 use crate::https::Certificates;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -15,8 +16,12 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a client has to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more connections wait in the kernel's backlog.
+/// How long a new connection may stay silent before its first byte.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Handshakes in progress at once, and from one address: a connection over either is
+/// closed at once, so idle connections from one client cannot keep others out.
 const HANDSHAKES: usize = 256;
+const HANDSHAKES_PER_ADDRESS: usize = 16;
 /// A TLS record of a handshake begins with this byte (ClientHello included).
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -79,11 +84,8 @@ async fn accept_loop(
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
     let slots = Arc::new(Semaphore::new(HANDSHAKES));
+    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
-        let permit = tokio::select! {
-            _ = tx.closed() => return,
-            p = slots.clone().acquire_owned() => p.expect("never closed"),
-        };
         let (stream, peer) = tokio::select! {
             _ = tx.closed() => return,
             accepted = tcp.accept() => match accepted {
@@ -96,17 +98,56 @@ async fn accept_loop(
                 }
             },
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue; // Dropped: closed at once.
+        };
+        let Some(claim) = Claim::take(&per_address, peer.ip()) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let acceptor = TlsAcceptor::from(certificates.current());
         let tx = tx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _claim) = (permit, claim);
             let handshake =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(stream, peer, acceptor));
             if let Ok(Some(tls)) = handshake.await {
                 let _ = tx.send((tls, peer)).await;
             }
         });
+    }
+}
+
+/// One of an address's handshakes in progress, given back when dropped.
+struct Claim {
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    addr: IpAddr,
+}
+
+impl Claim {
+    fn take(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, addr: IpAddr) -> Option<Claim> {
+        let mut m = map.lock().expect("handshakes lock");
+        let n = m.entry(addr).or_default();
+        if *n >= HANDSHAKES_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(Claim {
+            map: map.clone(),
+            addr,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().expect("handshakes lock");
+        if let Some(n) = m.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.addr);
+            }
+        }
     }
 }
 
@@ -118,7 +159,8 @@ async fn handshake(
     acceptor: TlsAcceptor,
 ) -> Option<TlsStream<TcpStream>> {
     let mut first = [0u8; 1];
-    if stream.peek(&mut first).await.ok()? == 0 {
+    let peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await;
+    if peeked.ok()?.ok()? == 0 {
         return None;
     }
     if first[0] != TLS_HANDSHAKE {

@@ -46,12 +46,15 @@ struct Htpasswd {
 #[derive(Default)]
 struct FileState {
     /// The file's modification time and length as last read.
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<(SystemTime, u64, u64)>,
     checked: Option<Instant>,
     /// Name to bcrypt hash.
     entries: HashMap<String, String>,
     /// Name to the keyed hash of the password that matched its entry.
     verified: HashMap<String, [u8; 32]>,
+    /// A hash of the file's cost that no password matches: checked for unknown names,
+    /// so that the time of an answer does not tell which names exist.
+    dummy: String,
 }
 
 impl Users {
@@ -104,7 +107,12 @@ impl Htpasswd {
             }
             match state.entries.get(name) {
                 Some(h) => h.clone(),
-                None => return false,
+                None => {
+                    let dummy = state.dummy.clone();
+                    drop(state);
+                    let _ = bcrypt::verify(password, &dummy);
+                    return false;
+                }
             }
         };
         // Outside the lock: other logins need not wait for this one.
@@ -138,9 +146,12 @@ impl Htpasswd {
         state.checked = Some(Instant::now());
         let shown = self.path.display();
         let meta = std::fs::metadata(&self.path).map_err(|e| format!("htpasswd {shown}: {e}"))?;
+        // The inode too: a file replaced by a rename within one tick of the clock, with
+        // lines of the same length, is still seen.
         let stamp = (
             meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             meta.len(),
+            std::os::unix::fs::MetadataExt::ino(&meta),
         );
         if state.stamp == Some(stamp) {
             return Ok(());
@@ -149,10 +160,25 @@ impl Htpasswd {
             std::fs::read_to_string(&self.path).map_err(|e| format!("htpasswd {shown}: {e}"))?;
         state.entries = parse(&text);
         state.verified.clear();
+        state.dummy = dummy_hash(&state.entries);
         state.stamp = Some(stamp);
         tracing::info!(file = %shown, users = state.entries.len(), "htpasswd read");
         Ok(())
     }
+}
+
+/// A bcrypt hash of the cost of the file's first entry (5, `htpasswd -B`'s, if none).
+fn dummy_hash(entries: &HashMap<String, String>) -> String {
+    let cost = entries
+        .values()
+        .next()
+        .and_then(|h| h.get(4..6))
+        .and_then(|c| c.parse().ok())
+        .filter(|c| (4..=31).contains(c))
+        .unwrap_or(5);
+    bcrypt::hash_with_salt("no user has this password", cost, [7u8; 16])
+        .map(|h| h.format_for_version(bcrypt::Version::TwoY))
+        .unwrap_or_default()
 }
 
 /// The bcrypt entries of an htpasswd file; other lines are skipped with a warning.

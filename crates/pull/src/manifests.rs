@@ -102,6 +102,18 @@ impl Puller {
         };
         match current.await {
             Ok(d) if d == *held => None,
+            // The upstream names it in another algorithm (sha512): the same manifest if
+            // the held bytes have that digest.
+            Ok(d)
+                if d.algorithm() != held.algorithm()
+                    && self
+                        .inner
+                        .store
+                        .get_manifest(repo, &ManifestRef::Digest(held.clone()))
+                        .is_ok_and(|m| d.matches(&m.body)) =>
+            {
+                None
+            }
             Ok(d) => {
                 tracing::info!(%repo, tag, old = %held, new = %d, "tag moved at the upstream: fetching it");
                 Some(d)

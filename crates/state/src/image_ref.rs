@@ -39,6 +39,23 @@ impl ImageRef {
     }
 }
 
+impl ImageRef {
+    /// Reads an image as this registry writes it (`host/path@digest`, see
+    /// [`Repository::parse_canonical`]).
+    pub fn parse_canonical(s: &str) -> Result<ImageRef, String> {
+        let (repo, digest) = s.split_once('@').ok_or_else(|| {
+            format!(
+                "image {:?} names no digest",
+                s.chars().take(300).collect::<String>()
+            )
+        })?;
+        Ok(ImageRef {
+            repo: site_core::Repository::parse_canonical(repo).map_err(|e| e.to_string())?,
+            digest: site_core::Digest::parse(digest).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.repo, self.digest)
@@ -60,7 +77,7 @@ impl serde::Serialize for ImageRef {
 impl<'de> serde::Deserialize<'de> for ImageRef {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        ImageRef::parse(&s, site_core::reference::DOCKER_HUB).map_err(serde::de::Error::custom)
+        ImageRef::parse_canonical(&s).map_err(serde::de::Error::custom)
     }
 }
 
