@@ -778,3 +778,23 @@ fn a_node_far_behind_is_brought_up_by_the_leaders_snapshot() {
         "caught up without a snapshot"
     );
 }
+
+#[test]
+fn a_node_whose_cluster_port_is_taken_says_so_at_once() {
+    // What the test kit starts a site again on: the node exits with this message.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let started = Instant::now();
+    let log = match Node::try_start(NodeOptions {
+        id: Some(1),
+        cluster: Some((
+            taken.local_addr().unwrap(),
+            vec![(2, kit::node::free_addr())],
+        )),
+        ..Default::default()
+    }) {
+        Ok(_) => panic!("a node started on a taken cluster port"),
+        Err(log) => log,
+    };
+    assert!(log.contains("Address already in use"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}

@@ -85,6 +85,11 @@ pub struct Node {
 
 impl Node {
     pub fn start(opts: NodeOptions) -> Node {
+        Node::try_start(opts).unwrap_or_else(|log| panic!("site-agent did not start; log:\n{log}"))
+    }
+
+    /// Starts a node; its log when it exited before listening.
+    pub fn try_start(opts: NodeOptions) -> Result<Node, String> {
         let dir = match &opts.dir_in {
             Some(parent) => tempfile::tempdir_in(parent),
             None => tempfile::tempdir(),
@@ -157,17 +162,19 @@ impl Node {
             child: None,
             env: opts.env.clone(),
         };
-        node.spawn();
-        node
+        node.try_spawn()?;
+        Ok(node)
     }
 
     /// Starts the process again on the same data directory (after a kill or stop).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "node still running");
-        self.spawn();
+        if let Err(log) = self.try_spawn() {
+            panic!("site-agent did not start; log:\n{log}");
+        }
     }
 
-    fn spawn(&mut self) {
+    fn try_spawn(&mut self) -> Result<(), String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_site-agent"))
             .args(["run", "--config"])
             .arg(self.dir.path().join("site-agent.toml"))
@@ -201,10 +208,27 @@ impl Node {
                 }
             }
         });
-        self.child = Some(child);
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok((addr, api)) => (self.addr, self.api) = (addr, api),
-            Err(_) => panic!("site-agent did not start; log:\n{}", self.log()),
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((addr, api)) => {
+                    (self.addr, self.api) = (addr, api);
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(_) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(self.log());
+                }
+                Err(_) => {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        // Exited: its log is complete once the reader has drained it.
+                        std::thread::sleep(Duration::from_millis(100));
+                        return Err(self.log());
+                    }
+                }
+            }
         }
     }
 
@@ -362,19 +386,32 @@ pub fn cluster(n: u64, opts: &NodeOptions) -> Vec<Node> {
 
 /// `n` nodes forming one site (ids 1..=n), node `id` started with `opts(id)` and its
 /// `[cluster]`.
+///
+/// A cluster port is picked free before its node binds it; if something took it
+/// meanwhile, the site is started again on other ports (at most 3 times).
 pub fn cluster_with(n: u64, opts: impl Fn(u64) -> NodeOptions) -> Vec<Node> {
-    let addrs: Vec<(u64, SocketAddr)> = (1..=n).map(|id| (id, free_addr())).collect();
-    addrs
-        .iter()
-        .map(|&(id, listen)| {
+    let mut attempt = 0;
+    'site: loop {
+        attempt += 1;
+        let addrs: Vec<(u64, SocketAddr)> = (1..=n).map(|id| (id, free_addr())).collect();
+        let mut nodes = Vec::new();
+        for &(id, listen) in &addrs {
             let peers = addrs.iter().filter(|(p, _)| *p != id).cloned().collect();
-            Node::start(NodeOptions {
+            match Node::try_start(NodeOptions {
                 id: Some(id),
                 cluster: Some((listen, peers)),
                 ..opts(id)
-            })
-        })
-        .collect()
+            }) {
+                Ok(node) => nodes.push(node),
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    eprintln!("cluster port {listen} taken before node {id} bound it: starting the site again");
+                    continue 'site;
+                }
+                Err(log) => panic!("site-agent did not start; log:\n{log}"),
+            }
+        }
+        return nodes;
+    }
 }
 
 /// Waits (bounded) until `node` serves `path` with status 200; returns the body's digest.
