@@ -99,6 +99,22 @@ fn start(addr: SocketAddr, repo: &str, authorization: &Option<String>) -> String
     location[location.find("/v2/").unwrap()..].to_owned()
 }
 
+/// One PATCH of `data` to the upload at `path` (with `Content-Range` when given); returns
+/// the upload's next location.
+fn patch(
+    addr: SocketAddr,
+    path: &str,
+    range: Option<&str>,
+    data: &[u8],
+    authorization: &Option<String>,
+) -> String {
+    let mut more = vec![("Content-Type", "application/octet-stream")];
+    more.extend(range.map(|r| ("Content-Range", r)));
+    let r = request(addr, "PATCH", path, &headers(authorization, &more), data);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    r.header("location").unwrap().to_owned()
+}
+
 fn with_digest(path: &str, digest: &str) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
     format!("{path}{sep}digest={digest}")
@@ -166,37 +182,9 @@ fn blobs_and_manifests_by_sha512_over_the_distribution_api() {
     let path = start(addr, "team/a", &a);
     let half = big.data.len() / 2;
     let range = format!("0-{}", half - 1);
-    let r = request(
-        addr,
-        "PATCH",
-        &path,
-        &headers(
-            &a,
-            &[
-                ("Content-Range", &range),
-                ("Content-Type", "application/octet-stream"),
-            ],
-        ),
-        &big.data[..half],
-    );
-    assert_eq!(r.status, 202);
-    let path = r.header("location").unwrap().to_owned();
+    let path = patch(addr, &path, Some(&range), &big.data[..half], &a);
     let range = format!("{half}-{}", big.data.len() - 1);
-    let r = request(
-        addr,
-        "PATCH",
-        &path,
-        &headers(
-            &a,
-            &[
-                ("Content-Range", &range),
-                ("Content-Type", "application/octet-stream"),
-            ],
-        ),
-        &big.data[half..],
-    );
-    assert_eq!(r.status, 202);
-    let path = r.header("location").unwrap().to_owned();
+    let path = patch(addr, &path, Some(&range), &big.data[half..], &a);
     let r = request(
         addr,
         "PUT",
@@ -208,15 +196,7 @@ fn blobs_and_manifests_by_sha512_over_the_distribution_api() {
 
     // Streamed: one PATCH without Content-Range, then the PUT.
     let path = start(addr, "team/a", &a);
-    let r = request(
-        addr,
-        "PATCH",
-        &path,
-        &headers(&a, &[("Content-Type", "application/octet-stream")]),
-        &small.data,
-    );
-    assert_eq!(r.status, 202);
-    let path = r.header("location").unwrap().to_owned();
+    let path = patch(addr, &path, None, &small.data, &a);
     let r = request(
         addr,
         "PUT",

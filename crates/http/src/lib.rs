@@ -66,13 +66,15 @@ pub struct Registry {
 
 impl Registry {
     /// A registry over `store`; the error says why its users cannot be read.
-    pub fn new(store: Store, config: RegistryConfig) -> Result<Registry, String> {
+    pub fn new(store: Store, mut config: RegistryConfig) -> Result<Registry, String> {
+        // The users move into the access policy: one copy of their passwords.
+        let access = auth::Access::new(std::mem::take(&mut config.access))?;
         Ok(Registry {
             blobs: store.blob_reads(),
             manifests: store.manifest_reads(),
             push: store.push(),
             health: store.health(),
-            access: Arc::new(auth::Access::new(config.access.clone())?),
+            access: Arc::new(access),
             config: Arc::new(config),
             metrics: Arc::default(),
             puller: None,

@@ -98,10 +98,6 @@ impl Store {
         Ok(())
     }
 
-    fn tower_id(d: &Digest) -> String {
-        tower_file_name(d)
-    }
-
     /// Bytes of blob `d` the node holds from an unfinished tower upload (0 if none).
     pub async fn tower_upload_offset(&self, d: &Digest) -> Result<u64> {
         match tokio::fs::metadata(self.tower_upload_path(d)).await {
@@ -131,7 +127,7 @@ impl Store {
         }
         // Refused before any byte is taken when the node is cut off from its site.
         self.writable()?;
-        let id = Self::tower_id(d);
+        let id = tower_file_name(d);
         let path = self.tower_upload_path(d);
         // One stream per digest at a time; a second waits and then sees the first's work.
         let slot = self.inner.uploads.slot(&id);
