@@ -5,7 +5,7 @@ mod kit;
 
 use kit::grpc;
 use kit::node::served;
-use kit::oci::{self, Image, OCI_INDEX, OCI_MANIFEST};
+use kit::oci::{self, upload, Image, OCI_INDEX};
 use kit::proxy::CuttingProxy;
 use kit::tools::{ok, require, run, towerctl};
 use kit::upstream::{ReferenceRegistry, AUTH_PASSWORD};
@@ -21,31 +21,6 @@ fn tools() -> Option<Tools> {
     let registry = require("docker-registry")?;
     require("skopeo")?;
     Some(Tools { registry })
-}
-
-/// Puts `image` at `dest` (`HOST:PORT/repo:tag`) on the upstream with skopeo.
-fn upload(work: &Path, image: &Image, dest: &str, creds: Option<&str>) {
-    let layout = work.join(format!("layout-{}", &image.digest[7..19]));
-    oci::write_layout(
-        &layout,
-        &[image],
-        None,
-        &[("img", &image.manifest, OCI_MANIFEST)],
-    );
-    let mut cmd = Command::new("skopeo");
-    cmd.args([
-        "copy",
-        "--quiet",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-    ]);
-    match creds {
-        Some(c) => cmd.args(["--dest-creds", c]),
-        None => cmd.arg("--dest-no-creds"),
-    };
-    run(cmd
-        .arg(format!("oci:{}:img", layout.display()))
-        .arg(format!("docker://{dest}")));
 }
 
 /// Puts the index `ix` over `images` at `dest` on the upstream with `skopeo copy --all`.

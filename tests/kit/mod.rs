@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod standin;
 pub mod tls;
 pub mod tools;
+pub mod tower;
 pub mod upstream;
 
 pub use http::{get_status, request};

@@ -174,6 +174,32 @@ impl Node {
         }
     }
 
+    /// Starts the process again on the same data directory and on the same registry and
+    /// API ports, as a site that comes back after an outage would.
+    pub fn restart_same_ports(&mut self) {
+        let path = self.config_path();
+        let config = std::fs::read_to_string(&path).unwrap();
+        let config = config
+            .replacen(
+                "[api]\nlisten = \"127.0.0.1:0\"",
+                &format!("[api]\nlisten = \"{}\"", self.api),
+                1,
+            )
+            .replacen(
+                "[registry]\nlisten = \"127.0.0.1:0\"",
+                &format!("[registry]\nlisten = \"{}\"", self.addr),
+                1,
+            );
+        std::fs::write(&path, config).unwrap();
+        let (addr, api) = (self.addr, self.api);
+        self.restart();
+        assert_eq!(
+            (self.addr, self.api),
+            (addr, api),
+            "the node came back on its ports"
+        );
+    }
+
     fn try_spawn(&mut self) -> Result<(), String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_site-agent"))
             .args(["run", "--config"])

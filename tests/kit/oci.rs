@@ -355,3 +355,29 @@ pub fn assert_pulled(blobs: &[String], image: &Image) {
         );
     }
 }
+
+/// Puts `image` at `dest` (`HOST:PORT/repo:tag`) on the upstream with skopeo.
+pub fn upload(work: &Path, image: &Image, dest: &str, creds: Option<&str>) {
+    let layout = work.join(format!("layout-{}", &image.digest[7..19]));
+    write_layout(
+        &layout,
+        &[image],
+        None,
+        &[("img", &image.manifest, OCI_MANIFEST)],
+    );
+    let mut cmd = std::process::Command::new("skopeo");
+    cmd.args([
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+    ]);
+    match creds {
+        Some(c) => cmd.args(["--dest-creds", c]),
+        None => cmd.arg("--dest-no-creds"),
+    };
+    super::tools::run(
+        cmd.arg(format!("oci:{}:img", layout.display()))
+            .arg(format!("docker://{dest}")),
+    );
+}

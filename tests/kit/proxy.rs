@@ -1,6 +1,6 @@
 //! A loopback TCP proxy that cuts the link: it forwards until `budget` bytes have gone
 //! from client to server, then drops every connection and refuses new ones, as a broken
-//! WAN link would.
+//! WAN link would, until it is healed.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -11,6 +11,8 @@ use std::time::Duration;
 pub struct CuttingProxy {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    budget: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
 }
 
 impl CuttingProxy {
@@ -20,12 +22,16 @@ impl CuttingProxy {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let stop2 = stop.clone();
+        let budget = Arc::new(AtomicU64::new(budget));
+        let refused = Arc::new(AtomicU64::new(0));
+        let (stop2, budget2, refused2) = (stop.clone(), budget.clone(), refused.clone());
         std::thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
+                        let budget = budget2.load(Ordering::SeqCst);
                         if sent.load(Ordering::SeqCst) >= budget {
+                            refused2.fetch_add(1, Ordering::SeqCst);
                             let _ = client.shutdown(Shutdown::Both);
                             continue;
                         }
@@ -44,7 +50,22 @@ impl CuttingProxy {
                 }
             }
         });
-        CuttingProxy { addr, stop }
+        CuttingProxy {
+            addr,
+            stop,
+            budget,
+            refused,
+        }
+    }
+
+    /// The link is back: it forwards from now on, without limit.
+    pub fn heal(&self) {
+        self.budget.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Connections refused since the cut.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
     }
 }
 

@@ -36,43 +36,76 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// This build's `towerctl`: the `site-tower` crate's binary. `cargo test --workspace`
-/// (and `cargo bench` after `cargo build --release -p site-tower`) builds it beside the
-/// test binaries; when it is missing there, or older than a source it is built from
-/// (a run of this package's tests alone), it is built first. Cargo names only the
-/// binaries of the package under test, hence the search.
+/// This build's `towerctl`: the `site-tower` crate's binary.
 pub fn towerctl_bin() -> &'static std::path::Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("target/<profile>/deps");
-        let beside = profile_dir.join("towerctl");
-        let built = std::fs::metadata(&beside).and_then(|m| m.modified()).ok();
-        if built.is_some_and(|b| b >= newest_tower_source()) {
-            return beside;
-        }
-        eprintln!("building towerctl (cargo build -p site-tower)");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "-p", "site-tower", "--bin", "towerctl"])
-            .args(["--message-format", "json-render-diagnostics"]);
-        if !cfg!(debug_assertions) {
-            cargo.arg("--release");
-        }
-        let out = run(&mut cargo);
-        out.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo names the towerctl it built")
+        workspace_bin(
+            "site-tower",
+            "towerctl",
+            &[
+                "crates/tower",
+                "crates/upstream",
+                "crates/proto",
+                "crates/core",
+            ],
+        )
     })
 }
 
-/// The newest modification time among the sources `towerctl` is built from.
-fn newest_tower_source() -> std::time::SystemTime {
+/// This build's `towerd`: the `site-towerd` crate's binary.
+pub fn towerd_bin() -> &'static std::path::Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        workspace_bin(
+            "site-towerd",
+            "towerd",
+            &[
+                "crates/towerd",
+                "crates/fleet",
+                "crates/tower",
+                "crates/upstream",
+                "crates/proto",
+                "crates/core",
+            ],
+        )
+    })
+}
+
+/// The binary `bin` of the workspace's package `package`. `cargo test --workspace` (and
+/// `cargo bench` after a release build of the package) builds it beside the test
+/// binaries; when it is missing there, or older than a source of `crates` (a run of this
+/// package's tests alone), it is built first. Cargo names only the binaries of the
+/// package under test, hence the search.
+fn workspace_bin(package: &str, bin: &str, crates: &[&str]) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let beside = profile_dir.join(bin);
+    let built = std::fs::metadata(&beside).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|b| b >= newest_source(crates)) {
+        return beside;
+    }
+    eprintln!("building {bin} (cargo build -p {package})");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "-p", package, "--bin", bin])
+        .args(["--message-format", "json-render-diagnostics"]);
+    if !cfg!(debug_assertions) {
+        cargo.arg("--release");
+    }
+    let out = run(&mut cargo);
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo names the {bin} it built"))
+}
+
+/// The newest modification time among the sources of `crates` and the workspace files.
+fn newest_source(crates: &[&str]) -> std::time::SystemTime {
     fn walk(path: &std::path::Path, newest: &mut std::time::SystemTime) {
         if let Ok(t) = std::fs::metadata(path).and_then(|m| m.modified()) {
             *newest = (*newest).max(t);
@@ -83,12 +116,7 @@ fn newest_tower_source() -> std::time::SystemTime {
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    for crate_dir in [
-        "crates/tower",
-        "crates/upstream",
-        "crates/proto",
-        "crates/core",
-    ] {
+    for crate_dir in crates {
         walk(&root.join(crate_dir).join("src"), &mut newest);
         walk(&root.join(crate_dir).join("Cargo.toml"), &mut newest);
     }

@@ -316,6 +316,7 @@ impl site_server::Site for SiteService {
             }
         });
         r.node_id = self.node_id;
+        r.version = env!("CARGO_PKG_VERSION").to_owned();
         r.disk_capacity_bytes = space.capacity;
         r.disk_free_bytes = space.free;
         r.blob_bytes_received = self.deliveries.bytes.get();

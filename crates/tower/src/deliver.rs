@@ -8,7 +8,7 @@ use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::resolve::{resolve, Resolved};
 use crate::site::{self, Client};
-use crate::transfer::{send_blob, Blob};
+use crate::transfer::{send_blob, Blob, UpstreamBlob};
 use crate::upstream::{self, Upstream};
 use futures_util::StreamExt;
 use site_core::Digest;
@@ -91,14 +91,22 @@ async fn send_image(
     progress.message(format!("{} blob(s)", missing.len()));
     // A few blobs at once: while the site verifies and fsyncs one, the next keeps flowing.
     let sends = missing.iter().map(|(digest, size)| {
-        let blob = Blob {
-            repository: &repository,
-            upstream: &source,
-            digest,
-            size: *size,
-        };
         let progress = &progress;
-        async move { send_blob(site, up, &blob, progress).await }
+        let (repository, source) = (&repository, &source);
+        async move {
+            let from = UpstreamBlob {
+                upstream: up,
+                reference: source,
+                digest,
+            };
+            let blob = Blob {
+                repository,
+                source: &from,
+                digest,
+                size: *size,
+            };
+            send_blob(site, &blob, &progress.blob()).await
+        }
     });
     let mut sends = futures_util::stream::iter(sends).buffer_unordered(BLOBS_IN_FLIGHT);
     let mut sent = 0;

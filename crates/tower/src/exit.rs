@@ -98,6 +98,21 @@ impl Error {
             Error::Other(_) => OTHER,
         }
     }
+
+    /// The failure's reason as a rollout reports it: the exit code's name.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "USAGE",
+            Error::ImageNotFound(_) => "IMAGE_NOT_FOUND",
+            Error::UpstreamAuth(_) => "UPSTREAM_AUTH",
+            Error::UpstreamUnreachable(_) => "UPSTREAM_UNREACHABLE",
+            Error::RateLimited(_) => "RATE_LIMITED",
+            Error::SiteOutOfSpace(_) => "SITE_OUT_OF_SPACE",
+            Error::SiteUnreachable(_) => "SITE_UNREACHABLE",
+            Error::SiteRefused(_) => "SITE_REFUSED",
+            Error::Other(_) => "OTHER",
+        }
+    }
 }
 
 pub use site_upstream::error::{chain, chain_from, one_line};

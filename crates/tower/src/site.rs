@@ -90,24 +90,45 @@ const FAILOVER_ROUNDS: u32 = 5;
 /// electing its leader, a link down), it pauses (0.5 s, doubling) and goes round again,
 /// [`FAILOVER_ROUNDS`] rounds at most. `work` must be safe to repeat: a delivery is (the
 /// site reports what it holds).
-pub async fn with_failover<T, F, Fut>(arg: &SiteArg, mut work: F) -> Result<T, Error>
+pub async fn with_failover<T, F, Fut>(arg: &SiteArg, work: F) -> Result<T, Error>
 where
     F: FnMut(Client) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
-    let (sites, tls) = (&arg.site, tls(arg)?);
-    let rounds = if sites.len() > 1 { FAILOVER_ROUNDS } else { 1 };
+    let tls = tls(arg)?;
+    let rounds = if arg.site.len() > 1 {
+        FAILOVER_ROUNDS
+    } else {
+        1
+    };
+    let note = |line: &str| eprintln!("towerctl: {line}");
+    with_failover_among(&arg.site, tls.as_ref(), rounds, &note, work).await
+}
+
+/// [`with_failover`] over `nodes`, reached with `tls`, for `rounds` rounds; `note` is
+/// told of each node given up.
+pub async fn with_failover_among<T, F, Fut>(
+    nodes: &[String],
+    tls: Option<&ClientTlsConfig>,
+    rounds: u32,
+    note: &(dyn Fn(&str) + Sync),
+    mut work: F,
+) -> Result<T, Error>
+where
+    F: FnMut(Client) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
     let mut pause = Duration::from_millis(500);
     let mut last = None;
     for round in 1..=rounds {
-        for (i, site) in sites.iter().enumerate() {
-            let outcome = match connect(site, tls.as_ref()).await {
+        for (i, node) in nodes.iter().enumerate() {
+            let outcome = match connect(node, tls).await {
                 Ok(client) => work(client).await,
                 Err(e) => Err(e),
             };
             match outcome {
-                Err(e @ Error::SiteUnreachable(_)) if sites.len() > 1 => {
-                    let next = if i + 1 < sites.len() {
+                Err(e @ Error::SiteUnreachable(_)) if nodes.len() > 1 => {
+                    let next = if i + 1 < nodes.len() {
                         "going on with another node".to_owned()
                     } else if round < rounds {
                         format!(
@@ -117,7 +138,7 @@ where
                     } else {
                         "no node could take it: giving up".to_owned()
                     };
-                    eprintln!("towerctl: {e}; {next}");
+                    note(&format!("{e}; {next}"));
                     last = Some(e);
                 }
                 other => return other,
@@ -128,7 +149,7 @@ where
             pause *= 2;
         }
     }
-    Err(last.unwrap_or_else(|| Error::Usage("no --site given".into())))
+    Err(last.unwrap_or_else(|| Error::Usage("no site node given".into())))
 }
 
 /// Whether the node refused because it is cut off from its site (`NO_QUORUM`: it knows

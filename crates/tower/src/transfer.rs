@@ -1,13 +1,15 @@
 //! Streams one blob from the upstream into the site, resuming after broken links.
 //!
-//! Each attempt asks the site where its partial copy stands (`BlobStatus`), pulls the
-//! upstream blob from that offset and sends it with a client-streaming `PutBlob` in chunks
+//! Each attempt asks the site where its partial copy stands (`BlobStatus`), reads the
+//! blob from that offset at its [`Source`] (the upstream for `towerctl deliver`, the
+//! tower's cache for a rollout) and sends it with a client-streaming `PutBlob` in chunks
 //! of at most [`CHUNK`] bytes. Nothing is buffered beyond a few chunks in flight.
 
 use crate::exit::Error;
-use crate::progress::{BlobProgress, Progress};
+use crate::progress::BlobProgress;
 use crate::site::{self, Client, ATTEMPTS, FIRST_BACKOFF};
-use crate::upstream::{self, Upstream};
+use crate::upstream::{ByteStream, Upstream};
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use site_core::Digest;
 use site_proto::pb::{BlobStatusRequest, PutBlobHeader, PutBlobRequest, PutBlobResponse};
@@ -24,12 +26,77 @@ const IN_FLIGHT: usize = 4;
 pub struct Blob<'a> {
     /// Canonical repository name at the site (the blob is linked into it).
     pub repository: &'a str,
-    /// Where the upstream serves the blob (any reference in its repository).
-    pub upstream: &'a Reference,
+    /// Where its bytes come from.
+    pub source: &'a dyn Source,
     /// The blob's digest.
     pub digest: &'a Digest,
     /// The blob's size.
     pub size: u64,
+}
+
+/// Where the bytes of one blob come from.
+pub trait Source: Send + Sync {
+    /// The blob's bytes from `offset`, and how many leading bytes of the stream to drop
+    /// (a source that cannot seek sends them all).
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<(ByteStream, u64), Error>>;
+    /// Whether a failure to open is worth a retry.
+    fn is_transient(&self, error: &Error) -> bool;
+    /// The error a failed read of the stream means; a retry follows only for
+    /// [`Error::UpstreamUnreachable`].
+    fn read_error(&self, error: &std::io::Error) -> Error;
+    /// The blob as messages name it.
+    fn describe(&self) -> String;
+}
+
+/// A blob served by its upstream registry.
+pub struct UpstreamBlob<'a> {
+    /// The client.
+    pub upstream: &'a Upstream,
+    /// Any reference in the blob's repository.
+    pub reference: &'a Reference,
+    /// The blob.
+    pub digest: &'a Digest,
+}
+
+impl Source for UpstreamBlob<'_> {
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<(ByteStream, u64), Error>> {
+        Box::pin(async move {
+            Ok(self
+                .upstream
+                .blob(self.reference, self.digest, offset)
+                .await?)
+        })
+    }
+
+    fn is_transient(&self, error: &Error) -> bool {
+        matches!(error, Error::UpstreamUnreachable(_))
+    }
+
+    fn read_error(&self, error: &std::io::Error) -> Error {
+        site_upstream::classify::io(error, &self.describe()).into()
+    }
+
+    fn describe(&self) -> String {
+        format!("{}@{}", self.reference.repository(), self.digest)
+    }
+}
+
+/// What a blob's sender reports as it goes.
+pub trait Meter: Sync {
+    /// The site holds `bytes` of the blob.
+    fn set(&self, bytes: u64);
+    /// Something worth telling the operator (a retry).
+    fn note(&self, line: &str);
+}
+
+impl Meter for BlobProgress<'_> {
+    fn set(&self, bytes: u64) {
+        BlobProgress::set(self, bytes);
+    }
+
+    fn note(&self, line: &str) {
+        BlobProgress::note(self, line);
+    }
 }
 
 /// How one attempt ended short of a verified blob.
@@ -43,13 +110,7 @@ enum Failure {
 /// Delivers one blob; returns the bytes this delivery added at the site (the blob's size
 /// less what the site held of it at the start). Progress shows the bytes the site holds
 /// of this blob on top of the others'.
-pub async fn send_blob(
-    site: &Client,
-    upstream: &Upstream,
-    blob: &Blob<'_>,
-    progress: &Progress,
-) -> Result<u64, Error> {
-    let progress = &progress.blob();
+pub async fn send_blob(site: &Client, blob: &Blob<'_>, progress: &dyn Meter) -> Result<u64, Error> {
     let mut held_at_start: Option<u64> = None;
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
@@ -73,7 +134,7 @@ pub async fn send_blob(
             )));
         }
         progress.set(offset);
-        let failure = match put_from(site, upstream, blob, offset, progress).await {
+        let failure = match put_from(site, blob, offset, progress).await {
             Ok(r) if r.complete => {
                 progress.set(blob.size);
                 return Ok(added);
@@ -113,25 +174,21 @@ enum PumpStop {
 /// One `PutBlob` stream from `offset` to the end of the blob.
 async fn put_from(
     site: &Client,
-    upstream: &Upstream,
     blob: &Blob<'_>,
     offset: u64,
-    progress: &BlobProgress<'_>,
+    progress: &dyn Meter,
 ) -> Result<PutBlobResponse, Failure> {
-    let (stream, skip): (upstream::ByteStream, u64) = if offset == blob.size {
+    let (stream, skip): (ByteStream, u64) = if offset == blob.size {
         // Every byte is there but the blob is not whole yet: an empty stream finishes it.
         (Box::pin(futures_util::stream::empty()), 0)
     } else {
-        upstream
-            .blob(blob.upstream, blob.digest, offset)
-            .await
-            .map_err(|e| {
-                if upstream::is_transient(&e) {
-                    Failure::Retry(e.into())
-                } else {
-                    Failure::Fatal(e.into())
-                }
-            })?
+        blob.source.open(offset).await.map_err(|e| {
+            if blob.source.is_transient(&e) {
+                Failure::Retry(e)
+            } else {
+                Failure::Fatal(e)
+            }
+        })?
     };
     let (tx, rx) = mpsc::channel::<PutBlobRequest>(IN_FLIGHT);
     let outbound =
@@ -187,16 +244,16 @@ async fn put_from(
 /// Feeds the site: the header, then the upstream bytes from `offset` in chunks of at most
 /// [`CHUNK`]; checks that the upstream sent exactly the blob's size.
 async fn pump(
-    mut stream: upstream::ByteStream,
+    mut stream: ByteStream,
     mut skip: u64,
     header: PutBlobRequest,
     tx: mpsc::Sender<PutBlobRequest>,
     blob: &Blob<'_>,
     offset: u64,
-    progress: &BlobProgress<'_>,
+    progress: &dyn Meter,
 ) -> Result<(), PumpStop> {
     tx.send(header).await.map_err(|_| PumpStop::SiteGone)?;
-    let what = format!("{}@{}", blob.upstream.repository(), blob.digest);
+    let what = blob.source.describe();
     let mut position = offset;
     // Upstream reads come in pieces of a few KiB: gather them into messages of up to
     // CHUNK bytes, so the site handles one message per MiB rather than per read.
@@ -209,9 +266,7 @@ async fn pump(
                 if !pending.is_empty() {
                     send(&tx, &mut pending, position, progress).await?;
                 }
-                return Err(PumpStop::Upstream(
-                    site_upstream::classify::io(&e, &what).into(),
-                ));
+                return Err(PumpStop::Upstream(blob.source.read_error(&e)));
             }
         };
         if skip > 0 {
@@ -250,7 +305,7 @@ async fn send(
     tx: &mpsc::Sender<PutBlobRequest>,
     pending: &mut Vec<u8>,
     position: u64,
-    progress: &BlobProgress<'_>,
+    progress: &dyn Meter,
 ) -> Result<u64, PumpStop> {
     let data = std::mem::replace(pending, Vec::with_capacity(CHUNK));
     let position = position + data.len() as u64;

@@ -1,0 +1,52 @@
+//! `towerd`'s command line.
+
+use clap::Parser;
+use site_fleet::schedule::Backoff;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// towerd: the Control Tower's fleet service (site inventory, health, rollouts).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "towerd", version)]
+pub struct Config {
+    /// Directory of the tower's database and blob cache.
+    #[arg(long, env = "TOWERD_DATA", value_name = "DIR")]
+    pub data: PathBuf,
+    /// Address of the JSON API and the status page.
+    #[arg(
+        long,
+        env = "TOWERD_LISTEN",
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:7070"
+    )]
+    pub listen: SocketAddr,
+    /// Docker config.json with upstream credentials, instead of the default one.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Upstream host spoken to in plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Wait before the first retry of a failed site; doubles with each retry.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub retry_first: Duration,
+    /// Longest wait between two attempts at a site.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub retry_max: Duration,
+    /// Cache size beyond which blobs of finished rollouts are removed.
+    #[arg(long, value_name = "BYTES", default_value_t = 20 << 30)]
+    pub cache_max_bytes: u64,
+}
+
+impl Config {
+    /// The tower's settings.
+    pub fn settings(&self) -> crate::tower::Settings {
+        crate::tower::Settings {
+            backoff: Backoff {
+                first_ms: self.retry_first.as_millis().max(1) as u64,
+                max_ms: self.retry_max.as_millis().max(1) as u64,
+            },
+            cache_max_bytes: self.cache_max_bytes,
+        }
+    }
+}

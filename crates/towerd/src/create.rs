@@ -1,0 +1,143 @@
+//! `POST /rollouts`: check the request, resolve each image at its upstream once (tags
+//! become digests, manifests are kept with their exact bytes), select the sites.
+
+use crate::api::error::ApiError;
+use crate::tower::{now_ms, Tower};
+use serde::Deserialize;
+use serde_json::Value;
+use site_core::{Descriptor, ImageReference};
+use site_fleet::missing::Blob;
+use site_fleet::rollout::{check_application, Image, Manifest};
+use site_fleet::{Filter, Rollout};
+use site_tower::resolve::resolve;
+use std::sync::Arc;
+
+/// Most images in one rollout.
+const MAX_IMAGES: usize = 64;
+/// Sites served at once unless the request says.
+pub const DEFAULT_PARALLEL: u32 = 10;
+/// Most sites served at once.
+const MAX_PARALLEL: u32 = 10_000;
+
+/// The body of `POST /rollouts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    application: String,
+    images: Vec<String>,
+    #[serde(default)]
+    selector: Option<Value>,
+    #[serde(default)]
+    max_parallel: Option<u32>,
+    #[serde(default)]
+    bandwidth_bytes_per_second: Option<u64>,
+}
+
+/// Creates a rollout from a request body; nothing is kept when it is refused.
+pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Rollout, ApiError> {
+    let request: Request =
+        serde_json::from_value(body.clone()).map_err(|e| ApiError::bad(format!("rollout: {e}")))?;
+    check_application(&request.application)?;
+    if request.images.is_empty() || request.images.len() > MAX_IMAGES {
+        return Err(ApiError::bad(format!(
+            "a rollout has 1 to {MAX_IMAGES} images, not {}",
+            request.images.len()
+        )));
+    }
+    let references = request
+        .images
+        .iter()
+        .map(|text| {
+            ImageReference::parse(text)
+                .map_err(|e| ApiError::bad(format!("image {text:?}: {e}")))
+                .map(|r| (text, r))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_parallel = request.max_parallel.unwrap_or(DEFAULT_PARALLEL);
+    if !(1..=MAX_PARALLEL).contains(&max_parallel) {
+        return Err(ApiError::bad(format!(
+            "max_parallel is 1 to {MAX_PARALLEL}, not {max_parallel}"
+        )));
+    }
+    if request.bandwidth_bytes_per_second == Some(0) {
+        return Err(ApiError::bad(
+            "bandwidth_bytes_per_second is more than 0 (leave it out for no cap)",
+        ));
+    }
+    let selector = request
+        .selector
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let filter = Filter::parse(&selector)?;
+    let sites = tower.store.sites()?;
+    let selected: Vec<&str> = sites
+        .iter()
+        .filter(|s| filter.matches(&s.document()))
+        .map(|s| s.id.as_str())
+        .collect();
+    if selected.is_empty() {
+        return Err(site_fleet::Error::new(
+            site_fleet::error::NO_SITES,
+            format!(
+                "the selector matches none of the {} sites of the inventory",
+                sites.len()
+            ),
+        )
+        .into());
+    }
+
+    let mut images = Vec::with_capacity(references.len());
+    for (text, reference) in references {
+        images.push(resolve_image(tower, text, &reference).await?);
+    }
+    let mut rollout = Rollout {
+        id,
+        application: request.application,
+        images,
+        selector,
+        max_parallel,
+        bandwidth: request.bandwidth_bytes_per_second,
+        created_ms: now_ms(),
+        cancelled_ms: None,
+        sites: Default::default(),
+    };
+    rollout.join(selected);
+    tower.add(rollout.clone()).await?;
+    Ok(rollout)
+}
+
+/// Resolves one image at its upstream and keeps its manifests.
+async fn resolve_image(
+    tower: &Tower,
+    text: &str,
+    reference: &ImageReference,
+) -> Result<Image, ApiError> {
+    let credentials = tower
+        .auth
+        .lookup(reference.repository.host())
+        .await
+        .map_err(site_tower::exit::Error::from)?;
+    let auth = site_tower::upstream::registry_auth(credentials);
+    let resolved = resolve(&tower.upstream, &auth, reference, None).await?;
+    let mut manifests = Vec::with_capacity(resolved.manifests.len());
+    for node in &resolved.manifests {
+        tower.store.put_manifest(node.digest.as_str(), &node.body)?;
+        manifests.push(Manifest {
+            digest: node.digest.to_string(),
+            media_type: node.media_type.clone(),
+            size: node.body.len() as u64,
+        });
+    }
+    let blob = |d: &Descriptor| Blob {
+        digest: d.digest.to_string(),
+        size: d.size,
+    };
+    tracing::info!(image = text, digest = %resolved.digest, "resolved for a rollout");
+    Ok(Image {
+        requested: text.to_owned(),
+        repository: reference.repository.to_string(),
+        tag: reference.tag.clone(),
+        digest: resolved.digest.to_string(),
+        manifests,
+        blobs: resolved.blobs.iter().map(blob).collect(),
+    })
+}

@@ -1,0 +1,71 @@
+#![deny(missing_docs)]
+//! `towerd`, the Control Tower's fleet service: an inventory of site registries (labels,
+//! metadata, TLS material, health from every node), and rollouts that bring an
+//! application's images to every selected site over days of broken links, pulling each
+//! blob from its upstream once into the tower's cache. A JSON HTTP API and a status page;
+//! `towerctl sites ...` and `towerctl rollout ...` are its client.
+//!
+//! The fleet's rules (filters, the rollout state machine, the scheduler) are the I/O-free
+//! `site-fleet`; this crate is the adapters around it: the store, the cache, the site
+//! and upstream clients, and the HTTP API.
+
+pub mod api;
+pub mod cache;
+pub mod cached;
+pub mod cli;
+pub mod create;
+pub mod health;
+pub mod runner;
+pub mod store;
+pub mod tower;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Runs the tower until `shutdown` turns true: the API on `listen`, the rollouts in the
+/// background. Returns the address the API listens on through `bound` once it does.
+pub async fn serve(
+    config: cli::Config,
+    shutdown: watch::Receiver<bool>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data)
+        .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
+    let store = store::SledStore::open(&config.data.join("db")).map_err(|e| e.to_string())?;
+    let cache = cache::Cache::open(&config.data).map_err(|e| e.to_string())?;
+    let upstream = site_upstream::Upstream::new(&config.insecure_registries)
+        .map_err(|e| format!("upstream client: {e}"))?;
+    let auth = site_upstream::auth::load(config.auth_file.as_deref())
+        .map_err(|e| format!("upstream credentials: {e}"))?;
+    let tower = Arc::new(
+        tower::Tower::new(Arc::new(store), cache, upstream, auth, config.settings())
+            .map_err(|e| e.to_string())?,
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    tracing::info!(%address, data = %config.data.display(), "tower listening");
+    if let Some(bound) = bound {
+        let _ = bound.send(address);
+    }
+    let runner = tokio::spawn(runner::run(tower.clone(), shutdown.clone()));
+    let mut stop = shutdown.clone();
+    let result = axum::serve(listener, api::router(tower.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(|e| format!("API server: {e}"));
+    let _ = runner.await;
+    tower.stop_workers(None);
+    for id in tower.active_ids() {
+        let _ = tower.save(&id).await;
+    }
+    tracing::info!("tower stopped");
+    result
+}

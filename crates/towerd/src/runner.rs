@@ -1,0 +1,126 @@
+//! The rollouts' background loop: sites that match a rollout's selector join it, due
+//! sites get a worker (at most `max_parallel` per rollout), and the cache is collected.
+
+use crate::tower::{now_ms, Tower};
+use crate::worker;
+use site_fleet::schedule::{due, next_due_ms};
+use site_fleet::{Filter, Rollout, Site};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Longest sleep between two passes (sites onboarded, rollouts changed by another way).
+const PASS: Duration = Duration::from_secs(1);
+/// Time between two GC passes of the cache.
+const CACHE_GC: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown` turns true; then stops every worker.
+pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
+    let mut last_gc = tokio::time::Instant::now();
+    loop {
+        let wake_at = match pass(&tower).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "rollout pass failed");
+                None
+            }
+        };
+        if last_gc.elapsed() >= CACHE_GC {
+            last_gc = tokio::time::Instant::now();
+            collect_cache(&tower).await;
+        }
+        let sleep = wake_at
+            .map(|at| Duration::from_millis(at.saturating_sub(now_ms())))
+            .unwrap_or(PASS)
+            .min(PASS);
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = tower.wake.notified() => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    tower.stop_workers(None);
+}
+
+/// One pass over the rollouts; returns when the next failed site becomes due.
+async fn pass(tower: &Arc<Tower>) -> Result<Option<u64>, crate::store::StoreError> {
+    let sites = tower.store.sites()?;
+    let mut next = None::<u64>;
+    for id in tower.active_ids() {
+        let now = now_ms();
+        let started = tower.change(&id, |r| {
+            let changed = reconcile(r, &sites);
+            let due = due(r, now);
+            for site in &due {
+                r.start(site, now);
+            }
+            (changed || !due.is_empty(), due, next_due_ms(r))
+        });
+        let Some((changed, due, wake)) = started else {
+            continue;
+        };
+        if changed {
+            tower.save(&id).await?;
+        }
+        for site in due {
+            let handle = tokio::spawn(worker::run(tower.clone(), id.clone(), site.clone()));
+            tower.worker_started(&id, &site, handle.abort_handle());
+        }
+        next = match (next, wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(next)
+}
+
+/// Sites onboarded since that match the selector join; sites removed from the inventory
+/// leave. Returns whether the rollout changed.
+fn reconcile(rollout: &mut Rollout, sites: &[Site]) -> bool {
+    let Ok(filter) = Filter::parse(&rollout.selector) else {
+        return false;
+    };
+    let matching = sites
+        .iter()
+        .filter(|s| filter.matches(&s.document()))
+        .map(|s| s.id.as_str());
+    let joined = rollout.join(matching);
+    let known: HashSet<&str> = sites.iter().map(|s| s.id.as_str()).collect();
+    let gone: Vec<String> = rollout
+        .sites
+        .keys()
+        .filter(|id| !known.contains(id.as_str()))
+        .cloned()
+        .collect();
+    for id in &gone {
+        rollout.forget(id);
+    }
+    if joined > 0 {
+        tracing::info!(rollout = %rollout.id, joined, "sites joined the rollout");
+    }
+    joined > 0 || !gone.is_empty()
+}
+
+/// Blobs of running rollouts stay; those of finished ones stay while there is room;
+/// the rest go.
+async fn collect_cache(tower: &Arc<Tower>) {
+    let (mut keep, mut spare) = (HashSet::new(), HashSet::new());
+    for r in tower.all_rollouts() {
+        let set = match (r.cancelled(), r.complete()) {
+            (true, _) => continue,
+            (false, true) => &mut spare,
+            (false, false) => &mut keep,
+        };
+        set.extend(r.blobs().into_iter().map(|b| b.digest));
+    }
+    let t = tower.clone();
+    let max = tower.settings.cache_max_bytes;
+    match tokio::task::spawn_blocking(move || t.cache.gc(&keep, &spare, max)).await {
+        Ok(swept) if swept.blobs > 0 => {
+            tracing::info!(blobs = swept.blobs, bytes = swept.bytes, "cache collected")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cache GC failed"),
+    }
+}

@@ -1,0 +1,612 @@
+//! The tower's fleet service end to end: a real `towerd`, real `site-agent` sites (single
+//! nodes and a 3-node site) on loopback, Debian's `docker-registry` as the upstream.
+
+mod kit;
+
+use kit::grpc;
+use kit::node::{cluster, leader, status};
+use kit::oci::{self, upload, Image};
+use kit::proxy::{CountingProxy, CuttingProxy};
+use kit::tools::require;
+use kit::tower::Towerd;
+use kit::upstream::ReferenceRegistry;
+use kit::{request, Node, NodeOptions};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn onboard(tower: &Towerd, body: Value) -> String {
+    let site = tower.expect("POST", "/sites", Some(&body), 201);
+    for key in ["name", "nodes", "labels"] {
+        assert_eq!(site[key], body[key], "{key} as given");
+    }
+    site["id"].as_str().expect("an id").to_owned()
+}
+
+fn ids(listing: &Value) -> BTreeSet<String> {
+    let sites = listing["sites"].as_array().expect("sites");
+    assert_eq!(listing["total"], sites.len(), "{listing}");
+    sites
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn query(tower: &Towerd, filter: Value) -> BTreeSet<String> {
+    ids(&tower.expect(
+        "POST",
+        "/sites/query",
+        Some(&json!({ "filter": filter })),
+        200,
+    ))
+}
+
+/// The JSON error of a refused call: its code, with a message.
+fn refused(tower: &Towerd, method: &str, path: &str, body: &[u8], status: u16) -> String {
+    let r = request(
+        tower.addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    );
+    assert_eq!(
+        r.status,
+        status,
+        "{method} {path} {}: {}",
+        String::from_utf8_lossy(body),
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let e = r.json();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{e}"
+    );
+    e["error"]["code"].as_str().unwrap().to_owned()
+}
+
+fn health(tower: &Towerd, id: &str) -> Value {
+    tower.expect("GET", &format!("/sites/{id}/health"), None, 200)
+}
+
+#[test]
+fn inventory_queries_health_and_refusals() {
+    let tower = Towerd::start(&[]);
+    let mut a = Node::start(NodeOptions::default());
+    let c = Node::start(NodeOptions::default());
+    let mut d = cluster(3, &NodeOptions::default());
+    let d_nodes: Vec<String> = d.iter().map(|n| n.api.to_string()).collect();
+
+    let sa = onboard(
+        &tower,
+        json!({"name": "shop-a", "nodes": [a.api.to_string()], "labels": {"region": "eu"}, "metadata": {"owner": "ops"}}),
+    );
+    assert!(sa.starts_with("s-"), "a generated id: {sa}");
+    let sc = onboard(
+        &tower,
+        json!({"id": "shop-c", "name": "shop-c", "nodes": [c.api.to_string()], "labels": {"region": "us"}}),
+    );
+    assert_eq!(sc, "shop-c", "the id given is kept");
+    let sd = onboard(
+        &tower,
+        json!({"name": "ship-d", "nodes": d_nodes, "labels": {"region": "eu", "tier": "gold"}}),
+    );
+    let got = tower.expect("GET", &format!("/sites/{sa}"), None, 200);
+    assert_eq!(got["metadata"]["owner"], "ops");
+
+    // Queries.
+    assert_eq!(
+        query(&tower, json!({"labels.region": {"$in": ["eu"]}})),
+        set(&[&sa, &sd])
+    );
+    assert_eq!(
+        query(
+            &tower,
+            json!({"$or": [{"labels.tier": "gold"}, {"name": "shop-c"}]})
+        ),
+        set(&[&sc, &sd])
+    );
+    assert_eq!(
+        query(&tower, json!({"metadata.owner": {"$exists": true}})),
+        set(&[&sa])
+    );
+    assert_eq!(
+        query(&tower, json!({"nodes": d_nodes[1].clone()})),
+        set(&[&sd])
+    );
+    assert_eq!(ids(&tower.expect("GET", "/sites", None, 200)).len(), 3);
+    // A partial update: a label moves, the rest stays.
+    let moved = tower.expect(
+        "PUT",
+        "/sites/shop-c",
+        Some(&json!({"labels": {"region": "eu"}})),
+        200,
+    );
+    assert_eq!(moved["nodes"], json!([c.api.to_string()]));
+    assert_eq!(query(&tower, json!({"labels.region": "eu"})).len(), 3);
+    tower.expect(
+        "PUT",
+        "/sites/shop-c",
+        Some(&json!({"labels": {"region": "us"}})),
+        200,
+    );
+
+    // Health: every node of the 3-node site, then one killed.
+    let h = tower.wait_for(
+        &format!("/sites/{sd}/health"),
+        Duration::from_secs(30),
+        "the 3-node site healthy",
+        |h| h["verdict"] == "healthy",
+    );
+    let nodes = h["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(nodes.iter().filter(|n| n["leader"] == true).count(), 1);
+    for n in nodes {
+        assert_eq!(n["reachable"], true);
+        assert!(n["disk_free_bytes"].as_u64().unwrap() > 0, "{n}");
+        assert_eq!(n["apply_lag"], 0);
+        assert_eq!(n["blobs_missing"], 0);
+        assert_eq!(n["version"], env!("CARGO_PKG_VERSION"));
+    }
+    let refs: Vec<&Node> = d.iter().collect();
+    let victim = (leader(&refs) + 1) % 3;
+    d[victim].kill9();
+    let h = health(&tower, &sd);
+    assert_eq!(h["verdict"], "degraded", "{h:#}");
+    for (i, n) in h["nodes"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(n["address"], d_nodes[i]);
+        assert_eq!(n["reachable"], i != victim, "{n}");
+    }
+    a.kill9();
+    assert_eq!(health(&tower, &sa)["verdict"], "down");
+
+    // Refusals change nothing.
+    let sites_before = tower.expect("GET", "/sites", None, 200);
+    let rollouts_before = tower.expect("GET", "/rollouts", None, 200);
+    assert_eq!(rollouts_before["total"], 0);
+    for (method, path, body, status, code) in [
+        ("POST", "/sites", &b"{\"name\": "[..], 400, "BAD_REQUEST"),
+        ("POST", "/sites", b"[1, 2]", 400, "BAD_REQUEST"),
+        (
+            "POST",
+            "/sites",
+            br#"{"name": "x", "nodes": ["no-port"]}"#,
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "POST",
+            "/sites",
+            br#"{"name": "x", "nodes": ["h:1"], "colour": "red"}"#,
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "POST",
+            "/sites",
+            br#"{"name": "shop-a", "nodes": ["h:1"]}"#,
+            409,
+            "CONFLICT",
+        ),
+        (
+            "POST",
+            "/sites",
+            br#"{"id": "shop-c", "name": "other", "nodes": ["h:1"]}"#,
+            409,
+            "CONFLICT",
+        ),
+        ("POST", "/sites/query", b"{\"filter\"", 400, "BAD_REQUEST"),
+        (
+            "POST",
+            "/sites/query",
+            br#"{"filter": {"labels.region": {"$regex": "e.*"}}}"#,
+            400,
+            "BAD_FILTER",
+        ),
+        (
+            "POST",
+            "/sites/query",
+            br#"{"filter": {"$where": "1"}}"#,
+            400,
+            "BAD_FILTER",
+        ),
+        (
+            "POST",
+            "/sites/query",
+            br#"{"filter": {"colour": "red"}}"#,
+            400,
+            "BAD_FILTER",
+        ),
+        ("GET", "/sites/nope", b"", 404, "NOT_FOUND"),
+        ("PUT", "/sites/nope", b"{}", 404, "NOT_FOUND"),
+        ("DELETE", "/sites/nope", b"", 404, "NOT_FOUND"),
+        ("GET", "/sites/nope/health", b"", 404, "NOT_FOUND"),
+        ("PUT", "/sites/shop-c", br#"{"nodes": []}"#, 400, "BAD_REQUEST"),
+        ("PUT", "/sites/shop-c", br#"{"id": "x"}"#, 400, "BAD_REQUEST"),
+        ("PUT", "/sites/shop-c", br#"{"name": "shop-a"}"#, 409, "CONFLICT"),
+        ("GET", "/rollouts/nope", b"", 404, "NOT_FOUND"),
+        ("DELETE", "/rollouts/nope", b"", 404, "NOT_FOUND"),
+        ("POST", "/rollouts", b"{", 400, "BAD_REQUEST"),
+        (
+            "POST",
+            "/rollouts",
+            br#"{"application": "pos", "images": ["127.0.0.1:1/x:v1"], "selector": {"labels.region": "mars"}}"#,
+            400,
+            "NO_SITES",
+        ),
+        (
+            "POST",
+            "/rollouts",
+            br#"{"application": "pos", "images": ["127.0.0.1:1/x:v1"], "selector": {"labels.region": {"$near": 1}}}"#,
+            400,
+            "BAD_FILTER",
+        ),
+        (
+            "POST",
+            "/rollouts",
+            br#"{"application": "pos", "images": ["127.0.0.1:1/x:v1"], "speed": 1}"#,
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "POST",
+            "/rollouts",
+            br#"{"application": "-pos", "images": ["127.0.0.1:1/x:v1"]}"#,
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "POST",
+            "/rollouts",
+            br#"{"application": "pos", "images": ["Not An Image"]}"#,
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "POST",
+            "/rollouts",
+            br#"{"application": "pos", "images": []}"#,
+            400,
+            "BAD_REQUEST",
+        ),
+        ("GET", "/no/such/route", b"", 404, "NOT_FOUND"),
+    ] {
+        assert_eq!(
+            refused(&tower, method, path, body, status),
+            code,
+            "{method} {path}"
+        );
+    }
+    assert_eq!(tower.expect("GET", "/sites", None, 200), sites_before);
+    assert_eq!(tower.expect("GET", "/rollouts", None, 200), rollouts_before);
+
+    // Removal, and the inventory survives a restart.
+    tower.expect("DELETE", "/sites/shop-c", None, 200);
+    refused(&tower, "GET", "/sites/shop-c", b"", 404);
+    let before = tower.expect("GET", "/sites", None, 200);
+    let mut tower = tower;
+    assert!(tower.terminate().success());
+    tower.restart();
+    assert_eq!(tower.expect("GET", "/sites", None, 200), before);
+    assert_eq!(ids(&before), set(&[&sa, &sd]));
+}
+
+/// Bytes a node received by PutBlob since it started.
+fn received(node: &Node) -> u64 {
+    status(node).map_or(0, |s| s.blob_bytes_received)
+}
+
+/// The applications a node holds, as `name -> images`.
+fn apps(node: &Node) -> Vec<(String, Vec<String>)> {
+    grpc::rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        c.list_applications(site_api::pb::ListApplicationsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .applications
+            .into_iter()
+            .map(|a| (a.name, a.images))
+            .collect()
+    })
+}
+
+/// Where a node stands with a blob.
+fn blob_status(node: &Node, digest: &str) -> site_api::pb::BlobStatusResponse {
+    grpc::rt().block_on(async {
+        let mut c = grpc::connect(node.api).await;
+        c.blob_status(site_api::pb::BlobStatusRequest {
+            digest: digest.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    })
+}
+
+fn site_state<'a>(rollout: &'a Value, site: &str) -> &'a Value {
+    rollout["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site_id"] == site)
+        .unwrap_or_else(|| panic!("site {site} in the rollout: {rollout:#}"))
+}
+
+/// Blob GETs the upstream saw, per digest.
+fn blob_gets(proxy: &CountingProxy, digest: &str) -> usize {
+    proxy
+        .requests()
+        .lines()
+        .filter(|l| l.starts_with("GET ") && l.contains(&format!("/blobs/{digest}")))
+        .count()
+}
+
+/// The two images of the application: `pos` and an agent that shares its big layer.
+fn application() -> (Image, Image) {
+    let pos = oci::image(61, &[3 << 20, 40 << 10], "amd64");
+    let mut agent = oci::image(62, &[24 << 10], "amd64");
+    agent.layers.insert(0, pos.layers[0].clone());
+    (pos, oci::rebuild(agent))
+}
+
+#[test]
+fn a_rollout_reaches_exactly_the_matching_sites_through_outages_and_cuts() {
+    let Some(registry) = require("docker-registry") else {
+        return;
+    };
+    require("skopeo").unwrap();
+    let up = ReferenceRegistry::start(&registry);
+    let work = tempfile::tempdir().unwrap();
+    let (pos, agent) = application();
+    upload(work.path(), &pos, &format!("{}/team/pos:v3", up.addr), None);
+    upload(
+        work.path(),
+        &agent,
+        &format!("{}/team/agent:v1", up.addr),
+        None,
+    );
+    // The tower reaches the upstream through a proxy that sees every request.
+    let counting = CountingProxy::start(up.addr);
+    let upstream = counting.addr.to_string();
+    let tower = Towerd::start(&["--insecure-registry", &upstream]);
+
+    let a = Node::start(NodeOptions::default());
+    // A's link breaks after 2.5 MiB, mid-way through the 3 MiB layer (sent in messages
+    // of 1 MiB, so that the site holds some of it).
+    let cut = CuttingProxy::start(a.api, 5 << 19);
+    let mut b = Node::start(NodeOptions::default());
+    let c = Node::start(NodeOptions::default());
+    let d = cluster(3, &NodeOptions::default());
+    let sa = onboard(
+        &tower,
+        json!({"name": "a", "nodes": [cut.addr.to_string()], "labels": {"region": "eu"}}),
+    );
+    let sb = onboard(
+        &tower,
+        json!({"name": "b", "nodes": [b.api.to_string()], "labels": {"region": "eu"}}),
+    );
+    let sc = onboard(
+        &tower,
+        json!({"name": "c", "nodes": [c.api.to_string()], "labels": {"region": "us"}}),
+    );
+    let d_nodes: Vec<String> = d.iter().map(|n| n.api.to_string()).collect();
+    let sd = onboard(
+        &tower,
+        json!({"name": "d", "nodes": d_nodes, "labels": {"region": "eu"}}),
+    );
+    // B is down when the rollout starts.
+    assert!(b.terminate().success());
+
+    let images = [
+        format!("{upstream}/team/pos:v3"),
+        format!("{upstream}/team/agent:v1"),
+    ];
+    let created = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({
+            "application": "pos",
+            "images": images,
+            "selector": {"labels.region": {"$eq": "eu"}},
+            "max_parallel": 3
+        })),
+        201,
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let pinned = [
+        format!("{upstream}/team/pos@{}", pos.digest),
+        format!("{upstream}/team/agent@{}", agent.digest),
+    ];
+    assert_eq!(created["images"], json!(pinned), "tags resolved once");
+    let selected: BTreeSet<String> = created["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["site_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(selected, set(&[&sa, &sb, &sd]), "exactly the eu sites");
+    let path = format!("/rollouts/{id}");
+
+    // B fails while down; A's link breaks mid-blob.
+    let r = tower.wait_for(&path, Duration::from_secs(60), "B and A failed", |r| {
+        site_state(r, &sb)["state"] == "failed" && site_state(r, &sa)["state"] == "failed"
+    });
+    for s in [&sa, &sb] {
+        let s = site_state(&r, s);
+        assert_eq!(s["reason"], "SITE_UNREACHABLE", "{s}");
+        assert!(s["retries"].as_u64().unwrap() >= 1, "{s}");
+    }
+    let total: u64 = pos.blobs().map(|b| b.data.len() as u64).sum::<u64>()
+        + agent.config.data.len() as u64
+        + agent.layers[1].data.len() as u64;
+    let partial = received(&a);
+    assert!(
+        partial > 0 && partial < total,
+        "the cut came mid-way: {partial} of {total} bytes at A"
+    );
+    let big = &pos.layers[0];
+    let held = blob_status(&a, &big.digest);
+    assert!(
+        !held.present && held.offset > 0 && held.offset < big.data.len() as u64,
+        "the cut came mid-blob: A holds {} of {} bytes of the big layer",
+        held.offset,
+        big.data.len()
+    );
+    assert!(
+        cut.refused() > 0,
+        "the tower tried A again while the link was down"
+    );
+
+    // B comes back, A's link heals, and E is onboarded in eu: all are served.
+    b.restart_same_ports();
+    cut.heal();
+    let e = Node::start(NodeOptions::default());
+    let se = onboard(
+        &tower,
+        json!({"name": "e", "nodes": [e.api.to_string()], "labels": {"region": "eu"}}),
+    );
+    let done = tower.wait_for(
+        &path,
+        Duration::from_secs(120),
+        "every eu site scheduled",
+        |r| r["status"] == "complete",
+    );
+    assert_eq!(done["totals"]["scheduled"], 4, "{done:#}");
+    assert_eq!(done["totals"]["failed"], 0);
+    assert!(done["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["site_id"] != sc));
+    assert!(site_state(&done, &se)["state"] == "scheduled");
+
+    // A got only the rest after the cut; every eu site runs the application.
+    assert_eq!(
+        received(&a),
+        total,
+        "A was sent the remainder, not the whole"
+    );
+    let mut sorted = pinned.to_vec();
+    sorted.sort();
+    let expected = vec![("pos".to_owned(), sorted)];
+    for node in [&a, &b, &e] {
+        assert_eq!(apps(node), expected, "{}", node.api);
+        assert!(received(node) > 0);
+        let got = request(
+            node.addr,
+            "GET",
+            &format!("/v2/{upstream}/team/pos/manifests/v3"),
+            &[],
+            b"",
+        );
+        assert_eq!(got.status, 200, "the tag is served at {}", node.addr);
+        assert_eq!(kit::digest(&got.body), pos.digest);
+    }
+    for node in &d {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while apps(node) != expected {
+            assert!(std::time::Instant::now() < deadline, "{} applied", node.api);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // C (us) was left alone.
+    assert!(apps(&c).is_empty());
+    assert_eq!(received(&c), 0);
+    // The upstream was asked for each blob once, for all five sites.
+    let blobs: BTreeSet<&str> = pos
+        .blobs()
+        .chain(agent.blobs())
+        .map(|b| b.digest.as_str())
+        .collect();
+    assert_eq!(blobs.len(), 5, "the agent shares pos's big layer");
+    for digest in blobs {
+        assert_eq!(blob_gets(&counting, digest), 1, "GETs of {digest}");
+    }
+
+    // Cancelling keeps what the sites hold.
+    let cancelled = tower.expect("DELETE", &path, None, 200);
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(apps(&a), expected);
+}
+
+#[test]
+fn the_tower_finishes_a_rollout_after_kill_9() {
+    let Some(registry) = require("docker-registry") else {
+        return;
+    };
+    require("skopeo").unwrap();
+    let up = ReferenceRegistry::start(&registry);
+    let upstream = up.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    let img = oci::image(71, &[4 << 20], "amd64");
+    upload(work.path(), &img, &format!("{upstream}/team/till:v1"), None);
+    let total: u64 = img.blobs().map(|b| b.data.len() as u64).sum();
+    let mut tower = Towerd::start(&["--insecure-registry", &upstream]);
+    let sites = [
+        Node::start(NodeOptions::default()),
+        Node::start(NodeOptions::default()),
+    ];
+    for (i, node) in sites.iter().enumerate() {
+        onboard(
+            &tower,
+            json!({"name": format!("till-{i}"), "nodes": [node.api.to_string()], "labels": {"kind": "till"}}),
+        );
+    }
+    // 1 MiB/s to each site: about 4 s per site.
+    let created = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({
+            "application": "till",
+            "images": [format!("{upstream}/team/till:v1")],
+            "selector": {"labels.kind": "till"},
+            "bandwidth_bytes_per_second": 1 << 20
+        })),
+        201,
+    );
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while received(&sites[0]) + received(&sites[1]) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no byte reached a site"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tower.kill9();
+    let held: Vec<u64> = sites.iter().map(received).collect();
+    assert!(
+        held.iter().all(|h| *h < total),
+        "killed mid-rollout: {held:?} of {total}"
+    );
+    tower.restart();
+    let done = tower.wait_for(
+        &path,
+        Duration::from_secs(60),
+        "the rollout complete",
+        |r| r["status"] == "complete",
+    );
+    assert_eq!(done["totals"]["scheduled"], 2);
+    for node in &sites {
+        assert_eq!(
+            received(node),
+            total,
+            "each site was sent the rest of what it held, nothing twice"
+        );
+        assert_eq!(
+            apps(node),
+            vec![(
+                "till".to_owned(),
+                vec![format!("{upstream}/team/till@{}", img.digest)]
+            )]
+        );
+    }
+}

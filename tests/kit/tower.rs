@@ -1,0 +1,197 @@
+//! A real `towerd` process on a free loopback port, with its own data directory, and its
+//! JSON API as the tests call it.
+
+use super::http::{request, Response};
+use super::tools::towerd_bin;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running tower. Killed when dropped; its log is printed if the test is failing.
+pub struct Towerd {
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Towerd {
+    /// Starts `towerd --data DIR --listen 127.0.0.1:0` with `args` besides (a retry
+    /// backoff short enough for tests unless `args` gives one).
+    pub fn start(args: &[&str]) -> Towerd {
+        let mut tower = Towerd {
+            addr: ([127, 0, 0, 1], 0).into(),
+            dir: tempfile::tempdir().unwrap(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        tower.spawn();
+        tower
+    }
+
+    /// Starts the process again on the same data directory and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "towerd still running");
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(towerd_bin());
+        cmd.arg("--data")
+            .arg(self.dir.path().join("data"))
+            .args(["--listen", &self.addr.to_string()]);
+        if !self.args.iter().any(|a| a == "--retry-first") {
+            cmd.args(["--retry-first", "500ms", "--retry-max", "2s"]);
+        }
+        let mut child = cmd
+            .args(&self.args)
+            .env("HOME", "/nonexistent")
+            .env_remove("DOCKER_CONFIG")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn towerd");
+        let stderr = child.stderr.take().unwrap();
+        let log_path = self.log_path();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path)
+                .unwrap();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+                if line.contains("tower listening") {
+                    let addr = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("address="))
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                    if let Some(a) = addr {
+                        let _ = tx.send(a);
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(addr) => {
+                    self.addr = addr;
+                    self.child = Some(child);
+                    return;
+                }
+                Err(_) if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!("towerd did not start; log:\n{}", self.log());
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the process to exit; its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("towerd running");
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "towerd did not stop within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("towerd.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `METHOD path` with a JSON body (or none).
+    pub fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Response {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let headers: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[("Content-Type", "application/json")]
+        };
+        request(self.addr, method, path, headers, body.as_bytes())
+    }
+
+    /// `METHOD path` that must answer `status`; its JSON body.
+    pub fn expect(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        status: u16,
+    ) -> serde_json::Value {
+        let r = self.call(method, path, body);
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
+    /// Waits (bounded) until `GET path` gives a body for which `done` holds; that body.
+    pub fn wait_for(
+        &self,
+        path: &str,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let body = self.expect("GET", path, None, 200);
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not within {within:?}: {what}; last {path}:\n{body:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Towerd {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- towerd log ---\n{}", self.log());
+        }
+    }
+}
