@@ -610,3 +610,113 @@ fn the_tower_finishes_a_rollout_after_kill_9() {
         );
     }
 }
+
+#[test]
+fn towerctl_is_the_fleet_apis_client() {
+    use kit::tools::{ok, towerctl};
+    let Some(registry) = require("docker-registry") else {
+        return;
+    };
+    require("skopeo").unwrap();
+    let up = ReferenceRegistry::start(&registry);
+    let upstream = up.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    let img = oci::image(81, &[256 << 10], "amd64");
+    upload(
+        work.path(),
+        &img,
+        &format!("{upstream}/team/kiosk:v2"),
+        None,
+    );
+    let tower = Towerd::start(&["--insecure-registry", &upstream]);
+    let url = format!("http://{}", tower.addr);
+    let node = Node::start(NodeOptions::default());
+    let api = node.api.to_string();
+    let ctl = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--tower", url.as_str()]);
+        towerctl(&all)
+    };
+    let code = |out: &std::process::Output| out.status.code().unwrap_or(-1);
+
+    let added = ok(ctl(&[
+        "sites",
+        "add",
+        "kiosk-1",
+        "--node",
+        &api,
+        "--label",
+        "region=eu",
+        "--meta",
+        "owner=ops",
+    ]));
+    assert!(added.lines().next().unwrap().starts_with("ID "), "{added}");
+    assert!(
+        added.contains("kiosk-1") && added.contains("region=eu"),
+        "{added}"
+    );
+    let again = ctl(&["sites", "add", "kiosk-1", "--node", &api]);
+    assert_eq!(code(&again), 11, "the tower refused it");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("CONFLICT"));
+
+    let listed: Value = serde_json::from_str(&ok(ctl(&["sites", "list", "--json"]))).unwrap();
+    assert_eq!(listed["total"], 1);
+    let id = listed["sites"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(listed["sites"][0]["metadata"]["owner"], "ops");
+    let found: Value = serde_json::from_str(&ok(ctl(&[
+        "sites",
+        "query",
+        r#"{"labels.region": {"$in": ["eu"]}}"#,
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(found["total"], 1);
+    let bad = ctl(&["sites", "query", r#"{"labels.region": {"$regex": "e"}}"#]);
+    assert_eq!(code(&bad), 11);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("BAD_FILTER"));
+    let health = ok(ctl(&["sites", "health", &id]));
+    assert!(
+        health.lines().next().unwrap().ends_with(": healthy"),
+        "{health}"
+    );
+    assert!(health.contains(&api), "{health}");
+
+    // A rollout followed to its end.
+    let watched = ok(ctl(&[
+        "rollout",
+        "create",
+        "kiosk",
+        &format!("{upstream}/team/kiosk:v2"),
+        "--selector",
+        r#"{"labels.region": "eu"}"#,
+        "--watch",
+    ]));
+    let last = watched.lines().last().unwrap();
+    assert!(last.starts_with("complete: 1/1 scheduled;"), "{watched}");
+    assert_eq!(apps(&node).len(), 1);
+    let listed = ok(ctl(&["rollout", "list"]));
+    assert!(
+        listed.contains("complete") && listed.contains("1/1"),
+        "{listed}"
+    );
+    let rollouts: Value = serde_json::from_str(&ok(ctl(&["rollout", "list", "--json"]))).unwrap();
+    let rid = rollouts["rollouts"][0]["id"].as_str().unwrap().to_owned();
+    let status = ok(ctl(&["rollout", "status", &rid]));
+    assert!(
+        status.contains(&id) && status.contains("scheduled"),
+        "{status}"
+    );
+    let json: Value =
+        serde_json::from_str(&ok(ctl(&["rollout", "status", &rid, "--json"]))).unwrap();
+    assert_eq!(
+        json["images"][0],
+        format!("{upstream}/team/kiosk@{}", img.digest)
+    );
+    ok(ctl(&["rollout", "cancel", &rid]));
+    let cancelled = ctl(&["rollout", "status", &rid, "--watch"]);
+    assert_eq!(code(&cancelled), 1, "watching a cancelled rollout fails");
+    ok(ctl(&["sites", "remove", &id]));
+    assert_eq!(code(&ctl(&["sites", "health", &id])), 11);
+    let nowhere = towerctl(&["sites", "list", "--tower", "http://127.0.0.1:1"]);
+    assert_eq!(code(&nowhere), 10, "tower unreachable");
+}

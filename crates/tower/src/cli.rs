@@ -147,6 +147,24 @@ pub enum Command {
         #[command(subcommand)]
         action: NodeAction,
     },
+    /// The fleet's sites, at the tower service (towerd).
+    Sites {
+        /// The tower service.
+        #[command(flatten)]
+        tower: crate::fleet_cli::TowerArg,
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::fleet_cli::SitesAction,
+    },
+    /// Rollouts of an application to many sites, at the tower service (towerd).
+    Rollout {
+        /// The tower service.
+        #[command(flatten)]
+        tower: crate::fleet_cli::TowerArg,
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::fleet_cli::RolloutAction,
+    },
     /// Run one garbage collection sweep now.
     Gc {
         /// The site.

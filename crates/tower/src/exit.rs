@@ -20,9 +20,13 @@ pub const SITE_OUT_OF_SPACE: u8 = 7;
 pub const SITE_UNREACHABLE: u8 = 8;
 /// The site refused the request.
 pub const SITE_REFUSED: u8 = 9;
+/// The tower service could not be reached.
+pub const TOWER_UNREACHABLE: u8 = 10;
+/// The tower service refused the request.
+pub const TOWER_REFUSED: u8 = 11;
 
 /// Every exit code with its meaning, as `--help` prints it.
-pub const TABLE: [(u8, &str); 10] = [
+pub const TABLE: [(u8, &str); 12] = [
     (OK, "ok"),
     (OTHER, "other error"),
     (USAGE, "usage error"),
@@ -33,6 +37,8 @@ pub const TABLE: [(u8, &str); 10] = [
     (SITE_OUT_OF_SPACE, "site out of space"),
     (SITE_UNREACHABLE, "site unreachable"),
     (SITE_REFUSED, "site refused the request"),
+    (TOWER_UNREACHABLE, "tower service unreachable"),
+    (TOWER_REFUSED, "tower service refused the request"),
 ];
 
 /// The exit-code section of `--help`; a test keeps it equal to [`TABLE`].
@@ -48,8 +54,11 @@ Exit codes:
   7  site out of space
   8  site unreachable
   9  site refused the request
+  10  tower service unreachable
+  11  tower service refused the request
 
-Errors are one line on stderr. TOWERCTL_SITE is the default of --site.";
+Errors are one line on stderr. TOWERCTL_SITE is the default of --site,
+TOWERCTL_TOWER of --tower.";
 
 /// An error of a towerctl command: its message, and by its variant, its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +87,12 @@ pub enum Error {
     /// The site refused the request.
     #[error("site refused the request: {0}")]
     SiteRefused(String),
+    /// The tower service cannot be reached.
+    #[error("tower service unreachable: {0}")]
+    TowerUnreachable(String),
+    /// The tower service refused the request (its code and message).
+    #[error("tower service refused the request: {0}")]
+    TowerRefused(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -95,6 +110,8 @@ impl Error {
             Error::SiteOutOfSpace(_) => SITE_OUT_OF_SPACE,
             Error::SiteUnreachable(_) => SITE_UNREACHABLE,
             Error::SiteRefused(_) => SITE_REFUSED,
+            Error::TowerUnreachable(_) => TOWER_UNREACHABLE,
+            Error::TowerRefused(_) => TOWER_REFUSED,
             Error::Other(_) => OTHER,
         }
     }
@@ -110,6 +127,8 @@ impl Error {
             Error::SiteOutOfSpace(_) => "SITE_OUT_OF_SPACE",
             Error::SiteUnreachable(_) => "SITE_UNREACHABLE",
             Error::SiteRefused(_) => "SITE_REFUSED",
+            Error::TowerUnreachable(_) => "TOWER_UNREACHABLE",
+            Error::TowerRefused(_) => "TOWER_REFUSED",
             Error::Other(_) => "OTHER",
         }
     }
@@ -153,6 +172,8 @@ mod tests {
         assert_eq!(Error::SiteOutOfSpace(String::new()).exit_code(), 7);
         assert_eq!(Error::SiteUnreachable(String::new()).exit_code(), 8);
         assert_eq!(Error::SiteRefused(String::new()).exit_code(), 9);
+        assert_eq!(Error::TowerUnreachable(String::new()).exit_code(), 10);
+        assert_eq!(Error::TowerRefused(String::new()).exit_code(), 11);
         assert_eq!(Error::Other(String::new()).exit_code(), 1);
     }
 

@@ -1,6 +1,7 @@
 //! `towerctl`, the Control Tower's command line tool: delivers digest-pinned images from
-//! upstream registries to an edge site over gRPC (`proto/site.proto`), and manages the
-//! applications, pins and garbage collection of the site.
+//! upstream registries to an edge site over gRPC (`proto/site.proto`), manages the
+//! applications, pins and garbage collection of the site, and is the client of the tower
+//! service's fleet API (`towerctl sites ...`, `towerctl rollout ...`).
 //!
 //! The binary is this crate's `src/main.rs`, which calls [`main`]; it builds none of the
 //! node's storage, replication or HTTP server.
@@ -10,6 +11,9 @@ pub mod cli;
 pub mod commands;
 pub mod deliver;
 pub mod exit;
+pub mod fleet;
+pub mod fleet_cli;
+pub mod fleet_watch;
 pub mod output;
 pub mod progress;
 pub mod resolve;
@@ -103,6 +107,8 @@ pub async fn run(command: Command) -> Result<(), Error> {
         Command::Node {
             action: NodeAction::Remove { site, id },
         } => commands::remove_node(&site::connect_any(&site).await?, id).await,
+        Command::Sites { tower, action } => fleet::sites(&tower, action).await,
+        Command::Rollout { tower, action } => fleet::rollout(&tower, action).await,
         Command::Gc { site, dry_run } => {
             commands::gc(&site::connect_any(&site).await?, dry_run).await
         }
