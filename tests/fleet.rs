@@ -142,8 +142,13 @@ fn inventory_queries_health_and_refusals() {
     let h = tower.wait_for(
         &format!("/sites/{sd}/health"),
         Duration::from_secs(30),
-        "the 3-node site healthy",
-        |h| h["verdict"] == "healthy",
+        "the 3-node site healthy, every node caught up",
+        |h| {
+            h["verdict"] == "healthy"
+                && h["nodes"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().all(|n| n["apply_lag"] == 0))
+        },
     );
     let nodes = h["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
@@ -251,30 +256,45 @@ fn inventory_queries_health_and_refusals() {
         (
             "POST",
             "/rollouts",
-            br#"{"application": "pos", "images": ["127.0.0.1:1/x:v1"], "speed": 1}"#,
+            br#"{"application": "pos", "images": ["127.0.0.1:1/x:v1"], "selector": {}, "speed": 1}"#,
             400,
             "BAD_REQUEST",
         ),
         (
             "POST",
             "/rollouts",
-            br#"{"application": "-pos", "images": ["127.0.0.1:1/x:v1"]}"#,
+            br#"{"application": "-pos", "images": ["127.0.0.1:1/x:v1"], "selector": {}}"#,
             400,
             "BAD_REQUEST",
         ),
         (
             "POST",
             "/rollouts",
-            br#"{"application": "pos", "images": ["Not An Image"]}"#,
+            br#"{"application": "pos", "images": ["Not An Image"], "selector": {}}"#,
             400,
             "BAD_REQUEST",
         ),
         (
             "POST",
             "/rollouts",
-            br#"{"application": "pos", "images": []}"#,
+            br#"{"application": "pos", "images": [], "selector": {}}"#,
             400,
             "BAD_REQUEST",
+        ),
+        (
+            "POST",
+            "/rollouts",
+            br#"{"application": "pos", "images": ["127.0.0.1:1/x:v1"]}"#,
+            400,
+            "BAD_REQUEST",
+        ),
+        // Sites match, the image cannot be resolved: refused, nothing kept.
+        (
+            "POST",
+            "/rollouts",
+            br#"{"application": "pos", "images": ["127.0.0.1:1/x:v1"], "selector": {"labels.region": "eu"}}"#,
+            502,
+            "UPSTREAM_UNREACHABLE",
         ),
         ("GET", "/no/such/route", b"", 404, "NOT_FOUND"),
     ] {
@@ -284,6 +304,35 @@ fn inventory_queries_health_and_refusals() {
             "{method} {path}"
         );
     }
+    // Writes a web page could forge: a body that is not JSON, another site's Origin.
+    let plain = request(
+        tower.addr,
+        "POST",
+        "/sites",
+        &[("Content-Type", "text/plain")],
+        br#"{"name": "forged", "nodes": ["h:1"]}"#,
+    );
+    assert_eq!(plain.status, 415);
+    assert_eq!(plain.json()["error"]["code"], "UNSUPPORTED_MEDIA_TYPE");
+    let forged = request(
+        tower.addr,
+        "DELETE",
+        &format!("/sites/{sa}"),
+        &[("Origin", "http://pages.example")],
+        b"",
+    );
+    assert_eq!(forged.status, 403);
+    assert_eq!(forged.json()["error"]["code"], "FORBIDDEN");
+    let big = vec![b' '; 3 << 20];
+    let too_big = request(
+        tower.addr,
+        "POST",
+        "/sites",
+        &[("Content-Type", "application/json")],
+        &big,
+    );
+    assert_eq!(too_big.status, 413);
+    assert_eq!(too_big.json()["error"]["code"], "PAYLOAD_TOO_LARGE");
     assert_eq!(tower.expect("GET", "/sites", None, 200), sites_before);
     assert_eq!(tower.expect("GET", "/rollouts", None, 200), rollouts_before);
 
@@ -465,19 +514,19 @@ fn a_rollout_reaches_exactly_the_matching_sites_through_outages_and_cuts() {
         "the tower tried A again while the link was down"
     );
 
-    // B comes back, A's link heals, and E is onboarded in eu: all are served.
-    b.restart_same_ports();
-    cut.heal();
+    // E is onboarded in eu, B comes back, A's link heals: all are served.
     let e = Node::start(NodeOptions::default());
     let se = onboard(
         &tower,
         json!({"name": "e", "nodes": [e.api.to_string()], "labels": {"region": "eu"}}),
     );
+    b.restart_same_ports();
+    cut.heal();
     let done = tower.wait_for(
         &path,
         Duration::from_secs(120),
-        "every eu site scheduled",
-        |r| r["status"] == "complete",
+        "every eu site scheduled, E included",
+        |r| r["status"] == "complete" && r["totals"]["selected"] == 4,
     );
     assert_eq!(done["totals"]["scheduled"], 4, "{done:#}");
     assert_eq!(done["totals"]["failed"], 0);
@@ -712,11 +761,103 @@ fn towerctl_is_the_fleet_apis_client() {
         json["images"][0],
         format!("{upstream}/team/kiosk@{}", img.digest)
     );
-    ok(ctl(&["rollout", "cancel", &rid]));
-    let cancelled = ctl(&["rollout", "status", &rid, "--watch"]);
+    // A newer rollout of the application supersedes it; cancelling that one stops it.
+    let newer: Value = serde_json::from_str(&ok(ctl(&[
+        "rollout",
+        "create",
+        "kiosk",
+        &format!("{upstream}/team/kiosk@{}", img.digest),
+        "--selector",
+        "{}",
+        "--json",
+    ])))
+    .unwrap();
+    let older: Value =
+        serde_json::from_str(&ok(ctl(&["rollout", "status", &rid, "--json"]))).unwrap();
+    assert_eq!(older["status"], "superseded");
+    assert_eq!(older["superseded_by"], newer["id"]);
+    let nid = newer["id"].as_str().unwrap().to_owned();
+    ok(ctl(&["rollout", "cancel", &nid]));
+    let cancelled = ctl(&["rollout", "status", &nid, "--watch"]);
     assert_eq!(code(&cancelled), 1, "watching a cancelled rollout fails");
+    assert!(String::from_utf8_lossy(&cancelled.stderr).contains("cancelled"));
     ok(ctl(&["sites", "remove", &id]));
     assert_eq!(code(&ctl(&["sites", "health", &id])), 11);
     let nowhere = towerctl(&["sites", "list", "--tower", "http://127.0.0.1:1"]);
     assert_eq!(code(&nowhere), 10, "tower unreachable");
+}
+
+#[test]
+fn a_site_that_speaks_mtls_is_reached_with_the_tls_material_it_was_onboarded_with() {
+    use kit::tls::Certs;
+    let dir = tempfile::tempdir().unwrap();
+    let (Some(certs), Some(registry)) = (Certs::generate(dir.path()), require("docker-registry"))
+    else {
+        return;
+    };
+    require("skopeo").unwrap();
+    let up = ReferenceRegistry::start(&registry);
+    let upstream = up.addr.to_string();
+    let img = oci::image(95, &[64 << 10], "amd64");
+    upload(dir.path(), &img, &format!("{upstream}/team/vault:v1"), None);
+    let node = Node::start(NodeOptions {
+        tls: Some((certs.node.clone(), certs.ca.clone())),
+        ..Default::default()
+    });
+    let tower = Towerd::start(&["--insecure-registry", &upstream]);
+    let pem = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let key = pem(&certs.tower.key);
+    onboard(
+        &tower,
+        json!({"id": "vault", "name": "vault", "nodes": [node.api.to_string()], "labels": {"tls": "yes"},
+               "tls": {"ca_pem": pem(&certs.ca), "cert_pem": pem(&certs.tower.cert), "key_pem": key}}),
+    );
+    // The same node, with a certificate of another CA: refused by the site.
+    onboard(
+        &tower,
+        json!({"id": "stranger", "name": "stranger", "nodes": [node.api.to_string()], "labels": {},
+               "tls": {"ca_pem": pem(&certs.ca), "cert_pem": pem(&certs.stranger.cert), "key_pem": pem(&certs.stranger.key)}}),
+    );
+    let shown = tower.expect("GET", "/sites/vault", None, 200);
+    assert_eq!(shown["tls"]["client_key"], true);
+    assert!(!shown.to_string().contains("PRIVATE KEY"), "{shown}");
+
+    let h = tower.wait_for(
+        "/sites/vault/health",
+        Duration::from_secs(30),
+        "the mTLS site healthy",
+        |h| h["verdict"] == "healthy",
+    );
+    assert_eq!(h["nodes"][0]["reachable"], true);
+    let h = health(&tower, "stranger");
+    assert_eq!(h["verdict"], "down", "{h:#}");
+    assert!(h["nodes"][0]["error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+
+    let created = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({"application": "vault", "images": [format!("{upstream}/team/vault:v1")], "selector": {"labels.tls": "yes"}})),
+        201,
+    );
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    tower.wait_for(
+        &path,
+        Duration::from_secs(60),
+        "the mTLS site scheduled",
+        |r| r["status"] == "complete",
+    );
+    // The keys stay in the tower's own directory, never in its log.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(tower.data_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "the data directory is the tower's alone"
+    );
+    assert!(!tower.log().contains("PRIVATE KEY"));
 }

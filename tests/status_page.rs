@@ -75,29 +75,73 @@ fn the_status_page_shows_sites_health_and_rollout_progress() {
         |r| r["status"] == "complete",
     );
 
+    // A second application, still on its way to a third site (32 KiB/s for 1 MiB).
+    let slow = Node::start(NodeOptions::default());
+    tower.expect(
+        "POST",
+        "/sites",
+        Some(&json!({"id": "kiosk-9", "name": "Kiosk 9", "nodes": [slow.api.to_string()], "labels": {"kind": "kiosk"}})),
+        201,
+    );
+    let promo = oci::image(92, &[1 << 20], "amd64");
+    upload(
+        work.path(),
+        &promo,
+        &format!("{upstream}/team/promo:v1"),
+        None,
+    );
+    let running = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({"application": "promo", "images": [format!("{upstream}/team/promo:v1")], "selector": {"labels.kind": "kiosk"}, "bandwidth_bytes_per_second": 32 << 10})),
+        201,
+    );
+    let running = running["id"].as_str().unwrap().to_owned();
+    tower.wait_for(
+        &format!("/rollouts/{running}"),
+        Duration::from_secs(30),
+        "the kiosk being delivered to",
+        |r| r["totals"]["delivering"] == 1 && r["totals"]["bytes_done"].as_u64() > Some(0),
+    );
+
     let url = format!("http://{}/", tower.addr);
     let profile = tempfile::tempdir().unwrap();
     let dom = run(chromium(profile.path()).arg("--dump-dom").arg(&url));
-    for site in ["Cafe 0", "Cafe 1", "cafe-0", "cafe-1", "kind=cafe"] {
+    for site in [
+        "Cafe 0",
+        "Cafe 1",
+        "cafe-0",
+        "cafe-1",
+        "kind=cafe",
+        "Kiosk 9",
+    ] {
         assert!(dom.contains(site), "{site} on the page:\n{dom}");
     }
     assert_eq!(
         dom.matches(r#"<span class="verdict healthy">healthy</span>"#)
             .count(),
-        2,
-        "both sites healthy:\n{dom}"
+        3,
+        "every site healthy:\n{dom}"
     );
     assert!(dom.contains(&format!(r#"data-rollout="{id}""#)), "{dom}");
     assert!(dom.contains("2/2 scheduled"), "{dom}");
     assert!(
         dom.contains(r#"<span class="count" data-state="scheduled">2/2</span>"#),
-        "the scheduled bar is full:\n{dom}"
+        "the menu's scheduled bar is full:\n{dom}"
     );
     assert!(
         dom.contains(r#"<span class="count" data-state="failed">0/2</span>"#),
         "{dom}"
     );
-    assert!(dom.contains("2 sites, 1 rollouts; updated"), "{dom}");
+    assert!(dom.contains("3 sites, 2 rollouts; updated"), "{dom}");
+    assert!(
+        dom.contains(&format!(r#"data-rollout="{running}""#)),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"<span class="count" data-state="delivering">1/1</span>"#),
+        "the kiosk's rollout shows a site delivering:\n{dom}"
+    );
     // The page read the API again by itself (every 2 s of the 15 s it was given).
     let refreshes: u32 = dom
         .split(r#"data-refreshes=""#)

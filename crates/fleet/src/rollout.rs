@@ -155,8 +155,12 @@ pub struct Rollout {
     pub bandwidth: Option<u64>,
     /// When it was created (ms since the epoch).
     pub created_ms: u64,
-    /// When it was cancelled.
+    /// When it was cancelled (or superseded).
     pub cancelled_ms: Option<u64>,
+    /// The newer rollout of the same application that took its place: a site runs one
+    /// version of an application, so the older rollout stops where it stands.
+    #[serde(default)]
+    pub superseded_by: Option<String>,
     /// Each selected site's progress, by site id.
     pub sites: BTreeMap<String, SiteProgress>,
 }
@@ -172,9 +176,19 @@ impl Rollout {
         self.images.iter().map(Image::pinned).collect()
     }
 
-    /// Whether it was cancelled.
+    /// Whether it was cancelled (or superseded).
     pub fn cancelled(&self) -> bool {
         self.cancelled_ms.is_some()
+    }
+
+    /// Stops it where it stands: no site is started again, and the sites in flight go
+    /// back to waiting (they keep what they hold). Cancelling again changes nothing.
+    pub fn cancel(&mut self, now_ms: u64, superseded_by: Option<&str>) {
+        if self.cancelled_ms.is_none() {
+            self.cancelled_ms = Some(now_ms);
+            self.superseded_by = superseded_by.map(str::to_owned);
+            self.recover();
+        }
     }
 
     /// Whether every selected site runs the application.

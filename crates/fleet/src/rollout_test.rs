@@ -35,6 +35,7 @@ fn rollout(sites: &[&str], max_parallel: u32) -> Rollout {
         bandwidth: None,
         created_ms: 0,
         cancelled_ms: None,
+        superseded_by: None,
         sites: Default::default(),
     };
     r.join(sites.iter().copied());

@@ -37,7 +37,7 @@ pub struct Site {
 }
 
 /// The TLS material that reaches a site: its CA, and the tower's client certificate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     /// The site's CA (PEM).
@@ -48,6 +48,17 @@ pub struct Tls {
     /// Its private key (PEM). Never shown by the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_pem: Option<String>,
+}
+
+/// Shows whether a key is held, never the key.
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca_pem", &self.ca_pem)
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &self.key_pem.as_ref().map(|_| "(hidden)"))
+            .finish()
+    }
 }
 
 impl Site {

@@ -84,6 +84,8 @@ fn the_private_key_is_never_shown() {
     let site = Site::create(&b, "s-1").unwrap();
     let shown = site.document().to_string();
     assert!(!shown.contains("SECRET"), "{shown}");
+    let debugged = format!("{site:?}");
+    assert!(!debugged.contains("SECRET"), "{debugged}");
     assert!(shown.contains("\"client_key\":true"), "{shown}");
 }
 

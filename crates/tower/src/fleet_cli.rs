@@ -110,8 +110,8 @@ pub struct CreateRollout {
     /// Its images, by tag or digest (tags are resolved once, at the tower).
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<String>,
-    /// Which sites: a filter, as JSON [default: every site].
-    #[arg(long, value_name = "FILTER", default_value = "{}")]
+    /// Which sites: a filter, as JSON ('{}' for every site).
+    #[arg(long, value_name = "FILTER", required = true)]
     pub selector: String,
     /// Most sites served at once [default: the tower's, 10].
     #[arg(long, value_name = "N")]

@@ -170,12 +170,10 @@ impl Cache {
     /// being pulled are left alone, and so are partial copies of kept blobs.
     pub fn gc(&self, keep: &HashSet<String>, spare: &HashSet<String>, max_bytes: u64) -> Swept {
         let busy: HashSet<String> = {
-            let pulling = self.pulling.lock().unwrap_or_else(|p| p.into_inner());
-            pulling
-                .iter()
-                .filter(|(_, l)| l.try_lock().is_err())
-                .map(|(d, _)| d.clone())
-                .collect()
+            let mut pulling = self.pulling.lock().unwrap_or_else(|p| p.into_inner());
+            // Locks nobody holds or waits for go: the map holds only pulls under way.
+            pulling.retain(|_, l| Arc::strong_count(l) > 1);
+            pulling.keys().cloned().collect()
         };
         let mut swept = Swept::default();
         let mut remove = |path: &Path, size: u64| {
@@ -263,4 +261,143 @@ fn resume(
         .open(path)
         .map_err(|e| io("cannot open", path, e))?;
     Ok((file, hasher, held))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures_util::future::BoxFuture;
+    use site_tower::upstream::ByteStream;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A blob served from memory; the first `cuts` opens break after `cut_at` bytes.
+    struct Memory {
+        data: Vec<u8>,
+        opens: AtomicU32,
+        cuts: u32,
+        cut_at: usize,
+    }
+
+    impl Source for Memory {
+        fn open(&self, offset: u64) -> BoxFuture<'_, Result<(ByteStream, u64), Error>> {
+            let n = self.opens.fetch_add(1, Ordering::SeqCst);
+            let rest = self.data[offset as usize..].to_vec();
+            let cut = (n < self.cuts).then_some(self.cut_at.saturating_sub(offset as usize));
+            Box::pin(async move {
+                let mut items: Vec<Result<Bytes, std::io::Error>> = Vec::new();
+                match cut {
+                    Some(at) => {
+                        items.push(Ok(Bytes::copy_from_slice(&rest[..at.min(rest.len())])));
+                        items.push(Err(std::io::Error::other("link cut")));
+                    }
+                    None => items.extend(rest.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c)))),
+                }
+                Ok((futures_util::stream::iter(items).boxed(), 0))
+            })
+        }
+
+        fn is_transient(&self, e: &Error) -> bool {
+            matches!(e, Error::UpstreamUnreachable(_))
+        }
+
+        fn read_error(&self, e: &std::io::Error) -> Error {
+            Error::UpstreamUnreachable(e.to_string())
+        }
+
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    fn memory(data: Vec<u8>, cuts: u32, cut_at: usize) -> Memory {
+        Memory {
+            data,
+            opens: AtomicU32::new(0),
+            cuts,
+            cut_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blob_is_pulled_once_for_every_caller_and_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let data = vec![7u8; 50_000];
+        let digest = Digest::of(&data);
+        let source = memory(data.clone(), 0, 0);
+        let (a, b) = tokio::join!(
+            cache.ensure(&digest, data.len() as u64, &source),
+            cache.ensure(&digest, data.len() as u64, &source)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(source.opens.load(Ordering::SeqCst), 1, "one pull");
+        assert_eq!(a.0, b.0);
+        assert!(a.1 != b.1, "one of the two callers pulled it");
+        assert_eq!(std::fs::read(&a.0).unwrap(), data);
+
+        let wrong = Digest::of(b"something else");
+        let e = cache.ensure(&wrong, data.len() as u64, &source).await;
+        assert!(e.is_err(), "bytes of another digest are refused");
+        assert!(!cache.path(&wrong).exists());
+        assert!(!cache.partial(&wrong).exists(), "and not kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_pull_resumes_from_what_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let digest = Digest::of(&data);
+        let source = memory(data.clone(), 2, 30_000);
+        let (path, pulled) = cache
+            .ensure(&digest, data.len() as u64, &source)
+            .await
+            .unwrap();
+        assert!(pulled);
+        assert_eq!(
+            source.opens.load(Ordering::SeqCst),
+            3,
+            "two cuts, then the rest"
+        );
+        assert_eq!(std::fs::read(path).unwrap(), data);
+    }
+
+    #[test]
+    fn gc_keeps_running_rollouts_then_spares_while_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let put = |data: &[u8], written: u64| {
+            let d = Digest::of(data);
+            std::fs::write(cache.path(&d), data).unwrap();
+            let when = std::time::UNIX_EPOCH + Duration::from_secs(written);
+            std::fs::File::options()
+                .write(true)
+                .open(cache.path(&d))
+                .and_then(|f| f.set_modified(when))
+                .unwrap();
+            d.to_string()
+        };
+        let kept = put(&[1u8; 1000], 1000);
+        let spare_old = put(&[2u8; 1000], 2000);
+        let spare_new = put(&[3u8; 1000], 3000);
+        let stray = put(&[4u8; 1000], 4000);
+        let keep: HashSet<String> = [kept.clone()].into();
+        let spare: HashSet<String> = [spare_old.clone(), spare_new.clone()].into();
+        let swept = cache.gc(&keep, &spare, 2500);
+        assert_eq!(
+            swept,
+            Swept {
+                blobs: 2,
+                bytes: 2000
+            }
+        );
+        let left: HashSet<String> = cache.files().into_iter().map(|f| f.0).collect();
+        assert_eq!(
+            left,
+            [kept, spare_new].into(),
+            "the stray and the oldest spare went"
+        );
+        assert!(!left.contains(&stray) && !left.contains(&spare_old));
+    }
 }

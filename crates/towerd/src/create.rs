@@ -25,8 +25,8 @@ const MAX_PARALLEL: u32 = 10_000;
 struct Request {
     application: String,
     images: Vec<String>,
-    #[serde(default)]
-    selector: Option<Value>,
+    /// Required: `{}` selects every site, and has to be said.
+    selector: Value,
     #[serde(default)]
     max_parallel: Option<u32>,
     #[serde(default)]
@@ -64,9 +64,7 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
             "bandwidth_bytes_per_second is more than 0 (leave it out for no cap)",
         ));
     }
-    let selector = request
-        .selector
-        .unwrap_or_else(|| Value::Object(Default::default()));
+    let selector = request.selector;
     let filter = Filter::parse(&selector)?;
     let sites = tower.store.sites()?;
     let selected: Vec<&str> = sites
@@ -85,9 +83,14 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
         .into());
     }
 
+    // Every image is resolved before anything is kept: a refusal keeps nothing.
     let mut images = Vec::with_capacity(references.len());
+    let mut bodies = Vec::new();
     for (text, reference) in references {
-        images.push(resolve_image(tower, text, &reference).await?);
+        images.push(resolve_image(tower, text, &reference, &mut bodies).await?);
+    }
+    for (digest, body) in &bodies {
+        tower.store.put_manifest(digest, body)?;
     }
     let mut rollout = Rollout {
         id,
@@ -98,6 +101,7 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
         bandwidth: request.bandwidth_bytes_per_second,
         created_ms: now_ms(),
         cancelled_ms: None,
+        superseded_by: None,
         sites: Default::default(),
     };
     rollout.join(selected);
@@ -105,11 +109,12 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
     Ok(rollout)
 }
 
-/// Resolves one image at its upstream and keeps its manifests.
+/// Resolves one image at its upstream; its manifests' bytes go to `bodies`.
 async fn resolve_image(
     tower: &Tower,
     text: &str,
     reference: &ImageReference,
+    bodies: &mut Vec<(String, bytes::Bytes)>,
 ) -> Result<Image, ApiError> {
     let credentials = tower
         .auth
@@ -120,7 +125,7 @@ async fn resolve_image(
     let resolved = resolve(&tower.upstream, &auth, reference, None).await?;
     let mut manifests = Vec::with_capacity(resolved.manifests.len());
     for node in &resolved.manifests {
-        tower.store.put_manifest(node.digest.as_str(), &node.body)?;
+        bodies.push((node.digest.to_string(), node.body.clone()));
         manifests.push(Manifest {
             digest: node.digest.to_string(),
             media_type: node.media_type.clone(),

@@ -32,8 +32,13 @@ pub struct NodeHealth {
     pub disk_free_bytes: u64,
     /// Bytes of its data disk (or its GC capacity).
     pub disk_capacity_bytes: u64,
-    /// Entries the site committed that it has not applied.
+    /// Entries the site committed that it has not applied (against the highest commit
+    /// index of the site's nodes).
     pub apply_lag: u64,
+    /// The site's log committed up to here, as this node knows it.
+    pub commit_index: u64,
+    /// Applied up to here.
+    pub applied_index: u64,
     /// Blobs it is still fetching from peers.
     pub blobs_missing: u64,
     /// Its site-agent version.
@@ -57,7 +62,13 @@ pub struct Health {
 pub async fn check(site: &Site) -> Health {
     let tls = client_tls(site).ok().flatten();
     let asks = site.nodes.iter().map(|a| node(a, tls.as_ref()));
-    let nodes = futures_util::future::join_all(asks).await;
+    let mut nodes = futures_util::future::join_all(asks).await;
+    // A node cut off from its site knows only its own commit index: its lag is measured
+    // against the furthest one any node knows.
+    let committed = nodes.iter().map(|n| n.commit_index).max().unwrap_or(0);
+    for n in nodes.iter_mut().filter(|n| n.reachable) {
+        n.apply_lag = committed.saturating_sub(n.applied_index);
+    }
     Health {
         verdict: verdict(&nodes),
         nodes,
@@ -92,6 +103,8 @@ async fn node(address: &str, tls: Option<&tonic::transport::ClientTlsConfig>) ->
         disk_free_bytes: 0,
         disk_capacity_bytes: 0,
         apply_lag: 0,
+        commit_index: 0,
+        applied_index: 0,
         blobs_missing: 0,
         version: String::new(),
         failure: String::new(),
@@ -113,7 +126,8 @@ async fn node(address: &str, tls: Option<&tonic::transport::ClientTlsConfig>) ->
             out.leader_id = s.leader_id;
             out.disk_free_bytes = s.disk_free_bytes;
             out.disk_capacity_bytes = s.disk_capacity_bytes;
-            out.apply_lag = s.commit_index.saturating_sub(s.applied_index);
+            out.commit_index = s.commit_index;
+            out.applied_index = s.applied_index;
             out.blobs_missing = s.blobs_missing;
             out.version = s.version;
             out.failure = s.failure;

@@ -21,6 +21,7 @@ pub mod tower;
 pub mod worker;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -31,7 +32,11 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(&config.data)
+    // The data directory holds the sites' TLS keys: the tower's user alone reads it.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data)
         .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
     let store = store::SledStore::open(&config.data.join("db")).map_err(|e| e.to_string())?;
     let cache = cache::Cache::open(&config.data).map_err(|e| e.to_string())?;

@@ -2,7 +2,6 @@
 //! sites get a worker (at most `max_parallel` per rollout), and the cache is collected.
 
 use crate::tower::{now_ms, Tower};
-use crate::worker;
 use site_fleet::schedule::{due, next_due_ms};
 use site_fleet::{Filter, Rollout, Site};
 use std::collections::HashSet;
@@ -12,6 +11,8 @@ use tokio::sync::watch;
 
 /// Longest sleep between two passes (sites onboarded, rollouts changed by another way).
 const PASS: Duration = Duration::from_secs(1);
+/// Shortest sleep between two passes.
+const SHORTEST: Duration = Duration::from_millis(50);
 /// Time between two GC passes of the cache.
 const CACHE_GC: Duration = Duration::from_secs(60);
 
@@ -33,7 +34,7 @@ pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
         let sleep = wake_at
             .map(|at| Duration::from_millis(at.saturating_sub(now_ms())))
             .unwrap_or(PASS)
-            .min(PASS);
+            .clamp(SHORTEST, PASS);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = tower.wake.notified() => {}
@@ -49,23 +50,64 @@ async fn pass(tower: &Arc<Tower>) -> Result<Option<u64>, crate::store::StoreErro
     let mut next = None::<u64>;
     for id in tower.active_ids() {
         let now = now_ms();
-        let started = tower.change(&id, |r| {
-            let changed = reconcile(r, &sites);
+        // A site in flight whose worker is gone (it panicked) fails, to be tried again.
+        let orphans: Vec<String> = tower
+            .change(&id, |r| {
+                r.sites
+                    .iter()
+                    .filter(|(_, s)| s.state.in_flight())
+                    .map(|(site, _)| site.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let orphans: Vec<String> = orphans
+            .into_iter()
+            .filter(|site| !tower.has_worker(&id, site))
+            .collect();
+        let backoff = tower.settings.backoff;
+        let planned = tower.change(&id, |r| {
+            for site in &orphans {
+                if r.sites.get(site).is_some_and(|s| s.state.in_flight()) {
+                    r.failed(site, "OTHER", "the tower's worker stopped", now, &backoff);
+                }
+            }
+            let (joined, gone) = reconcile(r, &sites);
             let due = due(r, now);
             for site in &due {
                 r.start(site, now);
             }
-            (changed || !due.is_empty(), due, next_due_ms(r))
+            let room =
+                r.sites.values().filter(|s| s.state.in_flight()).count() < r.max_parallel as usize;
+            (
+                joined || !gone.is_empty(),
+                gone,
+                due,
+                room.then(|| next_due_ms(r)).flatten(),
+            )
         });
-        let Some((changed, due, wake)) = started else {
+        let Some((whole, gone, due, wake)) = planned else {
             continue;
         };
-        if changed {
-            tower.save(&id).await?;
+        for site in &gone {
+            tower.stop_worker(&id, site);
+        }
+        // The sites just started get their worker whether or not this write lands: a
+        // site in flight without one would wait for the next pass to fail it.
+        let written = if whole {
+            tower.save(&id).await
+        } else {
+            let changed: Vec<&str> = due.iter().chain(&orphans).map(String::as_str).collect();
+            if changed.is_empty() {
+                Ok(())
+            } else {
+                tower.save_sites(&id, &changed).await
+            }
+        };
+        if let Err(e) = written {
+            tracing::error!(rollout = %id, error = %e, "cannot write the rollout");
         }
         for site in due {
-            let handle = tokio::spawn(worker::run(tower.clone(), id.clone(), site.clone()));
-            tower.worker_started(&id, &site, handle.abort_handle());
+            tower.spawn_worker(&id, &site);
         }
         next = match (next, wake) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -76,10 +118,10 @@ async fn pass(tower: &Arc<Tower>) -> Result<Option<u64>, crate::store::StoreErro
 }
 
 /// Sites onboarded since that match the selector join; sites removed from the inventory
-/// leave. Returns whether the rollout changed.
-fn reconcile(rollout: &mut Rollout, sites: &[Site]) -> bool {
+/// leave. Returns whether sites joined, and the sites that left.
+fn reconcile(rollout: &mut Rollout, sites: &[Site]) -> (bool, Vec<String>) {
     let Ok(filter) = Filter::parse(&rollout.selector) else {
-        return false;
+        return (false, Vec::new());
     };
     let matching = sites
         .iter()
@@ -99,7 +141,7 @@ fn reconcile(rollout: &mut Rollout, sites: &[Site]) -> bool {
     if joined > 0 {
         tracing::info!(rollout = %rollout.id, joined, "sites joined the rollout");
     }
-    joined > 0 || !gone.is_empty()
+    (joined > 0, gone)
 }
 
 /// Blobs of running rollouts stay; those of finished ones stay while there is room;

@@ -1,7 +1,9 @@
 //! The tower's state behind one interface: the sites of the inventory, the rollouts, and
 //! the manifests the rollouts deliver (exact bytes, by digest).
 //!
-//! [`SledStore`] keeps them in an embedded sled database in the data directory. A highly
+//! [`SledStore`] keeps them in an embedded sled database in the data directory. A rollout
+//! is a header and one record per site, so that a site's progress is written alone (a
+//! rollout to 10,000 sites is not rewritten at each step of one of them). A highly
 //! available tower would implement [`Store`] over a shared database (PostgreSQL: a table
 //! per tree below, keyed by id, the record as `jsonb`; a unique index on the site name),
 //! run several `towerd` against it, and let the one holding an advisory lock run the
@@ -10,7 +12,8 @@
 //! Every write is durable when it returns (sled's flush fsyncs).
 
 use serde::{de::DeserializeOwned, Serialize};
-use site_fleet::{Rollout, Site};
+use site_fleet::{Rollout, Site, SiteProgress};
+use sled::Transactional;
 use std::path::Path;
 
 /// A failure of the store itself: the API answers 500 and changes nothing.
@@ -30,10 +33,16 @@ pub trait Store: Send + Sync + 'static {
     fn update_site(&self, site: &Site) -> Result<(), StoreError>;
     /// Removes a site; `false` when there was none.
     fn remove_site(&self, id: &str) -> Result<bool, StoreError>;
-    /// Every rollout, by id.
+    /// Every rollout, by id, with its sites.
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError>;
-    /// Writes a rollout (new or changed).
+    /// Writes a rollout whole (new or changed), its sites included, in one transaction.
     fn put_rollout(&self, rollout: &Rollout) -> Result<(), StoreError>;
+    /// Writes the progress of some sites of a rollout (`None` removes a site).
+    fn put_sites(
+        &self,
+        rollout: &str,
+        sites: &[(String, Option<SiteProgress>)],
+    ) -> Result<(), StoreError>;
     /// Keeps a manifest's exact bytes under its digest.
     fn put_manifest(&self, digest: &str, body: &[u8]) -> Result<(), StoreError>;
     /// A manifest kept by [`Store::put_manifest`].
@@ -44,8 +53,20 @@ pub trait Store: Send + Sync + 'static {
 pub struct SledStore {
     db: sled::Db,
     sites: sled::Tree,
+    /// Rollout id -> the rollout without its sites.
     rollouts: sled::Tree,
+    /// Rollout id, 0, site id -> that site's progress.
+    progress: sled::Tree,
     manifests: sled::Tree,
+}
+
+/// The key of a site's progress in a rollout.
+fn progress_key(rollout: &str, site: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(rollout.len() + 1 + site.len());
+    key.extend_from_slice(rollout.as_bytes());
+    key.push(0);
+    key.extend_from_slice(site.as_bytes());
+    key
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -62,6 +83,7 @@ impl SledStore {
         Ok(SledStore {
             sites: db.open_tree("sites").map_err(err)?,
             rollouts: db.open_tree("rollouts").map_err(err)?,
+            progress: db.open_tree("rollout_sites").map_err(err)?,
             manifests: db.open_tree("manifests").map_err(err)?,
             db,
         })
@@ -124,13 +146,67 @@ impl Store for SledStore {
     }
 
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
-        SledStore::all(&self.rollouts)
+        let mut rollouts: Vec<Rollout> = SledStore::all(&self.rollouts)?;
+        for r in &mut rollouts {
+            let prefix = progress_key(&r.id, "");
+            for item in self.progress.scan_prefix(&prefix) {
+                let (key, value) = item.map_err(err)?;
+                let site = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                r.sites.insert(site, decode(&value)?);
+            }
+        }
+        Ok(rollouts)
     }
 
     fn put_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
-        self.rollouts
-            .insert(&rollout.id, encode(rollout)?)
-            .map_err(err)?;
+        let header = Rollout {
+            sites: Default::default(),
+            ..rollout.clone()
+        };
+        let header = encode(&header)?;
+        let prefix = progress_key(&rollout.id, "");
+        let mut gone = Vec::new();
+        for key in self.progress.scan_prefix(&prefix).keys() {
+            let key = key.map_err(err)?;
+            let site = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if !rollout.sites.contains_key(&site) {
+                gone.push(key);
+            }
+        }
+        let sites = rollout
+            .sites
+            .iter()
+            .map(|(id, p)| Ok((progress_key(&rollout.id, id), encode(p)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        (&self.rollouts, &self.progress)
+            .transaction(|(rollouts, progress)| {
+                rollouts.insert(rollout.id.as_bytes(), header.as_slice())?;
+                for key in &gone {
+                    progress.remove(key)?;
+                }
+                for (key, value) in &sites {
+                    progress.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| StoreError(format!("rollout {}: {e:?}", rollout.id)))?;
+        self.flush()
+    }
+
+    fn put_sites(
+        &self,
+        rollout: &str,
+        sites: &[(String, Option<SiteProgress>)],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (site, progress) in sites {
+            let key = progress_key(rollout, site);
+            match progress {
+                Some(p) => batch.insert(key, encode(p)?),
+                None => batch.remove(key),
+            }
+        }
+        self.progress.apply_batch(batch).map_err(err)?;
         self.flush()
     }
 
@@ -167,5 +243,39 @@ mod tests {
         assert!(store.remove_site("s-1").unwrap());
         assert!(!store.remove_site("s-1").unwrap());
         assert!(store.site("s-1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_rollout_is_a_header_and_a_record_per_site() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rollout = Rollout {
+            id: "r-1".into(),
+            application: "pos".into(),
+            images: Vec::new(),
+            selector: json!({}),
+            max_parallel: 2,
+            bandwidth: None,
+            created_ms: 1,
+            cancelled_ms: None,
+            superseded_by: None,
+            sites: Default::default(),
+        };
+        rollout.join(["a", "b", "c"]);
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.put_rollout(&rollout).unwrap();
+            rollout.start("b", 5);
+            rollout.sent("b", 42);
+            store
+                .put_sites("r-1", &[("b".into(), Some(rollout.sites["b"].clone()))])
+                .unwrap();
+            rollout.forget("c");
+            store.put_rollout(&rollout).unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.rollouts().unwrap(), vec![rollout.clone()]);
+        store.put_sites("r-1", &[("a".into(), None)]).unwrap();
+        rollout.forget("a");
+        assert_eq!(store.rollouts().unwrap(), vec![rollout]);
     }
 }

@@ -108,41 +108,113 @@ impl Tower {
         self.rollouts().get_mut(id).map(change)
     }
 
-    /// Adds a new rollout, written to the store first.
+    /// Adds a new rollout, written to the store first; earlier rollouts of the same
+    /// application are superseded by it.
     pub async fn add(&self, rollout: Rollout) -> Result<(), StoreError> {
-        let _writing = self.writing.lock().await;
-        self.store.put_rollout(&rollout)?;
-        self.rollouts().insert(rollout.id.clone(), rollout);
+        {
+            let _writing = self.writing.lock().await;
+            tokio::task::block_in_place(|| self.store.put_rollout(&rollout))?;
+            self.rollouts().insert(rollout.id.clone(), rollout.clone());
+        }
+        let older: Vec<String> = self
+            .rollouts()
+            .values()
+            .filter(|r| {
+                r.application == rollout.application && r.id != rollout.id && !r.cancelled()
+            })
+            .map(|r| r.id.clone())
+            .collect();
+        for id in older {
+            self.cancel(&id, Some(&rollout.id)).await?;
+            tracing::info!(rollout = %id, by = %rollout.id, "rollout superseded");
+        }
         self.wake.notify_one();
         Ok(())
     }
 
-    /// Writes a rollout as it stands now to the store.
+    /// Cancels a rollout (superseded by another, or by hand): no site starts again, its
+    /// workers stop, and it is written to the store.
+    pub async fn cancel(&self, id: &str, superseded_by: Option<&str>) -> Result<(), StoreError> {
+        let now = now_ms();
+        // Cancelled first: a worker being spawned now sees it and is not started.
+        self.change(id, |r| r.cancel(now, superseded_by));
+        self.stop_workers(Some(id));
+        self.save(id).await
+    }
+
+    /// Writes a rollout as it stands now to the store, whole.
     pub async fn save(&self, id: &str) -> Result<(), StoreError> {
         let _writing = self.writing.lock().await;
         let Some(snapshot) = self.rollout(id) else {
             return Ok(());
         };
-        self.store.put_rollout(&snapshot)
+        tokio::task::block_in_place(|| self.store.put_rollout(&snapshot))
     }
 
-    /// Records a worker on a site of a rollout.
-    pub fn worker_started(&self, rollout: &str, site: &str, handle: AbortHandle) {
-        self.workers()
-            .insert((rollout.to_owned(), site.to_owned()), handle);
+    /// Writes the progress of some sites of a rollout as they stand now.
+    pub async fn save_sites(&self, id: &str, sites: &[&str]) -> Result<(), StoreError> {
+        let _writing = self.writing.lock().await;
+        let Some(changes) = self.change(id, |r| {
+            sites
+                .iter()
+                .map(|s| (s.to_string(), r.sites.get(*s).cloned()))
+                .collect::<Vec<_>>()
+        }) else {
+            return Ok(());
+        };
+        tokio::task::block_in_place(|| self.store.put_sites(id, &changes))
     }
 
-    /// Forgets the worker of a site that finished.
+    /// Starts the worker of a site of a rollout, unless the rollout was cancelled or the
+    /// site is not in flight (it changed since it was picked).
+    pub fn spawn_worker(self: &Arc<Self>, rollout: &str, site: &str) {
+        let mut workers = self.workers();
+        let startable = self
+            .change(rollout, |r| {
+                !r.cancelled() && r.sites.get(site).is_some_and(|s| s.state.in_flight())
+            })
+            .unwrap_or(false);
+        if !startable {
+            return;
+        }
+        let handle = tokio::spawn(crate::worker::run(
+            self.clone(),
+            rollout.to_owned(),
+            site.to_owned(),
+        ));
+        workers.insert((rollout.to_owned(), site.to_owned()), handle.abort_handle());
+    }
+
+    /// Forgets the worker of a site that finished: the calling task's, not a successor's.
     pub fn worker_done(&self, rollout: &str, site: &str) {
+        let me = tokio::task::try_id();
+        let key = (rollout.to_owned(), site.to_owned());
+        let mut workers = self.workers();
+        if workers.get(&key).is_some_and(|h| Some(h.id()) == me) {
+            workers.remove(&key);
+        }
+    }
+
+    /// Whether a site has a worker that is still running.
+    pub fn has_worker(&self, rollout: &str, site: &str) -> bool {
         self.workers()
-            .remove(&(rollout.to_owned(), site.to_owned()));
+            .get(&(rollout.to_owned(), site.to_owned()))
+            .is_some_and(|h| !h.is_finished())
     }
 
     /// Stops the workers of a rollout (every rollout with `None`).
     pub fn stop_workers(&self, rollout: Option<&str>) {
-        let mut workers = self.workers();
-        workers.retain(|(r, _), handle| {
-            if rollout.is_none_or(|id| id == r) {
+        self.stop_where(|r, _| rollout.is_none_or(|id| id == r));
+    }
+
+    /// Stops the worker of one site of a rollout.
+    pub fn stop_worker(&self, rollout: &str, site: &str) {
+        self.stop_where(|r, s| r == rollout && s == site);
+    }
+
+    fn stop_where(&self, which: impl Fn(&str, &str) -> bool) {
+        self.workers().retain(|(r, s), handle| {
+            if which(r, s) {
                 handle.abort();
                 false
             } else {

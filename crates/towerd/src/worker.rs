@@ -38,9 +38,16 @@ pub async fn run(tower: Arc<Tower>, rollout_id: String, site_id: String) {
     let outcome = attempt(&tower, &rollout_id, &site_id).await;
     let now = now_ms();
     let backoff = tower.settings.backoff;
-    tower.change(&rollout_id, |r| match &outcome {
-        Ok(()) => r.scheduled(&site_id, now),
-        Err(e) => r.failed(&site_id, e.reason(), &e.to_string(), now, &backoff),
+    let recorded = tower.change(&rollout_id, |r| {
+        // A cancelled rollout put its sites back to waiting: nothing more to record.
+        if r.cancelled() {
+            return false;
+        }
+        match &outcome {
+            Ok(()) => r.scheduled(&site_id, now),
+            Err(e) => r.failed(&site_id, e.reason(), &e.to_string(), now, &backoff),
+        }
+        true
     });
     match &outcome {
         Ok(()) => tracing::info!(rollout = %rollout_id, site = %site_id, "site scheduled"),
@@ -48,8 +55,10 @@ pub async fn run(tower: Arc<Tower>, rollout_id: String, site_id: String) {
             tracing::warn!(rollout = %rollout_id, site = %site_id, reason = e.reason(), error = %e, "site attempt failed")
         }
     }
-    if let Err(e) = tower.save(&rollout_id).await {
-        tracing::error!(rollout = %rollout_id, error = %e, "cannot write the rollout");
+    if recorded == Some(true) {
+        if let Err(e) = tower.save_sites(&rollout_id, &[site_id.as_str()]).await {
+            tracing::error!(rollout = %rollout_id, error = %e, "cannot write the rollout");
+        }
     }
     tower.worker_done(&rollout_id, &site_id);
     tower.wake.notify_one();
@@ -103,6 +112,17 @@ struct Work<'a> {
 }
 
 impl Work<'_> {
+    /// Writes this site's progress; a failed write is logged (the next one may land).
+    async fn save(&self) {
+        if let Err(e) = self
+            .tower
+            .save_sites(self.rollout_id, &[self.site_id])
+            .await
+        {
+            tracing::error!(rollout = %self.rollout_id, error = %e, "cannot write the rollout");
+        }
+    }
+
     async fn deliver(&self, client: Client) -> Result<(), Error> {
         let wanted: Vec<BlobRef> = self
             .plan
@@ -143,7 +163,7 @@ impl Work<'_> {
         }
         self.tower
             .change(self.rollout_id, |r| r.asked(self.site_id, &held));
-        let _ = self.tower.save(self.rollout_id).await;
+        self.save().await;
 
         // Collected first: a lazy map in the stream trips the spawned future's lifetimes.
         let sends: Vec<_> = missing
@@ -159,9 +179,20 @@ impl Work<'_> {
         for image in &self.plan.images {
             self.put_manifests(&client, image).await?;
         }
-        self.tower
-            .change(self.rollout_id, |r| r.present(self.site_id));
-        let _ = self.tower.save(self.rollout_id).await;
+        // Scheduled only while the rollout stands: a cancelled one schedules nothing more.
+        let standing = self
+            .tower
+            .change(self.rollout_id, |r| {
+                if !r.cancelled() {
+                    r.present(self.site_id);
+                }
+                !r.cancelled()
+            })
+            .unwrap_or(false);
+        if !standing {
+            return Err(Error::Other("the rollout was cancelled".into()));
+        }
+        self.save().await;
         let request = ScheduleRequest {
             application: self.plan.application.clone(),
             images: self.plan.images.iter().map(Image::pinned).collect(),

@@ -95,6 +95,8 @@ pub struct Outcome {
     pub samples: Vec<Sample>,
     /// Per site: bytes it lacked at the start, bytes the tower sent it.
     pub per_site: Vec<(u64, u64)>,
+    /// Per site: its failed attempts.
+    pub retries: Vec<u32>,
     /// Bytes the tower sent.
     pub egress: u64,
     /// Bytes the tower pulled from the upstream.
@@ -193,6 +195,7 @@ pub fn run(setup: &Setup, scenario: &Scenario, design: Design) -> Outcome {
         unfinished: 0,
         samples: Vec::new(),
         per_site: Vec::new(),
+        retries: Vec::new(),
         egress: 0,
         upstream: 0,
         attempts: 0,
@@ -385,6 +388,7 @@ pub fn run(setup: &Setup, scenario: &Scenario, design: Design) -> Outcome {
         .enumerate()
         .map(|(i, s)| (lacked[i], rollout.sites[&s.id].bytes_done))
         .collect();
+    out.retries = sites.iter().map(|s| rollout.sites[&s.id].retries).collect();
     out
 }
 
@@ -468,6 +472,7 @@ fn rollout_of(images: &[Vec<Blob>], setup: &Setup) -> Rollout {
         bandwidth: None,
         created_ms: 0,
         cancelled_ms: None,
+        superseded_by: None,
         sites: Default::default(),
     }
 }

@@ -7,7 +7,9 @@ mod sites;
 
 use crate::tower::Tower;
 use axum::body::Bytes;
-use axum::http::{header, StatusCode};
+use axum::extract::Request;
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -33,7 +35,82 @@ pub fn router(tower: Arc<Tower>) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(guard))
         .with_state(tower)
+}
+
+/// Refuses writes a web page could forge (a body that is not JSON, another site's
+/// `Origin`), and answers the refusals of extractors (a body over the limit) with the
+/// API's JSON error.
+async fn guard(request: Request, next: Next) -> Response {
+    let writes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if writes {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if let Some(origin) = origin {
+            let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+            if Some(authority) != host {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "FORBIDDEN",
+                    &format!("a request from the page of {origin:?} may not change the tower"),
+                );
+            }
+        }
+    }
+    if matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::PATCH
+    ) {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                t.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json {
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "the body is JSON: Content-Type: application/json",
+            );
+        }
+    }
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+            s if s.is_client_error() => "BAD_REQUEST",
+            _ => "INTERNAL",
+        };
+        let reason = status.canonical_reason().unwrap_or("refused");
+        return refuse(status, code, &format!("the request was refused: {reason}"));
+    }
+    response
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    json(
+        status,
+        &serde_json::json!({"error": {"code": code, "message": message}}),
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -41,8 +118,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> Response {
-    let body = serde_json::json!({"error": {"code": "METHOD_NOT_ALLOWED", "message": "this route does not take that method"}});
-    json(StatusCode::METHOD_NOT_ALLOWED, &body)
+    refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this route does not take that method",
+    )
 }
 
 /// A JSON answer.

@@ -16,9 +16,12 @@ use std::sync::Arc;
 
 type Tw = State<Arc<Tower>>;
 
-/// `running`, `complete` or `cancelled`.
+/// `running`, `complete`, `superseded` (by a newer rollout of its application) or
+/// `cancelled`.
 fn status(r: &Rollout) -> &'static str {
-    if r.cancelled() {
+    if r.superseded_by.is_some() {
+        "superseded"
+    } else if r.cancelled() {
         "cancelled"
     } else if r.complete() {
         "complete"
@@ -85,6 +88,7 @@ fn summary(r: &Rollout, now: u64) -> Value {
         "bandwidth_bytes_per_second": r.bandwidth,
         "created_unix": r.created_ms / 1000,
         "cancelled_unix": r.cancelled_ms.map(|ms| ms / 1000),
+        "superseded_by": r.superseded_by,
         "status": status(r),
         "totals": totals_of(r, now),
     })
@@ -131,15 +135,7 @@ pub async fn get(State(tower): Tw, Path(id): Path<String>) -> Result<Response, A
 /// `DELETE /rollouts/{id}`: stops its workers; the sites keep what they hold.
 pub async fn cancel(State(tower): Tw, Path(id): Path<String>) -> Result<Response, ApiError> {
     find(&tower, &id)?;
-    let now = now_ms();
-    tower.stop_workers(Some(&id));
-    tower.change(&id, |r| {
-        if r.cancelled_ms.is_none() {
-            r.cancelled_ms = Some(now);
-            r.recover();
-        }
-    });
-    tower.save(&id).await?;
+    tower.cancel(&id, None).await?;
     tracing::info!(rollout = %id, "rollout cancelled");
-    Ok(json(StatusCode::OK, &view(&find(&tower, &id)?, now)))
+    Ok(json(StatusCode::OK, &view(&find(&tower, &id)?, now_ms())))
 }
