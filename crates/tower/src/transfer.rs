@@ -21,6 +21,8 @@ use tonic::Code;
 pub const CHUNK: usize = 1 << 20;
 /// Messages queued towards the site.
 const IN_FLIGHT: usize = 4;
+/// Longest time bytes wait in a message being gathered.
+const GATHER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One blob to deliver.
 pub struct Blob<'a> {
@@ -256,9 +258,26 @@ async fn pump(
     let what = blob.source.describe();
     let mut position = offset;
     // Upstream reads come in pieces of a few KiB: gather them into messages of up to
-    // CHUNK bytes, so the site handles one message per MiB rather than per read.
+    // CHUNK bytes, so the site handles one message per MiB rather than per read. A slow
+    // source (a thin upstream link, a rate cap) has what it gathered sent after
+    // [`GATHER`], so that the site holds it, and progress shows it, without waiting for
+    // a whole MiB.
     let mut pending = Vec::with_capacity(CHUNK);
-    while let Some(item) = stream.next().await {
+    let mut gathering_since = tokio::time::Instant::now();
+    loop {
+        let item = if pending.is_empty() {
+            gathering_since = tokio::time::Instant::now();
+            stream.next().await
+        } else {
+            match tokio::time::timeout_at(gathering_since + GATHER, stream.next()).await {
+                Ok(item) => item,
+                Err(_) => {
+                    position = send(&tx, &mut pending, position, progress).await?;
+                    continue;
+                }
+            }
+        };
+        let Some(item) = item else { break };
         let mut bytes = match item {
             Ok(b) => b,
             Err(e) => {
