@@ -19,8 +19,10 @@ const CACHE_GC: Duration = Duration::from_secs(60);
 /// Runs until `shutdown` turns true; then stops every worker.
 pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
     let mut last_gc = tokio::time::Instant::now();
+    // The inventory as of the last pass that read it (none yet).
+    let mut seen = None;
     loop {
-        let wake_at = match pass(&tower).await {
+        let wake_at = match pass(&tower, &mut seen).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "rollout pass failed");
@@ -44,9 +46,21 @@ pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
     tower.stop_workers(None);
 }
 
-/// One pass over the rollouts; returns when the next failed site becomes due.
-async fn pass(tower: &Arc<Tower>) -> Result<Option<u64>, crate::store::StoreError> {
-    let sites = tower.store.sites()?;
+/// One pass over the rollouts; returns when the next failed site becomes due. Sites
+/// join and leave rollouts only when the inventory changed since the pass that last read
+/// it (`seen`): a pass over a large fleet does not filter every site every second.
+async fn pass(
+    tower: &Arc<Tower>,
+    seen: &mut Option<u64>,
+) -> Result<Option<u64>, crate::store::StoreError> {
+    let generation = tower.inventory_generation();
+    let sites = if *seen == Some(generation) {
+        None
+    } else {
+        let sites = tower.store.sites()?;
+        *seen = Some(generation);
+        Some(sites)
+    };
     let mut next = None::<u64>;
     for id in tower.active_ids() {
         let now = now_ms();
@@ -71,7 +85,10 @@ async fn pass(tower: &Arc<Tower>) -> Result<Option<u64>, crate::store::StoreErro
                     r.failed(site, "OTHER", "the tower's worker stopped", now, &backoff);
                 }
             }
-            let (joined, gone) = reconcile(r, &sites);
+            let (joined, gone) = match &sites {
+                Some(sites) => reconcile(r, sites),
+                None => (false, Vec::new()),
+            };
             let due = due(r, now);
             for site in &due {
                 r.start(site, now);

@@ -37,6 +37,8 @@ pub struct Tower {
     pub wake: Notify,
     /// Inventory writes, one at a time (a name is checked, then taken).
     pub inventory: tokio::sync::Mutex<()>,
+    /// Bumped at each change of the inventory.
+    inventory_changes: std::sync::atomic::AtomicU64,
     rollouts: Mutex<BTreeMap<String, Rollout>>,
     /// Store writes of rollouts, in the order their snapshots were taken.
     writing: tokio::sync::Mutex<()>,
@@ -73,10 +75,25 @@ impl Tower {
             settings,
             wake: Notify::new(),
             inventory: tokio::sync::Mutex::new(()),
+            inventory_changes: std::sync::atomic::AtomicU64::new(0),
             rollouts: Mutex::new(rollouts),
             writing: tokio::sync::Mutex::new(()),
             workers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The inventory changed (a site added, changed or removed): the runner reads it
+    /// again at its next pass, which it starts now.
+    pub fn inventory_changed(&self) {
+        self.inventory_changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// How many times the inventory changed.
+    pub fn inventory_generation(&self) -> u64 {
+        self.inventory_changes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn rollouts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Rollout>> {

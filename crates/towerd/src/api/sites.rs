@@ -47,7 +47,7 @@ pub async fn create(State(tower): Tw, body: Bytes) -> Result<Response, ApiError>
         .into());
     }
     tracing::info!(site = %site.id, name = %site.name, "site onboarded");
-    tower.wake.notify_one();
+    tower.inventory_changed();
     Ok(json(StatusCode::CREATED, &site.document()))
 }
 
@@ -92,7 +92,7 @@ pub async fn update(
     check_unique(&site, &tower.store.sites()?)?;
     tower.store.update_site(&site)?;
     tracing::info!(site = %site.id, "site updated");
-    tower.wake.notify_one();
+    tower.inventory_changed();
     Ok(json(StatusCode::OK, &site.document()))
 }
 
@@ -102,7 +102,7 @@ pub async fn remove(State(tower): Tw, Path(id): Path<String>) -> Result<Response
     let site = find(&tower, &id)?;
     tower.store.remove_site(&id)?;
     tracing::info!(site = %id, name = %site.name, "site removed");
-    tower.wake.notify_one();
+    tower.inventory_changed();
     Ok(json(StatusCode::OK, &site.document()))
 }
 
