@@ -637,6 +637,7 @@ fn the_tower_finishes_a_rollout_after_kill_9() {
         "killed mid-rollout: {held:?} of {total}"
     );
     tower.restart();
+    let restarted = std::time::Instant::now();
     let done = tower.wait_for(
         &path,
         Duration::from_secs(60),
@@ -644,6 +645,14 @@ fn the_tower_finishes_a_rollout_after_kill_9() {
         |r| r["status"] == "complete",
     );
     assert_eq!(done["totals"]["scheduled"], 2);
+    // The cap held: the rest of the blob reached each site at 1 MiB/s at most.
+    let rest = total - held.iter().max().unwrap();
+    let least = Duration::from_secs_f64(rest as f64 / f64::from(1 << 20) * 0.9);
+    assert!(
+        restarted.elapsed() >= least,
+        "{rest} bytes in {:?}, faster than the cap",
+        restarted.elapsed()
+    );
     for node in &sites {
         assert_eq!(
             received(node),
