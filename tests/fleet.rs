@@ -347,6 +347,38 @@ fn inventory_queries_health_and_refusals() {
     assert_eq!(ids(&before), set(&[&sa, &sd]));
 }
 
+/// Debian's `docker-registry` as the upstream, and a directory for the layouts skopeo
+/// puts there (`None` where the tools are missing and `CI` is not set).
+struct Upstream {
+    registry: ReferenceRegistry,
+    /// Its `HOST:PORT`.
+    addr: String,
+    work: tempfile::TempDir,
+}
+
+impl Upstream {
+    fn start() -> Option<Upstream> {
+        let binary = require("docker-registry")?;
+        require("skopeo")?;
+        let registry = ReferenceRegistry::start(&binary);
+        Some(Upstream {
+            addr: registry.addr.to_string(),
+            registry,
+            work: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    /// Puts `image` at `name` (`repo:tag`).
+    fn put(&self, image: &Image, name: &str) {
+        upload(
+            self.work.path(),
+            image,
+            &format!("{}/{name}", self.addr),
+            None,
+        );
+    }
+}
+
 /// Bytes a node received by PutBlob since it started.
 fn received(node: &Node) -> u64 {
     status(node).map_or(0, |s| s.blob_bytes_received)
@@ -408,22 +440,14 @@ fn application() -> (Image, Image) {
 
 #[test]
 fn a_rollout_reaches_exactly_the_matching_sites_through_outages_and_cuts() {
-    let Some(registry) = require("docker-registry") else {
+    let Some(up) = Upstream::start() else {
         return;
     };
-    require("skopeo").unwrap();
-    let up = ReferenceRegistry::start(&registry);
-    let work = tempfile::tempdir().unwrap();
     let (pos, agent) = application();
-    upload(work.path(), &pos, &format!("{}/team/pos:v3", up.addr), None);
-    upload(
-        work.path(),
-        &agent,
-        &format!("{}/team/agent:v1", up.addr),
-        None,
-    );
+    up.put(&pos, "team/pos:v3");
+    up.put(&agent, "team/agent:v1");
     // The tower reaches the upstream through a proxy that sees every request.
-    let counting = CountingProxy::start(up.addr);
+    let counting = CountingProxy::start(up.registry.addr);
     let upstream = counting.addr.to_string();
     let tower = Towerd::start(&["--insecure-registry", &upstream]);
 
@@ -588,15 +612,12 @@ fn a_rollout_reaches_exactly_the_matching_sites_through_outages_and_cuts() {
 
 #[test]
 fn the_tower_finishes_a_rollout_after_kill_9() {
-    let Some(registry) = require("docker-registry") else {
+    let Some(up) = Upstream::start() else {
         return;
     };
-    require("skopeo").unwrap();
-    let up = ReferenceRegistry::start(&registry);
-    let upstream = up.addr.to_string();
-    let work = tempfile::tempdir().unwrap();
+    let upstream = up.addr.clone();
     let img = oci::image(71, &[4 << 20], "amd64");
-    upload(work.path(), &img, &format!("{upstream}/team/till:v1"), None);
+    up.put(&img, "team/till:v1");
     let total: u64 = img.blobs().map(|b| b.data.len() as u64).sum();
     let mut tower = Towerd::start(&["--insecure-registry", &upstream]);
     let sites = [
@@ -672,20 +693,12 @@ fn the_tower_finishes_a_rollout_after_kill_9() {
 #[test]
 fn towerctl_is_the_fleet_apis_client() {
     use kit::tools::{ok, towerctl};
-    let Some(registry) = require("docker-registry") else {
+    let Some(up) = Upstream::start() else {
         return;
     };
-    require("skopeo").unwrap();
-    let up = ReferenceRegistry::start(&registry);
-    let upstream = up.addr.to_string();
-    let work = tempfile::tempdir().unwrap();
+    let upstream = up.addr.clone();
     let img = oci::image(81, &[256 << 10], "amd64");
-    upload(
-        work.path(),
-        &img,
-        &format!("{upstream}/team/kiosk:v2"),
-        None,
-    );
+    up.put(&img, "team/kiosk:v2");
     let tower = Towerd::start(&["--insecure-registry", &upstream]);
     let url = format!("http://{}", tower.addr);
     let node = Node::start(NodeOptions::default());
@@ -800,15 +813,12 @@ fn towerctl_is_the_fleet_apis_client() {
 fn a_site_that_speaks_mtls_is_reached_with_the_tls_material_it_was_onboarded_with() {
     use kit::tls::Certs;
     let dir = tempfile::tempdir().unwrap();
-    let (Some(certs), Some(registry)) = (Certs::generate(dir.path()), require("docker-registry"))
-    else {
+    let (Some(certs), Some(up)) = (Certs::generate(dir.path()), Upstream::start()) else {
         return;
     };
-    require("skopeo").unwrap();
-    let up = ReferenceRegistry::start(&registry);
-    let upstream = up.addr.to_string();
+    let upstream = up.addr.clone();
     let img = oci::image(95, &[64 << 10], "amd64");
-    upload(dir.path(), &img, &format!("{upstream}/team/vault:v1"), None);
+    up.put(&img, "team/vault:v1");
     let node = Node::start(NodeOptions {
         tls: Some((certs.node.clone(), certs.ca.clone())),
         ..Default::default()

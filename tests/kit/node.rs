@@ -213,26 +213,13 @@ impl Node {
             .spawn()
             .expect("spawn site-agent");
         let stderr = child.stderr.take().unwrap();
-        let log_path = self.log_path();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log_path)
-                .unwrap();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = writeln!(log, "{line}");
-                if line.contains("registry listening") {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                        let addr =
-                            |k: &str| v[k].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
-                        if let (Some(a), Some(api)) = (addr("addr"), addr("api")) {
-                            let _ = tx.send((a, api));
-                        }
-                    }
-                }
+        let rx = super::tools::pipe_log(stderr, self.log_path(), |line| {
+            if !line.contains("registry listening") {
+                return None;
             }
+            let v = serde_json::from_str::<serde_json::Value>(line).ok()?;
+            let addr = |k: &str| v[k].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
+            Some((addr("addr")?, addr("api")?))
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

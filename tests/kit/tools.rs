@@ -269,3 +269,32 @@ impl Drop for CpuQuota {
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
+
+/// Copies a child's stderr, line by line, into the log file at `path` on a thread; the
+/// first line for which `found` gives something is sent on the returned channel (the
+/// address the process says it listens on).
+pub fn pipe_log<T: Send + 'static>(
+    stderr: std::process::ChildStderr,
+    path: PathBuf,
+    found: impl Fn(&str) -> Option<T> + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
+    use std::io::{BufRead, Write};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = writeln!(log, "{line}");
+            if let Some(t) = found(&line) {
+                let _ = tx.send(t);
+            }
+        }
+    });
+    rx
+}

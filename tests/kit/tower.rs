@@ -3,11 +3,9 @@
 
 use super::http::{request, Response};
 use super::tools::towerd_bin;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A running tower. Killed when dropped; its log is printed if the test is failing.
@@ -58,26 +56,13 @@ impl Towerd {
             .spawn()
             .expect("spawn towerd");
         let stderr = child.stderr.take().unwrap();
-        let log_path = self.log_path();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log_path)
-                .unwrap();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = writeln!(log, "{line}");
-                if line.contains("tower listening") {
-                    let addr = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("address="))
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                    if let Some(a) = addr {
-                        let _ = tx.send(a);
-                    }
-                }
+        let rx = super::tools::pipe_log(stderr, self.log_path(), |line| {
+            if !line.contains("tower listening") {
+                return None;
             }
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix("address="))
+                .and_then(|a| a.parse::<SocketAddr>().ok())
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

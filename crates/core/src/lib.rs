@@ -6,6 +6,7 @@
 //! manifests and the descriptors they reference, the OCI error codes) and pure
 //! functions over it.
 
+pub mod application;
 pub mod digest;
 pub mod error;
 pub mod manifest;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod platform;
 pub mod reference;
 
+pub use application::check_application_name;
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};

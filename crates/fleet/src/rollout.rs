@@ -291,24 +291,7 @@ impl Rollout {
     }
 }
 
-/// Longest application name (as sites take them).
-pub const APPLICATION_MAX: usize = 128;
-
-/// Refuses an application name sites would refuse: 1 to 128 of `A-Z a-z 0-9 . _ -`,
-/// starting with a letter or digit.
+/// Refuses an application name sites would refuse.
 pub fn check_application(name: &str) -> Result<(), crate::Error> {
-    let ok = !name.is_empty()
-        && name.len() <= APPLICATION_MAX
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(crate::Error::bad(format!(
-            "application {:?}: 1 to {APPLICATION_MAX} of A-Z a-z 0-9 . _ -, starting with a letter or digit",
-            name.chars().take(150).collect::<String>()
-        )))
-    }
+    site_core::check_application_name(name).map_err(crate::Error::bad)
 }

@@ -9,9 +9,6 @@ use crate::{ImageRef, State, StateError};
 use site_core::{Digest, Manifest, Repository};
 use std::collections::BTreeSet;
 
-/// Longest application name.
-pub const APP_NAME_MAX: usize = 128;
-
 type Result<T> = std::result::Result<T, StateError>;
 
 impl State {
@@ -418,20 +415,7 @@ fn check_tag(tag: &str) -> Result<()> {
 
 /// Application names: 1 to 128 characters of `[A-Za-z0-9._-]`, starting alphanumeric.
 fn check_app(app: &str) -> Result<()> {
-    let ok = !app.is_empty()
-        && app.len() <= APP_NAME_MAX
-        && app.as_bytes()[0].is_ascii_alphanumeric()
-        && app
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(StateError::Invalid(format!(
-            "application name {:?} is invalid: 1 to {APP_NAME_MAX} characters of A-Z a-z 0-9 . _ -, starting with a letter or digit",
-            app.chars().take(150).collect::<String>()
-        )))
-    }
+    site_core::check_application_name(app).map_err(StateError::Invalid)
 }
 
 #[cfg(test)]
