@@ -11,8 +11,9 @@ use tokio::sync::watch;
 
 /// Longest sleep between two passes (sites onboarded, rollouts changed by another way).
 const PASS: Duration = Duration::from_secs(1);
-/// Shortest sleep between two passes.
-const SHORTEST: Duration = Duration::from_millis(50);
+/// Shortest sleep between two passes: due sites are started in batches, not one pass each
+/// (a pass walks every site of every running rollout).
+const SHORTEST: Duration = Duration::from_millis(250);
 /// Time between two GC passes of the cache.
 const CACHE_GC: Duration = Duration::from_secs(60);
 
