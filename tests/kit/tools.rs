@@ -72,11 +72,13 @@ pub fn towerd_bin() -> &'static std::path::Path {
     })
 }
 
-/// The binary `bin` of the workspace's package `package`. `cargo test --workspace` (and
-/// `cargo bench` after a release build of the package) builds it beside the test
-/// binaries; when it is missing there, or older than a source of `crates` (a run of this
-/// package's tests alone), it is built first. Cargo names only the binaries of the
-/// package under test, hence the search.
+/// The binary `bin` of the workspace's package `package`, beside the test binaries. When
+/// it is missing there, or older than a source of `crates`, it is built first (once per
+/// test binary; the first test to ask waits about a minute). `cargo test --workspace`
+/// does not build other packages' binaries, so a fresh CI run builds `towerctl` and
+/// `towerd` here, on first use; a `cargo build --release` of the package before `cargo
+/// bench` leaves it in place. Cargo names only the binaries of the package under test,
+/// hence the search.
 fn workspace_bin(package: &str, bin: &str, crates: &[&str]) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
