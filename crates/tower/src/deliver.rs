@@ -128,23 +128,14 @@ async fn send_image(
             (true, Some(t)) => t.clone(),
             _ => String::new(),
         };
-        let stored = site::retry(|| {
-            let mut c = site.clone();
-            let request = PutManifestRequest {
-                repository: repository.clone(),
-                body: node.body.clone().into(),
-                media_type: node.media_type.clone(),
-                tag: tag.clone(),
-            };
-            async move { c.put_manifest(request).await }
-        })
-        .await?;
-        if stored.digest != node.digest.as_str() {
-            return Err(Error::Other(format!(
-                "the site stored manifest {} under digest {}",
-                node.digest, stored.digest
-            )));
-        }
+        let manifest = Manifest {
+            repository: &repository,
+            digest: node.digest.as_str(),
+            media_type: &node.media_type,
+            body: &node.body,
+            tag: &tag,
+        };
+        put_manifest(site, &manifest).await?;
     }
     let tagged = reference
         .tag
@@ -157,6 +148,43 @@ async fn send_image(
         human_bytes(sent),
         missing.len(),
     ))
+}
+
+/// One manifest to store at a site.
+pub struct Manifest<'a> {
+    /// Canonical repository name at the site.
+    pub repository: &'a str,
+    /// The digest its bytes must have there.
+    pub digest: &'a str,
+    /// Its media type.
+    pub media_type: &'a str,
+    /// Its exact bytes.
+    pub body: &'a [u8],
+    /// A tag to point at it, or empty.
+    pub tag: &'a str,
+}
+
+/// Stores a manifest at the site (retried while the link is broken) and checks that the
+/// site stored it under the expected digest.
+pub async fn put_manifest(site: &Client, manifest: &Manifest<'_>) -> Result<(), Error> {
+    let stored = site::retry(|| {
+        let mut c = site.clone();
+        let request = PutManifestRequest {
+            repository: manifest.repository.to_owned(),
+            body: manifest.body.to_vec(),
+            media_type: manifest.media_type.to_owned(),
+            tag: manifest.tag.to_owned(),
+        };
+        async move { c.put_manifest(request).await }
+    })
+    .await?;
+    if stored.digest != manifest.digest {
+        return Err(Error::Other(format!(
+            "the site stored manifest {} under digest {}",
+            manifest.digest, stored.digest
+        )));
+    }
+    Ok(())
 }
 
 /// The digests and sizes of the blobs the site says it lacks, as the manifests give them

@@ -10,9 +10,8 @@ use site_core::Digest;
 use site_fleet::missing::{self, Blob};
 use site_fleet::rollout::Image;
 use site_fleet::Site;
-use site_proto::pb::{
-    BlobRef, BlobStatusRequest, FindMissingBlobsRequest, PutManifestRequest, ScheduleRequest,
-};
+use site_proto::pb::{BlobRef, BlobStatusRequest, FindMissingBlobsRequest, ScheduleRequest};
+use site_tower::deliver;
 use site_tower::exit::Error;
 use site_tower::site::{self, Client};
 use site_tower::transfer::{self, Meter, UpstreamBlob};
@@ -79,7 +78,7 @@ async fn attempt(tower: &Arc<Tower>, rollout_id: &str, site_id: &str) -> Result<
             rate: r.bandwidth,
         })
         .ok_or_else(|| Error::Other(format!("rollout {rollout_id} is gone")))?;
-    let tls = client_tls(&site)?;
+    let tls = client_tls(&site);
     let note = |line: &str| tracing::info!(site = %site.id, "{line}");
     let work = Work {
         tower,
@@ -94,14 +93,14 @@ async fn attempt(tower: &Arc<Tower>, rollout_id: &str, site_id: &str) -> Result<
 }
 
 /// The TLS settings that reach `site`, if it has any.
-pub fn client_tls(site: &Site) -> Result<Option<ClientTlsConfig>, Error> {
-    Ok(site.tls.as_ref().map(|tls| {
+pub fn client_tls(site: &Site) -> Option<ClientTlsConfig> {
+    site.tls.as_ref().map(|tls| {
         let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
         if let (Some(cert), Some(key)) = (&tls.cert_pem, &tls.key_pem) {
             config = config.identity(Identity::from_pem(cert, key));
         }
         config
-    }))
+    })
 }
 
 struct Work<'a> {
@@ -275,23 +274,14 @@ impl Work<'_> {
                 (true, Some(t)) => t.clone(),
                 _ => String::new(),
             };
-            let stored = site::retry(|| {
-                let mut c = client.clone();
-                let request = PutManifestRequest {
-                    repository: image.repository.clone(),
-                    body: body.clone(),
-                    media_type: manifest.media_type.clone(),
-                    tag: tag.clone(),
-                };
-                async move { c.put_manifest(request).await }
-            })
-            .await?;
-            if stored.digest != manifest.digest {
-                return Err(Error::Other(format!(
-                    "the site stored manifest {} under digest {}",
-                    manifest.digest, stored.digest
-                )));
-            }
+            let put = deliver::Manifest {
+                repository: &image.repository,
+                digest: &manifest.digest,
+                media_type: &manifest.media_type,
+                body: &body,
+                tag: &tag,
+            };
+            deliver::put_manifest(client, &put).await?;
         }
         Ok(())
     }
