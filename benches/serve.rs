@@ -1,10 +1,16 @@
-//! Serving benchmark: `site-agent` and Debian's `docker-registry` side by side, same
-//! content, same load generator, one run. Prints requests/s and MB/s for GETs of a 1 MiB
-//! blob, a 100 MiB blob and a manifest, with the ratio site-agent / docker-registry, and
-//! the peak memory of each while it serves a 1 GiB blob to several clients at once.
+//! Serving benchmark: `site-agent`, Debian's nginx and Debian's `docker-registry` side by
+//! side on the same content, one load generator (`wrk`, 2 threads, keep-alive
+//! connections), one run. Prints requests/s for GETs of a manifest and of 1 MiB and
+//! 64 MiB blobs over plain HTTP, the ratios against nginx (`sendfile on`, `tcp_nopush
+//! on`, 2 workers: the machine's limit for bytes from files) and against the reference
+//! registry, and each server's CPU seconds per GiB served; then the same blobs over
+//! HTTPS against nginx with TLS; then the peak memory of each registry while it serves a
+//! 1 GiB blob to several clients at once.
 //!
-//! Run: `cargo bench --bench serve` (needs `docker-registry`; `apt-get install docker-registry`).
-//! Knobs: `BENCH_SECS` (per measurement, default 5), `BENCH_CLIENTS` (default 8).
+//! Run: `cargo bench --bench serve` (needs `docker-registry`, `nginx-light`, `wrk` and
+//! `openssl`: `apt-get install docker-registry nginx-light wrk openssl`).
+//! Knobs: `BENCH_SECS` (per measurement, default 5), `BENCH_CLIENTS` (connections,
+//! default 16).
 
 #[path = "../tests/kit/mod.rs"]
 mod kit;
@@ -16,78 +22,141 @@ use kit::oci::{self, push_blob_two_step};
 use kit::upstream::ReferenceRegistry;
 use kit::{bytes, Node, NodeOptions};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const REPO: &str = "bench/app";
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
-struct Result {
-    requests: u64,
-    bytes: u64,
-    secs: f64,
+/// What one `wrk` run measured.
+struct Run {
+    rps: f64,
+    /// CPU seconds the server spent per GiB it served.
+    cpu_per_gib: f64,
 }
 
-impl Result {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.secs
+/// CPU seconds (user + system) of `pid` and its children so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks = |p: &str| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) are space-separated;
+        // utime and stime are the 14th and 15th of the line.
+        let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split(' ').collect();
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let parent = |p: &str| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+    };
+    let mut total = ticks(&pid.to_string());
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.bytes().all(|b| b.is_ascii_digit()) && parent(&name) == Some(pid) {
+            total += ticks(&name);
+        }
     }
-    fn mbps(&self) -> f64 {
-        self.bytes as f64 / self.secs / 1e6
+    // /proc counts in USER_HZ, 100 per second on Linux.
+    total as f64 / 100.0
+}
+
+/// `wrk` against `url` for `secs` with `clients` connections; the server's CPU is read
+/// from `pid` (and its children) around the run.
+fn wrk(wrk: &Path, url: &str, clients: usize, secs: u64, pid: u32) -> Run {
+    let before = cpu_seconds(pid);
+    let out = Command::new(wrk)
+        .args(["-t2", &format!("-c{clients}"), &format!("-d{secs}s")])
+        .args(["-H", &format!("Accept: {ACCEPT}")])
+        .arg(url)
+        .output()
+        .expect("run wrk");
+    let cpu = cpu_seconds(pid) - before;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk {url}: {text}");
+    assert!(
+        !text.contains("Non-2xx"),
+        "{url} answered errors under load: {text}"
+    );
+    let field = |name: &str| -> Option<&str> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(str::trim)
+    };
+    let rps: f64 = field("Requests/sec:").unwrap().parse().unwrap();
+    let total = field("Transfer/sec:").map(per_second).unwrap_or(0.0) * secs as f64;
+    Run {
+        rps,
+        cpu_per_gib: cpu / (total / (1u64 << 30) as f64).max(1e-9),
     }
 }
 
-/// `clients` keep-alive connections GET `path` in a loop for `secs`.
-async fn load(addr: SocketAddr, path: &str, clients: usize, secs: f64) -> Result {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (requests, total) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (stop, requests, total, path) = (
-            stop.clone(),
-            requests.clone(),
-            total.clone(),
-            path.to_owned(),
+/// `4.34GB` and the like, as wrk prints sizes (binary units), in bytes.
+fn per_second(v: &str) -> f64 {
+    let (n, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = n.parse().unwrap_or(0.0);
+    n * match unit {
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        _ => 1.0,
+    }
+}
+
+/// Debian's nginx serving `root` on `plain` and, with TLS, on `tls`.
+struct Nginx {
+    master: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(
+        bin: &Path,
+        root: &Path,
+        plain: SocketAddr,
+        tls: SocketAddr,
+        pair: &kit::tls::Pair,
+    ) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = format!(
+            "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
+               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               server {{ listen {plain}; root {root}; }}\n\
+               server {{ listen {tls} ssl; ssl_certificate {cert}; ssl_certificate_key {key}; root {root}; }}\n}}\n",
+            d = dir.path().display(),
+            root = root.display(),
+            cert = pair.cert.display(),
+            key = pair.key.display(),
         );
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            while !stop.load(Ordering::Relaxed) {
-                let req = hyper::Request::get(path.as_str())
-                    .header("host", "bench")
-                    // The reference registry hides OCI manifests from clients that do not accept them.
-                    .header("accept", ACCEPT)
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let res = sender.send_request(req).await.unwrap();
-                assert_eq!(res.status(), 200, "GET {path}");
-                let mut body = res.into_body();
-                let mut n = 0u64;
-                while let Some(frame) = body.frame().await {
-                    if let Some(d) = frame.unwrap().data_ref() {
-                        n += d.len() as u64;
-                    }
-                }
-                requests.fetch_add(1, Ordering::Relaxed);
-                total.fetch_add(n, Ordering::Relaxed);
-            }
-        }));
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let master = Command::new(bin)
+            .args(["-c", &dir.path().join("nginx.conf").display().to_string()])
+            .args(["-p", &dir.path().display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(plain).is_err()
+            || std::net::TcpStream::connect(tls).is_err()
+        {
+            assert!(Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { master, _dir: dir }
     }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    Result {
-        requests: requests.load(Ordering::Relaxed),
-        bytes: total.load(Ordering::Relaxed),
-        secs: start.elapsed().as_secs_f64(),
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.master.kill();
+        let _ = self.master.wait();
     }
 }
 
@@ -157,21 +226,25 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let Some(reference) = kit::tools::require("docker-registry") else {
+    let tools: Option<Vec<_>> = ["docker-registry", "nginx", "wrk", "openssl"]
+        .iter()
+        .map(|t| kit::tools::require(t))
+        .collect();
+    let Some(tools) = tools else {
         return;
     };
-    let secs: f64 = env_or("BENCH_SECS", 5.0);
-    let clients: usize = env_or("BENCH_CLIENTS", 8);
+    let (reference, nginx_bin, wrk_bin) = (&tools[0], &tools[1], &tools[2]);
+    let secs: u64 = env_or("BENCH_SECS", 5);
+    let clients: usize = env_or("BENCH_CLIENTS", 16);
 
-    let node = Node::start(NodeOptions::push());
-    let upstream = ReferenceRegistry::start(&reference);
+    let mut node = Node::start(NodeOptions::push());
+    let upstream = ReferenceRegistry::start(reference);
     let auth = oci::auth();
-
     let small = bytes(1, 1 << 20);
-    let large = bytes(2, 100 << 20);
+    let large = bytes(2, 64 << 20);
     let huge = bytes(3, 1 << 30);
     let image = oci::image(4, &[1 << 20], "amd64");
-    eprintln!("loading the same content into both registries...");
+    eprintln!("loading the same content into the registries and nginx's directory...");
     for (addr, a) in [(node.addr, Some(auth.as_str())), (upstream.addr, None)] {
         for data in [&small, &large, &huge] {
             assert_eq!(push_blob_two_step(addr, REPO, data, a).status, 201);
@@ -193,44 +266,166 @@ fn main() {
         );
         assert_eq!(r.status, 201);
     }
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("small"), &small).unwrap();
+    std::fs::write(www.path().join("large"), &large).unwrap();
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = kit::tls::Certs::generate(certs_dir.path()).expect("openssl");
+    let (nginx_plain, nginx_tls) = (kit::node::free_addr(), kit::node::free_addr());
+    let nginx = Nginx::start(nginx_bin, www.path(), nginx_plain, nginx_tls, &certs.node);
+    let nginx_pid = nginx.master.id();
     drop(huge);
 
+    let blob = |d: &[u8]| format!("/v2/{REPO}/blobs/{}", kit::digest(d));
+    let cases = [
+        ("blob 1 MiB", blob(&small), "small"),
+        ("blob 64 MiB", blob(&large), "large"),
+    ];
+    // Warm-up: every file in the page cache, and each copy's first read after its
+    // write done (see verify_reads).
+    for (_, path, file) in &cases {
+        wrk(
+            wrk_bin,
+            &format!("http://{}{path}", node.addr),
+            2,
+            1,
+            node.pid(),
+        );
+        wrk(
+            wrk_bin,
+            &format!("http://{}{path}", upstream.addr),
+            2,
+            1,
+            upstream.pid(),
+        );
+        wrk(
+            wrk_bin,
+            &format!("http://{nginx_plain}/{file}"),
+            2,
+            1,
+            nginx_pid,
+        );
+    }
+
+    println!("\nGET over plain HTTP, {clients} keep-alive connections, wrk -t2, {secs} s per cell, loopback\n");
+    println!("| request | site-agent req/s | nginx req/s | docker-registry req/s | vs nginx | vs docker-registry | CPU s/GiB site-agent | nginx | docker-registry |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let manifest = format!("/v2/{REPO}/manifests/v1");
+    let ours = wrk(
+        wrk_bin,
+        &format!("http://{}{manifest}", node.addr),
+        clients,
+        secs,
+        node.pid(),
+    );
+    let theirs = wrk(
+        wrk_bin,
+        &format!("http://{}{manifest}", upstream.addr),
+        clients,
+        secs,
+        upstream.pid(),
+    );
+    println!(
+        "| manifest (by tag) | {:.0} | - | {:.0} | - | {:.2}x | - | - | - |",
+        ours.rps,
+        theirs.rps,
+        ours.rps / theirs.rps
+    );
+    for (what, path, file) in &cases {
+        let ours = wrk(
+            wrk_bin,
+            &format!("http://{}{path}", node.addr),
+            clients,
+            secs,
+            node.pid(),
+        );
+        let limit = wrk(
+            wrk_bin,
+            &format!("http://{nginx_plain}/{file}"),
+            clients,
+            secs,
+            nginx_pid,
+        );
+        let theirs = wrk(
+            wrk_bin,
+            &format!("http://{}{path}", upstream.addr),
+            clients,
+            secs,
+            upstream.pid(),
+        );
+        println!(
+            "| {what} | {:.0} | {:.0} | {:.0} | {:.2}x | {:.2}x | {:.2} | {:.2} | {:.2} |",
+            ours.rps,
+            limit.rps,
+            theirs.rps,
+            ours.rps / limit.rps,
+            ours.rps / theirs.rps,
+            ours.cpu_per_gib,
+            limit.cpu_per_gib,
+            theirs.cpu_per_gib
+        );
+    }
+
+    // The same node over HTTPS: its bytes are read and encrypted (no sendfile).
+    node.terminate();
+    let config = node.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[registry.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            certs.node.cert.display(),
+            certs.node.key.display()
+        ),
+    )
+    .unwrap();
+    node.restart();
+    for (_, path, _) in &cases {
+        wrk(
+            wrk_bin,
+            &format!("https://{}{path}", node.addr),
+            2,
+            1,
+            node.pid(),
+        );
+    }
+    println!("\nGET over HTTPS, {clients} connections, {secs} s per cell\n");
+    println!("| request | site-agent req/s | nginx (TLS) req/s | vs nginx | CPU s/GiB site-agent | nginx |");
+    println!("|---|---|---|---|---|---|");
+    for (what, path, file) in &cases {
+        let ours = wrk(
+            wrk_bin,
+            &format!("https://{}{path}", node.addr),
+            clients,
+            secs,
+            node.pid(),
+        );
+        let limit = wrk(
+            wrk_bin,
+            &format!("https://{nginx_tls}/{file}"),
+            clients,
+            secs,
+            nginx_pid,
+        );
+        println!(
+            "| {what} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} |",
+            ours.rps,
+            limit.rps,
+            ours.rps / limit.rps,
+            ours.cpu_per_gib,
+            limit.cpu_per_gib
+        );
+    }
+    drop(nginx);
+
+    // Memory, back on plain HTTP.
+    node.terminate();
+    std::fs::write(&config, text).unwrap();
+    node.restart();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let cases = [
-        (
-            "manifest (by tag)",
-            format!("/v2/{REPO}/manifests/v1"),
-            clients,
-        ),
-        (
-            "blob 1 MiB",
-            format!("/v2/{REPO}/blobs/{}", kit::digest(&small)),
-            clients,
-        ),
-        (
-            "blob 100 MiB",
-            format!("/v2/{REPO}/blobs/{}", kit::digest(&large)),
-            4,
-        ),
-    ];
-    println!("\nGET throughput, {secs} s per cell, loopback, keep-alive connections\n");
-    println!("| request | clients | site-agent req/s | site-agent MB/s | docker-registry req/s | docker-registry MB/s | ratio |");
-    println!("|---|---|---|---|---|---|---|");
-    for (what, path, c) in &cases {
-        let ours = rt.block_on(load(node.addr, path, *c, secs));
-        let theirs = rt.block_on(load(upstream.addr, path, *c, secs));
-        println!(
-            "| {what} | {c} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}x |",
-            ours.rps(),
-            ours.mbps(),
-            theirs.rps(),
-            theirs.mbps(),
-            ours.rps() / theirs.rps()
-        );
-    }
     let huge_path = format!("/v2/{REPO}/blobs/{}", kit::digest(&bytes(3, 1 << 30)));
     let readers = 4;
     let (ours, ours_secs) = rt.block_on(peak_memory(node.addr, node.pid(), &huge_path, readers));
@@ -240,7 +435,7 @@ fn main() {
         &huge_path,
         readers,
     ));
-    println!("\nPeak resident memory while serving a 1 GiB blob to {readers} clients at once\n");
+    println!("\nPeak resident memory while serving a 1 GiB blob to {readers} clients at once (the node's first read after a start: hashed)\n");
     println!("| server | peak RSS | time for {readers} x 1 GiB | aggregate MB/s |");
     println!("|---|---|---|---|");
     for (who, peak, s) in [

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// interval; zero turns the check off.
     #[serde(with = "humantime_serde_compat")]
     pub scrub_interval: Duration,
+    /// Which whole reads of a blob file are hashed: `first` after the node starts
+    /// (default), `always`, or `never` (copies are checked when written and by the scrub).
+    pub verify_reads: site_store::VerifyReads,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +61,7 @@ impl Default for NodeConfig {
             id: 1,
             data_dir: PathBuf::from("./site-data"),
             scrub_interval: Duration::from_secs(7 * 24 * 3600),
+            verify_reads: site_store::VerifyReads::First,
         }
     }
 }

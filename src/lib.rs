@@ -69,6 +69,7 @@ impl Site {
             max_manifest_bytes: config.registry.max_manifest_size,
             upload_ttl: config.registry.upload_ttl,
             scrub_interval: config.node.scrub_interval,
+            verify_reads: config.node.verify_reads,
         };
         let data_dir = config.node.data_dir.display().to_string();
         let (shutdown, rx) = watch::channel(false);
@@ -138,7 +139,6 @@ impl Site {
             },
         );
         let pull_settings = config.pull.settings().map_err(anyhow::Error::msg)?;
-        let reaches_out = pull_settings.reaches_out();
         let puller = site_pull::Puller::new(
             store.clone(),
             pull_settings,
@@ -176,11 +176,9 @@ impl Site {
             },
         )
         .map_err(|e| anyhow::anyhow!("[registry.auth] {e}"))?;
-        // HTTP misses go outside only where `[pull]` says so; `EnsureImage` names its
-        // policy itself.
-        if reaches_out {
-            registry = registry.with_puller(puller.clone());
-        }
+        // HTTP misses go outside only where `[pull]` says so (the puller logs a miss its
+        // policy refused); `EnsureImage` names its policy itself.
+        registry = registry.with_puller(puller.clone());
         let listener = tokio::net::TcpListener::bind(config.registry.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.registry.listen))?;

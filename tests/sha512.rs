@@ -449,3 +449,47 @@ fn a_tower_delivery_of_a_sha512_image_is_replicated_on_three_nodes() {
         }
     }
 }
+
+#[test]
+fn a_manifest_pushed_by_its_sha512_digest_with_tag_parameters_is_tagged_by_that_digest() {
+    let node = Node::start(NodeOptions::push());
+    let a = Some(auth());
+    let img = image(9, &[40 << 10]);
+    for b in &img.blobs {
+        put_two_step(node.addr, "team/t", b, &a);
+    }
+    let d = sha512(&img.manifest);
+    // What the conformance suite sends: the digest, and the tags as query parameters.
+    let r = put_manifest(
+        node.addr,
+        "team/t",
+        &format!("{d}?tag=v2&tag=latest&tag=v2"),
+        OCI_MANIFEST,
+        &img.manifest,
+        &a,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    assert_eq!(r.header("oci-tag"), Some("v2, latest"));
+    for tag in ["v2", "latest"] {
+        for method in ["GET", "HEAD"] {
+            let path = format!("/v2/team/t/manifests/{tag}");
+            let r = request(node.addr, method, &path, &[("Accept", OCI_MANIFEST)], b"");
+            assert_eq!(r.status, 200, "{method} {tag}");
+            assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+        }
+    }
+    // A bad tag refuses the whole push: nothing stored.
+    let r = put_manifest(
+        node.addr,
+        "team/t",
+        &format!("{d}?tag=ok&tag=-bad"),
+        OCI_MANIFEST,
+        &img.manifest,
+        &a,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "MANIFEST_INVALID");
+    let path = "/v2/team/t/manifests/ok";
+    assert_eq!(request(node.addr, "GET", path, &[], b"").status, 404);
+}

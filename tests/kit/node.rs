@@ -25,6 +25,8 @@ pub struct NodeOptions {
     pub cache_ttl: Option<String>,
     /// `[node] scrub_interval`, e.g. "1s" (off unless given).
     pub scrub: Option<String>,
+    /// `[node] verify_reads` ("first" unless given).
+    pub verify_reads: Option<String>,
     /// `[gc] capacity` in bytes.
     pub capacity: Option<u64>,
     /// `[registry] upload_ttl`, e.g. "1s".
@@ -96,10 +98,11 @@ impl Node {
         }
         .expect("temp dir");
         let mut config = format!(
-            "[node]\nid = {}\ndata_dir = \"{}\"\nscrub_interval = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n",
+            "[node]\nid = {}\ndata_dir = \"{}\"\nscrub_interval = \"{}\"\nverify_reads = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n",
             opts.id.unwrap_or(1),
             dir.path().join("data").display(),
-            opts.scrub.as_deref().unwrap_or("0s")
+            opts.scrub.as_deref().unwrap_or("0s"),
+            opts.verify_reads.as_deref().unwrap_or("first")
         );
         if let Some((listen, peers)) = &opts.cluster {
             let peers: Vec<String> = peers

@@ -1,4 +1,4 @@
-//! Blob reads (streamed from disk, single `Range` answered 206) and blob deletes.
+//! Blob reads (from disk, single `Range` answered 206) and blob deletes.
 
 use crate::error::ApiError;
 use crate::ranges::parse_range;
@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use site_core::{Digest, ErrorCode};
-use site_store::StoreError;
+use site_store::{BlobBytes, StoreError};
 
 pub(crate) async fn get(
     reg: &Registry,
@@ -60,17 +60,24 @@ pub(crate) async fn get(
     if ctx.method == Method::HEAD {
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
-    let stream = match fill {
-        Some(fill) => fill
-            .stream(start, len)
-            .await
-            .map_err(|e| ApiError::pull(e, ErrorCode::BlobUnknown))?,
+    let bytes = match fill {
+        Some(fill) => BlobBytes::Stream(
+            fill.stream(start, len)
+                .await
+                .map_err(|e| ApiError::pull(e, ErrorCode::BlobUnknown))?,
+        ),
         None => reg.blobs.read(&digest, start, len).await?,
     };
     reg.metrics.blob_bytes_served.add(len);
-    Ok(builder
-        .body(Body::from_stream(stream))
-        .expect("valid response"))
+    Ok(match bytes {
+        // The plain HTTP server sends the region from the page cache (`plain/`); over
+        // HTTPS the body is read and encrypted.
+        BlobBytes::File(region) => builder
+            .extension(region.clone())
+            .body(Body::from_stream(region.stream())),
+        BlobBytes::Stream(stream) => builder.body(Body::from_stream(stream)),
+    }
+    .expect("valid response"))
 }
 
 pub(crate) async fn delete(

@@ -1,4 +1,5 @@
-//! Request bodies as the store's [`ByteSource`], and bodies read whole under a limit.
+//! Request bodies as the store's [`ByteSource`], bodies read whole under a limit, and
+//! bodies watched for whether they were read to their end.
 
 use crate::error::ApiError;
 use axum::body::Body;
@@ -30,18 +31,72 @@ impl ByteSource for BodySource<'_> {
 }
 
 /// Reads a whole body, refusing one over `limit` bytes with 413 `SIZE_INVALID`.
+/// A body that says up front it is larger (`Content-Length`) is refused before any of it
+/// is read.
 pub(crate) async fn read_limited(body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    if http_body::Body::size_hint(&body).lower() > limit {
+        return Err(too_large(limit));
+    }
     let limited = http_body_util::Limited::new(body, limit as usize);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            ErrorCode::SizeInvalid,
-            format!("body larger than the limit of {limit} bytes"),
-        )
-        .with_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
         Err(e) => Err(ApiError::new(
             ErrorCode::SizeInvalid,
             format!("request body interrupted: {e}"),
         )),
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::SizeInvalid,
+        format!("body larger than the limit of {limit} bytes"),
+    )
+    .with_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
+}
+
+/// A request body that says, through the flag it shares, whether it was read to its end.
+pub(crate) struct Watched {
+    inner: Body,
+    ended: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watched {
+    /// `body`, and the flag set once it has been read whole (at once if it is empty).
+    pub fn new(body: Body) -> (Watched, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        use http_body::Body as _;
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(body.is_end_stream()));
+        (
+            Watched {
+                inner: body,
+                ended: ended.clone(),
+            },
+            ended,
+        )
+    }
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended.store(true, std::sync::atomic::Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

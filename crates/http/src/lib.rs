@@ -16,6 +16,7 @@ mod login_failures;
 mod manifests;
 mod metrics;
 pub mod path;
+mod plain;
 pub mod query;
 pub mod ranges;
 mod tls_listener;
@@ -107,15 +108,11 @@ impl Registry {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(tls_listener::PlainListener(listener), self.service())
-            .with_graceful_shutdown(shutdown)
-            .await
-    }
-
-    /// The router, told each connection's peer address (failed logins are counted by
-    /// address).
-    fn service(self) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, Peer> {
-        self.router().into_make_service_with_connect_info::<Peer>()
+        let handler: plain::Handler = Arc::new(move |req| {
+            let reg = self.clone();
+            Box::pin(dispatch(State(reg), req))
+        });
+        plain::serve(listener, handler, plain::Limits::default(), shutdown).await
     }
 
     /// Serves the API over HTTPS on `listener`, each new connection with the certificates
@@ -127,7 +124,11 @@ impl Registry {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let listener = tls_listener::TlsListener::new(listener, certificates)?;
-        axum::serve(listener, self.service())
+        let service = Router::new()
+            .fallback(dispatch_closing_unread)
+            .with_state(self)
+            .into_make_service_with_connect_info::<Peer>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
     }
@@ -153,16 +154,6 @@ pub(crate) fn location(name: &str, rest: &str, q: &Query) -> String {
 /// The address of a connection's client, over plain HTTP or HTTPS.
 #[derive(Clone, Copy, Debug)]
 struct Peer(SocketAddr);
-
-impl
-    axum::extract::connect_info::Connected<
-        axum::serve::IncomingStream<'_, tls_listener::PlainListener>,
-    > for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls_listener::PlainListener>) -> Peer {
-        Peer(*stream.remote_addr())
-    }
-}
 
 impl
     axum::extract::connect_info::Connected<
@@ -240,6 +231,22 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
         "Docker-Distribution-API-Version",
         HeaderValue::from_static("registry/2.0"),
     );
+    response
+}
+
+/// [`dispatch`] for hyper (HTTPS): a request whose body the handler left unread is
+/// answered with `Connection: close`, since hyper would otherwise drop the connection
+/// without a word once the client sends the rest (a client that refused credentials,
+/// say, then retries on a connection that is gone).
+async fn dispatch_closing_unread(reg: State<Registry>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (body, ended) = body::Watched::new(body);
+    let mut response = dispatch(reg, Request::from_parts(parts, Body::new(body))).await;
+    if !ended.load(std::sync::atomic::Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

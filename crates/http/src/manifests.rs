@@ -11,6 +11,9 @@ use site_core::{Digest, ErrorCode};
 use site_store::ManifestRef;
 
 /// Reads a reference: a digest if it has the digest's `:`, else a tag.
+/// Tags one push by digest may set (the spec asks for at least 10).
+const MAX_TAGS: usize = 100;
+
 fn reference(r: &str) -> Result<ManifestRef, ApiError> {
     if r.contains(':') {
         Ok(ManifestRef::Digest(Digest::parse(r)?))
@@ -76,6 +79,24 @@ pub(crate) async fn put(
     let user = reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     let reference = reference(r)?;
+    // A push by digest may name tags as well (`?tag=a&tag=b`, spec "Pushing
+    // Manifests"): each is checked before anything is stored, set once the manifest is,
+    // and listed in `OCI-Tag`. A push by tag ignores them.
+    let mut tags: Vec<&str> = Vec::new();
+    if matches!(reference, ManifestRef::Digest(_)) {
+        for t in ctx.query.all("tag") {
+            validate_tag(t)?;
+            if !tags.contains(&t.as_str()) {
+                tags.push(t);
+            }
+        }
+        if tags.len() > MAX_TAGS {
+            return Err(ApiError::new(
+                ErrorCode::ManifestInvalid,
+                format!("at most {MAX_TAGS} tags per push, not {}", tags.len()),
+            ));
+        }
+    }
     let limit = reg.push.max_manifest_bytes();
     let content_type = ctx
         .headers
@@ -89,6 +110,10 @@ pub(crate) async fn put(
         .put_manifest(&repo, &reference, content_type.as_deref(), &body)
         .await?;
     tracing::info!(%repo, %digest, reference = r, media_type = %manifest.media_type, %user, "manifest stored");
+    for t in &tags {
+        reg.push.tag(&repo, t, &digest).await?;
+        tracing::info!(%repo, %digest, tag = t, %user, "tag set");
+    }
     let location = location(name, &format!("manifests/{digest}"), &ctx.query);
     let mut builder = Response::builder()
         .status(StatusCode::CREATED)
@@ -97,6 +122,10 @@ pub(crate) async fn put(
         .header(header::CONTENT_LENGTH, 0);
     if let Some(subject) = &manifest.subject {
         builder = builder.header("OCI-Subject", subject.digest.as_str());
+    }
+    if !tags.is_empty() {
+        // Tags hold no comma: one header lists them all.
+        builder = builder.header("OCI-Tag", tags.join(", "));
     }
     Ok(builder.body(Body::empty()).expect("valid response"))
 }

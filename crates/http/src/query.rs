@@ -2,23 +2,28 @@
 
 use std::collections::HashMap;
 
-/// Query parameters of a request (first value of each).
-pub struct Query(HashMap<String, String>);
+/// Query parameters of a request, each with its values in order.
+pub struct Query(HashMap<String, Vec<String>>);
 
 impl Query {
     /// The parameters of a query string (`None`: no query).
     pub fn parse(q: Option<&str>) -> Query {
-        let mut map = HashMap::new();
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
         for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            map.entry(decode(k)).or_insert_with(|| decode(v));
+            map.entry(decode(k)).or_default().push(decode(v));
         }
         Query(map)
     }
 
     /// The first value of `k`.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str)
+        self.0.get(k).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    /// Every value of `k`, in order.
+    pub fn all(&self, k: &str) -> &[String] {
+        self.0.get(k).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -57,5 +62,7 @@ mod tests {
         assert_eq!(Query::parse(None).get("n"), None);
         // Bytes that decode to invalid UTF-8 are replaced, not a panic.
         assert_eq!(Query::parse(Some("x=%ff")).get("x"), Some("\u{fffd}"));
+        assert_eq!(q.all("n"), ["10", "20"]);
+        assert!(q.all("tag").is_empty());
     }
 }

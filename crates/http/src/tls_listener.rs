@@ -1,4 +1,4 @@
-//! The registry's listeners. Over HTTPS: TCP connections accepted on a task of their own, each
+//! The registry's HTTPS listener: TCP connections accepted on a task of their own, each
 //! handshake on its own task (a slow client holds up no other), and the connections that
 //! complete one handed to the HTTP server. A client speaking plain HTTP to the port gets
 //! a 400 that says so, and a log line.
@@ -56,25 +56,6 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
-    }
-}
-
-/// The plain HTTP listener: TCP connections without Nagle's delay (manifests are small:
-/// never let it hold a response back).
-pub struct PlainListener(pub TcpListener);
-
-impl axum::serve::Listener for PlainListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, peer) = axum::serve::Listener::accept(&mut self.0).await;
-        let _ = tcp.set_nodelay(true);
-        (tcp, peer)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
     }
 }
 

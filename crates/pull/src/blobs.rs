@@ -96,7 +96,8 @@ impl Puller {
     pub async fn blob(&self, repo: &Repository, d: &Digest) -> Result<BlobFill, PullError> {
         let policy = self.policy_for(repo);
         if policy == crate::Policy::Never {
-            tracing::info!(%repo, blob = %d, "blob not on the site; the pull policy Never forbids fetching it");
+            let source = self.config().policy_source(repo.host());
+            tracing::info!(%repo, registry = %repo.host(), blob = %d, %policy, set_by = %source, "blob not on the site and not fetched: the pull policy of registry {} is Never ({source})", repo.host());
             return Err(PullError::NotPresent(format!("{repo}@{d}")));
         }
         if let Some(size) = self.link_held(repo, d).await? {

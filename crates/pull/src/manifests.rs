@@ -51,7 +51,8 @@ impl Puller {
             (ManifestRef::Digest(_), None) => None,
         };
         if policy == Policy::Never {
-            tracing::info!(%repo, reference = %show(reference), "manifest not on the site; the pull policy Never forbids fetching it");
+            let source = self.config().policy_source(repo.host());
+            tracing::info!(%repo, registry = %repo.host(), reference = %show(reference), %policy, set_by = %source, "manifest not on the site and not fetched: the pull policy of registry {} is Never ({source})", repo.host());
             return Err(PullError::NotPresent(format!("{repo}:{}", show(reference))));
         }
         let digest = match reference {

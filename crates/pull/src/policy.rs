@@ -133,6 +133,14 @@ impl PullConfig {
             .unwrap_or(self.policy)
     }
 
+    /// Which setting gives `registry` its policy, as the configuration spells it.
+    pub fn policy_source(&self, registry: &str) -> String {
+        match self.rule(registry) {
+            Some(r) if r.policy.is_some() => format!("[[pull.registry]] host = \"{}\"", r.host),
+            _ => "[pull] policy".to_owned(),
+        }
+    }
+
     /// The host contacted for `registry`'s content: its endpoint's, or its own.
     pub fn contact_for(&self, registry: &str) -> String {
         match self.rule(registry).and_then(|r| r.endpoint.as_ref()) {

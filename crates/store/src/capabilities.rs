@@ -82,9 +82,9 @@ impl BlobReads {
     pub fn size(&self, repo: &Repository, d: &Digest) -> Result<u64> {
         self.0.blob_size(repo, d)
     }
-    /// See [`Store::read_blob`].
-    pub async fn read(&self, d: &Digest, start: u64, len: u64) -> Result<ByteStream> {
-        self.0.read_blob(d, start, len).await
+    /// See [`Store::open_blob`].
+    pub async fn read(&self, d: &Digest, start: u64, len: u64) -> Result<crate::BlobBytes> {
+        self.0.open_blob(d, start, len).await
     }
 }
 
@@ -183,6 +183,17 @@ impl Push {
         self.0
             .put_manifest(repo, reference, content_type, body)
             .await
+    }
+    /// Points `tag` of `repo` at manifest `d`, which the repository holds.
+    pub async fn tag(&self, repo: &Repository, tag: &str, d: &Digest) -> Result<()> {
+        self.0
+            .execute(Command::Tag {
+                repo: repo.clone(),
+                tag: tag.to_owned(),
+                digest: d.clone(),
+            })
+            .await?;
+        Ok(())
     }
     /// See [`Store::delete_manifest`].
     pub async fn delete_manifest(&self, repo: &Repository, d: &Digest) -> Result<()> {

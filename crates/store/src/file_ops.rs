@@ -49,15 +49,20 @@ impl Store {
             FileOp::Install { src, digest } => {
                 let recorded = self.read(|s| s.blob(&digest).is_some());
                 let keep = recorded && self.has_blob_file(&digest);
+                let d = digest.clone();
                 crate::files::blocking(move || {
                     if keep {
                         std::fs::remove_file(&src)
                     } else {
-                        files.install(&src, &digest)
+                        files.install(&src, &d)
                     }
                 })
                 .await
                 .map_err(|e| self.blob_write_failed(e))?;
+                if !keep {
+                    // Verified before it was renamed into place.
+                    self.inner.read_checks.passed(&digest);
+                }
                 Ok(!keep)
             }
             FileOp::Stray(digest) => {
@@ -73,6 +78,7 @@ impl Store {
                 if self.read(|s| s.blob(&digest).is_none()) {
                     return Ok(false);
                 }
+                self.inner.read_checks.forget(&digest);
                 crate::files::blocking(move || files.remove(&digest)).await?;
                 Ok(true)
             }

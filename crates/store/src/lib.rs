@@ -53,11 +53,13 @@ pub use manifests::{ManifestRef, StoredManifest};
 pub use membership::NodeView;
 pub use metrics::NodeMetrics;
 pub use raft_driver::{Ordered, RaftSettings, RaftStatus};
+pub use reads::{BlobBytes, FileRegion};
 pub use replication::ByteStream;
 pub use site_replica::Ask;
 pub use site_state::MemberChange;
 pub use transport::{Alone, NodeReport, Transport};
 pub use uploads::ByteSource;
+pub use verify::VerifyReads;
 
 use files::BlobFiles;
 use site_core::{Digest, Repository};
@@ -83,6 +85,8 @@ pub struct StoreConfig {
     /// Every blob file is checked against its digest once per this interval (`scrub.rs`);
     /// zero turns it off.
     pub scrub_interval: Duration,
+    /// Which reads of blob files are checked against their digest.
+    pub verify_reads: VerifyReads,
 }
 
 /// The node-local store. Cheap to clone; clones share everything.
@@ -128,6 +132,8 @@ struct Inner {
     failure: watch::Sender<Option<String>>,
     /// Counts for `/metrics` (`metrics.rs`).
     counters: metrics::NodeCounters,
+    /// Which reads of blob files are hashed (`verify.rs`).
+    read_checks: verify::ReadChecks,
 }
 
 /// The driver's ends of a store's channels.
@@ -263,6 +269,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
+                read_checks: verify::ReadChecks::new(config.verify_reads),
                 config,
                 db,
                 uploads_tree,
@@ -349,8 +356,11 @@ impl Store {
     }
 
     /// Opens this node's file of blob `d` (`BlobUnknown` if there is none).
-    async fn open_blob_file(&self, d: &Digest) -> Result<tokio::fs::File> {
-        match tokio::fs::File::open(self.inner.files.path(d)).await {
+    ///
+    /// Opened on the caller's thread: an open of a blob file is a lookup in a directory
+    /// the node keeps using, cheaper than a hand-off to the blocking pool.
+    async fn open_blob_file(&self, d: &Digest) -> Result<std::fs::File> {
+        match std::fs::File::open(self.inner.files.path(d)) {
             Ok(f) => Ok(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(StoreError::BlobUnknown(d.clone()))

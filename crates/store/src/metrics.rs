@@ -185,6 +185,12 @@ impl Source for NodeMetrics {
             c.scrub_checked.get() as f64,
         );
         out.single(
+            "site_blob_read_bytes_hashed_total",
+            "Bytes of blob files hashed to check reads for clients ([node] verify_reads).",
+            Kind::Counter,
+            store.inner.read_checks.hashed.get() as f64,
+        );
+        out.single(
             "site_scrub_corrupt_copies_total",
             "Blob copies the scrub found not matching their digest (removed and fetched again).",
             Kind::Counter,

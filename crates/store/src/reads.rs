@@ -1,39 +1,127 @@
-//! Reads of blob bytes for clients: from this node's file (a whole blob checked as it
-//! streams, `verify.rs`), or, while this node lacks a committed blob, from a peer that
-//! has it (the blob is then noted missing and fetched in the background,
-//! `replication.rs`).
+//! Reads of blob bytes for clients: from this node's file (as a [`FileRegion`] the
+//! HTTP server sends without copying, or checked as it streams when `verify.rs` says
+//! so), or, while this node lacks a committed blob, from a peer that has it (the blob is
+//! then noted missing and fetched in the background, `replication.rs`).
 
 use crate::replication::open_fetch;
 use crate::transport::BlobStream;
 use crate::{ByteStream, Result, Store, StoreError};
 use futures_util::StreamExt;
 use site_core::Digest;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use tokio::io::AsyncSeekExt;
 
 /// Read size when serving a blob from disk: large enough that one read fills many TCP
 /// segments.
 const CHUNK: usize = 256 * 1024;
 
+/// Bytes `offset..offset + len` of a blob file this node holds, known good: what an
+/// HTTP server may send straight from the page cache (`sendfile`).
+#[derive(Clone, Debug)]
+pub struct FileRegion {
+    /// The open blob file (it stays readable if the blob is removed meanwhile).
+    pub file: Arc<std::fs::File>,
+    /// First byte.
+    pub offset: u64,
+    /// Number of bytes.
+    pub len: u64,
+}
+
+impl FileRegion {
+    /// The region's bytes as a stream read through this process (for HTTPS, which must
+    /// encrypt them).
+    pub fn stream(self) -> ByteStream {
+        let state = (self.file, self.offset, self.len);
+        futures_util::stream::try_unfold(state, |(file, offset, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let want = (left as usize).min(CHUNK);
+            let f = file.clone();
+            let chunk = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; want];
+                let n = f.read_at(&mut buf, offset)?;
+                buf.truncate(n);
+                Ok::<_, std::io::Error>(buf)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            if chunk.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "blob file shorter than its recorded size",
+                ));
+            }
+            let n = chunk.len() as u64;
+            Ok(Some((
+                bytes::Bytes::from(chunk),
+                (file, offset + n, left - n),
+            )))
+        })
+        .boxed()
+    }
+}
+
+/// A blob's bytes for a client.
+pub enum BlobBytes {
+    /// From this node's copy, known good.
+    File(FileRegion),
+    /// Streamed: checked as it goes, or from a peer.
+    Stream(ByteStream),
+}
+
+impl BlobBytes {
+    /// The bytes as a stream, whichever way they come.
+    pub fn into_stream(self) -> ByteStream {
+        match self {
+            BlobBytes::File(region) => region.stream(),
+            BlobBytes::Stream(stream) => stream,
+        }
+    }
+}
+
 impl Store {
-    /// Bytes `start..start + len` of committed blob `d`: from this node's file, or, while
-    /// this node lacks it, streamed from a peer that has it. A whole blob read from this
-    /// node's file ends in an error rather than its last bytes if they do not match the
-    /// digest (`verify.rs`).
+    /// Bytes `start..start + len` of committed blob `d` as a stream (see
+    /// [`Store::open_blob`]).
     pub async fn read_blob(&self, d: &Digest, start: u64, len: u64) -> Result<ByteStream> {
-        match self.local_blob(d, start).await {
+        Ok(self.open_blob(d, start, len).await?.into_stream())
+    }
+
+    /// Bytes `start..start + len` of committed blob `d`: from this node's file, or, while
+    /// this node lacks it, streamed from a peer that has it. A whole read of a copy that
+    /// `verify_reads` says to check streams through a hash and ends in an error rather
+    /// than its last bytes if they do not match the digest (`verify.rs`); a ranged read
+    /// of an unchecked copy starts a check of the whole file in the background.
+    pub async fn open_blob(&self, d: &Digest, start: u64, len: u64) -> Result<crate::BlobBytes> {
+        match self.open_blob_file(d).await {
             Ok(file) => {
-                use tokio::io::AsyncReadExt;
-                let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
                 let size = self.read(|s| s.blob(d).map(|b| b.size));
-                if start == 0 && size == Some(len) && len > 0 {
-                    return Ok(crate::verify::verified(
+                let whole = start == 0 && size == Some(len) && len > 0;
+                let checks = &self.inner.read_checks;
+                if whole && checks.needed(d) {
+                    use tokio::io::AsyncReadExt;
+                    let stream = tokio_util::io::ReaderStream::with_capacity(
+                        tokio::fs::File::from_std(file).take(len),
+                        CHUNK,
+                    );
+                    return Ok(BlobBytes::Stream(crate::verify::verified(
                         self.clone(),
                         d.clone(),
                         len,
                         stream.boxed(),
-                    ));
+                    )));
                 }
-                return Ok(stream.boxed());
+                if let (false, Some(size)) = (whole, size) {
+                    if checks.needed(d) {
+                        self.check_in_background(d, size);
+                    }
+                }
+                return Ok(BlobBytes::File(FileRegion {
+                    file: Arc::new(file),
+                    offset: start,
+                    len,
+                }));
             }
             Err(StoreError::BlobUnknown(_)) => {}
             Err(e) => return Err(e),
@@ -48,7 +136,7 @@ impl Store {
             match open_fetch(transport.as_ref(), peer, d, start).await {
                 Ok(stream) => {
                     tracing::info!(blob = %d, peer, "blob not here yet: serving it from a peer");
-                    return Ok(limit(stream, len));
+                    return Ok(BlobBytes::Stream(limit(stream, len)));
                 }
                 Err(e) => errors.push(format!("node {peer}: {e}")),
             }
@@ -59,10 +147,24 @@ impl Store {
         )))
     }
 
+    /// Checks this node's copy of `d` (`size` bytes) on its own, once at a time.
+    fn check_in_background(&self, d: &Digest, size: u64) {
+        if !self.inner.read_checks.start_check(d) {
+            return;
+        }
+        let (store, d) = (self.clone(), d.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.scrub_blob(&d, size).await {
+                tracing::warn!(blob = %d, error = %e, "cannot check a blob file");
+            }
+            store.inner.read_checks.end_check(&d);
+        });
+    }
+
     /// This node's file of blob `d`, positioned at `offset`, whether or not the state
     /// records it yet.
     pub(crate) async fn local_blob(&self, d: &Digest, offset: u64) -> Result<tokio::fs::File> {
-        let mut file = self.open_blob_file(d).await?;
+        let mut file = tokio::fs::File::from_std(self.open_blob_file(d).await?);
         if offset > 0 {
             file.seek(std::io::SeekFrom::Start(offset)).await?;
         }

@@ -75,6 +75,7 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         if actual == *d {
+            self.inner.read_checks.passed(d);
             return Ok(Some(true));
         }
         // In its turn among installs and applies: removed only if the blob is still

@@ -56,6 +56,7 @@ pub(crate) async fn open_with(dir: &std::path::Path, raft: crate::RaftSettings) 
             max_manifest_bytes: 1 << 20,
             upload_ttl: Duration::from_secs(3600),
             scrub_interval: Duration::ZERO,
+            verify_reads: Default::default(),
         },
         raft,
         std::sync::Arc::new(crate::Alone),

@@ -1,13 +1,86 @@
-//! A whole blob read from this node's disk is released only if its bytes match its
-//! digest: the last chunk is held back until the hash of everything before it is known.
-//! A copy that does not match (bit rot the scrub has not found yet) ends the stream with
-//! an error instead of its last bytes, so a client never gets a whole wrong blob; the
-//! copy is then checked again, removed and fetched from a peer (`scrub.rs`).
+//! Which reads of a blob file are checked against its digest (`[node] verify_reads`).
+//!
+//! A copy is checked when it is written (`blob_writer.rs`, before its rename), by the
+//! scrub (`scrub.rs`), and, by default, on its first whole read after the node starts:
+//! that read streams through a hash and its last chunk is held back until the bytes
+//! match, so a client never gets a whole wrong blob. A copy that does not match ends the
+//! read with an error instead of its last bytes, and is then checked again, removed and
+//! fetched from a peer (`scrub.rs`). A copy known good is served without a hash (from
+//! the page cache straight to the socket, `FileRegion`): runtimes check every blob's
+//! digest themselves, so a second hash here costs a core for a check the client repeats.
 
 use crate::{ByteStream, Store};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use site_core::metrics::Counter;
 use site_core::{Digest, DigestHasher};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// `[node] verify_reads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyReads {
+    /// The first whole read of each copy after the node starts (and ranged reads of a
+    /// copy not checked yet start a check in the background).
+    #[default]
+    First,
+    /// Every whole read.
+    Always,
+    /// None: copies are checked when written and by the scrub only.
+    Never,
+}
+
+/// The copies checked since the node started, and the bytes reads hashed.
+#[derive(Default)]
+pub(crate) struct ReadChecks {
+    policy: VerifyReads,
+    checked: Mutex<HashSet<Digest>>,
+    /// Copies being checked in the background.
+    checking: Mutex<HashSet<Digest>>,
+    /// Bytes hashed to check reads for clients.
+    pub hashed: Counter,
+}
+
+impl ReadChecks {
+    pub fn new(policy: VerifyReads) -> ReadChecks {
+        ReadChecks {
+            policy,
+            ..ReadChecks::default()
+        }
+    }
+
+    /// Whether a read of this node's copy of `d` must be hashed.
+    pub fn needed(&self, d: &Digest) -> bool {
+        match self.policy {
+            VerifyReads::Always => true,
+            VerifyReads::Never => false,
+            VerifyReads::First => !self.checked.lock().expect("read checks").contains(d),
+        }
+    }
+
+    /// This node's copy of `d` was found whole (written, scrubbed or read).
+    pub fn passed(&self, d: &Digest) {
+        if self.policy == VerifyReads::First {
+            self.checked.lock().expect("read checks").insert(d.clone());
+        }
+    }
+
+    /// Whether a background check of `d` may start (none is under way).
+    pub fn start_check(&self, d: &Digest) -> bool {
+        self.checking.lock().expect("read checks").insert(d.clone())
+    }
+
+    /// The background check of `d` ended.
+    pub fn end_check(&self, d: &Digest) {
+        self.checking.lock().expect("read checks").remove(d);
+    }
+
+    /// This node's copy of `d` is gone or bad: the next one is checked again.
+    pub fn forget(&self, d: &Digest) {
+        self.checked.lock().expect("read checks").remove(d);
+    }
+}
 
 struct Reading {
     inner: ByteStream,
@@ -36,6 +109,7 @@ pub(crate) fn verified(store: Store, digest: Digest, size: u64, inner: ByteStrea
                 Some(Ok(chunk)) if chunk.is_empty() => {}
                 Some(Ok(chunk)) => {
                     hasher.update(&chunk);
+                    r.store.inner.read_checks.hashed.add(chunk.len() as u64);
                     if let Some(before) = r.held.replace(chunk) {
                         return Some((Ok(before), r));
                     }
@@ -47,6 +121,7 @@ pub(crate) fn verified(store: Store, digest: Digest, size: u64, inner: ByteStrea
                 None => {
                     let actual = r.hasher.take().expect("reading").finish();
                     if actual == r.digest {
+                        r.store.inner.read_checks.passed(&r.digest);
                         return r.held.take().map(|last| (Ok(last), r));
                     }
                     tracing::error!(blob = %r.digest, %actual, "a blob file read for a client does not match its digest: the read is cut short");

@@ -50,6 +50,17 @@ pub struct SiteArg {
         requires_all = ["tls_cert", "tls_ca"]
     )]
     pub tls_key: Option<PathBuf>,
+    /// How long to wait while every node answers that it knows no leader of its site
+    /// (right after a site's nodes start, before their first election) before the site
+    /// is reported unreachable.
+    #[arg(
+        long,
+        env = "TOWERCTL_LEADER_WAIT",
+        value_name = "DURATION",
+        default_value = "15s",
+        value_parser = humantime::parse_duration
+    )]
+    pub leader_wait: std::time::Duration,
 }
 
 impl SiteArg {
@@ -60,6 +71,7 @@ impl SiteArg {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            leader_wait: std::time::Duration::from_secs(15),
         }
     }
 }

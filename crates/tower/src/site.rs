@@ -4,7 +4,7 @@ use crate::cli::SiteArg;
 use crate::exit::{chain, chain_from, one_line, Error};
 use site_proto::pb::site_client::SiteClient;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
@@ -83,13 +83,17 @@ pub async fn connect_any(arg: &SiteArg) -> Result<Client, Error> {
 
 /// Rounds of the node list [`with_failover`] makes before it gives up.
 const FAILOVER_ROUNDS: u32 = 5;
+/// Longest pause between two rounds while every node knows no leader.
+const LEADER_PAUSE_MAX: Duration = Duration::from_secs(2);
 
 /// Runs `work` against a node of the site; when the node becomes unreachable (its calls
 /// already retried) or refuses because it is cut off from its site, runs it again against
-/// the next node `arg` names. After a round in which no node could take it (a site
-/// electing its leader, a link down), it pauses (0.5 s, doubling) and goes round again,
-/// [`FAILOVER_ROUNDS`] rounds at most. `work` must be safe to repeat: a delivery is (the
-/// site reports what it holds).
+/// the next node `arg` names. After a round in which no node could take it (a link
+/// down), it pauses (0.5 s, doubling) and goes round again, [`FAILOVER_ROUNDS`] rounds
+/// at most. A round in which every node answered that it knows no leader (a site
+/// electing one, right after its nodes start) is waited out for up to
+/// `--leader-wait`. `work` must be safe to repeat: a delivery is (the site reports what
+/// it holds).
 pub async fn with_failover<T, F, Fut>(arg: &SiteArg, work: F) -> Result<T, Error>
 where
     F: FnMut(Client) -> Fut,
@@ -102,15 +106,28 @@ where
         1
     };
     let note = |line: &str| eprintln!("towerctl: {line}");
-    with_failover_among(&arg.site, tls.as_ref(), rounds, &note, work).await
+    let failover = Failover {
+        rounds,
+        leader_wait: arg.leader_wait,
+    };
+    with_failover_among(&arg.site, tls.as_ref(), failover, &note, work).await
 }
 
-/// [`with_failover`] over `nodes`, reached with `tls`, for `rounds` rounds; `note` is
-/// told of each node given up.
+/// How long [`with_failover_among`] keeps trying.
+#[derive(Debug, Clone, Copy)]
+pub struct Failover {
+    /// Rounds of the node list after failures other than a missing leader.
+    pub rounds: u32,
+    /// How long rounds in which every node knows no leader are waited out.
+    pub leader_wait: Duration,
+}
+
+/// [`with_failover`] over `nodes`, reached with `tls`, as long as `failover` says; `note`
+/// is told of each node given up and of each wait.
 pub async fn with_failover_among<T, F, Fut>(
     nodes: &[String],
     tls: Option<&ClientTlsConfig>,
-    rounds: u32,
+    failover: Failover,
     note: &(dyn Fn(&str) + Sync),
     mut work: F,
 ) -> Result<T, Error>
@@ -119,37 +136,73 @@ where
     Fut: Future<Output = Result<T, Error>>,
 {
     let mut pause = Duration::from_millis(500);
+    let mut leader_pause = Duration::from_millis(100);
+    let mut leaderless_since: Option<Instant> = None;
     let mut last = None;
-    for round in 1..=rounds {
+    let mut round = 1;
+    loop {
+        let started = Instant::now();
+        let mut leaderless = true;
         for (i, node) in nodes.iter().enumerate() {
             let outcome = match connect(node, tls).await {
                 Ok(client) => work(client).await,
                 Err(e) => Err(e),
             };
             match outcome {
-                Err(e @ Error::SiteUnreachable(_)) if nodes.len() > 1 => {
-                    let next = if i + 1 < nodes.len() {
-                        "going on with another node".to_owned()
-                    } else if round < rounds {
-                        format!(
-                            "no node could take it: trying again in {} ms",
-                            pause.as_millis()
-                        )
-                    } else {
-                        "no node could take it: giving up".to_owned()
-                    };
-                    note(&format!("{e}; {next}"));
+                Err(e @ Error::SiteUnreachable(_)) if nodes.len() > 1 || knows_no_leader(&e) => {
+                    leaderless &= knows_no_leader(&e);
+                    if i + 1 < nodes.len() {
+                        note(&format!("{e}; going on with another node"));
+                    }
                     last = Some(e);
                 }
                 other => return other,
             }
         }
-        if round < rounds {
-            tokio::time::sleep(pause).await;
-            pause *= 2;
+        let e = last.as_ref().expect("a failure per node");
+        if leaderless {
+            let since = *leaderless_since.get_or_insert(started);
+            let left = failover.leader_wait.saturating_sub(since.elapsed());
+            if !left.is_zero() {
+                let wait = leader_pause.min(left);
+                note(&format!(
+                    "{e}; no node knows a leader of the site (an election?): asking again in {} ms (waiting up to {} in all)",
+                    wait.as_millis(),
+                    humantime::format_duration(failover.leader_wait)
+                ));
+                tokio::time::sleep(wait).await;
+                leader_pause = (leader_pause * 2).min(LEADER_PAUSE_MAX);
+                continue;
+            }
+            note(&format!(
+                "{e}; no node knew a leader of the site for {}: giving up",
+                humantime::format_duration(failover.leader_wait)
+            ));
+            break;
         }
+        leaderless_since = None;
+        if round >= failover.rounds {
+            if nodes.len() > 1 {
+                note(&format!("{e}; no node could take it: giving up"));
+            }
+            break;
+        }
+        note(&format!(
+            "{e}; no node could take it: trying again in {} ms",
+            pause.as_millis()
+        ));
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+        round += 1;
     }
     Err(last.unwrap_or_else(|| Error::Usage("no site node given".into())))
+}
+
+/// Whether a node answered that it knows no leader of its site (`NO_QUORUM`): every
+/// node says so for the moment before a site's first election. A node that knows the
+/// leader but cannot reach it says otherwise.
+pub fn knows_no_leader(e: &Error) -> bool {
+    matches!(e, Error::SiteUnreachable(m) if m.starts_with("NO_QUORUM"))
 }
 
 /// Whether the node refused because it is cut off from its site (`NO_QUORUM`: it knows

@@ -33,6 +33,10 @@ pub struct Config {
     /// Longest wait between two attempts at a site.
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub retry_max: Duration,
+    /// How long an attempt at a site waits while every node answers that it knows no
+    /// leader (a site electing one) before the attempt counts as failed.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_wait: Duration,
     /// Cache size beyond which blobs of finished rollouts are removed.
     #[arg(long, value_name = "BYTES", default_value_t = 20 << 30)]
     pub cache_max_bytes: u64,
@@ -47,6 +51,7 @@ impl Config {
                 max_ms: self.retry_max.as_millis().max(1) as u64,
             },
             cache_max_bytes: self.cache_max_bytes,
+            leader_wait: self.leader_wait,
         }
     }
 }

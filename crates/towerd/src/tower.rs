@@ -19,6 +19,8 @@ pub struct Settings {
     pub backoff: Backoff,
     /// The cache's size beyond which blobs of finished rollouts go.
     pub cache_max_bytes: u64,
+    /// How long an attempt waits while no node of the site knows a leader.
+    pub leader_wait: std::time::Duration,
 }
 
 /// Shared by the API, the runner and the workers.

@@ -86,7 +86,11 @@ async fn attempt(tower: &Arc<Tower>, rollout_id: &str, site_id: &str) -> Result<
         site_id,
         plan: &plan,
     };
-    site::with_failover_among(&site.nodes, tls.as_ref(), 1, &note, |client| {
+    let failover = site::Failover {
+        rounds: 1,
+        leader_wait: tower.settings.leader_wait,
+    };
+    site::with_failover_among(&site.nodes, tls.as_ref(), failover, &note, |client| {
         work.deliver(client)
     })
     .await
