@@ -404,11 +404,119 @@ fn mirror_names_and_deletes() {
     assert_eq!(kit::get_status(node.addr, &blob), 404);
 }
 
+/// Reads one response with a `Content-Length` from a connection that stays open; its
+/// head (lower-cased) and body.
+fn read_one(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("a whole response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .expect("a content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).expect("the whole body");
+    (head, body)
+}
+
+/// SIGTERM while a large blob's response is being written (its reader slow) and another
+/// connection is idle: the node stops accepting, closes the idle connection, writes the
+/// response to its end, then exits 0; what it held is there after a restart.
 #[test]
 fn sigterm_stops_gracefully_and_data_survives() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
     let mut node = Node::start(NodeOptions::push());
     let image = oci::image(27, &[10_000, 20_000], "amd64");
     push_image(node.addr, "keep/app", "v1", &image);
+    // More than the loopback sockets' buffers hold (a reader that stopped leaves a few
+    // MiB in flight; the usual ceilings are 6 to 32 MiB received, 4 MiB sent): much of
+    // its response is still to be written when the signal comes.
+    let big = bytes(28, 64 << 20);
+    let (big_len, big_digest) = (big.len(), digest(&big));
+    assert_eq!(push_blob(node.addr, "keep/app", &big).status, 201);
+    drop(big);
+
+    // A kept-alive connection, idle after one answer.
+    let mut idle = TcpStream::connect(node.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        idle,
+        "GET /v2/keep/app/manifests/v1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    let (head, body) = read_one(&mut idle);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(digest(&body), image.digest);
+
+    // A pull of the big blob whose reader has taken its first MiB, then stops reading.
+    let mut pull = TcpStream::connect(node.addr).unwrap();
+    pull.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        pull,
+        "GET /v2/keep/app/blobs/{big_digest} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    while raw.len() < 1 << 20 {
+        let n = pull.read(&mut buf).unwrap();
+        assert!(n > 0, "the response ended after {} bytes", raw.len());
+        raw.extend_from_slice(&buf[..n]);
+    }
+
+    // SIGTERM, with the pull in flight.
+    let pid = node.pid().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    node.wait_log_line(&["shutting down", "SIGTERM"]);
+    // It stops accepting...
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match TcpStream::connect(node.addr) {
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+                break;
+            }
+            Ok(_) => assert!(
+                Instant::now() < deadline,
+                "new connections still accepted 20 s after SIGTERM"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...closes the idle connection...
+    assert_eq!(
+        idle.read(&mut [0u8; 1])
+            .expect("the idle connection closed"),
+        0
+    );
+    // ...and has not stopped while the pull is unfinished...
+    assert!(!node.log().contains("registry stopped"));
+    // ...which gets the whole blob.
+    pull.read_to_end(&mut raw).unwrap();
+    let r = kit::http::parse(&raw, false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), big_len, "the pull was cut short");
+    assert_eq!(digest(&r.body), big_digest);
+    drop(pull);
+
+    // Then it exits 0 (the kit sends SIGTERM again, which the stopping node ignores).
     let status = node.terminate();
     assert!(status.success(), "exit status {status}");
     assert!(node.log().contains("registry stopped"));
@@ -425,4 +533,8 @@ fn sigterm_stops_gracefully_and_data_survives() {
         );
         assert_eq!(digest(&r.body), b.digest);
     }
+    assert_eq!(
+        kit::get_status(node.addr, &format!("/v2/keep/app/blobs/{big_digest}")),
+        200
+    );
 }

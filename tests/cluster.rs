@@ -687,6 +687,15 @@ fn a_fourth_node_joins_at_run_time_fetches_every_live_blob_and_leaves_again() {
 
 #[test]
 fn pulls_from_the_other_nodes_never_fail_while_the_leader_is_killed() {
+    use kit::proxy::CountingProxy;
+    use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::SeqCst};
+    use std::sync::Arc;
+    // Where the site stands, as the pullers see it when a pull starts and ends.
+    const BEFORE: u8 = 0;
+    const KILLING: u8 = 1;
+    const KILLED: u8 = 2;
+    const ELECTED: u8 = 3;
+    const STOP: u8 = 4;
     let mut nodes = kit::node::cluster(3, &NodeOptions::default());
     let l = leader(&nodes.iter().collect::<Vec<_>>());
     let img = oci::image(97, &[1 << 20, 64 << 10], "amd64");
@@ -696,14 +705,28 @@ fn pulls_from_the_other_nodes_never_fail_while_the_leader_is_killed() {
         assert_eq!(served(n, "/v2/team/p/manifests/v1"), img.digest);
     }
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let pullers: Vec<_> = others(&nodes, l)
+    // Each of the other nodes is pulled from through a link of 1 MiB/s: a pull of the
+    // image takes about a second, so that the kill lands in the middle of one.
+    let links: Vec<CountingProxy> = others(&nodes, l)
         .into_iter()
-        .map(|n| {
-            let (addr, stop, img) = (n.addr, stop.clone(), img.clone());
-            std::thread::spawn(move || {
-                let (mut pulls, mut failures) = (0u32, Vec::new());
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        .map(|n| CountingProxy::start_throttled(n.addr, Some(1 << 20)))
+        .collect();
+    let phase = Arc::new(AtomicU8::new(BEFORE));
+    let pullers: Vec<_> = links
+        .iter()
+        .map(|link| {
+            let (addr, phase, img) = (link.addr, phase.clone(), img.clone());
+            // Pulls begun once the new leader was known, and finished.
+            let after = Arc::new(AtomicU32::new(0));
+            let counted = after.clone();
+            let puller = std::thread::spawn(move || {
+                let (mut pulls, mut across, mut failures) = (0u32, 0u32, Vec::new());
+                loop {
+                    let began = phase.load(SeqCst);
+                    if began == STOP {
+                        break;
+                    }
+                    let failed = failures.len();
                     let m = request(addr, "GET", "/v2/team/p/manifests/v1", &[], b"");
                     if (m.status, digest(&m.body)) != (200, img.digest.clone()) {
                         failures.push(format!("manifest: {}", m.status));
@@ -716,27 +739,58 @@ fn pulls_from_the_other_nodes_never_fail_while_the_leader_is_killed() {
                         }
                     }
                     pulls += 1;
+                    let ended = phase.load(SeqCst);
+                    // Begun before the kill began and ended after the leader was dead:
+                    // the kill came in the middle of this pull.
+                    if began == BEFORE && ended >= KILLED && failures.len() == failed {
+                        across += 1;
+                    }
+                    if began == ELECTED {
+                        counted.fetch_add(1, SeqCst);
+                    }
                 }
-                (pulls, failures)
-            })
+                (pulls, across, failures)
+            });
+            (after, puller)
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Bytes of the first pulls are crossing both links: now kill the leader.
+    for link in &links {
+        link.wait_received(256 << 10);
+    }
+    phase.store(KILLING, SeqCst);
     nodes[l].kill9();
+    phase.store(KILLED, SeqCst);
     let rest = others(&nodes, l);
-    // Pull through the whole election and a while after it.
+    // Pull through the whole election, and until each puller has pulled the whole image
+    // once more under the new leader.
     leader(&rest);
-    std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for p in pullers {
-        let (pulls, failures) = p.join().unwrap();
-        assert!(pulls > 0);
+    phase.store(ELECTED, SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // (A puller that panicked has finished: its panic is reported when it is joined.)
+    while pullers
+        .iter()
+        .any(|(after, p)| after.load(SeqCst) == 0 && !p.is_finished())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no whole pull under the new leader within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    phase.store(STOP, SeqCst);
+    for (_, p) in pullers {
+        let (pulls, across, failures) = p.join().unwrap();
         assert!(
             failures.is_empty(),
             "{} failed pulls: {failures:?}",
             failures.len()
         );
-        eprintln!("{pulls} pulls, none failed");
+        assert!(
+            across > 0,
+            "none of {pulls} pulls was in flight when the leader was killed"
+        );
+        eprintln!("{pulls} pulls, {across} across the kill, none failed");
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const REPO: &str = "crash/app";
 
@@ -28,7 +28,8 @@ fn assert_blob_files_whole(node: &Node) {
 }
 
 /// Sends a request head and the first `send` bytes of `body`, signals, then (if `rest`)
-/// keeps sending slowly, or else waits, until the connection breaks (the node is killed).
+/// keeps sending slowly (64 KiB per 10 ms: seconds for the rest of a large body), or else
+/// waits, until the connection breaks (the node is killed).
 fn stream_body(
     addr: std::net::SocketAddr,
     method: &'static str,
@@ -40,6 +41,9 @@ fn stream_body(
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
+        // Bounded: a node that neither reads nor closes fails the test rather than hangs.
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
         write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n", auth(), body.len()).unwrap();
         s.write_all(&body[..send]).unwrap();
         s.flush().unwrap();
@@ -52,7 +56,7 @@ fn stream_body(
             if s.write_all(chunk).is_err() {
                 return;
             }
-            thread::sleep(Duration::from_millis(5));
+            thread::sleep(Duration::from_millis(10));
         }
     })
 }
@@ -92,13 +96,57 @@ fn kill_during_large_uploads_serves_nothing_partial_and_uploads_again() {
         true,
         tx,
     );
-    rx.recv().unwrap();
-    rx.recv().unwrap();
-    // Let the node take in what was sent, then pull the plug mid-body.
-    thread::sleep(Duration::from_millis(300));
+    for _ in 0..2 {
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the first part of each body sent within 60 s");
+    }
+    // Pull the plug once the node has written the parts sent at once (the session files
+    // of the chunked upload and of the monolithic one), while the rest still trickles in.
+    let id = location
+        .split('?')
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let written = |node: &Node| {
+        let files = node.upload_files();
+        let size = |chunked: bool| {
+            files
+                .iter()
+                .filter(|(p, _)| p.ends_with(&format!("/{id}")) == chunked)
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0)
+        };
+        (size(true), size(false))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (c, m) = written(&node);
+        if c >= 20 << 20 && m >= 16 << 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 30 s the node had written {c} bytes of the chunked upload and {m} of the monolithic one"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
     node.kill9();
     t1.join().unwrap();
     t2.join().unwrap();
+    // Both bodies were cut in the middle: part of each is on disk, not all of it.
+    let (c, m) = written(&node);
+    assert!(
+        (20 << 20..chunked.len() as u64).contains(&c),
+        "the chunked upload was not cut mid-body: {c} bytes written"
+    );
+    assert!(
+        (16 << 20..mono.len() as u64).contains(&m),
+        "the monolithic upload was not cut mid-body: {m} bytes written"
+    );
 
     node.restart();
     for d in [&chunked_digest, &mono_digest] {
@@ -202,7 +250,8 @@ fn kill_during_manifest_writes_loses_nothing_acknowledged_and_serves_nothing_par
         false,
         tx,
     );
-    rx.recv().unwrap();
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("half the manifest sent within 60 s");
 
     // Two writers push manifests as fast as they can; the node is killed among them.
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -238,7 +287,13 @@ fn kill_during_manifest_writes_loses_nothing_acknowledged_and_serves_nothing_par
             })
         })
         .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "{} manifests acknowledged after 60 s",
+            acked.lock().unwrap().len()
+        );
         thread::sleep(Duration::from_millis(1));
     }
     node.kill9();

@@ -484,9 +484,10 @@ fn eviction_under_pressure_takes_the_least_recently_pulled_image() {
 fn upload_sessions_left_idle_expire() {
     let node = Node::start(NodeOptions {
         push: true,
-        upload_ttl: Some("1s".into()),
+        upload_ttl: Some("2s".into()),
         ..Default::default()
     });
+    let ttl = std::time::Duration::from_secs(2);
     let auth = oci::auth();
     let start = |node: &Node| {
         let r = request(
@@ -531,9 +532,30 @@ fn upload_sessions_left_idle_expire() {
         assert_eq!(e.code(), Code::Aborted);
     });
     assert_eq!(node.upload_files().len(), 2, "{:?}", node.upload_files());
-    // Past the TTL (counted in milliseconds from the last write).
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    // A session still in use is kept: this one is written to just before the sweep.
+    // Past the TTL, counted as the node counts it: from each session file's last write
+    // (a margin for the file clock's coarseness). Waited for, not slept.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let idle_for = |path: &str| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default()
+    };
+    while node
+        .upload_files()
+        .iter()
+        .any(|(p, _)| idle_for(p.as_str()) <= ttl + std::time::Duration::from_millis(100))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sessions' files were never idle past the TTL: {:?}",
+            node.upload_files()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A session still in use is kept: this one is written to just before the sweep (a
+    // whole TTL of margin for the sweep to come).
     let busy = start(&node);
     assert_eq!(patch(&busy).status, 202);
     rt().block_on(async {

@@ -378,14 +378,35 @@ fn idle_connections_from_one_address_do_not_keep_other_clients_out() {
         }
         idle
     });
-    // A client from elsewhere still gets its handshake and its answer at once.
+    // A client from elsewhere still gets its handshake and its answer...
     let started = Instant::now();
     let mut conn = Conn::open(node.addr, &client(&certs.ca, None)).unwrap();
     assert_eq!(conn.get("/healthz").unwrap().status, 200);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
+    let took = started.elapsed();
+    // ...while the idle connections the listener holds still wait for their first byte
+    // (3 s): it did not get in by waiting them out. Those over the listener's limits
+    // were closed at once, not kept waiting in a queue.
+    let idle: Vec<std::net::TcpStream> =
+        rt.block_on(async { idle.into_iter().map(|s| s.into_std().unwrap()).collect() });
+    let open = idle
+        .iter()
+        .filter(|s| {
+            use std::io::Read;
+            let mut s: &std::net::TcpStream = s;
+            s.set_nonblocking(true).unwrap();
+            matches!(s.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .count();
+    eprintln!(
+        "answered {took:?} after the client connected; {open} of {} idle connections still held",
+        idle.len()
     );
-    drop(idle);
+    assert!(
+        open > 0,
+        "every idle connection was let go before the client was answered ({took:?})"
+    );
+    assert!(
+        open < idle.len(),
+        "none of the idle connections was closed at once: they wait in a queue"
+    );
 }

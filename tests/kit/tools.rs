@@ -47,6 +47,8 @@ pub fn towerctl_bin() -> &'static std::path::Path {
                 "crates/tower",
                 "crates/upstream",
                 "crates/proto",
+                "crates/entry",
+                "crates/state",
                 "crates/core",
             ],
         )
@@ -66,6 +68,8 @@ pub fn towerd_bin() -> &'static std::path::Path {
                 "crates/tower",
                 "crates/upstream",
                 "crates/proto",
+                "crates/entry",
+                "crates/state",
                 "crates/core",
             ],
         )
@@ -106,7 +110,9 @@ fn workspace_bin(package: &str, bin: &str, crates: &[&str]) -> PathBuf {
         .unwrap_or_else(|| panic!("cargo names the {bin} it built"))
 }
 
-/// The newest modification time among the sources of `crates` and the workspace files.
+/// The newest modification time among the sources (`src`, `Cargo.toml`, `build.rs`) of
+/// `crates`, which name every crate of the workspace the binary builds on (`site-proto`
+/// builds on `site-entry`, which builds on `site-state`), and the workspace files.
 fn newest_source(crates: &[&str]) -> std::time::SystemTime {
     fn walk(path: &std::path::Path, newest: &mut std::time::SystemTime) {
         if let Ok(t) = std::fs::metadata(path).and_then(|m| m.modified()) {
@@ -119,10 +125,11 @@ fn newest_source(crates: &[&str]) -> std::time::SystemTime {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
     for crate_dir in crates {
-        walk(&root.join(crate_dir).join("src"), &mut newest);
-        walk(&root.join(crate_dir).join("Cargo.toml"), &mut newest);
+        for part in ["src", "Cargo.toml", "build.rs"] {
+            walk(&root.join(crate_dir).join(part), &mut newest);
+        }
     }
-    for path in ["crates/proto/build.rs", "proto", "Cargo.lock", "Cargo.toml"] {
+    for path in ["proto", "Cargo.lock", "Cargo.toml"] {
         walk(&root.join(path), &mut newest);
     }
     newest
