@@ -286,3 +286,41 @@ fn malformed_heads_and_ambiguous_framing_are_refused_and_closed() {
     let blob = bytes(8, 1000);
     assert_eq!(push_blob(node.addr, "t/app", &blob).status, 201);
 }
+
+#[test]
+fn pipelined_blob_reads_arrive_whole_and_in_order_to_a_client_that_reads_late() {
+    let node = Node::start(NodeOptions::push());
+    let blobs: Vec<Vec<u8>> = (0..3)
+        .map(|i| bytes(20 + i, (1 << 20) + i as usize))
+        .collect();
+    for b in &blobs {
+        assert_eq!(push_blob(node.addr, "t/app", b).status, 201);
+    }
+    // Twelve GETs in one write, whole and ranged, before a single byte is read: the
+    // socket's buffers fill long before the last answer is due.
+    let mut c = Conn::open(node.addr);
+    let mut requests = String::new();
+    for i in 0..12 {
+        let d = digest(&blobs[i % 3]);
+        let range = if i % 4 == 3 {
+            "Range: bytes=5-1000004\r\n"
+        } else {
+            ""
+        };
+        requests.push_str(&format!(
+            "GET /v2/t/app/blobs/{d} HTTP/1.1\r\nHost: s\r\n{range}\r\n"
+        ));
+    }
+    c.send(requests.as_bytes()).unwrap();
+    for i in 0..12 {
+        let want = &blobs[i % 3];
+        let a = c.answer(false).expect("every answer");
+        if i % 4 == 3 {
+            assert_eq!(a.status, 206, "answer {i}");
+            assert_eq!(a.body, want[5..1_000_005], "answer {i}");
+        } else {
+            assert_eq!(a.status, 200, "answer {i}");
+            assert_eq!(digest(&a.body), digest(want), "answer {i}");
+        }
+    }
+}

@@ -39,6 +39,9 @@ pub struct Run {
     pub waiting: BTreeMap<u64, Waiter>,
     pub holds: BTreeMap<u64, crate::blobs::HoldJob>,
     pub next_id: u64,
+    /// Copies checked against their digest since this start (written, scrubbed or read
+    /// whole): their reads are not hashed (`verify_reads = "first"`).
+    pub checked: BTreeSet<Digest>,
 }
 
 pub struct Node {
@@ -111,6 +114,7 @@ impl Node {
             waiting: BTreeMap::new(),
             holds: BTreeMap::new(),
             next_id: 1,
+            checked: BTreeSet::new(),
         });
         Ok(())
     }

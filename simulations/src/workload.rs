@@ -228,8 +228,10 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
             let blobs: Vec<Digest> = w.oracle.blobs.keys().cloned().collect();
             let Some(d) = pick(w, &blobs) else { return };
             let n = w.nodes.get_mut(&node).expect("node");
+            let unhashed = n.run.as_ref().is_some_and(|r| r.checked.contains(&d));
+            let rot = unhashed && w.rotten.contains(&(node, d.clone()));
             if let Ok(bytes) = n.read(&d) {
-                if let Some(v) = invariants::reads::check(node, &d, &bytes) {
+                if let Some(v) = invariants::reads::check(node, &d, &bytes, rot) {
                     w.violations.push(v);
                 }
             }
@@ -242,6 +244,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
         }
         Op::Wipe if may_damage(w) => {
             w.note(format!("node {node} loses its disk"));
+            w.rotten.retain(|(n, _)| *n != node);
             w.nodes.get_mut(&node).expect("node").wipe();
             w.damaged.insert(node);
             let after = 200 + w.rng.below(3_000);
@@ -276,6 +279,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
             }
             w.note(format!("node {node}: a bit flips in blob {d}"));
             w.damaged.insert(node);
+            w.rotten.insert((node, d));
         }
         Op::DiskFull => {
             w.note(format!("node {node}: disk full"));

@@ -8,6 +8,7 @@ use crate::net::Net;
 use crate::node::Node;
 use crate::oracle::Oracle;
 use crate::workload::Op;
+use site_core::Digest;
 use site_replica::Rng;
 use std::collections::BTreeMap;
 
@@ -49,6 +50,8 @@ pub struct World {
     pub clients: crate::workload::Clients,
     /// Node ids wiped and not yet caught up again.
     pub damaged: std::collections::BTreeSet<u64>,
+    /// Copies a bit flip damaged since their node's last scrub pass.
+    pub rotten: std::collections::BTreeSet<(u64, Digest)>,
     seed: u64,
 }
 
@@ -71,6 +74,7 @@ impl World {
             violations: Vec::new(),
             clients: Default::default(),
             damaged: Default::default(),
+            rotten: Default::default(),
             seed,
         };
         w.note(format!(
@@ -247,6 +251,9 @@ impl World {
             }
             Ev::Scrub(id) => {
                 if let Some(n) = self.nodes.get_mut(&id) {
+                    if n.run.is_some() {
+                        self.rotten.retain(|(node, _)| *node != id);
+                    }
                     let bad = n.scrub();
                     if bad > 0 {
                         self.note(format!("node {id}: scrub found {bad} corrupt copies"));

@@ -48,7 +48,9 @@ pub struct Hold {
     waiting: std::collections::VecDeque<u64>,
     needed: usize,
     held: usize,
-    asking: usize,
+    /// Peers asked whose answer has not come yet: a second answer from a peer (a
+    /// message delivered twice) or one from a peer never asked counts for nothing.
+    asking: std::collections::BTreeSet<u64>,
     voters: usize,
     errors: Vec<String>,
 }
@@ -79,7 +81,7 @@ impl Hold {
             waiting: order,
             needed: needed(voters, me),
             held: 0,
-            asking: 0,
+            asking: Default::default(),
             voters: voters.len(),
             errors: Vec::new(),
         }
@@ -95,7 +97,7 @@ impl Hold {
 
     fn ask(&mut self, n: usize) -> Next {
         let asked: Vec<u64> = (0..n).filter_map(|_| self.waiting.pop_front()).collect();
-        self.asking += asked.len();
+        self.asking.extend(asked.iter().copied());
         if asked.is_empty() {
             return self.settle();
         }
@@ -103,8 +105,10 @@ impl Hold {
     }
 
     /// Peer `peer` holds the blob now.
-    pub fn held(&mut self, _peer: u64) -> Next {
-        self.asking -= 1;
+    pub fn held(&mut self, peer: u64) -> Next {
+        if !self.asking.remove(&peer) {
+            return Next::Wait;
+        }
         self.held += 1;
         if self.held >= self.needed {
             return Next::Held;
@@ -114,7 +118,9 @@ impl Hold {
 
     /// Peer `peer` could not hold the blob: the next peer is asked.
     pub fn failed(&mut self, peer: u64, error: &str) -> Next {
-        self.asking -= 1;
+        if !self.asking.remove(&peer) {
+            return Next::Wait;
+        }
         self.errors.push(format!("node {peer}: {error}"));
         self.ask(1)
     }
@@ -122,7 +128,7 @@ impl Hold {
     fn settle(&self) -> Next {
         if self.held >= self.needed {
             Next::Held
-        } else if self.asking > 0 {
+        } else if !self.asking.is_empty() {
             Next::Wait
         } else {
             let majority = majority(self.voters);
@@ -170,6 +176,17 @@ mod tests {
         assert_eq!(fetch_order(1, &[1, 2, 3], 3, Some(1)), vec![1, 2]);
         assert_eq!(fetch_order(0, &[1, 2, 3], 3, None), vec![1, 2]);
         assert_eq!(fetch_order(2, &[1, 2, 3, 4, 5], 1, None), vec![3, 4, 5, 2]);
+    }
+
+    #[test]
+    fn an_answer_delivered_twice_or_from_a_peer_never_asked_counts_for_nothing() {
+        let mut h = Hold::new(1, &[1, 2, 3, 4, 5], 2, &[]);
+        assert_eq!(h.start(), Next::Ask(vec![2, 3]));
+        assert_eq!(h.held(2), Next::Wait);
+        assert_eq!(h.held(2), Next::Wait, "one copy on node 2, not two");
+        assert_eq!(h.held(5), Next::Wait, "node 5 was not asked");
+        assert_eq!(h.failed(2, "late"), Next::Wait);
+        assert_eq!(h.held(3), Next::Held);
     }
 
     #[test]

@@ -56,10 +56,15 @@ pub(super) async fn write(
     let closes = !keep || (length.is_none() && !no_body && !chunked);
     let mut out = Vec::with_capacity(512);
     head(&mut out, status, &parts.headers, length, chunked, closes);
+    if !closes && version == Version::HTTP_10 {
+        // An HTTP/1.0 client keeps the connection only if told so.
+        out.truncate(out.len() - 2);
+        out.extend_from_slice(b"connection: keep-alive\r\n\r\n");
+    }
     if no_body {
         write_all(stream, &out, &[]).await?;
     } else if let Some(region) = region {
-        cork(stream, &out)?;
+        cork(stream, &out).await?;
         send_file(stream, &region).await?;
     } else {
         write_body(stream, out, body, length, chunked).await?;
@@ -217,32 +222,34 @@ pub(super) async fn write_all(stream: &TcpStream, mut a: &[u8], mut b: &[u8]) ->
 }
 
 /// Sends `head` with `MSG_MORE`, so that it leaves in one segment with the first bytes
-/// of the file that follows.
-fn cork(stream: &TcpStream, mut head: &[u8]) -> io::Result<()> {
+/// of the file that follows (waiting while the socket's buffer is full: a client that
+/// pipelined requests may not have read the previous answer yet).
+async fn cork(stream: &TcpStream, mut head: &[u8]) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
     while !head.is_empty() {
-        let fd = stream.as_raw_fd();
-        // SAFETY: `fd` is the open socket `stream` owns; the buffer is valid for its length.
-        let n = unsafe {
-            libc::send(
-                fd,
-                head.as_ptr().cast(),
-                head.len(),
-                libc::MSG_MORE | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                // A new connection's send buffer always takes a head; a full one means the
-                // client is not reading: treat as gone.
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "send buffer full",
-                ));
-            }
-            return Err(e);
+        let n = stream
+            .async_io(Interest::WRITABLE, || {
+                // SAFETY: `fd` is the open socket `stream` owns; the buffer is valid for
+                // its length.
+                let n = unsafe {
+                    libc::send(
+                        fd,
+                        head.as_ptr().cast(),
+                        head.len(),
+                        libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                    )
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            })
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
         }
-        head = &head[n as usize..];
+        head = &head[n..];
     }
     Ok(())
 }
