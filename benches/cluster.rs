@@ -1,11 +1,10 @@
 //! Cluster benchmark, in one run:
 //!
-//! - `towerctl deliver` of a 1 GiB image (4 layers of 256 MiB) from Debian's
-//!   `docker-registry` to a 1-node site and to a 3-node site (acknowledged: each blob
-//!   durable on a majority, each entry committed), the ratio of the two, and the time
+//! - `towerctl deliver` of a 256 MiB image (4 layers of 64 MiB) and of a 1 GiB image (4
+//!   layers of 256 MiB) from Debian's `docker-registry` to a fresh 1-node site and to a
+//!   fresh 3-node site (acknowledged: each blob durable on a majority, each entry
+//!   committed), `BENCH_RUNS` runs each (default 3), the ratio of the two, and the time
 //!   until the third node holds every blob too;
-//! - the same 3-node delivery with the two nodes that copy the blobs keeping their data on
-//!   tmpfs: a stand-in for separate machines, where the copies do not share one disk;
 //! - `kill -9` of a 3-node site's leader: time until a write (a tag) sent to one of the
 //!   survivors is accepted, three rounds (the killed node restarts and catches up between
 //!   rounds).
@@ -116,6 +115,54 @@ fn first_accepted_write(api: SocketAddr, repo: &str, digest: &str, tag: &str) ->
     })
 }
 
+/// Writes back and drops the page cache (as root), so that every delivery starts on the
+/// same memory: otherwise the earlier runs' gigabytes are reclaimed during the later
+/// ones, on their CPU time.
+fn settle_page_cache() {
+    let _ = std::process::Command::new("sync").status();
+    if std::fs::write("/proc/sys/vm/drop_caches", "3").is_err() {
+        eprintln!("cannot drop the page cache (not root): runs may differ more");
+    }
+}
+
+/// One delivery to a fresh site: seconds to acknowledged, CPU seconds of each node (the
+/// receiving node first) and seconds the quota held each back.
+struct Delivery {
+    secs: f64,
+    cpu: Vec<f64>,
+    held: Vec<f64>,
+}
+
+/// Starts a fresh site of `n` nodes, each in its own capped cgroup, waits for its leader,
+/// and delivers `image` to it, the leader first in towerctl's list.
+/// The site stays in its cgroups while the returned quotas live.
+fn deliver_fresh(
+    n: u64,
+    opts: &NodeOptions,
+    up: &str,
+    image: &str,
+    name: &str,
+) -> (Vec<Node>, Vec<CpuQuota>, Delivery) {
+    settle_page_cache();
+    let nodes = if n == 1 {
+        vec![Node::start(opts.clone())]
+    } else {
+        kit::node::cluster(n, opts)
+    };
+    let quotas = capped(&nodes.iter().collect::<Vec<_>>(), name);
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.sort_by_key(|i| *i != l);
+    let apis: Vec<SocketAddr> = order.iter().map(|i| nodes[*i].api).collect();
+    let by_order: Vec<&Node> = order.iter().map(|i| &nodes[*i]).collect();
+    let (cpu, secs) = cpu_of(&by_order, || timed_deliver(&apis, up, image));
+    let held = order
+        .iter()
+        .map(|i| quotas[*i].throttled_seconds())
+        .collect();
+    (nodes, quotas, Delivery { secs, cpu, held })
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -123,6 +170,10 @@ fn main() {
     let Some(reference) = kit::tools::require("docker-registry") else {
         return;
     };
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let upstream = ReferenceRegistry::start(&reference);
     let up = upstream.addr.to_string();
     let opts = NodeOptions {
@@ -130,129 +181,80 @@ fn main() {
         ..Default::default()
     };
 
-    eprintln!("preparing a 1 GiB image in docker-registry...");
-    let image = oci::image(61, &[LAYER; 4], "amd64");
-    oci::push_image_two_step(upstream.addr, "bench/big", &image);
-    let bytes: u64 = image.blobs().map(|b| b.data.len() as u64).sum();
+    let sizes = [
+        ("256 MiB (4 x 64 MiB)", 64 * MIB, 62),
+        ("1 GiB (4 x 256 MiB)", LAYER, 61),
+    ];
+    let mut table = Vec::new();
+    let mut last_site = None;
+    let mut big_digest = String::new();
+    for (what, layer, seed) in sizes {
+        eprintln!("preparing a {what} image in docker-registry...");
+        let image = oci::image(seed, &[layer; 4], "amd64");
+        let repo = format!("bench/size{seed}");
+        oci::push_image_two_step(upstream.addr, &repo, &image);
+        let bytes: u64 = image.blobs().map(|b| b.data.len() as u64).sum();
+        let gib = bytes as f64 / (1u64 << 30) as f64;
+        big_digest = image.digest.clone();
+        drop(image);
+        let reference = format!("{repo}:v1");
+        for run in 1..=runs {
+            eprintln!("{what}, run {run}: a fresh 1-node site, then a fresh 3-node site...");
+            // The previous run's site stops first: nothing else runs beside a delivery.
+            drop(last_site.take());
+            let (one_site, one_quota, one) =
+                deliver_fresh(1, &opts, &up, &reference, &format!("one-{seed}-{run}"));
+            drop(one_site);
+            drop(one_quota);
+            let (three_site, three_quotas, three) =
+                deliver_fresh(3, &opts, &up, &reference, &format!("three-{seed}-{run}"));
+            let started = Instant::now();
+            all_replicated(&three_site.iter().collect::<Vec<_>>());
+            let rest = started.elapsed().as_secs_f64();
+            table.push((what, run, gib, one, three, rest));
+            last_site = Some((three_site, three_quotas, repo.clone()));
+        }
+    }
 
-    eprintln!("1-node site...");
-    let single = Node::start(opts.clone());
-    let quota_one = capped(&[&single], "one");
-    let (cpu_one, one) = cpu_of(&[&single], || {
-        timed_deliver(&[single.api], &up, "bench/big:v1")
-    });
-    let held_one: Vec<f64> = quota_one.iter().map(CpuQuota::throttled_seconds).collect();
-    drop(single);
-
-    eprintln!("3-node site...");
-    let mut nodes = kit::node::cluster(3, &opts);
-    let quota_three = capped(&nodes.iter().collect::<Vec<_>>(), "three");
-    let l = leader(&nodes.iter().collect::<Vec<_>>());
-    let mut order: Vec<usize> = (0..nodes.len()).collect();
-    order.sort_by_key(|i| *i != l);
-    let apis: Vec<SocketAddr> = order.iter().map(|i| nodes[*i].api).collect();
-    let start = Instant::now();
-    let by_order: Vec<&Node> = order.iter().map(|i| &nodes[*i]).collect();
-    let (cpu_three, three) = cpu_of(&by_order, || timed_deliver(&apis, &up, "bench/big:v1"));
-    all_replicated(&nodes.iter().collect::<Vec<_>>());
-    let everywhere = start.elapsed().as_secs_f64();
-    let held_three: Vec<f64> = order
-        .iter()
-        .map(|i| quota_three[*i].throttled_seconds())
-        .collect();
-
-    eprintln!("3-node site, the other two nodes' data on tmpfs...");
-    let apart = kit::node::cluster_with(3, |id| NodeOptions {
-        dir_in: (id != 1).then(|| "/dev/shm".into()),
-        ..opts.clone()
-    });
-    let quota_apart = capped(&apart.iter().collect::<Vec<_>>(), "apart");
-    // Its leader first, as for the site above.
-    let l = leader(&apart.iter().collect::<Vec<_>>());
-    let mut order: Vec<usize> = (0..apart.len()).collect();
-    order.sort_by_key(|i| *i != l);
-    let apis: Vec<SocketAddr> = order.iter().map(|i| apart[*i].api).collect();
-    let start = Instant::now();
-    let by_order: Vec<&Node> = order.iter().map(|i| &apart[*i]).collect();
-    let (cpu_apart, three_apart) = cpu_of(&by_order, || timed_deliver(&apis, &up, "bench/big:v1"));
-    all_replicated(&apart.iter().collect::<Vec<_>>());
-    let everywhere_apart = start.elapsed().as_secs_f64();
-    let held_apart: Vec<f64> = order
-        .iter()
-        .map(|i| quota_apart[*i].throttled_seconds())
-        .collect();
-    drop(apart);
+    println!(
+        "\nDelivery with towerctl from docker-registry to a fresh site (leader elected, nothing held), every node capped at {QUOTA_PERCENT} % of one core\n"
+    );
+    println!("| image | run | 1 node, s | 3 nodes, s | vs 1 node | CPU s/GiB, 1 node | CPU s/GiB, 3 nodes (receiving + others) | held back by the quota, s (1 node; 3 nodes) | third copy after, s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let each = |v: &[f64], per: f64| {
+        v.iter()
+            .map(|s| format!("{:.2}", s / per))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    for (what, run, gib, one, three, rest) in &table {
+        println!(
+            "| {what} | {run} | {:.2} | {:.2} | {:.2}x | {} | {} | {}; {} | {rest:.2} |",
+            one.secs,
+            three.secs,
+            three.secs / one.secs,
+            each(&one.cpu, *gib),
+            each(&three.cpu, *gib),
+            each(&one.held, 1.0),
+            each(&three.held, 1.0),
+        );
+    }
 
     eprintln!("leader kills...");
+    let (mut nodes, quotas, repo) = last_site.expect("a 3-node site");
     let mut failovers = Vec::new();
     for round in 0..3 {
         let l = leader(&nodes.iter().collect::<Vec<_>>());
         let survivor = nodes[(l + 1) % nodes.len()].api;
         nodes[l].kill9();
         let killed = Instant::now();
-        let accepted = first_accepted_write(
-            survivor,
-            "bench/big",
-            &image.digest,
-            &format!("after-kill-{round}"),
-        );
+        let accepted =
+            first_accepted_write(survivor, &repo, &big_digest, &format!("after-kill-{round}"));
         failovers.push(accepted.duration_since(killed).as_secs_f64());
         nodes[l].restart();
-        quota_three[l].add(nodes[l].pid());
+        quotas[l].add(nodes[l].pid());
         all_replicated(&nodes.iter().collect::<Vec<_>>());
     }
-
-    let gib = bytes as f64 / (1u64 << 30) as f64;
-    println!(
-        "\nDelivery of a 1 GiB image (4 x 256 MiB) with towerctl from docker-registry, every node capped at {QUOTA_PERCENT} % of one core\n"
-    );
-    println!("| site | seconds to acknowledged | MB/s | vs 1 node |");
-    println!("|---|---|---|---|");
-    for (what, secs) in [
-        ("1 node", one),
-        ("3 nodes, one shared disk", three),
-        (
-            "3 nodes, the two that copy on tmpfs (stand-in for disks of their own)",
-            three_apart,
-        ),
-    ] {
-        println!(
-            "| {what} | {secs:.2} | {:.0} | {:.2}x |",
-            bytes as f64 / secs / 1e6,
-            secs / one
-        );
-    }
-    let list = |v: &[f64]| {
-        let each: Vec<String> = v.iter().map(|s| format!("{:.2}", s / gib)).collect();
-        format!(
-            "{} (sum {:.2})",
-            each.join(" + "),
-            v.iter().sum::<f64>() / gib
-        )
-    };
-    let held = |v: &[f64]| {
-        let each: Vec<String> = v.iter().map(|s| format!("{s:.1}")).collect();
-        each.join(" + ")
-    };
-    println!(
-        "\nCPU seconds each node used per delivered GiB until acknowledged (the receiving node first), and seconds the quota held each back:\n"
-    );
-    println!("| site | CPU s per GiB | held back by the quota, s |");
-    println!("|---|---|---|");
-    println!("| 1 node | {} | {} |", list(&cpu_one), held(&held_one));
-    println!(
-        "| 3 nodes, one shared disk | {} | {} |",
-        list(&cpu_three),
-        held(&held_three)
-    );
-    println!(
-        "| 3 nodes, two on tmpfs | {} | {} |",
-        list(&cpu_apart),
-        held(&held_apart)
-    );
-    println!(
-        "\nEvery node holding all {gib:.2} GiB: after {everywhere:.2} s on one shared disk, {everywhere_apart:.2} s with tmpfs."
-    );
     println!("\nLeader killed (kill -9) -> first write accepted by a survivor\n");
     println!("| round | seconds |");
     println!("|---|---|");

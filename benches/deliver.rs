@@ -64,11 +64,11 @@ async fn put_blob(api: SocketAddr, repo: &str, data: &'static [u8]) -> f64 {
             size: data.len() as u64,
             offset: 0,
         }),
-        data: Vec::new(),
+        data: Default::default(),
     };
     let chunks = data.chunks(CHUNK).map(|c| PutBlobRequest {
         header: None,
-        data: c.to_vec(),
+        data: bytes::Bytes::from_static(c),
     });
     let start = Instant::now();
     let r = client

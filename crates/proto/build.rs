@@ -12,8 +12,9 @@ fn main() {
     let fds = protox::compile(&files, [dir]).expect("proto/*.proto compile");
     tonic_prost_build::configure()
         .build_server(std::env::var_os("CARGO_FEATURE_SERVER").is_some())
-        // Blob chunks between nodes are passed on without a copy.
+        // Blob chunks, from the tower and between nodes, are passed on without a copy.
         .bytes(".peer.v1.BlobChunk.data")
+        .bytes(".site.v1.PutBlobRequest.data")
         // The log's messages, imported by peer.proto, are site-entry's.
         .extern_path(".entry.v1", "::site_entry::pb")
         .compile_fds(fds)

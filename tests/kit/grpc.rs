@@ -24,7 +24,7 @@ fn header(repo: &str, digest: &str, size: u64, offset: u64) -> PutBlobRequest {
             size,
             offset,
         }),
-        data: Vec::new(),
+        data: Default::default(),
     }
 }
 
@@ -42,7 +42,7 @@ pub async fn put_blob(
     for part in data.chunks(chunk.max(1)) {
         msgs.push(PutBlobRequest {
             header: None,
-            data: part.to_vec(),
+            data: bytes::Bytes::copy_from_slice(part),
         });
     }
     c.put_blob(futures_util::stream::iter(msgs))
@@ -67,7 +67,13 @@ pub fn put_blob_by_hand(
     let header = header(repo, digest, size, offset);
     let data = futures_util::stream::unfold(rx, |mut rx| async move {
         let data = rx.recv().await?;
-        Some((PutBlobRequest { header: None, data }, rx))
+        Some((
+            PutBlobRequest {
+                header: None,
+                data: data.into(),
+            },
+            rx,
+        ))
     });
     let stream = futures_util::StreamExt::chain(futures_util::stream::iter([header]), data);
     let mut c = c.clone();

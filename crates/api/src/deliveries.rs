@@ -59,7 +59,7 @@ impl ByteSource for BlobStream {
         }
         match self.stream.message().await {
             Ok(Some(m)) if m.header.is_some() => Some(Err("a second header in one stream".into())),
-            Ok(Some(m)) => Some(Ok(Bytes::from(m.data))),
+            Ok(Some(m)) => Some(Ok(m.data)),
             Ok(None) => None,
             Err(e) => Some(Err(e.message().to_owned())),
         }
@@ -87,7 +87,7 @@ impl SiteService {
             Some(self.repo(&header.repository)?)
         };
         let mut source = BlobStream {
-            first: Some(Bytes::from(first.data)),
+            first: Some(first.data),
             stream,
         };
         // Run to completion in its own task: when the link breaks, the handler is dropped,

@@ -31,6 +31,11 @@ use tokio::sync::watch;
 pub const STREAM_WINDOW: u32 = 8 << 20;
 /// HTTP/2 receive window of one connection.
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
+/// Largest HTTP/2 frame a node takes: blob streams come as 1 MiB messages, and the
+/// protocol's default of 16 KiB would cut each into 64 frames, each parsed, flow
+/// controlled and (on loopback, where the receiving stack runs in the sender's system
+/// call) sent on its own.
+pub const MAX_FRAME: u32 = 1 << 20;
 
 /// Serves `service` on `listener` (over mTLS when `tls` is given) until `shutdown` turns
 /// true, then finishes the calls in flight (event streams end at once).
@@ -88,6 +93,7 @@ where
         // sender once per window on every round trip.
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        .max_frame_size(Some(MAX_FRAME))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|s| *s).await;

@@ -138,7 +138,7 @@ impl Peer for PeerService {
             Digest::parse(&r.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let chunks = self
             .peering
-            .blob_for_peer(&digest, r.offset)
+            .blob_for_peer(&digest, r.offset, r.background)
             .await
             .map_err(crate::status::status)?
             .map_ok(|data| BlobChunk { data })
@@ -284,7 +284,8 @@ impl Link {
             .keep_alive_while_idle(true)
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(crate::STREAM_WINDOW))
-            .initial_connection_window_size(Some(crate::CONNECTION_WINDOW));
+            .initial_connection_window_size(Some(crate::CONNECTION_WINDOW))
+            .max_frame_size(Some(crate::MAX_FRAME));
         let (queue, rx) = mpsc::channel(QUEUE);
         let raft = endpoint.clone().timeout(Duration::from_secs(10));
         tokio::spawn(pump(from, to, PeerClient::new(raft.connect_lazy()), rx));
@@ -377,13 +378,20 @@ impl Transport for PeerTransport {
         })
     }
 
-    fn fetch(&self, to: u64, digest: Digest, offset: u64) -> PeerCall<BlobStream> {
+    fn fetch(
+        &self,
+        to: u64,
+        digest: Digest,
+        offset: u64,
+        background: bool,
+    ) -> PeerCall<BlobStream> {
         let client = self.client(to, |l| &l.blobs);
         Box::pin(async move {
             let stream = client?
                 .fetch_blob(FetchBlobRequest {
                     digest: digest.to_string(),
                     offset,
+                    background,
                 })
                 .await
                 .map_err(|s| s.message().to_owned())?
@@ -526,7 +534,7 @@ impl Peers for PeerTransport {
         digest: &Digest,
         offset: u64,
     ) -> BoxFuture<'static, Result<site_store::ByteStream, String>> {
-        let call = Transport::fetch(self, to, digest.clone(), offset);
+        let call = Transport::fetch(self, to, digest.clone(), offset, false);
         Box::pin(async move { Ok(call.await?.map_err(std::io::Error::other).boxed()) })
     }
 }

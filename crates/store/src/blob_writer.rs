@@ -29,7 +29,9 @@ const ALIGN: usize = 4096;
 type Pending = JoinHandle<(File, Option<Vec<u8>>, io::Result<()>)>;
 
 /// Told the file's length after each batch is in it.
-pub(crate) type Report = Arc<dyn Fn(u64) + Send + Sync>;
+/// Told the file's length after each batch, and the batch's chunks (the bytes just
+/// written before that length).
+pub(crate) type Report = Arc<dyn Fn(u64, &[Bytes]) + Send + Sync>;
 
 /// Appends to one file (opened for appending), a batch at a time.
 pub(crate) struct BlobWriter {
@@ -164,7 +166,7 @@ impl BlobWriter {
             };
             let result = written.map(|()| {
                 if let Some(report) = report {
-                    report(at + len);
+                    report(at + len, &batch);
                 }
                 start_writeback(&file, at, len);
             });
@@ -294,7 +296,7 @@ mod tests {
         let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
         let report: Report = {
             let (path, reported) = (path.clone(), reported.clone());
-            Arc::new(move |len| {
+            Arc::new(move |len, _| {
                 let in_file = std::fs::metadata(&path).unwrap().len();
                 assert!(
                     len <= in_file,
@@ -326,7 +328,7 @@ mod tests {
         let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
         let report: Report = {
             let reported = reported.clone();
-            Arc::new(move |len| reported.lock().unwrap().push(len))
+            Arc::new(move |len, _| reported.lock().unwrap().push(len))
         };
         let mut w = BlobWriter::new(file, 0).direct().reporting(report);
         let direct = w.direct;

@@ -301,8 +301,18 @@ impl Peering {
         self.0.order_forwarded(ask).await
     }
     /// See [`Store::blob_for_peer`].
-    pub async fn blob_for_peer(&self, d: &Digest, offset: u64) -> Result<ByteStream> {
-        self.0.blob_for_peer(d, offset).await
+    pub async fn blob_for_peer(
+        &self,
+        d: &Digest,
+        offset: u64,
+        background: bool,
+    ) -> Result<ByteStream> {
+        let stream = self.0.blob_for_peer(d, offset).await?;
+        Ok(if background {
+            self.0.yielding(stream)
+        } else {
+            stream
+        })
     }
     /// See [`Store::fetch_blob`]: holds blob `d` here, from peer `from` first.
     pub async fn hold(&self, d: &Digest, size: u64, from: u64) -> Result<()> {

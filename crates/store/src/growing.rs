@@ -8,10 +8,12 @@
 //! than the peers' fsync.
 //!
 //! Only bytes already in the file are offered (the writer reports them, see
-//! [`crate::blob_writer::BlobWriter::reporting`]). A reader verifies the digest of what it
-//! read like for any other fetch; if the upload breaks off, readers still waiting get an
-//! error and their hold fails (the blob then goes to the peers the usual way, after it is
-//! whole).
+//! [`crate::blob_writer::BlobWriter::reporting`]). The last few MiB reported are also kept
+//! as the chunks that arrived ([`Recent`]): a peer that keeps up with the upload is sent
+//! those, with no read of the file; one that falls behind reads the file. A reader
+//! verifies the digest of what it read like for any other fetch; if the upload breaks
+//! off, readers still waiting get an error and their hold fails (the blob then goes to
+//! the peers the usual way, after it is whole).
 
 use crate::blob_writer::Report;
 use crate::{ByteStream, Result, Store, StoreError};
@@ -20,7 +22,6 @@ use futures_util::StreamExt;
 use site_core::Digest;
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,45 @@ use tokio::task::JoinHandle;
 
 /// Largest chunk a reader of a growing file gets at once.
 const CHUNK: u64 = 1 << 20;
+/// Bytes of an upload's latest chunks kept for its readers.
+const RECENT: u64 = 8 << 20;
+
+/// The latest chunks written to a growing file, by their offset in it.
+#[derive(Default)]
+struct Recent {
+    chunks: std::collections::VecDeque<(u64, Bytes)>,
+    bytes: u64,
+}
+
+impl Recent {
+    /// Keeps `batch`, which ends at `end`, dropping the oldest chunks beyond [`RECENT`].
+    fn push(&mut self, end: u64, batch: &[Bytes]) {
+        let mut at = end - batch.iter().map(|b| b.len() as u64).sum::<u64>();
+        for chunk in batch {
+            self.chunks.push_back((at, chunk.clone()));
+            self.bytes += chunk.len() as u64;
+            at += chunk.len() as u64;
+        }
+        while self.bytes > RECENT {
+            let (_, old) = self.chunks.pop_front().expect("bytes counted");
+            self.bytes -= old.len() as u64;
+        }
+    }
+
+    /// Up to `max` bytes from offset `pos` (below `written`), if they are still here.
+    fn get(&self, pos: u64, written: u64, max: u64) -> Option<Bytes> {
+        let (at, chunk) = self
+            .chunks
+            .iter()
+            .rev()
+            .find(|(at, c)| *at <= pos && pos < at + c.len() as u64)?;
+        let from = (pos - at) as usize;
+        let to = (chunk.len() as u64)
+            .min(written - at)
+            .min(from as u64 + max) as usize;
+        Some(chunk.slice(from..to))
+    }
+}
 
 /// How far an upload has come.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +84,7 @@ struct Entry {
     path: PathBuf,
     size: u64,
     progress: watch::Receiver<Progress>,
+    recent: Arc<Mutex<Recent>>,
 }
 
 /// Blobs being received on this node.
@@ -61,13 +102,15 @@ pub(crate) struct GrowingGuard {
     id: u64,
     size: u64,
     progress: Arc<watch::Sender<Progress>>,
+    recent: Arc<Mutex<Recent>>,
 }
 
 impl GrowingGuard {
     /// What tells readers how long the file is (from any thread).
     pub(crate) fn reporter(&self) -> Report {
-        let progress = self.progress.clone();
-        Arc::new(move |written| {
+        let (progress, recent) = (self.progress.clone(), self.recent.clone());
+        Arc::new(move |written, batch| {
+            recent.lock().expect("recent chunks").push(written, batch);
             progress.send_if_modified(|p| {
                 let moved = p.written < written;
                 p.written = p.written.max(written);
@@ -125,6 +168,7 @@ impl Store {
             written,
             broken: false,
         });
+        let recent = Arc::new(Mutex::new(Recent::default()));
         g.blobs.lock().expect("growing").insert(
             d.clone(),
             Entry {
@@ -132,6 +176,7 @@ impl Store {
                 path,
                 size,
                 progress: rx,
+                recent: recent.clone(),
             },
         );
         GrowingGuard {
@@ -140,6 +185,7 @@ impl Store {
             id,
             size,
             progress: Arc::new(tx),
+            recent,
         }
     }
 
@@ -158,9 +204,9 @@ impl Store {
             let blobs = self.inner.growing.blobs.lock().expect("growing");
             blobs
                 .get(d)
-                .map(|e| (e.path.clone(), e.size, e.progress.clone()))
+                .map(|e| (e.path.clone(), e.size, e.progress.clone(), e.recent.clone()))
         };
-        if let Some((path, size, progress)) = growing {
+        if let Some((path, size, progress, recent)) = growing {
             if offset > size {
                 return Err(StoreError::RangeInvalid {
                     start: offset,
@@ -168,7 +214,7 @@ impl Store {
                 });
             }
             match File::open(&path) {
-                Ok(file) => return Ok(tail(file, offset, size, progress)),
+                Ok(file) => return Ok(tail(file, offset, size, progress, recent)),
                 // Installed meanwhile: read the blob file.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
@@ -179,26 +225,103 @@ impl Store {
     }
 }
 
+/// `n` bytes of `file` at `pos`, read into a buffer that is not zeroed first (a peer's
+/// copy of a 256 MiB layer would otherwise clear 256 MiB only to overwrite it).
+fn read_at(file: &File, pos: u64, n: usize) -> std::io::Result<Bytes> {
+    use std::os::fd::AsRawFd;
+    let mut buf: Vec<u8> = Vec::with_capacity(n);
+    while buf.len() < n {
+        let done = buf.len();
+        // SAFETY: the destination is the vector's spare capacity (`n - done` bytes from
+        // its end), written by the kernel through a raw pointer; only the bytes it
+        // reports written are then counted in the length.
+        let got = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(done).cast(),
+                n - done,
+                (pos + done as u64) as libc::off_t,
+            )
+        };
+        match got {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n if n < 0 => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            // SAFETY: the kernel wrote `got` bytes right after the `done` already there.
+            got => unsafe { buf.set_len(done + got as usize) },
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// How long a background copy waits at most, per chunk, while this node receives a blob
+/// (well under a fetcher's stall limit, so the copy trickles on rather than fail).
+const YIELD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often a waiting background copy looks again.
+const YIELD_STEP: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Store {
+    /// Whether this node is receiving a blob someone waits for: a delivery from the
+    /// tower, or a copy for a majority hold.
+    fn receiving(&self) -> bool {
+        !self.inner.growing.blobs.lock().expect("growing").is_empty() || self.holding()
+    }
+
+    /// `stream` for a background copy: each chunk waits (up to [`YIELD_AT_MOST`]) while
+    /// this node receives a blob, so that on a small machine the copy no one waits for
+    /// does not take the CPU from the one a delivery's acknowledgement waits for.
+    pub(crate) fn yielding(&self, stream: ByteStream) -> ByteStream {
+        let store = self.clone();
+        stream
+            .then(move |chunk| {
+                let store = store.clone();
+                async move {
+                    let until = tokio::time::Instant::now() + YIELD_AT_MOST;
+                    while store.receiving() && tokio::time::Instant::now() < until {
+                        tokio::time::sleep(YIELD_STEP).await;
+                    }
+                    chunk
+                }
+            })
+            .boxed()
+    }
+}
+
 /// Bytes `from..size` of a growing file, each as soon as the file holds it.
-fn tail(file: File, from: u64, size: u64, progress: watch::Receiver<Progress>) -> ByteStream {
+fn tail(
+    file: File,
+    from: u64,
+    size: u64,
+    progress: watch::Receiver<Progress>,
+    recent: Arc<Mutex<Recent>>,
+) -> ByteStream {
     let file = Arc::new(file);
-    futures_util::stream::try_unfold(
-        (file, from, progress),
-        move |(file, pos, mut progress)| async move {
+    futures_util::stream::try_unfold((file, from, progress), move |(file, pos, mut progress)| {
+        let recent = recent.clone();
+        async move {
             if pos >= size {
                 return Ok(None);
             }
             loop {
                 let now = *progress.borrow_and_update();
                 if pos < now.written {
+                    let kept = recent
+                        .lock()
+                        .expect("recent chunks")
+                        .get(pos, now.written, CHUNK);
+                    if let Some(chunk) = kept {
+                        let next = pos + chunk.len() as u64;
+                        return Ok(Some((chunk, (file, next, progress))));
+                    }
                     let n = (now.written - pos).min(CHUNK) as usize;
                     let f = file.clone();
-                    let chunk = tokio::task::spawn_blocking(move || {
-                        let mut buf = vec![0; n];
-                        f.read_exact_at(&mut buf, pos).map(|()| Bytes::from(buf))
-                    })
-                    .await
-                    .map_err(std::io::Error::other)??;
+                    let chunk = tokio::task::spawn_blocking(move || read_at(&f, pos, n))
+                        .await
+                        .map_err(std::io::Error::other)??;
                     return Ok(Some((chunk, (file, pos + n as u64, progress))));
                 }
                 let broke_off = || {
@@ -213,7 +336,7 @@ fn tail(file: File, from: u64, size: u64, progress: watch::Receiver<Progress>) -
                     return Err(broke_off());
                 }
             }
-        },
-    )
+        }
+    })
     .boxed()
 }

@@ -133,7 +133,7 @@ impl Store {
         let transport = self.cluster()?.transport.clone();
         let mut errors = Vec::new();
         for peer in self.fetch_order(None)? {
-            match open_fetch(transport.as_ref(), peer, d, start).await {
+            match open_fetch(transport.as_ref(), peer, d, start, false).await {
                 Ok(stream) => {
                     tracing::info!(blob = %d, peer, "blob not here yet: serving it from a peer");
                     return Ok(BlobBytes::Stream(limit(stream, len)));

@@ -68,6 +68,12 @@ pub(crate) struct Replication {
 }
 
 impl Store {
+    /// Whether a fetch for a majority hold is under way here.
+    pub(crate) fn holding(&self) -> bool {
+        let inflight = self.inner.replication.inflight.lock().expect("inflight");
+        inflight.keys().any(|(_, first)| first.is_some())
+    }
+
     pub(crate) fn cluster(&self) -> Result<&Cluster> {
         self.inner
             .cluster
@@ -186,7 +192,8 @@ impl Store {
             let mut errors = Vec::new();
             let mut fetched = false;
             for peer in peers {
-                match self.fetch_from(peer, d, size).await {
+                // A hold is waited for; a copy of a recorded blob is not.
+                match self.fetch_from(peer, d, size, first.is_none()).await {
                     Ok(()) => {
                         tracing::info!(blob = %d, peer, size, "blob fetched from peer");
                         if self.missing().found(d) {
@@ -222,10 +229,10 @@ impl Store {
 
     /// Copies blob `d` from `peer`: streamed to a temporary file, fsynced, verified,
     /// installed.
-    async fn fetch_from(&self, peer: u64, d: &Digest, size: u64) -> Result<()> {
+    async fn fetch_from(&self, peer: u64, d: &Digest, size: u64, background: bool) -> Result<()> {
         let cluster = self.cluster()?;
         let mut shutdown = cluster.shutdown.clone();
-        let mut stream = open_fetch(cluster.transport.as_ref(), peer, d, 0).await?;
+        let mut stream = open_fetch(cluster.transport.as_ref(), peer, d, 0, background).await?;
         let n = self
             .inner
             .replication
@@ -375,8 +382,10 @@ pub(crate) async fn open_fetch(
     peer: u64,
     d: &Digest,
     offset: u64,
+    background: bool,
 ) -> Result<BlobStream> {
-    match tokio::time::timeout(OPEN_TIMEOUT, transport.fetch(peer, d.clone(), offset)).await {
+    let call = transport.fetch(peer, d.clone(), offset, background);
+    match tokio::time::timeout(OPEN_TIMEOUT, call).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => Err(StoreError::Unavailable(e)),
         Err(_) => Err(StoreError::Unavailable(format!(

@@ -32,7 +32,9 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Streams the bytes of blob `digest` from node `to`, from `offset` on. Resolves once
     /// the peer has opened its file (an error if it has none).
-    fn fetch(&self, to: u64, digest: Digest, offset: u64) -> PeerCall<BlobStream>;
+    /// A `background` fetch is a copy no one waits for (see `peer.proto`).
+    fn fetch(&self, to: u64, digest: Digest, offset: u64, background: bool)
+        -> PeerCall<BlobStream>;
 
     /// Asks node `to` to hold blob `digest` of `size` bytes, fetching it from node `from`
     /// (or any other peer); resolves once its copy is verified and durable.
@@ -87,7 +89,7 @@ impl Transport for Alone {
         })
     }
 
-    fn fetch(&self, to: u64, _digest: Digest, _offset: u64) -> PeerCall<BlobStream> {
+    fn fetch(&self, to: u64, _digest: Digest, _offset: u64, _: bool) -> PeerCall<BlobStream> {
         nobody(to)
     }
 

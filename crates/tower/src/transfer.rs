@@ -328,7 +328,10 @@ async fn send(
 ) -> Result<u64, PumpStop> {
     let data = std::mem::replace(pending, Vec::with_capacity(CHUNK));
     let position = position + data.len() as u64;
-    let message = PutBlobRequest { header: None, data };
+    let message = PutBlobRequest {
+        header: None,
+        data: data.into(),
+    };
     tx.send(message).await.map_err(|_| PumpStop::SiteGone)?;
     progress.set(position);
     Ok(position)
