@@ -340,3 +340,7 @@ fn tail(
     })
     .boxed()
 }
+
+#[cfg(test)]
+#[path = "growing_test.rs"]
+mod tests;

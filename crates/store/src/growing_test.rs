@@ -1,0 +1,61 @@
+use super::*;
+use crate::test_kit::open;
+use std::time::Duration;
+
+#[test]
+fn recent_chunks_are_served_from_memory_while_they_are_kept() {
+    let mut r = Recent::default();
+    let chunk = |b: u8, n: usize| Bytes::from(vec![b; n]);
+    // Two batches: [0, 4 MiB) as two chunks, then [4, 12 MiB) as one.
+    r.push(4 << 20, &[chunk(1, 1 << 20), chunk(2, 3 << 20)]);
+    assert_eq!(
+        r.get(10, 4 << 20, 1 << 20).unwrap(),
+        chunk(1, (1 << 20) - 10)
+    );
+    let part = r.get((1 << 20) + 5, 4 << 20, 100).unwrap();
+    assert_eq!(part, chunk(2, 100), "at most what was asked");
+    // Only what was reported written is offered.
+    assert_eq!(r.get((1 << 20) + 5, (1 << 20) + 8, CHUNK).unwrap().len(), 3);
+    r.push(12 << 20, &[chunk(3, 8 << 20)]);
+    // Beyond 8 MiB kept, the oldest go: their bytes come from the file.
+    assert!(r.get(0, 12 << 20, CHUNK).is_none());
+    assert!(r.get(2 << 20, 12 << 20, CHUNK).is_none());
+    assert_eq!(r.get(5 << 20, 12 << 20, 4).unwrap(), chunk(3, 4));
+    assert!(
+        r.get(12 << 20, 12 << 20, 4).is_none(),
+        "nothing past the end"
+    );
+}
+
+#[tokio::test]
+async fn a_background_copy_waits_while_the_node_receives_a_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path()).await;
+    let store = &node.store;
+    let d = Digest::of(b"arriving");
+    let path = dir.path().join("arriving");
+    let guard = store.begin_growing(&d, path, 8, 0);
+    let source: ByteStream = futures_util::stream::iter([
+        Ok(Bytes::from_static(b"one")),
+        Ok(Bytes::from_static(b"two")),
+    ])
+    .boxed();
+    let mut copy = store.yielding(source);
+    // While the node receives a blob, a chunk waits, up to the limit...
+    let first = tokio::time::timeout(Duration::from_millis(1500), copy.next()).await;
+    assert!(
+        first.is_err(),
+        "a chunk went out while the node was receiving"
+    );
+    let started = tokio::time::Instant::now();
+    assert_eq!(copy.next().await.unwrap().unwrap(), "one");
+    assert!(
+        started.elapsed() <= YIELD_AT_MOST,
+        "it waits at most the limit"
+    );
+    // ...and not once the delivery is over.
+    drop(guard);
+    let next = tokio::time::timeout(YIELD_STEP, copy.next()).await;
+    assert_eq!(next.expect("at once").unwrap().unwrap(), "two");
+    node.close().await;
+}
