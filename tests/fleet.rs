@@ -880,3 +880,63 @@ fn a_site_that_speaks_mtls_is_reached_with_the_tls_material_it_was_onboarded_wit
     );
     assert!(!tower.log().contains("PRIVATE KEY"));
 }
+
+/// A site whose nodes know no leader (its other two nodes down) is waited out by the
+/// worker (`--leader-wait`) rather than failed: once a leader is elected the rollout
+/// goes through with no retry counted.
+#[test]
+fn a_rollout_waits_out_a_site_that_knows_no_leader() {
+    let Some(up) = Upstream::start() else {
+        return;
+    };
+    let (pos, _) = application();
+    up.put(&pos, "team/pos:v3");
+    let tower = Towerd::start(&["--insecure-registry", &up.addr, "--leader-wait", "60s"]);
+    let mut nodes = cluster(3, &NodeOptions::default());
+    leader(&nodes.iter().collect::<Vec<_>>());
+    nodes[1].kill9();
+    nodes[2].kill9();
+    // Alone, the first node stops naming a leader (check-quorum, pre-vote).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while status(&nodes[0]).is_none_or(|s| s.leader_id != 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 still names a leader"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let site = onboard(
+        &tower,
+        json!({"name": "lone", "nodes": [nodes[0].api.to_string()], "labels": {}}),
+    );
+    let created = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({
+            "application": "pos",
+            "images": [format!("{}/team/pos:v3", up.addr)],
+            "selector": {"name": {"$eq": "lone"}}
+        })),
+        201,
+    );
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    // The worker says it waits for a leader...
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !tower.log().contains("no node knows a leader of the site") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "towerd never waited for a leader:\n{}",
+            tower.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ...and the site is not failed meanwhile; with its peers back it goes through.
+    let r = tower.expect("GET", &path, None, 200);
+    assert_ne!(site_state(&r, &site)["state"], "failed", "{r:#}");
+    nodes[1].restart();
+    nodes[2].restart();
+    let done = tower.wait_for(&path, Duration::from_secs(60), "scheduled", |r| {
+        site_state(r, &site)["state"] == "scheduled"
+    });
+    assert_eq!(site_state(&done, &site)["retries"], 0, "{done:#}");
+}

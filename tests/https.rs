@@ -410,3 +410,51 @@ fn idle_connections_from_one_address_do_not_keep_other_clients_out() {
         "none of the idle connections was closed at once: they wait in a queue"
     );
 }
+
+/// Over HTTPS (hyper), a request refused before its body was read is answered with
+/// `Connection: close` and the connection then closes, or the connection stays usable:
+/// never dropped without a word once the client sends the rest.
+#[test]
+fn a_refusal_before_the_body_over_https_keeps_http_honest() {
+    let Some((_dir, certs)) = setup() else { return };
+    let node = https_node(&certs.node, "");
+    let config = client(&certs.ca, None);
+    let auth = kit::http::basic(USER, PASSWORD);
+    let zero = "0".repeat(64);
+    for (head, status) in [
+        (
+            format!("PUT /v2/t/app/blobs/uploads/x?digest=sha256:{zero} HTTP/1.1\r\n"),
+            401,
+        ),
+        (
+            format!("PATCH /v2/t/app/blobs/uploads/nosuch HTTP/1.1\r\nAuthorization: {auth}\r\n"),
+            404,
+        ),
+        (
+            format!("POST /v2/t/app/manifests/v1 HTTP/1.1\r\nAuthorization: {auth}\r\n"),
+            405,
+        ),
+    ] {
+        let mut c = Conn::open(node.addr, &config).unwrap();
+        c.send(format!("{head}Host: site\r\nContent-Length: 1000\r\n\r\n").as_bytes())
+            .unwrap();
+        let first = c.answer().expect("an answer before the body");
+        assert_eq!(first.status, status, "{head}");
+        let _ = c.send(&[b'x'; 1000]);
+        let _ = c.send(b"GET /healthz HTTP/1.1\r\nHost: site\r\n\r\n");
+        if first
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            assert!(
+                c.answer().is_err(),
+                "{head}: announced close, then answered"
+            );
+        } else {
+            let second = c.answer().unwrap_or_else(|e| {
+                panic!("{head}: {status} without Connection: close, then: {e}")
+            });
+            assert_eq!(second.status, 200);
+        }
+    }
+}

@@ -452,3 +452,30 @@ fn deliver_goes_on_with_another_node_when_the_leader_is_killed_mid_delivery() {
         }
     }
 }
+
+/// `towerctl deliver` to one node of a 3-node site the moment its nodes listen (before
+/// their first election, when every node answers that it knows no leader) succeeds.
+#[test]
+fn deliver_right_after_a_three_node_site_starts_succeeds() {
+    let Some(t) = tools() else { return };
+    let up = ReferenceRegistry::start(&t.registry);
+    let upstream = up.addr.to_string();
+    let img = oci::image(36, &[64 << 10], "amd64");
+    oci::push_image_as(up.addr, "team/early", "v1", &img);
+    // `cluster` returns once the nodes listen, without waiting for a leader.
+    let nodes = kit::node::cluster(3, &NodeOptions::default());
+    let site = nodes[0].api.to_string();
+    let out = ok(towerctl(&[
+        "deliver",
+        "--site",
+        &site,
+        "--insecure-registry",
+        &upstream,
+        &format!("{upstream}/team/early:v1"),
+    ]));
+    assert!(out.contains(&img.digest), "{out}");
+    let manifest = format!("/v2/{upstream}/team/early/manifests/v1");
+    for n in &nodes {
+        assert_eq!(kit::node::served(n, &manifest), img.digest);
+    }
+}

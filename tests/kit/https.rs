@@ -79,9 +79,19 @@ impl Conn {
     /// (a server that refused the client's certificate closes it).
     pub fn get(&mut self, path: &str) -> Result<Response, String> {
         let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
-        self.stream
-            .write_all(head.as_bytes())
-            .map_err(|e| e.to_string())?;
+        self.send(head.as_bytes())?;
+        self.answer()
+    }
+
+    /// Writes bytes as they are (a request's head, its body, the next request).
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream.write_all(bytes).map_err(|e| e.to_string())?;
+        self.stream.flush().map_err(|e| e.to_string())
+    }
+
+    /// The next answer on this connection (its body by `Content-Length`); the error says
+    /// why there is none.
+    pub fn answer(&mut self) -> Result<Response, String> {
         let mut raw = Vec::new();
         let mut byte = [0u8; 1];
         while !raw.ends_with(b"\r\n\r\n") {
