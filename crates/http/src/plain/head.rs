@@ -142,3 +142,84 @@ pub(super) fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> b
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Head {
+        let (h, len) = parse(raw.as_bytes()).unwrap().expect("a whole head");
+        assert_eq!(len, raw.len());
+        h
+    }
+
+    fn refused(raw: &str) -> u16 {
+        match parse(raw.as_bytes()) {
+            Err(r) => r.status,
+            Ok(_) => panic!("taken: {raw:?}"),
+        }
+    }
+
+    #[test]
+    fn framing_keep_alive_and_continue_are_read_from_the_head() {
+        let h = head("PUT /v2/a/b HTTP/1.1\r\nContent-Length: 12\r\n\r\n");
+        assert_eq!(h.framing, Framing::Length(12));
+        assert!(h.keep_alive && !h.expects_continue);
+        let h = head("PATCH /x HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\nExpect: 100-Continue\r\nConnection: Keep-Alive, Close\r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked(Chunk::Size));
+        assert!(h.expects_continue && !h.keep_alive);
+        let h = head("GET /v2/ HTTP/1.0\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (Framing::Done, false));
+        assert!(head("GET /v2/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        // Repeated equal lengths are one length.
+        let h = head("PUT /x HTTP/1.1\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(h.framing, Framing::Length(3));
+        assert_eq!(
+            head("PUT /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n").framing,
+            Framing::Done
+        );
+    }
+
+    #[test]
+    fn a_head_not_whole_yet_is_waited_for() {
+        assert!(parse(b"GET /v2/ HTTP/1.1\r\nHost: a").unwrap().is_none());
+        assert!(parse(b"").unwrap().is_none());
+    }
+
+    #[test]
+    fn heads_that_could_be_read_two_ways_are_refused() {
+        assert_eq!(
+            refused("PUT /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            refused("PUT /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            refused("PUT /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            refused("PUT /x HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            refused("PUT /x HTTP/1.1\r\nContent-Length: +5\r\n\r\n"),
+            400
+        );
+        // Chunked must be the last coding, and HTTP/1.0 has none.
+        assert_eq!(
+            refused("PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            refused("PUT /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(refused("GET /x HTTP/1.1\r\nBad Header: x\r\n\r\n"), 400);
+        assert_eq!(refused("G(T /x HTTP/1.1\r\n\r\n"), 400);
+        let many: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(refused(&format!("GET /x HTTP/1.1\r\n{many}\r\n")), 431);
+    }
+}
