@@ -324,3 +324,25 @@ fn pipelined_blob_reads_arrive_whole_and_in_order_to_a_client_that_reads_late() 
         }
     }
 }
+
+#[test]
+fn a_client_waiting_for_100_continue_is_refused_before_it_sends_its_body() {
+    let node = Node::start(NodeOptions::push());
+    let zero = "0".repeat(64);
+    let mut c = Conn::open(node.addr);
+    // A gigabyte announced, none of it sent: the refusal comes instead of 100 Continue.
+    c.send(format!("PUT /v2/t/app/blobs/uploads/x?digest=sha256:{zero} HTTP/1.1\r\nHost: s\r\nContent-Length: 1073741824\r\nExpect: 100-continue\r\n\r\n").as_bytes()).unwrap();
+    let a = c.answer(false).expect("an answer without the body");
+    assert_eq!(a.status, 401, "{a:?}");
+    assert!(a.closes(), "the body was never sent: the connection ends");
+    assert!(c.closed());
+    // With credentials, the same wait gets its 100 Continue once the upload reads.
+    let a = format!("Authorization: {}\r\n", auth());
+    let data = bytes(9, 4096);
+    let d = digest(&data);
+    c = Conn::open(node.addr);
+    c.send(format!("POST /v2/t/app/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: s\r\n{a}Content-Length: 4096\r\nExpect: 100-continue\r\n\r\n").as_bytes()).unwrap();
+    assert_eq!(c.answer(false).unwrap().status, 100);
+    c.send(&data).unwrap();
+    assert_eq!(c.answer(false).unwrap().status, 201);
+}

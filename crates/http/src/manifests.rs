@@ -10,10 +10,10 @@ use site_core::reference::validate_tag;
 use site_core::{Digest, ErrorCode};
 use site_store::ManifestRef;
 
-/// Reads a reference: a digest if it has the digest's `:`, else a tag.
 /// Tags one push by digest may set (the spec asks for at least 10).
 const MAX_TAGS: usize = 100;
 
+/// Reads a reference: a digest if it has the digest's `:`, else a tag.
 fn reference(r: &str) -> Result<ManifestRef, ApiError> {
     if r.contains(':') {
         Ok(ManifestRef::Digest(Digest::parse(r)?))

@@ -92,6 +92,8 @@ struct Entry {
 pub(crate) struct Growing {
     blobs: Mutex<HashMap<Digest, Entry>>,
     next_id: AtomicU64,
+    /// When bytes of an upload last reached its file.
+    last_bytes: Mutex<Option<std::time::Instant>>,
 }
 
 /// Publishes an upload's progress for as long as it lives; dropped before the last byte,
@@ -109,7 +111,10 @@ impl GrowingGuard {
     /// What tells readers how long the file is (from any thread).
     pub(crate) fn reporter(&self) -> Report {
         let (progress, recent) = (self.progress.clone(), self.recent.clone());
+        let store = self.store.clone();
         Arc::new(move |written, batch| {
+            *store.inner.growing.last_bytes.lock().expect("growing") =
+                Some(std::time::Instant::now());
             recent.lock().expect("recent chunks").push(written, batch);
             progress.send_if_modified(|p| {
                 let moved = p.written < written;
@@ -261,14 +266,23 @@ fn read_at(file: &File, pos: u64, n: usize) -> std::io::Result<Bytes> {
 /// How long a background copy waits at most, per chunk, while this node receives a blob
 /// (well under a fetcher's stall limit, so the copy trickles on rather than fail).
 const YIELD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
+/// A delivery counts as arriving while its bytes came this recently.
+const RECEIVING_LATELY: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often a waiting background copy looks again.
 const YIELD_STEP: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Store {
     /// Whether this node is receiving a blob someone waits for: a delivery from the
-    /// tower, or a copy for a majority hold.
+    /// tower whose bytes arrived in the last second (one that stalled does not hold
+    /// background copies back), or a copy for a majority hold.
     fn receiving(&self) -> bool {
-        !self.inner.growing.blobs.lock().expect("growing").is_empty() || self.holding()
+        let g = &self.inner.growing;
+        let flowing = g
+            .last_bytes
+            .lock()
+            .expect("growing")
+            .is_some_and(|t| t.elapsed() < RECEIVING_LATELY);
+        (flowing && !g.blobs.lock().expect("growing").is_empty()) || self.holding()
     }
 
     /// `stream` for a background copy: each chunk waits (up to [`YIELD_AT_MOST`]) while

@@ -33,11 +33,23 @@ async fn a_background_copy_waits_while_the_node_receives_a_blob() {
     let node = open(dir.path()).await;
     let store = &node.store;
     let d = Digest::of(b"arriving");
-    let path = dir.path().join("arriving");
-    let guard = store.begin_growing(&d, path, 8, 0);
+    let guard = store.begin_growing(&d, dir.path().join("arriving"), 1 << 30, 0);
+    // Bytes keep arriving (reported every 100 ms) until told to stop.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let report = guard.reporter();
+    report(3, &[Bytes::from_static(b"abc")]);
+    let arriving = tokio::spawn(async move {
+        let mut written = 3;
+        while !*stopped.borrow() {
+            written += 3;
+            report(written, &[Bytes::from_static(b"abc")]);
+            let _ = tokio::time::timeout(Duration::from_millis(100), stopped.changed()).await;
+        }
+    });
     let source: ByteStream = futures_util::stream::iter([
         Ok(Bytes::from_static(b"one")),
         Ok(Bytes::from_static(b"two")),
+        Ok(Bytes::from_static(b"three")),
     ])
     .boxed();
     let mut copy = store.yielding(source);
@@ -53,9 +65,14 @@ async fn a_background_copy_waits_while_the_node_receives_a_blob() {
         started.elapsed() <= YIELD_AT_MOST,
         "it waits at most the limit"
     );
-    // ...and not once the delivery is over.
+    // ...not once the bytes stop coming (a stalled delivery holds nothing back)...
+    stop.send(true).unwrap();
+    arriving.await.unwrap();
+    let next = tokio::time::timeout(RECEIVING_LATELY + YIELD_STEP * 5, copy.next()).await;
+    assert_eq!(next.expect("soon").unwrap().unwrap(), "two");
+    // ...nor once the delivery is over.
     drop(guard);
     let next = tokio::time::timeout(YIELD_STEP, copy.next()).await;
-    assert_eq!(next.expect("at once").unwrap().unwrap(), "two");
+    assert_eq!(next.expect("at once").unwrap().unwrap(), "three");
     node.close().await;
 }

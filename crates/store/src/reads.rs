@@ -113,9 +113,7 @@ impl Store {
                     )));
                 }
                 if let (false, Some(size)) = (whole, size) {
-                    if checks.needed(d) {
-                        self.check_in_background(d, size);
-                    }
+                    self.check_in_background(d, size);
                 }
                 return Ok(BlobBytes::File(FileRegion {
                     file: Arc::new(file),
@@ -154,9 +152,11 @@ impl Store {
         }
         let (store, d) = (self.clone(), d.clone());
         tokio::spawn(async move {
+            let turn = store.inner.read_checks.one_at_a_time.acquire().await;
             if let Err(e) = store.scrub_blob(&d, size).await {
                 tracing::warn!(blob = %d, error = %e, "cannot check a blob file");
             }
+            drop(turn);
             store.inner.read_checks.end_check(&d);
         });
     }

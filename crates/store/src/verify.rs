@@ -32,7 +32,6 @@ pub enum VerifyReads {
 }
 
 /// The copies checked since the node started, and the bytes reads hashed.
-#[derive(Default)]
 pub(crate) struct ReadChecks {
     policy: VerifyReads,
     checked: Mutex<HashSet<Digest>>,
@@ -40,13 +39,19 @@ pub(crate) struct ReadChecks {
     checking: Mutex<HashSet<Digest>>,
     /// Bytes hashed to check reads for clients.
     pub hashed: Counter,
+    /// One background check at a time: ranged reads across many blobs after a start
+    /// queue their checks rather than hash them all at once.
+    pub one_at_a_time: tokio::sync::Semaphore,
 }
 
 impl ReadChecks {
     pub fn new(policy: VerifyReads) -> ReadChecks {
         ReadChecks {
             policy,
-            ..ReadChecks::default()
+            checked: Default::default(),
+            checking: Default::default(),
+            hashed: Default::default(),
+            one_at_a_time: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -66,9 +71,13 @@ impl ReadChecks {
         }
     }
 
-    /// Whether a background check of `d` may start (none is under way).
+    /// Whether a background check of `d` may start: under `first`, for a copy not
+    /// checked yet, when no check of it is under way (`always` hashes whole reads only;
+    /// a ranged read starts nothing).
     pub fn start_check(&self, d: &Digest) -> bool {
-        self.checking.lock().expect("read checks").insert(d.clone())
+        self.policy == VerifyReads::First
+            && !self.checked.lock().expect("read checks").contains(d)
+            && self.checking.lock().expect("read checks").insert(d.clone())
     }
 
     /// The background check of `d` ended.

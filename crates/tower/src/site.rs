@@ -123,7 +123,9 @@ pub struct Failover {
 }
 
 /// [`with_failover`] over `nodes`, reached with `tls`, as long as `failover` says; `note`
-/// is told of each node given up and of each wait.
+/// is told of each node given up and of each wait. A round in which some node answered
+/// that it knows no leader, and every other node said the same or could not be reached,
+/// is waited out for up to `leader_wait`.
 pub async fn with_failover_among<T, F, Fut>(
     nodes: &[String],
     tls: Option<&ClientTlsConfig>,
@@ -135,6 +137,9 @@ where
     F: FnMut(Client) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
+    if nodes.is_empty() {
+        return Err(Error::Usage("no site node given".into()));
+    }
     let mut pause = Duration::from_millis(500);
     let mut leader_pause = Duration::from_millis(100);
     let mut leaderless_since: Option<Instant> = None;
@@ -142,15 +147,21 @@ where
     let mut round = 1;
     loop {
         let started = Instant::now();
-        let mut leaderless = true;
+        // A round is leaderless when some node answered that it knows no leader and
+        // every other one said the same or could not be reached (a node still starting).
+        let (mut no_leader, mut other) = (false, false);
         for (i, node) in nodes.iter().enumerate() {
-            let outcome = match connect(node, tls).await {
-                Ok(client) => work(client).await,
-                Err(e) => Err(e),
+            let (outcome, reached) = match connect(node, tls).await {
+                Ok(client) => (work(client).await, true),
+                Err(e) => (Err(e), false),
             };
             match outcome {
                 Err(e @ Error::SiteUnreachable(_)) if nodes.len() > 1 || knows_no_leader(&e) => {
-                    leaderless &= knows_no_leader(&e);
+                    if knows_no_leader(&e) {
+                        no_leader = true;
+                    } else if reached {
+                        other = true;
+                    }
                     if i + 1 < nodes.len() {
                         note(&format!("{e}; going on with another node"));
                     }
@@ -160,7 +171,7 @@ where
             }
         }
         let e = last.as_ref().expect("a failure per node");
-        if leaderless {
+        if no_leader && !other {
             let since = *leaderless_since.get_or_insert(started);
             let left = failover.leader_wait.saturating_sub(since.elapsed());
             if !left.is_zero() {
@@ -181,6 +192,7 @@ where
             break;
         }
         leaderless_since = None;
+        leader_pause = Duration::from_millis(100);
         if round >= failover.rounds {
             if nodes.len() > 1 {
                 note(&format!("{e}; no node could take it: giving up"));

@@ -22,6 +22,9 @@ use tokio::time::{timeout, Instant};
 /// How long a closing connection reads what the client still sends before it is
 /// dropped (so that the client reads the answer rather than a reset).
 const LINGER: Duration = Duration::from_secs(2);
+/// How long the rest of a body a handler left (at most `drain_bytes`) may take to arrive
+/// before the connection is closed instead (a slow link takes seconds for a MiB).
+const DRAIN: Duration = Duration::from_secs(30);
 
 pub(super) struct Conn {
     stream: Arc<TcpStream>,
@@ -100,6 +103,12 @@ impl Conn {
                 let mut inbound = self.inbound.lock().expect("inbound lock");
                 if !inbound.buf.is_empty() {
                     match head::parse(&inbound.buf) {
+                        Ok(Some((_, len))) if len > self.limits.head_bytes => {
+                            return Next::Refused(head::Refusal {
+                                status: 431,
+                                reason: "request head too large".into(),
+                            })
+                        }
                         Ok(Some((head, len))) => {
                             let _ = inbound.buf.split_to(len);
                             return Next::Request(head);
@@ -133,19 +142,14 @@ impl Conn {
 
     /// Answers one request; `Ok(true)` if the connection may serve another.
     async fn answer(&mut self, head: Head) -> std::io::Result<bool> {
-        let generation = {
-            let mut inbound = self.inbound.lock().expect("inbound lock");
-            inbound.generation += 1;
-            inbound.framing = head.framing;
-            inbound.consumed = 0;
-            inbound.generation
-        };
         let has_body = head.framing != Framing::Done;
-        if head.expects_continue && has_body {
-            // Sent at once (RFC 9110 section 10.1.1 allows it): handlers refuse only
-            // after reading the head, and what they leave unread is handled below.
-            response::continue_100(&self.stream).await?;
-        }
+        // `100 Continue` goes out when the handler first reads the body: a request
+        // refused on its head alone is answered before the client sends any of it.
+        let generation = self
+            .inbound
+            .lock()
+            .expect("inbound lock")
+            .begin(head.framing, head.expects_continue && has_body);
         let body = Body::new(RequestBody::new(self.inbound.clone(), generation));
         let mut request = Request::new(body);
         *request.method_mut() = head.method.clone();
@@ -156,9 +160,15 @@ impl Conn {
             .extensions_mut()
             .insert(ConnectInfo(Peer(self.peer)));
         let response = (self.handler)(request).await;
-        // What the handler left of the body: a small rest is read after the answer.
-        let left = self.inbound.lock().expect("inbound lock").framing;
+        // What the handler left of the body: a small rest is read after the answer. A
+        // client still waiting for `100 Continue` sends none of it: the answer says
+        // close, and the connection ends there.
+        let (left, waiting) = {
+            let inbound = self.inbound.lock().expect("inbound lock");
+            (inbound.framing, inbound.continue_pending)
+        };
         let drain = match left {
+            _ if waiting => None,
             Framing::Done => Some(0),
             Framing::Length(n) if n <= self.limits.drain_bytes => Some(n),
             _ => None,
@@ -188,7 +198,7 @@ impl Conn {
                 }
             }
         });
-        timeout(LINGER, rest).await.unwrap_or(false)
+        timeout(DRAIN, rest).await.unwrap_or(false)
     }
 
     /// Closes our side, then reads and drops what the client still sends for a moment,

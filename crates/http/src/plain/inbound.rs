@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 const READ_SIZE: usize = 256 * 1024;
 /// Longest chunk-size line (size, extensions) or trailer line accepted.
 const LINE_LIMIT: usize = 4096;
+/// Most trailer bytes of one body.
+const TRAILERS_LIMIT: usize = 16 * 1024;
 
 /// How the rest of the current request's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,11 @@ pub(super) struct Inbound {
     pub generation: u64,
     /// Body bytes decoded for the current request.
     pub consumed: u64,
+    /// The client waits for `100 Continue` before it sends the body: sent on the body's
+    /// first read.
+    pub continue_pending: bool,
+    /// Trailer bytes of the current chunked body.
+    trailers: usize,
 }
 
 impl Inbound {
@@ -61,6 +68,8 @@ impl Inbound {
             framing: Framing::Done,
             generation: 0,
             consumed: 0,
+            continue_pending: false,
+            trailers: 0,
         }
     }
 
@@ -79,8 +88,39 @@ impl Inbound {
         }
     }
 
+    /// A new request begins, its body framed so; returns its generation.
+    pub fn begin(&mut self, framing: Framing, continue_pending: bool) -> u64 {
+        self.generation += 1;
+        self.framing = framing;
+        self.consumed = 0;
+        self.trailers = 0;
+        self.continue_pending = continue_pending;
+        self.generation
+    }
+
+    /// Sends `100 Continue` if the client waits for it (25 bytes: a socket whose
+    /// previous answers were read takes them at once; otherwise this waits for room).
+    fn poll_continue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+        while self.continue_pending {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write(CONTINUE) {
+                Ok(n) if n == CONTINUE.len() => self.continue_pending = false,
+                // A partial write of 25 bytes into a socket with room does not happen;
+                // if it did, the stream would be out of step: give up on it.
+                Ok(_) => return Poll::Ready(Err(io::Error::other("100 Continue cut short"))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// The next piece of the body: `None` once it is whole.
     pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if let Err(e) = ready!(self.poll_continue(cx)) {
+            return Poll::Ready(Some(Err(e)));
+        }
         loop {
             match self.framing {
                 Framing::Done => return Poll::Ready(None),
@@ -124,7 +164,13 @@ impl Inbound {
                             return Poll::Ready(Some(Err(bad_chunk("data longer than its size"))))
                         }
                         Chunk::Trailers if line.is_empty() => Framing::Done,
-                        Chunk::Trailers => Framing::Chunked(Chunk::Trailers),
+                        Chunk::Trailers => {
+                            self.trailers += line.len();
+                            if self.trailers > TRAILERS_LIMIT {
+                                return Poll::Ready(Some(Err(bad_chunk("trailers too long"))));
+                            }
+                            Framing::Chunked(Chunk::Trailers)
+                        }
                         Chunk::Data(_) => unreachable!("handled above"),
                     };
                 }

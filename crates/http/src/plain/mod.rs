@@ -23,6 +23,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// How long a stopping server waits for the requests in flight.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
 /// What answers requests: the registry's dispatcher.
 pub(crate) type Handler = Arc<dyn Fn(Request) -> BoxFuture<'static, Response> + Send + Sync>;
 
@@ -87,7 +90,14 @@ pub(crate) async fn serve(
     drop(listener);
     let _ = stop_tx.send(true);
     drop(done_tx);
-    // Every connection holds a sender: this returns once the last one has ended.
-    let _ = done.recv().await;
+    // Every connection holds a sender: this returns once the last one has ended, or
+    // after a grace period (a client sending or reading at a crawl does not hold the
+    // node's stop for ever).
+    if tokio::time::timeout(STOP_GRACE, done.recv()).await.is_err() {
+        tracing::warn!(
+            "connections still open {} s after the stop: closing them",
+            STOP_GRACE.as_secs()
+        );
+    }
     Ok(())
 }

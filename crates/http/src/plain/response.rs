@@ -17,7 +17,12 @@ use tokio::net::TcpStream;
 const GATHER: usize = 16 * 1024;
 /// At most this many bytes per `sendfile` call, so that a read from a cold disk holds a
 /// runtime thread only so long.
-const SENDFILE_STEP: usize = 4 * 1024 * 1024;
+const SENDFILE_STEP: usize = 1024 * 1024;
+/// Gathered bytes are written once there are this many, ready frames or not.
+const GATHER_MAX: usize = 64 * 1024;
+/// A client that takes nothing of an answer for this long is given up (the connection
+/// closes; a stopping server does not wait for it).
+const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How a response ended on the wire.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,7 +68,7 @@ pub(super) async fn write(
     }
     if no_body {
         write_all(stream, &out, &[]).await?;
-    } else if let Some(region) = region {
+    } else if let Some(region) = region.filter(|r| r.len > 0) {
         cork(stream, &out).await?;
         send_file(stream, &region).await?;
     } else {
@@ -88,11 +93,6 @@ pub(super) async fn refuse(stream: &TcpStream, status: u16, reason: &str) -> io:
         true,
     );
     write_all(stream, &out, body.as_bytes()).await
-}
-
-/// `100 Continue`, for a client that waits for it before sending its body.
-pub(super) async fn continue_100(stream: &TcpStream) -> io::Result<()> {
-    write_all(stream, b"HTTP/1.1 100 Continue\r\n\r\n", &[]).await
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -191,6 +191,10 @@ async fn write_body(
         if chunked {
             out.extend_from_slice(b"\r\n");
         }
+        if out.len() >= GATHER_MAX {
+            write_all(stream, &out, &[]).await?;
+            out.clear();
+        }
     }
     if length.is_some_and(|l| sent != l) {
         return Err(io::Error::other("response body shorter than its length"));
@@ -201,10 +205,25 @@ async fn write_body(
     write_all(stream, &out, &[]).await
 }
 
+/// Waits until the socket takes more bytes, at most [`WRITE_STALL`].
+async fn writable(stream: &TcpStream) -> io::Result<()> {
+    match tokio::time::timeout(WRITE_STALL, stream.writable()).await {
+        Ok(r) => r,
+        Err(_) => Err(stalled()),
+    }
+}
+
+fn stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the client took nothing of the answer for 60 s",
+    )
+}
+
 /// Writes `a` then `b` whole, in one system call when the socket takes them.
 pub(super) async fn write_all(stream: &TcpStream, mut a: &[u8], mut b: &[u8]) -> io::Result<()> {
     while !a.is_empty() || !b.is_empty() {
-        stream.writable().await?;
+        writable(stream).await?;
         let n = match stream.try_write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => n,
@@ -227,25 +246,26 @@ pub(super) async fn write_all(stream: &TcpStream, mut a: &[u8], mut b: &[u8]) ->
 async fn cork(stream: &TcpStream, mut head: &[u8]) -> io::Result<()> {
     let fd = stream.as_raw_fd();
     while !head.is_empty() {
-        let n = stream
-            .async_io(Interest::WRITABLE, || {
-                // SAFETY: `fd` is the open socket `stream` owns; the buffer is valid for
-                // its length.
-                let n = unsafe {
-                    libc::send(
-                        fd,
-                        head.as_ptr().cast(),
-                        head.len(),
-                        libc::MSG_MORE | libc::MSG_NOSIGNAL,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            })
-            .await?;
+        let send = stream.async_io(Interest::WRITABLE, || {
+            // SAFETY: `fd` is the open socket `stream` owns; the buffer is valid for
+            // its length.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    head.as_ptr().cast(),
+                    head.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        let n = tokio::time::timeout(WRITE_STALL, send)
+            .await
+            .map_err(|_| stalled())??;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -261,19 +281,20 @@ async fn send_file(stream: &TcpStream, region: &FileRegion) -> io::Result<()> {
     let (mut offset, end) = (region.offset, region.offset + region.len);
     while offset < end {
         let step = ((end - offset) as usize).min(SENDFILE_STEP);
-        let n = stream
-            .async_io(Interest::WRITABLE, || {
-                let mut off = offset as libc::off_t;
-                // SAFETY: both descriptors are open for the call's duration (the file is
-                // held by `region`, the socket by `stream`); `off` is a valid pointer.
-                let n = unsafe { libc::sendfile(sock_fd, file_fd, &mut off, step) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            })
-            .await?;
+        let send = stream.async_io(Interest::WRITABLE, || {
+            let mut off = offset as libc::off_t;
+            // SAFETY: both descriptors are open for the call's duration (the file is
+            // held by `region`, the socket by `stream`); `off` is a valid pointer.
+            let n = unsafe { libc::sendfile(sock_fd, file_fd, &mut off, step) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        let n = tokio::time::timeout(WRITE_STALL, send)
+            .await
+            .map_err(|_| stalled())??;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
