@@ -185,7 +185,7 @@ impl Conn {
         Ok(true)
     }
 
-    /// Reads and discards the rest of the current body (a few seconds at most).
+    /// Reads and discards the rest of the current body (for [`DRAIN`] at most).
     async fn discard_rest(&self) -> bool {
         let inbound = self.inbound.clone();
         let rest = poll_fn(move |cx| {
