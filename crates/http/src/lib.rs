@@ -143,6 +143,13 @@ impl Registry {
     }
 }
 
+/// How the plain HTTP/1.1 server reads a request head at the start of `buf`: its length
+/// once it is whole, `None` while it is not, or the status it is refused with (400, 431,
+/// 501). Exposed for the fuzz target of request heads.
+pub fn request_head(buf: &[u8]) -> Result<Option<usize>, u16> {
+    plain::head_len(buf)
+}
+
 /// The path a follow-up request should use, keeping containerd's `ns` if one was given.
 pub(crate) fn location(name: &str, rest: &str, q: &Query) -> String {
     match q.get("ns") {

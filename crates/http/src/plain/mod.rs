@@ -23,6 +23,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// A request head as this server reads it: its length once whole, `None` while not, or
+/// the status it is refused with. (For the fuzz target: see `site_http::request_head`.)
+pub(crate) fn head_len(buf: &[u8]) -> Result<Option<usize>, u16> {
+    match head::parse(buf) {
+        Ok(Some((_, len))) => Ok(Some(len)),
+        Ok(None) => Ok(None),
+        Err(r) => Err(r.status),
+    }
+}
+
 /// How long a stopping server waits for the requests in flight.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
