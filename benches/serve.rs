@@ -155,7 +155,15 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.master.kill();
+        // SIGTERM: the master stops its workers, then itself (SIGKILL would leave the
+        // workers running).
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.master.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.master.kill();
+        }
         let _ = self.master.wait();
     }
 }
