@@ -189,27 +189,9 @@ fn a_delivery_to_a_site_without_a_leader_goes_through_once_one_is_elected() {
         assert!(Instant::now() < deadline, "node 1 still names a leader");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let sites: Vec<String> = nodes.iter().map(|n| n.api.to_string()).collect();
     let upstream = up.addr.to_string();
-    let mut child = std::process::Command::new(kit::tools::towerctl_bin())
-        .args(["deliver", "--site", &sites.join(","), "--insecure-registry"])
-        .args([&upstream, &format!("{upstream}/team/small:v1")])
-        .env("HOME", "/nonexistent")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, said) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines.send(line);
-        }
-    });
+    let image = format!("{upstream}/team/small:v1");
+    let (mut child, said) = deliver(&apis(&nodes), &upstream, &image, &[]);
     // Node 1 knows no leader and the others cannot be reached: towerctl waits for a
     // leader (asking again) rather than give up; then the two others come back.
     let mut told = Vec::new();
@@ -234,18 +216,18 @@ fn a_delivery_to_a_site_without_a_leader_goes_through_once_one_is_elected() {
     }
 }
 
-/// Starts `towerctl deliver` of `image` to every node of `site`, its stderr sent line by
-/// line.
+/// Starts `towerctl deliver` of `image` (from the plain-HTTP `upstream`) to `sites`, with
+/// `more` arguments; its stderr is sent line by line.
 fn deliver(
-    site: &Site,
+    sites: &[String],
     upstream: &str,
     image: &str,
-    leader_wait: &str,
+    more: &[&str],
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let sites: Vec<String> = site.nodes.iter().map(|n| n.api.to_string()).collect();
     let mut child = std::process::Command::new(kit::tools::towerctl_bin())
         .args(["deliver", "--site", &sites.join(","), "--insecure-registry"])
-        .args([upstream, image, "--leader-wait", leader_wait])
+        .args([upstream, image])
+        .args(more)
         .env("HOME", "/nonexistent")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -265,6 +247,11 @@ fn deliver(
     (child, said)
 }
 
+/// Every node's API address.
+fn apis(nodes: &[Node]) -> Vec<String> {
+    nodes.iter().map(|n| n.api.to_string()).collect()
+}
+
 /// A site whose nodes have just started knows no leader until their first election:
 /// towerctl waits for one (here held back by cut links until towerctl has said it
 /// waits) rather than report the site unreachable.
@@ -278,11 +265,12 @@ fn a_delivery_to_a_site_before_its_first_election_waits_for_a_leader() {
     oci::push_image_as(up.addr, "team/fresh", "v1", &img);
     let upstream = up.addr.to_string();
     let site = Site::start_cut();
+    let image = format!("{upstream}/team/fresh:v1");
     let (mut child, said) = deliver(
-        &site,
+        &apis(&site.nodes),
         &upstream,
-        &format!("{upstream}/team/fresh:v1"),
-        "60s",
+        &image,
+        &["--leader-wait", "60s"],
     );
     let mut told = Vec::new();
     while !told
@@ -318,7 +306,13 @@ fn a_site_that_never_elects_a_leader_is_reported_unreachable_after_the_leader_wa
     let upstream = up.addr.to_string();
     let site = Site::start_cut();
     let started = Instant::now();
-    let (mut child, said) = deliver(&site, &upstream, &format!("{upstream}/team/never:v1"), "3s");
+    let image = format!("{upstream}/team/never:v1");
+    let (mut child, said) = deliver(
+        &apis(&site.nodes),
+        &upstream,
+        &image,
+        &["--leader-wait", "3s"],
+    );
     let status = child.wait().unwrap();
     let took = started.elapsed();
     // The child has exited: its stderr ends, and so does the channel.

@@ -240,32 +240,38 @@ pub(super) async fn write_all(stream: &TcpStream, mut a: &[u8], mut b: &[u8]) ->
     Ok(())
 }
 
+/// A non-blocking system call that writes to the socket (`call` returns what it returns:
+/// bytes written, or -1 with `errno`), made when the socket has room, at most
+/// [`WRITE_STALL`] after it last had.
+async fn write_call(stream: &TcpStream, mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    let io = stream.async_io(Interest::WRITABLE, || match call() {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n => Ok(n as usize),
+    });
+    tokio::time::timeout(WRITE_STALL, io)
+        .await
+        .map_err(|_| stalled())?
+}
+
 /// Sends `head` with `MSG_MORE`, so that it leaves in one segment with the first bytes
 /// of the file that follows (waiting while the socket's buffer is full: a client that
 /// pipelined requests may not have read the previous answer yet).
 async fn cork(stream: &TcpStream, mut head: &[u8]) -> io::Result<()> {
     let fd = stream.as_raw_fd();
     while !head.is_empty() {
-        let send = stream.async_io(Interest::WRITABLE, || {
+        let n = write_call(stream, || {
             // SAFETY: `fd` is the open socket `stream` owns; the buffer is valid for
             // its length.
-            let n = unsafe {
+            unsafe {
                 libc::send(
                     fd,
                     head.as_ptr().cast(),
                     head.len(),
                     libc::MSG_MORE | libc::MSG_NOSIGNAL,
                 )
-            };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
             }
-        });
-        let n = tokio::time::timeout(WRITE_STALL, send)
-            .await
-            .map_err(|_| stalled())??;
+        })
+        .await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -281,20 +287,13 @@ async fn send_file(stream: &TcpStream, region: &FileRegion) -> io::Result<()> {
     let (mut offset, end) = (region.offset, region.offset + region.len);
     while offset < end {
         let step = ((end - offset) as usize).min(SENDFILE_STEP);
-        let send = stream.async_io(Interest::WRITABLE, || {
+        let n = write_call(stream, || {
             let mut off = offset as libc::off_t;
             // SAFETY: both descriptors are open for the call's duration (the file is
             // held by `region`, the socket by `stream`); `off` is a valid pointer.
-            let n = unsafe { libc::sendfile(sock_fd, file_fd, &mut off, step) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        });
-        let n = tokio::time::timeout(WRITE_STALL, send)
-            .await
-            .map_err(|_| stalled())??;
+            unsafe { libc::sendfile(sock_fd, file_fd, &mut off, step) }
+        })
+        .await?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
