@@ -230,39 +230,6 @@ impl Store {
     }
 }
 
-/// `n` bytes of `file` at `pos`, read into a buffer that is not zeroed first (a peer's
-/// copy of a 256 MiB layer would otherwise clear 256 MiB only to overwrite it).
-fn read_at(file: &File, pos: u64, n: usize) -> std::io::Result<Bytes> {
-    use std::os::fd::AsRawFd;
-    let mut buf: Vec<u8> = Vec::with_capacity(n);
-    while buf.len() < n {
-        let done = buf.len();
-        // SAFETY: the destination is the vector's spare capacity (`n - done` bytes from
-        // its end), written by the kernel through a raw pointer; only the bytes it
-        // reports written are then counted in the length.
-        let got = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                buf.as_mut_ptr().add(done).cast(),
-                n - done,
-                (pos + done as u64) as libc::off_t,
-            )
-        };
-        match got {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n if n < 0 => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            // SAFETY: the kernel wrote `got` bytes right after the `done` already there.
-            got => unsafe { buf.set_len(done + got as usize) },
-        }
-    }
-    Ok(Bytes::from(buf))
-}
-
 /// How long a background copy waits at most, per chunk, while this node receives a blob
 /// (well under a fetcher's stall limit, so the copy trickles on rather than fail).
 const YIELD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
@@ -333,9 +300,10 @@ fn tail(
                     }
                     let n = (now.written - pos).min(CHUNK) as usize;
                     let f = file.clone();
-                    let chunk = tokio::task::spawn_blocking(move || read_at(&f, pos, n))
-                        .await
-                        .map_err(std::io::Error::other)??;
+                    let chunk =
+                        tokio::task::spawn_blocking(move || crate::files::read_at(&f, pos, n))
+                            .await
+                            .map_err(std::io::Error::other)??;
                     return Ok(Some((chunk, (file, pos + n as u64, progress))));
                 }
                 let broke_off = || {

@@ -8,7 +8,6 @@ use crate::transport::BlobStream;
 use crate::{ByteStream, Result, Store, StoreError};
 use futures_util::StreamExt;
 use site_core::Digest;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use tokio::io::AsyncSeekExt;
 
@@ -39,25 +38,19 @@ impl FileRegion {
             }
             let want = (left as usize).min(CHUNK);
             let f = file.clone();
-            let chunk = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0; want];
-                let n = f.read_at(&mut buf, offset)?;
-                buf.truncate(n);
-                Ok::<_, std::io::Error>(buf)
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-            if chunk.is_empty() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "blob file shorter than its recorded size",
-                ));
-            }
+            let chunk =
+                tokio::task::spawn_blocking(move || crate::files::read_at(&f, offset, want))
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "blob file shorter than its recorded size",
+                        ),
+                        _ => e,
+                    })?;
             let n = chunk.len() as u64;
-            Ok(Some((
-                bytes::Bytes::from(chunk),
-                (file, offset + n, left - n),
-            )))
+            Ok(Some((chunk, (file, offset + n, left - n))))
         })
         .boxed()
     }
@@ -99,27 +92,24 @@ impl Store {
                 let size = self.read(|s| s.blob(d).map(|b| b.size));
                 let whole = start == 0 && size == Some(len) && len > 0;
                 let checks = &self.inner.read_checks;
+                let region = FileRegion {
+                    file: Arc::new(file),
+                    offset: start,
+                    len,
+                };
                 if whole && checks.needed(d) {
-                    use tokio::io::AsyncReadExt;
-                    let stream = tokio_util::io::ReaderStream::with_capacity(
-                        tokio::fs::File::from_std(file).take(len),
-                        CHUNK,
-                    );
+                    let stream = region.stream();
                     return Ok(BlobBytes::Stream(crate::verify::verified(
                         self.clone(),
                         d.clone(),
                         len,
-                        stream.boxed(),
+                        stream,
                     )));
                 }
                 if let (false, Some(size)) = (whole, size) {
                     self.check_in_background(d, size);
                 }
-                return Ok(BlobBytes::File(FileRegion {
-                    file: Arc::new(file),
-                    offset: start,
-                    len,
-                }));
+                return Ok(BlobBytes::File(region));
             }
             Err(StoreError::BlobUnknown(_)) => {}
             Err(e) => return Err(e),

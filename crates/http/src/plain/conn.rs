@@ -102,22 +102,20 @@ impl Conn {
             {
                 let mut inbound = self.inbound.lock().expect("inbound lock");
                 if !inbound.buf.is_empty() {
+                    let too_large = || {
+                        Next::Refused(head::Refusal {
+                            status: 431,
+                            reason: "request head too large".into(),
+                        })
+                    };
                     match head::parse(&inbound.buf) {
-                        Ok(Some((_, len))) if len > self.limits.head_bytes => {
-                            return Next::Refused(head::Refusal {
-                                status: 431,
-                                reason: "request head too large".into(),
-                            })
-                        }
+                        Ok(Some((_, len))) if len > self.limits.head_bytes => return too_large(),
                         Ok(Some((head, len))) => {
                             let _ = inbound.buf.split_to(len);
                             return Next::Request(head);
                         }
                         Ok(None) if inbound.buf.len() > self.limits.head_bytes => {
-                            return Next::Refused(head::Refusal {
-                                status: 431,
-                                reason: "request head too large".into(),
-                            })
+                            return too_large()
                         }
                         Ok(None) => {}
                         Err(r) => return Next::Refused(r),
