@@ -4,7 +4,7 @@ mod kit;
 
 use kit::grpc;
 use kit::grpc::deliver_image_to as deliver;
-use kit::node::{leader, served, status};
+use kit::node::{leader, metric, served, status};
 use kit::oci::{self, OCI_MANIFEST};
 use kit::tools::{ok, require, towerctl};
 use kit::{digest, request, Node, NodeOptions};
@@ -256,6 +256,23 @@ fn a_blob_is_acknowledged_once_a_majority_holds_it_then_reaches_every_node() {
             .unwrap();
     });
     image_everywhere(&nodes, &img);
+    // Without TLS the copies leave the receiving node's page cache with sendfile: it
+    // sent every byte of the image at least once (the holds), none over gRPC.
+    let sent = |n: &Node, way| metric(n, "site_peer_blob_bytes_sent_total", &[("way", way)]);
+    let bytes: usize = img.blobs().map(|b| b.data.len()).sum();
+    let by_sendfile = sent(&nodes[f], "sendfile").unwrap_or(0.0);
+    assert!(
+        by_sendfile >= bytes as f64,
+        "the receiving node sent {by_sendfile} bytes by sendfile, the image has {bytes}"
+    );
+    for n in &nodes {
+        assert_eq!(
+            sent(n, "grpc"),
+            None,
+            "{} sent blob bytes over gRPC",
+            n.addr
+        );
+    }
     for (i, n) in nodes.iter().enumerate() {
         if i != f {
             served(n, "/v2/team/r/manifests/v1");
@@ -264,6 +281,53 @@ fn a_blob_is_acknowledged_once_a_majority_holds_it_then_reaches_every_node() {
             oci::assert_pulled(&pulled, &img);
         }
     }
+}
+
+#[test]
+fn the_cluster_listener_answers_blob_fetches_over_plain_http() {
+    let nodes = kit::node::cluster(3, &NodeOptions::default());
+    let l = leader(&nodes.iter().collect::<Vec<_>>());
+    let data = kit::bytes(84, 300 << 10);
+    let d = digest(&data);
+    rt().block_on(async {
+        let mut c = grpc::connect(nodes[l].api).await;
+        grpc::deliver_blob(&mut c, "team/raw", &data).await;
+    });
+    let n = &nodes[l];
+    let cluster = n.cluster.expect("a cluster listener");
+    let r = request(
+        cluster,
+        "GET",
+        &format!("/peer/v1/blobs/{d}?offset=1000"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, &data[1000..], "the bytes from the offset on");
+    let unknown = digest(b"not here");
+    let r = request(
+        cluster,
+        "GET",
+        &format!("/peer/v1/blobs/{unknown}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    let r = request(
+        cluster,
+        "GET",
+        &format!("/peer/v1/blobs/{d}?offset=999999999"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 416, "{}", String::from_utf8_lossy(&r.body));
+    let r = request(cluster, "GET", "/v2/", &[], b"");
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    // The gRPC service on the same listener is unaffected: the site still takes writes.
+    rt().block_on(async {
+        let mut c = grpc::connect(nodes[(l + 1) % 3].api).await;
+        grpc::deliver_blob(&mut c, "team/raw", &kit::bytes(85, 1 << 20)).await;
+    });
 }
 
 /// The largest copy of blob `d` that the peers of node `i` are writing (0 if none).
@@ -586,6 +650,9 @@ fn a_fourth_node_joins_at_run_time_fetches_every_live_blob_and_leaves_again() {
     let l = leader(&nodes.iter().collect::<Vec<_>>());
     let img = oci::image(95, &[2 << 20, 100 << 10], "amd64");
     rt().block_on(deliver(nodes[l].api, "team/j", &img, "v1"));
+    // towerctl first (built on first use when its sources changed): the watch below
+    // must not spend its 30 s waiting for a build.
+    kit::tools::towerctl_bin();
     let events = watch_events(&nodes[l], |seen| {
         seen.iter()
             .any(|k| matches!(k, pb::event::Kind::NodeLeft(j) if j.node_id == 4))

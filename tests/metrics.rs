@@ -6,7 +6,7 @@
 mod kit;
 
 use kit::grpc::{self, deliver_image_to as deliver};
-use kit::node::{cluster, leader, served};
+use kit::node::{cluster, leader, metric_in, served};
 use kit::oci;
 use kit::tools::require;
 use kit::upstream::ReferenceRegistry;
@@ -24,21 +24,8 @@ fn scrape(node: &Node) -> String {
     String::from_utf8(r.body).unwrap()
 }
 
-/// The value of the sample `name` whose labels include every one of `labels`.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (series, v) = l.rsplit_once(' ')?;
-        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-        (n == name
-            && labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-        .then(|| v.parse().unwrap())
-    })
-}
-
 fn v(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    value(text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    metric_in(text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
 }
 
 /// `promtool check metrics` finds nothing to say about `text`.
@@ -129,7 +116,7 @@ fn a_three_node_sites_metrics_move_with_a_delivery_and_a_pull() {
     let ok_blobs = [("kind", "blob"), ("outcome", "ok")];
     assert_eq!(
         v(&at_leader, "site_deliveries_total", &ok_blobs)
-            - value(&before[l], "site_deliveries_total", &ok_blobs).unwrap_or(0.0),
+            - metric_in(&before[l], "site_deliveries_total", &ok_blobs).unwrap_or(0.0),
         blobs
     );
     assert!(
@@ -184,8 +171,8 @@ fn a_three_node_sites_metrics_move_with_a_delivery_and_a_pull() {
         .iter()
         .map(|n| {
             let text = until(n, "every blob held", |t| {
-                value(t, "site_blobs_held", &[]) == Some(blobs)
-                    && value(t, "site_blobs_missing", &[]) == Some(0.0)
+                metric_in(t, "site_blobs_held", &[]) == Some(blobs)
+                    && metric_in(t, "site_blobs_missing", &[]) == Some(0.0)
             });
             assert_eq!(v(&text, "site_blob_bytes_held", &[]), blob_bytes as f64);
             assert_eq!(v(&text, "site_images", &[("state", "eligible")]), 1.0);
@@ -227,8 +214,8 @@ fn a_three_node_sites_metrics_move_with_a_delivery_and_a_pull() {
     });
     for n in &nodes {
         let text = until(n, "the image live and a GC run counted", |t| {
-            value(t, "site_images", &[("state", "live")]) == Some(1.0)
-                && value(t, "site_gc_runs_total", &[]).unwrap_or(0.0) >= 1.0
+            metric_in(t, "site_images", &[("state", "live")]) == Some(1.0)
+                && metric_in(t, "site_gc_runs_total", &[]).unwrap_or(0.0) >= 1.0
         });
         promtool_clean(&text);
     }
@@ -257,7 +244,7 @@ fn the_pull_through_cache_counts_its_fetches_and_upstream_requests() {
     );
     let upstream = registry.addr.to_string();
     let text = until(&node, "fetches counted", |t| {
-        value(
+        metric_in(
             t,
             "site_pull_fetches_total",
             &[("kind", "blob"), ("outcome", "ok")],
@@ -355,9 +342,9 @@ fn the_scrub_reports_its_progress_and_a_corrupt_copy() {
     let copy = &nodes[(l + 1) % 3];
     // A whole pass over every blob, each found whole.
     let text = until(copy, "a whole scrub pass", |t| {
-        value(t, "site_scrub_pass_blobs", &[]) == Some(blobs)
-            && value(t, "site_scrub_pass_done_blobs", &[]) == Some(blobs)
-            && value(t, "site_scrub_blobs_checked_total", &[]).unwrap_or(0.0) >= blobs
+        metric_in(t, "site_scrub_pass_blobs", &[]) == Some(blobs)
+            && metric_in(t, "site_scrub_pass_done_blobs", &[]) == Some(blobs)
+            && metric_in(t, "site_scrub_blobs_checked_total", &[]).unwrap_or(0.0) >= blobs
     });
     promtool_clean(&text);
     assert_eq!(v(&text, "site_scrub_corrupt_copies_total", &[]), 0.0);
@@ -382,9 +369,9 @@ fn the_scrub_reports_its_progress_and_a_corrupt_copy() {
         f.write_at(&[!byte[0]], 4096).unwrap();
     }
     let text = until(copy, "the corrupt copy counted and repaired", |t| {
-        value(t, "site_scrub_corrupt_copies_total", &[]).unwrap_or(0.0) >= 1.0
-            && value(t, "site_blobs_missing", &[]) == Some(0.0)
-            && value(t, "site_blobs_held", &[]) == Some(blobs)
+        metric_in(t, "site_scrub_corrupt_copies_total", &[]).unwrap_or(0.0) >= 1.0
+            && metric_in(t, "site_blobs_missing", &[]) == Some(0.0)
+            && metric_in(t, "site_blobs_held", &[]) == Some(blobs)
     });
     promtool_clean(&text);
 }

@@ -3,7 +3,7 @@
 
 mod kit;
 
-use kit::node::served;
+use kit::node::{metric, served};
 use kit::oci::{self, OCI_MANIFEST};
 use kit::tls::Certs;
 use kit::tools::{ok, towerctl};
@@ -132,6 +132,19 @@ fn a_three_node_site_replicates_over_mtls() {
         }
         // A follower serves the manifest once it has applied the committed entry.
         assert_eq!(served(n, "/v2/team/t/manifests/v1"), img.digest);
+    }
+    // Over mTLS the copies went as gRPC messages (sendfile cannot encrypt).
+    let sent = |n: &Node, way| metric(n, "site_peer_blob_bytes_sent_total", &[("way", way)]);
+    let bytes: usize = img.blobs().map(|b| b.data.len()).sum();
+    let by_grpc: f64 = nodes.iter().filter_map(|n| sent(n, "grpc")).sum();
+    assert!(by_grpc >= bytes as f64, "{by_grpc} bytes sent over gRPC");
+    for n in &nodes {
+        assert_eq!(
+            sent(n, "sendfile"),
+            None,
+            "{} used sendfile under TLS",
+            n.addr
+        );
     }
 }
 

@@ -448,6 +448,27 @@ pub fn served(node: &Node, path: &str) -> String {
     }
 }
 
+/// The value of the sample `name` in a `/metrics` text whose labels include every one of
+/// `labels`.
+pub fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, v) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        (n == name
+            && labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+        .then(|| v.parse().unwrap())
+    })
+}
+
+/// The value of the sample `name` with `labels` that `node` exposes on `/metrics`.
+pub fn metric(node: &Node, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let r = super::request(node.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200, "/metrics of {}", node.addr);
+    metric_in(&String::from_utf8(r.body).unwrap(), name, labels)
+}
+
 /// The node's status over gRPC, if it answers.
 pub fn status(node: &Node) -> Option<site_api::pb::StatusResponse> {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -15,6 +15,7 @@ pub mod deliveries;
 mod ensure;
 mod forwarded;
 pub mod peer;
+pub mod peer_bytes;
 pub mod service;
 pub mod status;
 pub mod tls;
@@ -47,7 +48,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let service = pb::site_server::SiteServer::new(service).max_decoding_message_size(max_message);
-    serve_one(listener, service, tls, shutdown).await
+    serve_one(tcp(listener), service, tls, shutdown).await
 }
 
 /// Serves the peer service on `listener` (`[cluster] listen`, over mTLS when `tls` is
@@ -58,15 +59,28 @@ pub async fn serve_peers(
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
+    let peering = service.peering().clone();
     let service =
         peer_pb::peer_server::PeerServer::new(service).max_decoding_message_size(64 << 20);
-    serve_one(listener, service, tls, shutdown).await
+    match tls {
+        Some(tls) => serve_one(tcp(listener), service, Some(tls), shutdown).await,
+        // Peers fetch blob bytes from the page cache (`peer_bytes.rs`) besides gRPC.
+        None => {
+            let incoming = peer_bytes::incoming(listener, peering, shutdown.clone());
+            serve_one(incoming, service, None, shutdown).await
+        }
+    }
 }
 
-/// One gRPC server of a node: TCP_NODELAY, large HTTP/2 windows, mTLS when configured,
-/// graceful shutdown.
-async fn serve_one<S>(
-    listener: tokio::net::TcpListener,
+/// A listener's connections, with TCP_NODELAY.
+fn tcp(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// One gRPC server of a node on the connections of `incoming`: large HTTP/2 windows,
+/// mTLS when configured, graceful shutdown.
+async fn serve_one<S, I, IO, IE>(
+    incoming: I,
     service: S,
     tls: Option<tonic::transport::ServerTlsConfig>,
     mut shutdown: watch::Receiver<bool>,
@@ -82,8 +96,15 @@ where
         + Sync
         + 'static,
     S::Future: Send + 'static,
+    I: futures_util::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;

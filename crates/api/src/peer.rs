@@ -57,6 +57,11 @@ impl PeerService {
         }
     }
 
+    /// What the service serves peers from.
+    pub fn peering(&self) -> &Peering {
+        &self.peering
+    }
+
     /// Refuses a caller that is not one of the site's nodes.
     fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let Some((check, transport)) = &self.only_peers else {
@@ -141,7 +146,13 @@ impl Peer for PeerService {
             .blob_for_peer(&digest, r.offset, r.background)
             .await
             .map_err(crate::status::status)?
-            .map_ok(|data| BlobChunk { data })
+            .map_ok({
+                let peering = self.peering.clone();
+                move |data| {
+                    peering.count_sent(site_store::PeerSend::Grpc, data.len() as u64);
+                    BlobChunk { data }
+                }
+            })
             .map_err(|e| Status::internal(format!("reading the blob file: {e}")));
         Ok(Response::new(Box::pin(chunks)))
     }
@@ -328,6 +339,12 @@ impl PeerTransport {
         })
     }
 
+    /// The cluster address of node `to`.
+    fn address(&self, to: u64) -> Option<String> {
+        let links = self.links.read().expect("peer links");
+        links.get(&to).map(|l| l.address.clone())
+    }
+
     /// A client of node `to`: the connection `pick` chooses among its link's.
     fn client(
         &self,
@@ -386,7 +403,16 @@ impl Transport for PeerTransport {
         background: bool,
     ) -> PeerCall<BlobStream> {
         let client = self.client(to, |l| &l.blobs);
+        // Without TLS, the bytes come from the peer's page cache (`peer_bytes.rs`).
+        let plain = self.tls.is_none().then(|| self.address(to)).flatten();
         Box::pin(async move {
+            if let Some(address) = plain {
+                if let Some(stream) =
+                    crate::peer_bytes::fetch(&address, &digest, offset, background).await?
+                {
+                    return Ok(stream);
+                }
+            }
             let stream = client?
                 .fetch_blob(FetchBlobRequest {
                     digest: digest.to_string(),

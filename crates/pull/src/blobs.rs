@@ -81,7 +81,7 @@ impl BlobFill {
                     .await?
             }
             None => store
-                .blob_for_peer(&self.digest, start)
+                .blob_for_peer(&self.digest, start, false)
                 .await
                 .map_err(PullError::store)?,
         };

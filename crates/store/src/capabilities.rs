@@ -307,12 +307,20 @@ impl Peering {
         offset: u64,
         background: bool,
     ) -> Result<ByteStream> {
-        let stream = self.0.blob_for_peer(d, offset).await?;
-        Ok(if background {
-            self.0.yielding(stream)
-        } else {
-            stream
-        })
+        self.0.blob_for_peer(d, offset, background).await
+    }
+    /// See [`Store::peer_file`].
+    pub async fn peer_file(
+        &self,
+        d: &Digest,
+        offset: u64,
+        background: bool,
+    ) -> Result<crate::PeerFile> {
+        self.0.peer_file(d, offset, background).await
+    }
+    /// See [`Store::count_sent`].
+    pub fn count_sent(&self, by: crate::PeerSend, n: u64) {
+        self.0.count_sent(by, n)
     }
     /// See [`Store::fetch_blob`]: holds blob `d` here, from peer `from` first.
     pub async fn hold(&self, d: &Digest, size: u64, from: u64) -> Result<()> {

@@ -3,39 +3,39 @@
 //! A blob delivered to a node of a cluster is recorded only once a majority of the voters
 //! hold it (`replication.rs`). Rather than wait for its last byte, the receiving node asks
 //! the peers to hold it as soon as its stream starts ([`Store::start_hold`]); they fetch it
-//! from the upload file as the file grows ([`Store::blob_for_peer`]). The copies thus go on
+//! from the upload file as the file grows ([`crate::PeerFile`]). The copies thus go on
 //! alongside the upload, and the acknowledgement follows the last byte by little more
 //! than the peers' fsync.
 //!
 //! Only bytes already in the file are offered (the writer reports them, see
 //! [`crate::blob_writer::BlobWriter::reporting`]). The last few MiB reported are also kept
-//! as the chunks that arrived ([`Recent`]): a peer that keeps up with the upload is sent
-//! those, with no read of the file; one that falls behind reads the file. A reader
+//! as the chunks that arrived ([`Recent`]): a peer that keeps up with the upload over gRPC
+//! is sent those, with no read of the file (one sent the file with `sendfile`, or that
+//! falls behind, is sent the file's bytes). A reader
 //! verifies the digest of what it read like for any other fetch; if the upload breaks
 //! off, readers still waiting get an error and their hold fails (the blob then goes to
 //! the peers the usual way, after it is whole).
 
 use crate::blob_writer::Report;
-use crate::{ByteStream, Result, Store, StoreError};
+use crate::{Result, Store, StoreError};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use site_core::Digest;
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Largest chunk a reader of a growing file gets at once.
-const CHUNK: u64 = 1 << 20;
 /// Bytes of an upload's latest chunks kept for its readers.
 const RECENT: u64 = 8 << 20;
 
+/// A delivery counts as arriving while its bytes came this recently.
+pub(crate) const RECEIVING_LATELY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The latest chunks written to a growing file, by their offset in it.
 #[derive(Default)]
-struct Recent {
+pub(crate) struct Recent {
     chunks: std::collections::VecDeque<(u64, Bytes)>,
     bytes: u64,
 }
@@ -56,7 +56,7 @@ impl Recent {
     }
 
     /// Up to `max` bytes from offset `pos` (below `written`), if they are still here.
-    fn get(&self, pos: u64, written: u64, max: u64) -> Option<Bytes> {
+    pub(crate) fn get(&self, pos: u64, written: u64, max: u64) -> Option<Bytes> {
         let (at, chunk) = self
             .chunks
             .iter()
@@ -72,11 +72,21 @@ impl Recent {
 
 /// How far an upload has come.
 #[derive(Debug, Clone, Copy)]
-struct Progress {
+pub(crate) struct Progress {
     /// Bytes in the file.
-    written: u64,
+    pub(crate) written: u64,
     /// The upload stopped before the last byte.
-    broken: bool,
+    pub(crate) broken: bool,
+}
+
+/// A blob still arriving, as its readers see it.
+pub(crate) struct Arriving {
+    /// The upload file.
+    pub(crate) path: PathBuf,
+    /// The blob's size.
+    pub(crate) size: u64,
+    pub(crate) progress: watch::Receiver<Progress>,
+    pub(crate) recent: Arc<Mutex<Recent>>,
 }
 
 struct Entry {
@@ -194,55 +204,21 @@ impl Store {
         }
     }
 
-    /// Starts having a majority of the voters hold blob `d` while it is still arriving.
-    pub(crate) fn start_hold(&self, d: &Digest, size: u64) -> EarlyHold {
-        let (store, d) = (self.clone(), d.clone());
-        EarlyHold(tokio::spawn(async move {
-            store.hold_on_majority(&d, size).await
-        }))
+    /// Blob `d`, if it is arriving on this node.
+    pub(crate) fn arriving(&self, d: &Digest) -> Option<Arriving> {
+        let blobs = self.inner.growing.blobs.lock().expect("growing");
+        blobs.get(d).map(|e| Arriving {
+            path: e.path.clone(),
+            size: e.size,
+            progress: e.progress.clone(),
+            recent: e.recent.clone(),
+        })
     }
 
-    /// Bytes of blob `d` from `offset` on, for a peer: from the blob file, or from the
-    /// upload file while the blob is still arriving (recorded or not).
-    pub async fn blob_for_peer(&self, d: &Digest, offset: u64) -> Result<ByteStream> {
-        let growing = {
-            let blobs = self.inner.growing.blobs.lock().expect("growing");
-            blobs
-                .get(d)
-                .map(|e| (e.path.clone(), e.size, e.progress.clone(), e.recent.clone()))
-        };
-        if let Some((path, size, progress, recent)) = growing {
-            if offset > size {
-                return Err(StoreError::RangeInvalid {
-                    start: offset,
-                    offset: size,
-                });
-            }
-            match File::open(&path) {
-                Ok(file) => return Ok(tail(file, offset, size, progress, recent)),
-                // Installed meanwhile: read the blob file.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let file = self.local_blob(d, offset).await?;
-        Ok(tokio_util::io::ReaderStream::with_capacity(file, CHUNK as usize).boxed())
-    }
-}
-
-/// How long a background copy waits at most, per chunk, while this node receives a blob
-/// (well under a fetcher's stall limit, so the copy trickles on rather than fail).
-const YIELD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
-/// A delivery counts as arriving while its bytes came this recently.
-const RECEIVING_LATELY: std::time::Duration = std::time::Duration::from_secs(1);
-/// How often a waiting background copy looks again.
-const YIELD_STEP: std::time::Duration = std::time::Duration::from_millis(20);
-
-impl Store {
     /// Whether this node is receiving a blob someone waits for: a delivery from the
     /// tower whose bytes arrived in the last second (one that stalled does not hold
     /// background copies back), or a copy for a majority hold.
-    fn receiving(&self) -> bool {
+    pub(crate) fn receiving(&self) -> bool {
         let g = &self.inner.growing;
         let flowing = g
             .last_bytes
@@ -252,75 +228,13 @@ impl Store {
         (flowing && !g.blobs.lock().expect("growing").is_empty()) || self.holding()
     }
 
-    /// `stream` for a background copy: each chunk waits (up to [`YIELD_AT_MOST`]) while
-    /// this node receives a blob, so that on a small machine the copy no one waits for
-    /// does not take the CPU from the one a delivery's acknowledgement waits for.
-    pub(crate) fn yielding(&self, stream: ByteStream) -> ByteStream {
-        let store = self.clone();
-        stream
-            .then(move |chunk| {
-                let store = store.clone();
-                async move {
-                    let until = tokio::time::Instant::now() + YIELD_AT_MOST;
-                    while store.receiving() && tokio::time::Instant::now() < until {
-                        tokio::time::sleep(YIELD_STEP).await;
-                    }
-                    chunk
-                }
-            })
-            .boxed()
+    /// Starts having a majority of the voters hold blob `d` while it is still arriving.
+    pub(crate) fn start_hold(&self, d: &Digest, size: u64) -> EarlyHold {
+        let (store, d) = (self.clone(), d.clone());
+        EarlyHold(tokio::spawn(async move {
+            store.hold_on_majority(&d, size).await
+        }))
     }
-}
-
-/// Bytes `from..size` of a growing file, each as soon as the file holds it.
-fn tail(
-    file: File,
-    from: u64,
-    size: u64,
-    progress: watch::Receiver<Progress>,
-    recent: Arc<Mutex<Recent>>,
-) -> ByteStream {
-    let file = Arc::new(file);
-    futures_util::stream::try_unfold((file, from, progress), move |(file, pos, mut progress)| {
-        let recent = recent.clone();
-        async move {
-            if pos >= size {
-                return Ok(None);
-            }
-            loop {
-                let now = *progress.borrow_and_update();
-                if pos < now.written {
-                    let kept = recent
-                        .lock()
-                        .expect("recent chunks")
-                        .get(pos, now.written, CHUNK);
-                    if let Some(chunk) = kept {
-                        let next = pos + chunk.len() as u64;
-                        return Ok(Some((chunk, (file, next, progress))));
-                    }
-                    let n = (now.written - pos).min(CHUNK) as usize;
-                    let f = file.clone();
-                    let chunk =
-                        tokio::task::spawn_blocking(move || crate::files::read_at(&f, pos, n))
-                            .await
-                            .map_err(std::io::Error::other)??;
-                    return Ok(Some((chunk, (file, pos + n as u64, progress))));
-                }
-                let broke_off = || {
-                    std::io::Error::other(
-                        "the upload of the blob broke off; it is fetched again once whole",
-                    )
-                };
-                if now.broken {
-                    return Err(broke_off());
-                }
-                if progress.changed().await.is_err() && pos >= progress.borrow().written {
-                    return Err(broke_off());
-                }
-            }
-        }
-    })
-    .boxed()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use crate::files::disk_usage;
 use crate::Store;
-use site_core::metrics::{Counter, Exposition, Kind, Source};
+use site_core::metrics::{Counter, Counters, Exposition, Kind, Source};
 use site_state::Event;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,6 +26,8 @@ pub(crate) struct NodeCounters {
     pub gc_manifests_deleted: Counter,
     pub gc_evicted: Counter,
     pub gc_blobs_deleted: Counter,
+    /// Blob bytes sent to peers, by the way they left (`PeerSend`).
+    pub peer_sent: Counters,
 }
 
 impl NodeCounters {
@@ -189,6 +191,12 @@ impl Source for NodeMetrics {
             "Bytes of blob files hashed to check reads for clients ([node] verify_reads).",
             Kind::Counter,
             store.inner.read_checks.hashed.get() as f64,
+        );
+        c.peer_sent.expose(
+            out,
+            "site_peer_blob_bytes_sent_total",
+            "Blob bytes this node sent to its peers, by the way they left: sendfile (from the page cache, on a cluster link without TLS) or grpc.",
+            &["way"],
         );
         out.single(
             "site_scrub_corrupt_copies_total",

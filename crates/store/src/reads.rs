@@ -9,7 +9,6 @@ use crate::{ByteStream, Result, Store, StoreError};
 use futures_util::StreamExt;
 use site_core::Digest;
 use std::sync::Arc;
-use tokio::io::AsyncSeekExt;
 
 /// Read size when serving a blob from disk: large enough that one read fills many TCP
 /// segments.
@@ -149,16 +148,6 @@ impl Store {
             drop(turn);
             store.inner.read_checks.end_check(&d);
         });
-    }
-
-    /// This node's file of blob `d`, positioned at `offset`, whether or not the state
-    /// records it yet.
-    pub(crate) async fn local_blob(&self, d: &Digest, offset: u64) -> Result<tokio::fs::File> {
-        let mut file = tokio::fs::File::from_std(self.open_blob_file(d).await?);
-        if offset > 0 {
-            file.seek(std::io::SeekFrom::Start(offset)).await?;
-        }
-        Ok(file)
     }
 }
 

@@ -7,17 +7,14 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
+use site_store::sendfile::{self, stalled};
 use site_store::FileRegion;
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Frames up to this size are gathered into one write with what precedes them.
 const GATHER: usize = 16 * 1024;
-/// At most this many bytes per `sendfile` call, so that a read from a cold disk holds a
-/// runtime thread only so long.
-const SENDFILE_STEP: usize = 1024 * 1024;
 /// Gathered bytes are written once there are this many, ready frames or not.
 const GATHER_MAX: usize = 64 * 1024;
 /// A client that takes nothing of an answer for this long is given up (the connection
@@ -70,7 +67,7 @@ pub(super) async fn write(
         write_all(stream, &out, &[]).await?;
     } else if let Some(region) = region.filter(|r| r.len > 0) {
         cork(stream, &out).await?;
-        send_file(stream, &region).await?;
+        sendfile::send_file(stream, &region.file, region.offset, region.len, WRITE_STALL).await?;
     } else {
         write_body(stream, out, body, length, chunked).await?;
     }
@@ -209,15 +206,8 @@ async fn write_body(
 async fn writable(stream: &TcpStream) -> io::Result<()> {
     match tokio::time::timeout(WRITE_STALL, stream.writable()).await {
         Ok(r) => r,
-        Err(_) => Err(stalled()),
+        Err(_) => Err(stalled(WRITE_STALL)),
     }
-}
-
-fn stalled() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        "the client took nothing of the answer for 60 s",
-    )
 }
 
 /// Writes `a` then `b` whole, in one system call when the socket takes them.
@@ -240,26 +230,13 @@ pub(super) async fn write_all(stream: &TcpStream, mut a: &[u8], mut b: &[u8]) ->
     Ok(())
 }
 
-/// A non-blocking system call that writes to the socket (`call` returns what it returns:
-/// bytes written, or -1 with `errno`), made when the socket has room, at most
-/// [`WRITE_STALL`] after it last had.
-async fn write_call(stream: &TcpStream, mut call: impl FnMut() -> isize) -> io::Result<usize> {
-    let io = stream.async_io(Interest::WRITABLE, || match call() {
-        n if n < 0 => Err(io::Error::last_os_error()),
-        n => Ok(n as usize),
-    });
-    tokio::time::timeout(WRITE_STALL, io)
-        .await
-        .map_err(|_| stalled())?
-}
-
 /// Sends `head` with `MSG_MORE`, so that it leaves in one segment with the first bytes
 /// of the file that follows (waiting while the socket's buffer is full: a client that
 /// pipelined requests may not have read the previous answer yet).
 async fn cork(stream: &TcpStream, mut head: &[u8]) -> io::Result<()> {
     let fd = stream.as_raw_fd();
     while !head.is_empty() {
-        let n = write_call(stream, || {
+        let n = sendfile::write_call(stream, WRITE_STALL, || {
             // SAFETY: `fd` is the open socket `stream` owns; the buffer is valid for
             // its length.
             unsafe {
@@ -276,31 +253,6 @@ async fn cork(stream: &TcpStream, mut head: &[u8]) -> io::Result<()> {
             return Err(io::ErrorKind::WriteZero.into());
         }
         head = &head[n..];
-    }
-    Ok(())
-}
-
-/// The bytes of `region` from the page cache to the socket, never through this process.
-async fn send_file(stream: &TcpStream, region: &FileRegion) -> io::Result<()> {
-    let file_fd = region.file.as_raw_fd();
-    let sock_fd = stream.as_raw_fd();
-    let (mut offset, end) = (region.offset, region.offset + region.len);
-    while offset < end {
-        let step = ((end - offset) as usize).min(SENDFILE_STEP);
-        let n = write_call(stream, || {
-            let mut off = offset as libc::off_t;
-            // SAFETY: both descriptors are open for the call's duration (the file is
-            // held by `region`, the socket by `stream`); `off` is a valid pointer.
-            unsafe { libc::sendfile(sock_fd, file_fd, &mut off, step) }
-        })
-        .await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "blob file shorter than its recorded size",
-            ));
-        }
-        offset += n as u64;
     }
     Ok(())
 }

@@ -1,0 +1,203 @@
+//! A blob's bytes as a peer is sent them: from the blob file, or from the upload file
+//! while the blob still arrives (`growing.rs`), each byte once the file holds it.
+//!
+//! A [`PeerFile`] is what the cluster link sends from: with `sendfile` on a link without
+//! TLS (the bytes go from the page cache to the socket, never through this process), or as
+//! a stream of chunks over gRPC ([`Store::blob_for_peer`]). A background copy (a recorded
+//! blob the peer lacks, which nobody waits for) paces itself: while this node receives a
+//! blob someone does wait for, each of its chunks waits first (up to [`YIELD_AT_MOST`]),
+//! so that on a small machine it does not take the CPU from the delivery.
+
+use crate::growing::{Progress, Recent};
+use crate::{ByteStream, Result, Store, StoreError};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use site_core::Digest;
+use std::fs::File;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Largest chunk a peer's stream gets at once.
+pub const CHUNK: u64 = 1 << 20;
+/// How long a background copy waits at most, per chunk, while this node receives a blob
+/// (well under a fetcher's stall limit, so the copy trickles on rather than fail).
+pub(crate) const YIELD_AT_MOST: Duration = Duration::from_secs(2);
+/// How often a waiting background copy looks again.
+pub(crate) const YIELD_STEP: Duration = Duration::from_millis(20);
+
+/// The way blob bytes leave for a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerSend {
+    /// From the page cache to the socket (`sendfile`), on a cluster link without TLS.
+    Sendfile,
+    /// As messages of the gRPC peer service.
+    Grpc,
+}
+
+impl PeerSend {
+    fn label(self) -> &'static str {
+        match self {
+            PeerSend::Sendfile => "sendfile",
+            PeerSend::Grpc => "grpc",
+        }
+    }
+}
+
+/// An upload file's progress and latest chunks.
+struct Growth {
+    progress: watch::Receiver<Progress>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// The file a peer is sent blob bytes from.
+pub struct PeerFile {
+    file: Arc<File>,
+    size: u64,
+    /// How far the upload has come, while the blob arrives; `None`: the file is whole.
+    growth: Option<Growth>,
+    /// For a background copy: the node it yields to.
+    pace: Option<Store>,
+}
+
+impl PeerFile {
+    /// The open file (it stays readable if the blob is removed or installed meanwhile).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The blob's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Waits until the file holds the byte at `pos` (below the size) and returns where
+    /// the bytes it holds end; a background copy first yields to a blob this node
+    /// receives. An error when the upload broke off before `pos`.
+    pub async fn ready(&mut self, pos: u64) -> io::Result<u64> {
+        if let Some(store) = &self.pace {
+            store.pace().await;
+        }
+        let Some(growth) = &mut self.growth else {
+            return Ok(self.size);
+        };
+        let broke_off =
+            || io::Error::other("the upload of the blob broke off; it is fetched again once whole");
+        loop {
+            let now = *growth.progress.borrow_and_update();
+            if pos < now.written {
+                return Ok(now.written.min(self.size));
+            }
+            if now.broken {
+                return Err(broke_off());
+            }
+            if growth.progress.changed().await.is_err() && pos >= growth.progress.borrow().written {
+                return Err(broke_off());
+            }
+        }
+    }
+
+    /// Up to [`CHUNK`] bytes at `pos`, below `end` (from [`PeerFile::ready`]): the chunk
+    /// as it arrived if it is still kept, else read from the file.
+    async fn chunk(&self, pos: u64, end: u64) -> io::Result<Bytes> {
+        if let Some(growth) = &self.growth {
+            let kept = growth
+                .recent
+                .lock()
+                .expect("recent chunks")
+                .get(pos, end, CHUNK);
+            if let Some(chunk) = kept {
+                return Ok(chunk);
+            }
+        }
+        let n = (end - pos).min(CHUNK) as usize;
+        let file = self.file.clone();
+        crate::files::blocking(move || crate::files::read_at(&file, pos, n)).await
+    }
+
+    /// The bytes from `from` to the end, as a stream of chunks.
+    pub fn stream(self, from: u64) -> ByteStream {
+        futures_util::stream::try_unfold((self, from), |(mut file, pos)| async move {
+            if pos >= file.size {
+                return Ok(None);
+            }
+            let end = file.ready(pos).await?;
+            let chunk = file.chunk(pos, end).await?;
+            let next = pos + chunk.len() as u64;
+            Ok(Some((chunk, (file, next))))
+        })
+        .boxed()
+    }
+}
+
+impl Store {
+    /// The file to send a peer blob `d` from, from `offset` on: the blob file, or the
+    /// upload file while the blob still arrives (recorded or not). `background`: a copy
+    /// nobody waits for, which yields to the blobs this node receives.
+    pub async fn peer_file(&self, d: &Digest, offset: u64, background: bool) -> Result<PeerFile> {
+        let pace = background.then(|| self.clone());
+        if let Some(arriving) = self.arriving(d) {
+            if offset > arriving.size {
+                return Err(StoreError::RangeInvalid {
+                    start: offset,
+                    offset: arriving.size,
+                });
+            }
+            match File::open(&arriving.path) {
+                Ok(file) => {
+                    return Ok(PeerFile {
+                        file: Arc::new(file),
+                        size: arriving.size,
+                        growth: Some(Growth {
+                            progress: arriving.progress,
+                            recent: arriving.recent,
+                        }),
+                        pace,
+                    })
+                }
+                // Installed meanwhile: read the blob file.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let file = self.open_blob_file(d).await?;
+        let size = file.metadata()?.len();
+        if offset > size {
+            return Err(StoreError::RangeInvalid {
+                start: offset,
+                offset: size,
+            });
+        }
+        Ok(PeerFile {
+            file: Arc::new(file),
+            size,
+            growth: None,
+            pace,
+        })
+    }
+
+    /// Bytes of blob `d` from `offset` on, for a peer, as a stream (see
+    /// [`Store::peer_file`]).
+    pub async fn blob_for_peer(
+        &self,
+        d: &Digest,
+        offset: u64,
+        background: bool,
+    ) -> Result<ByteStream> {
+        Ok(self.peer_file(d, offset, background).await?.stream(offset))
+    }
+
+    /// Counts `n` bytes of blobs sent to a peer `by` a way.
+    pub fn count_sent(&self, by: PeerSend, n: u64) {
+        self.inner.counters.peer_sent.add(&[by.label()], n);
+    }
+
+    /// Waits, up to [`YIELD_AT_MOST`], while this node receives a blob someone waits for.
+    pub(crate) async fn pace(&self) {
+        let until = tokio::time::Instant::now() + YIELD_AT_MOST;
+        while self.receiving() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(YIELD_STEP).await;
+        }
+    }
+}
