@@ -9,8 +9,8 @@
 //! bytes leave as the file holds them, never read into the process. This is what a
 //! peer's copy of a delivery (the majority hold the acknowledgement waits for) costs the
 //! receiving node. With `[tls]` the cluster listener speaks only mTLS gRPC, and peers
-//! fetch over gRPC as before; a peer that does not answer this request (an earlier
-//! version) is asked over gRPC too.
+//! fetch over gRPC as before; a peer that answers this request with something other than
+//! HTTP/1.1 (an earlier version) is asked over gRPC too.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -34,7 +34,8 @@ const FETCH: &[u8; 4] = b"GET ";
 const HEAD_WITHIN: Duration = Duration::from_secs(10);
 /// Largest request or response head.
 const HEAD_MAX: usize = 8 * 1024;
-/// A peer that takes nothing of a blob for this long is given up.
+/// A peer that takes nothing of a blob for this long is given up, and so is one that
+/// sends nothing of it for as long.
 const STALL: Duration = Duration::from_secs(60);
 /// How long connecting to a peer may take.
 const CONNECT_WITHIN: Duration = Duration::from_secs(2);
@@ -197,7 +198,10 @@ async fn serve(mut stream: TcpStream, peering: &Peering) -> io::Result<()> {
     stream.write_all(head.as_bytes()).await?;
     let mut pos = offset;
     while pos < size {
-        let end = file.ready(pos).await?;
+        let end = tokio::select! {
+            end = file.ready(pos) => end?,
+            gone = left(&stream) => return Err(gone),
+        };
         let n = (end - pos).min(sendfile::STEP as u64);
         sendfile::read_ahead(file.file(), pos + n, sendfile::STEP as u64);
         sendfile::send_file(&stream, file.file(), pos, n, STALL).await?;
@@ -205,6 +209,22 @@ async fn serve(mut stream: TcpStream, peering: &Peering) -> io::Result<()> {
         pos += n;
     }
     stream.shutdown().await
+}
+
+/// Resolves when the fetching peer closed its side or sent more than its one request
+/// (it sends nothing after the head): the fetch is over.
+async fn left(stream: &TcpStream) -> io::Error {
+    loop {
+        if let Err(e) = stream.readable().await {
+            return e;
+        }
+        match stream.try_read(&mut [0u8; 64]) {
+            Ok(0) => return io::Error::new(io::ErrorKind::ConnectionAborted, "the peer left"),
+            Ok(_) => return io::Error::other("the peer sent more than one request"),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return e,
+        }
+    }
 }
 
 /// Reads until the end of a head (a blank line) into `head`.
@@ -266,6 +286,15 @@ pub async fn fetch(
         .map_err(|_| format!("cannot connect to {address} within 2 s"))?
         .map_err(|e| format!("cannot connect to {address}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    // A peer that vanished (power cut, cable) is found within seconds, as on the gRPC
+    // links; one that stopped answering is given up after [`STALL`].
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    socket2::SockRef::from(&stream)
+        .set_tcp_keepalive(&keepalive)
+        .map_err(|e| e.to_string())?;
     let request = format!(
         "GET {PATH}{digest}?offset={offset}&background={} HTTP/1.1\r\nhost: {address}\r\n\r\n",
         u8::from(background)
@@ -275,9 +304,12 @@ pub async fn fetch(
         .await
         .map_err(|e| format!("sending the request: {e}"))?;
     let mut buf = BytesMut::with_capacity(CHUNK);
-    // Whatever ends the exchange before an HTTP/1.1 head: not a node that serves fetches.
-    if read_head(&mut stream, &mut buf).await.is_err() {
-        return Ok(None);
+    match tokio::time::timeout(HEAD_WITHIN, read_head(&mut stream, &mut buf)).await {
+        Ok(Ok(())) => {}
+        // Whatever ends the exchange before an HTTP/1.1 head: not a node that serves
+        // fetches.
+        Ok(Err(_)) => return Ok(None),
+        Err(_) => return Err(format!("no answer from {address} within 10 s")),
     }
     let mut headers = [httparse::EMPTY_HEADER; 16];
     let mut response = httparse::Response::new(&mut headers);
@@ -300,7 +332,9 @@ pub async fn fetch(
     let _ = buf.split_to(head_len);
     if code != 200 {
         let mut why = buf.to_vec();
-        let _ = stream.take(length).read_to_end(&mut why).await;
+        let rest = length.saturating_sub(why.len() as u64).min(HEAD_MAX as u64);
+        let mut rest = stream.take(rest);
+        let _ = tokio::time::timeout(HEAD_WITHIN, rest.read_to_end(&mut why)).await;
         return Err(format!("{code}: {}", String::from_utf8_lossy(&why).trim()));
     }
     Ok(Some(body(stream, buf, length)))
@@ -316,7 +350,14 @@ fn body(stream: TcpStream, buf: BytesMut, length: u64) -> BlobStream {
         let want = left.min(CHUNK as u64) as usize;
         while buf.len() < want {
             buf.reserve(CHUNK - buf.len().min(CHUNK));
-            match s.read_buf(&mut buf).await {
+            let read = match tokio::time::timeout(STALL, s.read_buf(&mut buf)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    let stalled = format!("no bytes from the peer for {} s", STALL.as_secs());
+                    return Some((Err(stalled), (s, buf, 0)));
+                }
+            };
+            match read {
                 Ok(0) => {
                     let short = format!(
                         "the peer's answer ended {left} bytes short: the upload it was sending from broke off, or the peer stopped"
@@ -353,6 +394,27 @@ mod tests {
         let d = Digest::of(b"x");
         let r = fetch(&address, &d, 0, false).await.unwrap();
         assert!(r.is_none(), "not taken as an answer");
+    }
+
+    #[tokio::test]
+    async fn a_server_waiting_for_bytes_notices_the_fetcher_leave() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = TcpStream::connect(address).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let waiting = tokio::spawn(async move { left(&server).await });
+        drop(client);
+        let gone = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("noticed")
+            .unwrap();
+        assert_eq!(gone.kind(), io::ErrorKind::ConnectionAborted, "{gone}");
+
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let gone = left(&server).await;
+        assert!(gone.to_string().contains("more than one request"), "{gone}");
     }
 
     #[test]
