@@ -322,6 +322,57 @@ fn sixteen_clients_over_three_nodes_pull_a_cold_image_with_one_upstream_transfer
 }
 
 #[test]
+fn layers_the_site_holds_for_another_repository_are_not_fetched_again() {
+    let Some((registry, proxy)) = upstream() else {
+        return;
+    };
+    let image = oci::image(17, &[4 << 20, 3 << 20], "amd64");
+    oci::push_image_as(registry.addr, "team/one", "v1", &image);
+    oci::push_image_as(registry.addr, "team/two", "v1", &image);
+    let node = Node::start(NodeOptions::pulling(proxy.addr, "IfNotPresent", ""));
+    let pull = |repo: &str| {
+        let r = request(
+            node.addr,
+            "GET",
+            &format!("/v2/{repo}/manifests/v1"),
+            &[],
+            b"",
+        );
+        assert_eq!(
+            (r.status, kit::digest(&r.body)),
+            (200, image.digest.clone())
+        );
+        for b in image.blobs() {
+            let path = format!("/v2/{repo}/blobs/{}", b.digest);
+            let r = request(node.addr, "GET", &path, &[], b"");
+            assert_eq!((r.status, kit::digest(&r.body)), (200, b.digest.clone()));
+        }
+    };
+    pull("team/one");
+    let before = proxy.received();
+    // The same image in another repository: its manifest comes from the upstream, its
+    // layers are the ones the site holds (linked, not fetched again).
+    pull("team/two");
+    let fetched = proxy.received() - before;
+    assert!(
+        fetched < 1 << 20,
+        "{fetched} upstream bytes for an image whose layers the site held"
+    );
+    // A layer of no image of the repository is not served from the site's copy: the
+    // upstream's repository decides (it has no `team/three`).
+    let layer = &image.layers[0].digest;
+    let r = request(
+        node.addr,
+        "GET",
+        &format!("/v2/team/three/blobs/{layer}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "BLOB_UNKNOWN");
+}
+
+#[test]
 fn a_node_killed_mid_fetch_serves_nothing_partial_and_resumes_the_fetch() {
     let Some(binary) = require("docker-registry") else {
         return;

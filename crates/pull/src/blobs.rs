@@ -10,7 +10,7 @@
 use crate::error::PullError;
 use crate::stream::{gated, Source};
 use crate::Puller;
-use site_core::{Digest, Repository};
+use site_core::{Digest, Manifest, Repository};
 use site_store::{ByteStream, Received, StoreError};
 use site_upstream::UpstreamError;
 use tokio::sync::watch;
@@ -130,7 +130,13 @@ impl Puller {
         })
     }
 
-    /// The size of blob `d` when the site holds it, linked into `repo` if it was not.
+    /// The size of blob `d` when `repo` has it, or when the site holds it and an image
+    /// this cache fetched into `repo` references it (then linked into `repo`: the
+    /// upstream's repository has it, so its bytes need not come again).
+    ///
+    /// A blob of the site that no such image references is not linked: `repo` has it only
+    /// if its upstream says so. A blob pushed into a repository and deleted from it thus
+    /// stays gone there, whatever other repositories hold.
     pub(crate) async fn link_held(
         &self,
         repo: &Repository,
@@ -140,7 +146,24 @@ impl Puller {
         if let Ok(size) = store.blob_size(repo, d) {
             return Ok(Some(size));
         }
-        if store.read(|s| s.blob(d).is_none()) {
+        let key = (repo.clone(), d.clone());
+        let pulled = self
+            .inner
+            .referenced
+            .lock()
+            .expect("referenced")
+            .contains_key(&key);
+        let held_and_referenced = store.read(|s| {
+            s.blob(d).is_some()
+                && (pulled
+                    || s.repo(repo).is_some_and(|r| {
+                        r.manifests.iter().any(|m| {
+                            s.repo_manifest(repo, m)
+                                .is_some_and(|m| m.cached && m.blobs.contains(d))
+                        })
+                    }))
+        });
+        if !held_and_referenced {
             return Ok(None);
         }
         store
@@ -151,6 +174,24 @@ impl Puller {
             .await
             .map_err(PullError::store)?;
         Ok(store.blob_size(repo, d).ok())
+    }
+
+    /// Notes the blobs `manifest`, just fetched from `repo`'s upstream, references, until
+    /// the guard is dropped (see [`Puller::link_held`]).
+    pub(crate) fn referencing(&self, repo: &Repository, manifest: &Manifest) -> Referenced {
+        let keys: Vec<(Repository, Digest)> = manifest
+            .blob_references()
+            .into_iter()
+            .map(|b| (repo.clone(), b.digest.clone()))
+            .collect();
+        let mut referenced = self.inner.referenced.lock().expect("referenced");
+        for k in &keys {
+            *referenced.entry(k.clone()).or_default() += 1;
+        }
+        Referenced {
+            puller: self.clone(),
+            keys,
+        }
     }
 
     /// Starts fetching blob `d` of `repo` (of `expected` bytes, when a manifest said so),
@@ -291,5 +332,25 @@ impl Puller {
                 "blob {d}: the stream broke {ATTEMPTS} times: {why}"
             ))))
             .expect_err("an error"))
+    }
+}
+
+/// Blobs a fetched manifest references, noted while its image completes.
+pub(crate) struct Referenced {
+    puller: Puller,
+    keys: Vec<(Repository, Digest)>,
+}
+
+impl Drop for Referenced {
+    fn drop(&mut self) {
+        let mut referenced = self.puller.inner.referenced.lock().expect("referenced");
+        for k in &self.keys {
+            if let Some(n) = referenced.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    referenced.remove(k);
+                }
+            }
+        }
     }
 }

@@ -195,6 +195,8 @@ impl Puller {
                 return;
             }
         };
+        // The clients ask for its blobs next: those the site holds are theirs at once.
+        let _referenced = self.referencing(repo, &fetched.manifest);
         answer.send_replace(Some(Ok(fetched.stored.clone())));
         let done = self.complete(repo, tag, &fetched, None).await;
         self.pull_ended(image, &fetched.stored.digest, done, started);
