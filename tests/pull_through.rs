@@ -373,6 +373,33 @@ fn layers_the_site_holds_for_another_repository_are_not_fetched_again() {
 }
 
 #[test]
+fn a_head_of_a_blob_never_starts_a_fetch() {
+    let Some((registry, proxy)) = upstream() else {
+        return;
+    };
+    let image = oci::image(18, &[2 << 20], "amd64");
+    oci::push_image_as(registry.addr, "team/app", "v1", &image);
+    let node = Node::start(NodeOptions::pulling(proxy.addr, "IfNotPresent", ""));
+    let path = format!("/v2/team/app/blobs/{}", image.layers[0].digest);
+    // What a pusher asks before it uploads: answered from what the site holds.
+    let r = request(node.addr, "HEAD", &path, &[], b"");
+    assert_eq!(r.status, 404);
+    assert_eq!(proxy.received(), 0, "the upstream was asked for a HEAD");
+    // A GET fetches it; a HEAD then finds it.
+    let r = request(node.addr, "GET", &path, &[], b"");
+    assert_eq!(
+        (r.status, kit::digest(&r.body)),
+        (200, image.layers[0].digest.clone())
+    );
+    let r = request(node.addr, "HEAD", &path, &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(image.layers[0].data.len().to_string().as_str())
+    );
+}
+
+#[test]
 fn a_node_killed_mid_fetch_serves_nothing_partial_and_resumes_the_fetch() {
     let Some(binary) = require("docker-registry") else {
         return;

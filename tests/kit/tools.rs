@@ -71,6 +71,13 @@ pub fn towerd_bin() -> &'static std::path::Path {
                 "crates/entry",
                 "crates/state",
                 "crates/core",
+                // The tower's registry: the node's library and what it builds on.
+                ".",
+                "crates/http",
+                "crates/api",
+                "crates/pull",
+                "crates/store",
+                "crates/replica",
             ],
         )
     })

@@ -11,19 +11,33 @@ use std::time::{Duration, Instant};
 /// A running tower. Killed when dropped; its log is printed if the test is failing.
 pub struct Towerd {
     pub addr: SocketAddr,
+    /// The tower's registry (its embedded node's OCI API).
+    pub registry: SocketAddr,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    /// More of the registry's `site-agent.toml`.
+    registry_more: String,
     child: Option<Child>,
 }
 
 impl Towerd {
     /// Starts `towerd --data DIR --listen 127.0.0.1:0` with `args` besides (a retry
-    /// backoff short enough for tests unless `args` gives one).
+    /// backoff short enough for tests unless `args` gives one, and its registry on a
+    /// free loopback port, filling itself from the `--insecure-registry` hosts, unless
+    /// `args` gives `--registry`).
     pub fn start(args: &[&str]) -> Towerd {
+        Towerd::start_with(args, "")
+    }
+
+    /// [`Towerd::start`], with `more` added to its registry's `site-agent.toml` (push
+    /// users, say).
+    pub fn start_with(args: &[&str], more: &str) -> Towerd {
         let mut tower = Towerd {
             addr: ([127, 0, 0, 1], 0).into(),
+            registry: ([127, 0, 0, 1], 0).into(),
             dir: tempfile::tempdir().unwrap(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            registry_more: more.to_owned(),
             child: None,
         };
         tower.spawn();
@@ -43,6 +57,9 @@ impl Towerd {
             .args(["--listen", &self.addr.to_string()]);
         if !self.args.iter().any(|a| a == "--retry-first") {
             cmd.args(["--retry-first", "500ms", "--retry-max", "2s"]);
+        }
+        if !self.args.iter().any(|a| a == "--registry") {
+            cmd.arg("--registry").arg(self.registry_config());
         }
         let mut child = cmd
             .args(&self.args)
@@ -69,6 +86,17 @@ impl Towerd {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(addr) => {
                     self.addr = addr;
+                    self.registry = self
+                        .log()
+                        .lines()
+                        .filter(|l| l.contains("tower registry listening"))
+                        .filter_map(|l| {
+                            l.split_whitespace()
+                                .find_map(|w| w.strip_prefix("address="))
+                                .and_then(|a| a.parse::<SocketAddr>().ok())
+                        })
+                        .next_back()
+                        .expect("the tower's registry address in its log");
                     self.child = Some(child);
                     return;
                 }
@@ -81,6 +109,27 @@ impl Towerd {
                 Err(_) => {}
             }
         }
+    }
+
+    /// A `site-agent.toml` for the tower's registry: a single node in the tower's data
+    /// directory on a free loopback port, pulling `IfNotPresent` from the
+    /// `--insecure-registry` hosts of the tower's arguments.
+    fn registry_config(&self) -> PathBuf {
+        let insecure: Vec<String> = self
+            .args
+            .windows(2)
+            .filter(|w| w[0] == "--insecure-registry")
+            .map(|w| format!("{:?}", w[1]))
+            .collect();
+        let config = format!(
+            "[node]\ndata_dir = {:?}\n[registry]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n[gc]\ninterval = \"1h\"\n[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [{}]\ntimeout = \"3s\"\n{}\n",
+            self.dir.path().join("data/registry").display().to_string(),
+            insecure.join(", "),
+            self.registry_more
+        );
+        let path = self.dir.path().join("registry.toml");
+        std::fs::write(&path, config).unwrap();
+        path
     }
 
     /// SIGKILL.

@@ -17,9 +17,19 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let repo = reg.repository(name, &ctx.query)?;
     let digest = Digest::parse(digest)?;
-    // A miss goes to the pull-through cache, which may fetch the blob now.
+    // A miss goes to the pull-through cache, which may fetch the blob now. Not for a
+    // HEAD: pushers ask it before they upload (a fetch would pull bytes nobody asked
+    // for, or fail a push while the upstream is unreachable); runtimes GET blobs.
     let (size, fill) = match (reg.blobs.size(&repo, &digest), &reg.puller) {
         (Ok(size), _) => (size, None),
+        (Err(StoreError::BlobUnknown(_)), Some(puller)) if ctx.method == Method::HEAD => {
+            let size = puller
+                .held_blob(&repo, &digest)
+                .await
+                .map_err(|e| ApiError::pull(e, ErrorCode::BlobUnknown))?
+                .ok_or_else(|| ApiError::from(StoreError::BlobUnknown(digest.clone())))?;
+            (size, None)
+        }
         (Err(StoreError::BlobUnknown(_)), Some(puller)) => {
             let fill = puller
                 .blob(&repo, &digest)

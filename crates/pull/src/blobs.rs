@@ -130,6 +130,15 @@ impl Puller {
         })
     }
 
+    /// The size of blob `d` of `repo` when the site can serve it without an upstream
+    /// (see [`Puller::link_held`]); `None` under the policy `Never` or when it cannot.
+    pub async fn held_blob(&self, repo: &Repository, d: &Digest) -> Result<Option<u64>, PullError> {
+        if self.policy_for(repo) == crate::Policy::Never {
+            return Ok(None);
+        }
+        self.link_held(repo, d).await
+    }
+
     /// The size of blob `d` when `repo` has it, or when the site holds it and an image
     /// this cache fetched into `repo` references it (then linked into `repo`: the
     /// upstream's repository has it, so its bytes need not come again).

@@ -37,6 +37,11 @@ pub struct Config {
     /// leader (a site electing one) before the attempt counts as failed.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub leader_wait: Duration,
+    /// The tower's registry: a `site-agent.toml` for its embedded node (listen, TLS,
+    /// users, `[pull]`, `[gc]`, cluster peers). Default: a single node under
+    /// DATA/registry on 127.0.0.1:5100 that fills itself from upstreams (IfNotPresent).
+    #[arg(long, env = "TOWERD_REGISTRY", value_name = "FILE")]
+    pub registry: Option<PathBuf>,
     /// Cache size beyond which blobs of finished rollouts are removed.
     #[arg(long, value_name = "BYTES", default_value_t = 20 << 30)]
     pub cache_max_bytes: u64,

@@ -3,7 +3,8 @@
 //! metadata, TLS material, health from every node), and rollouts that bring an
 //! application's images to every selected site over days of broken links, pulling each
 //! blob from its upstream once into the tower's cache. A JSON HTTP API and a status page;
-//! `towerctl sites ...` and `towerctl rollout ...` are its client.
+//! `towerctl sites ...` and `towerctl rollout ...` are its client. Beside them, the
+//! tower's own OCI registry, an embedded site node (`registry.rs`).
 //!
 //! The fleet's rules (filters, the rollout state machine, the scheduler) are the I/O-free
 //! `site-fleet`; this crate is the adapters around it: the store, the cache, the site
@@ -15,6 +16,7 @@ pub mod cached;
 pub mod cli;
 pub mod create;
 pub mod health;
+pub mod registry;
 pub mod runner;
 pub mod store;
 pub mod tower;
@@ -39,6 +41,7 @@ pub async fn serve(
         .create(&config.data)
         .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
     let store = store::SledStore::open(&config.data.join("db")).map_err(|e| e.to_string())?;
+
     let cache = cache::Cache::open(&config.data).map_err(|e| e.to_string())?;
     let upstream = site_upstream::Upstream::new(&config.insecure_registries)
         .map_err(|e| format!("upstream client: {e}"))?;
@@ -54,6 +57,7 @@ pub async fn serve(
     let address = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let registry = registry::start(&config).await?;
     tracing::info!(%address, data = %config.data.display(), "tower listening");
     if let Some(bound) = bound {
         let _ = bound.send(address);
@@ -70,6 +74,9 @@ pub async fn serve(
     tower.stop_workers(None);
     for id in tower.active_ids() {
         let _ = tower.save(&id).await;
+    }
+    if let Err(e) = registry.shutdown().await {
+        tracing::error!(error = %e, "the tower's registry stopped with an error");
     }
     tracing::info!("tower stopped");
     result

@@ -1,0 +1,87 @@
+//! The tower's own OCI registry: an embedded site node (the `site-agent` library), the
+//! same software a site runs. Users push to it with any OCI client when its
+//! `[registry.push]` allows, it fills itself from upstream registries (its pull-through
+//! cache), and it is what rollouts send sites.
+//!
+//! `--registry FILE` configures it with a `site-agent.toml` (listen, TLS, users, `[pull]`,
+//! `[gc]`, cluster peers: the replicas' registry nodes may form one site). Without it, a
+//! single node under `DATA/registry` on `127.0.0.1:5100` that fills itself from any
+//! upstream (`IfNotPresent`) with towerd's `--auth-file` and `--insecure-registry`, push
+//! off.
+
+use crate::cli::Config;
+use site_agent::{Site, SiteHandle};
+use std::net::SocketAddr;
+
+/// Where the default registry listens.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5100";
+
+/// The embedded node's configuration: `--registry FILE`, or the default.
+pub fn config(cli: &Config) -> Result<site_agent::Config, String> {
+    if let Some(path) = &cli.registry {
+        return site_agent::Config::load(path).map_err(|e| format!("--registry: {e}"));
+    }
+    let mut config = site_agent::Config::default();
+    config.node.data_dir = cli.data.join("registry");
+    config.registry.listen = DEFAULT_LISTEN.parse().expect("a socket address");
+    // The tower calls its node through the library: its gRPC API stays on loopback, on
+    // a port of the system's choosing.
+    config.api.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.pull.policy = site_pull::Policy::IfNotPresent;
+    config.pull.insecure_registries = cli.insecure_registries.clone();
+    if let Some(auth) = &cli.auth_file {
+        config.pull.auth_file = auth.clone();
+    }
+    Ok(config)
+}
+
+/// Starts the tower's registry node.
+pub async fn start(cli: &Config) -> Result<SiteHandle, String> {
+    let config = config(cli)?;
+    let data = config.node.data_dir.display().to_string();
+    let node = Site::start(config)
+        .await
+        .map_err(|e| format!("the tower's registry: {e:#}"))?;
+    tracing::info!(address = %node.registry_addr(), data, "tower registry listening");
+    Ok(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_default_registry_is_a_loopback_node_in_the_data_directory_that_fills_itself() {
+        let cli = Config::try_parse_from([
+            "towerd",
+            "--data",
+            "/srv/tower",
+            "--auth-file",
+            "/srv/auth.json",
+            "--insecure-registry",
+            "mirror.lan:5000",
+        ])
+        .unwrap();
+        let c = config(&cli).unwrap();
+        assert_eq!(c.registry.listen.to_string(), "127.0.0.1:5100");
+        assert_eq!(c.node.data_dir, std::path::Path::new("/srv/tower/registry"));
+        assert!(c.api.listen.ip().is_loopback());
+        assert_eq!(c.pull.policy, site_pull::Policy::IfNotPresent);
+        assert_eq!(c.pull.auth_file, std::path::Path::new("/srv/auth.json"));
+        assert_eq!(c.pull.insecure_registries, ["mirror.lan:5000"]);
+        assert!(!c.registry.push.enabled, "push is off unless configured");
+        assert!(c.cluster.peers.is_empty() && c.tls.is_none());
+    }
+
+    #[test]
+    fn a_registry_file_that_cannot_be_read_is_a_clear_error() {
+        let cli =
+            Config::try_parse_from(["towerd", "--data", "/x", "--registry", "/nope.toml"]).unwrap();
+        let e = config(&cli).unwrap_err();
+        assert!(
+            e.starts_with("--registry: ") && e.contains("/nope.toml"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! The tower's own OCI registry (`towerd --registry`, an embedded site node): users push
+//! to it with skopeo as an htpasswd user and pull back what they pushed; it answers the
+//! OCI conformance suite with push and pull-through both on.
+
+mod kit;
+
+use kit::oci;
+use kit::tools::{require, run};
+use kit::tower::Towerd;
+use kit::upstream::ReferenceRegistry;
+use std::process::Command;
+
+const USER: &str = "ci-bot";
+const PASSWORD: &str = "tower-push-pw";
+
+#[test]
+fn users_push_to_the_towers_registry_and_pull_back_what_they_pushed() {
+    let (Some(_), Some(_)) = (require("skopeo"), require("htpasswd")) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let users = work.path().join("htpasswd");
+    run(Command::new("htpasswd")
+        .args(["-cbB"])
+        .arg(&users)
+        .args([USER, PASSWORD]));
+    let tower = Towerd::start_with(
+        &[],
+        &format!(
+            "[registry.push]\nenabled = true\n[registry.auth]\nhtpasswd = {:?}\n",
+            users.display().to_string()
+        ),
+    );
+    let image = oci::image(231, &[300 << 10, 40 << 10], "amd64");
+    let dest = format!("{}/team/app:v1", tower.registry);
+    // A wrong password is refused, and nothing is kept.
+    let refused = std::panic::catch_unwind(|| {
+        oci::upload(work.path(), &image, &dest, Some(&format!("{USER}:wrong")))
+    });
+    assert!(
+        refused.is_err(),
+        "a push with a wrong password went through"
+    );
+    let layer = format!("/v2/team/app/blobs/{}", image.layers[0].digest);
+    let r = kit::request(tower.registry, "HEAD", &layer, &[], b"");
+    assert_eq!(r.status, 404, "a refused push left a blob");
+    oci::upload(
+        work.path(),
+        &image,
+        &dest,
+        Some(&format!("{USER}:{PASSWORD}")),
+    );
+    let layout = work.path().join("pulled");
+    oci::skopeo_copy(&tower.registry.to_string(), "team/app:v1", &layout);
+    assert_eq!(oci::pulled_root(&layout), image.digest);
+    oci::assert_pulled(&oci::verified_blobs(&layout), &image);
+    // Its content lives under the tower's data directory.
+    assert!(
+        tower.data_dir().join("registry").is_dir(),
+        "no registry data under {}",
+        tower.data_dir().display()
+    );
+    assert!(tower.log().contains("tower registry listening"));
+}
+
+#[test]
+fn the_towers_registry_passes_the_release_conformance_suite() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/tools/oci-conformance/conformance-v1.1.1.test");
+    if !path.is_file() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} is required under CI=true",
+            path.display()
+        );
+        return;
+    }
+    let Some(binary) = require("docker-registry") else {
+        return;
+    };
+    let upstream = ReferenceRegistry::start(&binary);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = {:?}\n[registry]\nlisten = \"127.0.0.1:0\"\ndefault_upstream = \"{up}\"\n[registry.push]\nenabled = true\nusers = [{{ name = \"{USER}\", password = \"{PASSWORD}\" }}]\n[api]\nlisten = \"127.0.0.1:0\"\n[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [\"{up}\"]\n",
+            dir.path().join("registry").display().to_string(),
+            up = upstream.addr
+        ),
+    )
+    .unwrap();
+    let tower = Towerd::start(&["--registry", config.to_str().unwrap()]);
+    let out = Command::new(&path)
+        .current_dir(dir.path())
+        .env("OCI_ROOT_URL", format!("http://{}", tower.registry))
+        .env("OCI_NAMESPACE", "conformance/a")
+        .env("OCI_CROSSMOUNT_NAMESPACE", "conformance/b")
+        .env("OCI_USERNAME", USER)
+        .env("OCI_PASSWORD", PASSWORD)
+        .env("OCI_TEST_PULL", "1")
+        .env("OCI_TEST_PUSH", "1")
+        .env("OCI_TEST_CONTENT_DISCOVERY", "1")
+        .env("OCI_TEST_CONTENT_MANAGEMENT", "1")
+        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
+        .env("OCI_REPORT_DIR", dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the suite failed:\n{text}");
+}
