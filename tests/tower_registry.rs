@@ -1,6 +1,7 @@
 //! The tower's own OCI registry (`towerd --registry`, an embedded site node): users push
-//! to it with skopeo as an htpasswd user and pull back what they pushed; it answers the
-//! OCI conformance suite with push and pull-through both on.
+//! to it with skopeo as an htpasswd user, pull back what they pushed, and roll it out to
+//! a 3-node site with no upstream; it answers the OCI conformance suite with push and
+//! pull-through both on.
 
 mod kit;
 
@@ -8,13 +9,16 @@ use kit::oci;
 use kit::tools::{require, run};
 use kit::tower::Towerd;
 use kit::upstream::ReferenceRegistry;
+use kit::NodeOptions;
+use serde_json::json;
 use std::process::Command;
+use std::time::Duration;
 
 const USER: &str = "ci-bot";
 const PASSWORD: &str = "tower-push-pw";
 
 #[test]
-fn users_push_to_the_towers_registry_and_pull_back_what_they_pushed() {
+fn users_push_to_the_towers_registry_and_a_rollout_sends_it_with_no_upstream() {
     let (Some(_), Some(_)) = (require("skopeo"), require("htpasswd")) else {
         return;
     };
@@ -61,6 +65,47 @@ fn users_push_to_the_towers_registry_and_pull_back_what_they_pushed() {
         tower.data_dir().display()
     );
     assert!(tower.log().contains("tower registry listening"));
+
+    // A rollout of the pushed image reaches a 3-node site from the tower's registry.
+    // Its upstream (docker.io for a name without a host) cannot be reached from here: the
+    // rollout needs none.
+    let nodes = kit::node::cluster(3, &NodeOptions::default());
+    let site = tower.expect(
+        "POST",
+        "/sites",
+        Some(&json!({"name": "shop", "nodes": nodes.iter().map(|n| n.api.to_string()).collect::<Vec<_>>()})),
+        201,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({"application": "app", "images": ["team/app:v1"], "selector": {}})),
+        201,
+    );
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    tower.wait_for(&path, Duration::from_secs(60), "scheduled", |r| {
+        r["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["site_id"] == site && s["state"] == "scheduled")
+    });
+    for n in &nodes {
+        assert_eq!(
+            kit::node::served(n, "/v2/team/app/manifests/v1"),
+            image.digest,
+            "{}",
+            n.addr
+        );
+    }
+    assert!(
+        !tower.log().contains("fetched from upstream"),
+        "the tower's registry asked an upstream:\n{}",
+        tower.log()
+    );
 }
 
 #[test]

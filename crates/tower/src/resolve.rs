@@ -3,7 +3,7 @@
 
 use crate::exit::Error;
 use crate::platform::Platform;
-use crate::upstream::{self, Upstream};
+use crate::upstream::Upstream;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use site_core::{Descriptor, Digest, ImageReference, Manifest, ManifestKind};
@@ -33,6 +33,45 @@ pub struct Resolved {
     pub blobs: Vec<Descriptor>,
 }
 
+/// Where an image's manifests are asked for: its own registry, or a registry that serves
+/// it under another name (the tower's registry, which names it `HOST/PATH`).
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The registry asked.
+    pub registry: String,
+    /// The image's repository there.
+    pub repository: String,
+}
+
+impl Location {
+    /// The image's own registry.
+    pub fn of(image: &ImageReference) -> Location {
+        Location {
+            registry: image.repository.host().to_owned(),
+            repository: image.repository.path().to_owned(),
+        }
+    }
+
+    /// A reference there, by tag or digest.
+    pub fn reference(
+        &self,
+        tag: Option<&str>,
+        digest: Option<&Digest>,
+    ) -> site_upstream::Reference {
+        let (registry, repository) = (self.registry.clone(), self.repository.clone());
+        match (digest, tag) {
+            (Some(d), _) => {
+                site_upstream::Reference::with_digest(registry, repository, d.to_string())
+            }
+            (None, t) => site_upstream::Reference::with_tag(
+                registry,
+                repository,
+                t.unwrap_or("latest").into(),
+            ),
+        }
+    }
+}
+
 /// Resolves `image` at its upstream; with `platform`, an index is narrowed to the
 /// manifest of that platform.
 pub async fn resolve(
@@ -41,11 +80,18 @@ pub async fn resolve(
     image: &ImageReference,
     platform: Option<&Platform>,
 ) -> Result<Resolved, Error> {
-    let top = upstream::reference(
-        &image.repository,
-        image.tag.as_deref(),
-        image.digest.as_ref(),
-    );
+    resolve_at(up, auth, image, &Location::of(image), platform).await
+}
+
+/// [`resolve`], asking the registry at `at`.
+pub async fn resolve_at(
+    up: &Upstream,
+    auth: &RegistryAuth,
+    image: &ImageReference,
+    at: &Location,
+    platform: Option<&Platform>,
+) -> Result<Resolved, Error> {
+    let top = at.reference(image.tag.as_deref(), image.digest.as_ref());
     let (mut body, mut digest) = up.manifest(&top, auth).await?;
     let mut manifest = parse(&body, &digest)?;
     if let (Some(p), ManifestKind::Index { manifests }) = (platform, &manifest.kind) {
@@ -60,7 +106,7 @@ pub async fn resolve(
                 have.join(", ")
             ))
         })?;
-        let (b, d) = fetch_child(up, auth, image, child).await?;
+        let (b, d) = fetch_child(up, auth, at, child).await?;
         manifest = parse(&b, &d)?;
         (body, digest) = (b, d);
     }
@@ -75,7 +121,13 @@ pub async fn resolve(
         media_type: manifest.media_type.clone(),
         body,
     };
-    collect(up, auth, image, top, manifest, 0, &mut seen, &mut out).await?;
+    let from = From {
+        up,
+        auth,
+        image,
+        at,
+    };
+    collect(&from, top, manifest, 0, &mut seen, &mut out).await?;
     Ok(out)
 }
 
@@ -84,14 +136,22 @@ fn parse(body: &[u8], digest: &Digest) -> Result<Manifest, Error> {
         .map_err(|e| Error::Other(format!("upstream manifest {digest}: {e}")))
 }
 
+/// Where the manifests of one resolution come from.
+struct From<'a> {
+    up: &'a Upstream,
+    auth: &'a RegistryAuth,
+    image: &'a ImageReference,
+    at: &'a Location,
+}
+
 /// Fetches a child manifest by digest and checks its size against the descriptor.
 async fn fetch_child(
     up: &Upstream,
     auth: &RegistryAuth,
-    image: &ImageReference,
+    at: &Location,
     child: &Descriptor,
 ) -> Result<(Bytes, Digest), Error> {
-    let r = upstream::reference(&image.repository, None, Some(&child.digest));
+    let r = at.reference(None, Some(&child.digest));
     let (body, digest) = up.manifest(&r, auth).await?;
     if body.len() as u64 != child.size {
         return Err(Error::Other(format!(
@@ -104,11 +164,8 @@ async fn fetch_child(
 }
 
 /// Adds `node` after everything it references (post-order).
-#[allow(clippy::too_many_arguments)]
 fn collect<'a>(
-    up: &'a Upstream,
-    auth: &'a RegistryAuth,
-    image: &'a ImageReference,
+    from: &'a From<'a>,
     node: Node,
     manifest: Manifest,
     depth: usize,
@@ -123,21 +180,22 @@ fn collect<'a>(
             ManifestKind::Index { manifests } => {
                 if depth >= MAX_DEPTH {
                     return Err(Error::Other(format!(
-                        "{image}: indexes nested deeper than {MAX_DEPTH}"
+                        "{}: indexes nested deeper than {MAX_DEPTH}",
+                        from.image
                     )));
                 }
                 for child in manifests {
                     if seen.contains(&child.digest) {
                         continue;
                     }
-                    let (body, digest) = fetch_child(up, auth, image, child).await?;
+                    let (body, digest) = fetch_child(from.up, from.auth, from.at, child).await?;
                     let parsed = parse(&body, &digest)?;
                     let child_node = Node {
                         digest,
                         media_type: parsed.media_type.clone(),
                         body,
                     };
-                    collect(up, auth, image, child_node, parsed, depth + 1, seen, out).await?;
+                    collect(from, child_node, parsed, depth + 1, seen, out).await?;
                 }
             }
             ManifestKind::Image { .. } => {

@@ -10,7 +10,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "towerd", version)]
 pub struct Config {
-    /// Directory of the tower's database and blob cache.
+    /// Directory of the tower's database (and of its registry, by default).
     #[arg(long, env = "TOWERD_DATA", value_name = "DIR")]
     pub data: PathBuf,
     /// Address of the JSON API and the status page.
@@ -21,10 +21,11 @@ pub struct Config {
         default_value = "127.0.0.1:7070"
     )]
     pub listen: SocketAddr,
-    /// Docker config.json with upstream credentials, instead of the default one.
+    /// Docker config.json with upstream credentials for the default registry, instead of
+    /// the default one.
     #[arg(long, value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
-    /// Upstream host spoken to in plain HTTP (repeatable).
+    /// Upstream host the default registry speaks to in plain HTTP (repeatable).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
     /// Wait before the first retry of a failed site; doubles with each retry.
@@ -42,9 +43,6 @@ pub struct Config {
     /// DATA/registry on 127.0.0.1:5100 that fills itself from upstreams (IfNotPresent).
     #[arg(long, env = "TOWERD_REGISTRY", value_name = "FILE")]
     pub registry: Option<PathBuf>,
-    /// Cache size beyond which blobs of finished rollouts are removed.
-    #[arg(long, value_name = "BYTES", default_value_t = 20 << 30)]
-    pub cache_max_bytes: u64,
 }
 
 impl Config {
@@ -55,7 +53,6 @@ impl Config {
                 first_ms: self.retry_first.as_millis().max(1) as u64,
                 max_ms: self.retry_max.as_millis().max(1) as u64,
             },
-            cache_max_bytes: self.cache_max_bytes,
             leader_wait: self.leader_wait,
         }
     }

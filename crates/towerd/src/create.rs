@@ -1,5 +1,6 @@
-//! `POST /rollouts`: check the request, resolve each image at its upstream once (tags
-//! become digests, manifests are kept with their exact bytes), select the sites.
+//! `POST /rollouts`: check the request, resolve each image once in the tower's registry
+//! (tags become digests, manifests are kept with their exact bytes; what the registry
+//! lacks it fetches from the upstream), select the sites.
 
 use crate::api::error::ApiError;
 use crate::tower::{now_ms, Tower};
@@ -9,7 +10,7 @@ use site_core::{Descriptor, ImageReference};
 use site_fleet::missing::Blob;
 use site_fleet::rollout::{check_application, Image, Manifest};
 use site_fleet::{Filter, Rollout};
-use site_tower::resolve::resolve;
+use site_tower::resolve::resolve_at;
 use std::sync::Arc;
 
 /// Most images in one rollout.
@@ -109,20 +110,18 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
     Ok(rollout)
 }
 
-/// Resolves one image at its upstream; its manifests' bytes go to `bodies`.
+/// Resolves one image in the tower's registry; its manifests' bytes go to `bodies`.
 async fn resolve_image(
     tower: &Tower,
     text: &str,
     reference: &ImageReference,
     bodies: &mut Vec<(String, bytes::Bytes)>,
 ) -> Result<Image, ApiError> {
-    let credentials = tower
-        .auth
-        .lookup(reference.repository.host())
-        .await
-        .map_err(site_tower::exit::Error::from)?;
-    let auth = site_tower::upstream::registry_auth(credentials);
-    let resolved = resolve(&tower.upstream, &auth, reference, None).await?;
+    // Asked of the tower's registry: what it holds (pushed, or pulled before) needs no
+    // upstream request; the rest it fetches from the upstream with its credentials.
+    let registry = &tower.registry;
+    let at = registry.location(reference);
+    let resolved = resolve_at(&registry.client, &registry.auth(), reference, &at, None).await?;
     let mut manifests = Vec::with_capacity(resolved.manifests.len());
     for node in &resolved.manifests {
         bodies.push((node.digest.to_string(), node.body.clone()));

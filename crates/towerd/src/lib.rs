@@ -1,23 +1,22 @@
 #![deny(missing_docs)]
 //! `towerd`, the Control Tower's fleet service: an inventory of site registries (labels,
 //! metadata, TLS material, health from every node), and rollouts that bring an
-//! application's images to every selected site over days of broken links, pulling each
-//! blob from its upstream once into the tower's cache. A JSON HTTP API and a status page;
-//! `towerctl sites ...` and `towerctl rollout ...` are its client. Beside them, the
-//! tower's own OCI registry, an embedded site node (`registry.rs`).
+//! application's images to every selected site over days of broken links, sent from the
+//! tower's own OCI registry (an embedded site node, `registry.rs`, which fetches what it
+//! lacks from upstreams once). A JSON HTTP API and a status page; `towerctl sites ...`
+//! and `towerctl rollout ...` are its client.
 //!
 //! The fleet's rules (filters, the rollout state machine, the scheduler) are the I/O-free
-//! `site-fleet`; this crate is the adapters around it: the store, the cache, the site
-//! and upstream clients, and the HTTP API.
+//! `site-fleet`; this crate is the adapters around it: the store, the registry, the site
+//! client, and the HTTP API.
 
 pub mod api;
-pub mod cache;
-pub mod cached;
 pub mod cli;
 pub mod create;
 pub mod health;
 pub mod registry;
 pub mod runner;
+pub mod source;
 pub mod store;
 pub mod tower;
 pub mod worker;
@@ -41,23 +40,20 @@ pub async fn serve(
         .create(&config.data)
         .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
     let store = store::SledStore::open(&config.data.join("db")).map_err(|e| e.to_string())?;
-
-    let cache = cache::Cache::open(&config.data).map_err(|e| e.to_string())?;
-    let upstream = site_upstream::Upstream::new(&config.insecure_registries)
-        .map_err(|e| format!("upstream client: {e}"))?;
-    let auth = site_upstream::auth::load(config.auth_file.as_deref())
-        .map_err(|e| format!("upstream credentials: {e}"))?;
-    let tower = Arc::new(
-        tower::Tower::new(Arc::new(store), cache, upstream, auth, config.settings())
-            .map_err(|e| e.to_string())?,
-    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let registry = registry::start(&config).await?;
+    let (registry, client) = registry::start(&config).await?;
+    let tower = match tower::Tower::new(Arc::new(store), client, config.settings()) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            let _ = registry.shutdown().await;
+            return Err(e.to_string());
+        }
+    };
     tracing::info!(%address, data = %config.data.display(), "tower listening");
     if let Some(bound) = bound {
         let _ = bound.send(address);

@@ -11,6 +11,9 @@
 
 use crate::cli::Config;
 use site_agent::{Site, SiteHandle};
+use site_core::ImageReference;
+use site_tower::resolve::Location;
+use site_upstream::{RegistryAuth, Upstream};
 use std::net::SocketAddr;
 
 /// Where the default registry listens.
@@ -35,15 +38,54 @@ pub fn config(cli: &Config) -> Result<site_agent::Config, String> {
     Ok(config)
 }
 
-/// Starts the tower's registry node.
-pub async fn start(cli: &Config) -> Result<SiteHandle, String> {
+/// How the tower asks its registry for what rollouts send: over its OCI API, as any
+/// client would, naming each image `HOST/PATH` (the registry's path form), so that what
+/// it holds comes with no upstream request and the rest is fetched into it.
+pub struct RegistryClient {
+    /// Where the registry answers.
+    pub address: SocketAddr,
+    /// The HTTP client.
+    pub client: Upstream,
+}
+
+impl RegistryClient {
+    /// Where `image` is found in the tower's registry.
+    pub fn location(&self, image: &ImageReference) -> Location {
+        let r = &image.repository;
+        Location {
+            registry: self.address.to_string(),
+            repository: format!("{}/{}", r.host(), r.path()),
+        }
+    }
+
+    /// The registry asks no credentials of the tower.
+    pub fn auth(&self) -> RegistryAuth {
+        RegistryAuth::Anonymous
+    }
+}
+
+/// Starts the tower's registry node, and the client the tower asks it with.
+pub async fn start(cli: &Config) -> Result<(SiteHandle, RegistryClient), String> {
     let config = config(cli)?;
+    // The tower reads its registry over plain HTTP, anonymously.
+    if config.registry.tls.is_some() {
+        return Err("--registry: [registry.tls] is not supported for the tower's registry yet (the tower reads it over plain HTTP)".into());
+    }
+    if config.registry.auth.read == site_agent::config::ReadSetting::Authenticated {
+        return Err("--registry: [registry.auth] read = \"authenticated\" is not supported for the tower's registry yet (the tower reads it anonymously)".into());
+    }
     let data = config.node.data_dir.display().to_string();
     let node = Site::start(config)
         .await
         .map_err(|e| format!("the tower's registry: {e:#}"))?;
-    tracing::info!(address = %node.registry_addr(), data, "tower registry listening");
-    Ok(node)
+    let mut address = node.registry_addr();
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    tracing::info!(%address, data, "tower registry listening");
+    let client = Upstream::new(&[address.to_string()])
+        .map_err(|e| format!("a client of the tower's registry: {e}"))?;
+    Ok((node, RegistryClient { address, client }))
 }
 
 #[cfg(test)]

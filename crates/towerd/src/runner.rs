@@ -1,5 +1,5 @@
 //! The rollouts' background loop: sites that match a rollout's selector join it, due
-//! sites get a worker (at most `max_parallel` per rollout), and the cache is collected.
+//! sites get a worker (at most `max_parallel` per rollout).
 
 use crate::tower::{now_ms, Tower};
 use site_fleet::schedule::{due, next_due_ms};
@@ -14,12 +14,9 @@ const PASS: Duration = Duration::from_secs(1);
 /// Shortest sleep between two passes: due sites are started in batches, not one pass each
 /// (a pass walks every site of every running rollout).
 const SHORTEST: Duration = Duration::from_millis(250);
-/// Time between two GC passes of the cache.
-const CACHE_GC: Duration = Duration::from_secs(60);
 
 /// Runs until `shutdown` turns true; then stops every worker.
 pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
-    let mut last_gc = tokio::time::Instant::now();
     // The inventory as of the last pass that read it (none yet).
     let mut seen = None;
     loop {
@@ -30,10 +27,6 @@ pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
                 None
             }
         };
-        if last_gc.elapsed() >= CACHE_GC {
-            last_gc = tokio::time::Instant::now();
-            collect_cache(&tower).await;
-        }
         let sleep = wake_at
             .map(|at| Duration::from_millis(at.saturating_sub(now_ms())))
             .unwrap_or(PASS)
@@ -160,27 +153,4 @@ fn reconcile(rollout: &mut Rollout, sites: &[Site]) -> (bool, Vec<String>) {
         tracing::info!(rollout = %rollout.id, joined, "sites joined the rollout");
     }
     (joined > 0, gone)
-}
-
-/// Blobs of running rollouts stay; those of finished ones stay while there is room;
-/// the rest go.
-async fn collect_cache(tower: &Arc<Tower>) {
-    let (mut keep, mut spare) = (HashSet::new(), HashSet::new());
-    for r in tower.all_rollouts() {
-        let set = match (r.cancelled(), r.complete()) {
-            (true, _) => continue,
-            (false, true) => &mut spare,
-            (false, false) => &mut keep,
-        };
-        set.extend(r.blobs().into_iter().map(|b| b.digest));
-    }
-    let t = tower.clone();
-    let max = tower.settings.cache_max_bytes;
-    match tokio::task::spawn_blocking(move || t.cache.gc(&keep, &spare, max)).await {
-        Ok(swept) if swept.blobs > 0 => {
-            tracing::info!(blobs = swept.blobs, bytes = swept.bytes, "cache collected")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "cache GC failed"),
-    }
 }

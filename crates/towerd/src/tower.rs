@@ -1,12 +1,10 @@
-//! The running tower: its store, cache and upstream client, and the rollouts as they
+//! The running tower: its store, the client of its registry, and the rollouts as they
 //! stand now (in memory, written to the store at each change of a site's state).
 
-use crate::cache::Cache;
+use crate::registry::RegistryClient;
 use crate::store::{Store, StoreError};
 use site_fleet::schedule::Backoff;
 use site_fleet::Rollout;
-use site_upstream::auth::DockerConfig;
-use site_upstream::client::Upstream;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -17,8 +15,6 @@ use tokio::task::AbortHandle;
 pub struct Settings {
     /// Waits between attempts at a failed site.
     pub backoff: Backoff,
-    /// The cache's size beyond which blobs of finished rollouts go.
-    pub cache_max_bytes: u64,
     /// How long an attempt waits while no node of the site knows a leader.
     pub leader_wait: std::time::Duration,
 }
@@ -27,12 +23,8 @@ pub struct Settings {
 pub struct Tower {
     /// Sites, rollouts, manifests.
     pub store: Arc<dyn Store>,
-    /// Blobs pulled from upstreams.
-    pub cache: Cache,
-    /// The upstream registries' client.
-    pub upstream: Upstream,
-    /// Upstream credentials.
-    pub auth: DockerConfig,
+    /// The tower's registry: what rollouts send, fetched into it from upstreams.
+    pub registry: RegistryClient,
     /// How it runs.
     pub settings: Settings,
     /// Wakes the runner (a rollout created or cancelled, a site added, a worker done).
@@ -59,9 +51,7 @@ impl Tower {
     /// that had a worker when the tower stopped start again from waiting).
     pub fn new(
         store: Arc<dyn Store>,
-        cache: Cache,
-        upstream: Upstream,
-        auth: DockerConfig,
+        registry: RegistryClient,
         settings: Settings,
     ) -> Result<Tower, StoreError> {
         let mut rollouts = BTreeMap::new();
@@ -71,9 +61,7 @@ impl Tower {
         }
         Ok(Tower {
             store,
-            cache,
-            upstream,
-            auth,
+            registry,
             settings,
             wake: Notify::new(),
             inventory: tokio::sync::Mutex::new(()),

@@ -1,9 +1,9 @@
-//! One site of one rollout: ask what it lacks, send that from the cache (resuming from
+//! One site of one rollout: ask what it lacks, send that from the tower's registry (resuming from
 //! the site's offsets), put the manifests, and schedule the application once every
 //! image is present. Any failure ends the attempt with the taxonomy's reason; the
 //! runner tries again after the backoff.
 
-use crate::cached::CachedBlob;
+use crate::source::RegistryBlob;
 use crate::tower::{now_ms, Tower};
 use futures_util::StreamExt;
 use site_core::Digest;
@@ -14,7 +14,7 @@ use site_proto::pb::{BlobRef, BlobStatusRequest, FindMissingBlobsRequest, Schedu
 use site_tower::deliver;
 use site_tower::exit::Error;
 use site_tower::site::{self, Client};
-use site_tower::transfer::{self, Meter, UpstreamBlob};
+use site_tower::transfer::{self, Meter};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
@@ -209,7 +209,8 @@ impl Work<'_> {
         Ok(())
     }
 
-    /// Pulls the blob into the cache unless held, then sends it from there.
+    /// Sends the blob from the tower's registry (which fetches it from the upstream
+    /// first, once, if it lacks it).
     async fn send(&self, client: &Client, blob: &Blob) -> Result<(), Error> {
         let digest = Digest::parse(&blob.digest)
             .map_err(|e| Error::Other(format!("blob {:?}: {e}", blob.digest)))?;
@@ -219,13 +220,14 @@ impl Work<'_> {
             .iter()
             .find(|i| i.blobs.iter().any(|b| b.digest == blob.digest))
             .ok_or_else(|| Error::Other(format!("no image has blob {digest}")))?;
-        let (path, pulled) = self.pull(image, &digest, blob.size).await?;
-        if pulled {
-            tracing::info!(blob = %digest, bytes = blob.size, "pulled into the cache");
-        }
-        let source = CachedBlob {
-            path,
-            digest: blob.digest.clone(),
+        let reference = site_core::ImageReference::parse(&image.pinned())
+            .map_err(|e| Error::Other(format!("{}: {e}", image.pinned())))?;
+        let registry = &self.tower.registry;
+        let at = registry.location(&reference);
+        let source = RegistryBlob {
+            client: &registry.client,
+            reference: at.reference(None, reference.digest.as_ref()),
+            digest: &digest,
             rate: self.plan.rate,
         };
         let meter = SiteMeter {
@@ -242,27 +244,6 @@ impl Work<'_> {
         };
         transfer::send_blob(client, &transfer, &meter).await?;
         Ok(())
-    }
-
-    async fn pull(
-        &self,
-        image: &Image,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(std::path::PathBuf, bool), Error> {
-        let reference = site_core::ImageReference::parse(&image.pinned())
-            .map_err(|e| Error::Other(format!("{}: {e}", image.pinned())))?;
-        let credentials = self.tower.auth.lookup(reference.repository.host()).await?;
-        let auth = site_tower::upstream::registry_auth(credentials);
-        let upstream_ref =
-            site_tower::upstream::reference(&reference.repository, None, reference.digest.as_ref());
-        self.tower.upstream.remember_auth(&upstream_ref, &auth);
-        let source = UpstreamBlob {
-            upstream: &self.tower.upstream,
-            reference: &upstream_ref,
-            digest,
-        };
-        self.tower.cache.ensure(digest, size, &source).await
     }
 
     async fn put_manifests(&self, client: &Client, image: &Image) -> Result<(), Error> {

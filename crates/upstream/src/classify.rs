@@ -22,13 +22,21 @@ struct EnvelopeError {
 /// one, else its HTTP status. `what` names the object; `retry_after` is the answer's
 /// `Retry-After` in seconds.
 pub fn status(code: u16, body: &[u8], what: &str, retry_after: Option<u64>) -> Error {
+    let mut message = None;
     if let Ok(envelope) = serde_json::from_slice::<Envelope>(body) {
         if !envelope.errors.is_empty() {
-            return codes(&envelope.errors, what, retry_after);
+            match codes(&envelope.errors, what, retry_after) {
+                Ok(e) => return e,
+                // Codes of no known meaning (a registry's own, such as a pull-through
+                // cache's UNAVAILABLE): the status says what the refusal is.
+                Err(m) => message = Some(m),
+            }
         }
     }
-    let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-    let message = format!("{what}: HTTP {code}: {}", one_line(&text));
+    let message = message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        format!("{what}: HTTP {code}: {}", one_line(&text))
+    });
     match code {
         404 => Error::NotFound(message),
         401 | 403 => Error::AuthFailed(message),
@@ -41,14 +49,15 @@ pub fn status(code: u16, body: &[u8], what: &str, retry_after: Option<u64>) -> E
     }
 }
 
-fn codes(errors: &[EnvelopeError], what: &str, retry_after: Option<u64>) -> Error {
+/// The error the envelope's codes mean, or (none known) its message.
+fn codes(errors: &[EnvelopeError], what: &str, retry_after: Option<u64>) -> Result<Error, String> {
     let messages: Vec<String> = errors
         .iter()
         .map(|e| format!("{}: {}", e.code, e.message))
         .collect();
     let message = format!("{what}: {}", one_line(&messages.join("; ")));
     let has = |c: &str| errors.iter().any(|e| e.code.eq_ignore_ascii_case(c));
-    if has("TOOMANYREQUESTS") {
+    Ok(if has("TOOMANYREQUESTS") {
         Error::RateLimited {
             message,
             retry_after,
@@ -66,8 +75,8 @@ fn codes(errors: &[EnvelopeError], what: &str, retry_after: Option<u64>) -> Erro
     {
         Error::NotFound(message)
     } else {
-        Error::Other(format!("upstream registry error: {message}"))
-    }
+        return Err(message);
+    })
 }
 
 /// The error a request that got no answer means: a connection that failed, timed out or
@@ -133,6 +142,12 @@ mod tests {
             }
         ));
         assert!(matches!(envelope("LOCKED"), Error::Other(_)));
+        // A code of no known meaning: the status decides (a pull-through cache whose
+        // upstream is unreachable answers 503 UNAVAILABLE), the message kept.
+        let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"upstream down"}]}"#;
+        let e = status(503, body, "img", None);
+        assert!(matches!(e, Error::Unreachable(_)), "{e:?}");
+        assert!(e.to_string().contains("UNAVAILABLE: upstream down"), "{e}");
         let e = envelope("MANIFEST_UNKNOWN").to_string();
         assert!(e.contains("MANIFEST_UNKNOWN: msg"), "{e}");
         // An empty list of errors is no envelope: the status decides.

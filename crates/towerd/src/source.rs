@@ -1,58 +1,60 @@
-//! A blob served to a site from the tower's cache, at most at the rollout's per-site rate.
+//! A blob sent to a site from the tower's registry, at most at the rollout's per-site
+//! rate. The registry streams what it holds; a blob it lacks it fetches from its
+//! upstream as it streams it (once: a second site's send reads what the first brought).
 
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
+use site_core::Digest;
 use site_tower::exit::Error;
-use site_tower::transfer::Source;
-use site_tower::upstream::ByteStream;
-use std::path::PathBuf;
+use site_tower::transfer::{Source, UpstreamBlob};
+use site_tower::upstream::{ByteStream, Upstream};
+use site_upstream::Reference;
 use std::time::Duration;
-use tokio::io::AsyncSeekExt;
 use tokio::time::Instant;
 
-/// Bytes read from the cache file at once (the rate cap is kept at this grain).
-const READ: usize = 64 * 1024;
-
-/// A whole, verified blob of the cache.
-pub struct CachedBlob {
-    /// Its file.
-    pub path: PathBuf,
-    /// Its digest, for messages.
-    pub digest: String,
+/// A blob of the tower's registry.
+pub struct RegistryBlob<'a> {
+    /// The registry's client.
+    pub client: &'a Upstream,
+    /// The image's manifest there (any reference of its repository).
+    pub reference: Reference,
+    /// The blob.
+    pub digest: &'a Digest,
     /// Bytes per second at most.
     pub rate: Option<u64>,
 }
 
-impl Source for CachedBlob {
-    fn open(&self, offset: u64) -> BoxFuture<'_, Result<(ByteStream, u64), Error>> {
-        Box::pin(async move {
-            let mut file = tokio::fs::File::open(&self.path)
-                .await
-                .map_err(|e| self.error(&e))?;
-            file.seek(std::io::SeekFrom::Start(offset))
-                .await
-                .map_err(|e| self.error(&e))?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(file, READ).boxed();
-            Ok((throttle(stream, self.rate), 0))
-        })
-    }
-
-    fn is_transient(&self, _: &Error) -> bool {
-        false
-    }
-
-    fn read_error(&self, error: &std::io::Error) -> Error {
-        self.error(error)
-    }
-
-    fn describe(&self) -> String {
-        format!("cached blob {}", self.digest)
+impl RegistryBlob<'_> {
+    fn read(&self) -> UpstreamBlob<'_> {
+        UpstreamBlob {
+            upstream: self.client,
+            reference: &self.reference,
+            digest: self.digest,
+        }
     }
 }
 
-impl CachedBlob {
-    fn error(&self, e: &std::io::Error) -> Error {
-        Error::Other(format!("tower cache: {}: {e}", self.path.display()))
+impl Source for RegistryBlob<'_> {
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<(ByteStream, u64), Error>> {
+        Box::pin(async move {
+            let (stream, skip) = self.read().open(offset).await?;
+            Ok((throttle(stream, self.rate), skip))
+        })
+    }
+
+    fn is_transient(&self, error: &Error) -> bool {
+        self.read().is_transient(error)
+    }
+
+    fn read_error(&self, error: &std::io::Error) -> Error {
+        self.read().read_error(error)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} of the tower's registry",
+            self.read().describe()
+        )
     }
 }
 
