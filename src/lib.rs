@@ -302,6 +302,12 @@ impl SiteHandle {
         self.puller.ensure(image, policy, platform).await
     }
 
+    /// The node's pull-through cache (to make images present from an embedder, as
+    /// [`SiteHandle::ensure_image`] does, from tasks of its own).
+    pub fn puller(&self) -> site_pull::Puller {
+        self.puller.clone()
+    }
+
     /// Resolves once the node's storage has failed (see [`NodeFailed`]): an embedder
     /// waits on it beside its own work, to treat the node as broken.
     pub async fn failed(&self) -> NodeFailed {

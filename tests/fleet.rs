@@ -288,14 +288,6 @@ fn inventory_queries_health_and_refusals() {
             400,
             "BAD_REQUEST",
         ),
-        // Sites match, the image cannot be resolved: refused, nothing kept.
-        (
-            "POST",
-            "/rollouts",
-            br#"{"application": "pos", "images": ["127.0.0.1:1/x:v1"], "selector": {"labels.region": "eu"}}"#,
-            502,
-            "UPSTREAM_UNREACHABLE",
-        ),
         ("GET", "/no/such/route", b"", 404, "NOT_FOUND"),
     ] {
         assert_eq!(
@@ -335,6 +327,29 @@ fn inventory_queries_health_and_refusals() {
     assert_eq!(too_big.json()["error"]["code"], "PAYLOAD_TOO_LARGE");
     assert_eq!(tower.expect("GET", "/sites", None, 200), sites_before);
     assert_eq!(tower.expect("GET", "/rollouts", None, 200), rollouts_before);
+    // Sites match, the upstream cannot be reached: accepted, `pulling` with the reason,
+    // and no site is worked while its images are not in the tower's registry.
+    let pulling = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({"application": "pos", "images": ["127.0.0.1:1/x:v1"], "selector": {"labels.region": "eu"}})),
+        201,
+    );
+    assert_eq!(pulling["status"], "pulling", "{pulling:#}");
+    assert_eq!(
+        pulling["pulling"]["reason"], "UPSTREAM_UNREACHABLE",
+        "{pulling:#}"
+    );
+    assert_eq!(pulling["requested"], json!(["127.0.0.1:1/x:v1"]));
+    let path = format!("/rollouts/{}", pulling["id"].as_str().unwrap());
+    let again = tower.wait_for(&path, Duration::from_secs(20), "a second attempt", |r| {
+        r["pulling"]["retries"].as_u64().unwrap_or(0) >= 2
+    });
+    assert_eq!(again["status"], "pulling");
+    for site in again["sites"].as_array().unwrap() {
+        assert_eq!(site["state"], "waiting", "a site was worked: {again:#}");
+    }
+    tower.expect("DELETE", &path, None, 200);
 
     // Removal, and the inventory survives a restart.
     tower.expect("DELETE", "/sites/shop-c", None, 200);

@@ -1,15 +1,17 @@
 //! The tower's own OCI registry (`towerd --registry`, an embedded site node): users push
 //! to it with skopeo as an htpasswd user, pull back what they pushed, and roll it out to
-//! a 3-node site with no upstream; it answers the OCI conformance suite with push and
-//! pull-through both on.
+//! a 3-node site with no upstream; a rollout whose upstream is down is `pulling`, touches
+//! no site, and completes once the upstream is back; the registry answers the OCI
+//! conformance suite with push and pull-through both on.
 
 mod kit;
 
 use kit::oci;
+use kit::proxy::CuttingProxy;
 use kit::tools::{require, run};
 use kit::tower::Towerd;
 use kit::upstream::ReferenceRegistry;
-use kit::NodeOptions;
+use kit::{Node, NodeOptions};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
@@ -154,4 +156,72 @@ fn the_towers_registry_passes_the_release_conformance_suite() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "the suite failed:\n{text}");
+}
+
+#[test]
+fn a_rollout_pulls_while_the_upstream_is_down_touches_no_site_and_completes_once_it_is_back() {
+    let Some(binary) = require("docker-registry") else {
+        return;
+    };
+    let upstream = ReferenceRegistry::start(&binary);
+    let image = oci::image(232, &[700 << 10, 30 << 10], "amd64");
+    oci::push_image_as(upstream.addr, "team/pos", "v1", &image);
+    // The link to the upstream is down from the start.
+    let link = CuttingProxy::start(upstream.addr, 0);
+    let up = link.addr.to_string();
+    let tower = Towerd::start(&["--insecure-registry", &up]);
+    let node = Node::start(NodeOptions::default());
+    let site = tower.expect(
+        "POST",
+        "/sites",
+        Some(&json!({"name": "shop", "nodes": [node.api.to_string()]})),
+        201,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(
+            &json!({"application": "pos", "images": [format!("{up}/team/pos:v1")], "selector": {}}),
+        ),
+        201,
+    );
+    assert_eq!(created["status"], "pulling", "{created:#}");
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    let waiting = tower.wait_for(&path, Duration::from_secs(20), "attempts", |r| {
+        r["pulling"]["retries"].as_u64().unwrap_or(0) >= 2
+    });
+    assert_eq!(
+        waiting["pulling"]["reason"], "UPSTREAM_UNREACHABLE",
+        "{waiting:#}"
+    );
+    assert!(link.refused() > 0, "the upstream was never asked");
+    // No site was worked: it holds nothing of the image.
+    assert_eq!(waiting["sites"][0]["state"], "waiting", "{waiting:#}");
+    let layer = format!("/v2/team/pos/blobs/{}?ns={up}", image.layers[0].digest);
+    assert_eq!(kit::get_status(node.addr, &layer), 404);
+
+    link.heal();
+    let done = tower.wait_for(&path, Duration::from_secs(60), "complete", |r| {
+        r["status"] == "complete"
+    });
+    assert!(done["pulling"].is_null(), "{done:#}");
+    assert_eq!(
+        done["images"],
+        json!([format!("{up}/team/pos@{}", image.digest)])
+    );
+    let s = &done["sites"][0];
+    assert_eq!(
+        (s["site_id"].as_str(), s["state"].as_str()),
+        (Some(site.as_str()), Some("scheduled"))
+    );
+    // The image is in the tower's registry: served from it, every blob verified.
+    let manifest = format!("/v2/{up}/team/pos/manifests/v1");
+    assert_eq!(
+        kit::node::served_at(tower.registry, &manifest),
+        image.digest
+    );
+    oci::assert_blobs_served(tower.registry, &format!("{up}/team/pos"), &image);
 }

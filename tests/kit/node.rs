@@ -432,16 +432,20 @@ pub fn cluster_with(n: u64, opts: impl Fn(u64) -> NodeOptions) -> Vec<Node> {
 
 /// Waits (bounded) until `node` serves `path` with status 200; returns the body's digest.
 pub fn served(node: &Node, path: &str) -> String {
+    served_at(node.addr, path)
+}
+
+/// [`served`], by the registry at `addr`.
+pub fn served_at(addr: SocketAddr, path: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = super::request(node.addr, "GET", path, &[], b"");
+        let r = super::request(addr, "GET", path, &[], b"");
         if r.status == 200 {
             return super::digest(&r.body);
         }
         assert!(
             Instant::now() < deadline,
-            "{path} not served by {} within 10 s: {}",
-            node.addr,
+            "{path} not served by {addr} within 10 s: {}",
             r.status
         );
         std::thread::sleep(Duration::from_millis(50));

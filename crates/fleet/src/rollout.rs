@@ -137,6 +137,22 @@ impl SiteProgress {
     }
 }
 
+/// How fetching a rollout's images into the tower's registry goes, until every one is
+/// held there. No site is worked meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Pulling {
+    /// The images as the request named them.
+    pub requested: Vec<String>,
+    /// The last attempt's failure (the taxonomy's reason), empty before any.
+    pub reason: String,
+    /// What it said.
+    pub message: String,
+    /// Failed attempts.
+    pub retries: u32,
+    /// When the next attempt is due (ms since the epoch).
+    pub next_attempt_ms: u64,
+}
+
 /// A rollout as the tower keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollout {
@@ -163,6 +179,10 @@ pub struct Rollout {
     pub superseded_by: Option<String>,
     /// Each selected site's progress, by site id.
     pub sites: BTreeMap<String, SiteProgress>,
+    /// While its images are fetched into the tower's registry (`images` holds them once
+    /// every one is there).
+    #[serde(default)]
+    pub pulling: Option<Pulling>,
 }
 
 impl Rollout {
@@ -193,7 +213,43 @@ impl Rollout {
 
     /// Whether every selected site runs the application.
     pub fn complete(&self) -> bool {
-        !self.sites.is_empty() && self.sites.values().all(|s| s.state == State::Scheduled)
+        self.pulling.is_none()
+            && !self.sites.is_empty()
+            && self.sites.values().all(|s| s.state == State::Scheduled)
+    }
+
+    /// The images as the request named them.
+    pub fn requested(&self) -> Vec<String> {
+        match &self.pulling {
+            Some(p) => p.requested.clone(),
+            None => self.images.iter().map(|i| i.requested.clone()).collect(),
+        }
+    }
+
+    /// Whether an attempt at fetching its images is due.
+    pub fn pull_due(&self, now_ms: u64) -> bool {
+        !self.cancelled()
+            && self
+                .pulling
+                .as_ref()
+                .is_some_and(|p| p.next_attempt_ms <= now_ms)
+    }
+
+    /// Every image is held in the tower's registry: the sites may be worked.
+    pub fn pulled(&mut self, images: Vec<Image>) {
+        self.images = images;
+        self.pulling = None;
+    }
+
+    /// An attempt at fetching its images failed; the next one follows the backoff.
+    pub fn pull_failed(&mut self, reason: &str, message: &str, now_ms: u64, backoff: &Backoff) {
+        let id = self.id.clone();
+        if let Some(p) = &mut self.pulling {
+            p.retries += 1;
+            p.reason = reason.to_owned();
+            p.message = message.to_owned();
+            p.next_attempt_ms = now_ms + backoff.delay_ms(&id, p.retries);
+        }
     }
 
     /// Adds the sites not in it yet (a site onboarded later that matches the selector);

@@ -37,6 +37,7 @@ fn rollout(sites: &[&str], max_parallel: u32) -> Rollout {
         cancelled_ms: None,
         superseded_by: None,
         sites: Default::default(),
+        pulling: None,
     };
     r.join(sites.iter().copied());
     r
@@ -172,4 +173,38 @@ fn totals_count_bytes_and_estimate_time_left() {
     }
     assert!(r.complete());
     assert_eq!(totals(&r, 3000).bytes_left, 0);
+}
+
+#[test]
+fn no_site_is_started_while_the_images_are_pulled() {
+    let mut r = rollout(&["a", "b"], 10);
+    let images = std::mem::take(&mut r.images);
+    r.pulling = Some(crate::rollout::Pulling {
+        requested: vec!["reg:5000/pos:v3".into()],
+        next_attempt_ms: 100,
+        ..Default::default()
+    });
+    assert!(due(&r, 1_000).is_empty(), "a site started while pulling");
+    assert!(!r.complete());
+    assert_eq!(r.requested(), ["reg:5000/pos:v3"]);
+    assert!(!r.pull_due(99) && r.pull_due(100));
+    // A failed attempt waits for the backoff, longer each time.
+    let backoff = Backoff {
+        first_ms: 1_000,
+        max_ms: 60_000,
+    };
+    r.pull_failed("UPSTREAM_UNREACHABLE", "down", 100, &backoff);
+    let p = r.pulling.clone().unwrap();
+    assert_eq!((p.retries, p.reason.as_str()), (1, "UPSTREAM_UNREACHABLE"));
+    assert!(p.next_attempt_ms >= 100 + 800 && !r.pull_due(100));
+    r.pull_failed("UPSTREAM_UNREACHABLE", "down", 100, &backoff);
+    assert!(r.pulling.as_ref().unwrap().next_attempt_ms > p.next_attempt_ms);
+    // Cancelled, no attempt is due any more.
+    let mut cancelled = r.clone();
+    cancelled.cancel(200, None);
+    assert!(!cancelled.pull_due(u64::MAX));
+    // Every image held: the sites start.
+    r.pulled(images);
+    assert!(r.pulling.is_none() && r.requested().len() == 2);
+    assert_eq!(due(&r, 1_000).len(), 2);
 }

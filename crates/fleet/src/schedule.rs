@@ -45,9 +45,10 @@ impl Backoff {
 
 /// The sites to start now: waiting ones, then failed ones whose backoff is over (the
 /// longest-due first), as many as `max_parallel` leaves room for beside the sites in
-/// flight. None once the rollout is cancelled.
+/// flight. None once the rollout is cancelled, nor while its images are pulled.
 pub fn due(rollout: &Rollout, now_ms: u64) -> Vec<String> {
-    if rollout.cancelled() {
+    // Cancelled, or its images not all in the tower's registry yet.
+    if rollout.cancelled() || rollout.pulling.is_some() {
         return Vec::new();
     }
     let in_flight = rollout

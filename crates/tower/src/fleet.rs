@@ -324,8 +324,16 @@ pub fn totals_line(r: &Value) -> String {
     let eta = t["eta_seconds"]
         .as_u64()
         .map_or("unknown".to_owned(), |s| format!("{s} s"));
+    // Its images not all in the tower's registry yet: why, after a failed attempt.
+    let pulling = match r["pulling"]["reason"].as_str() {
+        Some(reason) if !reason.is_empty() => format!(
+            " (images: {reason}, {} attempts)",
+            r["pulling"]["retries"].as_u64().unwrap_or(0)
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{}: {}/{} scheduled; waiting {}, delivering {}, present {}, failed {}; sent {}, left {}, eta {eta}",
+        "{}{pulling}: {}/{} scheduled; waiting {}, delivering {}, present {}, failed {}; sent {}, left {}, eta {eta}",
         text(&r["status"]),
         text(&t["scheduled"]),
         text(&t["selected"]),

@@ -30,7 +30,8 @@ pub async fn watch(tower: &Tower, id: &str) -> Result<(), Error> {
         }
         last = summary;
         match r["status"].as_str() {
-            Some("running") => tokio::time::sleep(POLL).await,
+            // Its images are fetched into the tower's registry first.
+            Some("pulling" | "running") => tokio::time::sleep(POLL).await,
             Some("complete") => {
                 if let Some(bars) = bars {
                     bars.finish();

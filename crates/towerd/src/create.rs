@@ -1,16 +1,14 @@
-//! `POST /rollouts`: check the request, resolve each image once in the tower's registry
-//! (tags become digests, manifests are kept with their exact bytes; what the registry
-//! lacks it fetches from the upstream), select the sites.
+//! `POST /rollouts`: check the request, resolve each image in the tower's registry (tags
+//! become digests; `pull.rs`), select the sites. The rollout starts `pulling`: its sites
+//! are worked once every image is held in the registry.
 
 use crate::api::error::ApiError;
 use crate::tower::{now_ms, Tower};
 use serde::Deserialize;
 use serde_json::Value;
-use site_core::{Descriptor, ImageReference};
-use site_fleet::missing::Blob;
-use site_fleet::rollout::{check_application, Image, Manifest};
+use site_core::ImageReference;
+use site_fleet::rollout::{check_application, Pulling};
 use site_fleet::{Filter, Rollout};
-use site_tower::resolve::resolve_at;
 use std::sync::Arc;
 
 /// Most images in one rollout.
@@ -84,14 +82,43 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
         .into());
     }
 
-    // Every image is resolved before anything is kept: a refusal keeps nothing.
+    // Every image is resolved in the tower's registry before anything is kept: an image
+    // the upstream does not have refuses the rollout, and keeps nothing. An upstream that
+    // cannot answer now does not: the rollout is accepted, `pulling`, and its images are
+    // fetched in the background, retried until they are all there.
     let mut images = Vec::with_capacity(references.len());
     let mut bodies = Vec::new();
-    for (text, reference) in references {
-        images.push(resolve_image(tower, text, &reference, &mut bodies).await?);
+    let mut failure = None;
+    for (text, _) in &references {
+        match crate::pull::resolve(tower, text).await {
+            Ok(r) => {
+                images.push(r.image);
+                bodies.extend(r.bodies);
+            }
+            Err(e @ site_tower::exit::Error::ImageNotFound(_)) => return Err(e.into()),
+            Err(e) => {
+                failure = Some((e.reason(), e.to_string()));
+                break;
+            }
+        }
     }
     for (digest, body) in &bodies {
         tower.store.put_manifest(digest, body)?;
+    }
+    let now = now_ms();
+    let pulling = Pulling {
+        requested: request.images.clone(),
+        reason: failure.as_ref().map(|f| f.0.to_owned()).unwrap_or_default(),
+        message: failure.as_ref().map(|f| f.1.clone()).unwrap_or_default(),
+        retries: u32::from(failure.is_some()),
+        next_attempt_ms: match failure {
+            Some(_) => now + tower.settings.backoff.delay_ms(&id, 1),
+            None => now,
+        },
+    };
+    if pulling.retries > 0 {
+        // Nothing is kept of a partial resolution: the next attempt resolves them all.
+        images.clear();
     }
     let mut rollout = Rollout {
         id,
@@ -100,48 +127,13 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
         selector,
         max_parallel,
         bandwidth: request.bandwidth_bytes_per_second,
-        created_ms: now_ms(),
+        created_ms: now,
         cancelled_ms: None,
         superseded_by: None,
         sites: Default::default(),
+        pulling: Some(pulling),
     };
     rollout.join(selected);
     tower.add(rollout.clone()).await?;
     Ok(rollout)
-}
-
-/// Resolves one image in the tower's registry; its manifests' bytes go to `bodies`.
-async fn resolve_image(
-    tower: &Tower,
-    text: &str,
-    reference: &ImageReference,
-    bodies: &mut Vec<(String, bytes::Bytes)>,
-) -> Result<Image, ApiError> {
-    // Asked of the tower's registry: what it holds (pushed, or pulled before) needs no
-    // upstream request; the rest it fetches from the upstream with its credentials.
-    let registry = &tower.registry;
-    let at = registry.location(reference);
-    let resolved = resolve_at(&registry.client, &registry.auth(), reference, &at, None).await?;
-    let mut manifests = Vec::with_capacity(resolved.manifests.len());
-    for node in &resolved.manifests {
-        bodies.push((node.digest.to_string(), node.body.clone()));
-        manifests.push(Manifest {
-            digest: node.digest.to_string(),
-            media_type: node.media_type.clone(),
-            size: node.body.len() as u64,
-        });
-    }
-    let blob = |d: &Descriptor| Blob {
-        digest: d.digest.to_string(),
-        size: d.size,
-    };
-    tracing::info!(image = text, digest = %resolved.digest, "resolved for a rollout");
-    Ok(Image {
-        requested: text.to_owned(),
-        repository: reference.repository.to_string(),
-        tag: reference.tag.clone(),
-        digest: resolved.digest.to_string(),
-        manifests,
-        blobs: resolved.blobs.iter().map(blob).collect(),
-    })
 }

@@ -14,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod create;
 pub mod health;
+pub mod pull;
 pub mod registry;
 pub mod runner;
 pub mod source;

@@ -46,6 +46,8 @@ pub struct RegistryClient {
     pub address: SocketAddr,
     /// The HTTP client.
     pub client: Upstream,
+    /// The node's pull-through cache: makes an image present in the registry.
+    pub puller: site_pull::Puller,
 }
 
 impl RegistryClient {
@@ -85,7 +87,15 @@ pub async fn start(cli: &Config) -> Result<(SiteHandle, RegistryClient), String>
     tracing::info!(%address, data, "tower registry listening");
     let client = Upstream::new(&[address.to_string()])
         .map_err(|e| format!("a client of the tower's registry: {e}"))?;
-    Ok((node, RegistryClient { address, client }))
+    let puller = node.puller();
+    Ok((
+        node,
+        RegistryClient {
+            address,
+            client,
+            puller,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -72,6 +72,22 @@ async fn pass(
             .into_iter()
             .filter(|site| !tower.has_worker(&id, site))
             .collect();
+        // Images not all in the tower's registry yet: an attempt when it is due; the
+        // sites wait (`due` starts none).
+        let pull = tower
+            .change(&id, |r| {
+                (
+                    r.pull_due(now),
+                    r.pulling.as_ref().map(|p| p.next_attempt_ms),
+                )
+            })
+            .unwrap_or_default();
+        if pull.0 {
+            tower.spawn_pull(&id);
+        }
+        if let (false, Some(at)) = pull {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         let backoff = tower.settings.backoff;
         let planned = tower.change(&id, |r| {
             for site in &orphans {

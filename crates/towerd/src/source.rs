@@ -51,10 +51,7 @@ impl Source for RegistryBlob<'_> {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "{} of the tower's registry",
-            self.read().describe()
-        )
+        format!("{} of the tower's registry", self.read().describe())
     }
 }
 

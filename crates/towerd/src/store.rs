@@ -259,6 +259,7 @@ mod tests {
             cancelled_ms: None,
             superseded_by: None,
             sites: Default::default(),
+            pulling: None,
         };
         rollout.join(["a", "b", "c"]);
         {

@@ -39,6 +39,10 @@ pub struct Tower {
     workers: Mutex<HashMap<(String, String), AbortHandle>>,
 }
 
+/// Where a rollout's pull attempt is kept among the workers (no site has an empty id),
+/// so that it stops with them.
+const PULL: &str = "";
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -190,6 +194,21 @@ impl Tower {
             site.to_owned(),
         ));
         workers.insert((rollout.to_owned(), site.to_owned()), handle.abort_handle());
+    }
+
+    /// Starts an attempt at rollout `rollout`'s images (`pull.rs`) unless one runs.
+    pub fn spawn_pull(self: &Arc<Self>, rollout: &str) {
+        let mut workers = self.workers();
+        let key = (rollout.to_owned(), PULL.to_owned());
+        if workers.get(&key).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let (tower, id) = (self.clone(), rollout.to_owned());
+        let handle = tokio::spawn(async move {
+            crate::pull::attempt(&tower, &id).await;
+            tower.worker_done(&id, PULL);
+        });
+        workers.insert(key, handle.abort_handle());
     }
 
     /// Forgets the worker of a site that finished: the calling task's, not a successor's.

@@ -474,5 +474,6 @@ fn rollout_of(images: &[Vec<Blob>], setup: &Setup) -> Rollout {
         cancelled_ms: None,
         superseded_by: None,
         sites: Default::default(),
+        pulling: None,
     }
 }

@@ -16,13 +16,15 @@ use std::sync::Arc;
 
 type Tw = State<Arc<Tower>>;
 
-/// `running`, `complete`, `superseded` (by a newer rollout of its application) or
-/// `cancelled`.
+/// `pulling` (its images not all in the tower's registry yet), `running`, `complete`,
+/// `superseded` (by a newer rollout of its application) or `cancelled`.
 fn status(r: &Rollout) -> &'static str {
     if r.superseded_by.is_some() {
         "superseded"
     } else if r.cancelled() {
         "cancelled"
+    } else if r.pulling.is_some() {
+        "pulling"
     } else if r.complete() {
         "complete"
     } else {
@@ -82,7 +84,13 @@ fn summary(r: &Rollout, now: u64) -> Value {
         "id": r.id,
         "application": r.application,
         "images": r.pinned(),
-        "requested": r.images.iter().map(|i| i.requested.as_str()).collect::<Vec<_>>(),
+        "requested": r.requested(),
+        "pulling": r.pulling.as_ref().map(|p| json!({
+            "reason": p.reason,
+            "message": p.message,
+            "retries": p.retries,
+            "next_attempt_unix": p.next_attempt_ms / 1000,
+        })),
         "selector": r.selector,
         "max_parallel": r.max_parallel,
         "bandwidth_bytes_per_second": r.bandwidth,
