@@ -22,6 +22,33 @@ use tokio::task::JoinHandle;
 /// A running node.
 pub struct Site;
 
+/// The applications scheduled on a node's site, as an embedder changes them (the tower
+/// keeps the images of its rollouts live in its registry so).
+#[derive(Clone)]
+pub struct Applications(site_store::Administer);
+
+impl Applications {
+    /// Schedules `app` with `images` (`HOST/PATH@DIGEST`, each fully present): they are
+    /// live (kept by GC) until the application is scheduled with others or unscheduled.
+    /// Returns whether anything changed.
+    pub async fn schedule(&self, app: &str, images: &[String]) -> anyhow::Result<bool> {
+        let images = images
+            .iter()
+            .map(|i| site_state::ImageRef::parse(i, "docker.io"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let out = self
+            .0
+            .execute(site_state::Command::Schedule {
+                app: app.to_owned(),
+                images,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(out.changed)
+    }
+}
+
 /// Handle of a running node: where it listens, and how to stop it.
 pub struct SiteHandle {
     registry_addr: SocketAddr,
@@ -300,6 +327,11 @@ impl SiteHandle {
         platform: Option<&str>,
     ) -> Result<site_pull::Ensured, site_pull::PullError> {
         self.puller.ensure(image, policy, platform).await
+    }
+
+    /// The node's applications, for an embedder that schedules them.
+    pub fn applications(&self) -> Applications {
+        Applications(self.store.administer())
     }
 
     /// The node's pull-through cache (to make images present from an embedder, as

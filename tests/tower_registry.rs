@@ -225,3 +225,82 @@ fn a_rollout_pulls_while_the_upstream_is_down_touches_no_site_and_completes_once
     );
     oci::assert_blobs_served(tower.registry, &format!("{up}/team/pos"), &image);
 }
+
+#[test]
+fn the_towers_registry_keeps_a_rollouts_images_through_its_gc() {
+    let Some(binary) = require("docker-registry") else {
+        return;
+    };
+    let upstream = ReferenceRegistry::start(&binary);
+    let (pos, other) = (
+        oci::image(233, &[200 << 10], "amd64"),
+        oci::image(234, &[150 << 10], "amd64"),
+    );
+    oci::push_image_as(upstream.addr, "team/pos", "v1", &pos);
+    oci::push_image_as(upstream.addr, "team/other", "v1", &other);
+    let up = upstream.addr.to_string();
+    // Cached images of the tower's registry go one second after their last pull.
+    let tower = Towerd::start_with(
+        &["--insecure-registry", &up],
+        "[gc]\ninterval = \"1h\"\ngrace_period = \"1s\"\ncache_ttl = \"1s\"\n",
+    );
+    let node = Node::start(NodeOptions::default());
+    tower.expect(
+        "POST",
+        "/sites",
+        Some(&json!({"name": "shop", "nodes": [node.api.to_string()]})),
+        201,
+    );
+    let created = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(
+            &json!({"application": "pos", "images": [format!("{up}/team/pos:v1")], "selector": {}}),
+        ),
+        201,
+    );
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    tower.wait_for(&path, Duration::from_secs(60), "complete", |r| {
+        r["status"] == "complete"
+    });
+    // Another image pulled through the tower's registry afterwards: cached, used later
+    // than the rollout's.
+    let other_repo = format!("{up}/team/other");
+    let m = format!("/v2/{other_repo}/manifests/v1");
+    assert_eq!(kit::node::served_at(tower.registry, &m), other.digest);
+    oci::assert_blobs_served(tower.registry, &other_repo, &other);
+    let head = |repo: &str, image: &oci::Image| {
+        let path = format!("/v2/{repo}/blobs/{}", image.layers[0].digest);
+        kit::request(tower.registry, "HEAD", &path, &[], b"").status
+    };
+    let (rt, mut c) = {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let c = rt.block_on(kit::grpc::connect(tower.registry_api));
+        (rt, c)
+    };
+    // The registry's GC, until the cached image is gone (a HEAD never fetches it again).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while head(&other_repo, &other) != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cached image outlived its TTL"
+        );
+        rt.block_on(c.run_gc(site_api::pb::RunGcRequest { dry_run: false }))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The rollout's image, older in the cache, stays: live as its application.
+    assert_eq!(head(&format!("{up}/team/pos"), &pos), 200);
+    let images = rt
+        .block_on(c.list_images(site_api::pb::ListImagesRequest {
+            application: "pos".into(),
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_inner()
+        .images;
+    assert!(
+        images.iter().any(|i| i.digest == pos.digest && i.live),
+        "{images:?}"
+    );
+}

@@ -13,6 +13,8 @@ pub struct Towerd {
     pub addr: SocketAddr,
     /// The tower's registry (its embedded node's OCI API).
     pub registry: SocketAddr,
+    /// Its node's gRPC API.
+    pub registry_api: SocketAddr,
     dir: tempfile::TempDir,
     args: Vec<String>,
     /// More of the registry's `site-agent.toml`.
@@ -35,6 +37,7 @@ impl Towerd {
         let mut tower = Towerd {
             addr: ([127, 0, 0, 1], 0).into(),
             registry: ([127, 0, 0, 1], 0).into(),
+            registry_api: ([127, 0, 0, 1], 0).into(),
             dir: tempfile::tempdir().unwrap(),
             args: args.iter().map(|a| a.to_string()).collect(),
             registry_more: more.to_owned(),
@@ -86,17 +89,19 @@ impl Towerd {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(addr) => {
                     self.addr = addr;
-                    self.registry = self
-                        .log()
+                    let log = self.log();
+                    let line = log
                         .lines()
-                        .filter(|l| l.contains("tower registry listening"))
-                        .filter_map(|l| {
-                            l.split_whitespace()
-                                .find_map(|w| w.strip_prefix("address="))
-                                .and_then(|a| a.parse::<SocketAddr>().ok())
-                        })
-                        .next_back()
-                        .expect("the tower's registry address in its log");
+                        .rfind(|l| l.contains("tower registry listening"))
+                        .expect("the tower's registry in its log");
+                    let field = |name: &str| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix(name))
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                            .unwrap_or_else(|| panic!("no {name} in {line}"))
+                    };
+                    self.registry = field("address=");
+                    self.registry_api = field("api=");
                     self.child = Some(child);
                     return;
                 }
@@ -122,8 +127,14 @@ impl Towerd {
             .map(|w| format!("{:?}", w[1]))
             .collect();
         let config = format!(
-            "[node]\ndata_dir = {:?}\n[registry]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n[gc]\ninterval = \"1h\"\n[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [{}]\ntimeout = \"3s\"\n{}\n",
+            "[node]\ndata_dir = {:?}\n[registry]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n{}[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [{}]\ntimeout = \"3s\"\n{}\n",
             self.dir.path().join("data/registry").display().to_string(),
+            // A test that sets GC gives the whole `[gc]` table.
+            if self.registry_more.contains("[gc]") {
+                ""
+            } else {
+                "[gc]\ninterval = \"1h\"\n"
+            },
             insecure.join(", "),
             self.registry_more
         );

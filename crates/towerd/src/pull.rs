@@ -1,8 +1,9 @@
 //! A rollout's images into the tower's registry ("automatic pull"): each image resolved
 //! there (tags become digests, manifests kept with their exact bytes), then every image
 //! manifest made present in it (the registry fetches what it lacks from the upstream,
-//! verified and durable). Until every image is held, the rollout is `pulling`: no site is
-//! worked, and a failed attempt is tried again after the tower's backoff.
+//! verified and durable), and scheduled there as the rollout's application (live for its
+//! GC). Until every image is held, the rollout is `pulling`: no site is worked, and a
+//! failed attempt is tried again after the tower's backoff.
 
 use crate::tower::{now_ms, Tower};
 use site_core::{Descriptor, ImageReference};
@@ -100,6 +101,20 @@ pub async fn attempt(tower: &Arc<Tower>, id: &str) {
             hold(tower, &r.image).await?;
             images.push(r.image);
         }
+        // Live in the registry as the rollout's application: its GC keeps them while
+        // this is the application's latest rollout (a newer one schedules its own).
+        // A rollout cancelled (or superseded) meanwhile schedules nothing: its attempt
+        // is also stopped with its workers.
+        if tower.rollout(id).is_none_or(|r| r.cancelled()) {
+            return Err(("CANCELLED", "the rollout was cancelled".to_owned()));
+        }
+        let pinned: Vec<String> = images.iter().map(Image::pinned).collect();
+        tower
+            .registry
+            .applications
+            .schedule(&rollout.application, &pinned)
+            .await
+            .map_err(|e| ("OTHER", format!("scheduling in the tower's registry: {e}")))?;
         Ok::<_, (&'static str, String)>(images)
     }
     .await;

@@ -48,6 +48,9 @@ pub struct RegistryClient {
     pub client: Upstream,
     /// The node's pull-through cache: makes an image present in the registry.
     pub puller: site_pull::Puller,
+    /// Its applications: a rollout's images are scheduled as its application, so that the
+    /// registry's GC keeps them while it is the application's latest.
+    pub applications: site_agent::Applications,
 }
 
 impl RegistryClient {
@@ -84,16 +87,17 @@ pub async fn start(cli: &Config) -> Result<(SiteHandle, RegistryClient), String>
     if address.ip().is_unspecified() {
         address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    tracing::info!(%address, data, "tower registry listening");
+    tracing::info!(%address, api = %node.api_addr(), data, "tower registry listening");
     let client = Upstream::new(&[address.to_string()])
         .map_err(|e| format!("a client of the tower's registry: {e}"))?;
-    let puller = node.puller();
+    let (puller, applications) = (node.puller(), node.applications());
     Ok((
         node,
         RegistryClient {
             address,
             client,
             puller,
+            applications,
         },
     ))
 }
