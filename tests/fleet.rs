@@ -798,6 +798,24 @@ fn towerctl_is_the_fleet_apis_client() {
         json["images"][0],
         format!("{upstream}/team/kiosk@{}", img.digest)
     );
+    // A newer rollout whose images cannot be fetched stops nothing: it is `pulling`, and
+    // the running one goes on until a newer one has its images.
+    let stuck = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({"application": "kiosk", "images": ["127.0.0.1:1/kiosk:v9"], "selector": {}})),
+        201,
+    );
+    let stuck_path = format!("/rollouts/{}", stuck["id"].as_str().unwrap());
+    tower.wait_for(
+        &stuck_path,
+        Duration::from_secs(20),
+        "a failed attempt",
+        |r| r["pulling"]["retries"].as_u64().unwrap_or(0) >= 1,
+    );
+    let still = tower.expect("GET", &format!("/rollouts/{rid}"), None, 200);
+    assert_eq!(still["status"], "complete", "{still:#}");
+    tower.expect("DELETE", &stuck_path, None, 200);
     // A newer rollout of the application supersedes it; cancelling that one stops it.
     let newer: Value = serde_json::from_str(&ok(ctl(&[
         "rollout",
@@ -809,9 +827,13 @@ fn towerctl_is_the_fleet_apis_client() {
         "--json",
     ])))
     .unwrap();
-    let older: Value =
-        serde_json::from_str(&ok(ctl(&["rollout", "status", &rid, "--json"]))).unwrap();
-    assert_eq!(older["status"], "superseded");
+    // Once its images are in the tower's registry (at once: held there already).
+    let older = tower.wait_for(
+        &format!("/rollouts/{rid}"),
+        Duration::from_secs(20),
+        "superseded",
+        |r| r["status"] == "superseded",
+    );
     assert_eq!(older["superseded_by"], newer["id"]);
     let nid = newer["id"].as_str().unwrap().to_owned();
     ok(ctl(&["rollout", "cancel", &nid]));

@@ -139,9 +139,10 @@ impl Puller {
         self.link_held(repo, d).await
     }
 
-    /// The size of blob `d` when `repo` has it, or when the site holds it and an image
-    /// this cache fetched into `repo` references it (then linked into `repo`: the
-    /// upstream's repository has it, so its bytes need not come again).
+    /// The size of blob `d` when `repo` has it (a manifest fetched from its upstream
+    /// links what it references and the site holds: [`Puller::link_referenced`]), or when
+    /// the site holds it and an image this cache fetched into `repo` references it (then
+    /// linked: the upstream's repository has it, so its bytes need not come again).
     ///
     /// A blob of the site that no such image references is not linked: `repo` has it only
     /// if its upstream says so. A blob pushed into a repository and deleted from it thus
@@ -155,22 +156,14 @@ impl Puller {
         if let Ok(size) = store.blob_size(repo, d) {
             return Ok(Some(size));
         }
-        let key = (repo.clone(), d.clone());
-        let pulled = self
-            .inner
-            .referenced
-            .lock()
-            .expect("referenced")
-            .contains_key(&key);
         let held_and_referenced = store.read(|s| {
             s.blob(d).is_some()
-                && (pulled
-                    || s.repo(repo).is_some_and(|r| {
-                        r.manifests.iter().any(|m| {
-                            s.repo_manifest(repo, m)
-                                .is_some_and(|m| m.cached && m.blobs.contains(d))
-                        })
-                    }))
+                && s.repo(repo).is_some_and(|r| {
+                    r.manifests.iter().any(|m| {
+                        s.repo_manifest(repo, m)
+                            .is_some_and(|m| m.cached && m.blobs.contains(d))
+                    })
+                })
         });
         if !held_and_referenced {
             return Ok(None);
@@ -185,21 +178,26 @@ impl Puller {
         Ok(store.blob_size(repo, d).ok())
     }
 
-    /// Notes the blobs `manifest`, just fetched from `repo`'s upstream, references, until
-    /// the guard is dropped (see [`Puller::link_held`]).
-    pub(crate) fn referencing(&self, repo: &Repository, manifest: &Manifest) -> Referenced {
-        let keys: Vec<(Repository, Digest)> = manifest
-            .blob_references()
-            .into_iter()
-            .map(|b| (repo.clone(), b.digest.clone()))
-            .collect();
-        let mut referenced = self.inner.referenced.lock().expect("referenced");
-        for k in &keys {
-            *referenced.entry(k.clone()).or_default() += 1;
-        }
-        Referenced {
-            puller: self.clone(),
-            keys,
+    /// Links into `repo` the blobs `manifest` (just fetched from `repo`'s upstream)
+    /// references that the site holds elsewhere: the upstream's repository has them, so
+    /// a client of any node is served them with no fetch. A link that fails is logged;
+    /// the blob is then fetched like a miss.
+    pub(crate) async fn link_referenced(&self, repo: &Repository, manifest: &Manifest) {
+        let store = &self.inner.store;
+        for b in manifest.blob_references() {
+            let d = &b.digest;
+            let held_elsewhere =
+                store.blob_size(repo, d).is_err() && store.read(|s| s.blob(d).is_some());
+            if !held_elsewhere {
+                continue;
+            }
+            let link = site_state::Command::LinkBlob {
+                repo: repo.clone(),
+                digest: d.clone(),
+            };
+            if let Err(e) = store.execute(link).await {
+                tracing::warn!(%repo, blob = %d, error = %e, "cannot link a blob the site holds");
+            }
         }
     }
 
@@ -341,25 +339,5 @@ impl Puller {
                 "blob {d}: the stream broke {ATTEMPTS} times: {why}"
             ))))
             .expect_err("an error"))
-    }
-}
-
-/// Blobs a fetched manifest references, noted while its image completes.
-pub(crate) struct Referenced {
-    puller: Puller,
-    keys: Vec<(Repository, Digest)>,
-}
-
-impl Drop for Referenced {
-    fn drop(&mut self) {
-        let mut referenced = self.puller.inner.referenced.lock().expect("referenced");
-        for k in &self.keys {
-            if let Some(n) = referenced.get_mut(k) {
-                *n -= 1;
-                if *n == 0 {
-                    referenced.remove(k);
-                }
-            }
-        }
     }
 }

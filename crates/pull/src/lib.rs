@@ -70,10 +70,6 @@ struct Inner {
     blobs: Mutex<HashMap<Digest, watch::Receiver<blobs::Fetch>>>,
     /// Manifest pulls of HTTP clients under way on this node, by the image asked for.
     manifests: Mutex<HashMap<String, ManifestPull>>,
-    /// Blobs that manifests fetched from upstreams reference, by repository, while their
-    /// image is being completed here (with how many such pulls): the upstream's
-    /// repository has them, so a copy the site holds may be linked.
-    referenced: Mutex<HashMap<(Repository, Digest), usize>>,
     /// Fetches and image completions running in the background.
     tasks: TaskTracker,
     /// Cancels them at shutdown (an interrupted fetch resumes from its bytes later).
@@ -109,7 +105,6 @@ impl Puller {
                 upstreams: upstreams::Upstreams::new(config),
                 blobs: Mutex::new(HashMap::new()),
                 manifests: Mutex::new(HashMap::new()),
-                referenced: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),
                 fetches: Default::default(),

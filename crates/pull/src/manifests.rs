@@ -195,8 +195,9 @@ impl Puller {
                 return;
             }
         };
-        // The clients ask for its blobs next: those the site holds are theirs at once.
-        let _referenced = self.referencing(repo, &fetched.manifest);
+        // The clients ask for its blobs next, on any node: those the site holds are
+        // linked into the repository first (the upstream's image references them).
+        self.link_referenced(repo, &fetched.manifest).await;
         answer.send_replace(Some(Ok(fetched.stored.clone())));
         let done = self.complete(repo, tag, &fetched, None).await;
         self.pull_ended(image, &fetched.stored.digest, done, started);

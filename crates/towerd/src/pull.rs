@@ -87,19 +87,26 @@ pub async fn attempt(tower: &Arc<Tower>, id: &str) {
         return;
     };
     let outcome = async {
-        let mut images = Vec::with_capacity(pulling.requested.len());
-        for text in &pulling.requested {
-            let r = resolve(tower, text)
-                .await
-                .map_err(|e| (e.reason(), e.to_string()))?;
-            for (digest, body) in &r.bodies {
-                tower
-                    .store
-                    .put_manifest(digest, body)
-                    .map_err(|e| ("OTHER", e.to_string()))?;
+        // Tags are resolved once: by the creation, or by the first attempt that could.
+        let mut images = rollout.images.clone();
+        if images.is_empty() {
+            for text in &pulling.requested {
+                let r = resolve(tower, text)
+                    .await
+                    .map_err(|e| (e.reason(), e.to_string()))?;
+                for (digest, body) in &r.bodies {
+                    tower
+                        .store
+                        .put_manifest(digest, body)
+                        .map_err(|e| ("OTHER", e.to_string()))?;
+                }
+                images.push(r.image);
             }
-            hold(tower, &r.image).await?;
-            images.push(r.image);
+            let resolved = images.clone();
+            tower.change(id, |r| r.images = resolved);
+        }
+        for image in &images {
+            hold(tower, image).await?;
         }
         // Live in the registry as the rollout's application: its GC keeps them while
         // this is the application's latest rollout (a newer one schedules its own).
@@ -126,7 +133,15 @@ pub async fn attempt(tower: &Arc<Tower>, id: &str) {
                 images = images.len(),
                 "every image is in the tower's registry"
             );
-            tower.change(id, |r| r.pulled(images));
+            let pulled = tower.change(id, |r| {
+                r.pulled(images);
+                r.clone()
+            });
+            if let Some(r) = pulled {
+                if let Err(e) = tower.supersede_older(&r).await {
+                    tracing::error!(rollout = id, error = %e, "cannot supersede older rollouts");
+                }
+            }
         }
         Err((reason, message)) => {
             tracing::warn!(rollout = id, reason, %message, "the rollout's images are not all in the tower's registry yet");

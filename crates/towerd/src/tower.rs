@@ -127,6 +127,17 @@ impl Tower {
             tokio::task::block_in_place(|| self.store.put_rollout(&rollout))?;
             self.rollouts().insert(rollout.id.clone(), rollout.clone());
         }
+        if rollout.pulling.is_none() {
+            self.supersede_older(&rollout).await?;
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Cancels the other rollouts of `rollout`'s application: a site runs one version of
+    /// an application. Done once `rollout`'s images are all in the tower's registry, so
+    /// that a rollout that cannot get its images does not stop the one that runs.
+    pub async fn supersede_older(&self, rollout: &Rollout) -> Result<(), StoreError> {
         let older: Vec<String> = self
             .rollouts()
             .values()
@@ -139,7 +150,6 @@ impl Tower {
             self.cancel(&id, Some(&rollout.id)).await?;
             tracing::info!(rollout = %id, by = %rollout.id, "rollout superseded");
         }
-        self.wake.notify_one();
         Ok(())
     }
 
@@ -200,7 +210,10 @@ impl Tower {
     pub fn spawn_pull(self: &Arc<Self>, rollout: &str) {
         let mut workers = self.workers();
         let key = (rollout.to_owned(), PULL.to_owned());
-        if workers.get(&key).is_some_and(|h| !h.is_finished()) {
+        let due = self
+            .change(rollout, |r| r.pull_due(now_ms()))
+            .unwrap_or(false);
+        if !due || workers.get(&key).is_some_and(|h| !h.is_finished()) {
             return;
         }
         let (tower, id) = (self.clone(), rollout.to_owned());
