@@ -12,12 +12,32 @@ use kit::tools::{require, run};
 use kit::tower::Towerd;
 use kit::upstream::ReferenceRegistry;
 use kit::{Node, NodeOptions};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
 const USER: &str = "ci-bot";
 const PASSWORD: &str = "tower-push-pw";
+
+/// Onboards a site of `nodes` and creates a rollout of `image` as `app` to every site;
+/// returns the site's id and the rollout's path and first answer.
+fn roll_out(tower: &Towerd, nodes: &[&Node], app: &str, image: &str) -> (String, String, Value) {
+    let addresses: Vec<String> = nodes.iter().map(|n| n.api.to_string()).collect();
+    let site = tower.expect(
+        "POST",
+        "/sites",
+        Some(&json!({"name": "shop", "nodes": addresses})),
+        201,
+    );
+    let created = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({"application": app, "images": [image], "selector": {}})),
+        201,
+    );
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    (site["id"].as_str().unwrap().to_owned(), path, created)
+}
 
 #[test]
 fn users_push_to_the_towers_registry_and_a_rollout_sends_it_with_no_upstream() {
@@ -72,22 +92,12 @@ fn users_push_to_the_towers_registry_and_a_rollout_sends_it_with_no_upstream() {
     // Its upstream (docker.io for a name without a host) cannot be reached from here: the
     // rollout needs none.
     let nodes = kit::node::cluster(3, &NodeOptions::default());
-    let site = tower.expect(
-        "POST",
-        "/sites",
-        Some(&json!({"name": "shop", "nodes": nodes.iter().map(|n| n.api.to_string()).collect::<Vec<_>>()})),
-        201,
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let created = tower.expect(
-        "POST",
-        "/rollouts",
-        Some(&json!({"application": "app", "images": ["team/app:v1"], "selector": {}})),
-        201,
+    let (site, path, _) = roll_out(
+        &tower,
+        &nodes.iter().collect::<Vec<_>>(),
+        "app",
+        "team/app:v1",
     );
-    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
     tower.wait_for(&path, Duration::from_secs(60), "scheduled", |r| {
         r["sites"]
             .as_array()
@@ -111,15 +121,8 @@ fn users_push_to_the_towers_registry_and_a_rollout_sends_it_with_no_upstream() {
 }
 
 #[test]
-fn the_towers_registry_passes_the_release_conformance_suite() {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tools/oci-conformance/conformance-v1.1.1.test");
-    if !path.is_file() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{} is required under CI=true",
-            path.display()
-        );
+fn the_towers_registry_passes_both_conformance_suites_with_push_and_pull_through_on() {
+    if kit::conformance::suite("conformance-v1.1.1.test").is_none() {
         return;
     }
     let Some(binary) = require("docker-registry") else {
@@ -138,24 +141,8 @@ fn the_towers_registry_passes_the_release_conformance_suite() {
     )
     .unwrap();
     let tower = Towerd::start(&["--registry", config.to_str().unwrap()]);
-    let out = Command::new(&path)
-        .current_dir(dir.path())
-        .env("OCI_ROOT_URL", format!("http://{}", tower.registry))
-        .env("OCI_NAMESPACE", "conformance/a")
-        .env("OCI_CROSSMOUNT_NAMESPACE", "conformance/b")
-        .env("OCI_USERNAME", USER)
-        .env("OCI_PASSWORD", PASSWORD)
-        .env("OCI_TEST_PULL", "1")
-        .env("OCI_TEST_PUSH", "1")
-        .env("OCI_TEST_CONTENT_DISCOVERY", "1")
-        .env("OCI_TEST_CONTENT_MANAGEMENT", "1")
-        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
-        .env("OCI_REPORT_DIR", dir.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the suite failed:\n{text}");
+    kit::conformance::release(tower.registry, USER, PASSWORD);
+    kit::conformance::development(tower.registry, USER, PASSWORD);
 }
 
 #[test]
@@ -171,25 +158,8 @@ fn a_rollout_pulls_while_the_upstream_is_down_touches_no_site_and_completes_once
     let up = link.addr.to_string();
     let tower = Towerd::start(&["--insecure-registry", &up]);
     let node = Node::start(NodeOptions::default());
-    let site = tower.expect(
-        "POST",
-        "/sites",
-        Some(&json!({"name": "shop", "nodes": [node.api.to_string()]})),
-        201,
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let created = tower.expect(
-        "POST",
-        "/rollouts",
-        Some(
-            &json!({"application": "pos", "images": [format!("{up}/team/pos:v1")], "selector": {}}),
-        ),
-        201,
-    );
+    let (site, path, created) = roll_out(&tower, &[&node], "pos", &format!("{up}/team/pos:v1"));
     assert_eq!(created["status"], "pulling", "{created:#}");
-    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
     let waiting = tower.wait_for(&path, Duration::from_secs(20), "attempts", |r| {
         r["pulling"]["retries"].as_u64().unwrap_or(0) >= 2
     });
@@ -245,21 +215,7 @@ fn the_towers_registry_keeps_a_rollouts_images_through_its_gc() {
         "[gc]\ninterval = \"1h\"\ngrace_period = \"1s\"\ncache_ttl = \"1s\"\n",
     );
     let node = Node::start(NodeOptions::default());
-    tower.expect(
-        "POST",
-        "/sites",
-        Some(&json!({"name": "shop", "nodes": [node.api.to_string()]})),
-        201,
-    );
-    let created = tower.expect(
-        "POST",
-        "/rollouts",
-        Some(
-            &json!({"application": "pos", "images": [format!("{up}/team/pos:v1")], "selector": {}}),
-        ),
-        201,
-    );
-    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    let (_, path, _) = roll_out(&tower, &[&node], "pos", &format!("{up}/team/pos:v1"));
     tower.wait_for(&path, Duration::from_secs(60), "complete", |r| {
         r["status"] == "complete"
     });

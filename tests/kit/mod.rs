@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod blackhole;
+pub mod conformance;
 pub mod containerd;
 pub mod grpc;
 pub mod http;
