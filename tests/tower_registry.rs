@@ -143,6 +143,18 @@ fn the_towers_registry_passes_both_conformance_suites_with_push_and_pull_through
     let tower = Towerd::start(&["--registry", config.to_str().unwrap()]);
     kit::conformance::release(tower.registry, USER, PASSWORD);
     kit::conformance::development(tower.registry, USER, PASSWORD);
+    // A name without a host is the registry's `default_upstream`'s, in a rollout too.
+    let image = oci::image(235, &[50 << 10], "amd64");
+    oci::push_image_as(upstream.addr, "team/short", "v1", &image);
+    let node = Node::start(NodeOptions::default());
+    let (_, path, _) = roll_out(&tower, &[&node], "short", "team/short:v1");
+    let done = tower.wait_for(&path, Duration::from_secs(60), "complete", |r| {
+        r["status"] == "complete"
+    });
+    assert_eq!(
+        done["images"],
+        json!([format!("{}/team/short@{}", upstream.addr, image.digest)])
+    );
 }
 
 #[test]

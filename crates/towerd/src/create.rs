@@ -47,7 +47,7 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
         .images
         .iter()
         .map(|text| {
-            ImageReference::parse(text)
+            ImageReference::parse_with_default(text, &tower.registry.default_upstream)
                 .map_err(|e| ApiError::bad(format!("image {text:?}: {e}")))
                 .map(|r| (text, r))
         })

@@ -29,8 +29,8 @@ pub struct Resolved {
 
 /// Resolves `text` in the tower's registry.
 pub async fn resolve(tower: &Tower, text: &str) -> Result<Resolved, Error> {
-    let reference =
-        ImageReference::parse(text).map_err(|e| Error::Usage(format!("image {text:?}: {e}")))?;
+    let reference = ImageReference::parse_with_default(text, &tower.registry.default_upstream)
+        .map_err(|e| Error::Usage(format!("image {text:?}: {e}")))?;
     let registry = &tower.registry;
     let at = registry.location(&reference);
     let resolved = resolve_at(&registry.client, &registry.auth(), &reference, &at, None).await?;

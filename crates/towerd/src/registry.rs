@@ -48,6 +48,9 @@ pub struct RegistryClient {
     pub client: Upstream,
     /// The node's pull-through cache: makes an image present in the registry.
     pub puller: site_pull::Puller,
+    /// The registry of names without a host (its `[registry] default_upstream`): a
+    /// rollout's images are named as the registry names what is pushed to it.
+    pub default_upstream: String,
     /// Its applications: a rollout's images are scheduled as its application, so that the
     /// registry's GC keeps them while it is the application's latest.
     pub applications: site_agent::Applications,
@@ -72,6 +75,7 @@ impl RegistryClient {
 /// Starts the tower's registry node, and the client the tower asks it with.
 pub async fn start(cli: &Config) -> Result<(SiteHandle, RegistryClient), String> {
     let config = config(cli)?;
+    let default_upstream = config.registry.default_upstream.clone();
     // The tower reads its registry over plain HTTP, anonymously.
     if config.registry.tls.is_some() {
         return Err("--registry: [registry.tls] is not supported for the tower's registry yet (the tower reads it over plain HTTP)".into());
@@ -97,6 +101,7 @@ pub async fn start(cli: &Config) -> Result<(SiteHandle, RegistryClient), String>
             address,
             client,
             puller,
+            default_upstream,
             applications,
         },
     ))
