@@ -79,22 +79,27 @@ pub(crate) struct Progress {
     pub(crate) broken: bool,
 }
 
+/// An upload file's progress and latest chunks, as its readers follow them.
+#[derive(Clone)]
+pub(crate) struct Growth {
+    pub(crate) progress: watch::Receiver<Progress>,
+    pub(crate) recent: Arc<Mutex<Recent>>,
+}
+
 /// A blob still arriving, as its readers see it.
+#[derive(Clone)]
 pub(crate) struct Arriving {
     /// The upload file.
     pub(crate) path: PathBuf,
     /// The blob's size.
     pub(crate) size: u64,
-    pub(crate) progress: watch::Receiver<Progress>,
-    pub(crate) recent: Arc<Mutex<Recent>>,
+    pub(crate) growth: Growth,
 }
 
 struct Entry {
+    /// Which upload of the blob (a later one may replace it).
     id: u64,
-    path: PathBuf,
-    size: u64,
-    progress: watch::Receiver<Progress>,
-    recent: Arc<Mutex<Recent>>,
+    blob: Arriving,
 }
 
 /// Blobs being received on this node.
@@ -188,10 +193,14 @@ impl Store {
             d.clone(),
             Entry {
                 id,
-                path,
-                size,
-                progress: rx,
-                recent: recent.clone(),
+                blob: Arriving {
+                    path,
+                    size,
+                    growth: Growth {
+                        progress: rx,
+                        recent: recent.clone(),
+                    },
+                },
             },
         );
         GrowingGuard {
@@ -207,12 +216,7 @@ impl Store {
     /// Blob `d`, if it is arriving on this node.
     pub(crate) fn arriving(&self, d: &Digest) -> Option<Arriving> {
         let blobs = self.inner.growing.blobs.lock().expect("growing");
-        blobs.get(d).map(|e| Arriving {
-            path: e.path.clone(),
-            size: e.size,
-            progress: e.progress.clone(),
-            recent: e.recent.clone(),
-        })
+        blobs.get(d).map(|e| e.blob.clone())
     }
 
     /// Whether this node is receiving a blob someone waits for: a delivery from the

@@ -8,16 +8,15 @@
 //! blob someone does wait for, each of its chunks waits first (up to [`YIELD_AT_MOST`]),
 //! so that on a small machine it does not take the CPU from the delivery.
 
-use crate::growing::{Progress, Recent};
+use crate::growing::Growth;
 use crate::{ByteStream, Result, Store, StoreError};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use site_core::Digest;
 use std::fs::File;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Largest chunk a peer's stream gets at once.
 pub const CHUNK: u64 = 1 << 20;
@@ -43,12 +42,6 @@ impl PeerSend {
             PeerSend::Grpc => "grpc",
         }
     }
-}
-
-/// An upload file's progress and latest chunks.
-struct Growth {
-    progress: watch::Receiver<Progress>,
-    recent: Arc<Mutex<Recent>>,
 }
 
 /// The file a peer is sent blob bytes from.
@@ -136,33 +129,15 @@ impl Store {
     /// upload file while the blob still arrives (recorded or not). `background`: a copy
     /// nobody waits for, which yields to the blobs this node receives.
     pub async fn peer_file(&self, d: &Digest, offset: u64, background: bool) -> Result<PeerFile> {
-        let pace = background.then(|| self.clone());
-        if let Some(arriving) = self.arriving(d) {
-            if offset > arriving.size {
-                return Err(StoreError::RangeInvalid {
-                    start: offset,
-                    offset: arriving.size,
-                });
+        let (file, size, growth) = match self.arriving(d).map(|a| (File::open(&a.path), a)) {
+            Some((Ok(file), a)) => (file, a.size, Some(a.growth)),
+            // Not arriving, or installed meanwhile: the blob file.
+            None => self.whole_blob_file(d).await?,
+            Some((Err(e), _)) if e.kind() == io::ErrorKind::NotFound => {
+                self.whole_blob_file(d).await?
             }
-            match File::open(&arriving.path) {
-                Ok(file) => {
-                    return Ok(PeerFile {
-                        file: Arc::new(file),
-                        size: arriving.size,
-                        growth: Some(Growth {
-                            progress: arriving.progress,
-                            recent: arriving.recent,
-                        }),
-                        pace,
-                    })
-                }
-                // Installed meanwhile: read the blob file.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let file = self.open_blob_file(d).await?;
-        let size = file.metadata()?.len();
+            Some((Err(e), _)) => return Err(e.into()),
+        };
         if offset > size {
             return Err(StoreError::RangeInvalid {
                 start: offset,
@@ -172,9 +147,16 @@ impl Store {
         Ok(PeerFile {
             file: Arc::new(file),
             size,
-            growth: None,
-            pace,
+            growth,
+            pace: background.then(|| self.clone()),
         })
+    }
+
+    /// Blob `d`'s file and size (no growth: it is whole).
+    async fn whole_blob_file(&self, d: &Digest) -> Result<(File, u64, Option<Growth>)> {
+        let file = self.open_blob_file(d).await?;
+        let size = file.metadata()?.len();
+        Ok((file, size, None))
     }
 
     /// Bytes of blob `d` from `offset` on, for a peer, as a stream (see

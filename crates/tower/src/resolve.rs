@@ -121,7 +121,7 @@ pub async fn resolve_at(
         media_type: manifest.media_type.clone(),
         body,
     };
-    let from = From {
+    let from = Asked {
         up,
         auth,
         image,
@@ -137,7 +137,7 @@ fn parse(body: &[u8], digest: &Digest) -> Result<Manifest, Error> {
 }
 
 /// Where the manifests of one resolution come from.
-struct From<'a> {
+struct Asked<'a> {
     up: &'a Upstream,
     auth: &'a RegistryAuth,
     image: &'a ImageReference,
@@ -165,7 +165,7 @@ async fn fetch_child(
 
 /// Adds `node` after everything it references (post-order).
 fn collect<'a>(
-    from: &'a From<'a>,
+    from: &'a Asked<'a>,
     node: Node,
     manifest: Manifest,
     depth: usize,

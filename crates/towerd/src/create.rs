@@ -6,7 +6,6 @@ use crate::api::error::ApiError;
 use crate::tower::{now_ms, Tower};
 use serde::Deserialize;
 use serde_json::Value;
-use site_core::ImageReference;
 use site_fleet::rollout::{check_application, Pulling};
 use site_fleet::{Filter, Rollout};
 use std::sync::Arc;
@@ -43,15 +42,9 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
             request.images.len()
         )));
     }
-    let references = request
-        .images
-        .iter()
-        .map(|text| {
-            ImageReference::parse_with_default(text, &tower.registry.default_upstream)
-                .map_err(|e| ApiError::bad(format!("image {text:?}: {e}")))
-                .map(|r| (text, r))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    for text in &request.images {
+        crate::pull::reference(tower, text)?;
+    }
     let max_parallel = request.max_parallel.unwrap_or(DEFAULT_PARALLEL);
     if !(1..=MAX_PARALLEL).contains(&max_parallel) {
         return Err(ApiError::bad(format!(
@@ -86,10 +79,10 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
     // the upstream does not have refuses the rollout, and keeps nothing. An upstream that
     // cannot answer now does not: the rollout is accepted, `pulling`, and its images are
     // fetched in the background, retried until they are all there.
-    let mut images = Vec::with_capacity(references.len());
+    let mut images = Vec::with_capacity(request.images.len());
     let mut bodies = Vec::new();
     let mut failure = None;
-    for (text, _) in &references {
+    for text in &request.images {
         match crate::pull::resolve(tower, text).await {
             Ok(r) => {
                 images.push(r.image);
@@ -105,21 +98,11 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
     for (digest, body) in &bodies {
         tower.store.put_manifest(digest, body)?;
     }
-    let now = now_ms();
-    let pulling = Pulling {
-        requested: request.images.clone(),
-        reason: failure.as_ref().map(|f| f.0.to_owned()).unwrap_or_default(),
-        message: failure.as_ref().map(|f| f.1.clone()).unwrap_or_default(),
-        retries: u32::from(failure.is_some()),
-        next_attempt_ms: match failure {
-            Some(_) => now + tower.settings.backoff.delay_ms(&id, 1),
-            None => now,
-        },
-    };
-    if pulling.retries > 0 {
+    if failure.is_some() {
         // Nothing is kept of a partial resolution: the next attempt resolves them all.
         images.clear();
     }
+    let now = now_ms();
     let mut rollout = Rollout {
         id,
         application: request.application,
@@ -131,8 +114,15 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
         cancelled_ms: None,
         superseded_by: None,
         sites: Default::default(),
-        pulling: Some(pulling),
+        pulling: Some(Pulling {
+            requested: request.images,
+            next_attempt_ms: now,
+            ..Default::default()
+        }),
     };
+    if let Some((reason, message)) = failure {
+        rollout.pull_failed(reason, &message, now, &tower.settings.backoff);
+    }
     rollout.join(selected);
     tower.add(rollout.clone()).await?;
     Ok(rollout)

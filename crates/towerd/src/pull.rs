@@ -27,10 +27,16 @@ pub struct Resolved {
     pub bodies: Vec<(String, bytes::Bytes)>,
 }
 
+/// `text` as an image reference: a name without a host is the registry's
+/// `[registry] default_upstream`'s, as for what is pushed to it.
+pub fn reference(tower: &Tower, text: &str) -> Result<ImageReference, Error> {
+    ImageReference::parse_with_default(text, &tower.registry.default_upstream)
+        .map_err(|e| Error::Usage(format!("image {text:?}: {e}")))
+}
+
 /// Resolves `text` in the tower's registry.
 pub async fn resolve(tower: &Tower, text: &str) -> Result<Resolved, Error> {
-    let reference = ImageReference::parse_with_default(text, &tower.registry.default_upstream)
-        .map_err(|e| Error::Usage(format!("image {text:?}: {e}")))?;
+    let reference = reference(tower, text)?;
     let registry = &tower.registry;
     let at = registry.location(&reference);
     let resolved = resolve_at(&registry.client, &registry.auth(), &reference, &at, None).await?;
