@@ -132,9 +132,24 @@ impl Puller {
 
     /// The size of blob `d` of `repo` when the site can serve it without an upstream
     /// (see [`Puller::link_held`]); `None` under the policy `Never` or when it cannot.
+    ///
+    /// A fetch of `d` whose bytes have all come and matched is waited for: its clients
+    /// have had their last byte, and a HEAD they send next finds what they were served.
     pub async fn held_blob(&self, repo: &Repository, d: &Digest) -> Result<Option<u64>, PullError> {
         if self.policy_for(repo) == crate::Policy::Never {
             return Ok(None);
+        }
+        let verified = self
+            .inner
+            .blobs
+            .lock()
+            .expect("blob fetches")
+            .get(d)
+            .cloned();
+        if let Some(mut fetch) = verified.filter(|f| matches!(*f.borrow(), Fetch::Verified { .. }))
+        {
+            // It ends with the record (or fails); a dropped sender means it ended too.
+            let _ = fetch.wait_for(|f| matches!(f, Fetch::Done(_))).await;
         }
         self.link_held(repo, d).await
     }
