@@ -1,5 +1,7 @@
 //! The tower's fleet service end to end: a real `towerd`, real `site-agent` sites (single
 //! nodes and a 3-node site) on loopback, Debian's `docker-registry` as the upstream.
+//! Every test runs twice: on the embedded store, and on PostgreSQL (a server the test
+//! binary starts, a database per test).
 
 mod kit;
 
@@ -8,7 +10,7 @@ use kit::node::{cluster, leader, status};
 use kit::oci::{self, upload, Image};
 use kit::proxy::{CountingProxy, CuttingProxy};
 use kit::tools::require;
-use kit::tower::Towerd;
+use kit::tower::{Backend, Towerd};
 use kit::upstream::ReferenceRegistry;
 use kit::{request, Node, NodeOptions};
 use serde_json::{json, Value};
@@ -76,9 +78,10 @@ fn health(tower: &Towerd, id: &str) -> Value {
     tower.expect("GET", &format!("/sites/{id}/health"), None, 200)
 }
 
-#[test]
-fn inventory_queries_health_and_refusals() {
-    let tower = Towerd::start(&[]);
+fn inventory_queries_health_and_refusals(backend: Backend) {
+    let Some(tower) = Towerd::start_on(backend, &[]) else {
+        return;
+    };
     let mut a = Node::start(NodeOptions::default());
     let c = Node::start(NodeOptions::default());
     let mut d = cluster(3, &NodeOptions::default());
@@ -453,8 +456,7 @@ fn application() -> (Image, Image) {
     (pos, oci::rebuild(agent))
 }
 
-#[test]
-fn a_rollout_reaches_exactly_the_matching_sites_through_outages_and_cuts() {
+fn a_rollout_reaches_exactly_the_matching_sites_through_outages_and_cuts(backend: Backend) {
     let Some(up) = Upstream::start() else {
         return;
     };
@@ -464,7 +466,9 @@ fn a_rollout_reaches_exactly_the_matching_sites_through_outages_and_cuts() {
     // The tower reaches the upstream through a proxy that sees every request.
     let counting = CountingProxy::start(up.registry.addr);
     let upstream = counting.addr.to_string();
-    let tower = Towerd::start(&["--insecure-registry", &upstream]);
+    let Some(tower) = Towerd::start_on(backend, &["--insecure-registry", &upstream]) else {
+        return;
+    };
 
     let a = Node::start(NodeOptions::default());
     // A's link breaks after 2.5 MiB, mid-way through the 3 MiB layer (sent in messages
@@ -625,8 +629,7 @@ fn a_rollout_reaches_exactly_the_matching_sites_through_outages_and_cuts() {
     assert_eq!(apps(&a), expected);
 }
 
-#[test]
-fn the_tower_finishes_a_rollout_after_kill_9() {
+fn the_tower_finishes_a_rollout_after_kill_9(backend: Backend) {
     let Some(up) = Upstream::start() else {
         return;
     };
@@ -634,7 +637,9 @@ fn the_tower_finishes_a_rollout_after_kill_9() {
     let img = oci::image(71, &[4 << 20], "amd64");
     up.put(&img, "team/till:v1");
     let total: u64 = img.blobs().map(|b| b.data.len() as u64).sum();
-    let mut tower = Towerd::start(&["--insecure-registry", &upstream]);
+    let Some(mut tower) = Towerd::start_on(backend, &["--insecure-registry", &upstream]) else {
+        return;
+    };
     let sites = [
         Node::start(NodeOptions::default()),
         Node::start(NodeOptions::default()),
@@ -705,8 +710,7 @@ fn the_tower_finishes_a_rollout_after_kill_9() {
     }
 }
 
-#[test]
-fn towerctl_is_the_fleet_apis_client() {
+fn towerctl_is_the_fleet_apis_client(backend: Backend) {
     use kit::tools::{ok, towerctl};
     let Some(up) = Upstream::start() else {
         return;
@@ -714,7 +718,9 @@ fn towerctl_is_the_fleet_apis_client() {
     let upstream = up.addr.clone();
     let img = oci::image(81, &[256 << 10], "amd64");
     up.put(&img, "team/kiosk:v2");
-    let tower = Towerd::start(&["--insecure-registry", &upstream]);
+    let Some(tower) = Towerd::start_on(backend, &["--insecure-registry", &upstream]) else {
+        return;
+    };
     let url = format!("http://{}", tower.addr);
     let node = Node::start(NodeOptions::default());
     let api = node.api.to_string();
@@ -846,8 +852,9 @@ fn towerctl_is_the_fleet_apis_client() {
     assert_eq!(code(&nowhere), 10, "tower unreachable");
 }
 
-#[test]
-fn a_site_that_speaks_mtls_is_reached_with_the_tls_material_it_was_onboarded_with() {
+fn a_site_that_speaks_mtls_is_reached_with_the_tls_material_it_was_onboarded_with(
+    backend: Backend,
+) {
     use kit::tls::Certs;
     let dir = tempfile::tempdir().unwrap();
     let (Some(certs), Some(up)) = (Certs::generate(dir.path()), Upstream::start()) else {
@@ -860,7 +867,9 @@ fn a_site_that_speaks_mtls_is_reached_with_the_tls_material_it_was_onboarded_wit
         tls: Some((certs.node.clone(), certs.ca.clone())),
         ..Default::default()
     });
-    let tower = Towerd::start(&["--insecure-registry", &upstream]);
+    let Some(tower) = Towerd::start_on(backend, &["--insecure-registry", &upstream]) else {
+        return;
+    };
     let pem = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
     let key = pem(&certs.tower.key);
     onboard(
@@ -921,14 +930,18 @@ fn a_site_that_speaks_mtls_is_reached_with_the_tls_material_it_was_onboarded_wit
 /// A site whose nodes know no leader (its other two nodes down) is waited out by the
 /// worker (`--leader-wait`) rather than failed: once a leader is elected the rollout
 /// goes through with no retry counted.
-#[test]
-fn a_rollout_waits_out_a_site_that_knows_no_leader() {
+fn a_rollout_waits_out_a_site_that_knows_no_leader(backend: Backend) {
     let Some(up) = Upstream::start() else {
         return;
     };
     let (pos, _) = application();
     up.put(&pos, "team/pos:v3");
-    let tower = Towerd::start(&["--insecure-registry", &up.addr, "--leader-wait", "60s"]);
+    let Some(tower) = Towerd::start_on(
+        backend,
+        &["--insecure-registry", &up.addr, "--leader-wait", "60s"],
+    ) else {
+        return;
+    };
     let mut nodes = cluster(3, &NodeOptions::default());
     leader(&nodes.iter().collect::<Vec<_>>());
     nodes[1].kill9();
@@ -977,3 +990,142 @@ fn a_rollout_waits_out_a_site_that_knows_no_leader() {
     });
     assert_eq!(site_state(&done, &site)["retries"], 0, "{done:#}");
 }
+
+#[test]
+fn a_towers_state_moves_to_postgresql_and_the_tower_carries_on_from_it() {
+    use kit::tools::towerd_bin;
+    let Some(up) = Upstream::start() else {
+        return;
+    };
+    let Some(url) = kit::postgres::database() else {
+        return;
+    };
+    let upstream = up.addr.clone();
+    let img = oci::image(73, &[64 << 10], "amd64");
+    up.put(&img, "team/kiosk:v1");
+    let mut tower = Towerd::start(&["--insecure-registry", &upstream]);
+    let site = Node::start(NodeOptions::default());
+    onboard(
+        &tower,
+        json!({"name": "kiosk-1", "nodes": [site.api.to_string()], "labels": {"kind": "kiosk"}, "metadata": {"floor": 2}}),
+    );
+    let created = tower.expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({"application": "kiosk", "images": [format!("{upstream}/team/kiosk:v1")], "selector": {"labels.kind": "kiosk"}})),
+        201,
+    );
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    let done = tower.wait_for(&path, Duration::from_secs(60), "complete", |r| {
+        r["status"] == "complete"
+    });
+    let sites = tower.expect("GET", "/sites", None, 200);
+    assert!(tower.terminate().success());
+
+    let migrate = |to: &str| {
+        std::process::Command::new(towerd_bin())
+            .args(["migrate", "--from"])
+            .arg(tower.data_dir())
+            .args(["--to", to])
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&url);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = format!(
+        "moved 1 sites, 1 rollouts, 1 manifests from {} to PostgreSQL",
+        tower.data_dir().display()
+    );
+    assert_eq!(said.lines().last(), Some(expected.as_str()), "{said}");
+    // Into a database that holds a tower already: refused, nothing written.
+    let again = migrate(&url);
+    assert_eq!(again.status.code(), Some(1));
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(why.contains("a move goes into an empty database"), "{why}");
+
+    // The tower on PostgreSQL: the same sites and rollout, and it carries on.
+    tower.database = Some(url);
+    tower.restart();
+    assert_eq!(tower.expect("GET", "/sites", None, 200), sites);
+    assert_eq!(tower.expect("GET", &path, None, 200), done);
+    assert_eq!(
+        ids(&tower.expect(
+            "POST",
+            "/sites/query",
+            Some(&json!({"filter": {"metadata.floor": 2}})),
+            200
+        )),
+        set(&[sites["sites"][0]["id"].as_str().unwrap()])
+    );
+    onboard(
+        &tower,
+        json!({"name": "kiosk-2", "nodes": ["127.0.0.1:9"], "labels": {}}),
+    );
+    refused(
+        &tower,
+        "POST",
+        "/sites",
+        br#"{"name": "kiosk-1", "nodes": ["127.0.0.1:9"]}"#,
+        409,
+    );
+}
+
+#[test]
+fn a_database_towerd_cannot_use_stops_it_with_a_clear_message() {
+    use kit::tools::towerd_bin;
+    let dir = tempfile::tempdir().unwrap();
+    let start = |database: &str| {
+        std::process::Command::new(towerd_bin())
+            .arg("--data")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0", "--database", database])
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .unwrap()
+    };
+    // Nothing listens on port 9 of loopback; the password is never printed.
+    let out = start("postgres://tower:s3cret-pw@127.0.0.1:9/fleet");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot reach the database tower@127.0.0.1:9/fleet"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+    let out = start("mysql://nope");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--database is not a PostgreSQL URL"), "{err}");
+}
+
+/// Each test of this file on both stores.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Embedded)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Postgres)
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    inventory_queries_health_and_refusals,
+    a_rollout_reaches_exactly_the_matching_sites_through_outages_and_cuts,
+    the_tower_finishes_a_rollout_after_kill_9,
+    towerctl_is_the_fleet_apis_client,
+    a_site_that_speaks_mtls_is_reached_with_the_tls_material_it_was_onboarded_with,
+    a_rollout_waits_out_a_site_that_knows_no_leader
+);

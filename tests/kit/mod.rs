@@ -11,6 +11,7 @@ pub mod http;
 pub mod https;
 pub mod node;
 pub mod oci;
+pub mod postgres;
 pub mod proxy;
 pub mod standin;
 pub mod tls;

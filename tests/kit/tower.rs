@@ -19,7 +19,18 @@ pub struct Towerd {
     args: Vec<String>,
     /// More of the registry's `site-agent.toml`.
     registry_more: String,
+    /// Its PostgreSQL database (`--database`), if it keeps its state there.
+    pub database: Option<String>,
     child: Option<Child>,
+}
+
+/// Where a tower keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store under `--data`.
+    Embedded,
+    /// A new database on the test binary's PostgreSQL server (`super::postgres`).
+    Postgres,
 }
 
 impl Towerd {
@@ -34,7 +45,23 @@ impl Towerd {
     /// [`Towerd::start`], with `more` added to its registry's `site-agent.toml` (push
     /// users, say).
     pub fn start_with(args: &[&str], more: &str) -> Towerd {
+        Towerd::start_in(None, args, more)
+    }
+
+    /// [`Towerd::start`] keeping its state on `backend`; `None` (the test skips) when
+    /// that is PostgreSQL and it is not installed, outside CI.
+    pub fn start_on(backend: Backend, args: &[&str]) -> Option<Towerd> {
+        let database = match backend {
+            Backend::Embedded => None,
+            Backend::Postgres => Some(super::postgres::database()?),
+        };
+        Some(Towerd::start_in(database, args, ""))
+    }
+
+    /// [`Towerd::start_with`] on the PostgreSQL database `database`, if given.
+    pub fn start_in(database: Option<String>, args: &[&str], more: &str) -> Towerd {
         let mut tower = Towerd {
+            database,
             addr: ([127, 0, 0, 1], 0).into(),
             registry: ([127, 0, 0, 1], 0).into(),
             registry_api: ([127, 0, 0, 1], 0).into(),
@@ -63,6 +90,9 @@ impl Towerd {
         }
         if !self.args.iter().any(|a| a == "--registry") {
             cmd.arg("--registry").arg(self.registry_config());
+        }
+        if let Some(url) = &self.database {
+            cmd.args(["--database", url]);
         }
         let mut child = cmd
             .args(&self.args)

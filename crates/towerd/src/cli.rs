@@ -1,6 +1,6 @@
 //! `towerd`'s command line.
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use site_fleet::schedule::Backoff;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,11 +8,53 @@ use std::time::Duration;
 
 /// towerd: the Control Tower's fleet service (site inventory, health, rollouts).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "towerd", version)]
+#[command(
+    name = "towerd",
+    version,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Something else than serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// How the tower serves (without a command).
+    #[command(flatten)]
+    pub config: Option<Config>,
+}
+
+/// What towerd does besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Moves a tower's state from its embedded store to PostgreSQL (an empty database;
+    /// the source is only read). Stop the tower first.
+    Migrate {
+        /// The data directory of the tower whose state moves (its `db`).
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database it moves to (a libpq URL).
+        #[arg(long, value_name = "postgres://USER[:PASSWORD]@HOST[:PORT]/DB")]
+        to: String,
+    },
+}
+
+/// How towerd serves.
+#[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Directory of the tower's database (and of its registry, by default).
+    /// Directory of the tower's embedded database (unless --database) and of its
+    /// registry (unless --registry).
     #[arg(long, env = "TOWERD_DATA", value_name = "DIR")]
     pub data: PathBuf,
+    /// Keep the tower's state in this PostgreSQL database (a libpq URL) instead of the
+    /// embedded store under --data; its schema is created and migrated at start. Every
+    /// towerd given the same database is a replica of one tower.
+    #[arg(
+        long,
+        env = "TOWERD_DATABASE",
+        value_name = "postgres://USER[:PASSWORD]@HOST[:PORT]/DB",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
     /// Address of the JSON API and the status page.
     #[arg(
         long,

@@ -58,18 +58,14 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
     }
     let selector = request.selector;
     let filter = Filter::parse(&selector)?;
-    let sites = tower.store.sites()?;
-    let selected: Vec<&str> = sites
-        .iter()
-        .filter(|s| filter.matches(&s.document()))
-        .map(|s| s.id.as_str())
-        .collect();
+    let sites = tower.store.query_sites(&filter).await?;
+    let selected: Vec<&str> = sites.iter().map(|s| s.id.as_str()).collect();
     if selected.is_empty() {
         return Err(site_fleet::Error::new(
             site_fleet::error::NO_SITES,
             format!(
                 "the selector matches none of the {} sites of the inventory",
-                sites.len()
+                tower.store.count_sites().await?
             ),
         )
         .into());
@@ -96,7 +92,7 @@ pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Roll
         }
     }
     for (digest, body) in &bodies {
-        tower.store.put_manifest(digest, body)?;
+        tower.store.put_manifest(digest, body).await?;
     }
     if failure.is_some() {
         // Nothing is kept of a partial resolution: the next attempt resolves them all.

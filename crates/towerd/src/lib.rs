@@ -40,7 +40,7 @@ pub async fn serve(
         .mode(0o700)
         .create(&config.data)
         .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
-    let store = store::SledStore::open(&config.data.join("db")).map_err(|e| e.to_string())?;
+    let store = store::open(&config).await.map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -48,7 +48,7 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let (registry, client) = registry::start(&config).await?;
-    let tower = match tower::Tower::new(Arc::new(store), client, config.settings()) {
+    let tower = match tower::Tower::new(store, client, config.settings()).await {
         Ok(t) => Arc::new(t),
         Err(e) => {
             let _ = registry.shutdown().await;

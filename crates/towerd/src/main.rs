@@ -1,10 +1,10 @@
 use clap::Parser;
-use site_towerd::cli::Config;
+use site_towerd::cli::{Cli, Command};
 use std::process::ExitCode;
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -24,6 +24,19 @@ fn main() -> ExitCode {
             eprintln!("towerd: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    if let Some(command) = cli.command {
+        return match runtime.block_on(run(command)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("towerd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(config) = cli.config else {
+        eprintln!("towerd: --data is required (towerd --help)");
+        return ExitCode::from(2);
     };
     let (stop, shutdown) = watch::channel(false);
     runtime.spawn(async move {
@@ -47,6 +60,24 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("towerd: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Migrate { from, to } => {
+            let copied = site_towerd::store::move_to_postgres(&from, &to)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "moved {} sites, {} rollouts, {} manifests from {} to PostgreSQL",
+                copied.sites,
+                copied.rollouts,
+                copied.manifests,
+                from.display()
+            );
+            Ok(())
         }
     }
 }

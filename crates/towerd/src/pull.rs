@@ -104,6 +104,7 @@ pub async fn attempt(tower: &Arc<Tower>, id: &str) {
                     tower
                         .store
                         .put_manifest(digest, body)
+                        .await
                         .map_err(|e| ("OTHER", e.to_string()))?;
                 }
                 images.push(r.image);

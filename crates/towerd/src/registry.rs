@@ -110,11 +110,16 @@ pub async fn start(cli: &Config) -> Result<(SiteHandle, RegistryClient), String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Cli;
     use clap::Parser;
+
+    fn parse(args: &[&str]) -> Config {
+        Cli::try_parse_from(args).unwrap().config.unwrap()
+    }
 
     #[test]
     fn the_default_registry_is_a_loopback_node_in_the_data_directory_that_fills_itself() {
-        let cli = Config::try_parse_from([
+        let cli = parse(&[
             "towerd",
             "--data",
             "/srv/tower",
@@ -122,8 +127,7 @@ mod tests {
             "/srv/auth.json",
             "--insecure-registry",
             "mirror.lan:5000",
-        ])
-        .unwrap();
+        ]);
         let c = config(&cli).unwrap();
         assert_eq!(c.registry.listen.to_string(), "127.0.0.1:5100");
         assert_eq!(c.node.data_dir, std::path::Path::new("/srv/tower/registry"));
@@ -137,8 +141,7 @@ mod tests {
 
     #[test]
     fn a_registry_file_that_cannot_be_read_is_a_clear_error() {
-        let cli =
-            Config::try_parse_from(["towerd", "--data", "/x", "--registry", "/nope.toml"]).unwrap();
+        let cli = parse(&["towerd", "--data", "/x", "--registry", "/nope.toml"]);
         let e = config(&cli).unwrap_err();
         assert!(
             e.starts_with("--registry: ") && e.contains("/nope.toml"),

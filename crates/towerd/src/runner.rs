@@ -51,7 +51,7 @@ async fn pass(
     let sites = if *seen == Some(generation) {
         None
     } else {
-        let sites = tower.store.sites()?;
+        let sites = tower.store.sites().await?;
         *seen = Some(generation);
         Some(sites)
     };

@@ -53,13 +53,13 @@ pub fn now_ms() -> u64 {
 impl Tower {
     /// A tower over `store`; the rollouts it holds are taken up where they were (sites
     /// that had a worker when the tower stopped start again from waiting).
-    pub fn new(
+    pub async fn new(
         store: Arc<dyn Store>,
         registry: RegistryClient,
         settings: Settings,
     ) -> Result<Tower, StoreError> {
         let mut rollouts = BTreeMap::new();
-        for mut r in store.rollouts()? {
+        for mut r in store.rollouts().await? {
             r.recover();
             rollouts.insert(r.id.clone(), r);
         }
@@ -124,7 +124,7 @@ impl Tower {
     pub async fn add(&self, rollout: Rollout) -> Result<(), StoreError> {
         {
             let _writing = self.writing.lock().await;
-            tokio::task::block_in_place(|| self.store.put_rollout(&rollout))?;
+            self.store.put_rollout(&rollout).await?;
             self.rollouts().insert(rollout.id.clone(), rollout.clone());
         }
         if rollout.pulling.is_none() {
@@ -169,7 +169,7 @@ impl Tower {
         let Some(snapshot) = self.rollout(id) else {
             return Ok(());
         };
-        tokio::task::block_in_place(|| self.store.put_rollout(&snapshot))
+        self.store.put_rollout(&snapshot).await
     }
 
     /// Writes the progress of some sites of a rollout as they stand now.
@@ -183,7 +183,7 @@ impl Tower {
         }) else {
             return Ok(());
         };
-        tokio::task::block_in_place(|| self.store.put_sites(id, &changes))
+        self.store.put_sites(id, &changes).await
     }
 
     /// Starts the worker of a site of a rollout, unless the rollout was cancelled or the

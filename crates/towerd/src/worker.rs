@@ -68,6 +68,7 @@ async fn attempt(tower: &Arc<Tower>, rollout_id: &str, site_id: &str) -> Result<
     let site = tower
         .store
         .site(site_id)
+        .await
         .map_err(store)?
         .ok_or_else(|| Error::Other(format!("site {site_id} left the inventory")))?;
     let plan = tower
@@ -253,6 +254,7 @@ impl Work<'_> {
                 .tower
                 .store
                 .manifest(&manifest.digest)
+                .await
                 .map_err(|e| Error::Other(e.to_string()))?
                 .ok_or_else(|| Error::Other(format!("manifest {} is not kept", manifest.digest)))?;
             let tag = match (i + 1 == count, &image.tag) {

@@ -3,13 +3,13 @@
 use super::error::ApiError;
 use super::{body_json, json, new_id};
 use crate::health;
+use crate::store::Written;
 use crate::tower::Tower;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
-use site_fleet::site::check_unique;
 use site_fleet::{Filter, Site};
 use std::sync::Arc;
 
@@ -21,16 +21,31 @@ fn listing(sites: Vec<&Site>) -> Response {
     json(StatusCode::OK, &json!({"sites": sites, "total": total}))
 }
 
-fn find(tower: &Tower, id: &str) -> Result<Site, ApiError> {
+async fn find(tower: &Tower, id: &str) -> Result<Site, ApiError> {
     tower
         .store
-        .site(id)?
+        .site(id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no site {id:?}")))
+}
+
+/// A write of `site` the store refused, as the API says it.
+fn refused(site: &Site, written: Written) -> Result<(), ApiError> {
+    let conflict =
+        |message| Err(site_fleet::Error::new(site_fleet::error::CONFLICT, message).into());
+    match written {
+        Written::Done => Ok(()),
+        Written::IdTaken => conflict(format!("site {:?} exists", site.id)),
+        Written::NameTaken(other) => {
+            conflict(format!("site {other} is already named {:?}", site.name))
+        }
+        Written::Missing => Err(ApiError::not_found(format!("no site {:?}", site.id))),
+    }
 }
 
 /// `GET /sites`.
 pub async fn list(State(tower): Tw) -> Result<Response, ApiError> {
-    let sites = tower.store.sites()?;
+    let sites = tower.store.sites().await?;
     Ok(listing(sites.iter().collect()))
 }
 
@@ -38,14 +53,7 @@ pub async fn list(State(tower): Tw) -> Result<Response, ApiError> {
 pub async fn create(State(tower): Tw, body: Bytes) -> Result<Response, ApiError> {
     let site = Site::create(&body_json(&body)?, &new_id("s"))?;
     let _inventory = tower.inventory.lock().await;
-    check_unique(&site, &tower.store.sites()?)?;
-    if !tower.store.insert_site(&site)? {
-        return Err(site_fleet::Error::new(
-            site_fleet::error::CONFLICT,
-            format!("site {:?} exists", site.id),
-        )
-        .into());
-    }
+    refused(&site, tower.store.insert_site(&site).await?)?;
     tracing::info!(site = %site.id, name = %site.name, "site onboarded");
     tower.inventory_changed();
     Ok(json(StatusCode::CREATED, &site.document()))
@@ -66,18 +74,13 @@ pub async fn query(State(tower): Tw, body: Bytes) -> Result<Response, ApiError> 
         Some(f) => Filter::parse(f)?,
         None => Filter::all(),
     };
-    let sites = tower.store.sites()?;
-    Ok(listing(
-        sites
-            .iter()
-            .filter(|s| filter.matches(&s.document()))
-            .collect(),
-    ))
+    let sites = tower.store.query_sites(&filter).await?;
+    Ok(listing(sites.iter().collect()))
 }
 
 /// `GET /sites/{id}`.
 pub async fn get(State(tower): Tw, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(json(StatusCode::OK, &find(&tower, &id)?.document()))
+    Ok(json(StatusCode::OK, &find(&tower, &id).await?.document()))
 }
 
 /// `PUT /sites/{id}`: a JSON merge patch.
@@ -88,9 +91,8 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let patch = body_json(&body)?;
     let _inventory = tower.inventory.lock().await;
-    let site = find(&tower, &id)?.patched(&patch)?;
-    check_unique(&site, &tower.store.sites()?)?;
-    tower.store.update_site(&site)?;
+    let site = find(&tower, &id).await?.patched(&patch)?;
+    refused(&site, tower.store.update_site(&site).await?)?;
     tracing::info!(site = %site.id, "site updated");
     tower.inventory_changed();
     Ok(json(StatusCode::OK, &site.document()))
@@ -99,8 +101,8 @@ pub async fn update(
 /// `DELETE /sites/{id}`: the site leaves the inventory and its rollouts.
 pub async fn remove(State(tower): Tw, Path(id): Path<String>) -> Result<Response, ApiError> {
     let _inventory = tower.inventory.lock().await;
-    let site = find(&tower, &id)?;
-    tower.store.remove_site(&id)?;
+    let site = find(&tower, &id).await?;
+    tower.store.remove_site(&id).await?;
     tracing::info!(site = %id, name = %site.name, "site removed");
     tower.inventory_changed();
     Ok(json(StatusCode::OK, &site.document()))
@@ -108,7 +110,7 @@ pub async fn remove(State(tower): Tw, Path(id): Path<String>) -> Result<Response
 
 /// `GET /sites/{id}/health`.
 pub async fn health(State(tower): Tw, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let site = find(&tower, &id)?;
+    let site = find(&tower, &id).await?;
     let health = health::check(&site).await;
     let mut body = serde_json::to_value(&health).map_err(|e| ApiError::bad(e.to_string()))?;
     body["site_id"] = json!(site.id);

@@ -1,0 +1,121 @@
+//! The tower's state behind one interface: the sites of the inventory, the rollouts, and
+//! the manifests the rollouts deliver (exact bytes, by digest).
+//!
+//! Two stores: [`SledStore`], an embedded sled database in the data directory (the
+//! default), and [`PgStore`], PostgreSQL (`--database`), which several `towerd` replicas
+//! share. A rollout is a header and one record per site in both, so that a site's
+//! progress is written alone (a rollout to 10,000 sites is not rewritten at each step of
+//! one of them). Site names are unique in both (an index, not a check before a write, so
+//! that two replicas onboarding one name at once get one site). Filters run in the store:
+//! PostgreSQL answers them from a `jsonb` index (`sql_filter.rs`).
+//!
+//! Every write is durable when it returns.
+
+mod copy;
+mod postgres;
+mod schema;
+mod sled;
+mod sql_filter;
+
+pub use self::copy::{copy_all, Copied};
+pub use self::postgres::PgStore;
+pub use self::sled::SledStore;
+use futures_util::future::BoxFuture;
+use site_fleet::{Filter, Rollout, Site, SiteProgress};
+
+/// A failure of the store itself: the API answers 500 and changes nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("tower store: {0}")]
+pub struct StoreError(pub String);
+
+/// What a store call returns, later.
+pub type Pending<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+/// How a write of a site went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// It is written.
+    Done,
+    /// Nothing written: the id is taken (an insert).
+    IdTaken,
+    /// Nothing written: another site (this id) has the name.
+    NameTaken(String),
+    /// Nothing written: there is no such site (an update).
+    Missing,
+}
+
+/// What the tower keeps.
+pub trait Store: Send + Sync + 'static {
+    /// Every site, by id.
+    fn sites(&self) -> Pending<'_, Vec<Site>>;
+    /// The sites `filter` matches, by id.
+    fn query_sites<'a>(&'a self, filter: &'a Filter) -> Pending<'a, Vec<Site>>;
+    /// How many sites there are.
+    fn count_sites(&self) -> Pending<'_, u64>;
+    /// One site.
+    fn site<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Site>>;
+    /// Adds a site, unless its id or its name is taken.
+    fn insert_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written>;
+    /// Replaces a site that exists, unless another site has its name.
+    fn update_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written>;
+    /// Removes a site; `false` when there was none.
+    fn remove_site<'a>(&'a self, id: &'a str) -> Pending<'a, bool>;
+    /// Every rollout, by id, with its sites.
+    fn rollouts(&self) -> Pending<'_, Vec<Rollout>>;
+    /// Writes a rollout whole (new or changed), its sites included, in one transaction.
+    fn put_rollout<'a>(&'a self, rollout: &'a Rollout) -> Pending<'a, ()>;
+    /// Writes the progress of some sites of a rollout (`None` removes a site).
+    fn put_sites<'a>(
+        &'a self,
+        rollout: &'a str,
+        sites: &'a [(String, Option<SiteProgress>)],
+    ) -> Pending<'a, ()>;
+    /// Keeps a manifest's exact bytes under its digest.
+    fn put_manifest<'a>(&'a self, digest: &'a str, body: &'a [u8]) -> Pending<'a, ()>;
+    /// A manifest kept by [`Store::put_manifest`].
+    fn manifest<'a>(&'a self, digest: &'a str) -> Pending<'a, Option<Vec<u8>>>;
+    /// Every manifest's digest (for a move to another store).
+    fn manifest_digests(&self) -> Pending<'_, Vec<String>>;
+}
+
+/// Opens the store `config` names: PostgreSQL with `--database`, else sled in the data
+/// directory.
+pub async fn open(config: &crate::cli::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match &config.database {
+        Some(url) => std::sync::Arc::new(PgStore::connect(url).await?),
+        None => std::sync::Arc::new(SledStore::open(&config.data.join("db"))?),
+    })
+}
+
+/// `towerd migrate`: the embedded store of data directory `from` copied into the
+/// PostgreSQL database `to` (migrated first, and empty).
+pub async fn move_to_postgres(
+    from: &std::path::Path,
+    to: &str,
+) -> Result<copy::Copied, StoreError> {
+    let db = from.join("db");
+    if !db.exists() {
+        return Err(StoreError(format!(
+            "{} holds no tower database (no {})",
+            from.display(),
+            db.display()
+        )));
+    }
+    let source = SledStore::open(&db)?;
+    let target = PgStore::connect(to).await?;
+    let copied = copy_all(&source, &target).await?;
+    tracing::info!(from = %from.display(), to = %target.place(), ?copied, "tower state moved");
+    Ok(copied)
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(err)
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError(format!("a record does not decode: {e}")))
+}
+
+pub(crate) fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}

@@ -1,0 +1,399 @@
+//! [`Store`] in PostgreSQL (`towerd --database postgres://...`), shared by every replica
+//! of the tower. Each record is a `jsonb` document (the same serde form as the embedded
+//! store's), the schema is `schema.rs`'s, and every write is one statement or one
+//! transaction, committed (durable) when it returns.
+
+use super::sql_filter::Sql;
+use super::{err, Pending, Store, StoreError, Written};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde_json::Value;
+use site_fleet::{Filter, Rollout, Site, SiteProgress};
+use std::collections::BTreeMap;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
+use tokio_postgres::NoTls;
+
+/// Connections kept open to the database.
+const POOL_SIZE: usize = 16;
+
+/// [`Store`] in PostgreSQL.
+pub struct PgStore {
+    pool: Pool,
+    /// Where it is, for messages (no password).
+    place: String,
+}
+
+/// A database error as one line: its SQL state and message, the server's detail.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} ({})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(": {detail}"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    StoreError(describe(&e))
+}
+
+/// `user@host:port/db` of a connection string, without its password.
+fn place(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(h, p)| match h {
+            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+            tokio_postgres::config::Host::Unix(path) => format!("{}:{p}", path.display()),
+        })
+        .collect();
+    format!(
+        "{}@{}/{}",
+        config.get_user().unwrap_or("?"),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("?")
+    )
+}
+
+/// The unique index a violation broke, if it was one.
+fn unique_violation(e: &tokio_postgres::Error) -> Option<&str> {
+    let db = e.as_db_error()?;
+    (db.code() == &SqlState::UNIQUE_VIOLATION).then(|| db.constraint().unwrap_or(""))
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (a libpq URL or key=value string) and brings
+    /// its schema up to date.
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError(format!("--database is not a PostgreSQL URL: {e}")))?;
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(StoreError(
+                "--database asks for sslmode=require: this towerd speaks to PostgreSQL without TLS (reach it over a trusted network or a local socket)".into(),
+            ));
+        }
+        let place = place(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(err)?;
+        let store = PgStore { pool, place };
+        let mut client = store.client().await?;
+        let applied = super::schema::migrate(&mut client)
+            .await
+            .map_err(|e| StoreError(format!("database {}: {}", store.place, e.0)))?;
+        if !applied.is_empty() {
+            tracing::info!(database = %store.place, versions = ?applied, "database schema migrated");
+        }
+        Ok(store)
+    }
+
+    /// Where the database is (`user@host:port/db`).
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError(format!("cannot reach the database {}: {e}", self.place)))
+    }
+
+    async fn select_sites(
+        &self,
+        condition: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Site>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT record FROM sites WHERE {condition} ORDER BY id"),
+                params,
+            )
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| {
+                let Json(site) = r
+                    .try_get::<_, Json<Site>>(0)
+                    .map_err(|e| StoreError(format!("a site does not decode: {e}")))?;
+                Ok(site)
+            })
+            .collect()
+    }
+
+    async fn write_site(&self, site: &Site, insert: bool) -> Result<Written, StoreError> {
+        let client = self.client().await?;
+        let record = Json(site);
+        let written = if insert {
+            client
+                .execute(
+                    "INSERT INTO sites (id, record) VALUES ($1, $2)",
+                    &[&site.id, &record],
+                )
+                .await
+        } else {
+            client
+                .execute(
+                    "UPDATE sites SET record = $2 WHERE id = $1",
+                    &[&site.id, &record],
+                )
+                .await
+        };
+        match written {
+            Ok(0) => Ok(Written::Missing),
+            Ok(_) => Ok(Written::Done),
+            Err(e) => match unique_violation(&e) {
+                Some("sites_pkey") => Ok(Written::IdTaken),
+                Some("sites_name") => {
+                    let holder = client
+                        .query_opt(
+                            "SELECT id FROM sites WHERE record ->> 'name' = $1",
+                            &[&site.name],
+                        )
+                        .await
+                        .map_err(pg)?
+                        .map_or_else(String::new, |r| r.get(0));
+                    Ok(Written::NameTaken(holder))
+                }
+                _ => Err(pg(e)),
+            },
+        }
+    }
+
+    async fn all_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        let client = self.client().await?;
+        let mut rollouts = BTreeMap::new();
+        for row in client
+            .query("SELECT id, record FROM rollouts", &[])
+            .await
+            .map_err(pg)?
+        {
+            let id: String = row.get(0);
+            let Json(r) = row
+                .try_get::<_, Json<Rollout>>(1)
+                .map_err(|e| StoreError(format!("rollout {id} does not decode: {e}")))?;
+            rollouts.insert(id, r);
+        }
+        for row in client
+            .query("SELECT rollout, site, progress FROM rollout_sites", &[])
+            .await
+            .map_err(pg)?
+        {
+            let (id, site): (String, String) = (row.get(0), row.get(1));
+            let Json(p) = row.try_get::<_, Json<SiteProgress>>(2).map_err(|e| {
+                StoreError(format!("site {site} of rollout {id} does not decode: {e}"))
+            })?;
+            if let Some(r) = rollouts.get_mut(&id) {
+                r.sites.insert(site, p);
+            }
+        }
+        Ok(rollouts.into_values().collect())
+    }
+
+    async fn write_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
+        let header = Rollout {
+            sites: Default::default(),
+            ..rollout.clone()
+        };
+        let (ids, progress) = columns(
+            rollout
+                .sites
+                .iter()
+                .map(|(id, p)| (id.clone(), Some(p.clone()))),
+        )?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO rollouts (id, record) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+            &[&rollout.id, &Json(&header)],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "DELETE FROM rollout_sites WHERE rollout = $1 AND NOT (site = ANY($2))",
+            &[&rollout.id, &ids],
+        )
+        .await
+        .map_err(pg)?;
+        upsert_sites(&tx, &rollout.id, &ids, &progress).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn write_sites(
+        &self,
+        rollout: &str,
+        sites: &[(String, Option<SiteProgress>)],
+    ) -> Result<(), StoreError> {
+        let gone: Vec<String> = sites
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(s, _)| s.clone())
+            .collect();
+        let (ids, progress) = columns(sites.iter().filter(|(_, p)| p.is_some()).cloned())?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        if !gone.is_empty() {
+            tx.execute(
+                "DELETE FROM rollout_sites WHERE rollout = $1 AND site = ANY($2)",
+                &[&rollout, &gone],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        upsert_sites(&tx, rollout, &ids, &progress).await?;
+        tx.commit().await.map_err(pg)
+    }
+}
+
+/// Site ids and their progress as two arrays (for `unnest`).
+fn columns(
+    sites: impl Iterator<Item = (String, Option<SiteProgress>)>,
+) -> Result<(Vec<String>, Vec<Value>), StoreError> {
+    let mut ids = Vec::new();
+    let mut progress = Vec::new();
+    for (id, p) in sites {
+        if let Some(p) = p {
+            ids.push(id);
+            progress.push(serde_json::to_value(p).map_err(err)?);
+        }
+    }
+    Ok((ids, progress))
+}
+
+async fn upsert_sites(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rollout: &str,
+    ids: &[String],
+    progress: &[Value],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO rollout_sites (rollout, site, progress)
+         SELECT $1, s, p FROM unnest($2::text[], $3::jsonb[]) AS t (s, p)
+         ON CONFLICT (rollout, site) DO UPDATE SET progress = excluded.progress",
+        &[&rollout, &ids, &progress],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn sites(&self) -> Pending<'_, Vec<Site>> {
+        Box::pin(self.select_sites("TRUE", &[]))
+    }
+
+    fn query_sites<'a>(&'a self, filter: &'a Filter) -> Pending<'a, Vec<Site>> {
+        Box::pin(async move {
+            let sql = Sql::of(filter);
+            self.select_sites(&sql.text, &sql.params()).await
+        })
+    }
+
+    fn count_sites(&self) -> Pending<'_, u64> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_one("SELECT count(*) FROM sites", &[])
+                .await
+                .map_err(pg)?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn site<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Site>> {
+        Box::pin(async move {
+            let mut sites = self.select_sites("id = $1", &[&id]).await?;
+            Ok(sites.pop())
+        })
+    }
+
+    fn insert_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written> {
+        Box::pin(self.write_site(site, true))
+    }
+
+    fn update_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written> {
+        Box::pin(self.write_site(site, false))
+    }
+
+    fn remove_site<'a>(&'a self, id: &'a str) -> Pending<'a, bool> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let n = client
+                .execute("DELETE FROM sites WHERE id = $1", &[&id])
+                .await
+                .map_err(pg)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn rollouts(&self) -> Pending<'_, Vec<Rollout>> {
+        Box::pin(self.all_rollouts())
+    }
+
+    fn put_rollout<'a>(&'a self, rollout: &'a Rollout) -> Pending<'a, ()> {
+        Box::pin(self.write_rollout(rollout))
+    }
+
+    fn put_sites<'a>(
+        &'a self,
+        rollout: &'a str,
+        sites: &'a [(String, Option<SiteProgress>)],
+    ) -> Pending<'a, ()> {
+        Box::pin(self.write_sites(rollout, sites))
+    }
+
+    fn put_manifest<'a>(&'a self, digest: &'a str, body: &'a [u8]) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO manifests (digest, body) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
+                    &[&digest, &body],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn manifest<'a>(&'a self, digest: &'a str) -> Pending<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt("SELECT body FROM manifests WHERE digest = $1", &[&digest])
+                .await
+                .map_err(pg)?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn manifest_digests(&self) -> Pending<'_, Vec<String>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query("SELECT digest FROM manifests ORDER BY digest", &[])
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! [`Store`] in an embedded sled database under the data directory. Every write is
+//! flushed (fsynced) before it returns.
+
+use super::{decode, encode, err, Pending, Store, StoreError, Written};
+use site_fleet::{Filter, Rollout, Site, SiteProgress};
+use sled::Transactional;
+use std::path::Path;
+
+/// [`Store`] in an embedded sled database.
+pub struct SledStore {
+    db: sled::Db,
+    sites: sled::Tree,
+    /// Site name -> its id: names are unique.
+    names: sled::Tree,
+    /// Rollout id -> the rollout without its sites.
+    rollouts: sled::Tree,
+    /// Rollout id, 0, site id -> that site's progress.
+    progress: sled::Tree,
+    manifests: sled::Tree,
+}
+
+/// The key of a site's progress in a rollout.
+fn progress_key(rollout: &str, site: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(rollout.len() + 1 + site.len());
+    key.extend_from_slice(rollout.as_bytes());
+    key.push(0);
+    key.extend_from_slice(site.as_bytes());
+    key
+}
+
+type Conflict = sled::transaction::ConflictableTransactionError<Written>;
+
+/// Runs a blocking call of the store off the runtime's workers' async duty (flushes
+/// fsync).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        let store = SledStore {
+            sites: db.open_tree("sites").map_err(err)?,
+            names: db.open_tree("site_names").map_err(err)?,
+            rollouts: db.open_tree("rollouts").map_err(err)?,
+            progress: db.open_tree("rollout_sites").map_err(err)?,
+            manifests: db.open_tree("manifests").map_err(err)?,
+            db,
+        };
+        // A database of an earlier version has no name index: made from the sites.
+        if store.names.is_empty() && !store.sites.is_empty() {
+            for site in store.all_sites()? {
+                store
+                    .names
+                    .insert(&site.name, site.id.as_bytes())
+                    .map_err(err)?;
+            }
+            store.flush()?;
+        }
+        Ok(store)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(err)
+    }
+
+    fn all_sites(&self) -> Result<Vec<Site>, StoreError> {
+        all(&self.sites)
+    }
+
+    /// Writes `site` (its id free, for an insert), its name taken for it, the name it
+    /// had released.
+    fn write_site(&self, site: &Site, insert: bool) -> Result<Written, StoreError> {
+        let record = encode(site)?;
+        // The name it had, released when it changes (writes of the inventory are
+        // serialised by the API, so it is still the name when the transaction runs).
+        let before: Option<Site> = match self.sites.get(&site.id).map_err(err)? {
+            Some(_) if insert => return Ok(Written::IdTaken),
+            Some(b) => Some(decode(&b)?),
+            None if !insert => return Ok(Written::Missing),
+            None => None,
+        };
+        let outcome = (&self.sites, &self.names).transaction(|(sites, names)| {
+            if insert && sites.get(site.id.as_bytes())?.is_some() {
+                return Err(Conflict::Abort(Written::IdTaken));
+            }
+            if let Some(holder) = names.get(site.name.as_bytes())? {
+                if holder != site.id.as_bytes() {
+                    let holder = String::from_utf8_lossy(&holder).into_owned();
+                    return Err(Conflict::Abort(Written::NameTaken(holder)));
+                }
+            }
+            if let Some(before) = before.as_ref().filter(|b| b.name != site.name) {
+                names.remove(before.name.as_bytes())?;
+            }
+            names.insert(site.name.as_bytes(), site.id.as_bytes())?;
+            sites.insert(site.id.as_bytes(), record.as_slice())?;
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => {
+                self.flush()?;
+                Ok(Written::Done)
+            }
+            Err(sled::transaction::TransactionError::Abort(w)) => Ok(w),
+            Err(sled::transaction::TransactionError::Storage(e)) => Err(err(e)),
+        }
+    }
+
+    fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(before) = self.sites.get(id).map_err(err)? else {
+            return Ok(false);
+        };
+        let before: Site = decode(&before)?;
+        (&self.sites, &self.names)
+            .transaction(|(sites, names)| {
+                sites.remove(id.as_bytes())?;
+                if names.get(before.name.as_bytes())?.as_deref() == Some(id.as_bytes()) {
+                    names.remove(before.name.as_bytes())?;
+                }
+                Ok::<(), Conflict>(())
+            })
+            .map_err(|e| StoreError(format!("site {id}: {e:?}")))?;
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn all_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        let mut rollouts: Vec<Rollout> = all(&self.rollouts)?;
+        for r in &mut rollouts {
+            let prefix = progress_key(&r.id, "");
+            for item in self.progress.scan_prefix(&prefix) {
+                let (key, value) = item.map_err(err)?;
+                let site = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                r.sites.insert(site, decode(&value)?);
+            }
+        }
+        Ok(rollouts)
+    }
+
+    fn write_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
+        let header = Rollout {
+            sites: Default::default(),
+            ..rollout.clone()
+        };
+        let header = encode(&header)?;
+        let prefix = progress_key(&rollout.id, "");
+        let mut gone = Vec::new();
+        for key in self.progress.scan_prefix(&prefix).keys() {
+            let key = key.map_err(err)?;
+            let site = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if !rollout.sites.contains_key(&site) {
+                gone.push(key);
+            }
+        }
+        let sites = rollout
+            .sites
+            .iter()
+            .map(|(id, p)| Ok((progress_key(&rollout.id, id), encode(p)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        (&self.rollouts, &self.progress)
+            .transaction(|(rollouts, progress)| {
+                rollouts.insert(rollout.id.as_bytes(), header.as_slice())?;
+                for key in &gone {
+                    progress.remove(key)?;
+                }
+                for (key, value) in &sites {
+                    progress.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| StoreError(format!("rollout {}: {e:?}", rollout.id)))?;
+        self.flush()
+    }
+
+    fn write_sites(
+        &self,
+        rollout: &str,
+        sites: &[(String, Option<SiteProgress>)],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (site, progress) in sites {
+            let key = progress_key(rollout, site);
+            match progress {
+                Some(p) => batch.insert(key, encode(p)?),
+                None => batch.remove(key),
+            }
+        }
+        self.progress.apply_batch(batch).map_err(err)?;
+        self.flush()
+    }
+}
+
+fn all<T: serde::de::DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
+    tree.iter()
+        .values()
+        .map(|v| decode(&v.map_err(err)?))
+        .collect()
+}
+
+/// A result now, as the trait's future.
+fn now<'a, T: Send + 'a>(f: impl FnOnce() -> Result<T, StoreError>) -> Pending<'a, T> {
+    Box::pin(std::future::ready(blocking(f)))
+}
+
+impl Store for SledStore {
+    fn sites(&self) -> Pending<'_, Vec<Site>> {
+        now(|| self.all_sites())
+    }
+
+    fn query_sites<'a>(&'a self, filter: &'a Filter) -> Pending<'a, Vec<Site>> {
+        now(|| {
+            let mut sites = self.all_sites()?;
+            sites.retain(|s| filter.matches(&s.document()));
+            Ok(sites)
+        })
+    }
+
+    fn count_sites(&self) -> Pending<'_, u64> {
+        now(|| Ok(self.sites.len() as u64))
+    }
+
+    fn site<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Site>> {
+        now(|| {
+            self.sites
+                .get(id)
+                .map_err(err)?
+                .map(|v| decode(&v))
+                .transpose()
+        })
+    }
+
+    fn insert_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written> {
+        now(|| self.write_site(site, true))
+    }
+
+    fn update_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written> {
+        now(|| self.write_site(site, false))
+    }
+
+    fn remove_site<'a>(&'a self, id: &'a str) -> Pending<'a, bool> {
+        now(|| self.remove(id))
+    }
+
+    fn rollouts(&self) -> Pending<'_, Vec<Rollout>> {
+        now(|| self.all_rollouts())
+    }
+
+    fn put_rollout<'a>(&'a self, rollout: &'a Rollout) -> Pending<'a, ()> {
+        now(|| self.write_rollout(rollout))
+    }
+
+    fn put_sites<'a>(
+        &'a self,
+        rollout: &'a str,
+        sites: &'a [(String, Option<SiteProgress>)],
+    ) -> Pending<'a, ()> {
+        now(|| self.write_sites(rollout, sites))
+    }
+
+    fn put_manifest<'a>(&'a self, digest: &'a str, body: &'a [u8]) -> Pending<'a, ()> {
+        now(|| {
+            self.manifests.insert(digest, body).map_err(err)?;
+            self.flush()
+        })
+    }
+
+    fn manifest<'a>(&'a self, digest: &'a str) -> Pending<'a, Option<Vec<u8>>> {
+        now(|| Ok(self.manifests.get(digest).map_err(err)?.map(|v| v.to_vec())))
+    }
+
+    fn manifest_digests(&self) -> Pending<'_, Vec<String>> {
+        now(|| {
+            self.manifests
+                .iter()
+                .keys()
+                .map(|k| Ok(String::from_utf8_lossy(&k.map_err(err)?).into_owned()))
+                .collect()
+        })
+    }
+}

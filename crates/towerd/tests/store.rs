@@ -1,0 +1,243 @@
+//! One suite of the tower's `Store` interface, run on both stores: the embedded sled
+//! store and PostgreSQL (a server the test starts, a database per test). What the API
+//! relies on holds the same on both: names unique, filters meaning what the language
+//! says (checked against `Filter::matches` on the same sites), a rollout as a header and
+//! a record per site, manifests byte for byte, records durable across a reopen.
+
+#[path = "../../../tests/kit/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+
+use serde_json::{json, Value};
+use site_fleet::{Filter, Rollout, Site};
+use site_towerd::store::{copy_all, PgStore, SledStore, Store, Written};
+use std::sync::Arc;
+
+fn site(id: &str, body: Value) -> Site {
+    Site::create(&body, id).unwrap()
+}
+
+/// A fleet whose documents reach every case of the language.
+fn fleet() -> Vec<Site> {
+    vec![
+        site(
+            "s-1",
+            json!({"name": "shop-1", "nodes": ["a:1", "b:1"], "labels": {"region": "eu", "tier": "gold"},
+                   "metadata": {"rack": {"row": 1, "slot": [1, 2]}, "owner": null, "count": 3}}),
+        ),
+        site(
+            "s-2",
+            json!({"name": "shop-2", "nodes": ["c:1"], "labels": {"region": "us"},
+                   "metadata": {"rack": {"row": 2}, "tags": ["x", "y"], "flag": true}}),
+        ),
+        site(
+            "s-3",
+            json!({"name": "ship-3", "nodes": ["d:1"], "labels": {"region": "eu"},
+                   "metadata": {"tags": [["x"], {"k": "v"}]}}),
+        ),
+        site(
+            "s-4",
+            json!({"name": "cell-4", "nodes": ["e:1", "a:1"], "labels": {},
+                   "metadata": {"count": "3", "list": ["0"]}}),
+        ),
+    ]
+}
+
+/// Filters reaching every case: the reference answer is `Filter::matches`.
+fn filters() -> Vec<Value> {
+    vec![
+        json!({}),
+        json!({"labels.region": "eu"}),
+        json!({"labels.region": {"$ne": "eu"}}),
+        json!({"labels.tier": {"$exists": false}}),
+        json!({"labels.region": {"$in": ["us", "ap"]}, "name": {"$nin": ["shop-2"]}}),
+        json!({"nodes": "a:1"}),
+        json!({"nodes": ["c:1"]}),
+        json!({"nodes": {"$ne": "a:1"}}),
+        json!({"metadata.rack.row": 1}),
+        json!({"metadata.rack": {"row": 2}}),
+        json!({"metadata.rack": {"$eq": {"row": 1}}}),
+        json!({"metadata.rack.slot": 2}),
+        json!({"metadata.rack.slot": [1, 2]}),
+        json!({"metadata.owner": null}),
+        json!({"metadata.owner": {"$exists": true}}),
+        json!({"metadata.count": 3}),
+        json!({"metadata.count": "3"}),
+        json!({"metadata.tags": "x"}),
+        json!({"metadata.tags": ["x"]}),
+        json!({"metadata.tags": {"k": "v"}}),
+        json!({"metadata.list.0": "0"}),
+        json!({"metadata.flag": true}),
+        json!({"$or": [{"name": "cell-4"}, {"labels.tier": "gold"}]}),
+        json!({"$and": [{"labels.region": "eu"}, {"$or": [{"metadata.tags": {"$exists": true}}, {"nodes": "b:1"}]}]}),
+        json!({"id": {"$in": []}}),
+        json!({"id": {"$nin": []}}),
+    ]
+}
+
+fn ids(sites: &[Site]) -> Vec<String> {
+    sites.iter().map(|s| s.id.clone()).collect()
+}
+
+async fn suite(store: Arc<dyn Store>) {
+    // Sites: ids and names are taken once.
+    let sites = fleet();
+    for s in &sites {
+        assert_eq!(store.insert_site(s).await.unwrap(), Written::Done);
+    }
+    assert_eq!(
+        store.insert_site(&sites[0]).await.unwrap(),
+        Written::IdTaken
+    );
+    let twin = site("s-9", json!({"name": "shop-1", "nodes": ["z:1"]}));
+    assert_eq!(
+        store.insert_site(&twin).await.unwrap(),
+        Written::NameTaken("s-1".into())
+    );
+    assert_eq!(store.count_sites().await.unwrap(), 4);
+    let mut renamed = sites[1].clone();
+    renamed.name = "shop-1".into();
+    assert_eq!(
+        store.update_site(&renamed).await.unwrap(),
+        Written::NameTaken("s-1".into())
+    );
+    renamed.name = "shop-two".into();
+    assert_eq!(store.update_site(&renamed).await.unwrap(), Written::Done);
+    // The old name is free again.
+    let takes_old = site("s-5", json!({"name": "shop-2", "nodes": ["z:1"]}));
+    assert_eq!(store.insert_site(&takes_old).await.unwrap(), Written::Done);
+    assert!(store.remove_site("s-5").await.unwrap());
+    assert!(!store.remove_site("s-5").await.unwrap());
+    assert_eq!(
+        store.update_site(&takes_old).await.unwrap(),
+        Written::Missing
+    );
+    renamed.name = "shop-2".into();
+    assert_eq!(store.update_site(&renamed).await.unwrap(), Written::Done);
+    assert_eq!(store.site("s-2").await.unwrap(), Some(sites[1].clone()));
+    assert_eq!(store.site("s-5").await.unwrap(), None);
+    assert_eq!(store.sites().await.unwrap(), sites);
+
+    // Filters: the store's answer is the language's.
+    for f in filters() {
+        let filter = Filter::parse(&f).unwrap();
+        let expected: Vec<String> = sites
+            .iter()
+            .filter(|s| filter.matches(&s.document()))
+            .map(|s| s.id.clone())
+            .collect();
+        let got = ids(&store.query_sites(&filter).await.unwrap());
+        assert_eq!(got, expected, "filter {f}");
+    }
+
+    // A rollout: a header and a record per site.
+    let mut rollout = Rollout {
+        id: "r-1".into(),
+        application: "pos".into(),
+        images: Vec::new(),
+        selector: json!({"labels.region": "eu"}),
+        max_parallel: 2,
+        bandwidth: Some(1000),
+        created_ms: 7,
+        cancelled_ms: None,
+        superseded_by: None,
+        sites: Default::default(),
+        pulling: None,
+    };
+    rollout.join(["s-1", "s-3", "s-4"]);
+    store.put_rollout(&rollout).await.unwrap();
+    rollout.start("s-3", 5);
+    rollout.sent("s-3", 42);
+    store
+        .put_sites("r-1", &[("s-3".into(), Some(rollout.sites["s-3"].clone()))])
+        .await
+        .unwrap();
+    assert_eq!(store.rollouts().await.unwrap(), vec![rollout.clone()]);
+    rollout.forget("s-4");
+    store.put_rollout(&rollout).await.unwrap();
+    assert_eq!(store.rollouts().await.unwrap(), vec![rollout.clone()]);
+    store
+        .put_sites("r-1", &[("s-1".into(), None)])
+        .await
+        .unwrap();
+    rollout.forget("s-1");
+    assert_eq!(store.rollouts().await.unwrap(), vec![rollout.clone()]);
+
+    // Manifests, byte for byte.
+    let body = b"{\"schemaVersion\":2,  \"x\":\"\\u00e9\"}\n\0";
+    store.put_manifest("sha256:aa", body).await.unwrap();
+    store.put_manifest("sha256:aa", body).await.unwrap();
+    assert_eq!(store.manifest("sha256:aa").await.unwrap().unwrap(), body);
+    assert_eq!(store.manifest("sha256:bb").await.unwrap(), None);
+    assert_eq!(store.manifest_digests().await.unwrap(), vec!["sha256:aa"]);
+}
+
+/// What the suite leaves, as any store reads it back.
+async fn holds_what_the_suite_left(store: &dyn Store) {
+    assert_eq!(
+        ids(&store.sites().await.unwrap()),
+        ["s-1", "s-2", "s-3", "s-4"]
+    );
+    let rollouts = store.rollouts().await.unwrap();
+    assert_eq!(rollouts.len(), 1);
+    assert_eq!(rollouts[0].sites.keys().collect::<Vec<_>>(), ["s-3"]);
+    assert_eq!(rollouts[0].sites["s-3"].bytes_done, 42);
+    assert!(store.manifest("sha256:aa").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_keeps_the_contract_and_its_records_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(Arc::new(SledStore::open(dir.path()).unwrap())).await;
+    let store = SledStore::open(dir.path()).unwrap();
+    holds_what_the_suite_left(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_keeps_the_same_contract_and_its_schema_is_migrated_once() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    suite(Arc::new(PgStore::connect(&url).await.unwrap())).await;
+    // A second connection (another replica) migrates nothing and reads the same.
+    let store = PgStore::connect(&url).await.unwrap();
+    holds_what_the_suite_left(&store).await;
+    let versions = postgres::psql(&url, "SELECT version FROM towerd_migrations ORDER BY 1");
+    assert_eq!(versions.trim(), "1");
+    // Filters are answered from the index, not by reading every site.
+    let plan = postgres::psql(
+        &url,
+        "SET enable_seqscan = off; EXPLAIN SELECT record FROM sites WHERE record @> '{\"labels\":{\"region\":\"eu\"}}'",
+    );
+    assert!(plan.contains("sites_record"), "{plan}");
+    // A schema newer than this towerd knows is refused.
+    postgres::psql(
+        &url,
+        "INSERT INTO towerd_migrations (version, description) VALUES (999, 'from the future')",
+    );
+    let refused = PgStore::connect(&url).await.err().expect("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("version 999, newer than this towerd knows"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_copies_every_record_into_an_empty_database_only() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    suite(sled.clone()).await;
+    let pg = PgStore::connect(&url).await.unwrap();
+    let copied = copy_all(sled.as_ref(), &pg).await.unwrap();
+    assert_eq!((copied.sites, copied.rollouts, copied.manifests), (4, 1, 1));
+    holds_what_the_suite_left(&pg).await;
+    assert_eq!(pg.rollouts().await.unwrap(), sled.rollouts().await.unwrap());
+    assert_eq!(pg.sites().await.unwrap(), sled.sites().await.unwrap());
+    let again = copy_all(sled.as_ref(), &pg).await.unwrap_err();
+    assert!(again.to_string().contains("empty database"), "{again}");
+}
