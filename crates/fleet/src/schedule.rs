@@ -1,7 +1,7 @@
 //! Which sites a rollout works on next, how long a failed one waits, and the totals and
 //! estimate `GET /rollouts/{id}` shows.
 
-use crate::rollout::{Rollout, State};
+use crate::rollout::{Rollout, SiteProgress, State};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -43,6 +43,15 @@ impl Backoff {
     }
 }
 
+/// Whether a site may start now: waiting, or failed and its backoff over.
+pub fn ready_at(site: &SiteProgress, now_ms: u64) -> bool {
+    match site.state {
+        State::Waiting => true,
+        State::Failed => site.next_attempt_ms <= now_ms,
+        _ => false,
+    }
+}
+
 /// The sites to start now: waiting ones, then failed ones whose backoff is over (the
 /// longest-due first), as many as `max_parallel` leaves room for beside the sites in
 /// flight. None once the rollout is cancelled, nor while its images are pulled.
@@ -63,11 +72,7 @@ pub fn due(rollout: &Rollout, now_ms: u64) -> Vec<String> {
     let mut ready: Vec<(u64, u32, &String)> = rollout
         .sites
         .iter()
-        .filter(|(_, s)| match s.state {
-            State::Waiting => true,
-            State::Failed => s.next_attempt_ms <= now_ms,
-            _ => false,
-        })
+        .filter(|(_, s)| ready_at(s, now_ms))
         .map(|(id, s)| (s.next_attempt_ms, s.retries, id))
         .collect();
     ready.sort();

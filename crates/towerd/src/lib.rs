@@ -14,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod create;
 pub mod health;
+pub mod leases;
 pub mod pull;
 pub mod registry;
 pub mod runner;
@@ -48,7 +49,8 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let (registry, client) = registry::start(&config).await?;
-    let tower = match tower::Tower::new(store, client, config.settings()).await {
+    let holder = format!("{}/{}", hostname(), api::new_id("t"));
+    let tower = match tower::Tower::new(store, client, config.settings(), holder).await {
         Ok(t) => Arc::new(t),
         Err(e) => {
             let _ = registry.shutdown().await;
@@ -60,6 +62,7 @@ pub async fn serve(
         let _ = bound.send(address);
     }
     let runner = tokio::spawn(runner::run(tower.clone(), shutdown.clone()));
+    let leases = tokio::spawn(leases::run(tower.clone(), shutdown.clone()));
     let mut stop = shutdown.clone();
     let result = axum::serve(listener, api::router(tower.clone()))
         .with_graceful_shutdown(async move {
@@ -68,13 +71,25 @@ pub async fn serve(
         .await
         .map_err(|e| format!("API server: {e}"));
     let _ = runner.await;
+    // What the stopped workers had done is written (other sites are as written).
+    let working = tower.working();
     tower.stop_workers(None);
-    for id in tower.active_ids() {
-        let _ = tower.save(&id).await;
+    for (id, site) in &working {
+        let _ = tower.save_sites(id, &[site.as_str()]).await;
     }
+    let _ = leases.await;
     if let Err(e) = registry.shutdown().await {
         tracing::error!(error = %e, "the tower's registry stopped with an error");
     }
     tracing::info!("tower stopped");
     result
+}
+
+/// This machine's name, to tell replicas apart in the leases they hold.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tower".into())
 }

@@ -155,7 +155,7 @@ pub async fn attempt(tower: &Arc<Tower>, id: &str) {
             tower.change(id, |r| r.pull_failed(reason, &message, now_ms(), &backoff));
         }
     }
-    if let Err(e) = tower.save(id).await {
+    if let Err(e) = tower.save_header(id).await {
         tracing::error!(rollout = id, error = %e, "cannot write the rollout");
     }
     tower.wake.notify_one();

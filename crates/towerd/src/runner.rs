@@ -1,8 +1,9 @@
 //! The rollouts' background loop: sites that match a rollout's selector join it, due
 //! sites get a worker (at most `max_parallel` per rollout).
 
+use crate::leases::pull_key;
 use crate::tower::{now_ms, Tower};
-use site_fleet::schedule::{due, next_due_ms};
+use site_fleet::schedule::{due, next_due_ms, ready_at};
 use site_fleet::{Filter, Rollout, Site};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -43,22 +44,43 @@ pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
 /// One pass over the rollouts; returns when the next failed site becomes due. Sites
 /// join and leave rollouts only when the inventory changed since the pass that last read
 /// it (`seen`): a pass over a large fleet does not filter every site every second.
+///
+/// With a shared store the pass first reads what other towers wrote, and a site is
+/// started only under its lease: a site in flight whose lease is another tower's is
+/// that tower's work, not an orphan.
 async fn pass(
     tower: &Arc<Tower>,
     seen: &mut Option<u64>,
 ) -> Result<Option<u64>, crate::store::StoreError> {
-    let generation = tower.inventory_generation();
-    let sites = if *seen == Some(generation) {
+    let store = tower.store.clone();
+    if store.shared() {
+        tower.refresh().await?;
+    }
+    let version = store.inventory_version().await?;
+    let sites = if *seen == Some(version) {
         None
     } else {
-        let sites = tower.store.sites().await?;
-        *seen = Some(generation);
+        let sites = store.sites().await?;
+        *seen = Some(version);
         Some(sites)
+    };
+    // Sites other towers work now.
+    let elsewhere: HashSet<String> = if store.shared() {
+        store
+            .leases()
+            .await?
+            .into_iter()
+            .filter(|(_, holder)| *holder != tower.leases.holder)
+            .map(|(key, _)| key)
+            .collect()
+    } else {
+        HashSet::new()
     };
     let mut next = None::<u64>;
     for id in tower.active_ids() {
         let now = now_ms();
-        // A site in flight whose worker is gone (it panicked) fails, to be tried again.
+        // A site in flight whose worker is gone (it panicked, or the tower that ran it
+        // died and its lease expired) fails, to be tried again.
         let orphans: Vec<String> = tower
             .change(&id, |r| {
                 r.sites
@@ -70,10 +92,10 @@ async fn pass(
             .unwrap_or_default();
         let orphans: Vec<String> = orphans
             .into_iter()
-            .filter(|site| !tower.has_worker(&id, site))
+            .filter(|site| !tower.has_worker(&id, site) && !elsewhere.contains(site))
             .collect();
-        // Images not all in the tower's registry yet: an attempt when it is due; the
-        // sites wait (`due` starts none).
+        // Images not all in the tower's registry yet: an attempt when it is due (under
+        // its lease); the sites wait (`due` starts none).
         let pull = tower
             .change(&id, |r| {
                 (
@@ -82,7 +104,7 @@ async fn pass(
                 )
             })
             .unwrap_or_default();
-        if pull.0 {
+        if pull.0 && tower.leases.take(store.as_ref(), &pull_key(&id)).await? {
             tower.spawn_pull(&id);
         }
         if let (false, Some(at)) = pull {
@@ -97,45 +119,41 @@ async fn pass(
             }
             let (joined, gone) = match &sites {
                 Some(sites) => reconcile(r, sites),
-                None => (false, Vec::new()),
+                None => (Vec::new(), Vec::new()),
             };
-            let due = due(r, now);
-            for site in &due {
-                r.start(site, now);
-            }
-            let room =
-                r.sites.values().filter(|s| s.state.in_flight()).count() < r.max_parallel as usize;
-            (
-                joined || !gone.is_empty(),
-                gone,
-                due,
-                room.then(|| next_due_ms(r)).flatten(),
-            )
+            (joined, gone, due(r, now))
         });
-        let Some((whole, gone, due, wake)) = planned else {
+        let Some((joined, gone, due)) = planned else {
             continue;
         };
         for site in &gone {
             tower.stop_worker(&id, site);
         }
+        let started = start(tower, &id, due, now).await?;
         // The sites just started get their worker whether or not this write lands: a
         // site in flight without one would wait for the next pass to fail it.
-        let written = if whole {
-            tower.save(&id).await
-        } else {
-            let changed: Vec<&str> = due.iter().chain(&orphans).map(String::as_str).collect();
-            if changed.is_empty() {
-                Ok(())
-            } else {
-                tower.save_sites(&id, &changed).await
+        let changed: Vec<&str> = joined
+            .iter()
+            .chain(&gone)
+            .chain(&started)
+            .chain(&orphans)
+            .map(String::as_str)
+            .collect();
+        if !changed.is_empty() {
+            if let Err(e) = tower.save_sites(&id, &changed).await {
+                tracing::error!(rollout = %id, error = %e, "cannot write the rollout");
             }
-        };
-        if let Err(e) = written {
-            tracing::error!(rollout = %id, error = %e, "cannot write the rollout");
         }
-        for site in due {
+        for site in started {
             tower.spawn_worker(&id, &site);
         }
+        let wake = tower
+            .change(&id, |r| {
+                let room = r.sites.values().filter(|s| s.state.in_flight()).count()
+                    < r.max_parallel as usize;
+                room.then(|| next_due_ms(r)).flatten()
+            })
+            .flatten();
         next = match (next, wake) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -144,17 +162,59 @@ async fn pass(
     Ok(next)
 }
 
+/// Starts the sites of rollout `id` that are due, each under its lease: a site whose
+/// lease another tower holds is left to it, and one that tower finished meanwhile (read
+/// again once the lease is taken) is not started again. Returns the sites started.
+async fn start(
+    tower: &Arc<Tower>,
+    id: &str,
+    due: Vec<String>,
+    now: u64,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let store = tower.store.as_ref();
+    let mut started = Vec::with_capacity(due.len());
+    for site in due {
+        if !tower.leases.take(store, &site).await? {
+            continue;
+        }
+        let fresh = if store.shared() {
+            store.site_progress(id, &site).await?
+        } else {
+            None
+        };
+        let go = tower
+            .change(id, |r| {
+                if let Some(p) = fresh {
+                    r.sites.insert(site.clone(), p);
+                }
+                let go = !r.cancelled() && r.sites.get(&site).is_some_and(|s| ready_at(s, now));
+                if go {
+                    r.start(&site, now);
+                }
+                go
+            })
+            .unwrap_or(false);
+        if go {
+            started.push(site);
+        } else if !tower.has_worker(id, &site) {
+            tower.leases.give_back(store, &site).await;
+        }
+    }
+    Ok(started)
+}
+
 /// Sites onboarded since that match the selector join; sites removed from the inventory
-/// leave. Returns whether sites joined, and the sites that left.
-fn reconcile(rollout: &mut Rollout, sites: &[Site]) -> (bool, Vec<String>) {
+/// leave. Returns the sites that joined, and those that left.
+fn reconcile(rollout: &mut Rollout, sites: &[Site]) -> (Vec<String>, Vec<String>) {
     let Ok(filter) = Filter::parse(&rollout.selector) else {
-        return (false, Vec::new());
+        return (Vec::new(), Vec::new());
     };
-    let matching = sites
+    let joined: Vec<String> = sites
         .iter()
-        .filter(|s| filter.matches(&s.document()))
-        .map(|s| s.id.as_str());
-    let joined = rollout.join(matching);
+        .filter(|s| filter.matches(&s.document()) && !rollout.sites.contains_key(&s.id))
+        .map(|s| s.id.clone())
+        .collect();
+    rollout.join(joined.iter().map(String::as_str));
     let known: HashSet<&str> = sites.iter().map(|s| s.id.as_str()).collect();
     let gone: Vec<String> = rollout
         .sites
@@ -165,8 +225,8 @@ fn reconcile(rollout: &mut Rollout, sites: &[Site]) -> (bool, Vec<String>) {
     for id in &gone {
         rollout.forget(id);
     }
-    if joined > 0 {
-        tracing::info!(rollout = %rollout.id, joined, "sites joined the rollout");
+    if !joined.is_empty() {
+        tracing::info!(rollout = %rollout.id, joined = joined.len(), "sites joined the rollout");
     }
-    (joined > 0, gone)
+    (joined, gone)
 }

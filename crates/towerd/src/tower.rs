@@ -1,11 +1,16 @@
 //! The running tower: its store, the client of its registry, and the rollouts as they
 //! stand now (in memory, written to the store at each change of a site's state).
+//!
+//! Towers sharing a store (replicas on one PostgreSQL database) each keep the rollouts in
+//! memory too: a site's progress is written by the replica that holds its lease
+//! (`leases.rs`), and every pass reads what the others wrote ([`Tower::refresh`]).
 
+use crate::leases::Leases;
 use crate::registry::RegistryClient;
 use crate::store::{Store, StoreError};
 use site_fleet::schedule::Backoff;
 use site_fleet::Rollout;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -31,8 +36,8 @@ pub struct Tower {
     pub wake: Notify,
     /// Inventory writes, one at a time (a name is checked, then taken).
     pub inventory: tokio::sync::Mutex<()>,
-    /// Bumped at each change of the inventory.
-    inventory_changes: std::sync::atomic::AtomicU64,
+    /// The work this tower holds.
+    pub leases: Leases,
     rollouts: Mutex<BTreeMap<String, Rollout>>,
     /// Store writes of rollouts, in the order their snapshots were taken.
     writing: tokio::sync::Mutex<()>,
@@ -51,16 +56,20 @@ pub fn now_ms() -> u64 {
 }
 
 impl Tower {
-    /// A tower over `store`; the rollouts it holds are taken up where they were (sites
-    /// that had a worker when the tower stopped start again from waiting).
+    /// A tower over `store`, working as `holder`; the rollouts it holds are taken up
+    /// where they were (sites that had a worker when the tower stopped start again from
+    /// waiting; in a shared store, once their lease has expired).
     pub async fn new(
         store: Arc<dyn Store>,
         registry: RegistryClient,
         settings: Settings,
+        holder: String,
     ) -> Result<Tower, StoreError> {
         let mut rollouts = BTreeMap::new();
         for mut r in store.rollouts().await? {
-            r.recover();
+            if !store.shared() {
+                r.recover();
+            }
             rollouts.insert(r.id.clone(), r);
         }
         Ok(Tower {
@@ -69,7 +78,7 @@ impl Tower {
             settings,
             wake: Notify::new(),
             inventory: tokio::sync::Mutex::new(()),
-            inventory_changes: std::sync::atomic::AtomicU64::new(0),
+            leases: Leases::new(holder),
             rollouts: Mutex::new(rollouts),
             writing: tokio::sync::Mutex::new(()),
             workers: Mutex::new(HashMap::new()),
@@ -79,15 +88,7 @@ impl Tower {
     /// The inventory changed (a site added, changed or removed): the runner reads it
     /// again at its next pass, which it starts now.
     pub fn inventory_changed(&self) {
-        self.inventory_changes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.wake.notify_one();
-    }
-
-    /// How many times the inventory changed.
-    pub fn inventory_generation(&self) -> u64 {
-        self.inventory_changes
-            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn rollouts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Rollout>> {
@@ -97,6 +98,74 @@ impl Tower {
     /// A rollout as it stands.
     pub fn rollout(&self, id: &str) -> Option<Rollout> {
         self.rollouts().get(id).cloned()
+    }
+
+    /// A rollout as it stands, read from the store when this tower does not know it
+    /// yet (another replica created it since this one's last pass).
+    pub async fn load(&self, id: &str) -> Result<Option<Rollout>, StoreError> {
+        if let Some(r) = self.rollout(id) {
+            return Ok(Some(r));
+        }
+        let Some(r) = self.store.rollout(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.rollouts().entry(id.to_owned()).or_insert(r).clone(),
+        ))
+    }
+
+    /// Reads what other towers sharing the store wrote: new rollouts, and the header and
+    /// sites of every rollout not cancelled here, except what this tower's own workers
+    /// are writing (the sites they work; the header while its images are pulled here).
+    /// A rollout another tower cancelled stops its workers here.
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        for header in self.store.rollout_headers().await? {
+            let known = self.rollout(&header.id);
+            if known.as_ref().is_some_and(|r| r.cancelled()) {
+                continue;
+            }
+            let Some(stored) = self.store.rollout(&header.id).await? else {
+                continue;
+            };
+            let cancelled = stored.cancelled() && known.is_some();
+            // Taken before the rollouts' lock (spawning takes them the other way round).
+            let pulling_here = self.has_worker(&stored.id, PULL);
+            let working: HashSet<String> = if cancelled {
+                HashSet::new()
+            } else {
+                self.workers()
+                    .iter()
+                    .filter(|((r, s), h)| *r == stored.id && s != PULL && !h.is_finished())
+                    .map(|((_, s), _)| s.clone())
+                    .collect()
+            };
+            let mut rollouts = self.rollouts();
+            let r = rollouts
+                .entry(stored.id.clone())
+                .or_insert_with(|| stored.clone());
+            let mut merged = if pulling_here {
+                r.clone()
+            } else {
+                Rollout {
+                    sites: Default::default(),
+                    ..stored.clone()
+                }
+            };
+            for (site, progress) in stored.sites {
+                let p = match r.sites.get(&site) {
+                    Some(local) if working.contains(&site) => local.clone(),
+                    _ => progress,
+                };
+                merged.sites.insert(site, p);
+            }
+            *r = merged;
+            drop(rollouts);
+            if cancelled {
+                tracing::info!(rollout = %header.id, "rollout cancelled by another tower");
+                self.stop_workers(Some(&header.id));
+            }
+        }
+        Ok(())
     }
 
     /// Every rollout, by id.
@@ -172,6 +241,16 @@ impl Tower {
         self.store.put_rollout(&snapshot).await
     }
 
+    /// Writes a rollout's header as it stands now (its sites are written by whoever
+    /// works them).
+    pub async fn save_header(&self, id: &str) -> Result<(), StoreError> {
+        let _writing = self.writing.lock().await;
+        let Some(snapshot) = self.rollout(id) else {
+            return Ok(());
+        };
+        self.store.put_rollout_header(&snapshot).await
+    }
+
     /// Writes the progress of some sites of a rollout as they stand now.
     pub async fn save_sites(&self, id: &str, sites: &[&str]) -> Result<(), StoreError> {
         let _writing = self.writing.lock().await;
@@ -239,6 +318,38 @@ impl Tower {
         self.workers()
             .get(&(rollout.to_owned(), site.to_owned()))
             .is_some_and(|h| !h.is_finished())
+    }
+
+    /// The sites with a running worker, by rollout.
+    pub fn working(&self) -> Vec<(String, String)> {
+        self.workers()
+            .iter()
+            .filter(|((_, s), h)| s != PULL && !h.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The leases the running workers need: their sites, and the pulls.
+    pub fn live_leases(&self) -> HashSet<String> {
+        self.workers()
+            .iter()
+            .filter(|(_, h)| !h.is_finished())
+            .map(|((r, s), _)| {
+                if s == PULL {
+                    crate::leases::pull_key(r)
+                } else {
+                    s.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// Stops the work of a lease this tower lost.
+    pub fn stop_leased(&self, key: &str) {
+        match key.strip_prefix("pull:") {
+            Some(rollout) => self.stop_worker(rollout, PULL),
+            None => self.stop_where(|_, s| s == key),
+        }
     }
 
     /// Stops the workers of a rollout (every rollout with `None`).

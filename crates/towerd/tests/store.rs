@@ -163,6 +163,26 @@ async fn suite(store: Arc<dyn Store>) {
     rollout.forget("s-1");
     assert_eq!(store.rollouts().await.unwrap(), vec![rollout.clone()]);
 
+    // One rollout, its header alone, one site's progress.
+    assert_eq!(store.rollout("r-1").await.unwrap(), Some(rollout.clone()));
+    assert_eq!(store.rollout("r-2").await.unwrap(), None);
+    rollout.cancel(9, None);
+    store.put_rollout_header(&rollout).await.unwrap();
+    let headers = store.rollout_headers().await.unwrap();
+    assert_eq!(headers.len(), 1);
+    assert!(headers[0].sites.is_empty() && headers[0].cancelled());
+    let stored = store.rollout("r-1").await.unwrap().unwrap();
+    assert!(stored.cancelled());
+    assert_eq!(
+        stored.sites["s-3"].bytes_done, 42,
+        "a header write leaves the sites' records alone"
+    );
+    assert_eq!(
+        store.site_progress("r-1", "s-3").await.unwrap(),
+        Some(stored.sites["s-3"].clone())
+    );
+    assert_eq!(store.site_progress("r-1", "s-1").await.unwrap(), None);
+
     // Manifests, byte for byte.
     let body = b"{\"schemaVersion\":2,  \"x\":\"\\u00e9\"}\n\0";
     store.put_manifest("sha256:aa", body).await.unwrap();
@@ -170,6 +190,50 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.manifest("sha256:aa").await.unwrap().unwrap(), body);
     assert_eq!(store.manifest("sha256:bb").await.unwrap(), None);
     assert_eq!(store.manifest_digests().await.unwrap(), vec!["sha256:aa"]);
+}
+
+/// Leases and the inventory's version, as replicas use them.
+async fn leases(store: Arc<dyn Store>) {
+    use std::time::Duration;
+    let ttl = Duration::from_millis(300);
+    assert!(store.claim("s-1", "a", ttl).await.unwrap());
+    assert!(
+        store.claim("s-1", "a", ttl).await.unwrap(),
+        "its holder keeps it"
+    );
+    assert!(!store.claim("s-1", "b", ttl).await.unwrap());
+    assert!(store.claim("pull:r-1", "b", ttl).await.unwrap());
+    let mut live = store.leases().await.unwrap();
+    live.sort();
+    assert_eq!(
+        live,
+        [
+            ("pull:r-1".to_owned(), "b".to_owned()),
+            ("s-1".into(), "a".into())
+        ]
+    );
+    let keys = ["s-1".to_owned(), "pull:r-1".to_owned()];
+    assert_eq!(store.renew(&keys, "a", ttl).await.unwrap(), ["s-1"]);
+    // Expired: anyone takes it, and its old holder can no longer renew it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.leases().await.unwrap().is_empty());
+    assert!(store.renew(&keys, "a", ttl).await.unwrap().is_empty());
+    assert!(store.claim("s-1", "b", ttl).await.unwrap());
+    store.release("s-1", "a").await.unwrap();
+    assert!(
+        !store.claim("s-1", "a", ttl).await.unwrap(),
+        "only its holder gives it back"
+    );
+    store.release("s-1", "b").await.unwrap();
+    assert!(store.claim("s-1", "a", ttl).await.unwrap());
+
+    let before = store.inventory_version().await.unwrap();
+    let s = site("s-8", json!({"name": "lease-8", "nodes": ["q:1"]}));
+    store.insert_site(&s).await.unwrap();
+    let added = store.inventory_version().await.unwrap();
+    assert_ne!(added, before);
+    store.remove_site("s-8").await.unwrap();
+    assert_ne!(store.inventory_version().await.unwrap(), added);
 }
 
 /// What the suite leaves, as any store reads it back.
@@ -188,7 +252,9 @@ async fn holds_what_the_suite_left(store: &dyn Store) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_store_keeps_the_contract_and_its_records_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    suite(Arc::new(SledStore::open(dir.path()).unwrap())).await;
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    suite(store.clone()).await;
+    leases(store).await;
     let store = SledStore::open(dir.path()).unwrap();
     holds_what_the_suite_left(&store).await;
 }
@@ -198,12 +264,14 @@ async fn postgresql_keeps_the_same_contract_and_its_schema_is_migrated_once() {
     let Some(url) = postgres::database() else {
         return;
     };
-    suite(Arc::new(PgStore::connect(&url).await.unwrap())).await;
+    let store = Arc::new(PgStore::connect(&url).await.unwrap());
+    suite(store.clone()).await;
+    leases(store).await;
     // A second connection (another replica) migrates nothing and reads the same.
     let store = PgStore::connect(&url).await.unwrap();
     holds_what_the_suite_left(&store).await;
     let versions = postgres::psql(&url, "SELECT version FROM towerd_migrations ORDER BY 1");
-    assert_eq!(versions.trim(), "1");
+    assert_eq!(versions.split_whitespace().collect::<Vec<_>>(), ["1", "2"]);
     // Filters are answered from the index, not by reading every site.
     let plan = postgres::psql(
         &url,

@@ -102,9 +102,10 @@ fn summary(r: &Rollout, now: u64) -> Value {
     })
 }
 
-fn find(tower: &Tower, id: &str) -> Result<Rollout, ApiError> {
+async fn find(tower: &Tower, id: &str) -> Result<Rollout, ApiError> {
     tower
-        .rollout(id)
+        .load(id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no rollout {id:?}")))
 }
 
@@ -137,13 +138,19 @@ pub async fn create(State(tower): Tw, body: Bytes) -> Result<Response, ApiError>
 
 /// `GET /rollouts/{id}`.
 pub async fn get(State(tower): Tw, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(json(StatusCode::OK, &view(&find(&tower, &id)?, now_ms())))
+    Ok(json(
+        StatusCode::OK,
+        &view(&find(&tower, &id).await?, now_ms()),
+    ))
 }
 
 /// `DELETE /rollouts/{id}`: stops its workers; the sites keep what they hold.
 pub async fn cancel(State(tower): Tw, Path(id): Path<String>) -> Result<Response, ApiError> {
-    find(&tower, &id)?;
+    find(&tower, &id).await?;
     tower.cancel(&id, None).await?;
     tracing::info!(rollout = %id, "rollout cancelled");
-    Ok(json(StatusCode::OK, &view(&find(&tower, &id)?, now_ms())))
+    Ok(json(
+        StatusCode::OK,
+        &view(&find(&tower, &id).await?, now_ms()),
+    ))
 }

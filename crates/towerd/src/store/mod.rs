@@ -22,6 +22,7 @@ pub use self::postgres::PgStore;
 pub use self::sled::SledStore;
 use futures_util::future::BoxFuture;
 use site_fleet::{Filter, Rollout, Site, SiteProgress};
+use std::time::Duration;
 
 /// A failure of the store itself: the API answers 500 and changes nothing.
 #[derive(Debug, thiserror::Error)]
@@ -60,10 +61,25 @@ pub trait Store: Send + Sync + 'static {
     fn update_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written>;
     /// Removes a site; `false` when there was none.
     fn remove_site<'a>(&'a self, id: &'a str) -> Pending<'a, bool>;
+    /// A number that changes whenever a site is added, changed or removed (by any
+    /// tower sharing the store).
+    fn inventory_version(&self) -> Pending<'_, u64>;
     /// Every rollout, by id, with its sites.
     fn rollouts(&self) -> Pending<'_, Vec<Rollout>>;
+    /// Every rollout, by id, without its sites.
+    fn rollout_headers(&self) -> Pending<'_, Vec<Rollout>>;
+    /// One rollout with its sites.
+    fn rollout<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Rollout>>;
     /// Writes a rollout whole (new or changed), its sites included, in one transaction.
     fn put_rollout<'a>(&'a self, rollout: &'a Rollout) -> Pending<'a, ()>;
+    /// Writes a rollout's header (all of it but its sites).
+    fn put_rollout_header<'a>(&'a self, rollout: &'a Rollout) -> Pending<'a, ()>;
+    /// The progress of one site of a rollout, as the store has it.
+    fn site_progress<'a>(
+        &'a self,
+        rollout: &'a str,
+        site: &'a str,
+    ) -> Pending<'a, Option<SiteProgress>>;
     /// Writes the progress of some sites of a rollout (`None` removes a site).
     fn put_sites<'a>(
         &'a self,
@@ -76,6 +92,24 @@ pub trait Store: Send + Sync + 'static {
     fn manifest<'a>(&'a self, digest: &'a str) -> Pending<'a, Option<Vec<u8>>>;
     /// Every manifest's digest (for a move to another store).
     fn manifest_digests(&self) -> Pending<'_, Vec<String>>;
+
+    /// Whether other towers may share this store (then each works only what it holds a
+    /// lease on, and reads what the others wrote).
+    fn shared(&self) -> bool;
+    /// Takes the lease `key` for `holder` for `ttl` (or extends it, if `holder` has it);
+    /// `false` when another holder has it and it has not expired.
+    fn claim<'a>(&'a self, key: &'a str, holder: &'a str, ttl: Duration) -> Pending<'a, bool>;
+    /// Extends the leases of `keys` that `holder` still has (not expired); returns them.
+    fn renew<'a>(
+        &'a self,
+        keys: &'a [String],
+        holder: &'a str,
+        ttl: Duration,
+    ) -> Pending<'a, Vec<String>>;
+    /// Gives the lease `key` up, if `holder` has it.
+    fn release<'a>(&'a self, key: &'a str, holder: &'a str) -> Pending<'a, ()>;
+    /// The leases not expired, as `(key, holder)`.
+    fn leases(&self) -> Pending<'_, Vec<(String, String)>>;
 }
 
 /// Opens the store `config` names: PostgreSQL with `--database`, else sled in the data

@@ -9,6 +9,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
 use site_fleet::{Filter, Rollout, Site, SiteProgress};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::NoTls;
@@ -175,25 +176,50 @@ impl PgStore {
         }
     }
 
-    async fn all_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+    /// Rollout headers: every one, or the one `id`.
+    async fn headers(&self, id: Option<&str>) -> Result<BTreeMap<String, Rollout>, StoreError> {
         let client = self.client().await?;
+        let rows = match id {
+            Some(id) => {
+                client
+                    .query("SELECT id, record FROM rollouts WHERE id = $1", &[&id])
+                    .await
+            }
+            None => client.query("SELECT id, record FROM rollouts", &[]).await,
+        }
+        .map_err(pg)?;
         let mut rollouts = BTreeMap::new();
-        for row in client
-            .query("SELECT id, record FROM rollouts", &[])
-            .await
-            .map_err(pg)?
-        {
+        for row in rows {
             let id: String = row.get(0);
             let Json(r) = row
                 .try_get::<_, Json<Rollout>>(1)
                 .map_err(|e| StoreError(format!("rollout {id} does not decode: {e}")))?;
             rollouts.insert(id, r);
         }
-        for row in client
-            .query("SELECT rollout, site, progress FROM rollout_sites", &[])
-            .await
-            .map_err(pg)?
-        {
+        Ok(rollouts)
+    }
+
+    /// Rollouts with their sites: every one, or the one `id`.
+    async fn with_sites(&self, id: Option<&str>) -> Result<Vec<Rollout>, StoreError> {
+        let mut rollouts = self.headers(id).await?;
+        let client = self.client().await?;
+        let rows = match id {
+            Some(id) => {
+                client
+                    .query(
+                        "SELECT rollout, site, progress FROM rollout_sites WHERE rollout = $1",
+                        &[&id],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query("SELECT rollout, site, progress FROM rollout_sites", &[])
+                    .await
+            }
+        }
+        .map_err(pg)?;
+        for row in rows {
             let (id, site): (String, String) = (row.get(0), row.get(1));
             let Json(p) = row.try_get::<_, Json<SiteProgress>>(2).map_err(|e| {
                 StoreError(format!("site {site} of rollout {id} does not decode: {e}"))
@@ -205,11 +231,21 @@ impl PgStore {
         Ok(rollouts.into_values().collect())
     }
 
+    async fn write_header(&self, rollout: &Rollout) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO rollouts (id, record) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                &[&rollout.id, &Json(&header_of(rollout))],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
     async fn write_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
-        let header = Rollout {
-            sites: Default::default(),
-            ..rollout.clone()
-        };
+        let header = header_of(rollout);
         let (ids, progress) = columns(
             rollout
                 .sites
@@ -259,6 +295,19 @@ impl PgStore {
         upsert_sites(&tx, rollout, &ids, &progress).await?;
         tx.commit().await.map_err(pg)
     }
+}
+
+/// A rollout without its sites.
+fn header_of(rollout: &Rollout) -> Rollout {
+    Rollout {
+        sites: Default::default(),
+        ..rollout.clone()
+    }
+}
+
+/// Milliseconds of a lease, as PostgreSQL's interval arithmetic takes them.
+fn millis(ttl: Duration) -> f64 {
+    ttl.as_millis() as f64
 }
 
 /// Site ids and their progress as two arrays (for `unnest`).
@@ -345,12 +394,62 @@ impl Store for PgStore {
         })
     }
 
+    fn inventory_version(&self) -> Pending<'_, u64> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_one("SELECT version FROM inventory", &[])
+                .await
+                .map_err(pg)?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
     fn rollouts(&self) -> Pending<'_, Vec<Rollout>> {
-        Box::pin(self.all_rollouts())
+        Box::pin(self.with_sites(None))
+    }
+
+    fn rollout_headers(&self) -> Pending<'_, Vec<Rollout>> {
+        Box::pin(async move { Ok(self.headers(None).await?.into_values().collect()) })
+    }
+
+    fn rollout<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Rollout>> {
+        Box::pin(async move { Ok(self.with_sites(Some(id)).await?.pop()) })
     }
 
     fn put_rollout<'a>(&'a self, rollout: &'a Rollout) -> Pending<'a, ()> {
         Box::pin(self.write_rollout(rollout))
+    }
+
+    fn put_rollout_header<'a>(&'a self, rollout: &'a Rollout) -> Pending<'a, ()> {
+        Box::pin(self.write_header(rollout))
+    }
+
+    fn site_progress<'a>(
+        &'a self,
+        rollout: &'a str,
+        site: &'a str,
+    ) -> Pending<'a, Option<SiteProgress>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT progress FROM rollout_sites WHERE rollout = $1 AND site = $2",
+                    &[&rollout, &site],
+                )
+                .await
+                .map_err(pg)?;
+            row.map(|r| {
+                r.try_get::<_, Json<SiteProgress>>(0)
+                    .map(|Json(p)| p)
+                    .map_err(|e| {
+                        StoreError(format!(
+                            "site {site} of rollout {rollout} does not decode: {e}"
+                        ))
+                    })
+            })
+            .transpose()
+        })
     }
 
     fn put_sites<'a>(
@@ -394,6 +493,78 @@ impl Store for PgStore {
                 .await
                 .map_err(pg)?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn claim<'a>(&'a self, key: &'a str, holder: &'a str, ttl: Duration) -> Pending<'a, bool> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "INSERT INTO leases (key, holder, expires_at)
+                     VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+                     ON CONFLICT (key) DO UPDATE
+                       SET holder = excluded.holder, expires_at = excluded.expires_at
+                       WHERE leases.holder = excluded.holder OR leases.expires_at < now()
+                     RETURNING holder",
+                    &[&key, &holder, &millis(ttl)],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(row.is_some())
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        keys: &'a [String],
+        holder: &'a str,
+        ttl: Duration,
+    ) -> Pending<'a, Vec<String>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "UPDATE leases SET expires_at = now() + $3 * interval '1 millisecond'
+                     WHERE key = ANY($1) AND holder = $2 AND expires_at >= now()
+                     RETURNING key",
+                    &[&keys, &holder, &millis(ttl)],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a str, holder: &'a str) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "DELETE FROM leases WHERE key = $1 AND holder = $2",
+                    &[&key, &holder],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn leases(&self) -> Pending<'_, Vec<(String, String)>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT key, holder FROM leases WHERE expires_at >= now()",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
 }

@@ -8,11 +8,18 @@ use super::{err, StoreError};
 use tokio_postgres::Client;
 
 /// Every migration: its version, what it does, its SQL.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "sites, rollouts and manifests",
-    include_str!("migrations/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "sites, rollouts and manifests",
+        include_str!("migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "leases and the inventory's version",
+        include_str!("migrations/0002_leases.sql"),
+    ),
+];
 
 /// The advisory lock the migrating replica holds ("towerd" in ASCII).
 const LOCK: i64 = 0x746f_7765_7264;

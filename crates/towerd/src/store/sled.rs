@@ -4,7 +4,11 @@
 use super::{decode, encode, err, Pending, Store, StoreError, Written};
 use site_fleet::{Filter, Rollout, Site, SiteProgress};
 use sled::Transactional;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// [`Store`] in an embedded sled database.
 pub struct SledStore {
@@ -17,6 +21,11 @@ pub struct SledStore {
     /// Rollout id, 0, site id -> that site's progress.
     progress: sled::Tree,
     manifests: sled::Tree,
+    /// Bumped at each write of a site (one process uses the store).
+    inventory: AtomicU64,
+    /// Leases, in memory: one tower uses this store, so they only keep its own workers
+    /// apart.
+    leases: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 /// The key of a site's progress in a rollout.
@@ -53,6 +62,8 @@ impl SledStore {
             progress: db.open_tree("rollout_sites").map_err(err)?,
             manifests: db.open_tree("manifests").map_err(err)?,
             db,
+            inventory: AtomicU64::new(0),
+            leases: Mutex::new(HashMap::new()),
         };
         // A database of an earlier version has no name index: made from the sites.
         if store.names.is_empty() && !store.sites.is_empty() {
@@ -107,6 +118,7 @@ impl SledStore {
         match outcome {
             Ok(()) => {
                 self.flush()?;
+                self.inventory.fetch_add(1, Ordering::SeqCst);
                 Ok(Written::Done)
             }
             Err(sled::transaction::TransactionError::Abort(w)) => Ok(w),
@@ -129,28 +141,39 @@ impl SledStore {
             })
             .map_err(|e| StoreError(format!("site {id}: {e:?}")))?;
         self.flush()?;
+        self.inventory.fetch_add(1, Ordering::SeqCst);
         Ok(true)
     }
 
     fn all_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
         let mut rollouts: Vec<Rollout> = all(&self.rollouts)?;
         for r in &mut rollouts {
-            let prefix = progress_key(&r.id, "");
-            for item in self.progress.scan_prefix(&prefix) {
-                let (key, value) = item.map_err(err)?;
-                let site = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                r.sites.insert(site, decode(&value)?);
-            }
+            self.read_sites(r)?;
         }
         Ok(rollouts)
     }
 
-    fn write_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
-        let header = Rollout {
-            sites: Default::default(),
-            ..rollout.clone()
+    fn read_sites(&self, r: &mut Rollout) -> Result<(), StoreError> {
+        let prefix = progress_key(&r.id, "");
+        for item in self.progress.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(err)?;
+            let site = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            r.sites.insert(site, decode(&value)?);
+        }
+        Ok(())
+    }
+
+    fn one_rollout(&self, id: &str) -> Result<Option<Rollout>, StoreError> {
+        let Some(header) = self.rollouts.get(id).map_err(err)? else {
+            return Ok(None);
         };
-        let header = encode(&header)?;
+        let mut r: Rollout = decode(&header)?;
+        self.read_sites(&mut r)?;
+        Ok(Some(r))
+    }
+
+    fn write_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
+        let header = encode(&header_of(rollout))?;
         let prefix = progress_key(&rollout.id, "");
         let mut gone = Vec::new();
         for key in self.progress.scan_prefix(&prefix).keys() {
@@ -195,6 +218,14 @@ impl SledStore {
         }
         self.progress.apply_batch(batch).map_err(err)?;
         self.flush()
+    }
+}
+
+/// A rollout without its sites.
+fn header_of(rollout: &Rollout) -> Rollout {
+    Rollout {
+        sites: Default::default(),
+        ..rollout.clone()
     }
 }
 
@@ -249,12 +280,47 @@ impl Store for SledStore {
         now(|| self.remove(id))
     }
 
+    fn inventory_version(&self) -> Pending<'_, u64> {
+        now(|| Ok(self.inventory.load(Ordering::SeqCst)))
+    }
+
     fn rollouts(&self) -> Pending<'_, Vec<Rollout>> {
         now(|| self.all_rollouts())
     }
 
+    fn rollout_headers(&self) -> Pending<'_, Vec<Rollout>> {
+        now(|| all(&self.rollouts))
+    }
+
+    fn rollout<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Rollout>> {
+        now(|| self.one_rollout(id))
+    }
+
     fn put_rollout<'a>(&'a self, rollout: &'a Rollout) -> Pending<'a, ()> {
         now(|| self.write_rollout(rollout))
+    }
+
+    fn put_rollout_header<'a>(&'a self, rollout: &'a Rollout) -> Pending<'a, ()> {
+        now(|| {
+            self.rollouts
+                .insert(rollout.id.as_bytes(), encode(&header_of(rollout))?)
+                .map_err(err)?;
+            self.flush()
+        })
+    }
+
+    fn site_progress<'a>(
+        &'a self,
+        rollout: &'a str,
+        site: &'a str,
+    ) -> Pending<'a, Option<SiteProgress>> {
+        now(|| {
+            self.progress
+                .get(progress_key(rollout, site))
+                .map_err(err)?
+                .map(|v| decode(&v))
+                .transpose()
+        })
     }
 
     fn put_sites<'a>(
@@ -283,6 +349,68 @@ impl Store for SledStore {
                 .keys()
                 .map(|k| Ok(String::from_utf8_lossy(&k.map_err(err)?).into_owned()))
                 .collect()
+        })
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn claim<'a>(&'a self, key: &'a str, holder: &'a str, ttl: Duration) -> Pending<'a, bool> {
+        now(|| {
+            let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let free = leases
+                .get(key)
+                .is_none_or(|(h, until)| h == holder || *until < now);
+            if free {
+                leases.insert(key.to_owned(), (holder.to_owned(), now + ttl));
+            }
+            Ok(free)
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        keys: &'a [String],
+        holder: &'a str,
+        ttl: Duration,
+    ) -> Pending<'a, Vec<String>> {
+        now(|| {
+            let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let mut held = Vec::new();
+            for key in keys {
+                if let Some((h, until)) = leases.get_mut(key) {
+                    if h == holder && *until >= now {
+                        *until = now + ttl;
+                        held.push(key.clone());
+                    }
+                }
+            }
+            Ok(held)
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a str, holder: &'a str) -> Pending<'a, ()> {
+        now(|| {
+            let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            if leases.get(key).is_some_and(|(h, _)| h == holder) {
+                leases.remove(key);
+            }
+            Ok(())
+        })
+    }
+
+    fn leases(&self) -> Pending<'_, Vec<(String, String)>> {
+        now(|| {
+            let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            Ok(leases
+                .iter()
+                .filter(|(_, (_, until))| *until >= now)
+                .map(|(k, (h, _))| (k.clone(), h.clone()))
+                .collect())
         })
     }
 }

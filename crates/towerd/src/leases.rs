@@ -1,0 +1,119 @@
+//! The work this tower holds, when towers share a store (`--database`): a lease per site
+//! it delivers to and per rollout whose images it pulls, taken before the worker starts,
+//! renewed while it runs, and given back when it ends. Another replica takes up a site
+//! whose lease expired (its holder died or lost the database) at its next pass.
+//!
+//! What is held follows the workers: every [`RENEW`] the leases of the running workers
+//! are renewed, those of ended ones given back, and a worker whose lease could not be
+//! renewed (it expired, and may be another's now) is stopped.
+
+use crate::store::{Store, StoreError};
+use crate::tower::Tower;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a lease lasts unless renewed: a dead replica's sites are taken up after this.
+pub const TTL: Duration = Duration::from_secs(10);
+/// How often the leases of running workers are renewed.
+pub const RENEW: Duration = Duration::from_secs(2);
+
+/// The lease of a rollout's image pull (site ids never hold a `:`).
+pub fn pull_key(rollout: &str) -> String {
+    format!("pull:{rollout}")
+}
+
+/// The leases this tower holds.
+pub struct Leases {
+    /// This tower, as the store names the holder.
+    pub holder: String,
+    held: Mutex<HashSet<String>>,
+    /// When the leases were last renewed.
+    renewed: Mutex<std::time::Instant>,
+}
+
+impl Leases {
+    /// No lease yet, held as `holder`.
+    pub fn new(holder: String) -> Leases {
+        Leases {
+            holder,
+            held: Mutex::new(HashSet::new()),
+            renewed: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes (or keeps) lease `key`; `false` when another tower holds it.
+    pub async fn take(&self, store: &dyn Store, key: &str) -> Result<bool, StoreError> {
+        let taken = store.claim(key, &self.holder, TTL).await?;
+        if taken {
+            self.held().insert(key.to_owned());
+        }
+        Ok(taken)
+    }
+
+    /// Gives lease `key` up now (its work ended and nothing else here uses it).
+    pub async fn give_back(&self, store: &dyn Store, key: &str) {
+        self.held().remove(key);
+        if let Err(e) = store.release(key, &self.holder).await {
+            tracing::warn!(lease = key, error = %e, "cannot give a lease back (it expires)");
+        }
+    }
+
+    /// Renews the leases in `live` and gives back the others held; returns those of
+    /// `live` that could not be renewed.
+    pub async fn renew(&self, store: &dyn Store, live: HashSet<String>) -> Vec<String> {
+        let ended: Vec<String> = self.held().difference(&live).cloned().collect();
+        for key in &ended {
+            self.give_back(store, key).await;
+        }
+        let keys: Vec<String> = live.iter().cloned().collect();
+        let last = *self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        let renewed: HashSet<String> = match store.renew(&keys, &self.holder, TTL).await {
+            Ok(r) => {
+                *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+                r.into_iter().collect()
+            }
+            // Not renewed, maybe not lost: tried again at the next round, unless they
+            // expire before it (then another tower may take them up).
+            Err(e) if last.elapsed() + RENEW < TTL => {
+                tracing::warn!(error = %e, "cannot renew leases: trying again");
+                return Vec::new();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew leases before they expire");
+                HashSet::new()
+            }
+        };
+        let lost: Vec<String> = keys.into_iter().filter(|k| !renewed.contains(k)).collect();
+        let mut held = self.held();
+        for key in &lost {
+            held.remove(key);
+        }
+        lost
+    }
+}
+
+/// Renews the leases of `tower`'s running workers until `shutdown`, then gives them
+/// back; stops a worker whose lease was lost.
+pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RENEW) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+        let live = tower.live_leases();
+        for key in tower.leases.renew(tower.store.as_ref(), live).await {
+            tracing::warn!(lease = %key, "lease lost: another tower may work this now; stopping its work here");
+            tower.stop_leased(&key);
+        }
+    }
+    let held: Vec<String> = tower.leases.held().iter().cloned().collect();
+    for key in held {
+        tower.leases.give_back(tower.store.as_ref(), &key).await;
+    }
+}
