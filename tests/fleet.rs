@@ -5,25 +5,15 @@
 
 mod kit;
 
-use kit::grpc;
+use kit::fleet::{apps, blob_status, onboard, received, Upstream};
 use kit::node::{cluster, leader, status};
-use kit::oci::{self, upload, Image};
+use kit::oci::{self, Image};
 use kit::proxy::{CountingProxy, CuttingProxy};
-use kit::tools::require;
 use kit::tower::{Backend, Towerd};
-use kit::upstream::ReferenceRegistry;
 use kit::{request, Node, NodeOptions};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-fn onboard(tower: &Towerd, body: Value) -> String {
-    let site = tower.expect("POST", "/sites", Some(&body), 201);
-    for key in ["name", "nodes", "labels"] {
-        assert_eq!(site[key], body[key], "{key} as given");
-    }
-    site["id"].as_str().expect("an id").to_owned()
-}
 
 fn ids(listing: &Value) -> BTreeSet<String> {
     let sites = listing["sites"].as_array().expect("sites");
@@ -365,71 +355,6 @@ fn inventory_queries_health_and_refusals(backend: Backend) {
     assert_eq!(ids(&before), set(&[&sa, &sd]));
 }
 
-/// Debian's `docker-registry` as the upstream, and a directory for the layouts skopeo
-/// puts there (`None` where the tools are missing and `CI` is not set).
-struct Upstream {
-    registry: ReferenceRegistry,
-    /// Its `HOST:PORT`.
-    addr: String,
-    work: tempfile::TempDir,
-}
-
-impl Upstream {
-    fn start() -> Option<Upstream> {
-        let binary = require("docker-registry")?;
-        require("skopeo")?;
-        let registry = ReferenceRegistry::start(&binary);
-        Some(Upstream {
-            addr: registry.addr.to_string(),
-            registry,
-            work: tempfile::tempdir().unwrap(),
-        })
-    }
-
-    /// Puts `image` at `name` (`repo:tag`).
-    fn put(&self, image: &Image, name: &str) {
-        upload(
-            self.work.path(),
-            image,
-            &format!("{}/{name}", self.addr),
-            None,
-        );
-    }
-}
-
-/// Bytes a node received by PutBlob since it started.
-fn received(node: &Node) -> u64 {
-    status(node).map_or(0, |s| s.blob_bytes_received)
-}
-
-/// The applications a node holds, as `name -> images`.
-fn apps(node: &Node) -> Vec<(String, Vec<String>)> {
-    grpc::rt().block_on(async {
-        let mut c = grpc::connect(node.api).await;
-        c.list_applications(site_api::pb::ListApplicationsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .applications
-            .into_iter()
-            .map(|a| (a.name, a.images))
-            .collect()
-    })
-}
-
-/// Where a node stands with a blob.
-fn blob_status(node: &Node, digest: &str) -> site_api::pb::BlobStatusResponse {
-    grpc::rt().block_on(async {
-        let mut c = grpc::connect(node.api).await;
-        c.blob_status(site_api::pb::BlobStatusRequest {
-            digest: digest.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-    })
-}
-
 fn site_state<'a>(rollout: &'a Value, site: &str) -> &'a Value {
     rollout["sites"]
         .as_array()
@@ -663,15 +588,43 @@ fn the_tower_finishes_a_rollout_after_kill_9(backend: Backend) {
         201,
     );
     let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    // Killed once half a MiB of the layer reached a site (the counter of received bytes
+    // moves only when a stream ends; the upload's offset moves as bytes arrive).
+    let layer = &img.layers[0].digest;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while received(&sites[0]) + received(&sites[1]) == 0 {
+    while sites
+        .iter()
+        .all(|n| blob_status(n, layer).offset < 512 << 10)
+    {
         assert!(
             std::time::Instant::now() < deadline,
-            "no byte reached a site"
+            "half a MiB of the layer reached no site"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     tower.kill9();
+    // What each site holds, once it has seen its stream break: its counter of received
+    // bytes then matches the blobs and offsets it reports.
+    let holds = |n: &Node| -> u64 {
+        img.blobs()
+            .map(|b| {
+                let s = blob_status(n, &b.digest);
+                if s.present {
+                    b.data.len() as u64
+                } else {
+                    s.offset
+                }
+            })
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sites.iter().any(|n| received(n) != holds(n)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sites did not record the broken streams"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let held: Vec<u64> = sites.iter().map(received).collect();
     assert!(
         held.iter().all(|h| *h < total),

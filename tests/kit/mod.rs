@@ -6,6 +6,7 @@
 pub mod blackhole;
 pub mod conformance;
 pub mod containerd;
+pub mod fleet;
 pub mod grpc;
 pub mod http;
 pub mod https;

@@ -21,6 +21,8 @@ pub struct Towerd {
     registry_more: String,
     /// Its PostgreSQL database (`--database`), if it keeps its state there.
     pub database: Option<String>,
+    /// The name its leases are held under (logged at start).
+    pub holder: String,
     child: Option<Child>,
 }
 
@@ -62,6 +64,7 @@ impl Towerd {
     pub fn start_in(database: Option<String>, args: &[&str], more: &str) -> Towerd {
         let mut tower = Towerd {
             database,
+            holder: String::new(),
             addr: ([127, 0, 0, 1], 0).into(),
             registry: ([127, 0, 0, 1], 0).into(),
             registry_api: ([127, 0, 0, 1], 0).into(),
@@ -132,6 +135,12 @@ impl Towerd {
                     };
                     self.registry = field("address=");
                     self.registry_api = field("api=");
+                    self.holder = log
+                        .lines()
+                        .rfind(|l| l.contains("tower listening"))
+                        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("holder=")))
+                        .expect("the tower's holder in its log")
+                        .to_owned();
                     self.child = Some(child);
                     return;
                 }

@@ -57,7 +57,7 @@ pub async fn serve(
             return Err(e.to_string());
         }
     };
-    tracing::info!(%address, data = %config.data.display(), "tower listening");
+    tracing::info!(%address, data = %config.data.display(), holder = %tower.leases.holder, shared = tower.store.shared(), "tower listening");
     if let Some(bound) = bound {
         let _ = bound.send(address);
     }
