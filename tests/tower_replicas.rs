@@ -202,3 +202,89 @@ fn one_name_onboarded_through_two_replicas_at_once_is_taken_once() {
         assert_eq!(page.status, 200);
     }
 }
+
+/// Three replicas whose registries form one site: an image pushed to one replica's
+/// registry is held by all, so a rollout created through another sends it to a site
+/// with no upstream, whichever replica works the site.
+#[test]
+fn replicas_whose_registries_form_one_site_roll_out_what_was_pushed_to_any() {
+    use kit::tools::{require, run};
+    let (Some(_), Some(_)) = (require("skopeo"), require("htpasswd")) else {
+        return;
+    };
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let users = work.path().join("htpasswd");
+    run(std::process::Command::new("htpasswd")
+        .args(["-cbB"])
+        .arg(&users)
+        .args(["ci-bot", "replica-push-pw"]));
+    let more = format!(
+        "[registry.push]\nenabled = true\n[registry.auth]\nhtpasswd = {:?}\n",
+        users.display().to_string()
+    );
+    let towers = Towerd::replicas(3, &url, &[], &more);
+    // Pushed once the registries' site has elected its leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leaders: Vec<u64> = towers
+            .iter()
+            .map(|t| {
+                kit::grpc::rt().block_on(async {
+                    let mut c = kit::grpc::connect(t.registry_api).await;
+                    kit::grpc::status(&mut c).await.leader_id
+                })
+            })
+            .collect();
+        if leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no leader: {leaders:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let image = oci::image(91, &[700 << 10, 20 << 10], "amd64");
+    let dest = format!("{}/team/kiosk:v5", towers[0].registry);
+    oci::upload(work.path(), &image, &dest, Some("ci-bot:replica-push-pw"));
+    // Held by every replica's registry node.
+    for t in &towers {
+        assert_eq!(
+            kit::node::served_at(t.registry, "/v2/team/kiosk/manifests/v5"),
+            image.digest
+        );
+    }
+    let sites: Vec<Node> = (0..3)
+        .map(|_| Node::start(NodeOptions::default()))
+        .collect();
+    for (i, node) in sites.iter().enumerate() {
+        onboard(
+            &towers[i],
+            json!({"name": format!("kiosk-{i}"), "nodes": [node.api.to_string()], "labels": {}}),
+        );
+    }
+    let created = towers[1].expect(
+        "POST",
+        "/rollouts",
+        Some(&json!({"application": "kiosk", "images": ["team/kiosk:v5"], "selector": {}})),
+        201,
+    );
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    let done = towers[2].wait_for(&path, Duration::from_secs(60), "complete", |r| {
+        r["status"] == "complete"
+    });
+    assert_eq!(done["totals"]["scheduled"], 3);
+    for node in &sites {
+        assert_eq!(
+            kit::node::served(node, "/v2/team/kiosk/manifests/v5"),
+            image.digest
+        );
+    }
+    for t in &towers {
+        assert!(
+            !t.log().contains("fetched from upstream"),
+            "a replica's registry asked an upstream:\n{}",
+            t.log()
+        );
+    }
+}

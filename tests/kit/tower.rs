@@ -23,6 +23,9 @@ pub struct Towerd {
     pub database: Option<String>,
     /// The name its leases are held under (logged at start).
     pub holder: String,
+    /// Its registry node's id, cluster listener and peers, when the registries of
+    /// several towers form one site.
+    registry_cluster: Option<(u64, SocketAddr, Vec<(u64, SocketAddr)>)>,
     child: Option<Child>,
 }
 
@@ -65,6 +68,7 @@ impl Towerd {
         let mut tower = Towerd {
             database,
             holder: String::new(),
+            registry_cluster: None,
             addr: ([127, 0, 0, 1], 0).into(),
             registry: ([127, 0, 0, 1], 0).into(),
             registry_api: ([127, 0, 0, 1], 0).into(),
@@ -75,6 +79,33 @@ impl Towerd {
         };
         tower.spawn();
         tower
+    }
+
+    /// `n` replicas on the PostgreSQL database `database`, whose registries form one
+    /// site (node ids 1..=n), each started with `args` and `more` for its registry.
+    pub fn replicas(n: u64, database: &str, args: &[&str], more: &str) -> Vec<Towerd> {
+        let addrs: Vec<(u64, SocketAddr)> =
+            (1..=n).map(|id| (id, super::node::free_addr())).collect();
+        addrs
+            .iter()
+            .map(|&(id, listen)| {
+                let peers = addrs.iter().filter(|(p, _)| *p != id).cloned().collect();
+                let mut tower = Towerd {
+                    database: Some(database.to_owned()),
+                    holder: String::new(),
+                    registry_cluster: Some((id, listen, peers)),
+                    addr: ([127, 0, 0, 1], 0).into(),
+                    registry: ([127, 0, 0, 1], 0).into(),
+                    registry_api: ([127, 0, 0, 1], 0).into(),
+                    dir: tempfile::tempdir().unwrap(),
+                    args: args.iter().map(|a| a.to_string()).collect(),
+                    registry_more: more.to_owned(),
+                    child: None,
+                };
+                tower.spawn();
+                tower
+            })
+            .collect()
     }
 
     /// Starts the process again on the same data directory and port.
@@ -165,8 +196,24 @@ impl Towerd {
             .filter(|w| w[0] == "--insecure-registry")
             .map(|w| format!("{:?}", w[1]))
             .collect();
+        let (id, cluster) = match &self.registry_cluster {
+            Some((id, listen, peers)) => {
+                let peers: Vec<String> = peers
+                    .iter()
+                    .map(|(p, a)| format!("{{ id = {p}, address = \"{a}\" }}"))
+                    .collect();
+                (
+                    format!("id = {id}\n"),
+                    format!(
+                        "[cluster]\nlisten = \"{listen}\"\npeers = [{}]\n",
+                        peers.join(", ")
+                    ),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
         let config = format!(
-            "[node]\ndata_dir = {:?}\n[registry]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n{}[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [{}]\ntimeout = \"3s\"\n{}\n",
+            "[node]\n{id}data_dir = {:?}\n{cluster}[registry]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n{}[pull]\npolicy = \"IfNotPresent\"\ninsecure_registries = [{}]\ntimeout = \"3s\"\n{}\n",
             self.dir.path().join("data/registry").display().to_string(),
             // A test that sets GC gives the whole `[gc]` table.
             if self.registry_more.contains("[gc]") {
