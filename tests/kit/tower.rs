@@ -25,9 +25,12 @@ pub struct Towerd {
     pub holder: String,
     /// Its registry node's id, cluster listener and peers, when the registries of
     /// several towers form one site.
-    registry_cluster: Option<(u64, SocketAddr, Vec<(u64, SocketAddr)>)>,
+    registry_cluster: Option<RegistryNode>,
     child: Option<Child>,
 }
+
+/// A tower's registry node in a site of several: its id, cluster listener and peers.
+type RegistryNode = (u64, SocketAddr, Vec<(u64, SocketAddr)>);
 
 /// Where a tower keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
