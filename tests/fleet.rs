@@ -991,7 +991,7 @@ fn a_towers_state_moves_to_postgresql_and_the_tower_carries_on_from_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let expected = format!(
-        "moved 1 sites, 1 rollouts, 1 manifests from {} to PostgreSQL",
+        "moved 1 sites, 1 rollouts, 1 manifests, 0 tokens from {} to PostgreSQL",
         tower.data_dir().display()
     );
     assert_eq!(said.lines().last(), Some(expected.as_str()), "{said}");

@@ -166,3 +166,36 @@ fn the_status_page_shows_sites_health_and_rollout_progress() {
     );
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// A tower with users: the page asks for a token (its API calls are refused without),
+/// and shows the fleet with the token given in its fragment, which no server sees.
+#[test]
+fn the_status_page_takes_a_token() {
+    let Some(_) = require("chromium") else {
+        return;
+    };
+    let mut tower = Towerd::start(&[]);
+    assert!(tower.terminate().success());
+    let reader = tower.create_token("wallboard", "read");
+    let writer = tower.create_token("ops", "write");
+    tower.restart();
+    let site = json!({"name": "Harbour 3", "nodes": ["127.0.0.1:9"], "labels": {"kind": "ship"}});
+    let r = tower.call_as(Some(&writer), "POST", "/sites", Some(&site));
+    assert_eq!(r.status, 201);
+
+    let url = format!("http://{}/", tower.addr);
+    let profile = tempfile::tempdir().unwrap();
+    let without = run(chromium(profile.path()).arg("--dump-dom").arg(&url));
+    assert!(!without.contains("Harbour 3"), "{without}");
+    assert!(
+        without.contains(r#"<form id="login">"#),
+        "the token asked for:\n{without}"
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let with = run(chromium(profile.path())
+        .arg("--dump-dom")
+        .arg(format!("{url}#token={reader}")));
+    assert!(with.contains("Harbour 3"), "{with}");
+    assert!(with.contains(r#"<form id="login" hidden="">"#), "{with}");
+    assert!(!tower.log().contains(&reader), "the token reached the log");
+}

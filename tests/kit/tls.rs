@@ -52,6 +52,10 @@ fn new_ca(dir: &Path, name: &str) {
 }
 
 fn new_leaf(dir: &Path, ca: &str, name: &str, extensions: &str) -> Pair {
+    leaf_of(dir, ca, name, &format!("/CN={name}"), extensions)
+}
+
+fn leaf_of(dir: &Path, ca: &str, name: &str, subject: &str, extensions: &str) -> Pair {
     std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
     openssl(
         dir,
@@ -63,7 +67,7 @@ fn new_leaf(dir: &Path, ca: &str, name: &str, extensions: &str) -> Pair {
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-subj",
-            &format!("/CN={name}"),
+            subject,
             "-keyout",
             &format!("{name}.key"),
             "-out",
@@ -127,6 +131,18 @@ impl Certs {
             "site-ca",
             name,
             "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+    }
+
+    /// A client certificate of the site CA for `name` in the organisational unit `unit`.
+    pub fn client_in_unit(&self, name: &str, unit: &str) -> Pair {
+        let dir = self.ca.parent().unwrap();
+        leaf_of(
+            dir,
+            "site-ca",
+            name,
+            &format!("/CN={name}/OU={unit}"),
+            "extendedKeyUsage=clientAuth\n",
         )
     }
 

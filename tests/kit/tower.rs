@@ -271,13 +271,51 @@ impl Towerd {
 
     /// `METHOD path` with a JSON body (or none).
     pub fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Response {
+        self.call_as(None, method, path, body)
+    }
+
+    /// [`Towerd::call`] with `Authorization: Bearer TOKEN` when a token is given.
+    pub fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Response {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let headers: &[(&str, &str)] = if body.is_empty() {
-            &[]
-        } else {
-            &[("Content-Type", "application/json")]
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        if let Some(b) = &bearer {
+            headers.push(("Authorization", b));
+        }
+        request(self.addr, method, path, &headers, body.as_bytes())
+    }
+
+    /// Runs `towerd ARGS` (a command: `token`, `migrate`) on this tower's data directory
+    /// or database; its output.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(towerd_bin());
+        cmd.args(args);
+        match &self.database {
+            Some(url) => cmd.args(["--database", url]),
+            None => cmd.arg("--data").arg(self.data_dir()),
         };
-        request(self.addr, method, path, headers, body.as_bytes())
+        cmd.env("NO_COLOR", "1").output().expect("run towerd")
+    }
+
+    /// `towerd token create NAME --role ROLE`: the token (the last line it printed).
+    pub fn create_token(&self, name: &str, role: &str) -> String {
+        let out = self.command(&["token", "create", name, "--role", role]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "towerd token create: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout.lines().last().expect("a token").to_owned()
     }
 
     /// `METHOD path` that must answer `status`; its JSON body.

@@ -12,6 +12,7 @@ pub struct Tower {
     http: reqwest::Client,
     base: String,
     json: bool,
+    token: Option<String>,
 }
 
 impl Tower {
@@ -23,15 +24,26 @@ impl Tower {
                 "--tower {base:?}: a URL, http://HOST:PORT or https://HOST:PORT"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
+            .timeout(Duration::from_secs(300));
+        if let Some(path) = &arg.tower_ca {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::Usage(format!("--tower-ca {}: {e}", path.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::Usage(format!("--tower-ca {}: {e}", path.display())))?
+            {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http
             .build()
             .map_err(|e| Error::Other(format!("HTTP client: {}", chain(&e))))?;
         Ok(Tower {
             http,
             base,
             json: arg.json,
+            token: arg.token.clone().filter(|t| !t.is_empty()),
         })
     }
 
@@ -46,6 +58,9 @@ impl Tower {
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|e| Error::Other(e.to_string()))?;
         let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -16,6 +16,18 @@ pub struct TowerArg {
         default_value = "http://127.0.0.1:7070"
     )]
     pub tower: String,
+    /// The tower's API token (`towerd token create`); sent as `Authorization: Bearer`.
+    #[arg(
+        long,
+        global = true,
+        env = "TOWERCTL_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// The CA that signed an HTTPS tower's certificate, when not a system one (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tower_ca: Option<PathBuf>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,

@@ -36,6 +36,53 @@ pub enum Command {
         #[arg(long, value_name = "postgres://USER[:PASSWORD]@HOST[:PORT]/DB")]
         to: String,
     },
+    /// Makes, revokes or lists the API's bearer tokens (in the tower's store: give
+    /// --data or --database as to towerd).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokenAction,
+        /// Where the tower keeps its state.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// The token commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenAction {
+    /// Makes a token; prints it alone on the last line (it is not kept: only its hash).
+    Create {
+        /// Its name (to revoke it by; shown in the tower's log).
+        name: String,
+        /// `read` (list and query) or `write` (also create, change, cancel).
+        #[arg(long, value_name = "read|write")]
+        role: String,
+    },
+    /// Revokes a token: requests with it are refused from then on.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+    /// Lists the tokens' names and roles.
+    List,
+}
+
+/// Where the tower's state is, for the commands that open it.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The tower's data directory (its embedded store).
+    #[arg(long, global = true, env = "TOWERD_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The tower's PostgreSQL database instead.
+    #[arg(
+        long,
+        global = true,
+        env = "TOWERD_DATABASE",
+        value_name = "postgres://...",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
 }
 
 /// How towerd serves.
@@ -55,7 +102,19 @@ pub struct Config {
         hide_env_values = true
     )]
     pub database: Option<String>,
-    /// Address of the JSON API and the status page.
+    /// HTTPS on the API: its certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS on the API: its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Clients may present a certificate this CA issued (with --tls-cert); its
+    /// organisational unit is its role, `read` or `write`. Every request then needs a
+    /// certificate or a token.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Address of the JSON API and the status page. Other than loopback only with
+    /// users (a token made by `towerd token create`, or --client-ca).
     #[arg(
         long,
         env = "TOWERD_LISTEN",
@@ -96,6 +155,7 @@ impl Config {
                 max_ms: self.retry_max.as_millis().max(1) as u64,
             },
             leader_wait: self.leader_wait,
+            client_ca: self.client_ca.is_some(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! `site-fleet`; this crate is the adapters around it: the store, the registry, the site
 //! client, and the HTTP API.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod create;
@@ -42,6 +43,24 @@ pub async fn serve(
         .create(&config.data)
         .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
     let store = store::open(&config).await.map_err(|e| e.to_string())?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(access::tls::server_config(
+            cert,
+            key,
+            config.client_ca.as_deref(),
+        )?),
+        _ => None,
+    };
+    // The API steers every site: on a network only with users.
+    if !config.listen.ip().is_loopback()
+        && config.client_ca.is_none()
+        && store.tokens().await.map_err(|e| e.to_string())?.is_empty()
+    {
+        return Err(format!(
+            "refusing to listen on {}, which is not loopback, with no user: the API steers every site. Create a token first (towerd token create NAME --role write, with this --data or --database) or give --client-ca",
+            config.listen
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -57,19 +76,32 @@ pub async fn serve(
             return Err(e.to_string());
         }
     };
-    tracing::info!(%address, data = %config.data.display(), holder = %tower.leases.holder, shared = tower.store.shared(), "tower listening");
+    tracing::info!(%address, https = config.tls_cert.is_some(), client_ca = config.client_ca.is_some(), data = %config.data.display(), holder = %tower.leases.holder, shared = tower.store.shared(), "tower listening");
     if let Some(bound) = bound {
         let _ = bound.send(address);
     }
     let runner = tokio::spawn(runner::run(tower.clone(), shutdown.clone()));
     let leases = tokio::spawn(leases::run(tower.clone(), shutdown.clone()));
     let mut stop = shutdown.clone();
-    let result = axum::serve(listener, api::router(tower.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|e| format!("API server: {e}"));
+    let app = api::router(tower.clone()).into_make_service_with_connect_info::<access::Peer>();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let result = match tls {
+        Some(tls) => {
+            let listener = access::tls::TlsApiListener::new(listener, tls)
+                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    }
+    .map_err(|e| format!("API server: {e}"));
     let _ = runner.await;
     // What the stopped workers had done is written (other sites are as written).
     let working = tower.working();

@@ -1,5 +1,5 @@
 use clap::Parser;
-use site_towerd::cli::{Cli, Command};
+use site_towerd::cli::{Cli, Command, StoreArgs, TokenAction};
 use std::process::ExitCode;
 use tokio::sync::watch;
 
@@ -71,13 +71,64 @@ async fn run(command: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
-                "moved {} sites, {} rollouts, {} manifests from {} to PostgreSQL",
+                "moved {} sites, {} rollouts, {} manifests, {} tokens from {} to PostgreSQL",
                 copied.sites,
                 copied.rollouts,
                 copied.manifests,
+                copied.tokens,
                 from.display()
             );
             Ok(())
         }
+        Command::Token { action, store } => token(action, store).await,
     }
+}
+
+async fn token(action: TokenAction, at: StoreArgs) -> Result<(), String> {
+    let store = match (&at.database, &at.data) {
+        (Some(url), _) => site_towerd::store::open_at(None, Some(url)).await,
+        (None, Some(dir)) => site_towerd::store::open_at(Some(dir), None).await,
+        (None, None) => return Err("give the tower's --data DIR or --database URL".into()),
+    }
+    .map_err(|e| e.to_string())?;
+    match action {
+        TokenAction::Create { name, role } => {
+            let Some(role) = site_towerd::access::Role::parse(&role) else {
+                return Err(format!("--role is read or write, not {role:?}"));
+            };
+            if name.is_empty()
+                || name.len() > 64
+                || name.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err(format!(
+                    "a token's name is 1 to 64 characters without spaces, not {name:?}"
+                ));
+            }
+            let (secret, hash) = site_towerd::access::new_token()?;
+            if !store
+                .put_token(&name, role.name(), &hash)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("a token named {name:?} exists (revoke it first)"));
+            }
+            eprintln!(
+                "token {name:?} created with the role {}; it is shown once, here:",
+                role.name()
+            );
+            println!("{secret}");
+        }
+        TokenAction::Revoke { name } => {
+            if !store.revoke_token(&name).await.map_err(|e| e.to_string())? {
+                return Err(format!("no token named {name:?}"));
+            }
+            println!("token {name:?} revoked");
+        }
+        TokenAction::List => {
+            for t in store.tokens().await.map_err(|e| e.to_string())? {
+                println!("{}\t{}", t.name, t.role);
+            }
+        }
+    }
+    Ok(())
 }

@@ -22,6 +22,9 @@ pub struct Settings {
     pub backoff: Backoff,
     /// How long an attempt waits while no node of the site knows a leader.
     pub leader_wait: std::time::Duration,
+    /// Whether clients may present certificates of a CA (then every request needs a
+    /// user).
+    pub client_ca: bool,
 }
 
 /// Shared by the API, the runner and the workers.

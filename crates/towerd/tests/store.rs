@@ -190,6 +190,27 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.manifest("sha256:aa").await.unwrap().unwrap(), body);
     assert_eq!(store.manifest("sha256:bb").await.unwrap(), None);
     assert_eq!(store.manifest_digests().await.unwrap(), vec!["sha256:aa"]);
+
+    // API tokens: kept by the hash, names taken once.
+    assert!(store.put_token("ops", "write", "h1").await.unwrap());
+    assert!(!store.put_token("ops", "read", "h2").await.unwrap());
+    assert!(store.put_token("wall", "read", "h3").await.unwrap());
+    assert_eq!(
+        store.token("h1").await.unwrap(),
+        Some(("ops".into(), "write".into()))
+    );
+    assert_eq!(store.token("h2").await.unwrap(), None);
+    assert!(store.revoke_token("wall").await.unwrap());
+    assert!(!store.revoke_token("wall").await.unwrap());
+    assert_eq!(store.token("h3").await.unwrap(), None);
+    let names: Vec<String> = store
+        .tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["ops"]);
 }
 
 /// Leases and the inventory's version, as replicas use them.
@@ -271,7 +292,10 @@ async fn postgresql_keeps_the_same_contract_and_its_schema_is_migrated_once() {
     let store = PgStore::connect(&url).await.unwrap();
     holds_what_the_suite_left(&store).await;
     let versions = postgres::psql(&url, "SELECT version FROM towerd_migrations ORDER BY 1");
-    assert_eq!(versions.split_whitespace().collect::<Vec<_>>(), ["1", "2"]);
+    assert_eq!(
+        versions.split_whitespace().collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
     // Filters are answered from the index, not by reading every site.
     let plan = postgres::psql(
         &url,
@@ -302,7 +326,16 @@ async fn a_move_copies_every_record_into_an_empty_database_only() {
     suite(sled.clone()).await;
     let pg = PgStore::connect(&url).await.unwrap();
     let copied = copy_all(sled.as_ref(), &pg).await.unwrap();
-    assert_eq!((copied.sites, copied.rollouts, copied.manifests), (4, 1, 1));
+    assert_eq!(
+        (
+            copied.sites,
+            copied.rollouts,
+            copied.manifests,
+            copied.tokens
+        ),
+        (4, 1, 1, 1)
+    );
+    assert_eq!(pg.tokens().await.unwrap(), sled.tokens().await.unwrap());
     holds_what_the_suite_left(&pg).await;
     assert_eq!(pg.rollouts().await.unwrap(), sled.rollouts().await.unwrap());
     assert_eq!(pg.sites().await.unwrap(), sled.sites().await.unwrap());

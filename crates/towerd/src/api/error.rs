@@ -14,11 +14,13 @@ pub struct ApiError {
 }
 
 /// Each code with its HTTP status; codes not listed answer 500.
-pub const TABLE: [(&str, StatusCode); 13] = [
+pub const TABLE: [(&str, StatusCode); 15] = [
     ("BAD_REQUEST", StatusCode::BAD_REQUEST),
     ("BAD_FILTER", StatusCode::BAD_REQUEST),
     ("NO_SITES", StatusCode::BAD_REQUEST),
     ("NOT_FOUND", StatusCode::NOT_FOUND),
+    ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
+    ("FORBIDDEN", StatusCode::FORBIDDEN),
     ("CONFLICT", StatusCode::CONFLICT),
     ("IMAGE_NOT_FOUND", StatusCode::UNPROCESSABLE_ENTITY),
     ("UPSTREAM_AUTH", StatusCode::BAD_GATEWAY),

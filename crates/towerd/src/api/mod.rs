@@ -36,6 +36,10 @@ pub fn router(tower: Arc<Tower>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(guard))
+        .layer(axum::middleware::from_fn_with_state(
+            tower.clone(),
+            crate::access::gate,
+        ))
         .with_state(tower)
 }
 

@@ -1,7 +1,7 @@
 //! `towerd migrate --from DATA_DIR --to postgres://...`: every record of one store
-//! written into another (sites, manifests, rollouts with their sites' progress). The
-//! target is checked empty first, so a move is never merged into another tower's state;
-//! the source is only read.
+//! written into another (sites, manifests, API tokens, rollouts with their sites'
+//! progress). The target is checked empty first, so a move is never merged into another
+//! tower's state; the source is only read.
 
 use super::{Store, StoreError, Written};
 
@@ -14,13 +14,16 @@ pub struct Copied {
     pub rollouts: usize,
     /// Manifests.
     pub manifests: usize,
+    /// API tokens.
+    pub tokens: usize,
 }
 
 /// Copies every record of `from` into `to`, which must hold none.
 pub async fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<Copied, StoreError> {
     let held = to.count_sites().await? as usize
         + to.rollouts().await?.len()
-        + to.manifest_digests().await?.len();
+        + to.manifest_digests().await?.len()
+        + to.tokens().await?.len();
     if held > 0 {
         return Err(StoreError(
             "the target already holds a tower's records: a move goes into an empty database".into(),
@@ -43,6 +46,10 @@ pub async fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<Copied, StoreE
             to.put_manifest(&digest, &body).await?;
             copied.manifests += 1;
         }
+    }
+    for t in from.tokens().await? {
+        to.put_token(&t.name, &t.role, &t.hash).await?;
+        copied.tokens += 1;
     }
     for rollout in from.rollouts().await? {
         to.put_rollout(&rollout).await?;

@@ -45,6 +45,17 @@ pub enum Written {
     Missing,
 }
 
+/// An API token as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Its name.
+    pub name: String,
+    /// `read` or `write`.
+    pub role: String,
+    /// The SHA-256 of the token (hex).
+    pub hash: String,
+}
+
 /// What the tower keeps.
 pub trait Store: Send + Sync + 'static {
     /// Every site, by id.
@@ -93,6 +104,16 @@ pub trait Store: Send + Sync + 'static {
     /// Every manifest's digest (for a move to another store).
     fn manifest_digests(&self) -> Pending<'_, Vec<String>>;
 
+    /// Keeps an API token: its name, role (`read` or `write`) and the SHA-256 of the
+    /// token (hex); `false` (nothing written) when the name is taken.
+    fn put_token<'a>(&'a self, name: &'a str, role: &'a str, hash: &'a str) -> Pending<'a, bool>;
+    /// Forgets the token `name`; `false` when there was none.
+    fn revoke_token<'a>(&'a self, name: &'a str) -> Pending<'a, bool>;
+    /// The name and role of the token whose SHA-256 is `hash`.
+    fn token<'a>(&'a self, hash: &'a str) -> Pending<'a, Option<(String, String)>>;
+    /// Every token, by name.
+    fn tokens(&self) -> Pending<'_, Vec<Token>>;
+
     /// Whether other towers may share this store (then each works only what it holds a
     /// lease on, and reads what the others wrote).
     fn shared(&self) -> bool;
@@ -115,9 +136,19 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store `config` names: PostgreSQL with `--database`, else sled in the data
 /// directory.
 pub async fn open(config: &crate::cli::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    Ok(match &config.database {
-        Some(url) => std::sync::Arc::new(PgStore::connect(url).await?),
-        None => std::sync::Arc::new(SledStore::open(&config.data.join("db"))?),
+    open_at(Some(&config.data), config.database.as_deref()).await
+}
+
+/// Opens the PostgreSQL database `database` if given, else the embedded store of data
+/// directory `data`.
+pub async fn open_at(
+    data: Option<&std::path::Path>,
+    database: Option<&str>,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match (database, data) {
+        (Some(url), _) => std::sync::Arc::new(PgStore::connect(url).await?),
+        (None, Some(dir)) => std::sync::Arc::new(SledStore::open(&dir.join("db"))?),
+        (None, None) => return Err(StoreError("no --data and no --database".into())),
     })
 }
 

@@ -4,7 +4,7 @@
 //! transaction, committed (durable) when it returns.
 
 use super::sql_filter::Sql;
-use super::{err, Pending, Store, StoreError, Written};
+use super::{err, Pending, Store, StoreError, Token, Written};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
 use site_fleet::{Filter, Rollout, Site, SiteProgress};
@@ -493,6 +493,60 @@ impl Store for PgStore {
                 .await
                 .map_err(pg)?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn put_token<'a>(&'a self, name: &'a str, role: &'a str, hash: &'a str) -> Pending<'a, bool> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let n = client
+                .execute(
+                    "INSERT INTO tokens (name, role, hash) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &role, &hash],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn revoke_token<'a>(&'a self, name: &'a str) -> Pending<'a, bool> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let n = client
+                .execute("DELETE FROM tokens WHERE name = $1", &[&name])
+                .await
+                .map_err(pg)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn token<'a>(&'a self, hash: &'a str) -> Pending<'a, Option<(String, String)>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt("SELECT name, role FROM tokens WHERE hash = $1", &[&hash])
+                .await
+                .map_err(pg)?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    fn tokens(&self) -> Pending<'_, Vec<Token>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query("SELECT name, role, hash FROM tokens ORDER BY name", &[])
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| Token {
+                    name: r.get(0),
+                    role: r.get(1),
+                    hash: r.get(2),
+                })
+                .collect())
         })
     }
 

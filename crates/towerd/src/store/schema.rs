@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "leases and the inventory's version",
         include_str!("migrations/0002_leases.sql"),
     ),
+    (3, "API tokens", include_str!("migrations/0003_tokens.sql")),
 ];
 
 /// The advisory lock the migrating replica holds ("towerd" in ASCII).

@@ -1,7 +1,7 @@
 //! [`Store`] in an embedded sled database under the data directory. Every write is
 //! flushed (fsynced) before it returns.
 
-use super::{decode, encode, err, Pending, Store, StoreError, Written};
+use super::{decode, encode, err, Pending, Store, StoreError, Token, Written};
 use site_fleet::{Filter, Rollout, Site, SiteProgress};
 use sled::Transactional;
 use std::collections::HashMap;
@@ -21,6 +21,10 @@ pub struct SledStore {
     /// Rollout id, 0, site id -> that site's progress.
     progress: sled::Tree,
     manifests: sled::Tree,
+    /// Token name -> `{"role", "hash"}`.
+    tokens: sled::Tree,
+    /// Token hash -> its name.
+    token_hashes: sled::Tree,
     /// Bumped at each write of a site (one process uses the store).
     inventory: AtomicU64,
     /// Leases, in memory: one tower uses this store, so they only keep its own workers
@@ -54,13 +58,24 @@ impl SledStore {
         let db = sled::Config::new()
             .path(path)
             .open()
-            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| match &e {
+                // sled's message for a lock another process holds.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError(format!(
+                        "{} is in use by a running towerd (the embedded store is one process's): stop it first, or keep the tower's state in PostgreSQL (--database)",
+                        path.display()
+                    ))
+                }
+                _ => StoreError(format!("cannot open {}: {e}", path.display())),
+            })?;
         let store = SledStore {
             sites: db.open_tree("sites").map_err(err)?,
             names: db.open_tree("site_names").map_err(err)?,
             rollouts: db.open_tree("rollouts").map_err(err)?,
             progress: db.open_tree("rollout_sites").map_err(err)?,
             manifests: db.open_tree("manifests").map_err(err)?,
+            tokens: db.open_tree("tokens").map_err(err)?,
+            token_hashes: db.open_tree("token_hashes").map_err(err)?,
             db,
             inventory: AtomicU64::new(0),
             leases: Mutex::new(HashMap::new()),
@@ -348,6 +363,75 @@ impl Store for SledStore {
                 .iter()
                 .keys()
                 .map(|k| Ok(String::from_utf8_lossy(&k.map_err(err)?).into_owned()))
+                .collect()
+        })
+    }
+
+    fn put_token<'a>(&'a self, name: &'a str, role: &'a str, hash: &'a str) -> Pending<'a, bool> {
+        now(|| {
+            let record = encode(&serde_json::json!({"role": role, "hash": hash}))?;
+            let written = (&self.tokens, &self.token_hashes)
+                .transaction(|(tokens, hashes)| {
+                    if tokens.get(name.as_bytes())?.is_some() {
+                        return Ok(false);
+                    }
+                    tokens.insert(name.as_bytes(), record.as_slice())?;
+                    hashes.insert(hash.as_bytes(), name.as_bytes())?;
+                    Ok::<bool, sled::transaction::ConflictableTransactionError<()>>(true)
+                })
+                .map_err(|e| StoreError(format!("token {name}: {e:?}")))?;
+            self.flush()?;
+            Ok(written)
+        })
+    }
+
+    fn revoke_token<'a>(&'a self, name: &'a str) -> Pending<'a, bool> {
+        now(|| {
+            let Some(record) = self.tokens.get(name).map_err(err)? else {
+                return Ok(false);
+            };
+            let record: serde_json::Value = decode(&record)?;
+            let hash = record["hash"].as_str().unwrap_or_default().to_owned();
+            (&self.tokens, &self.token_hashes)
+                .transaction(|(tokens, hashes)| {
+                    tokens.remove(name.as_bytes())?;
+                    hashes.remove(hash.as_bytes())?;
+                    Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| StoreError(format!("token {name}: {e:?}")))?;
+            self.flush()?;
+            Ok(true)
+        })
+    }
+
+    fn token<'a>(&'a self, hash: &'a str) -> Pending<'a, Option<(String, String)>> {
+        now(|| {
+            let Some(name) = self.token_hashes.get(hash).map_err(err)? else {
+                return Ok(None);
+            };
+            let Some(record) = self.tokens.get(&name).map_err(err)? else {
+                return Ok(None);
+            };
+            let record: serde_json::Value = decode(&record)?;
+            let role = record["role"].as_str().unwrap_or_default().to_owned();
+            Ok(Some((String::from_utf8_lossy(&name).into_owned(), role)))
+        })
+    }
+
+    fn tokens(&self) -> Pending<'_, Vec<Token>> {
+        now(|| {
+            self.tokens
+                .iter()
+                .map(|item| {
+                    let (name, record) = item.map_err(err)?;
+                    let record: serde_json::Value = decode(&record)?;
+                    let field = |k: &str| record[k].as_str().unwrap_or_default().to_owned();
+                    Ok(Token {
+                        name: String::from_utf8_lossy(&name).into_owned(),
+                        role: field("role"),
+                        hash: field("hash"),
+                    })
+                })
                 .collect()
         })
     }
