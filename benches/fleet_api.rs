@@ -67,7 +67,9 @@ fn measure(tower: &Towerd, sites: usize, reads: usize, image: &str) -> Figures {
     let created = tower.expect(
         "POST",
         "/rollouts",
-        Some(&json!({"application": "bench", "images": [image], "selector": {}, "max_parallel": 10})),
+        Some(
+            &json!({"application": "bench", "images": [image], "selector": {}, "max_parallel": 10}),
+        ),
         201,
     );
     let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
@@ -84,7 +86,11 @@ fn measure(tower: &Towerd, sites: usize, reads: usize, image: &str) -> Figures {
         assert_eq!(r.status, 200);
         matched = r.json()["total"].as_u64().unwrap() as usize;
     }
-    let query = (percentile(&mut times, 50.0), percentile(&mut times, 99.0), matched);
+    let query = (
+        percentile(&mut times, 50.0),
+        percentile(&mut times, 99.0),
+        matched,
+    );
 
     let mut times = Vec::with_capacity(reads);
     let mut size = 0;
@@ -95,7 +101,11 @@ fn measure(tower: &Towerd, sites: usize, reads: usize, image: &str) -> Figures {
         assert_eq!(r.status, 200);
         size = r.body.len();
     }
-    let rollout = (percentile(&mut times, 50.0), percentile(&mut times, 99.0), size);
+    let rollout = (
+        percentile(&mut times, 50.0),
+        percentile(&mut times, 99.0),
+        size,
+    );
     Figures {
         onboard_per_s,
         query,
@@ -130,9 +140,7 @@ fn main() {
         let f = measure(&tower, sites, reads, &image);
         rows.push((name, f));
     }
-    println!(
-        "\ntower API, {sites} sites, {reads} reads each (ms; one client at a time)\n"
-    );
+    println!("\ntower API, {sites} sites, {reads} reads each (ms; one client at a time)\n");
     println!(
         "| store | onboarding | query: 1 region (p50 / p99) | GET rollout to all (p50 / p99) |"
     );

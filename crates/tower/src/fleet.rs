@@ -4,7 +4,13 @@
 use crate::exit::{chain, one_line, Error};
 use crate::fleet_cli::{AddSite, CreateRollout, RolloutAction, SitesAction, TowerArg};
 use crate::output::{human_bytes, line, table, unix_time};
-use serde_json::{json, Map, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use site_fleet_api::{
+    ErrorBody, NewRollout, NewSite, NewTls, RolloutListing, RolloutSummary, RolloutView,
+    SiteHealth, SiteListing, SiteQuery, SiteView,
+};
 use std::time::Duration;
 
 /// A client of the tower service.
@@ -75,132 +81,165 @@ impl Tower {
             .bytes()
             .await
             .map_err(|e| Error::TowerUnreachable(format!("{url}: {}", chain(&e))))?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        if !status.is_success() {
+            let refusal: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
+                Error::Other(format!(
+                    "{url} answered {status} with: {}",
+                    one_line(&String::from_utf8_lossy(&bytes))
+                ))
+            })?;
+            return Err(Error::TowerRefused(format!(
+                "{}: {}",
+                refusal.error.code,
+                one_line(&refusal.error.message)
+            )));
+        }
+        serde_json::from_slice(&bytes).map_err(|_| {
             Error::Other(format!(
                 "{url} answered {status} with: {}",
                 one_line(&String::from_utf8_lossy(&bytes))
             ))
-        })?;
-        if status.is_success() {
-            return Ok(value);
-        }
-        let error = &value["error"];
-        Err(Error::TowerRefused(format!(
-            "{}: {}",
-            error["code"].as_str().unwrap_or("UNKNOWN"),
-            one_line(error["message"].as_str().unwrap_or_default())
-        )))
+        })
     }
 
-    /// Prints `value` as JSON with `--json`, else as `table` renders it.
-    fn print(&self, value: &Value, table: impl FnOnce(&Value) -> Vec<String>) -> Result<(), Error> {
+    /// [`Tower::call`] with a request of the API's contract, read as the answer's type.
+    pub async fn exchange<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Answer<T>, Error> {
+        let body = body
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let raw = self.call(method, path, body.as_ref()).await?;
+        let typed = serde_json::from_value(raw.clone()).map_err(|e| {
+            Error::Other(format!(
+                "{method} {path}: the tower's answer is not what this towerctl reads: {e}"
+            ))
+        })?;
+        Ok(Answer { raw, typed })
+    }
+
+    /// Prints an answer as the API's JSON with `--json`, else as `table` renders it.
+    fn print<T>(
+        &self,
+        answer: &Answer<T>,
+        table: impl FnOnce(&T) -> Vec<String>,
+    ) -> Result<(), Error> {
         if self.json {
-            return line(value);
+            return line(&answer.raw);
         }
-        for l in table(value) {
+        for l in table(&answer.typed) {
             line(l)?;
         }
         Ok(())
     }
 }
 
+/// An answer of the API: its JSON as sent (for `--json`) and as the contract's type.
+pub struct Answer<T> {
+    /// As sent.
+    pub raw: Value,
+    /// As read.
+    pub typed: T,
+}
+
+/// No request body.
+const NONE: Option<&()> = None;
+
 /// Runs a `sites` command.
 pub async fn sites(arg: &TowerArg, action: SitesAction) -> Result<(), Error> {
     let tower = Tower::new(arg)?;
     match action {
         SitesAction::Add(add) => {
-            let site = tower
-                .call("POST", "/sites", Some(&site_body(&add)?))
+            let site: Answer<SiteView> = tower
+                .exchange("POST", "/sites", Some(&new_site(&add)?))
                 .await?;
             tower.print(&site, |s| site_rows(std::slice::from_ref(s)))
         }
         SitesAction::List => {
-            let listing = tower.call("GET", "/sites", None).await?;
-            tower.print(&listing, |l| site_rows(items(&l["sites"])))
+            let listing: Answer<SiteListing> = tower.exchange("GET", "/sites", NONE).await?;
+            tower.print(&listing, |l| site_rows(&l.sites))
         }
         SitesAction::Query { filter } => {
             let filter: Value = serde_json::from_str(&filter)
                 .map_err(|e| Error::Usage(format!("FILTER is not JSON: {e}")))?;
-            let listing = tower
-                .call("POST", "/sites/query", Some(&json!({ "filter": filter })))
-                .await?;
-            tower.print(&listing, |l| site_rows(items(&l["sites"])))
+            let query = SiteQuery {
+                filter: Some(filter),
+            };
+            let listing: Answer<SiteListing> =
+                tower.exchange("POST", "/sites/query", Some(&query)).await?;
+            tower.print(&listing, |l| site_rows(&l.sites))
         }
         SitesAction::Health { id } => {
-            let health = tower
-                .call("GET", &format!("/sites/{id}/health"), None)
+            let health: Answer<SiteHealth> = tower
+                .exchange("GET", &format!("/sites/{id}/health"), NONE)
                 .await?;
             tower.print(&health, health_rows)
         }
         SitesAction::Remove { id } => {
-            let site = tower.call("DELETE", &format!("/sites/{id}"), None).await?;
+            let site: Answer<SiteView> = tower
+                .exchange("DELETE", &format!("/sites/{id}"), NONE)
+                .await?;
             tower.print(&site, |s| {
-                vec![format!(
-                    "removed site {} ({})",
-                    text(&s["id"]),
-                    text(&s["name"])
-                )]
+                vec![format!("removed site {} ({})", s.id, s.name)]
             })
         }
     }
 }
 
-fn site_body(add: &AddSite) -> Result<Value, Error> {
+fn new_site(add: &AddSite) -> Result<NewSite, Error> {
     let read = |flag: &str, path: &std::path::Path| {
         std::fs::read_to_string(path)
             .map_err(|e| Error::Usage(format!("{flag} {}: {e}", path.display())))
     };
-    let labels: Map<String, Value> = add
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    let metadata: Map<String, Value> = add
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    let mut body =
-        json!({"name": add.name, "nodes": add.nodes, "labels": labels, "metadata": metadata});
-    if let Some(id) = &add.id {
-        body["id"] = json!(id);
-    }
-    if let Some(ca) = &add.tls_ca {
-        let mut tls = json!({"ca_pem": read("--tls-ca", ca)?});
-        if let (Some(cert), Some(key)) = (&add.tls_cert, &add.tls_key) {
-            tls["cert_pem"] = json!(read("--tls-cert", cert)?);
-            tls["key_pem"] = json!(read("--tls-key", key)?);
+    let tls = match &add.tls_ca {
+        Some(ca) => {
+            let (cert_pem, key_pem) = match (&add.tls_cert, &add.tls_key) {
+                (Some(cert), Some(key)) => (
+                    Some(read("--tls-cert", cert)?),
+                    Some(read("--tls-key", key)?),
+                ),
+                _ => (None, None),
+            };
+            Some(NewTls {
+                ca_pem: read("--tls-ca", ca)?,
+                cert_pem,
+                key_pem,
+            })
         }
-        body["tls"] = tls;
-    }
-    Ok(body)
+        None => None,
+    };
+    Ok(NewSite {
+        id: add.id.clone(),
+        name: add.name.clone(),
+        nodes: add.nodes.clone(),
+        labels: add.labels.iter().cloned().collect(),
+        metadata: add
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+        tls,
+    })
 }
 
-fn items(v: &Value) -> &[Value] {
-    v.as_array().map_or(&[], Vec::as_slice)
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-fn pairs(v: &Value) -> String {
-    let joined: Vec<String> = v
-        .as_object()
-        .map(|o| o.iter().map(|(k, v)| format!("{k}={}", text(v))).collect())
-        .unwrap_or_default();
-    if joined.is_empty() {
+fn or_dash(text: &str) -> String {
+    if text.is_empty() {
         "-".to_owned()
     } else {
-        joined.join(",")
+        text.to_owned()
     }
 }
 
-fn site_rows(sites: &[Value]) -> Vec<String> {
+fn pairs(labels: &std::collections::BTreeMap<String, String>) -> String {
+    let joined: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    or_dash(&joined.join(","))
+}
+
+fn site_rows(sites: &[SiteView]) -> Vec<String> {
     let mut rows = vec![vec![
         "ID".into(),
         "NAME".into(),
@@ -208,18 +247,17 @@ fn site_rows(sites: &[Value]) -> Vec<String> {
         "LABELS".into(),
     ]];
     for s in sites {
-        let nodes: Vec<String> = items(&s["nodes"]).iter().map(text).collect();
         rows.push(vec![
-            text(&s["id"]),
-            text(&s["name"]),
-            nodes.join(","),
-            pairs(&s["labels"]),
+            s.id.clone(),
+            s.name.clone(),
+            s.nodes.join(","),
+            pairs(&s.labels),
         ]);
     }
     table(&rows)
 }
 
-fn health_rows(h: &Value) -> Vec<String> {
+fn health_rows(h: &SiteHealth) -> Vec<String> {
     let mut rows = vec![vec![
         "NODE".into(),
         "REACHABLE".into(),
@@ -230,31 +268,24 @@ fn health_rows(h: &Value) -> Vec<String> {
         "VERSION".into(),
         "PROBLEM".into(),
     ]];
-    for n in items(&h["nodes"]) {
-        let problem = [text(&n["failure"]), text(&n["error"])]
+    for n in &h.nodes {
+        let problem = [n.failure.as_str(), n.error.as_str()]
             .into_iter()
             .filter(|p| !p.is_empty())
             .collect::<Vec<_>>()
             .join("; ");
         rows.push(vec![
-            text(&n["address"]),
-            text(&n["reachable"]),
-            text(&n["leader"]),
-            n["disk_free_bytes"]
-                .as_u64()
-                .map_or("-".into(), human_bytes),
-            text(&n["apply_lag"]),
-            text(&n["blobs_missing"]),
-            text(&n["version"]),
+            n.address.clone(),
+            n.reachable.to_string(),
+            n.leader.to_string(),
+            human_bytes(n.disk_free_bytes),
+            n.apply_lag.to_string(),
+            n.blobs_missing.to_string(),
+            n.version.clone(),
             problem,
         ]);
     }
-    let mut out = vec![format!(
-        "site {} ({}): {}",
-        text(&h["site_id"]),
-        text(&h["name"]),
-        text(&h["verdict"])
-    )];
+    let mut out = vec![format!("site {} ({}): {}", h.site_id, h.name, h.verdict)];
     out.extend(table(&rows));
     out
 }
@@ -264,32 +295,35 @@ pub async fn rollout(arg: &TowerArg, action: RolloutAction) -> Result<(), Error>
     let tower = Tower::new(arg)?;
     match action {
         RolloutAction::Create(create) => {
-            let body = rollout_body(&create)?;
-            let r = tower.call("POST", "/rollouts", Some(&body)).await?;
+            let r: Answer<RolloutView> = tower
+                .exchange("POST", "/rollouts", Some(&new_rollout(&create)?))
+                .await?;
             if create.watch {
-                crate::fleet_watch::watch(&tower, &text(&r["id"])).await
+                crate::fleet_watch::watch(&tower, &r.typed.summary.id).await
             } else {
                 tower.print(&r, rollout_rows)
             }
         }
         RolloutAction::Status { id, watch: true } => crate::fleet_watch::watch(&tower, &id).await,
         RolloutAction::Status { id, watch: false } => {
-            let r = tower.call("GET", &format!("/rollouts/{id}"), None).await?;
+            let r: Answer<RolloutView> = tower
+                .exchange("GET", &format!("/rollouts/{id}"), NONE)
+                .await?;
             tower.print(&r, rollout_rows)
         }
         RolloutAction::Cancel { id } => {
-            let r = tower
-                .call("DELETE", &format!("/rollouts/{id}"), None)
+            let r: Answer<RolloutView> = tower
+                .exchange("DELETE", &format!("/rollouts/{id}"), NONE)
                 .await?;
             tower.print(&r, |r| {
                 vec![format!(
                     "cancelled rollout {}; sites keep what they hold",
-                    text(&r["id"])
+                    r.summary.id
                 )]
             })
         }
         RolloutAction::List => {
-            let l = tower.call("GET", "/rollouts", None).await?;
+            let l: Answer<RolloutListing> = tower.exchange("GET", "/rollouts", NONE).await?;
             tower.print(&l, |l| {
                 let mut rows = vec![vec![
                     "ID".into(),
@@ -299,15 +333,15 @@ pub async fn rollout(arg: &TowerArg, action: RolloutAction) -> Result<(), Error>
                     "FAILED".into(),
                     "CREATED".into(),
                 ]];
-                for r in items(&l["rollouts"]) {
-                    let t = &r["totals"];
+                for r in &l.rollouts {
+                    let t = &r.totals;
                     rows.push(vec![
-                        text(&r["id"]),
-                        text(&r["application"]),
-                        text(&r["status"]),
-                        format!("{}/{}", text(&t["scheduled"]), text(&t["selected"])),
-                        text(&t["failed"]),
-                        unix_time(r["created_unix"].as_u64().unwrap_or(0)),
+                        r.id.clone(),
+                        r.application.clone(),
+                        r.status.clone(),
+                        format!("{}/{}", t.scheduled, t.selected),
+                        t.failed.to_string(),
+                        unix_time(r.created_unix),
                     ]);
                 }
                 table(&rows)
@@ -316,63 +350,50 @@ pub async fn rollout(arg: &TowerArg, action: RolloutAction) -> Result<(), Error>
     }
 }
 
-fn rollout_body(create: &CreateRollout) -> Result<Value, Error> {
+fn new_rollout(create: &CreateRollout) -> Result<NewRollout, Error> {
     let selector: Value = serde_json::from_str(&create.selector)
         .map_err(|e| Error::Usage(format!("--selector is not JSON: {e}")))?;
-    let mut body = json!({
-        "application": create.application,
-        "images": create.images,
-        "selector": selector,
-    });
-    if let Some(n) = create.max_parallel {
-        body["max_parallel"] = json!(n);
-    }
-    if let Some(b) = create.bandwidth {
-        body["bandwidth_bytes_per_second"] = json!(b);
-    }
-    Ok(body)
+    Ok(NewRollout {
+        application: create.application.clone(),
+        images: create.images.clone(),
+        selector,
+        max_parallel: create.max_parallel,
+        bandwidth_bytes_per_second: create.bandwidth,
+    })
 }
 
 /// The totals of a rollout on one line.
-pub fn totals_line(r: &Value) -> String {
-    let t = &r["totals"];
-    let eta = t["eta_seconds"]
-        .as_u64()
+pub fn totals_line(r: &RolloutSummary) -> String {
+    let t = &r.totals;
+    let eta = t
+        .eta_seconds
         .map_or("unknown".to_owned(), |s| format!("{s} s"));
     // Its images not all in the tower's registry yet: why, after a failed attempt.
-    let pulling = match r["pulling"]["reason"].as_str() {
-        Some(reason) if !reason.is_empty() => format!(
-            " (images: {reason}, {} attempts)",
-            r["pulling"]["retries"].as_u64().unwrap_or(0)
-        ),
+    let pulling = match &r.pulling {
+        Some(p) if !p.reason.is_empty() => {
+            format!(" (images: {}, {} attempts)", p.reason, p.retries)
+        }
         _ => String::new(),
     };
     format!(
         "{}{pulling}: {}/{} scheduled; waiting {}, delivering {}, present {}, failed {}; sent {}, left {}, eta {eta}",
-        text(&r["status"]),
-        text(&t["scheduled"]),
-        text(&t["selected"]),
-        text(&t["waiting"]),
-        text(&t["delivering"]),
-        text(&t["present"]),
-        text(&t["failed"]),
-        human_bytes(t["bytes_done"].as_u64().unwrap_or(0)),
-        human_bytes(t["bytes_left"].as_u64().unwrap_or(0)),
+        r.status,
+        t.scheduled,
+        t.selected,
+        t.waiting,
+        t.delivering,
+        t.present,
+        t.failed,
+        human_bytes(t.bytes_done),
+        human_bytes(t.bytes_left),
     )
 }
 
-fn rollout_rows(r: &Value) -> Vec<String> {
+fn rollout_rows(r: &RolloutView) -> Vec<String> {
     let mut out = vec![
-        format!("rollout {} of {}", text(&r["id"]), text(&r["application"])),
-        format!(
-            "images: {}",
-            items(&r["images"])
-                .iter()
-                .map(text)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        totals_line(r),
+        format!("rollout {} of {}", r.summary.id, r.summary.application),
+        format!("images: {}", r.summary.images.join(" ")),
+        totals_line(&r.summary),
     ];
     let mut rows = vec![vec![
         "SITE".into(),
@@ -381,13 +402,13 @@ fn rollout_rows(r: &Value) -> Vec<String> {
         "RETRIES".into(),
         "REASON".into(),
     ]];
-    for s in items(&r["sites"]) {
+    for s in &r.sites {
         rows.push(vec![
-            text(&s["site_id"]),
-            text(&s["state"]),
-            human_bytes(s["bytes_done"].as_u64().unwrap_or(0)),
-            text(&s["retries"]),
-            text(&s["reason"]),
+            s.site_id.clone(),
+            s.state.clone(),
+            human_bytes(s.bytes_done),
+            s.retries.to_string(),
+            s.reason.clone(),
         ]);
     }
     out.extend(table(&rows));

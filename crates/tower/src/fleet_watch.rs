@@ -6,7 +6,7 @@ use crate::exit::Error;
 use crate::fleet::{totals_line, Tower};
 use crate::output::line;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
+use site_fleet_api::{RolloutSummary, RolloutView, Totals};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -21,18 +21,22 @@ pub async fn watch(tower: &Tower, id: &str) -> Result<(), Error> {
     let bars = std::io::stderr().is_terminal().then(Bars::new);
     let mut last = String::new();
     loop {
-        let r = tower.call("GET", &path, None).await?;
+        let r: RolloutSummary = tower
+            .exchange::<RolloutView>("GET", &path, None::<&()>)
+            .await?
+            .typed
+            .summary;
         let summary = totals_line(&r);
         match &bars {
-            Some(bars) => bars.show(&r),
+            Some(bars) => bars.show(&r.totals),
             None if summary != last => line(&summary)?,
             None => {}
         }
         last = summary;
-        match r["status"].as_str() {
+        match r.status.as_str() {
             // Its images are fetched into the tower's registry first.
-            Some("pulling" | "running") => tokio::time::sleep(POLL).await,
-            Some("complete") => {
+            "pulling" | "running" => tokio::time::sleep(POLL).await,
+            "complete" => {
                 if let Some(bars) = bars {
                     bars.finish();
                     line(&last)?;
@@ -43,10 +47,7 @@ pub async fn watch(tower: &Tower, id: &str) -> Result<(), Error> {
                 if let Some(bars) = bars {
                     bars.finish();
                 }
-                return Err(Error::Other(format!(
-                    "rollout {id} is {}",
-                    other.unwrap_or("in an unknown state")
-                )));
+                return Err(Error::Other(format!("rollout {id} is {other}")));
             }
         }
     }
@@ -86,20 +87,16 @@ impl Bars {
         }
     }
 
-    fn show(&self, r: &Value) {
-        let t = &r["totals"];
-        let selected = t["selected"].as_u64().unwrap_or(0);
-        for (bar, state) in self.states.iter().zip(STATES) {
-            bar.set_length(selected);
-            bar.set_position(t[state].as_u64().unwrap_or(0));
+    fn show(&self, t: &Totals) {
+        let counts = [t.waiting, t.delivering, t.present, t.scheduled, t.failed];
+        for (bar, n) in self.states.iter().zip(counts) {
+            bar.set_length(t.selected as u64);
+            bar.set_position(n as u64);
         }
-        let done = t["bytes_done"].as_u64().unwrap_or(0);
-        self.bytes
-            .set_length(done + t["bytes_left"].as_u64().unwrap_or(0));
-        self.bytes.set_position(done);
+        self.bytes.set_length(t.bytes_done + t.bytes_left);
+        self.bytes.set_position(t.bytes_done);
         self.bytes.set_message(
-            t["eta_seconds"]
-                .as_u64()
+            t.eta_seconds
                 .map_or("unknown".to_owned(), |s| format!("{s} s")),
         );
     }

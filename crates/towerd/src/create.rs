@@ -4,10 +4,9 @@
 
 use crate::api::error::ApiError;
 use crate::tower::{now_ms, Tower};
-use serde::Deserialize;
-use serde_json::Value;
 use site_fleet::rollout::{check_application, Pulling};
 use site_fleet::{Filter, Rollout};
+use site_fleet_api::NewRollout;
 use std::sync::Arc;
 
 /// Most images in one rollout.
@@ -17,24 +16,12 @@ pub const DEFAULT_PARALLEL: u32 = 10;
 /// Most sites served at once.
 const MAX_PARALLEL: u32 = 10_000;
 
-/// The body of `POST /rollouts`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Request {
-    application: String,
-    images: Vec<String>,
-    /// Required: `{}` selects every site, and has to be said.
-    selector: Value,
-    #[serde(default)]
-    max_parallel: Option<u32>,
-    #[serde(default)]
-    bandwidth_bytes_per_second: Option<u64>,
-}
-
-/// Creates a rollout from a request body; nothing is kept when it is refused.
-pub async fn create(tower: &Arc<Tower>, body: &Value, id: String) -> Result<Rollout, ApiError> {
-    let request: Request =
-        serde_json::from_value(body.clone()).map_err(|e| ApiError::bad(format!("rollout: {e}")))?;
+/// Creates a rollout from a request; nothing is kept when it is refused.
+pub async fn create(
+    tower: &Arc<Tower>,
+    request: NewRollout,
+    id: String,
+) -> Result<Rollout, ApiError> {
     check_application(&request.application)?;
     if request.images.is_empty() || request.images.len() > MAX_IMAGES {
         return Err(ApiError::bad(format!(

@@ -4,8 +4,8 @@
 //! answers).
 
 use crate::worker::client_tls;
-use serde::Serialize;
 use site_fleet::Site;
+pub use site_fleet_api::NodeHealth;
 use site_proto::pb::StatusRequest;
 use site_tower::site;
 use std::time::Duration;
@@ -15,42 +15,8 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// Apply lag (entries) beyond which a node is behind.
 const LAG: u64 = 100;
 
-/// One node as it answered.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeHealth {
-    /// Its API address, as the inventory lists it.
-    pub address: String,
-    /// It answered.
-    pub reachable: bool,
-    /// Its node id (0 when unreachable).
-    pub node_id: u64,
-    /// It leads the site's group.
-    pub leader: bool,
-    /// The leader it knows (0: none).
-    pub leader_id: u64,
-    /// Free bytes of its data disk.
-    pub disk_free_bytes: u64,
-    /// Bytes of its data disk (or its GC capacity).
-    pub disk_capacity_bytes: u64,
-    /// Entries the site committed that it has not applied (against the highest commit
-    /// index of the site's nodes).
-    pub apply_lag: u64,
-    /// The site's log committed up to here, as this node knows it.
-    pub commit_index: u64,
-    /// Applied up to here.
-    pub applied_index: u64,
-    /// Blobs it is still fetching from peers.
-    pub blobs_missing: u64,
-    /// Its site-agent version.
-    pub version: String,
-    /// What failed of its storage, if anything.
-    pub failure: String,
-    /// Why it did not answer.
-    pub error: String,
-}
-
 /// A site's health.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Health {
     /// `healthy`, `degraded` or `down`.
     pub verdict: &'static str,

@@ -88,10 +88,7 @@ async fn required(tower: &Tower) -> Result<bool, crate::store::StoreError> {
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
-    let mut r = crate::api::json(
-        status,
-        &serde_json::json!({"error": {"code": code, "message": message}}),
-    );
+    let mut r = crate::api::json(status, &site_fleet_api::ErrorBody::new(code, message));
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -97,7 +97,9 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(code = self.code, message = %self.message, "request failed");
         }
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        super::json(status, &body)
+        super::json(
+            status,
+            &site_fleet_api::ErrorBody::new(self.code, self.message),
+        )
     }
 }

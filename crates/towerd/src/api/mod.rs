@@ -21,6 +21,7 @@ use std::sync::Arc;
 pub fn router(tower: Arc<Tower>) -> Router {
     Router::new()
         .route("/", get(page::page))
+        .route("/openapi.json", get(openapi))
         .route("/sites", get(sites::list).post(sites::create))
         .route("/sites/query", post(sites::query))
         .route(
@@ -111,10 +112,7 @@ async fn guard(request: Request, next: Next) -> Response {
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
-    json(
-        status,
-        &serde_json::json!({"error": {"code": code, "message": message}}),
-    )
+    json(status, &site_fleet_api::ErrorBody::new(code, message))
 }
 
 async fn not_found() -> ApiError {
@@ -130,11 +128,29 @@ async fn method_not_allowed() -> Response {
 }
 
 /// A JSON answer.
-pub fn json(status: StatusCode, body: &Value) -> Response {
+pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_string(body) {
+        Ok(text) => (status, [(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => ApiError {
+            code: "INTERNAL",
+            message: format!("cannot encode the answer: {e}"),
+        }
+        .into_response(),
+    }
+}
+
+/// A request body as the type `T` of the API's contract; anything else is a
+/// `BAD_REQUEST` that says what (`what`: the body's name).
+pub fn body_as<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, ApiError> {
+    let value = body_json(body)?;
+    serde_json::from_value(value).map_err(|e| ApiError::bad(format!("{what}: {e}")))
+}
+
+/// `GET /openapi.json`.
+async fn openapi() -> Response {
     (
-        status,
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        site_fleet_api::openapi::document(),
     )
         .into_response()
 }

@@ -1,7 +1,7 @@
 //! The inventory: `/sites`, `/sites/query`, `/sites/{id}`, `/sites/{id}/health`.
 
 use super::error::ApiError;
-use super::{body_json, json, new_id};
+use super::{body_as, body_json, json, new_id};
 use crate::health;
 use crate::store::Written;
 use crate::tower::Tower;
@@ -9,17 +9,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{json, Value};
 use site_fleet::{Filter, Site};
+use site_fleet_api::{NewSite, SiteHealth, SiteListing, SiteQuery, SiteView};
 use std::sync::Arc;
 
 type Tw = State<Arc<Tower>>;
-
-fn listing(sites: Vec<&Site>) -> Response {
-    let total = sites.len();
-    let sites: Vec<Value> = sites.iter().map(|s| s.document()).collect();
-    json(StatusCode::OK, &json!({"sites": sites, "total": total}))
-}
 
 async fn find(tower: &Tower, id: &str) -> Result<Site, ApiError> {
     tower
@@ -46,41 +40,38 @@ fn refused(site: &Site, written: Written) -> Result<(), ApiError> {
 /// `GET /sites`.
 pub async fn list(State(tower): Tw) -> Result<Response, ApiError> {
     let sites = tower.store.sites().await?;
-    Ok(listing(sites.iter().collect()))
+    Ok(json(StatusCode::OK, &SiteListing::of(&sites)))
 }
 
-/// `POST /sites`.
+/// `POST /sites` with a [`NewSite`].
 pub async fn create(State(tower): Tw, body: Bytes) -> Result<Response, ApiError> {
-    let site = Site::create(&body_json(&body)?, &new_id("s"))?;
+    let new: NewSite = body_as(&body, "site")?;
+    let value = serde_json::to_value(&new).map_err(|e| ApiError::bad(e.to_string()))?;
+    let site = Site::create(&value, &new_id("s"))?;
     let _inventory = tower.inventory.lock().await;
     refused(&site, tower.store.insert_site(&site).await?)?;
     tracing::info!(site = %site.id, name = %site.name, "site onboarded");
     tower.inventory_changed();
-    Ok(json(StatusCode::CREATED, &site.document()))
+    Ok(json(StatusCode::CREATED, &SiteView::from(&site)))
 }
 
-/// `POST /sites/query` with `{"filter": {...}}`.
+/// `POST /sites/query` with a [`SiteQuery`].
 pub async fn query(State(tower): Tw, body: Bytes) -> Result<Response, ApiError> {
-    let body = body_json(&body)?;
-    let Value::Object(fields) = &body else {
-        return Err(ApiError::bad("a query is {\"filter\": {...}}"));
-    };
-    if let Some(other) = fields.keys().find(|k| *k != "filter") {
-        return Err(ApiError::bad(format!(
-            "a query takes only \"filter\", not {other:?}"
-        )));
-    }
-    let filter = match fields.get("filter") {
+    let query: SiteQuery = body_as(&body, "a query is {\"filter\": {...}}")?;
+    let filter = match &query.filter {
         Some(f) => Filter::parse(f)?,
         None => Filter::all(),
     };
     let sites = tower.store.query_sites(&filter).await?;
-    Ok(listing(sites.iter().collect()))
+    Ok(json(StatusCode::OK, &SiteListing::of(&sites)))
 }
 
 /// `GET /sites/{id}`.
 pub async fn get(State(tower): Tw, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(json(StatusCode::OK, &find(&tower, &id).await?.document()))
+    Ok(json(
+        StatusCode::OK,
+        &SiteView::from(&find(&tower, &id).await?),
+    ))
 }
 
 /// `PUT /sites/{id}`: a JSON merge patch.
@@ -95,7 +86,7 @@ pub async fn update(
     refused(&site, tower.store.update_site(&site).await?)?;
     tracing::info!(site = %site.id, "site updated");
     tower.inventory_changed();
-    Ok(json(StatusCode::OK, &site.document()))
+    Ok(json(StatusCode::OK, &SiteView::from(&site)))
 }
 
 /// `DELETE /sites/{id}`: the site leaves the inventory and its rollouts.
@@ -105,15 +96,20 @@ pub async fn remove(State(tower): Tw, Path(id): Path<String>) -> Result<Response
     tower.store.remove_site(&id).await?;
     tracing::info!(site = %id, name = %site.name, "site removed");
     tower.inventory_changed();
-    Ok(json(StatusCode::OK, &site.document()))
+    Ok(json(StatusCode::OK, &SiteView::from(&site)))
 }
 
 /// `GET /sites/{id}/health`.
 pub async fn health(State(tower): Tw, Path(id): Path<String>) -> Result<Response, ApiError> {
     let site = find(&tower, &id).await?;
     let health = health::check(&site).await;
-    let mut body = serde_json::to_value(&health).map_err(|e| ApiError::bad(e.to_string()))?;
-    body["site_id"] = json!(site.id);
-    body["name"] = json!(site.name);
-    Ok(json(StatusCode::OK, &body))
+    Ok(json(
+        StatusCode::OK,
+        &SiteHealth {
+            site_id: site.id.clone(),
+            name: site.name.clone(),
+            verdict: health.verdict.to_owned(),
+            nodes: health.nodes,
+        },
+    ))
 }
