@@ -12,6 +12,7 @@ pub mod http;
 pub mod https;
 pub mod node;
 pub mod oci;
+pub mod openapi;
 pub mod postgres;
 pub mod proxy;
 pub mod standin;

@@ -180,7 +180,7 @@ fn cancel_rollout() {}
 /// `GET /openapi.json`: this document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",
     responses(
-        (status = 200, description = "The OpenAPI 3.1 document of the API", content_type = "application/json"),
+        (status = 200, description = "The OpenAPI 3.1 document of the API", body = Object),
         (status = 401, description = "No user", body = ErrorBody),
     ))]
 #[allow(dead_code)]
