@@ -45,6 +45,9 @@ pub fn towerctl_bin() -> &'static std::path::Path {
             "towerctl",
             &[
                 "crates/tower",
+                "crates/delivery",
+                "crates/fleet-api",
+                "crates/fleet",
                 "crates/upstream",
                 "crates/proto",
                 "crates/entry",
@@ -65,7 +68,8 @@ pub fn towerd_bin() -> &'static std::path::Path {
             &[
                 "crates/towerd",
                 "crates/fleet",
-                "crates/tower",
+                "crates/fleet-api",
+                "crates/delivery",
                 "crates/upstream",
                 "crates/proto",
                 "crates/entry",

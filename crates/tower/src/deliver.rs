@@ -12,7 +12,9 @@ use crate::transfer::{send_blob, Blob, UpstreamBlob};
 use crate::upstream::{self, Upstream};
 use futures_util::StreamExt;
 use site_core::Digest;
-use site_proto::pb::{BlobRef, FindMissingBlobsRequest, PutManifestRequest};
+use site_proto::pb::{BlobRef, FindMissingBlobsRequest};
+
+pub use site_delivery::manifest::{put_manifest, Manifest};
 use std::path::Path;
 
 /// Blobs of one image sent at once.
@@ -148,43 +150,6 @@ async fn send_image(
         human_bytes(sent),
         missing.len(),
     ))
-}
-
-/// One manifest to store at a site.
-pub struct Manifest<'a> {
-    /// Canonical repository name at the site.
-    pub repository: &'a str,
-    /// The digest its bytes must have there.
-    pub digest: &'a str,
-    /// Its media type.
-    pub media_type: &'a str,
-    /// Its exact bytes.
-    pub body: &'a [u8],
-    /// A tag to point at it, or empty.
-    pub tag: &'a str,
-}
-
-/// Stores a manifest at the site (retried while the link is broken) and checks that the
-/// site stored it under the expected digest.
-pub async fn put_manifest(site: &Client, manifest: &Manifest<'_>) -> Result<(), Error> {
-    let stored = site::retry(|| {
-        let mut c = site.clone();
-        let request = PutManifestRequest {
-            repository: manifest.repository.to_owned(),
-            body: manifest.body.to_vec(),
-            media_type: manifest.media_type.to_owned(),
-            tag: manifest.tag.to_owned(),
-        };
-        async move { c.put_manifest(request).await }
-    })
-    .await?;
-    if stored.digest != manifest.digest {
-        return Err(Error::Other(format!(
-            "the site stored manifest {} under digest {}",
-            manifest.digest, stored.digest
-        )));
-    }
-    Ok(())
 }
 
 /// The digests and sizes of the blobs the site says it lacks, as the manifests give them

@@ -10,18 +10,16 @@
 pub mod cli;
 pub mod commands;
 pub mod deliver;
-pub mod exit;
 pub mod fleet;
 pub mod fleet_cli;
 pub mod fleet_watch;
 pub mod output;
 pub mod progress;
-pub mod resolve;
 pub mod site;
-pub mod transfer;
 
-pub use site_core::platform;
-pub use site_upstream::{auth, client as upstream};
+// What towerd does too (reach a site, send to it, resolve at an upstream, the failure
+// taxonomy) lives in the crate both use.
+pub use site_delivery::{auth, exit, platform, resolve, transfer, upstream};
 
 use clap::Parser;
 use cli::{Cli, Command, NodeAction};

@@ -74,3 +74,13 @@ impl BlobProgress<'_> {
         self.progress.note(line);
     }
 }
+
+impl crate::transfer::Meter for BlobProgress<'_> {
+    fn set(&self, bytes: u64) {
+        BlobProgress::set(self, bytes);
+    }
+
+    fn note(&self, line: &str) {
+        BlobProgress::note(self, line);
+    }
+}

@@ -71,7 +71,7 @@ pub async fn create(
                 images.push(r.image);
                 bodies.extend(r.bodies);
             }
-            Err(e @ site_tower::exit::Error::ImageNotFound(_)) => return Err(e.into()),
+            Err(e @ site_delivery::exit::Error::ImageNotFound(_)) => return Err(e.into()),
             Err(e) => {
                 failure = Some((e.reason(), e.to_string()));
                 break;

@@ -4,10 +4,10 @@
 //! answers).
 
 use crate::worker::client_tls;
+use site_delivery::site;
 use site_fleet::Site;
 pub use site_fleet_api::NodeHealth;
 use site_proto::pb::StatusRequest;
-use site_tower::site;
 use std::time::Duration;
 
 /// How long a node has to answer.

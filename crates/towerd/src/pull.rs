@@ -7,10 +7,10 @@
 
 use crate::tower::{now_ms, Tower};
 use site_core::{Descriptor, ImageReference};
+use site_delivery::exit::Error;
+use site_delivery::resolve::resolve_at;
 use site_fleet::missing::Blob;
 use site_fleet::rollout::{Image, Manifest};
-use site_tower::exit::Error;
-use site_tower::resolve::resolve_at;
 use std::sync::Arc;
 
 /// Manifest media types that are indexes (their children are made present instead).

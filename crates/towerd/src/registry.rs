@@ -12,7 +12,7 @@
 use crate::cli::Config;
 use site_agent::{Site, SiteHandle};
 use site_core::ImageReference;
-use site_tower::resolve::Location;
+use site_delivery::resolve::Location;
 use site_upstream::{RegistryAuth, Upstream};
 use std::net::SocketAddr;
 

@@ -5,9 +5,9 @@
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use site_core::Digest;
-use site_tower::exit::Error;
-use site_tower::transfer::{Source, UpstreamBlob};
-use site_tower::upstream::{ByteStream, Upstream};
+use site_delivery::exit::Error;
+use site_delivery::transfer::{Source, UpstreamBlob};
+use site_delivery::upstream::{ByteStream, Upstream};
 use site_upstream::Reference;
 use std::time::Duration;
 use tokio::time::Instant;

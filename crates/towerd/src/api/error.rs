@@ -77,8 +77,8 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl From<site_tower::exit::Error> for ApiError {
-    fn from(e: site_tower::exit::Error) -> ApiError {
+impl From<site_delivery::exit::Error> for ApiError {
+    fn from(e: site_delivery::exit::Error) -> ApiError {
         let code = match e.reason() {
             "USAGE" => "BAD_REQUEST",
             "OTHER" => "INTERNAL",

@@ -6,7 +6,6 @@
 //! of at most [`CHUNK`] bytes. Nothing is buffered beyond a few chunks in flight.
 
 use crate::exit::Error;
-use crate::progress::BlobProgress;
 use crate::site::{self, Client, ATTEMPTS, FIRST_BACKOFF};
 use crate::upstream::{ByteStream, Upstream};
 use futures_util::future::BoxFuture;
@@ -89,16 +88,6 @@ pub trait Meter: Sync {
     fn set(&self, bytes: u64);
     /// Something worth telling the operator (a retry).
     fn note(&self, line: &str);
-}
-
-impl Meter for BlobProgress<'_> {
-    fn set(&self, bytes: u64) {
-        BlobProgress::set(self, bytes);
-    }
-
-    fn note(&self, line: &str) {
-        BlobProgress::note(self, line);
-    }
 }
 
 /// How one attempt ended short of a verified blob.
