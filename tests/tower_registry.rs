@@ -159,15 +159,17 @@ fn the_towers_registry_passes_both_conformance_suites_with_push_and_pull_through
 
 #[test]
 fn a_rollout_pulls_while_the_upstream_is_down_touches_no_site_and_completes_once_it_is_back() {
-    let Some(binary) = require("docker-registry") else {
+    let (Some(binary), Some(_)) = (require("docker-registry"), require("skopeo")) else {
         return;
     };
     let upstream = ReferenceRegistry::start(&binary);
     let image = oci::image(232, &[700 << 10, 30 << 10], "amd64");
     oci::push_image_as(upstream.addr, "team/pos", "v1", &image);
-    // The link to the upstream is down from the start.
-    let link = CuttingProxy::start(upstream.addr, 0);
-    let up = link.addr.to_string();
+    // The link to the upstream is down from the start. The upstream answers as
+    // `127.0.0.93` (port 80), a host without a port, so that its images have names OCI
+    // clients can write in the tower's registry (`TOWER/127.0.0.93/team/pos`).
+    let link = CuttingProxy::start_at("127.0.0.93:80".parse().unwrap(), upstream.addr, 0);
+    let up = "127.0.0.93".to_owned();
     let tower = Towerd::start(&["--insecure-registry", &up]);
     let node = Node::start(NodeOptions::default());
     let (site, path, created) = roll_out(&tower, &[&node], "pos", &format!("{up}/team/pos:v1"));
@@ -206,6 +208,16 @@ fn a_rollout_pulls_while_the_upstream_is_down_touches_no_site_and_completes_once
         image.digest
     );
     oci::assert_blobs_served(tower.registry, &format!("{up}/team/pos"), &image);
+    // And skopeo pulls it from there.
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("pulled");
+    oci::skopeo_copy(
+        &tower.registry.to_string(),
+        &format!("{up}/team/pos:v1"),
+        &layout,
+    );
+    assert_eq!(oci::pulled_root(&layout), image.digest);
+    oci::assert_pulled(&oci::verified_blobs(&layout), &image);
 }
 
 #[test]

@@ -17,7 +17,14 @@ pub struct CuttingProxy {
 
 impl CuttingProxy {
     pub fn start(target: SocketAddr, budget: u64) -> CuttingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        CuttingProxy::start_at("127.0.0.1:0".parse().unwrap(), target, budget)
+    }
+
+    /// [`CuttingProxy::start`] listening on `at` (a loopback address of the test's
+    /// choosing: port 80 gives a registry a host name without a port).
+    pub fn start_at(at: SocketAddr, target: SocketAddr, budget: u64) -> CuttingProxy {
+        let listener =
+            TcpListener::bind(at).unwrap_or_else(|e| panic!("cannot listen on {at}: {e}"));
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
