@@ -68,20 +68,7 @@ impl Towerd {
 
     /// [`Towerd::start_with`] on the PostgreSQL database `database`, if given.
     pub fn start_in(database: Option<String>, args: &[&str], more: &str) -> Towerd {
-        let mut tower = Towerd {
-            database,
-            holder: String::new(),
-            registry_cluster: None,
-            addr: ([127, 0, 0, 1], 0).into(),
-            registry: ([127, 0, 0, 1], 0).into(),
-            registry_api: ([127, 0, 0, 1], 0).into(),
-            dir: tempfile::tempdir().unwrap(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            registry_more: more.to_owned(),
-            child: None,
-        };
-        tower.spawn();
-        tower
+        Towerd::launch(database, None, args, more)
     }
 
     /// `n` replicas on the PostgreSQL database `database`, whose registries form one
@@ -93,22 +80,32 @@ impl Towerd {
             .iter()
             .map(|&(id, listen)| {
                 let peers = addrs.iter().filter(|(p, _)| *p != id).cloned().collect();
-                let mut tower = Towerd {
-                    database: Some(database.to_owned()),
-                    holder: String::new(),
-                    registry_cluster: Some((id, listen, peers)),
-                    addr: ([127, 0, 0, 1], 0).into(),
-                    registry: ([127, 0, 0, 1], 0).into(),
-                    registry_api: ([127, 0, 0, 1], 0).into(),
-                    dir: tempfile::tempdir().unwrap(),
-                    args: args.iter().map(|a| a.to_string()).collect(),
-                    registry_more: more.to_owned(),
-                    child: None,
-                };
-                tower.spawn();
-                tower
+                let node = Some((id, listen, peers));
+                Towerd::launch(Some(database.to_owned()), node, args, more)
             })
             .collect()
+    }
+
+    fn launch(
+        database: Option<String>,
+        registry_cluster: Option<RegistryNode>,
+        args: &[&str],
+        more: &str,
+    ) -> Towerd {
+        let mut tower = Towerd {
+            database,
+            holder: String::new(),
+            registry_cluster,
+            addr: ([127, 0, 0, 1], 0).into(),
+            registry: ([127, 0, 0, 1], 0).into(),
+            registry_api: ([127, 0, 0, 1], 0).into(),
+            dir: tempfile::tempdir().unwrap(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            registry_more: more.to_owned(),
+            child: None,
+        };
+        tower.spawn();
+        tower
     }
 
     /// Starts the process again on the same data directory and port.

@@ -1,11 +1,12 @@
 //! The work this tower holds, when towers share a store (`--database`): a lease per site
 //! it delivers to and per rollout whose images it pulls, taken before the worker starts,
-//! renewed while it runs, and given back when it ends. Another replica takes up a site
+//! renewed while it runs, and given back once it has ended. Another replica takes up a site
 //! whose lease expired (its holder died or lost the database) at its next pass.
 //!
 //! What is held follows the workers: every [`RENEW`] the leases of the running workers
-//! are renewed, those of ended ones given back, and a worker whose lease could not be
-//! renewed (it expired, and may be another's now) is stopped.
+//! are renewed, those with no worker for a whole round given back, and a worker whose
+//! lease could not be renewed (it expired, and may be another's now) is stopped. A site
+//! in two rollouts at once has one lease, kept while either worker runs.
 
 use crate::store::{Store, StoreError};
 use crate::tower::Tower;
@@ -29,6 +30,9 @@ pub struct Leases {
     /// This tower, as the store names the holder.
     pub holder: String,
     held: Mutex<HashSet<String>>,
+    /// Held with no running worker at the last round: given back if still so at the next
+    /// (a lease is taken just before its worker starts; one round lets it start).
+    idle: Mutex<HashSet<String>>,
     /// When the leases were last renewed.
     renewed: Mutex<std::time::Instant>,
 }
@@ -39,6 +43,7 @@ impl Leases {
         Leases {
             holder,
             held: Mutex::new(HashSet::new()),
+            idle: Mutex::new(HashSet::new()),
             renewed: Mutex::new(std::time::Instant::now()),
         }
     }
@@ -64,10 +69,16 @@ impl Leases {
         }
     }
 
-    /// Renews the leases in `live` and gives back the others held; returns those of
-    /// `live` that could not be renewed.
+    /// Renews the leases in `live` and gives back those held with no worker since the
+    /// last round; returns those of `live` that could not be renewed.
     pub async fn renew(&self, store: &dyn Store, live: HashSet<String>) -> Vec<String> {
-        let ended: Vec<String> = self.held().difference(&live).cloned().collect();
+        let unused: HashSet<String> = self.held().difference(&live).cloned().collect();
+        let ended: Vec<String> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let ended = unused.intersection(&idle).cloned().collect();
+            *idle = unused;
+            ended
+        };
         for key in &ended {
             self.give_back(store, key).await;
         }
@@ -115,5 +126,32 @@ pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
     let held: Vec<String> = tower.leases.held().iter().cloned().collect();
     for key in held {
         tower.leases.give_back(tower.store.as_ref(), &key).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    #[tokio::test]
+    async fn a_lease_without_a_worker_is_given_back_a_round_later_and_one_in_use_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let leases = Leases::new("me".into());
+        assert!(leases.take(&store, "s-1").await.unwrap());
+        assert!(leases.take(&store, "s-2").await.unwrap());
+        let live: HashSet<String> = ["s-2".to_owned()].into();
+        // s-1's worker has not started yet: kept through one round...
+        assert!(leases.renew(&store, live.clone()).await.is_empty());
+        assert!(!store.claim("s-1", "other", TTL).await.unwrap());
+        // ...and given back at the next, while s-2's is kept.
+        assert!(leases.renew(&store, live.clone()).await.is_empty());
+        assert!(store.claim("s-1", "other", TTL).await.unwrap());
+        assert!(!store.claim("s-2", "other", TTL).await.unwrap());
+        // A lease another holder took meanwhile is lost: its worker is to stop.
+        store.release("s-2", "me").await.unwrap();
+        assert!(store.claim("s-2", "other", TTL).await.unwrap());
+        assert_eq!(leases.renew(&store, live).await, ["s-2"]);
     }
 }

@@ -196,7 +196,8 @@ async fn start(
             .unwrap_or(false);
         if go {
             started.push(site);
-        } else if !tower.has_worker(id, &site) {
+        } else if !tower.live_leases().contains(&site) {
+            // No worker here needs it (another rollout's may: then it stays).
             tower.leases.give_back(store, &site).await;
         }
     }
