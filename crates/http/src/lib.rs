@@ -19,12 +19,13 @@ pub mod path;
 mod plain;
 pub mod query;
 pub mod ranges;
-mod tls_listener;
+pub mod tls_listener;
 mod uploads;
 mod users;
 
 pub use auth::{AccessConfig, ReadAccess};
 pub use https::{Certificates, TlsFiles};
+pub use tls_listener::{PlainRefusal, TlsConfigs, TlsListener};
 pub use users::User;
 
 use axum::body::Body;

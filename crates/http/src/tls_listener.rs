@@ -1,9 +1,10 @@
-//! The registry's HTTPS listener: TCP connections accepted on a task of their own, each
-//! handshake on its own task (a slow client holds up no other), and the connections that
-//! complete one handed to the HTTP server. A client speaking plain HTTP to the port gets
-//! a 400 that says so, and a log line.
+//! An HTTPS listener (the registry's, and the tower's API's): TCP connections accepted on
+//! a task of their own, each handshake on its own task (a slow client holds up no other),
+//! and the connections that complete one handed to the HTTP server. A client speaking
+//! plain HTTP to the port gets a 400 that says so, and a log line.
 
 use crate::https::Certificates;
+use rustls::ServerConfig;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -31,13 +32,65 @@ pub struct TlsListener {
     local: SocketAddr,
 }
 
+/// Where a listener's TLS configuration comes from, read at each connection.
+pub trait TlsConfigs: Send + Sync + 'static {
+    /// The configuration a new connection gets.
+    fn current(&self) -> Arc<ServerConfig>;
+}
+
+impl TlsConfigs for Certificates {
+    fn current(&self) -> Arc<ServerConfig> {
+        Certificates::current(self)
+    }
+}
+
+/// One configuration for every connection.
+impl TlsConfigs for Arc<ServerConfig> {
+    fn current(&self) -> Arc<ServerConfig> {
+        self.clone()
+    }
+}
+
+/// What a client that speaks plain HTTP to the port is told, and what it is called in
+/// the log.
+#[derive(Debug, Clone)]
+pub struct PlainRefusal {
+    /// The listener, as the log names it ("the HTTPS registry listener").
+    pub listener: &'static str,
+    /// The answer's content type.
+    pub content_type: &'static str,
+    /// The answer's body.
+    pub body: String,
+}
+
+impl PlainRefusal {
+    /// The registry's: plain text, as distribution answers.
+    pub fn registry() -> PlainRefusal {
+        PlainRefusal {
+            listener: "the HTTPS registry listener",
+            content_type: "text/plain",
+            body: "Client sent an HTTP request to an HTTPS server.\n".into(),
+        }
+    }
+}
+
 impl TlsListener {
     /// Serves TLS on `tcp` with the certificates current at each connection. The accept
     /// task ends when the listener is dropped.
     pub fn new(tcp: TcpListener, certificates: Arc<Certificates>) -> std::io::Result<Self> {
+        TlsListener::serving(tcp, certificates, PlainRefusal::registry())
+    }
+
+    /// Serves TLS on `tcp` with what `configs` gives at each connection, answering
+    /// plain HTTP with `refusal`.
+    pub fn serving(
+        tcp: TcpListener,
+        configs: Arc<dyn TlsConfigs>,
+        refusal: PlainRefusal,
+    ) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(accept_loop(tcp, certificates, tx));
+        tokio::spawn(accept_loop(tcp, configs, Arc::new(refusal), tx));
         Ok(TlsListener { ready, local })
     }
 }
@@ -61,7 +114,8 @@ impl axum::serve::Listener for TlsListener {
 
 async fn accept_loop(
     tcp: TcpListener,
-    certificates: Arc<Certificates>,
+    configs: Arc<dyn TlsConfigs>,
+    refusal: Arc<PlainRefusal>,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
     let slots = Arc::new(Semaphore::new(HANDSHAKES));
@@ -73,7 +127,7 @@ async fn accept_loop(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin.
-                    tracing::warn!(error = %e, "registry listener: accept failed");
+                    tracing::warn!(error = %e, "HTTPS listener: accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -86,12 +140,14 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(certificates.current());
-        let tx = tx.clone();
+        let acceptor = TlsAcceptor::from(configs.current());
+        let (tx, refusal) = (tx.clone(), refusal.clone());
         tokio::spawn(async move {
             let (_permit, _claim) = (permit, claim);
-            let handshake =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(stream, peer, acceptor));
+            let handshake = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                handshake(stream, peer, acceptor, &refusal),
+            );
             if let Ok(Some(tls)) = handshake.await {
                 let _ = tx.send((tls, peer)).await;
             }
@@ -138,6 +194,7 @@ async fn handshake(
     mut stream: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
+    refusal: &PlainRefusal,
 ) -> Option<TlsStream<TcpStream>> {
     let mut first = [0u8; 1];
     let peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await;
@@ -145,11 +202,12 @@ async fn handshake(
         return None;
     }
     if first[0] != TLS_HANDSHAKE {
-        tracing::warn!(%peer, "plain HTTP refused on the HTTPS registry listener: the client must use https://");
-        let body = "Client sent an HTTP request to an HTTPS server.\n";
+        tracing::warn!(%peer, "plain HTTP refused on {}: the client must use https://", refusal.listener);
         let answer = format!(
-            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+            refusal.content_type,
+            refusal.body.len(),
+            refusal.body
         );
         let _ = stream.write_all(answer.as_bytes()).await;
         let _ = stream.shutdown().await;
@@ -158,7 +216,7 @@ async fn handshake(
     match acceptor.accept(stream).await {
         Ok(tls) => Some(tls),
         Err(e) => {
-            tracing::info!(%peer, error = %e, "registry listener: TLS handshake failed");
+            tracing::info!(%peer, error = %e, "{}: TLS handshake failed", refusal.listener);
             None
         }
     }

@@ -89,7 +89,7 @@ pub async fn serve(
     };
     let result = match tls {
         Some(tls) => {
-            let listener = access::tls::TlsApiListener::new(listener, tls)
+            let listener = access::tls::listener(listener, tls)
                 .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(stopped)

@@ -11,17 +11,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
-use std::net::SocketAddr;
+use site_http::{PlainRefusal, TlsConfigs, TlsListener};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
-
-/// How long a client has to complete its handshake.
-const HANDSHAKE: Duration = Duration::from_secs(10);
+use tokio::net::TcpListener;
 
 fn read(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
@@ -75,93 +68,24 @@ pub fn server_config(
     Ok(config)
 }
 
-/// Connections that completed a handshake, as `axum::serve` takes them.
-pub struct TlsApiListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+/// The API's HTTPS listener over `tcp` (the registry's listener: handshakes on tasks of
+/// their own, bounded per address), plain HTTP told to use HTTPS in the API's shape.
+pub fn listener(tcp: TcpListener, config: ServerConfig) -> std::io::Result<TlsListener> {
+    let refusal = PlainRefusal {
+        listener: "the tower's HTTPS API",
+        content_type: "application/json",
+        body: serde_json::to_string(&site_fleet_api::ErrorBody::new(
+            "BAD_REQUEST",
+            "this tower's API speaks HTTPS: use https://",
+        ))
+        .unwrap_or_default(),
+    };
+    let configs: Arc<dyn TlsConfigs> = Arc::new(Arc::new(config));
+    TlsListener::serving(tcp, configs, refusal)
 }
 
-impl TlsApiListener {
-    /// Serves TLS with `config` on `tcp`; each handshake runs on a task of its own.
-    pub fn new(tcp: TcpListener, config: ServerConfig) -> std::io::Result<TlsApiListener> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    _ = tx.closed() => return,
-                    accepted = tcp.accept() => match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "API listener: accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    if !speaks_tls(&stream).await {
-                        plain_refusal(stream, peer).await;
-                        return;
-                    }
-                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::info!(%peer, error = %e, "API: TLS handshake refused")
-                        }
-                        Err(_) => tracing::info!(%peer, "API: TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsApiListener { ready, local })
-    }
-}
-
-/// Whether the client's first byte opens a TLS handshake (waits for it, bounded).
-async fn speaks_tls(stream: &TcpStream) -> bool {
-    let mut first = [0u8; 1];
-    matches!(
-        tokio::time::timeout(HANDSHAKE, stream.peek(&mut first)).await,
-        Ok(Ok(1)) if first[0] == 0x16
-    )
-}
-
-/// A client speaking plain HTTP to the HTTPS listener is told so, in the API's shape.
-async fn plain_refusal(mut stream: TcpStream, peer: SocketAddr) {
-    use tokio::io::AsyncWriteExt;
-    tracing::info!(%peer, "API: plain HTTP on the HTTPS listener refused");
-    let body = r#"{"error":{"code":"BAD_REQUEST","message":"this tower's API speaks HTTPS: use https://"}}"#;
-    let answer = format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(answer.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-impl axum::serve::Listener for TlsApiListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsApiListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsApiListener>) -> Peer {
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Peer {
         let certificate = stream
             .io()
             .get_ref()
