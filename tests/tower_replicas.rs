@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 fn leased_by(url: &str, holder: &str) -> Vec<String> {
     postgres::psql(
         url,
-        &format!("SELECT key FROM leases WHERE holder = '{holder}' AND expires_at >= now() AND key NOT LIKE 'pull:%'"),
+        &format!("SELECT key FROM leases WHERE holder = '{holder}' AND expires_at >= now() AND key NOT LIKE 'pull:%' AND key NOT LIKE 'tower:%'"),
     )
     .lines()
     .map(str::to_owned)
@@ -287,4 +287,69 @@ fn replicas_whose_registries_form_one_site_roll_out_what_was_pushed_to_any() {
             t.log()
         );
     }
+}
+
+/// A rollout cancelled through one replica while another works its sites: that one stops
+/// its workers and puts its sites back to waiting, and the cancel stands on both.
+#[test]
+fn a_cancel_through_one_replica_stops_the_work_of_another() {
+    let Some(up) = Upstream::start() else {
+        return;
+    };
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let img = oci::image(83, &[4 << 20], "amd64");
+    up.put(&img, "team/slow:v1");
+    let args = ["--insecure-registry", up.addr.as_str()];
+    let a = Towerd::start_in(Some(url.clone()), &args, "");
+    let b = Towerd::start_in(Some(url.clone()), &args, "");
+    let sites: Vec<Node> = (0..4)
+        .map(|_| Node::start(NodeOptions::default()))
+        .collect();
+    for (i, node) in sites.iter().enumerate() {
+        onboard(
+            &a,
+            json!({"name": format!("slow-{i}"), "nodes": [node.api.to_string()], "labels": {}}),
+        );
+    }
+    let created = a.expect(
+        "POST",
+        "/rollouts",
+        Some(
+            &json!({"application": "slow", "images": [format!("{}/team/slow:v1", up.addr)],
+                     "selector": {}, "max_parallel": 4, "bandwidth_bytes_per_second": 256 << 10}),
+        ),
+        201,
+    );
+    let path = format!("/rollouts/{}", created["id"].as_str().unwrap());
+    // Both replicas work sites (each takes its share: 2 of the 4 at once).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leased_by(&url, &a.holder).is_empty() || leased_by(&url, &b.holder).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "both replicas never worked at once"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cancelled = b.expect("DELETE", &path, None, 200);
+    assert_eq!(cancelled["status"], "cancelled");
+    // A reads the cancel, stops, and writes its sites back to waiting; nothing is in
+    // flight, as either replica shows it.
+    for tower in [&a, &b] {
+        let r = tower.wait_for(&path, Duration::from_secs(20), "no site in flight", |r| {
+            r["totals"]["delivering"] == 0 && r["totals"]["present"] == 0
+        });
+        assert_eq!(r["status"], "cancelled", "{r:#}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(leased_by(&url, &a.holder).is_empty() && leased_by(&url, &b.holder).is_empty()) {
+        assert!(Instant::now() < deadline, "leases kept after the cancel");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        a.log().contains("rollout cancelled by another tower"),
+        "{}",
+        a.log()
+    );
 }

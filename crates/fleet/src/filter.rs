@@ -69,7 +69,39 @@ impl Filter {
     /// Parses a filter; refuses what the language does not have.
     pub fn parse(value: &Value) -> Result<Filter, Error> {
         let mut terms = 0;
-        parse_object(value, 0, &mut terms)
+        let filter = parse_object(value, 0, &mut terms)?;
+        let literals = filter.literals();
+        if terms + literals.len() > MAX_TERMS {
+            return Err(bad(format!(
+                "a filter takes at most {MAX_TERMS} terms and literals"
+            )));
+        }
+        // No NUL anywhere: no site holds one, and no database takes one in a document.
+        let nul = |v: &Value| serde_json::to_string(v).is_ok_and(|t| t.contains("\\u0000"));
+        if literals.into_iter().any(nul) || filter.paths().iter().any(|p| p.contains('\0')) {
+            return Err(bad("a filter holds a NUL character (\\u0000)"));
+        }
+        Ok(filter)
+    }
+
+    /// Every literal the filter compares with.
+    fn literals(&self) -> Vec<&Value> {
+        match self {
+            Filter::And(all) | Filter::Or(all) => all.iter().flat_map(Filter::literals).collect(),
+            Filter::Field { condition, .. } => match condition {
+                Condition::Eq(l) | Condition::Ne(l) => vec![l],
+                Condition::In(ls) | Condition::Nin(ls) => ls.iter().collect(),
+                Condition::Exists(_) => Vec::new(),
+            },
+        }
+    }
+
+    /// Every field path the filter names, dotted.
+    fn paths(&self) -> Vec<String> {
+        match self {
+            Filter::And(all) | Filter::Or(all) => all.iter().flat_map(Filter::paths).collect(),
+            Filter::Field { path, .. } => vec![path.join(".")],
+        }
     }
 
     /// Whether `document` (a site as [`crate::Site::document`] gives it) matches.
@@ -104,9 +136,26 @@ impl Condition {
 fn equals(value: Option<&Value>, literal: &Value) -> bool {
     match value {
         None => false,
-        Some(v) if v == literal => true,
-        Some(Value::Array(items)) => items.iter().any(|item| item == literal),
+        Some(v) if same(v, literal) => true,
+        Some(Value::Array(items)) => items.iter().any(|item| same(item, literal)),
         Some(_) => false,
+    }
+}
+
+/// JSON values equal as numbers compare (`1` is `1.0`), as the database's do.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i128(), y.as_i128()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
     }
 }
 

@@ -153,3 +153,22 @@ fn merge_patch_follows_rfc_7386() {
         json!({"a": "z", "c": {"d": "e"}, "n": [3], "new": {"x": 1}})
     );
 }
+
+#[test]
+fn numbers_compare_as_numbers_and_limits_count_literals() {
+    let doc = json!({"metadata": {"n": 3, "list": [1, 2.5]}});
+    assert!(Filter::parse(&json!({"metadata.n": 3.0}))
+        .unwrap()
+        .matches(&doc));
+    assert!(!Filter::parse(&json!({"metadata.n": {"$ne": 3.0}}))
+        .unwrap()
+        .matches(&doc));
+    assert!(Filter::parse(&json!({"metadata.list": [1.0, 2.5]}))
+        .unwrap()
+        .matches(&doc));
+    let many: Vec<u32> = (0..1000).collect();
+    let e = Filter::parse(&json!({"id": {"$in": many}})).unwrap_err();
+    assert_eq!(e.code, "BAD_FILTER");
+    let e = Filter::parse(&json!({"name": "a\u{0}b"})).unwrap_err();
+    assert!(e.message.contains("NUL"), "{e}");
+}

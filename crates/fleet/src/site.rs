@@ -117,6 +117,10 @@ impl Site {
                 )));
             }
         }
+        // No NUL in any key or string: no database stores it in a JSON document.
+        if serde_json::to_string(&self.metadata).is_ok_and(|m| m.contains("\\u0000")) {
+            return Err(Error::bad("metadata holds a NUL character (\\u0000)"));
+        }
         let metadata = serde_json::to_vec(&self.metadata).map_or(usize::MAX, |v| v.len());
         if metadata > MAX_METADATA {
             return Err(Error::bad(format!(

@@ -155,7 +155,7 @@ impl Config {
                 max_ms: self.retry_max.as_millis().max(1) as u64,
             },
             leader_wait: self.leader_wait,
-            client_ca: self.client_ca.is_some(),
+            users_required: self.client_ca.is_some() || !self.listen.ip().is_loopback(),
         }
     }
 }

@@ -61,6 +61,9 @@ pub async fn serve(
             config.listen
         ));
     }
+    if !config.listen.ip().is_loopback() && tls.is_none() {
+        tracing::warn!(listen = %config.listen, "the API listens beyond loopback over plain HTTP: its tokens cross the network in clear (give --tls-cert and --tls-key)");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

@@ -16,7 +16,7 @@ const PASS: Duration = Duration::from_secs(1);
 /// (a pass walks every site of every running rollout).
 const SHORTEST: Duration = Duration::from_millis(250);
 
-/// Runs until `shutdown` turns true; then stops every worker.
+/// Runs until `shutdown` turns true (the workers it started keep running: see `serve`).
 pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
     // The inventory as of the last pass that read it (none yet).
     let mut seen = None;
@@ -38,7 +38,7 @@ pub async fn run(tower: Arc<Tower>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
     }
-    tower.stop_workers(None);
+    // The workers are stopped by the caller, once it has noted what they were working.
 }
 
 /// One pass over the rollouts; returns when the next failed site becomes due. Sites
@@ -65,17 +65,25 @@ async fn pass(
         Some(sites)
     };
     // Sites other towers work now.
-    let elsewhere: HashSet<String> = if store.shared() {
-        store
-            .leases()
-            .await?
-            .into_iter()
-            .filter(|(_, holder)| *holder != tower.leases.holder)
-            .map(|(key, _)| key)
-            .collect()
+    let leases = if store.shared() {
+        store.leases().await?
     } else {
-        HashSet::new()
+        Vec::new()
     };
+    let elsewhere: HashSet<String> = leases
+        .iter()
+        .filter(|(_, holder)| *holder != tower.leases.holder)
+        .map(|(key, _)| key.clone())
+        .collect();
+    // Towers alive (this one included): each starts at most its share of a rollout's
+    // parallel sites, so that they share the work.
+    let towers = leases
+        .iter()
+        .filter(|(key, holder)| {
+            key.starts_with(crate::leases::PRESENCE) && *holder != tower.leases.holder
+        })
+        .count()
+        + 1;
     let mut next = None::<u64>;
     for id in tower.active_ids() {
         let now = now_ms();
@@ -94,6 +102,15 @@ async fn pass(
             .into_iter()
             .filter(|site| !tower.has_worker(&id, site) && !elsewhere.contains(site))
             .collect();
+        // In a shared store, a site is failed only under its lease (another tower may
+        // have just started it).
+        let mut claimed = Vec::with_capacity(orphans.len());
+        for site in orphans {
+            if !store.shared() || tower.leases.take(store.as_ref(), &site).await? {
+                claimed.push(site);
+            }
+        }
+        let orphans = claimed;
         // Images not all in the tower's registry yet: an attempt when it is due (under
         // its lease); the sites wait (`due` starts none).
         let pull = tower
@@ -111,6 +128,7 @@ async fn pass(
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         let backoff = tower.settings.backoff;
+        let mine = tower.working_on(&id).len();
         let planned = tower.change(&id, |r| {
             for site in &orphans {
                 if r.sites.get(site).is_some_and(|s| s.state.in_flight()) {
@@ -121,7 +139,10 @@ async fn pass(
                 Some(sites) => reconcile(r, sites),
                 None => (Vec::new(), Vec::new()),
             };
-            (joined, gone, due(r, now))
+            let share = (r.max_parallel.max(1) as usize).div_ceil(towers);
+            let mut due = due(r, now);
+            due.truncate(share.saturating_sub(mine));
+            (joined, gone, due)
         });
         let Some((joined, gone, due)) = planned else {
             continue;
@@ -129,12 +150,11 @@ async fn pass(
         for site in &gone {
             tower.stop_worker(&id, site);
         }
-        let started = start(tower, &id, due, now).await?;
+        let started = start(tower, &id, due, now).await;
         // The sites just started get their worker whether or not this write lands: a
         // site in flight without one would wait for the next pass to fail it.
-        let changed: Vec<&str> = joined
+        let changed: Vec<&str> = gone
             .iter()
-            .chain(&gone)
             .chain(&started)
             .chain(&orphans)
             .map(String::as_str)
@@ -142,6 +162,11 @@ async fn pass(
         if !changed.is_empty() {
             if let Err(e) = tower.save_sites(&id, &changed).await {
                 tracing::error!(rollout = %id, error = %e, "cannot write the rollout");
+            }
+        }
+        if !joined.is_empty() {
+            if let Err(e) = tower.save_joined(&id, &joined).await {
+                tracing::error!(rollout = %id, error = %e, "cannot write the sites that joined");
             }
         }
         for site in started {
@@ -165,22 +190,29 @@ async fn pass(
 /// Starts the sites of rollout `id` that are due, each under its lease: a site whose
 /// lease another tower holds is left to it, and one that tower finished meanwhile (read
 /// again once the lease is taken) is not started again. Returns the sites started.
-async fn start(
-    tower: &Arc<Tower>,
-    id: &str,
-    due: Vec<String>,
-    now: u64,
-) -> Result<Vec<String>, crate::store::StoreError> {
+async fn start(tower: &Arc<Tower>, id: &str, due: Vec<String>, now: u64) -> Vec<String> {
     let store = tower.store.as_ref();
     let mut started = Vec::with_capacity(due.len());
     for site in due {
-        if !tower.leases.take(store, &site).await? {
-            continue;
-        }
-        let fresh = if store.shared() {
-            store.site_progress(id, &site).await?
-        } else {
-            None
+        // A store that fails here fails this site's start only: it stays due.
+        let fresh = async {
+            if !tower.leases.take(store, &site).await? {
+                return Ok(None);
+            }
+            let fresh = if store.shared() {
+                store.site_progress(id, &site).await?
+            } else {
+                None
+            };
+            Ok::<_, crate::store::StoreError>(Some(fresh))
+        };
+        let fresh = match fresh.await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(rollout = %id, %site, error = %e, "cannot start a site");
+                continue;
+            }
         };
         let go = tower
             .change(id, |r| {
@@ -201,7 +233,7 @@ async fn start(
             tower.leases.give_back(store, &site).await;
         }
     }
-    Ok(started)
+    started
 }
 
 /// Sites onboarded since that match the selector join; sites removed from the inventory

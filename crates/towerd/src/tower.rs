@@ -22,9 +22,10 @@ pub struct Settings {
     pub backoff: Backoff,
     /// How long an attempt waits while no node of the site knows a leader.
     pub leader_wait: std::time::Duration,
-    /// Whether clients may present certificates of a CA (then every request needs a
-    /// user).
-    pub client_ca: bool,
+    /// Whether every request needs a user whatever the tokens: clients may present
+    /// certificates of a CA, or the API listens beyond loopback (revoking the last token
+    /// does not open it).
+    pub users_required: bool,
 }
 
 /// Shared by the API, the runner and the workers.
@@ -120,55 +121,70 @@ impl Tower {
     /// Reads what other towers sharing the store wrote: new rollouts, and the header and
     /// sites of every rollout not cancelled here, except what this tower's own workers
     /// are writing (the sites they work; the header while its images are pulled here).
-    /// A rollout another tower cancelled stops its workers here.
+    /// A rollout another tower cancelled stops its workers here, whose sites go back to
+    /// waiting (written: they are this tower's to write).
+    ///
+    /// What this tower works is taken before the store is read: a worker that ends
+    /// after that wrote its last progress before it ended, so the stored row read next
+    /// is either its last or older than the local copy kept for it.
     pub async fn refresh(&self) -> Result<(), StoreError> {
         for header in self.store.rollout_headers().await? {
-            let known = self.rollout(&header.id);
-            if known.as_ref().is_some_and(|r| r.cancelled()) {
+            if self.rollout(&header.id).is_some_and(|r| r.cancelled()) {
                 continue;
             }
+            let pulling_here = self.has_worker(&header.id, PULL);
+            let working = self.working_on(&header.id);
             let Some(stored) = self.store.rollout(&header.id).await? else {
                 continue;
             };
-            let cancelled = stored.cancelled() && known.is_some();
-            // Taken before the rollouts' lock (spawning takes them the other way round).
-            let pulling_here = self.has_worker(&stored.id, PULL);
-            let working: HashSet<String> = if cancelled {
-                HashSet::new()
-            } else {
-                self.workers()
-                    .iter()
-                    .filter(|((r, s), h)| *r == stored.id && s != PULL && !h.is_finished())
-                    .map(|((_, s), _)| s.clone())
-                    .collect()
-            };
-            let mut rollouts = self.rollouts();
-            let r = rollouts
-                .entry(stored.id.clone())
-                .or_insert_with(|| stored.clone());
-            let mut merged = if pulling_here {
-                r.clone()
-            } else {
-                Rollout {
-                    sites: Default::default(),
-                    ..stored.clone()
+            let stopped = {
+                let mut rollouts = self.rollouts();
+                let r = rollouts
+                    .entry(stored.id.clone())
+                    .or_insert_with(|| stored.clone());
+                // Cancelled here meanwhile: that cancel and its write stand.
+                if r.cancelled() {
+                    continue;
                 }
-            };
-            for (site, progress) in stored.sites {
-                let p = match r.sites.get(&site) {
-                    Some(local) if working.contains(&site) => local.clone(),
-                    _ => progress,
+                let cancelled = stored.cancelled();
+                let mut merged = if pulling_here && !cancelled {
+                    r.clone()
+                } else {
+                    Rollout {
+                        sites: Default::default(),
+                        ..stored.clone()
+                    }
                 };
-                merged.sites.insert(site, p);
-            }
-            *r = merged;
-            drop(rollouts);
-            if cancelled {
+                for (site, progress) in stored.sites {
+                    let mut p = match r.sites.get(&site) {
+                        Some(local) if working.contains(&site) => local.clone(),
+                        _ => progress,
+                    };
+                    if cancelled && working.contains(&site) && p.state.in_flight() {
+                        p.state = site_fleet::State::Waiting;
+                    }
+                    merged.sites.insert(site, p);
+                }
+                *r = merged;
+                cancelled
+            };
+            if stopped {
                 tracing::info!(rollout = %header.id, "rollout cancelled by another tower");
                 self.stop_workers(Some(&header.id));
+                let sites: Vec<&str> = working.iter().map(String::as_str).collect();
+                self.save_sites(&header.id, &sites).await?;
             }
         }
         Ok(())
+    }
+
+    /// The sites of rollout `id` this tower's workers are working.
+    pub fn working_on(&self, id: &str) -> HashSet<String> {
+        self.workers()
+            .iter()
+            .filter(|((r, s), h)| r == id && s != PULL && !h.is_finished())
+            .map(|((_, s), _)| s.clone())
+            .collect()
     }
 
     /// Every rollout, by id.
@@ -214,7 +230,11 @@ impl Tower {
             .rollouts()
             .values()
             .filter(|r| {
-                r.application == rollout.application && r.id != rollout.id && !r.cancelled()
+                r.application == rollout.application
+                    && r.id != rollout.id
+                    && !r.cancelled()
+                    // Older only: two rollouts of one application never cancel each other.
+                    && (r.created_ms, &r.id) < (rollout.created_ms, &rollout.id)
             })
             .map(|r| r.id.clone())
             .collect();
@@ -229,10 +249,18 @@ impl Tower {
     /// workers stop, and it is written to the store.
     pub async fn cancel(&self, id: &str, superseded_by: Option<&str>) -> Result<(), StoreError> {
         let now = now_ms();
+        let working = self.working_on(id);
         // Cancelled first: a worker being spawned now sees it and is not started.
         self.change(id, |r| r.cancel(now, superseded_by));
         self.stop_workers(Some(id));
-        self.save(id).await
+        if !self.store.shared() {
+            return self.save(id).await;
+        }
+        // Other towers' sites are theirs to write: they put them back to waiting when
+        // they read the cancel.
+        self.save_header(id).await?;
+        let sites: Vec<&str> = working.iter().map(String::as_str).collect();
+        self.save_sites(id, &sites).await
     }
 
     /// Writes a rollout as it stands now to the store, whole.
@@ -252,6 +280,21 @@ impl Tower {
             return Ok(());
         };
         self.store.put_rollout_header(&snapshot).await
+    }
+
+    /// Writes the sites that joined a rollout, each unless the store has a record of it
+    /// (another tower's, written since this one read the store).
+    pub async fn save_joined(&self, id: &str, sites: &[String]) -> Result<(), StoreError> {
+        let _writing = self.writing.lock().await;
+        let Some(joined) = self.change(id, |r| {
+            sites
+                .iter()
+                .filter_map(|s| r.sites.get(s).map(|p| (s.clone(), p.clone())))
+                .collect::<Vec<_>>()
+        }) else {
+            return Ok(());
+        };
+        self.store.add_sites(id, &joined).await
     }
 
     /// Writes the progress of some sites of a rollout as they stand now.
@@ -349,6 +392,9 @@ impl Tower {
 
     /// Stops the work of a lease this tower lost.
     pub fn stop_leased(&self, key: &str) {
+        if key.starts_with(crate::leases::PRESENCE) {
+            return; // Taken again by the next round.
+        }
         match key.strip_prefix("pull:") {
             Some(rollout) => self.stop_worker(rollout, PULL),
             None => self.stop_where(|_, s| s == key),

@@ -63,6 +63,9 @@ fn filters() -> Vec<Value> {
         json!({"metadata.owner": {"$exists": true}}),
         json!({"metadata.count": 3}),
         json!({"metadata.count": "3"}),
+        json!({"metadata.count": 3.0}),
+        json!({"metadata.count": {"$ne": 3.0}}),
+        json!({"metadata.rack": {"row": 1.0, "slot": [1.0, 2]}}),
         json!({"metadata.tags": "x"}),
         json!({"metadata.tags": ["x"]}),
         json!({"metadata.tags": {"k": "v"}}),
@@ -240,12 +243,12 @@ async fn leases(store: Arc<dyn Store>) {
     assert!(store.leases().await.unwrap().is_empty());
     assert!(store.renew(&keys, "a", ttl).await.unwrap().is_empty());
     assert!(store.claim("s-1", "b", ttl).await.unwrap());
-    store.release("s-1", "a").await.unwrap();
+    store.release(&["s-1".to_owned()], "a").await.unwrap();
     assert!(
         !store.claim("s-1", "a", ttl).await.unwrap(),
         "only its holder gives it back"
     );
-    store.release("s-1", "b").await.unwrap();
+    store.release(&["s-1".to_owned()], "b").await.unwrap();
     assert!(store.claim("s-1", "a", ttl).await.unwrap());
 
     let before = store.inventory_version().await.unwrap();

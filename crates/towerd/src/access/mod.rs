@@ -82,9 +82,10 @@ fn needs(method: &Method, path: &str) -> Option<Role> {
     }
 }
 
-/// Whether requests need a user: `--client-ca` is given or a token exists.
+/// Whether requests need a user: `--client-ca` is given, the API listens beyond
+/// loopback, or a token exists.
 async fn required(tower: &Tower) -> Result<bool, crate::store::StoreError> {
-    Ok(tower.settings.client_ca || !tower.store.tokens().await?.is_empty())
+    Ok(tower.settings.users_required || !tower.store.tokens().await?.is_empty())
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {

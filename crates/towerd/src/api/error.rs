@@ -69,10 +69,11 @@ impl From<site_fleet::Error> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
+        // Its detail (where the database is, what it said) goes to the log only.
         tracing::error!(error = %e, "store failed");
         ApiError {
             code: "INTERNAL",
-            message: e.to_string(),
+            message: "the tower's store failed; its log says why".into(),
         }
     }
 }

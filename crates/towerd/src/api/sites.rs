@@ -58,6 +58,13 @@ pub async fn create(State(tower): Tw, body: Bytes) -> Result<Response, ApiError>
 /// `POST /sites/query` with a [`SiteQuery`].
 pub async fn query(State(tower): Tw, body: Bytes) -> Result<Response, ApiError> {
     let query: SiteQuery = body_as(&body, "a query is {\"filter\": {...}}")?;
+    if body_json(&body)?.get("filter").is_some_and(|f| f.is_null()) {
+        return Err(site_fleet::Error::new(
+            site_fleet::error::BAD_FILTER,
+            "a filter is an object, not null ({} selects every site)",
+        )
+        .into());
+    }
     let filter = match &query.filter {
         Some(f) => Filter::parse(f)?,
         None => Filter::all(),

@@ -97,6 +97,13 @@ pub trait Store: Send + Sync + 'static {
         rollout: &'a str,
         sites: &'a [(String, Option<SiteProgress>)],
     ) -> Pending<'a, ()>;
+    /// Writes the progress of sites that join a rollout, each only if the rollout has no
+    /// record of it yet (another tower may have written one since).
+    fn add_sites<'a>(
+        &'a self,
+        rollout: &'a str,
+        sites: &'a [(String, SiteProgress)],
+    ) -> Pending<'a, ()>;
     /// Keeps a manifest's exact bytes under its digest.
     fn put_manifest<'a>(&'a self, digest: &'a str, body: &'a [u8]) -> Pending<'a, ()>;
     /// A manifest kept by [`Store::put_manifest`].
@@ -127,8 +134,8 @@ pub trait Store: Send + Sync + 'static {
         holder: &'a str,
         ttl: Duration,
     ) -> Pending<'a, Vec<String>>;
-    /// Gives the lease `key` up, if `holder` has it.
-    fn release<'a>(&'a self, key: &'a str, holder: &'a str) -> Pending<'a, ()>;
+    /// Gives the leases `keys` up, those `holder` has.
+    fn release<'a>(&'a self, keys: &'a [String], holder: &'a str) -> Pending<'a, ()>;
     /// The leases not expired, as `(key, holder)`.
     fn leases(&self) -> Pending<'_, Vec<(String, String)>>;
 }

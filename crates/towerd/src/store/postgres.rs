@@ -16,6 +16,8 @@ use tokio_postgres::NoTls;
 
 /// Connections kept open to the database.
 const POOL_SIZE: usize = 16;
+/// Longest wait for a connection (made, taken from the pool, or checked).
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// [`Store`] in PostgreSQL.
 pub struct PgStore {
@@ -71,9 +73,12 @@ impl PgStore {
     /// Connects to the database at `url` (a libpq URL or key=value string) and brings
     /// its schema up to date.
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError(format!("--database is not a PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(TIMEOUT);
+        }
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(StoreError(
                 "--database asks for sslmode=require: this towerd speaks to PostgreSQL without TLS (reach it over a trusted network or a local socket)".into(),
@@ -87,8 +92,14 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // A database that stops answering fails calls in bounded time (the leases of
+        // replicas depend on it), never holds them.
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(TIMEOUT))
+            .create_timeout(Some(TIMEOUT))
+            .recycle_timeout(Some(TIMEOUT))
             .build()
             .map_err(err)?;
         let store = PgStore { pool, place };
@@ -122,7 +133,7 @@ impl PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT record FROM sites WHERE {condition} ORDER BY id"),
+                &format!("SELECT record FROM sites WHERE {condition} ORDER BY id COLLATE \"C\""),
                 params,
             )
             .await
@@ -460,6 +471,30 @@ impl Store for PgStore {
         Box::pin(self.write_sites(rollout, sites))
     }
 
+    fn add_sites<'a>(
+        &'a self,
+        rollout: &'a str,
+        sites: &'a [(String, SiteProgress)],
+    ) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let (ids, progress) = columns(sites.iter().map(|(s, p)| (s.clone(), Some(p.clone()))))?;
+            if ids.is_empty() {
+                return Ok(());
+            }
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO rollout_sites (rollout, site, progress)
+                     SELECT $1, s, p FROM unnest($2::text[], $3::jsonb[]) AS t (s, p)
+                     ON CONFLICT (rollout, site) DO NOTHING",
+                    &[&rollout, &ids, &progress],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(())
+        })
+    }
+
     fn put_manifest<'a>(&'a self, digest: &'a str, body: &'a [u8]) -> Pending<'a, ()> {
         Box::pin(async move {
             let client = self.client().await?;
@@ -489,7 +524,10 @@ impl Store for PgStore {
         Box::pin(async move {
             let client = self.client().await?;
             let rows = client
-                .query("SELECT digest FROM manifests ORDER BY digest", &[])
+                .query(
+                    "SELECT digest FROM manifests ORDER BY digest COLLATE \"C\"",
+                    &[],
+                )
                 .await
                 .map_err(pg)?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -536,7 +574,10 @@ impl Store for PgStore {
         Box::pin(async move {
             let client = self.client().await?;
             let rows = client
-                .query("SELECT name, role, hash FROM tokens ORDER BY name", &[])
+                .query(
+                    "SELECT name, role, hash FROM tokens ORDER BY name COLLATE \"C\"",
+                    &[],
+                )
                 .await
                 .map_err(pg)?;
             Ok(rows
@@ -594,13 +635,13 @@ impl Store for PgStore {
         })
     }
 
-    fn release<'a>(&'a self, key: &'a str, holder: &'a str) -> Pending<'a, ()> {
+    fn release<'a>(&'a self, keys: &'a [String], holder: &'a str) -> Pending<'a, ()> {
         Box::pin(async move {
             let client = self.client().await?;
             client
                 .execute(
-                    "DELETE FROM leases WHERE key = $1 AND holder = $2",
-                    &[&key, &holder],
+                    "DELETE FROM leases WHERE key = ANY($1) AND holder = $2",
+                    &[&keys, &holder],
                 )
                 .await
                 .map_err(pg)?;

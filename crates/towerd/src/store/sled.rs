@@ -346,6 +346,26 @@ impl Store for SledStore {
         now(|| self.write_sites(rollout, sites))
     }
 
+    fn add_sites<'a>(
+        &'a self,
+        rollout: &'a str,
+        sites: &'a [(String, SiteProgress)],
+    ) -> Pending<'a, ()> {
+        now(|| {
+            for (site, progress) in sites {
+                let _ = self
+                    .progress
+                    .compare_and_swap(
+                        progress_key(rollout, site),
+                        None::<&[u8]>,
+                        Some(encode(progress)?),
+                    )
+                    .map_err(err)?;
+            }
+            self.flush()
+        })
+    }
+
     fn put_manifest<'a>(&'a self, digest: &'a str, body: &'a [u8]) -> Pending<'a, ()> {
         now(|| {
             self.manifests.insert(digest, body).map_err(err)?;
@@ -476,11 +496,13 @@ impl Store for SledStore {
         })
     }
 
-    fn release<'a>(&'a self, key: &'a str, holder: &'a str) -> Pending<'a, ()> {
+    fn release<'a>(&'a self, keys: &'a [String], holder: &'a str) -> Pending<'a, ()> {
         now(|| {
             let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-            if leases.get(key).is_some_and(|(h, _)| h == holder) {
-                leases.remove(key);
+            for key in keys {
+                if leases.get(key).is_some_and(|(h, _)| h == holder) {
+                    leases.remove(key);
+                }
             }
             Ok(())
         })
