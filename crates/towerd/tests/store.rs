@@ -101,22 +101,35 @@ async fn suite(store: Arc<dyn Store>) {
     let mut renamed = sites[1].clone();
     renamed.name = "shop-1".into();
     assert_eq!(
-        store.update_site(&renamed).await.unwrap(),
+        store.update_site(&sites[1], &renamed).await.unwrap(),
         Written::NameTaken("s-1".into())
     );
     renamed.name = "shop-two".into();
-    assert_eq!(store.update_site(&renamed).await.unwrap(), Written::Done);
+    assert_eq!(
+        store.update_site(&sites[1], &renamed).await.unwrap(),
+        Written::Done
+    );
+    // An update from a stale read changes nothing.
+    let mut stale = sites[1].clone();
+    stale.labels.insert("tier".into(), "x".into());
+    assert_eq!(
+        store.update_site(&sites[1], &stale).await.unwrap(),
+        Written::Changed
+    );
     // The old name is free again.
     let takes_old = site("s-5", json!({"name": "shop-2", "nodes": ["z:1"]}));
     assert_eq!(store.insert_site(&takes_old).await.unwrap(), Written::Done);
     assert!(store.remove_site("s-5").await.unwrap());
     assert!(!store.remove_site("s-5").await.unwrap());
     assert_eq!(
-        store.update_site(&takes_old).await.unwrap(),
+        store.update_site(&takes_old, &takes_old).await.unwrap(),
         Written::Missing
     );
-    renamed.name = "shop-2".into();
-    assert_eq!(store.update_site(&renamed).await.unwrap(), Written::Done);
+    let back = sites[1].clone();
+    assert_eq!(
+        store.update_site(&renamed, &back).await.unwrap(),
+        Written::Done
+    );
     assert_eq!(store.site("s-2").await.unwrap(), Some(sites[1].clone()));
     assert_eq!(store.site("s-5").await.unwrap(), None);
     assert_eq!(store.sites().await.unwrap(), sites);

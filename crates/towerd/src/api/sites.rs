@@ -34,6 +34,7 @@ fn refused(site: &Site, written: Written) -> Result<(), ApiError> {
             conflict(format!("site {other} is already named {:?}", site.name))
         }
         Written::Missing => Err(ApiError::not_found(format!("no site {:?}", site.id))),
+        Written::Changed => conflict(format!("site {:?} changed meanwhile", site.id)),
     }
 }
 
@@ -89,8 +90,27 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let patch = body_json(&body)?;
     let _inventory = tower.inventory.lock().await;
-    let site = find(&tower, &id).await?.patched(&patch)?;
-    refused(&site, tower.store.update_site(&site).await?)?;
+    // Read, patch, write if unchanged: another tower's update between the read and the
+    // write is read again and patched over, never lost.
+    let mut attempts = 0;
+    let site = loop {
+        let before = find(&tower, &id).await?;
+        let site = before.patched(&patch)?;
+        match tower.store.update_site(&before, &site).await? {
+            Written::Changed if attempts < 5 => attempts += 1,
+            Written::Changed => {
+                return Err(site_fleet::Error::new(
+                    site_fleet::error::CONFLICT,
+                    format!("site {id:?} keeps changing: try again"),
+                )
+                .into())
+            }
+            written => {
+                refused(&site, written)?;
+                break site;
+            }
+        }
+    };
     tracing::info!(site = %site.id, "site updated");
     tower.inventory_changed();
     Ok(json(StatusCode::OK, &SiteView::from(&site)))

@@ -43,6 +43,8 @@ pub enum Written {
     NameTaken(String),
     /// Nothing written: there is no such site (an update).
     Missing,
+    /// Nothing written: the site changed since it was read (an update).
+    Changed,
 }
 
 /// An API token as the store keeps it.
@@ -68,8 +70,9 @@ pub trait Store: Send + Sync + 'static {
     fn site<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Site>>;
     /// Adds a site, unless its id or its name is taken.
     fn insert_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written>;
-    /// Replaces a site that exists, unless another site has its name.
-    fn update_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written>;
+    /// Replaces site `before` with `site`, unless another site has its name or the
+    /// stored site is no longer `before` (another tower changed it since it was read).
+    fn update_site<'a>(&'a self, before: &'a Site, site: &'a Site) -> Pending<'a, Written>;
     /// Removes a site; `false` when there was none.
     fn remove_site<'a>(&'a self, id: &'a str) -> Pending<'a, bool>;
     /// A number that changes whenever a site is added, changed or removed (by any

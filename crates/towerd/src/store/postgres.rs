@@ -148,26 +148,41 @@ impl PgStore {
             .collect()
     }
 
-    async fn write_site(&self, site: &Site, insert: bool) -> Result<Written, StoreError> {
+    /// Inserts `site`, or (`before` given) replaces `before` with it.
+    async fn write_site(&self, site: &Site, before: Option<&Site>) -> Result<Written, StoreError> {
         let client = self.client().await?;
         let record = Json(site);
-        let written = if insert {
-            client
-                .execute(
-                    "INSERT INTO sites (id, record) VALUES ($1, $2)",
-                    &[&site.id, &record],
-                )
-                .await
-        } else {
-            client
-                .execute(
-                    "UPDATE sites SET record = $2 WHERE id = $1",
-                    &[&site.id, &record],
-                )
-                .await
+        let written = match before {
+            None => {
+                client
+                    .execute(
+                        "INSERT INTO sites (id, record) VALUES ($1, $2)",
+                        &[&site.id, &record],
+                    )
+                    .await
+            }
+            Some(before) => {
+                client
+                    .execute(
+                        "UPDATE sites SET record = $2 WHERE id = $1 AND record = $3",
+                        &[&site.id, &record, &Json(before)],
+                    )
+                    .await
+            }
         };
         match written {
-            Ok(0) => Ok(Written::Missing),
+            Ok(0) => {
+                let exists = client
+                    .query_opt("SELECT 1 FROM sites WHERE id = $1", &[&site.id])
+                    .await
+                    .map_err(pg)?
+                    .is_some();
+                Ok(if exists {
+                    Written::Changed
+                } else {
+                    Written::Missing
+                })
+            }
             Ok(_) => Ok(Written::Done),
             Err(e) => match unique_violation(&e) {
                 Some("sites_pkey") => Ok(Written::IdTaken),
@@ -387,11 +402,11 @@ impl Store for PgStore {
     }
 
     fn insert_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written> {
-        Box::pin(self.write_site(site, true))
+        Box::pin(self.write_site(site, None))
     }
 
-    fn update_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written> {
-        Box::pin(self.write_site(site, false))
+    fn update_site<'a>(&'a self, before: &'a Site, site: &'a Site) -> Pending<'a, Written> {
+        Box::pin(self.write_site(site, Some(before)))
     }
 
     fn remove_site<'a>(&'a self, id: &'a str) -> Pending<'a, bool> {

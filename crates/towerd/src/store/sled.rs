@@ -287,8 +287,11 @@ impl Store for SledStore {
         now(|| self.write_site(site, true))
     }
 
-    fn update_site<'a>(&'a self, site: &'a Site) -> Pending<'a, Written> {
-        now(|| self.write_site(site, false))
+    fn update_site<'a>(&'a self, before: &'a Site, site: &'a Site) -> Pending<'a, Written> {
+        now(|| match self.sites.get(&site.id).map_err(err)? {
+            Some(stored) if decode::<Site>(&stored)? != *before => Ok(Written::Changed),
+            _ => self.write_site(site, false),
+        })
     }
 
     fn remove_site<'a>(&'a self, id: &'a str) -> Pending<'a, bool> {
