@@ -2,10 +2,8 @@
 //! table from the pull taxonomy to gRPC statuses. A failure's message starts with its
 //! reason, and its details carry a `google.rpc.ErrorInfo` with that reason.
 
-use crate::collector::Collector;
 use crate::pb;
-use futures_util::future::BoxFuture;
-use site_pull::{PullError, Puller, Room};
+use site_pull::{PullError, Puller};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -45,20 +43,6 @@ pub fn pull_status(e: &PullError) -> Status {
     let details =
         ErrorDetails::with_error_info(reason, DOMAIN, [("message".to_owned(), message.clone())]);
     Status::with_error_details(code, format!("{reason}: {message}"), details)
-}
-
-impl Room for Collector {
-    fn make_room(&self, bytes: u64) -> BoxFuture<'_, Result<(), PullError>> {
-        Box::pin(async move {
-            match self.admit(bytes).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err((needed, free, reclaimable))) => Err(PullError::OutOfSpace(format!(
-                    "{needed} bytes needed, {free} free, {reclaimable} more could be freed by evicting every unreferenced image"
-                ))),
-                Err(e) => Err(PullError::store(e)),
-            }
-        })
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! [`status`].
 
 pub mod ask_wire;
-pub mod collector;
 mod convert;
 pub mod deliveries;
 mod ensure;
@@ -20,8 +19,8 @@ pub mod service;
 pub mod status;
 pub mod tls;
 
-pub use collector::{Collector, GcConfig};
 pub use service::SiteService;
+pub use site_store::collector::{Collector, GcConfig};
 
 /// The generated contracts (`site-proto`), servers included.
 pub use site_proto::{pb, peer_pb};

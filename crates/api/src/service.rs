@@ -2,7 +2,6 @@
 //! checks its input, turns it into store calls or commands, and maps errors through the
 //! one table in [`crate::status`].
 
-use crate::collector::Collector;
 use crate::convert;
 use crate::deliveries::Deliveries;
 use crate::pb::{self, site_server};
@@ -11,6 +10,7 @@ use futures_util::Stream;
 use site_core::{Digest, Repository};
 use site_pull::Puller;
 use site_state::{Command, Event, ImageRef};
+use site_store::collector::Collector;
 use site_store::{now_ms, now_secs, Administer, Deliver, MemberChange, Store};
 use std::pin::Pin;
 use std::sync::Arc;

@@ -152,3 +152,19 @@ impl Puller {
         });
     }
 }
+
+/// The node's GC policy admits what a fetch is about to write (evicting unreferenced
+/// images when that makes room).
+impl Room for site_store::collector::Collector {
+    fn make_room(&self, bytes: u64) -> BoxFuture<'_, Result<(), PullError>> {
+        Box::pin(async move {
+            match self.admit(bytes).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err((needed, free, reclaimable))) => Err(PullError::OutOfSpace(format!(
+                    "{needed} bytes needed, {free} free, {reclaimable} more could be freed by evicting every unreferenced image"
+                ))),
+                Err(e) => Err(PullError::store(e)),
+            }
+        })
+    }
+}

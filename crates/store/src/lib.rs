@@ -20,6 +20,7 @@ mod apply;
 mod applying;
 mod blob_writer;
 pub mod capabilities;
+pub mod collector;
 mod delivery;
 pub mod error;
 mod failure;

@@ -1,9 +1,10 @@
-//! Garbage collection policy: the grace period, disk watermarks and space admission.
+//! Garbage collection policy, beside the state machine's sweep (`site_state`'s
+//! `SweepRules`): the grace period, disk watermarks and space admission.
 //! [`Collector::run_once`] is one decision, at a time and a disk space given;
 //! [`Collector::run_periodic`] is the schedule, beside it.
 
+use crate::{now_ms, Result, Store};
 use site_state::{SweepReport, SweepRules};
-use site_store::{now_ms, Result, Store};
 use std::time::Duration;
 use tokio::sync::watch;
 
