@@ -150,6 +150,16 @@ fn a_replica_killed_mid_delivery_has_its_sites_finished_by_another() {
     for node in &singles {
         assert_eq!(apps(node), vec![("till".to_owned(), vec![pinned.clone()])]);
     }
+    // Every node holds the image: its manifest is served by each, single or of the trio.
+    let manifest = format!("/v2/team/till/manifests/{}?ns={upstream}", img.digest);
+    for node in &all {
+        assert_eq!(
+            kit::node::served(node, &manifest),
+            img.digest,
+            "{}",
+            node.addr
+        );
+    }
     let leader = &trio[kit::node::leader(&trio.iter().collect::<Vec<_>>())];
     assert_eq!(
         apps(leader),
