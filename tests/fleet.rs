@@ -1082,3 +1082,26 @@ on_both_stores!(
     a_site_that_speaks_mtls_is_reached_with_the_tls_material_it_was_onboarded_with,
     a_rollout_waits_out_a_site_that_knows_no_leader
 );
+
+#[test]
+fn towerd_reaches_its_database_over_tls_with_database_ca() {
+    let Some(url) = kit::postgres::database() else {
+        return;
+    };
+    let ca = kit::postgres::ca().expect("openssl makes the test database's certificate");
+    let tower = Towerd::start_in(
+        Some(url.clone()),
+        &["--database-ca", ca.to_str().unwrap()],
+        "",
+    );
+    onboard(
+        &tower,
+        json!({"name": "tls-1", "nodes": ["127.0.0.1:9"], "labels": {}}),
+    );
+    let encrypted = kit::postgres::psql(
+        &url,
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()",
+    );
+    assert_eq!(encrypted.trim(), "t", "every connection of towerd is TLS");
+}

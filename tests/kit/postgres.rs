@@ -24,6 +24,8 @@ pub struct Server {
     pub port: u16,
     /// Its data directory.
     pub dir: PathBuf,
+    /// The CA of its TLS certificate (for 127.0.0.1), when `openssl` made one.
+    pub ca: Option<PathBuf>,
     /// The user its programs run as (uid, gid), when the tests run as root.
     user: Option<(u32, u32)>,
 }
@@ -68,6 +70,97 @@ pub fn database() -> Option<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Some(server.url(&name))
+}
+
+/// The CA of this binary's server's TLS certificate (for 127.0.0.1), once the server is
+/// started (`database` starts it); `None` where `openssl` is missing.
+pub fn ca() -> Option<PathBuf> {
+    SERVER.get()?.as_ref()?.ca.clone()
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, in the server's directory (the key
+/// the server's user's alone, as PostgreSQL demands); the CA's path.
+fn certificates(server: &Server) -> Option<PathBuf> {
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .current_dir(&server.dir)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let made = openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test-db-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    ) && openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat(),
+    ) && std::fs::write(
+        server.dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .is_ok()
+        && openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+    if !made {
+        eprintln!("PostgreSQL without TLS: openssl could not make its certificate");
+        return None;
+    }
+    // The server reads its key and certificate from its data directory.
+    for name in ["server.key", "server.pem"] {
+        let to = server.dir.join("data").join(name);
+        std::fs::copy(server.dir.join(name), &to).ok()?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).ok()?;
+        if let Some((uid, gid)) = server.user {
+            std::os::unix::fs::chown(&to, Some(uid), Some(gid)).ok()?;
+        }
+    }
+    Some(server.dir.join("ca.pem"))
 }
 
 /// Runs SQL on a database of this binary's server with `psql`; returns its output (rows
@@ -153,6 +246,7 @@ fn start() -> Server {
     let mut server = Server {
         port: 0,
         dir: dir.clone(),
+        ca: None,
         user,
     };
     let out = server
@@ -175,6 +269,7 @@ fn start() -> Server {
         "initdb: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    server.ca = certificates(&server);
     for _ in 0..3 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -204,6 +299,18 @@ fn run(server: &Server) -> bool {
             "-c",
             "max_connections=300",
         ])
+        .args(if server.ca.is_some() {
+            &[
+                "-c",
+                "ssl=on",
+                "-c",
+                "ssl_cert_file=server.pem",
+                "-c",
+                "ssl_key_file=server.key",
+            ][..]
+        } else {
+            &[][..]
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(server.dir.join("log")).unwrap());

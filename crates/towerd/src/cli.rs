@@ -35,6 +35,9 @@ pub enum Command {
         /// The PostgreSQL database it moves to (a libpq URL).
         #[arg(long, value_name = "postgres://USER[:PASSWORD]@HOST[:PORT]/DB")]
         to: String,
+        /// Reach it over TLS, its certificate verified against this CA (PEM).
+        #[arg(long, value_name = "FILE")]
+        to_ca: Option<PathBuf>,
     },
     /// Makes, revokes or lists the API's bearer tokens (in the tower's store: give
     /// --data or --database as to towerd).
@@ -83,6 +86,9 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub database: Option<String>,
+    /// Reach the database over TLS, its certificate verified against this CA (PEM).
+    #[arg(long, global = true, env = "TOWERD_DATABASE_CA", value_name = "FILE")]
+    pub database_ca: Option<PathBuf>,
 }
 
 /// How towerd serves.
@@ -102,6 +108,15 @@ pub struct Config {
         hide_env_values = true
     )]
     pub database: Option<String>,
+    /// Reach the database over TLS (always: no fallback to plain TCP), its certificate
+    /// verified against this CA (PEM) and the host of --database.
+    #[arg(
+        long,
+        env = "TOWERD_DATABASE_CA",
+        value_name = "FILE",
+        requires = "database"
+    )]
+    pub database_ca: Option<PathBuf>,
     /// HTTPS on the API: its certificate chain (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -66,8 +66,8 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Migrate { from, to } => {
-            let copied = site_towerd::store::move_to_postgres(&from, &to)
+        Command::Migrate { from, to, to_ca } => {
+            let copied = site_towerd::store::move_to_postgres(&from, &to, to_ca.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
@@ -86,8 +86,10 @@ async fn run(command: Command) -> Result<(), String> {
 
 async fn token(action: TokenAction, at: StoreArgs) -> Result<(), String> {
     let store = match (&at.database, &at.data) {
-        (Some(url), _) => site_towerd::store::open_at(None, Some(url)).await,
-        (None, Some(dir)) => site_towerd::store::open_at(Some(dir), None).await,
+        (Some(url), _) => {
+            site_towerd::store::open_at(None, Some(url), at.database_ca.as_deref()).await
+        }
+        (None, Some(dir)) => site_towerd::store::open_at(Some(dir), None, None).await,
         (None, None) => return Err("give the tower's --data DIR or --database URL".into()),
     }
     .map_err(|e| e.to_string())?;

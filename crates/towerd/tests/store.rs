@@ -301,11 +301,11 @@ async fn postgresql_keeps_the_same_contract_and_its_schema_is_migrated_once() {
     let Some(url) = postgres::database() else {
         return;
     };
-    let store = Arc::new(PgStore::connect(&url).await.unwrap());
+    let store = Arc::new(PgStore::connect(&url, None).await.unwrap());
     suite(store.clone()).await;
     leases(store).await;
     // A second connection (another replica) migrates nothing and reads the same.
-    let store = PgStore::connect(&url).await.unwrap();
+    let store = PgStore::connect(&url, None).await.unwrap();
     holds_what_the_suite_left(&store).await;
     let versions = postgres::psql(&url, "SELECT version FROM towerd_migrations ORDER BY 1");
     assert_eq!(
@@ -323,7 +323,7 @@ async fn postgresql_keeps_the_same_contract_and_its_schema_is_migrated_once() {
         &url,
         "INSERT INTO towerd_migrations (version, description) VALUES (999, 'from the future')",
     );
-    let refused = PgStore::connect(&url).await.err().expect("refused");
+    let refused = PgStore::connect(&url, None).await.err().expect("refused");
     assert!(
         refused
             .to_string()
@@ -340,7 +340,7 @@ async fn a_move_copies_every_record_into_an_empty_database_only() {
     let dir = tempfile::tempdir().unwrap();
     let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
     suite(sled.clone()).await;
-    let pg = PgStore::connect(&url).await.unwrap();
+    let pg = PgStore::connect(&url, None).await.unwrap();
     let copied = copy_all(sled.as_ref(), &pg).await.unwrap();
     assert_eq!(
         (
@@ -357,4 +357,69 @@ async fn a_move_copies_every_record_into_an_empty_database_only() {
     assert_eq!(pg.sites().await.unwrap(), sled.sites().await.unwrap());
     let again = copy_all(sled.as_ref(), &pg).await.unwrap_err();
     assert!(again.to_string().contains("empty database"), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_is_reached_over_tls_when_a_ca_is_given() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let Some(ca) = postgres::ca() else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "openssl is required under CI=true"
+        );
+        return;
+    };
+    let store = PgStore::connect(&url, Some(&ca)).await.unwrap();
+    store.put_manifest("sha256:tls", b"{}").await.unwrap();
+    // Every connection of the store's pool is encrypted.
+    let ours = postgres::psql(
+        &url,
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND s.ssl",
+    );
+    assert!(ours.trim().parse::<u32>().unwrap() >= 1, "{ours}");
+    // Another CA's certificate is refused: nothing is reached.
+    let other = std::env::temp_dir().join(format!("other-ca-{}.pem", std::process::id()));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other",
+            "-keyout",
+            "/dev/null",
+            "-out",
+        ])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let refused = PgStore::connect(&url, Some(&other))
+        .await
+        .err()
+        .expect("refused");
+    let _ = std::fs::remove_file(&other);
+    assert!(
+        refused.to_string().contains("cannot reach the database"),
+        "{refused}"
+    );
+    // sslmode=require without a CA says what to give.
+    let url_require = format!("{url}?sslmode=require");
+    let e = PgStore::connect(&url_require, None)
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("--database-ca"), "{e}");
 }

@@ -146,7 +146,12 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store `config` names: PostgreSQL with `--database`, else sled in the data
 /// directory.
 pub async fn open(config: &crate::cli::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    open_at(Some(&config.data), config.database.as_deref()).await
+    open_at(
+        Some(&config.data),
+        config.database.as_deref(),
+        config.database_ca.as_deref(),
+    )
+    .await
 }
 
 /// Opens the PostgreSQL database `database` if given, else the embedded store of data
@@ -154,19 +159,21 @@ pub async fn open(config: &crate::cli::Config) -> Result<std::sync::Arc<dyn Stor
 pub async fn open_at(
     data: Option<&std::path::Path>,
     database: Option<&str>,
+    ca: Option<&std::path::Path>,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     Ok(match (database, data) {
-        (Some(url), _) => std::sync::Arc::new(PgStore::connect(url).await?),
+        (Some(url), _) => std::sync::Arc::new(PgStore::connect(url, ca).await?),
         (None, Some(dir)) => std::sync::Arc::new(SledStore::open(&dir.join("db"))?),
         (None, None) => return Err(StoreError("no --data and no --database".into())),
     })
 }
 
 /// `towerd migrate`: the embedded store of data directory `from` copied into the
-/// PostgreSQL database `to` (migrated first, and empty).
+/// PostgreSQL database `to` (migrated first, and empty; over TLS with `ca`).
 pub async fn move_to_postgres(
     from: &std::path::Path,
     to: &str,
+    ca: Option<&std::path::Path>,
 ) -> Result<copy::Copied, StoreError> {
     let db = from.join("db");
     if !db.exists() {
@@ -177,7 +184,7 @@ pub async fn move_to_postgres(
         )));
     }
     let source = SledStore::open(&db)?;
-    let target = PgStore::connect(to).await?;
+    let target = PgStore::connect(to, ca).await?;
     let copied = copy_all(&source, &target).await?;
     tracing::info!(from = %from.display(), to = %target.place(), ?copied, "tower state moved");
     Ok(copied)

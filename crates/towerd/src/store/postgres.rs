@@ -9,10 +9,13 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
 use site_fleet::{Filter, Rollout, Site, SiteProgress};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Connections kept open to the database.
 const POOL_SIZE: usize = 16;
@@ -44,6 +47,30 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError(describe(&e))
 }
 
+/// TLS towards the database: its certificate verified against the CA in `ca` (PEM).
+fn tls_config(ca: &Path) -> Result<rustls::ClientConfig, StoreError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let what = format!("--database-ca {}", ca.display());
+    let pem = std::fs::read(ca).map_err(|e| StoreError(format!("{what}: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| StoreError(format!("{what}: not PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| StoreError(format!("{what}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(StoreError(format!("{what}: holds no certificate")));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// `user@host:port/db` of a connection string, without its password.
 fn place(config: &tokio_postgres::Config) -> String {
     let hosts: Vec<String> = config
@@ -71,27 +98,32 @@ fn unique_violation(e: &tokio_postgres::Error) -> Option<&str> {
 
 impl PgStore {
     /// Connects to the database at `url` (a libpq URL or key=value string) and brings
-    /// its schema up to date.
-    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+    /// its schema up to date. With `ca` (PEM), over TLS only, the server's certificate
+    /// verified against that CA and the host named in `url`.
+    pub async fn connect(url: &str, ca: Option<&Path>) -> Result<PgStore, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError(format!("--database is not a PostgreSQL URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(TIMEOUT);
         }
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(StoreError(
-                "--database asks for sslmode=require: this towerd speaks to PostgreSQL without TLS (reach it over a trusted network or a local socket)".into(),
-            ));
-        }
         let place = place(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let settings = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match ca {
+            Some(ca) => {
+                // A CA given is a server to verify: never fall back to plain TCP.
+                config.ssl_mode(SslMode::Require);
+                Manager::from_config(config, MakeRustlsConnect::new(tls_config(ca)?), settings)
+            }
+            None if config.get_ssl_mode() == SslMode::Require => {
+                return Err(StoreError(
+                    "--database asks for sslmode=require: give the CA of the database's certificate with --database-ca".into(),
+                ))
+            }
+            None => Manager::from_config(config, NoTls, settings),
+        };
         // A database that stops answering fails calls in bounded time (the leases of
         // replicas depend on it), never holds them.
         let pool = Pool::builder(manager)
