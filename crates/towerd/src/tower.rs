@@ -180,10 +180,10 @@ impl Tower {
 
     /// The sites of rollout `id` this tower's workers are working.
     pub fn working_on(&self, id: &str) -> HashSet<String> {
-        self.workers()
-            .iter()
-            .filter(|((r, s), h)| r == id && s != PULL && !h.is_finished())
-            .map(|((_, s), _)| s.clone())
+        self.running()
+            .into_iter()
+            .filter(|(r, s)| r == id && s != PULL)
+            .map(|(_, s)| s)
             .collect()
     }
 
@@ -368,25 +368,32 @@ impl Tower {
 
     /// The sites with a running worker, by rollout.
     pub fn working(&self) -> Vec<(String, String)> {
-        self.workers()
-            .iter()
-            .filter(|((_, s), h)| s != PULL && !h.is_finished())
-            .map(|(k, _)| k.clone())
+        self.running()
+            .into_iter()
+            .filter(|(_, s)| s != PULL)
             .collect()
     }
 
     /// The leases the running workers need: their sites, and the pulls.
     pub fn live_leases(&self) -> HashSet<String> {
+        self.running()
+            .into_iter()
+            .map(|(r, s)| {
+                if s == PULL {
+                    crate::leases::pull_key(&r)
+                } else {
+                    s
+                }
+            })
+            .collect()
+    }
+
+    /// Every running worker, as (rollout, site); a pull's site is [`PULL`].
+    fn running(&self) -> Vec<(String, String)> {
         self.workers()
             .iter()
             .filter(|(_, h)| !h.is_finished())
-            .map(|((r, s), _)| {
-                if s == PULL {
-                    crate::leases::pull_key(r)
-                } else {
-                    s.clone()
-                }
-            })
+            .map(|(k, _)| k.clone())
             .collect()
     }
 

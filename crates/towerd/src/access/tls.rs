@@ -20,6 +20,21 @@ fn read(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
+/// The certificates of the CA file `path` (PEM) that option `flag` names, as roots of
+/// trust; an error says which file is wrong and how.
+pub fn roots(flag: &str, path: &Path) -> Result<rustls::RootCertStore, String> {
+    let what = format!("{flag} {}", path.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&read(flag, path)?) {
+        let c = c.map_err(|e| format!("{what}: not PEM: {e}"))?;
+        roots.add(c).map_err(|e| format!("{what}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{what}: holds no certificate"));
+    }
+    Ok(roots)
+}
+
 /// The server's configuration from the PEM files.
 pub fn server_config(
     cert: &Path,
@@ -46,14 +61,7 @@ pub fn server_config(
         None => builder.with_no_client_auth(),
         Some(path) => {
             let what = format!("--client-ca {}", path.display());
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(&read("--client-ca", path)?) {
-                let c = c.map_err(|e| format!("{what}: not PEM: {e}"))?;
-                roots.add(c).map_err(|e| format!("{what}: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err(format!("{what}: holds no certificate"));
-            }
+            let roots = roots("--client-ca", path)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()

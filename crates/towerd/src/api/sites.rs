@@ -58,14 +58,16 @@ pub async fn create(State(tower): Tw, body: Bytes) -> Result<Response, ApiError>
 
 /// `POST /sites/query` with a [`SiteQuery`].
 pub async fn query(State(tower): Tw, body: Bytes) -> Result<Response, ApiError> {
-    let query: SiteQuery = body_as(&body, "a query is {\"filter\": {...}}")?;
-    if body_json(&body)?.get("filter").is_some_and(|f| f.is_null()) {
+    let value = body_json(&body)?;
+    if value.get("filter").is_some_and(|f| f.is_null()) {
         return Err(site_fleet::Error::new(
             site_fleet::error::BAD_FILTER,
             "a filter is an object, not null ({} selects every site)",
         )
         .into());
     }
+    let query: SiteQuery = serde_json::from_value(value)
+        .map_err(|e| ApiError::bad(format!("a query is {{\"filter\": {{...}}}}: {e}")))?;
     let filter = match &query.filter {
         Some(f) => Filter::parse(f)?,
         None => Filter::all(),

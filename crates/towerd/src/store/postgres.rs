@@ -49,20 +49,7 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
 
 /// TLS towards the database: its certificate verified against the CA in `ca` (PEM).
 fn tls_config(ca: &Path) -> Result<rustls::ClientConfig, StoreError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let what = format!("--database-ca {}", ca.display());
-    let pem = std::fs::read(ca).map_err(|e| StoreError(format!("{what}: {e}")))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| StoreError(format!("{what}: not PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| StoreError(format!("{what}: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(StoreError(format!("{what}: holds no certificate")));
-    }
+    let roots = crate::access::tls::roots("--database-ca", ca).map_err(StoreError)?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
