@@ -42,6 +42,7 @@ pub fn release(addr: SocketAddr, user: &str, password: &str) -> Option<String> {
         .env("OCI_REPORT_DIR", report.path()));
     assert!(ok && out.contains(" 0 Failed"), "the suite failed:\n{out}");
     assert!(out.contains("74 Passed"), "not every test ran:\n{out}");
+    summary("v1.1.1", &out, &["Passed"]);
     Some(out)
 }
 
@@ -83,7 +84,18 @@ pub fn development(addr: SocketAddr, user: &str, password: &str) -> Option<Strin
     };
     assert_eq!(count("FAIL"), 0, "failed tests:\n{out}\n{results}");
     assert!(count("Pass") > 900, "too few tests ran:\n{out}");
+    summary("development", &out, &["Pass", "FAIL", "Skip", "Disabled"]);
     Some(out)
+}
+
+/// Prints the lines of `out` that begin with one of `starts` (the suite's counts), for the
+/// test's output under `--nocapture`.
+fn summary(suite: &str, out: &str, starts: &[&str]) {
+    for line in out.lines().map(str::trim) {
+        if starts.iter().any(|s| line.starts_with(s) || line.contains(&format!(" {s} |"))) {
+            eprintln!("conformance {suite}: {line}");
+        }
+    }
 }
 
 /// What a suite printed (colours removed), with its exit status.
