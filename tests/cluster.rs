@@ -4,6 +4,7 @@ mod kit;
 
 use kit::grpc;
 use kit::grpc::deliver_image_to as deliver;
+use kit::grpc::watch_events;
 use kit::node::{leader, metric, served, status};
 use kit::oci::{self, OCI_MANIFEST};
 use kit::tools::{ok, require, towerctl};
@@ -610,38 +611,6 @@ fn gc_on_a_three_node_site_deletes_the_same_set_on_every_node() {
         assert_eq!(kit::get_status(n.addr, "/v2/team/b/manifests/v1"), 404);
         assert_eq!(served(n, "/v2/team/a/manifests/v1"), a.digest);
     }
-}
-
-/// Collects the events of `node` in the background until `done` holds for what was seen
-/// (or 30 s have passed); the handle's result is the events seen.
-fn watch_events(
-    node: &Node,
-    done: impl Fn(&[pb::event::Kind]) -> bool + Send + 'static,
-) -> std::thread::JoinHandle<Vec<pb::event::Kind>> {
-    let api = node.api;
-    let (ready, started) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        rt().block_on(async move {
-            let mut c = grpc::connect(api).await;
-            let mut stream = c
-                .watch_events(pb::WatchEventsRequest {})
-                .await
-                .unwrap()
-                .into_inner();
-            ready.send(()).unwrap();
-            let mut seen = Vec::new();
-            let until = tokio::time::Instant::now() + Duration::from_secs(30);
-            while !done(&seen) {
-                match tokio::time::timeout_at(until, stream.message()).await {
-                    Ok(Ok(Some(e))) => seen.extend(e.kind),
-                    _ => break,
-                }
-            }
-            seen
-        })
-    });
-    started.recv().unwrap();
-    handle
 }
 
 #[test]

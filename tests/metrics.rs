@@ -298,7 +298,7 @@ fn the_alert_rules_and_the_systemd_unit_check_clean() {
             String::from_utf8_lossy(&out.stderr)
         );
         let said = String::from_utf8_lossy(&out.stdout);
-        assert!(said.contains("SUCCESS: 6 rules found"), "{said}");
+        assert!(said.contains("SUCCESS: 7 rules found"), "{said}");
     }
     if require("systemd-analyze").is_some() {
         // The unit as installed, its binary where this build put it.

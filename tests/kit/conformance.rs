@@ -92,7 +92,10 @@ pub fn development(addr: SocketAddr, user: &str, password: &str) -> Option<Strin
 /// test's output under `--nocapture`.
 fn summary(suite: &str, out: &str, starts: &[&str]) {
     for line in out.lines().map(str::trim) {
-        if starts.iter().any(|s| line.starts_with(s) || line.contains(&format!(" {s} |"))) {
+        if starts
+            .iter()
+            .any(|s| line.starts_with(s) || line.contains(&format!(" {s} |")))
+        {
             eprintln!("conformance {suite}: {line}");
         }
     }

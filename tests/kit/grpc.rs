@@ -183,3 +183,35 @@ macro_rules! next_event {
         .await
     };
 }
+
+/// Collects the events of `node` in the background until `done` holds for what was seen
+/// (or 30 s have passed); the handle's result is the events seen.
+pub fn watch_events(
+    node: &super::Node,
+    done: impl Fn(&[pb::event::Kind]) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<Vec<pb::event::Kind>> {
+    let api = node.api;
+    let (ready, started) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        rt().block_on(async move {
+            let mut c = connect(api).await;
+            let mut stream = c
+                .watch_events(pb::WatchEventsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            ready.send(()).unwrap();
+            let mut seen = Vec::new();
+            let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !done(&seen) {
+                match tokio::time::timeout_at(until, stream.message()).await {
+                    Ok(Ok(Some(e))) => seen.extend(e.kind),
+                    _ => break,
+                }
+            }
+            seen
+        })
+    });
+    started.recv().unwrap();
+    handle
+}

@@ -83,6 +83,15 @@ pub fn event(e: Event, at_unix: u64) -> pb::Event {
             node_id: node,
             reason,
         }),
+        Event::ClockSkew {
+            node,
+            skew_ms,
+            disagrees,
+        } => Kind::ClockSkew(pb::ClockSkew {
+            node_id: node,
+            skew_ms,
+            disagrees,
+        }),
         Event::BlobRepaired { digest, node, from } => Kind::BlobRepaired(pb::BlobRepaired {
             digest: digest.to_string(),
             node_id: node,

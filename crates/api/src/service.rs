@@ -11,7 +11,7 @@ use site_core::{Digest, Repository};
 use site_pull::Puller;
 use site_state::{Command, Event, ImageRef};
 use site_store::collector::Collector;
-use site_store::{now_ms, now_secs, Administer, Deliver, MemberChange, Store};
+use site_store::{now_secs, Administer, Deliver, MemberChange, Store};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -133,7 +133,7 @@ impl site_server::Site for SiteService {
             self.deliver
                 .lease(
                     present.into_iter().map(|(d, _)| d).collect(),
-                    now_ms().saturating_add(lease.saturating_mul(1000)),
+                    lease.saturating_mul(1000),
                 )
                 .await
                 .map_err(status)?;

@@ -95,9 +95,11 @@ fn op(cmd: &Command) -> Op {
             digests,
             until,
             until_ms,
+            for_ms,
         } => Op::Lease(pb::Lease {
             digests: texts(digests),
             until_ms: until_ms.unwrap_or(until.saturating_mul(1000)),
+            for_ms: *for_ms,
         }),
         Command::Touch { digests } => Op::Touch(pb::Digests {
             digests: texts(digests),
@@ -168,7 +170,10 @@ fn command(op: Op) -> Result<Command, String> {
         Op::Unschedule(app) => Command::Unschedule { app },
         Op::Pin(i) => Command::Pin { image: image(&i)? },
         Op::Unpin(i) => Command::Unpin { image: image(&i)? },
-        Op::Lease(l) => Command::lease(digests(l.digests)?, l.until_ms),
+        Op::Lease(l) => match l.for_ms {
+            Some(d) => Command::lease_for(digests(l.digests)?, d),
+            None => Command::lease(digests(l.digests)?, l.until_ms),
+        },
         Op::Touch(t) => Command::Touch {
             digests: digests(t.digests)?,
         },

@@ -91,6 +91,7 @@ fn every_command() -> Vec<Command> {
         Command::Pin { image: img.clone() },
         Command::Unpin { image: img },
         Command::lease(vec![d("a"), d("b")], 1_700_000_000_123),
+        Command::lease_for(vec![d("a")], 30_000),
         Command::Touch {
             digests: vec![d("m")],
         },

@@ -89,6 +89,11 @@ impl Applier {
         effects: &mut Vec<Effect>,
     ) -> Result<Outcome, StateError> {
         let outcome = state.apply(entry)?;
+        if outcome.changed {
+            // Where the log's clock stood, for a node that loads this state; an entry
+            // that changed nothing leaves the state exactly as it was.
+            state.note_time(entry.now);
+        }
         match &entry.cmd {
             // Recorded without its bytes here (another node received it): fetch it.
             Command::AddBlob { digest, size, .. } if !has_file(digest) => {

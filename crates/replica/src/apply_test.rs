@@ -168,3 +168,34 @@ fn a_member_change_records_the_address_and_tells_the_transport_unless_it_is_this
         }]
     ));
 }
+
+#[test]
+fn the_state_keeps_the_time_of_the_latest_entry_that_changed_it() {
+    let mut a = Applier::new(1);
+    let mut s = State::default();
+    let (digest, size) = blob(4);
+    let add = Command::AddBlob {
+        repo: None,
+        digest,
+        size,
+        recorded: false,
+    };
+    a.apply(&mut s, command(2, 5_000, add, None), |_| true);
+    assert_eq!(s.time(), 5_000);
+    // Unpinning what is not pinned changes nothing: the state stays exactly as it was.
+    let before = s.clone();
+    a.apply(
+        &mut s,
+        command(3, 9_000, Command::Unpin { image: pinned() }, None),
+        |_| true,
+    );
+    assert_eq!(s, before);
+    assert_eq!(s.time(), 5_000);
+}
+
+fn pinned() -> ImageRef {
+    ImageRef {
+        repo: Repository::parse_normalized("app", "docker.io").unwrap(),
+        digest: Digest::of(b"pinned"),
+    }
+}

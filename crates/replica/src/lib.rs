@@ -15,6 +15,9 @@
 //!   (`hold.rs`), which committed blobs this node lacks or holds corrupt and when to try
 //!   again (`missing.rs`).
 //!
+//! - [`LogClock`]: the time a leader stamps on entries, carried on by monotonic time
+//!   from the last entry so that no node's wall clock bends it (`clock.rs`).
+//!
 //! Time (milliseconds) and randomness (a seed) are arguments, so the node
 //! (`site-store`) and the simulation (`simulations/`) drive the same code; one seed
 //! replays a whole simulated run.
@@ -22,6 +25,7 @@
 mod apply;
 pub mod ballot;
 pub mod catch_up;
+pub mod clock;
 mod effect;
 mod engine;
 pub mod health;
@@ -33,6 +37,7 @@ mod ready;
 mod rng;
 
 pub use apply::Applier;
+pub use clock::LogClock;
 pub use effect::{Committed, Effect};
 pub use engine::{Engine, Settings, Status};
 pub use proposal::{Ask, Refusal};

@@ -144,8 +144,12 @@ impl State {
                 digests,
                 until,
                 until_ms,
+                for_ms,
             } => {
-                let until = crate::command::millis(*until_ms, *until);
+                let until = match for_ms {
+                    Some(d) => now.saturating_add(*d),
+                    None => crate::command::millis(*until_ms, *until),
+                };
                 for d in digests {
                     let l = self.leases.entry(d.clone()).or_insert(0);
                     *l = (*l).max(until);

@@ -682,3 +682,15 @@ fn a_grace_period_shorter_than_a_second_counts_in_milliseconds() {
         vec![a.digest.clone()]
     );
 }
+
+#[test]
+fn a_lease_for_a_duration_ends_by_the_entrys_time() {
+    let mut s = State::default();
+    add_blobs(&mut s, 0, &[11]);
+    // Proposed with a wall clock a day ahead, stamped by the leader at 100: it ends at
+    // 100 + 500 of the log's time.
+    run(&mut s, 100, Command::lease_for(vec![blob(11).0], 500)).unwrap();
+    assert_eq!(s.leases[&blob(11).0], 600);
+    assert!(sweep(&mut s, 599, 0).blobs.is_empty(), "leased until 600");
+    assert_eq!(sweep(&mut s, 600, 0).blobs, vec![blob(11).0]);
+}

@@ -166,6 +166,10 @@ pub enum Command {
         /// End of the lease, in milliseconds since the Unix epoch.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until_ms: Option<u64>,
+        /// How long the lease lasts from the entry's time, in milliseconds: the log's
+        /// clock, not the proposer's, decides when it ends. Set, it replaces `until`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_ms: Option<u64>,
     },
     /// Records that images were pulled (least-recently-used eviction order).
     Touch {
@@ -213,12 +217,24 @@ impl Command {
         }
     }
 
-    /// A lease of `digests` until `until_ms` (milliseconds since the Unix epoch).
+    /// A lease of `digests` until `until_ms` (milliseconds since the Unix epoch), as
+    /// entries of earlier versions said it.
     pub fn lease(digests: Vec<Digest>, until_ms: u64) -> Command {
         Command::Lease {
             digests,
             until: until_ms / 1000,
             until_ms: Some(until_ms),
+            for_ms: None,
+        }
+    }
+
+    /// A lease of `digests` for `for_ms` milliseconds of the log's time from the entry's.
+    pub fn lease_for(digests: Vec<Digest>, for_ms: u64) -> Command {
+        Command::Lease {
+            digests,
+            until: 0,
+            until_ms: None,
+            for_ms: Some(for_ms),
         }
     }
 }
@@ -374,6 +390,18 @@ pub enum Event {
         node: u64,
         /// What failed.
         reason: String,
+    },
+    /// A node's wall clock started (or stopped) disagreeing with the site's log time by
+    /// more than a minute. The log's time goes on with elapsed time whatever it says;
+    /// published by that node, never by `apply`.
+    ClockSkew {
+        /// The node.
+        node: u64,
+        /// How far its wall clock is ahead of the log's time, in milliseconds (behind:
+        /// negative).
+        skew_ms: i64,
+        /// Whether it now disagrees (false: it agrees again).
+        disagrees: bool,
     },
     /// A delivery was refused for lack of space. Published by the API, never by `apply`.
     DeliveryRefused {

@@ -25,6 +25,10 @@ pub struct State {
     /// times had milliseconds (see [`State::decode`]).
     #[serde(default = "Clock::seconds")]
     pub(crate) clock: Clock,
+    /// The time of the latest entry applied (0: none since this was recorded), so that
+    /// a node that loads this state knows where the log's clock stands.
+    #[serde(default)]
+    pub(crate) time: u64,
 }
 
 /// The unit of a state's times.
@@ -145,6 +149,25 @@ impl State {
             state.clock = Clock::Milliseconds;
         }
         Ok(state)
+    }
+
+    /// The time of the latest entry that changed the state (milliseconds since the Unix
+    /// epoch; 0: none): where the log's clock stood. A state saved before that was kept
+    /// answers the latest time it holds.
+    pub fn time(&self) -> u64 {
+        if self.time > 0 {
+            return self.time;
+        }
+        let blobs = self.blobs.values().map(|b| b.added);
+        let manifests = self.manifests.values().map(|m| m.added.max(m.last_used));
+        let sweep = self.last_sweep.iter().map(|r| r.at);
+        blobs.chain(manifests).chain(sweep).max().unwrap_or(0)
+    }
+
+    /// Records that an entry stamped `time` changed the state (by the log's apply side,
+    /// in log order on every node).
+    pub fn note_time(&mut self, time: u64) {
+        self.time = self.time.max(time);
     }
 
     /// Records a membership change the log applied: node `id` added at `address`, or

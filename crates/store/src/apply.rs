@@ -10,8 +10,16 @@ use site_state::State;
 impl Store {
     /// Applies one committed entry to the state; returns what follows.
     pub(crate) fn apply_committed(&self, applier: &mut Applier, c: Committed) -> Vec<Effect> {
+        let time = match &c {
+            Committed::Command { entry: Ok(e), .. } => Some(e.now),
+            _ => None,
+        };
         let mut state = self.inner.state.write().expect("state lock");
-        applier.apply(&mut state, c, |d| self.has_blob_file(d))
+        let effects = applier.apply(&mut state, c, |d| self.has_blob_file(d));
+        if let Some(time) = time {
+            self.inner.clock.observe(time);
+        }
+        effects
     }
 
     /// Carries out an effect of applying an entry.
@@ -45,6 +53,7 @@ impl Store {
     /// Replaces the state machine with a snapshot's.
     pub(crate) fn load_snapshot(&self, data: &[u8]) -> Result<()> {
         let state = decode_state(data)?;
+        self.inner.clock.observe(state.time());
         *self.inner.state.write().expect("state lock") = state;
         self.sync_peers();
         self.rescan_missing();

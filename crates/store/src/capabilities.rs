@@ -222,10 +222,10 @@ impl Deliver {
     pub async fn offset(&self, d: &Digest) -> Result<u64> {
         self.0.tower_upload_offset(d).await
     }
-    /// Keeps `digests` from GC until `until_ms`, for the delivery that was told the site
-    /// holds them.
-    pub async fn lease(&self, digests: Vec<Digest>, until_ms: u64) -> Result<Outcome> {
-        self.0.execute(Command::lease(digests, until_ms)).await
+    /// Keeps `digests` from GC for `for_ms` milliseconds of the log's time, for the
+    /// delivery that was told the site holds them.
+    pub async fn lease(&self, digests: Vec<Digest>, for_ms: u64) -> Result<Outcome> {
+        self.0.execute(Command::lease_for(digests, for_ms)).await
     }
     /// See [`Store::receive_blob`].
     pub async fn receive_blob(

@@ -1,9 +1,9 @@
 //! Garbage collection policy, beside the state machine's sweep (`site_state`'s
 //! `SweepRules`): the grace period, disk watermarks and space admission.
-//! [`Collector::run_once`] is one decision, at a time and a disk space given;
+//! [`Collector::run_once`] is one decision, at the log's time and a disk space given;
 //! [`Collector::run_periodic`] is the schedule, beside it.
 
-use crate::{now_ms, Result, Store};
+use crate::{Result, Store};
 use site_state::{SweepReport, SweepRules};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -93,20 +93,21 @@ impl Collector {
         }
     }
 
-    /// One sweep at `now` (milliseconds since the Unix epoch) with the disk at `space`:
-    /// grace-expired images, plus LRU eviction when `space` is above the high watermark
-    /// (pulls noted since the last run are recorded first); upload sessions idle past
-    /// their TTL are dropped. A dry run reports what the sweep would delete and deletes
-    /// nothing. [`Self::run_periodic`] passes the clock and the disk; tests pass their
-    /// own.
-    pub async fn run_once(&self, now: u64, space: Space, dry_run: bool) -> Result<SweepReport> {
+    /// One sweep at the log's time with the disk at `space`: grace-expired images, plus
+    /// LRU eviction when `space` is above the high watermark (pulls noted since the last
+    /// run are recorded first); upload sessions idle past their TTL are dropped. A dry
+    /// run reports what the sweep would delete and deletes nothing. [`Self::run_now`]
+    /// passes the disk as it is; tests pass their own.
+    pub async fn run_once(&self, space: Space, dry_run: bool) -> Result<SweepReport> {
         self.store.record_pulls().await?;
         if !dry_run {
             self.store.expire_uploads().await?;
         }
         let evict = self.config.pressure(space);
         if dry_run {
-            return Ok(self.store.plan_sweep(&self.rules(evict), now));
+            return Ok(self
+                .store
+                .plan_sweep(&self.rules(evict), self.store.log_now()));
         }
         if evict > 0 {
             tracing::warn!(
@@ -114,12 +115,12 @@ impl Collector {
                 "disk above the high watermark: evicting unreferenced images"
             );
         }
-        self.store.sweep(&self.rules(evict), now).await
+        self.store.sweep(&self.rules(evict)).await
     }
 
     /// [`Self::run_once`] now, on the disk as it is.
     pub async fn run_now(&self, dry_run: bool) -> Result<SweepReport> {
-        self.run_once(now_ms(), self.space()?, dry_run).await
+        self.run_once(self.space()?, dry_run).await
     }
 
     /// Makes room for `needed` more bytes: `Ok` when they fit now or after evicting
@@ -130,15 +131,13 @@ impl Collector {
         if needed <= space.free {
             return Ok(Ok(()));
         }
-        let reclaimable = self.store.read(|s| s.reclaimable_bytes(now_ms()));
+        let now = self.store.log_now();
+        let reclaimable = self.store.read(|s| s.reclaimable_bytes(now));
         if needed > space.free.saturating_add(reclaimable) {
             return Ok(Err((needed, space.free, reclaimable)));
         }
         self.store.record_pulls().await?;
-        let report = self
-            .store
-            .sweep(&self.rules(needed - space.free), now_ms())
-            .await?;
+        let report = self.store.sweep(&self.rules(needed - space.free)).await?;
         tracing::info!(
             needed,
             freed = report.bytes_freed,

@@ -42,6 +42,7 @@ mod reconcile;
 mod replication;
 mod scrub;
 pub mod sendfile;
+pub mod site_clock;
 mod sweep;
 #[cfg(test)]
 mod test_kit;
@@ -59,6 +60,7 @@ pub use peer_file::{PeerFile, PeerSend};
 pub use raft_driver::{Ordered, RaftSettings, RaftStatus};
 pub use reads::{BlobBytes, FileRegion};
 pub use replication::ByteStream;
+pub use site_clock::{Clock, SiteClock, SystemClock};
 pub use site_replica::Ask;
 pub use site_state::MemberChange;
 pub use transport::{Alone, NodeReport, Transport};
@@ -138,6 +140,8 @@ struct Inner {
     counters: metrics::NodeCounters,
     /// Which reads of blob files are hashed (`verify.rs`).
     read_checks: verify::ReadChecks,
+    /// The log's clock on this node (`site_clock.rs`).
+    clock: Arc<SiteClock>,
 }
 
 /// The driver's ends of a store's channels.
@@ -173,8 +177,8 @@ pub fn now_secs() -> u64 {
     now_ms() / 1000
 }
 
-/// Milliseconds since the Unix epoch: the time stamped on entries this node proposes,
-/// and the unit of every time in the state.
+/// Milliseconds since the Unix epoch by this machine's wall clock. Entries are stamped
+/// with the log's time instead ([`Store::log_now`]).
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -200,6 +204,7 @@ impl Store {
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
         let commit = store.inner.raft.hard_state().commit;
         let alone = raft.voters == [raft.id];
+        let id = raft.id;
         let _ = store.inner.cluster.set(replication::Cluster {
             id: raft.id,
             alone,
@@ -219,9 +224,15 @@ impl Store {
         let (reconciled, mut files_ready) = watch::channel(false);
         let replication = store.clone().run_replication(shutdown.clone());
         let scrub = store.clone().run_scrub(shutdown.clone());
+        let publisher = store.clone();
+        let clock = store.inner.clock.clone().watch(
+            id,
+            move |event| publisher.publish(event),
+            shutdown.clone(),
+        );
         let background = async move {
             if files_ready.wait_for(|r| *r).await.is_ok() {
-                tokio::join!(replication, scrub);
+                tokio::join!(replication, scrub, clock);
             }
         };
         let run = driver.run(driver_side.proposals, driver_side.inputs, shutdown);
@@ -263,6 +274,8 @@ impl Store {
             Some((meta, data)) => (apply::decode_state(&data)?, meta.index),
             None => (Default::default(), 0),
         };
+        let clock = Arc::new(SiteClock::new(Arc::new(SystemClock::default())));
+        clock.observe(state.time());
         let uploads_tree = db.open_tree(keyspace::UPLOADS)?;
         let files = BlobFiles::open(config.data_dir.join("blobs"))?;
         let upload_dir = config.data_dir.join("uploads");
@@ -293,6 +306,7 @@ impl Store {
                 raft,
                 failure: watch::channel(None).0,
                 counters: metrics::NodeCounters::default(),
+                clock,
             }),
         };
         store.reconcile_uploads()?;
@@ -330,6 +344,12 @@ impl Store {
     pub fn publish(&self, event: Event) {
         tracing::info!(event = ?event, "event");
         let _ = self.inner.events.send(event);
+    }
+
+    /// The log's time now (milliseconds since the Unix epoch), as this node reads it:
+    /// the clock of grace periods, cache TTLs and leases (`site_clock.rs`).
+    pub fn log_now(&self) -> u64 {
+        self.inner.clock.now()
     }
 
     /// Where this node's Raft stands.

@@ -85,6 +85,20 @@ impl Source for NodeMetrics {
             "Whether this node knows a leader of its site (1) or not (0).",
             f64::from(u8::from(raft.leader != 0)),
         );
+        if let Some(skew) = store.inner.clock.skew_ms() {
+            gauge(
+                out,
+                "site_clock_skew_seconds",
+                "How far this node's wall clock is ahead of the site's log time (behind: negative). The log's time goes on with elapsed time whatever a wall clock says.",
+                skew as f64 / 1000.0,
+            );
+            gauge(
+                out,
+                "site_clock_disagrees",
+                "Whether this node's wall clock disagrees with the site's log time by more than a minute (1) or not (0).",
+                f64::from(u8::from(site_replica::LogClock::disagrees(skew))),
+            );
+        }
         let c = &store.inner.counters;
         out.single(
             "site_raft_leader_changes_total",

@@ -5,7 +5,7 @@
 //! a forward or a majority hold in progress gives up as soon as this node loses its
 //! leader.
 
-use crate::{now_ms, raft_driver, Ordered, Result, Store, StoreError};
+use crate::{raft_driver, Ordered, Result, Store, StoreError};
 use site_state::{Command, Entry, Outcome};
 use std::time::Duration;
 
@@ -16,11 +16,12 @@ const LEADER_MOVE_TIMEOUT: Duration = Duration::from_secs(5);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Store {
-    /// Orders `cmd`, stamped with this node's time, through the log (through the leader
-    /// if this node is not it) and returns its outcome once it is committed and applied
-    /// here. A refused command leaves the state as it was.
+    /// Orders `cmd` through the log (through the leader if this node is not it; the
+    /// leader stamps it with the log's time) and returns its outcome once it is committed
+    /// and applied here. A refused command leaves the state as it was.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
-        self.ask(site_replica::Ask::Command(Entry { now: now_ms(), cmd }))
+        let now = self.log_now();
+        self.ask(site_replica::Ask::Command(Entry { now, cmd }))
             .await
     }
 
@@ -159,12 +160,9 @@ impl Store {
 
     /// Orders a follower's forwarded change on this node, the leader; returns its outcome
     /// (or the state machine's refusal) and the index it was applied at. A command is
-    /// stamped with the leader's time: the log has one clock (GC's grace periods count
+    /// stamped by the leader's driver: the log has one clock (GC's grace periods count
     /// on it).
-    pub async fn order_forwarded(&self, mut ask: site_replica::Ask) -> Result<Ordered> {
-        if let site_replica::Ask::Command(entry) = &mut ask {
-            entry.now = now_ms();
-        }
+    pub async fn order_forwarded(&self, ask: site_replica::Ask) -> Result<Ordered> {
         let me = self.cluster()?.id;
         match self.order(ask.clone()).await {
             // This node was asked to remove itself: the new leader orders it.

@@ -71,6 +71,8 @@ pub(crate) struct Driver {
     jobs: mpsc::UnboundedSender<Job>,
     /// The engine's clock starts here.
     started: Instant,
+    /// This node's id.
+    id: u64,
 }
 
 impl Driver {
@@ -108,6 +110,7 @@ impl Driver {
             tick: settings.tick,
             jobs,
             started: Instant::now(),
+            id: settings.id,
         })
     }
 
@@ -177,8 +180,16 @@ impl Driver {
         });
     }
 
-    fn propose(&mut self, p: Proposal) {
-        let applied = self.engine.status().applied;
+    fn propose(&mut self, mut p: Proposal) {
+        let status = self.engine.status();
+        let applied = status.applied;
+        if let Ask::Command(entry) = &mut p.ask {
+            // The log has one clock: the leader's reading of the log's time
+            // (`site_clock.rs`), whatever the proposer's wall clock said.
+            if status.leader == self.id {
+                entry.now = self.store.inner.clock.stamp();
+            }
+        }
         match self.engine.propose(&p.ask) {
             Ok(id) => {
                 // Queued before the entry can be committed, so before its apply.

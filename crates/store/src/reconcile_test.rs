@@ -155,14 +155,11 @@ async fn interrupted_sweep_is_completed_on_open() {
     // The sweep entry is applied, but the process dies before the file is removed:
     // simulate by sweeping and putting the file back.
     let report = store
-        .sweep(
-            &site_state::SweepRules {
-                grace_ms: 0,
-                cache_ttl_ms: 0,
-                evict_bytes: 0,
-            },
-            crate::now_ms(),
-        )
+        .sweep(&site_state::SweepRules {
+            grace_ms: 0,
+            cache_ttl_ms: 0,
+            evict_bytes: 0,
+        })
         .await
         .unwrap();
     assert_eq!(report.blobs, vec![d.clone()]);

@@ -9,15 +9,10 @@ use crate::{Result, Store};
 use site_state::{Command, SweepReport, SweepRules};
 
 impl Store {
-    /// Runs one sweep at `now` (milliseconds since the Unix epoch; a follower's sweep is
-    /// stamped with the leader's clock): see [`site_state::Command::Sweep`].
-    pub async fn sweep(&self, rules: &SweepRules, now: u64) -> Result<SweepReport> {
-        let outcome = self
-            .ask(site_replica::Ask::Command(site_state::Entry {
-                now,
-                cmd: Command::sweep(rules),
-            }))
-            .await?;
+    /// Runs one sweep at the log's time (stamped by the leader): see
+    /// [`site_state::Command::Sweep`].
+    pub async fn sweep(&self, rules: &SweepRules) -> Result<SweepReport> {
+        let outcome = self.execute(Command::sweep(rules)).await?;
         let report = outcome.sweep.expect("a sweep reports");
         tracing::info!(
             manifests = report.manifests.len(),

@@ -263,6 +263,17 @@ pub fn event_line(e: &Event) -> String {
             f.node_id,
             crate::exit::one_line(&f.reason)
         ),
+        Some(event::Kind::ClockSkew(c)) => {
+            let by = crate::output::apart(c.skew_ms);
+            if c.disagrees {
+                format!("{at} clock-skew node {}: its wall clock is {by} the site's log time (the log's time goes on with elapsed time; set the clock right)", c.node_id)
+            } else {
+                format!(
+                    "{at} clock-agrees node {}: its wall clock is {by} the site's log time",
+                    c.node_id
+                )
+            }
+        }
         Some(event::Kind::BlobRepaired(b)) => format!(
             "{at} blob-repaired {} on node {} (verified copy from node {})",
             b.digest, b.node_id, b.from_node_id

@@ -52,6 +52,24 @@ pub fn unix_time(secs: u64) -> String {
     )
 }
 
+/// How far a clock is from another, `skew_ms` ahead (behind: negative): `3.2 s ahead
+/// of`, `1 d 2 h behind`.
+pub fn apart(skew_ms: i64) -> String {
+    let side = if skew_ms < 0 { "behind" } else { "ahead of" };
+    let ms = skew_ms.unsigned_abs();
+    let (d, h, m) = (ms / 86_400_000, ms / 3_600_000 % 24, ms / 60_000 % 60);
+    let by = if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else if m > 0 {
+        format!("{m} min {} s", ms / 1000 % 60)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    };
+    format!("{by} {side}")
+}
+
 /// Left-aligned columns: each row padded to the widest cell of its column.
 pub fn table(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -79,6 +97,14 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clocks_apart_for_humans() {
+        assert_eq!(apart(86_400_000 + 7_200_000), "1 d 2 h ahead of");
+        assert_eq!(apart(-3_200), "3.2 s behind");
+        assert_eq!(apart(-(365 * 86_400_000)), "365 d 0 h behind");
+        assert_eq!(apart(61_000), "1 min 1 s ahead of");
+    }
 
     #[test]
     fn bytes_for_humans() {
