@@ -10,6 +10,7 @@
 //! - `invariants/`: one file per promise, checked against `oracle.rs`.
 
 mod blobs;
+mod clock;
 pub mod invariants;
 mod log;
 mod msg;

@@ -83,4 +83,8 @@ pub struct Out {
     pub violations: Vec<String>,
     /// The node failed on its disk and stopped.
     pub fatal: Option<String>,
+    /// Entry times a leader stamped: (the log's time, the real time).
+    pub stamps: Vec<(u64, u64)>,
+    /// Grace periods a sweep ended (`invariants/clock.rs`).
+    pub expired: Vec<(u64, crate::invariants::clock::Ended)>,
 }

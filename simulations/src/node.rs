@@ -7,7 +7,7 @@ use crate::log::{Disk, SimLog};
 use crate::msg::{Answer, Out, Payload};
 use site_core::Digest;
 use site_replica::missing::{Backoff, Missing};
-use site_replica::{Applier, Ask, Committed, Effect, Engine, Refusal, Settings};
+use site_replica::{Applier, Ask, Committed, Effect, Engine, LogClock, Refusal, Settings};
 use site_state::{Command, Entry, State};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,10 +42,17 @@ pub struct Run {
     /// Copies checked against their digest since this start (written, scrubbed or read
     /// whole): their reads are not hashed (`verify_reads = "first"`).
     pub checked: BTreeSet<Digest>,
+    /// The log's clock as this node reads it (`site_replica::LogClock`).
+    pub log_clock: LogClock,
+    /// Commands asked of this node as a leader not yet settled (`Engine::settled`),
+    /// proposed once it is (or no longer leads).
+    pub held: Vec<(Ask, Waiter)>,
 }
 
 pub struct Node {
     pub id: u64,
+    /// Its wall and monotonic clocks.
+    pub clock: crate::clock::NodeClock,
     pub disk: Rc<RefCell<Disk>>,
     pub run: Option<Run>,
     /// The voters a new or wiped disk is founded with (empty for a node that joins).
@@ -61,9 +68,10 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(id: u64, founding: Vec<u64>) -> Node {
+    pub fn new(id: u64, founding: Vec<u64>, clock: crate::clock::NodeClock) -> Node {
         Node {
             id,
+            clock,
             disk: Default::default(),
             run: None,
             founding,
@@ -77,8 +85,8 @@ impl Node {
         self.run.is_some()
     }
 
-    /// Starts the node from what its disk holds.
-    pub fn start(&mut self, seed: u64) -> Result<(), String> {
+    /// Starts the node from what its disk holds, at real time `now`.
+    pub fn start(&mut self, seed: u64, now: u64) -> Result<(), String> {
         let log = SimLog(self.disk.clone());
         let empty = serde_json::to_vec(&State::default()).expect("state serialises");
         log.initialize(&self.founding, empty);
@@ -101,6 +109,8 @@ impl Node {
                 d.blobs.contains_key(x)
             });
         }
+        let mut log_clock = LogClock::new();
+        log_clock.observe(state.time(), self.clock.mono(now));
         self.run = Some(Run {
             engine,
             log,
@@ -115,6 +125,8 @@ impl Node {
             holds: BTreeMap::new(),
             next_id: 1,
             checked: BTreeSet::new(),
+            log_clock,
+            held: Vec::new(),
         });
         Ok(())
     }
@@ -140,11 +152,19 @@ impl Node {
         self.replicate(now, out);
     }
 
-    /// Runs the Ready procedure until nothing is ready.
+    /// Runs the Ready procedure until nothing is ready, proposing the commands held for
+    /// a leader once it is settled.
     pub fn drive(&mut self, now: u64, out: &mut Out) {
         while let Some(run) = &mut self.run {
             let Some(mut cycle) = run.engine.ready() else {
-                return;
+                let settled = run.engine.settled() || !run.engine.is_leader();
+                if run.held.is_empty() || !settled {
+                    return;
+                }
+                for (ask, waiter) in std::mem::take(&mut run.held) {
+                    self.propose(ask, waiter, now, out);
+                }
+                continue;
             };
             let effects = std::mem::take(&mut cycle.effects);
             self.execute(effects, now, out);
@@ -182,9 +202,18 @@ impl Node {
 
     fn propose(&mut self, mut ask: Ask, waiter: Waiter, now: u64, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
-        // The log has one clock: the leader's.
+        // The log has one clock: the leader's reading of the log's time, as the node's
+        // driver stamps it.
         if let Ask::Command(entry) = &mut ask {
-            entry.now = now;
+            if run.engine.is_leader() && !run.engine.settled() {
+                run.held.push((ask, waiter));
+                return;
+            }
+            if run.engine.is_leader() {
+                let (mono, wall) = (self.clock.mono(now), self.clock.wall(now));
+                entry.now = run.log_clock.stamp(mono, wall);
+                out.stamps.push((entry.now, now));
+            }
         }
         let applied = run.engine.status().applied;
         let answer: Answer = match run.engine.propose(&ask) {
@@ -256,6 +285,8 @@ impl Node {
                 Effect::InstallSnapshot(s) => {
                     run.log.install_snapshot(&s);
                     run.state = serde_json::from_slice(&s.data).unwrap_or_default();
+                    run.log_clock
+                        .observe(run.state.time(), self.clock.mono(now));
                     let d = self.disk.borrow();
                     run.missing
                         .rescan(run.state.blobs().map(|(d, b)| (d, b.size)), |x| {
@@ -282,15 +313,30 @@ impl Node {
         let Some(run) = &mut self.run else { return };
         let index = c.index();
         let fp = fingerprint(&c);
+        let mut time = None;
+        let mut before = None;
         if let Committed::Command { entry: Ok(e), .. } = &c {
             refused_changes_nothing(&run.state, e, out);
+            time = Some(e.now);
+            before = crate::invariants::clock::before(&run.state, e);
         }
         let effects = {
             let d = self.disk.borrow();
             run.applier
                 .apply(&mut run.state, c, |x| d.blobs.contains_key(x))
         };
+        if let Some(t) = time {
+            run.log_clock.observe(t, self.clock.mono(now));
+        }
         out.applied.push((self.id, index, fp));
+        for effect in &effects {
+            if let (Effect::Publish(site_state::Event::GcRun { report }), Some(b)) =
+                (effect, &before)
+            {
+                let ended = crate::invariants::clock::ended(b, report);
+                out.expired.extend(ended.into_iter().map(|e| (self.id, e)));
+            }
+        }
         for effect in effects {
             match effect {
                 Effect::Answer { id, result, index } => {
@@ -302,7 +348,6 @@ impl Node {
                 other => self.carry_out(other, out),
             }
         }
-        let _ = now;
     }
 
     fn carry_out(&mut self, effect: Effect, out: &mut Out) {

@@ -16,4 +16,7 @@ pub struct Oracle {
     pub images: Vec<ImageRef>,
     /// The leader of each term.
     pub leaders: BTreeMap<u64, u64>,
+    /// Each log time a leader stamped: the earliest and latest real time it was stamped
+    /// at (`invariants/clock.rs`).
+    pub stamps: BTreeMap<u64, (u64, u64)>,
 }

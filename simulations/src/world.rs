@@ -2,6 +2,7 @@
 //! (ticks, messages, client operations, faults) are taken in time order (ties in the
 //! order they were scheduled); the invariants are checked after every one.
 
+use crate::clock::NodeClock;
 use crate::invariants;
 use crate::msg::{Out, Payload};
 use crate::net::Net;
@@ -33,6 +34,8 @@ pub enum Ev {
     Heal,
     DiskFixed(u64),
     Scrub(u64),
+    /// Node `.0`'s wall clock is set `.1` ms forward (backward: negative).
+    ClockJump(u64, i64),
 }
 
 pub struct World {
@@ -53,6 +56,8 @@ pub struct World {
     /// Copies a bit flip damaged since their node's last scrub pass.
     pub rotten: std::collections::BTreeSet<(u64, Digest)>,
     seed: u64,
+    /// The nodes' clocks and their jumps, drawn apart from the rest of the run.
+    clocks: Rng,
 }
 
 impl World {
@@ -76,6 +81,7 @@ impl World {
             damaged: Default::default(),
             rotten: Default::default(),
             seed,
+            clocks: Rng::new(seed ^ 0x0c10_c0c1_0c00_0000),
         };
         w.note(format!(
             "seed {seed}: {n} nodes, loss {}, duplication {}, delay 1..{} ms",
@@ -84,13 +90,21 @@ impl World {
         for id in voters.clone() {
             w.add_node(id, voters.clone());
         }
+        for _ in 0..w.clocks.below(4) {
+            let at = w.clocks.below(ACTIVE_MS);
+            let id = 1 + w.clocks.below(n + 2);
+            let by = NodeClock::draw_jump(&mut w.clocks);
+            w.at(at, Ev::ClockJump(id, by));
+        }
         w
     }
 
     pub fn add_node(&mut self, id: u64, founding: Vec<u64>) {
-        let mut node = Node::new(id, founding);
+        let clock = NodeClock::draw(&mut self.clocks);
+        self.note(format!("node {id}'s clock: {clock:?}"));
+        let mut node = Node::new(id, founding, clock);
         let seed = self.seed ^ (id << 48) ^ self.now;
-        if let Err(e) = node.start(seed) {
+        if let Err(e) = node.start(seed, self.now) {
             self.violations.push(format!("node {id} cannot start: {e}"));
         }
         self.nodes.insert(id, node);
@@ -209,7 +223,7 @@ impl World {
         if n.up() || n.removed {
             return;
         }
-        match n.start(seed) {
+        match n.start(seed, self.now) {
             Ok(()) => self.note(format!("node {id} starts")),
             Err(e) => self
                 .violations
@@ -261,6 +275,12 @@ impl World {
                 }
                 self.at(5_000, Ev::Scrub(id));
             }
+            Ev::ClockJump(id, by) => {
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    n.clock.jump(by);
+                    self.note(format!("node {id}'s wall clock jumps {by} ms"));
+                }
+            }
         }
         self.settle(out);
         self.check();
@@ -276,6 +296,14 @@ impl World {
             for t in self.net.arrivals(from, to, self.now, &mut self.rng) {
                 let payload = payload.clone();
                 self.at(t - self.now, Ev::Deliver { from, to, payload });
+            }
+        }
+        for (log, real) in out.stamps {
+            invariants::clock::stamped(&mut self.oracle, log, real);
+        }
+        for (node, ended) in &out.expired {
+            if let Some(v) = invariants::clock::check(&self.oracle, *node, ended) {
+                self.violations.push(v);
             }
         }
         for (node, index, fp) in out.applied {

@@ -377,6 +377,19 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// Whether this node leads and has handed out for applying every entry committed
+    /// before its term (its term's first entry is committed, and applied as far): only
+    /// then does its reading of the log's time ([`crate::LogClock`]) start from the latest
+    /// entry, so only then may it stamp the entries it proposes. A new leader is settled
+    /// one round trip after its election; one that restarts, once it has replayed its log.
+    pub fn settled(&self) -> bool {
+        let raft = &self.node.raft;
+        let committed = raft.raft_log.committed;
+        raft.state == StateRole::Leader
+            && raft.raft_log.term(committed).is_ok_and(|t| t == raft.term)
+            && self.applied >= committed
+    }
+
     /// Whether this node leads now.
     pub fn is_leader(&self) -> bool {
         self.node.raft.state == StateRole::Leader

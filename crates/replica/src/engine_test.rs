@@ -353,3 +353,19 @@ fn followers_learn_from_heartbeats_which_voters_the_leader_does_not_hear() {
     assert!(g.nodes[&f].engine.status().unreachable.is_empty());
     assert!(g.nodes[&silent].engine.status().unreachable.is_empty());
 }
+
+#[test]
+fn a_leader_is_settled_once_its_terms_first_entry_is_committed_and_handed_out() {
+    let mut g = Group::new(&[1, 2, 3], 11);
+    let l = g.elect();
+    g.settle();
+    assert!(g.nodes[&l].engine.settled());
+    for (id, n) in &g.nodes {
+        if *id != l {
+            assert!(!n.engine.settled(), "a follower is never settled");
+        }
+    }
+    // Restarted, it is settled only once elected again with its log replayed.
+    g.restart(l, false);
+    assert!(!g.nodes[&l].engine.settled());
+}

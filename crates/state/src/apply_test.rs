@@ -694,3 +694,20 @@ fn a_lease_for_a_duration_ends_by_the_entrys_time() {
     assert!(sweep(&mut s, 599, 0).blobs.is_empty(), "leased until 600");
     assert_eq!(sweep(&mut s, 600, 0).blobs, vec![blob(11).0]);
 }
+
+#[test]
+fn a_states_time_is_read_from_its_bytes_alone() {
+    let mut s = State::default();
+    deliver(&mut s, 10, &repo("a"), 1, &[2]);
+    s.note_time(7_000);
+    let json = serde_json::to_vec(&s).unwrap();
+    assert_eq!(State::time_of(&json), 7_000);
+    assert_eq!(State::decode(&json).unwrap().time(), 7_000);
+    // Saved before the time was kept: the latest time it holds, once decoded.
+    let mut old: serde_json::Value = serde_json::to_value(&s).unwrap();
+    old.as_object_mut().unwrap().remove("time");
+    let old = serde_json::to_vec(&old).unwrap();
+    assert_eq!(State::time_of(&old), 0);
+    assert_eq!(State::decode(&old).unwrap().time(), 10);
+    assert_eq!(State::time_of(b"not a state"), 0);
+}

@@ -164,6 +164,17 @@ impl State {
         blobs.chain(manifests).chain(sweep).max().unwrap_or(0)
     }
 
+    /// [`State::time`] of a state's JSON without decoding the rest (0 when it does not
+    /// say: a state saved before it was kept, or bytes that are no state).
+    pub fn time_of(json: &[u8]) -> u64 {
+        #[derive(Deserialize)]
+        struct TimeOnly {
+            #[serde(default)]
+            time: u64,
+        }
+        serde_json::from_slice::<TimeOnly>(json).map_or(0, |t| t.time)
+    }
+
     /// Records that an entry stamped `time` changed the state (by the log's apply side,
     /// in log order on every node).
     pub fn note_time(&mut self, time: u64) {

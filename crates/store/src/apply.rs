@@ -10,16 +10,8 @@ use site_state::State;
 impl Store {
     /// Applies one committed entry to the state; returns what follows.
     pub(crate) fn apply_committed(&self, applier: &mut Applier, c: Committed) -> Vec<Effect> {
-        let time = match &c {
-            Committed::Command { entry: Ok(e), .. } => Some(e.now),
-            _ => None,
-        };
         let mut state = self.inner.state.write().expect("state lock");
-        let effects = applier.apply(&mut state, c, |d| self.has_blob_file(d));
-        if let Some(time) = time {
-            self.inner.clock.observe(time);
-        }
-        effects
+        applier.apply(&mut state, c, |d| self.has_blob_file(d))
     }
 
     /// Carries out an effect of applying an entry.

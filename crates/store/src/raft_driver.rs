@@ -12,7 +12,7 @@ use crate::transport::Transport;
 use crate::{Result, Store, StoreError};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
-use site_replica::{Ask, Effect, Engine, Refusal};
+use site_replica::{Ask, Committed, Effect, Engine, Refusal};
 use site_state::{Outcome, StateError};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -71,8 +71,9 @@ pub(crate) struct Driver {
     jobs: mpsc::UnboundedSender<Job>,
     /// The engine's clock starts here.
     started: Instant,
-    /// This node's id.
-    id: u64,
+    /// Commands asked of this node as a leader not yet settled (`Engine::settled`):
+    /// proposed, and stamped, once it is (or no longer leads).
+    held: Vec<Proposal>,
 }
 
 impl Driver {
@@ -110,7 +111,7 @@ impl Driver {
             tick: settings.tick,
             jobs,
             started: Instant::now(),
-            id: settings.id,
+            held: Vec::new(),
         })
     }
 
@@ -135,6 +136,10 @@ impl Driver {
                 return self
                     .store
                     .fail(format!("cannot persist or apply the site's log: {e}"));
+            }
+            if self.release_held() {
+                // Their Ready first.
+                continue;
             }
             self.publish_status();
             let effects = tokio::select! {
@@ -181,12 +186,15 @@ impl Driver {
     }
 
     fn propose(&mut self, mut p: Proposal) {
-        let status = self.engine.status();
-        let applied = status.applied;
+        let applied = self.engine.status().applied;
         if let Ask::Command(entry) = &mut p.ask {
             // The log has one clock: the leader's reading of the log's time
-            // (`site_clock.rs`), whatever the proposer's wall clock said.
-            if status.leader == self.id {
+            // (`site_clock.rs`), whatever the proposer's wall clock said, read once
+            // the leader has every entry before its term in hand.
+            if self.engine.is_leader() {
+                if !self.engine.settled() {
+                    return self.held.push(p);
+                }
                 entry.now = self.store.inner.clock.stamp();
             }
         }
@@ -211,6 +219,18 @@ impl Driver {
                 let _ = p.reply.send(Err(StoreError::Unavailable(e)));
             }
         }
+    }
+
+    /// Proposes the held commands once this node is settled or no longer leads; whether
+    /// there were any.
+    fn release_held(&mut self) -> bool {
+        if self.held.is_empty() || (self.engine.is_leader() && !self.engine.settled()) {
+            return false;
+        }
+        for p in std::mem::take(&mut self.held) {
+            self.propose(p);
+        }
+        true
     }
 
     /// One pass of the Ready procedure, if there is anything ready.
@@ -248,13 +268,23 @@ impl Driver {
                 }
                 Effect::InstallSnapshot(snapshot) => {
                     self.log.install_snapshot(&snapshot).await?;
+                    // Before this node may stamp again (the apply task loads it later).
+                    let time = site_state::State::time_of(&snapshot.data);
+                    self.store.inner.clock.observe(time);
                     let index = snapshot.get_metadata().index;
                     self.queue(Job::Install {
                         data: snapshot.data.to_vec(),
                         index,
                     })?;
                 }
-                Effect::Apply(committed) => self.queue(Job::Apply(committed))?,
+                Effect::Apply(committed) => {
+                    // Here, not on the apply task: this node's clock is carried on
+                    // before it may stamp again ([`Engine::settled`]).
+                    if let Committed::Command { entry: Ok(e), .. } = &committed {
+                        self.store.inner.clock.observe(e.now);
+                    }
+                    self.queue(Job::Apply(committed))?
+                }
                 Effect::SaveSnapshot { index, term } => {
                     // The state as applied up to `index`: the apply task has every
                     // entry up to there queued before this.

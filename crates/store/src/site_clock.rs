@@ -1,6 +1,8 @@
 //! This node's reading of the log's clock (`site_replica::LogClock`): the leader stamps
-//! each entry it orders with it ([`SiteClock::stamp`], in the Raft driver), every node
-//! carries it on from the entries it applies ([`SiteClock::observe`]), and what a node
+//! each entry it orders with it ([`SiteClock::stamp`], in the Raft driver, once settled:
+//! `Engine::settled`), every node carries it on from the entries committed as the driver
+//! hands them to the apply task, and from a snapshot's state ([`SiteClock::observe`]),
+//! and what a node
 //! decides in the log's time (a sweep's plan, the space it may reclaim) reads it
 //! ([`SiteClock::now`]). A node's wall clock seeds a new site and is otherwise only
 //! compared with it: a disagreement over a minute is a metric and an event
