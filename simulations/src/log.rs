@@ -101,7 +101,7 @@ impl SimLog {
         self.0.borrow_mut().live.conf_state = cs.clone();
     }
 
-    pub fn save_snapshot(&self, index: u64, term: u64, state: Vec<u8>) {
+    pub fn save_snapshot(&self, index: u64, term: u64, conf_state: ConfState, state: Vec<u8>) {
         {
             let mut d = self.0.borrow_mut();
             let mut meta = SnapshotMetadata {
@@ -109,7 +109,7 @@ impl SimLog {
                 term,
                 ..Default::default()
             };
-            meta.set_conf_state(d.live.conf_state.clone());
+            meta.set_conf_state(conf_state);
             let drop = (index.min(d.live.last()) - d.live.snapshot.index) as usize;
             d.live.entries.drain(..drop);
             d.live.snapshot = meta;

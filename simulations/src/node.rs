@@ -7,7 +7,9 @@ use crate::log::{Disk, SimLog};
 use crate::msg::{Answer, Out, Payload};
 use site_core::Digest;
 use site_replica::missing::{Backoff, Missing};
-use site_replica::{Applier, Ask, Committed, Effect, Engine, LogClock, Refusal, Settings};
+use site_replica::{
+    Applied, Applier, Ask, Committed, Effect, Engine, LogClock, LogEffect, Refusal, Settings,
+};
 use site_state::{Command, Entry, State};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -257,17 +259,8 @@ impl Node {
     /// Carries out the core's effects, in order, as the node's driver does.
     pub fn execute(&mut self, effects: Vec<Effect>, now: u64, out: &mut Out) {
         for effect in effects {
-            let Some(run) = &mut self.run else { return };
-            let writes = matches!(
-                effect,
-                Effect::Persist { .. }
-                    | Effect::Sync
-                    | Effect::InstallSnapshot(_)
-                    | Effect::SaveSnapshot { .. }
-                    | Effect::EndCatchUp
-            );
-            if writes && self.disk_full {
-                return self.fail("a log write", out);
+            if self.run.is_none() {
+                return;
             }
             match effect {
                 Effect::Send { to, messages } => {
@@ -275,37 +268,52 @@ impl Node {
                         out.sends.push((self.id, to, Payload::Raft(Box::new(m))));
                     }
                 }
-                Effect::Persist {
-                    entries,
-                    hard_state,
-                } => run.log.persist(&entries, hard_state.as_ref()),
-                Effect::Sync => run.log.sync(),
-                Effect::SetCommit(c) => run.log.set_commit(c),
-                Effect::SetConfState(cs) => run.log.set_conf_state(&cs),
-                Effect::InstallSnapshot(s) => {
-                    run.log.install_snapshot(&s);
-                    run.state = serde_json::from_slice(&s.data).unwrap_or_default();
-                    run.log_clock
-                        .observe(run.state.time(), self.clock.mono(now));
-                    let d = self.disk.borrow();
-                    run.missing
-                        .rescan(run.state.blobs().map(|(d, b)| (d, b.size)), |x| {
-                            d.blobs.contains_key(x)
-                        });
-                }
-                Effect::SaveSnapshot { index, term } => {
-                    let data = serde_json::to_vec(&run.state).expect("state serialises");
-                    run.log.save_snapshot(index, term, data);
-                }
-                Effect::EndCatchUp => run.log.end_catching_up(),
-                Effect::Apply(c) => self.apply(c, now, out),
-                Effect::Answer { id, result, index } => {
-                    if let Some(w) = run.waiting.remove(&id) {
-                        self.answer(w, Ok((result, index, 0)), out);
+                Effect::Log(effect) => {
+                    let writes =
+                        !matches!(effect, LogEffect::SetCommit(_) | LogEffect::SetConfState(_));
+                    if writes && self.disk_full {
+                        return self.fail("a log write", out);
                     }
+                    self.on_log(effect, now);
                 }
-                other => self.carry_out(other, out),
+                Effect::Apply(c) => self.apply(c, now, out),
+                Effect::Publish(_) => {}
             }
+        }
+    }
+
+    /// Carries out an effect on the log, as the node's driver does (a snapshot's state
+    /// comes from the state as applied: here, at once).
+    fn on_log(&mut self, effect: LogEffect, now: u64) {
+        let Some(run) = &mut self.run else { return };
+        match effect {
+            LogEffect::Persist {
+                entries,
+                hard_state,
+            } => run.log.persist(&entries, hard_state.as_ref()),
+            LogEffect::Sync => run.log.sync(),
+            LogEffect::SetCommit(c) => run.log.set_commit(c),
+            LogEffect::SetConfState(cs) => run.log.set_conf_state(&cs),
+            LogEffect::InstallSnapshot(s) => {
+                run.log.install_snapshot(&s);
+                run.state = serde_json::from_slice(&s.data).unwrap_or_default();
+                run.log_clock
+                    .observe(run.state.time(), self.clock.mono(now));
+                let d = self.disk.borrow();
+                run.missing
+                    .rescan(run.state.blobs().map(|(d, b)| (d, b.size)), |x| {
+                        d.blobs.contains_key(x)
+                    });
+            }
+            LogEffect::SaveSnapshot {
+                index,
+                term,
+                conf_state,
+            } => {
+                let data = serde_json::to_vec(&run.state).expect("state serialises");
+                run.log.save_snapshot(index, term, conf_state, data);
+            }
+            LogEffect::EndCatchUp => run.log.end_catching_up(),
         }
     }
 
@@ -330,7 +338,7 @@ impl Node {
         }
         out.applied.push((self.id, index, fp));
         for effect in &effects {
-            if let (Effect::Publish(site_state::Event::GcRun { report }), Some(b)) =
+            if let (Applied::Publish(site_state::Event::GcRun { report }), Some(b)) =
                 (effect, &before)
             {
                 let ended = crate::invariants::clock::ended(b, report);
@@ -339,7 +347,7 @@ impl Node {
         }
         for effect in effects {
             match effect {
-                Effect::Answer { id, result, index } => {
+                Applied::Answer { id, result, index } => {
                     let Some(run) = &mut self.run else { return };
                     if let Some(w) = run.waiting.remove(&id) {
                         self.answer(w, Ok((result, index, fp)), out);
@@ -350,22 +358,19 @@ impl Node {
         }
     }
 
-    fn carry_out(&mut self, effect: Effect, out: &mut Out) {
+    fn carry_out(&mut self, effect: Applied, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
         match effect {
-            Effect::FetchBlob { digest, size } => run.missing.note(&digest, size),
-            Effect::ForgetBlobs(ds) => run.missing.forget(&ds),
-            Effect::RemoveFiles(ds) => {
+            Applied::FetchBlob { digest, size } => run.missing.note(&digest, size),
+            Applied::ForgetBlobs(ds) => run.missing.forget(&ds),
+            Applied::RemoveFiles(ds) => {
                 crate::invariants::gc::check_removal(self.id, &run.state, &ds, out);
                 let mut d = self.disk.borrow_mut();
                 for x in &ds {
                     d.blobs.remove(x);
                 }
             }
-            Effect::Publish(_) | Effect::SetPeer { .. } => {}
-            other => out
-                .violations
-                .push(format!("node {}: unexpected effect {other:?}", self.id)),
+            Applied::Publish(_) | Applied::SetPeer { .. } | Applied::Answer { .. } => {}
         }
     }
 

@@ -3,7 +3,7 @@
 //! events to publish, the proposer to answer). A refused command changes nothing and is
 //! refused alike on every node.
 
-use crate::{Committed, Effect};
+use crate::{Applied, Committed};
 use site_core::Digest;
 use site_state::{Command, Event, MemberChange, Outcome, State, StateError};
 
@@ -32,7 +32,7 @@ impl Applier {
         state: &mut State,
         c: Committed,
         has_file: impl Fn(&Digest) -> bool,
-    ) -> Vec<Effect> {
+    ) -> Vec<Applied> {
         let mut effects = Vec::new();
         let (index, result, proposal) = match c {
             Committed::Empty { .. } => return effects,
@@ -76,7 +76,7 @@ impl Applier {
             }
         };
         if let Some(id) = proposal {
-            effects.push(Effect::Answer { id, result, index });
+            effects.push(Applied::Answer { id, result, index });
         }
         effects
     }
@@ -86,7 +86,7 @@ impl Applier {
         state: &mut State,
         entry: &site_state::Entry,
         has_file: &impl Fn(&Digest) -> bool,
-        effects: &mut Vec<Effect>,
+        effects: &mut Vec<Applied>,
     ) -> Result<Outcome, StateError> {
         let outcome = state.apply(entry)?;
         if outcome.changed {
@@ -97,21 +97,25 @@ impl Applier {
         match &entry.cmd {
             // Recorded without its bytes here (another node received it): fetch it.
             Command::AddBlob { digest, size, .. } if !has_file(digest) => {
-                effects.push(Effect::FetchBlob {
+                effects.push(Applied::FetchBlob {
                     digest: digest.clone(),
                     size: *size,
                 });
             }
-            Command::ForgetBlobs { digests } => effects.push(Effect::ForgetBlobs(digests.clone())),
+            Command::ForgetBlobs { digests } => effects.push(Applied::ForgetBlobs(digests.clone())),
             _ => {}
         }
         if let Some(report) = &outcome.sweep {
             // The state no longer holds these blobs; a crash before their files are gone
             // is completed by reconciliation at the next start.
-            effects.push(Effect::ForgetBlobs(report.blobs.clone()));
-            effects.push(Effect::RemoveFiles(self.swept(state, entry, &report.blobs)));
+            effects.push(Applied::ForgetBlobs(report.blobs.clone()));
+            effects.push(Applied::RemoveFiles(self.swept(
+                state,
+                entry,
+                &report.blobs,
+            )));
         }
-        effects.extend(outcome.events.iter().cloned().map(Effect::Publish));
+        effects.extend(outcome.events.iter().cloned().map(Applied::Publish));
         Ok(outcome)
     }
 
@@ -137,7 +141,7 @@ impl Applier {
         removed
     }
 
-    fn member(&self, state: &mut State, change: &MemberChange, effects: &mut Vec<Effect>) {
+    fn member(&self, state: &mut State, change: &MemberChange, effects: &mut Vec<Applied>) {
         let (id, address) = match change {
             MemberChange::Add { id, address } => (*id, Some(address.clone())),
             MemberChange::Remove { id } => (*id, None),
@@ -145,12 +149,12 @@ impl Applier {
         tracing::info!(change = ?change, "site membership changed");
         state.record_node(id, address.as_deref());
         if id != self.me {
-            effects.push(Effect::SetPeer {
+            effects.push(Applied::SetPeer {
                 id,
                 address: address.clone(),
             });
         }
-        effects.push(Effect::Publish(match address {
+        effects.push(Applied::Publish(match address {
             Some(address) => Event::NodeJoined { node: id, address },
             None => Event::NodeLeft { node: id },
         }));

@@ -41,7 +41,7 @@ fn a_blob_recorded_without_its_file_here_is_fetched_and_the_proposer_answered() 
     assert!(
         matches!(
             effects.as_slice(),
-            [Effect::Answer {
+            [Applied::Answer {
                 id: 77,
                 result: Ok(_),
                 index: 5
@@ -51,7 +51,7 @@ fn a_blob_recorded_without_its_file_here_is_fetched_and_the_proposer_answered() 
     );
     let effects = a.apply(&mut s, add_blob(6, 2, None), |_| false);
     assert!(
-        matches!(effects.as_slice(), [Effect::FetchBlob { size: 1, .. }]),
+        matches!(effects.as_slice(), [Applied::FetchBlob { size: 1, .. }]),
         "another node's entry answers nobody here: {effects:?}"
     );
     assert!(s.blob(&blob(2).0).is_some());
@@ -75,7 +75,7 @@ fn a_refused_command_changes_nothing_and_answers_its_refusal() {
     assert_eq!(s, before);
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Answer {
+        [Applied::Answer {
             id: 9,
             result: Err(_),
             index: 3
@@ -90,7 +90,7 @@ fn a_refused_command_changes_nothing_and_answers_its_refusal() {
     assert_eq!(s, before);
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Answer {
+        [Applied::Answer {
             id: 10,
             result: Err(StateError::Invalid(_)),
             ..
@@ -113,14 +113,14 @@ fn a_sweep_removes_exactly_the_files_of_the_blobs_it_drops() {
     let removed: Vec<_> = effects
         .iter()
         .filter_map(|e| match e {
-            Effect::RemoveFiles(d) => Some(d.clone()),
+            Applied::RemoveFiles(d) => Some(d.clone()),
             _ => None,
         })
         .collect();
     assert_eq!(removed, vec![vec![blob(1).0]]);
     assert!(effects
         .iter()
-        .any(|e| matches!(e, Effect::ForgetBlobs(d) if *d == vec![blob(1).0])));
+        .any(|e| matches!(e, Applied::ForgetBlobs(d) if *d == vec![blob(1).0])));
     assert!(s.blob(&blob(1).0).is_none());
 }
 
@@ -138,17 +138,17 @@ fn a_member_change_records_the_address_and_tells_the_transport_unless_it_is_this
     };
     let effects = a.apply(&mut s, add(4), |_| true);
     assert!(
-        matches!(&effects[0], Effect::SetPeer { id: 4, address: Some(a) } if a == "10.0.0.4:7000")
+        matches!(&effects[0], Applied::SetPeer { id: 4, address: Some(a) } if a == "10.0.0.4:7000")
     );
     assert!(matches!(
         &effects[1],
-        Effect::Publish(Event::NodeJoined { node: 4, .. })
+        Applied::Publish(Event::NodeJoined { node: 4, .. })
     ));
-    assert!(matches!(&effects[2], Effect::Answer { id: 3, result: Ok(o), .. } if o.changed));
+    assert!(matches!(&effects[2], Applied::Answer { id: 3, result: Ok(o), .. } if o.changed));
     assert_eq!(s.nodes().collect::<Vec<_>>(), vec![(4, "10.0.0.4:7000")]);
     let effects = a.apply(&mut s, add(1), |_| true);
     assert!(
-        !effects.iter().any(|e| matches!(e, Effect::SetPeer { .. })),
+        !effects.iter().any(|e| matches!(e, Applied::SetPeer { .. })),
         "a node is not its own peer"
     );
     let refused = Committed::Members {
@@ -161,7 +161,7 @@ fn a_member_change_records_the_address_and_tells_the_transport_unless_it_is_this
     assert_eq!(s, before);
     assert!(matches!(
         &effects[..],
-        [Effect::Answer {
+        [Applied::Answer {
             id: 5,
             result: Err(_),
             ..

@@ -2,7 +2,7 @@
 //! their effects carried out by a small loop (messages delivered in order, the Ready
 //! procedure run to the end, committed entries applied to `site-state`).
 
-use crate::{Applier, Ask, Committed, Effect, Engine, Refusal, Settings};
+use crate::{Applied, Applier, Ask, Committed, Effect, Engine, LogEffect, Refusal, Settings};
 use raft::eraftpb::{ConfState, Message};
 use raft::storage::MemStorage;
 use site_core::Digest;
@@ -64,19 +64,21 @@ impl Group {
             let n = self.nodes.get_mut(&id).unwrap();
             match e {
                 Effect::Send { messages, .. } => self.wire.extend(messages),
-                Effect::Persist {
+                Effect::Log(LogEffect::Persist {
                     entries,
                     hard_state,
-                } => {
+                }) => {
                     let mut w = n.store.wl();
                     w.append(&entries).unwrap();
                     if let Some(hs) = hard_state {
                         w.set_hardstate(hs);
                     }
                 }
-                Effect::SetCommit(c) => n.store.wl().mut_hard_state().commit = c,
-                Effect::SetConfState(cs) => n.store.wl().set_conf_state(cs),
-                Effect::InstallSnapshot(s) => n.store.wl().apply_snapshot(s).unwrap(),
+                Effect::Log(LogEffect::SetCommit(c)) => n.store.wl().mut_hard_state().commit = c,
+                Effect::Log(LogEffect::SetConfState(cs)) => n.store.wl().set_conf_state(cs),
+                Effect::Log(LogEffect::InstallSnapshot(s)) => {
+                    n.store.wl().apply_snapshot(s).unwrap()
+                }
                 Effect::Apply(c) => {
                     let what = match &c {
                         Committed::Empty { .. } => "empty".to_owned(),
@@ -86,7 +88,7 @@ impl Group {
                     n.applied.push((c.index(), what));
                     let applied = n.applier.apply(&mut n.state, c, |_| true);
                     for a in applied {
-                        if let Effect::Answer { id, result, .. } = a {
+                        if let Applied::Answer { id, result, .. } = a {
                             n.answers.insert(id, result);
                         }
                     }

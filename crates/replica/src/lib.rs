@@ -38,7 +38,7 @@ mod rng;
 
 pub use apply::Applier;
 pub use clock::LogClock;
-pub use effect::{Committed, Effect};
+pub use effect::{Applied, Committed, Effect, LogEffect};
 pub use engine::{Engine, Settings, Status};
 pub use proposal::{Ask, Refusal};
 pub use ready::Cycle;

@@ -7,7 +7,7 @@
 
 use crate::members;
 use crate::proposal::proposal_of;
-use crate::{Committed, Effect, Engine};
+use crate::{Committed, Effect, Engine, LogEffect};
 use raft::eraftpb::{Entry as RaftEntry, EntryType, Message};
 use raft::{StateRole, Storage};
 use std::collections::BTreeMap;
@@ -37,19 +37,19 @@ impl<S: Storage> Engine<S> {
                 term = snapshot.get_metadata().term,
                 "state installed from the leader's snapshot"
             );
-            effects.push(Effect::InstallSnapshot(snapshot));
+            effects.push(Effect::Log(LogEffect::InstallSnapshot(snapshot)));
         }
         self.committed(ready.take_committed_entries(), &mut effects);
         #[cfg(feature = "bug-apply-uncommitted")]
         self.apply_early(ready.entries(), &mut effects);
         if !ready.entries().is_empty() || ready.hs().is_some() {
-            effects.push(Effect::Persist {
+            effects.push(Effect::Log(LogEffect::Persist {
                 entries: ready.entries().clone(),
                 hard_state: ready.hs().cloned(),
-            });
+            }));
         }
         if ready.must_sync() || !ready.entries().is_empty() {
-            effects.push(Effect::Sync);
+            effects.push(Effect::Log(LogEffect::Sync));
         }
         self.sends(ready.take_persisted_messages(), &mut effects);
         self.note_snapshots(&effects);
@@ -61,7 +61,7 @@ impl<S: Storage> Engine<S> {
         let mut effects = Vec::new();
         let mut light = self.node.advance(cycle.ready);
         if let Some(commit) = light.commit_index() {
-            effects.push(Effect::SetCommit(commit));
+            effects.push(Effect::Log(LogEffect::SetCommit(commit)));
         }
         self.sends(light.take_messages(), &mut effects);
         self.note_snapshots(&effects);
@@ -81,7 +81,7 @@ impl<S: Storage> Engine<S> {
                 applied = self.applied,
                 "caught up with the group's log: this node's votes count in full and it may lead again"
             );
-            effects.push(Effect::EndCatchUp);
+            effects.push(Effect::Log(LogEffect::EndCatchUp));
         }
         effects
     }
@@ -135,10 +135,11 @@ impl<S: Storage> Engine<S> {
             .term(self.applied)
             .unwrap_or(self.node.raft.term);
         self.snapshot_index = self.applied;
-        Effect::SaveSnapshot {
+        Effect::Log(LogEffect::SaveSnapshot {
             index: self.applied,
             term,
-        }
+            conf_state: self.node.raft.prs().conf().to_conf_state(),
+        })
     }
 
     /// Committed entries as effects, in log order; configuration changes are applied to
@@ -184,7 +185,7 @@ impl<S: Storage> Engine<S> {
                                 let term = self.node.raft.term;
                                 self.node.raft.become_follower(term, raft::INVALID_ID);
                             }
-                            effects.push(Effect::SetConfState(cs));
+                            effects.push(Effect::Log(LogEffect::SetConfState(cs)));
                             effects.push(Effect::Apply(Committed::Members {
                                 index,
                                 change: Ok(members::change_of(&cc).ok()),

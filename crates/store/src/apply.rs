@@ -4,42 +4,37 @@
 //! its transport (members) and its watchers (events).
 
 use crate::{Result, Store};
-use site_replica::{Applier, Committed, Effect};
+use site_core::Digest;
+use site_replica::{Applied, Applier, Committed};
+use site_state::Event;
 use site_state::State;
 
 impl Store {
     /// Applies one committed entry to the state; returns what follows.
-    pub(crate) fn apply_committed(&self, applier: &mut Applier, c: Committed) -> Vec<Effect> {
+    pub(crate) fn apply_committed(&self, applier: &mut Applier, c: Committed) -> Vec<Applied> {
         let mut state = self.inner.state.write().expect("state lock");
         applier.apply(&mut state, c, |d| self.has_blob_file(d))
     }
 
-    /// Carries out an effect of applying an entry.
-    pub(crate) async fn carry_out(&self, effect: Effect) -> Result<()> {
-        match effect {
-            Effect::Publish(event) => {
-                self.inner.counters.count(&event);
-                self.publish(event)
-            }
-            Effect::FetchBlob { digest, size } => self.note_missing(&digest, size),
-            Effect::ForgetBlobs(digests) => self.forget_missing(&digests),
-            Effect::RemoveFiles(blobs) => {
-                // A crash before these files are gone is completed by reconciliation at
-                // the next start.
-                let files = self.inner.files.clone();
-                crate::files::blocking(move || blobs.iter().try_for_each(|d| files.remove(d)))
-                    .await?;
-            }
-            Effect::SetPeer { id, address } => {
-                if let Some(c) = self.inner.cluster.get() {
-                    c.transport.set_peer(id, address.as_deref());
-                }
-            }
-            other => {
-                tracing::error!(effect = ?other, "an effect the apply side does not carry out")
-            }
-        }
+    /// Tells watchers what an applied entry did (and counts it for `/metrics`).
+    pub(crate) fn announce(&self, event: Event) {
+        self.inner.counters.count(&event);
+        self.publish(event)
+    }
+
+    /// Removes the files of blobs a sweep dropped from the state. A crash before they
+    /// are gone is completed by reconciliation at the next start.
+    pub(crate) async fn remove_files(&self, blobs: Vec<Digest>) -> Result<()> {
+        let files = self.inner.files.clone();
+        crate::files::blocking(move || blobs.iter().try_for_each(|d| files.remove(d))).await?;
         Ok(())
+    }
+
+    /// Node `id` is reachable at `address` (`None`: no longer a peer).
+    pub(crate) fn set_peer(&self, id: u64, address: Option<&str>) {
+        if let Some(c) = self.inner.cluster.get() {
+            c.transport.set_peer(id, address);
+        }
     }
 
     /// Replaces the state machine with a snapshot's.
@@ -50,6 +45,22 @@ impl Store {
         self.sync_peers();
         self.rescan_missing();
         Ok(())
+    }
+
+    /// Hands the driver the state as applied up to `index`, for the snapshot it writes.
+    pub(crate) fn snapshot_taken(
+        &self,
+        index: u64,
+        term: u64,
+        conf_state: raft::eraftpb::ConfState,
+        data: Vec<u8>,
+    ) {
+        let _ = self.inner.inputs.send(crate::raft_driver::Input::Snapshot {
+            index,
+            term,
+            conf_state,
+            data,
+        });
     }
 
     /// The state machine's bytes, for a snapshot.

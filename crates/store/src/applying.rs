@@ -1,8 +1,9 @@
 //! The apply side on its own task. The Raft driver hands it, in log order over one
-//! channel, the committed entries to apply, the snapshots to install or take and the
-//! proposers waiting for an answer; it changes the state machine, carries out what
-//! follows on this node (a sweep's blob files removed and fsynced, fetches noted,
-//! events published) and answers; and it installs and removes blob files for the rest
+//! channel, the committed entries to apply, the snapshots to install or take (the state
+//! at a snapshot's index goes back to the driver, which writes it) and the proposers
+//! waiting for an answer; it changes the state machine, carries out what follows on this
+//! node ([`Applied`]: a sweep's blob files removed and fsynced, fetches noted, peers
+//! set, events published) and answers; and it installs and removes blob files for the rest
 //! of the node in their turn (`file_ops.rs`). So file removals never hold up the
 //! driver's ticks, heartbeats and votes, and the order of applies, installs and removals
 //! is this one queue's.
@@ -10,7 +11,8 @@
 use crate::file_ops::FileOp;
 use crate::raft_driver::Ordered;
 use crate::{Result, Store, StoreError};
-use site_replica::{Applier, Committed, Effect};
+use raft::eraftpb::ConfState;
+use site_replica::{Applied, Applier, Committed};
 use site_state::{Outcome, StateError};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -19,18 +21,17 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub(crate) enum Job {
     /// A proposer waits for the entry that carries proposal id `.0`.
     Wait(u64, oneshot::Sender<Result<Ordered>>),
-    /// Answers proposal `id`.
-    Answer {
-        id: u64,
-        result: std::result::Result<Outcome, StateError>,
-        index: u64,
-    },
     /// Applies a committed entry.
     Apply(Committed),
     /// Replaces the state with a snapshot's, taken at `index`.
     Install { data: Vec<u8>, index: u64 },
-    /// Sends back the state's bytes as applied so far (for a snapshot of the log).
-    Snapshot(oneshot::Sender<Vec<u8>>),
+    /// Hands the driver the state's bytes as applied so far, for the snapshot at `index`
+    /// (`raft_driver::Input::Snapshot`).
+    Snapshot {
+        index: u64,
+        term: u64,
+        conf_state: ConfState,
+    },
     /// Installs or removes a blob file, in its turn (`file_ops.rs`), and answers.
     Files(FileOp, oneshot::Sender<Result<bool>>),
 }
@@ -71,15 +72,22 @@ impl Applying {
             Job::Wait(id, reply) => {
                 self.waiting.insert(id, reply);
             }
-            Job::Answer { id, result, index } => self.answer(id, result, index),
             Job::Apply(committed) => {
                 let index = committed.index();
                 let effects = self.store.apply_committed(&mut self.applier, committed);
                 let mut answers = Vec::new();
                 for effect in effects {
                     match effect {
-                        Effect::Answer { id, result, index } => answers.push((id, result, index)),
-                        other => self.store.carry_out(other).await?,
+                        Applied::Answer { id, result, index } => answers.push((id, result, index)),
+                        Applied::RemoveFiles(blobs) => self.store.remove_files(blobs).await?,
+                        Applied::FetchBlob { digest, size } => {
+                            self.store.note_missing(&digest, size)
+                        }
+                        Applied::ForgetBlobs(digests) => self.store.forget_missing(&digests),
+                        Applied::SetPeer { id, address } => {
+                            self.store.set_peer(id, address.as_deref())
+                        }
+                        Applied::Publish(event) => self.store.announce(event),
                     }
                 }
                 // Whoever waits for this index finds its effects done (a sweep's files
@@ -93,8 +101,13 @@ impl Applying {
                 self.store.load_snapshot(&data)?;
                 let _ = self.applied_tx.send(index);
             }
-            Job::Snapshot(reply) => {
-                let _ = reply.send(self.store.state_bytes());
+            Job::Snapshot {
+                index,
+                term,
+                conf_state,
+            } => {
+                let data = self.store.state_bytes();
+                self.store.snapshot_taken(index, term, conf_state, data);
             }
             // Its failure is its requester's to report (a full disk fails one delivery;
             // a failing one fails the node, `blob_write_failed`).

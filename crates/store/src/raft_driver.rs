@@ -1,8 +1,11 @@
 //! The Raft driver: one tokio task owns the replication core's [`Engine`] and executes
-//! its effects. Ticks, peer messages and proposals go in; sled (the log) and the
-//! transport (peers) carry the effects out, in the order the core gives them, and the
-//! apply task (`applying.rs`) takes committed entries, snapshots and answers in that
-//! order too. Each proposer waits for the answer matched by its proposal id.
+//! its effects, each typed by where it goes: the Raft log ([`LogEffect`], sled), the
+//! transport (peers), the apply task (`applying.rs`: committed entries, snapshots to
+//! install or take, in log order) and the node's watchers. Ticks, peer messages and
+//! proposals go in. A snapshot of the state is taken by the apply task when it reaches
+//! the snapshot's index and handed back as an input ([`Input::Snapshot`]), so the driver
+//! never waits for the apply queue: heartbeats and votes go on while files are installed.
+//! Each proposer waits for the answer matched by its proposal id.
 //!
 //! A single node is a group of one: the same path, with no peers to send to.
 
@@ -11,8 +14,9 @@ use crate::raft_log::RaftLog;
 use crate::transport::Transport;
 use crate::{Result, Store, StoreError};
 use protobuf::Message as _;
+use raft::eraftpb::ConfState;
 use raft::eraftpb::Message;
-use site_replica::{Ask, Committed, Effect, Engine, Refusal};
+use site_replica::{Ask, Committed, Effect, Engine, LogEffect, Refusal};
 use site_state::{Outcome, StateError};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -59,6 +63,14 @@ pub(crate) struct Proposal {
 pub(crate) enum Input {
     /// A message from a peer.
     Message(Box<Message>),
+    /// The apply task's state at `index`, for the snapshot the engine asked for
+    /// ([`LogEffect::SaveSnapshot`]).
+    Snapshot {
+        index: u64,
+        term: u64,
+        conf_state: ConfState,
+        data: Vec<u8>,
+    },
 }
 
 pub(crate) struct Driver {
@@ -142,28 +154,31 @@ impl Driver {
                 continue;
             }
             self.publish_status();
-            let effects = tokio::select! {
+            let input = tokio::select! {
                 _ = tick.tick() => {
                     let now = self.now();
-                    self.engine.tick(now)
+                    Ok(self.engine.tick(now))
                 }
                 p = proposals.recv() => match p {
                     Some(p) => {
                         self.propose(p);
-                        Vec::new()
+                        Ok(Vec::new())
                     }
                     None => return,
                 },
-                Some(input) = inputs.recv() => match input {
-                    Input::Message(m) => {
-                        let now = self.now();
-                        self.engine.step(*m, now)
-                    }
-                },
+                Some(input) = inputs.recv() => Err(input),
                 _ = shutdown.wait_for(|s| *s) => return,
                 _ = failure.wait_for(Option::is_some) => return,
             };
-            if let Err(e) = self.execute(effects).await {
+            let effects = match input {
+                Ok(effects) => Ok(effects),
+                Err(input) => self.take(input).await,
+            };
+            let done = match effects {
+                Ok(effects) => self.execute(effects).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
                 return self
                     .store
                     .fail(format!("cannot persist or apply the site's log: {e}"));
@@ -244,38 +259,44 @@ impl Driver {
         self.execute(effects).await
     }
 
+    /// Takes an input: a peer's message to the engine, or the state for a snapshot,
+    /// written here (the log is the driver's) once the apply task has reached its index,
+    /// so the driver never waits for the apply queue.
+    async fn take(&mut self, input: Input) -> Result<Vec<Effect>> {
+        match input {
+            Input::Message(m) => {
+                let now = self.now();
+                Ok(self.engine.step(*m, now))
+            }
+            Input::Snapshot {
+                index,
+                term,
+                conf_state,
+                data,
+            } => {
+                // A leader's snapshot installed meanwhile covers it.
+                if index > self.log.snapshot_index() {
+                    self.log
+                        .save_snapshot(index, term, conf_state, data)
+                        .await?;
+                    tracing::debug!(index, "state snapshot written, raft log compacted");
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+
     /// Carries out the core's effects, in order.
     async fn execute(&mut self, effects: Vec<Effect>) -> Result<()> {
         for effect in effects {
             match effect {
+                Effect::Log(effect) => self.on_log(effect).await?,
                 Effect::Send { to, messages } => {
                     let batch = messages
                         .iter()
                         .map(|m| m.write_to_bytes().expect("raft messages encode"))
                         .collect();
                     self.transport.send(to, batch);
-                }
-                Effect::Persist {
-                    entries,
-                    hard_state,
-                } => self.log.persist(&entries, hard_state.as_ref())?,
-                Effect::Sync => self.log.sync().await?,
-                Effect::SetCommit(commit) => self.log.set_commit(commit)?,
-                Effect::SetConfState(cs) => {
-                    self.log.set_conf_state(&cs)?;
-                    // Before anyone waiting on this index wakes up and reads the voters.
-                    self.publish_status();
-                }
-                Effect::InstallSnapshot(snapshot) => {
-                    self.log.install_snapshot(&snapshot).await?;
-                    // Before this node may stamp again (the apply task loads it later).
-                    let time = site_state::State::time_of(&snapshot.data);
-                    self.store.inner.clock.observe(time);
-                    let index = snapshot.get_metadata().index;
-                    self.queue(Job::Install {
-                        data: snapshot.data.to_vec(),
-                        index,
-                    })?;
                 }
                 Effect::Apply(committed) => {
                     // Here, not on the apply task: this node's clock is carried on
@@ -285,21 +306,49 @@ impl Driver {
                     }
                     self.queue(Job::Apply(committed))?
                 }
-                Effect::SaveSnapshot { index, term } => {
-                    // The state as applied up to `index`: the apply task has every
-                    // entry up to there queued before this.
-                    let (reply, state) = oneshot::channel();
-                    self.queue(Job::Snapshot(reply))?;
-                    let data = state.await.map_err(|_| gone())?;
-                    self.log.save_snapshot(index, term, data).await?;
-                    tracing::debug!(index, "state snapshot written, raft log compacted");
-                }
-                Effect::EndCatchUp => self.log.end_catching_up().await?,
-                Effect::Answer { id, result, index } => {
-                    self.queue(Job::Answer { id, result, index })?
-                }
-                other => self.store.carry_out(other).await?,
+                Effect::Publish(event) => self.store.publish(event),
             }
+        }
+        Ok(())
+    }
+
+    /// Carries out an effect on the Raft log.
+    async fn on_log(&mut self, effect: LogEffect) -> Result<()> {
+        match effect {
+            LogEffect::Persist {
+                entries,
+                hard_state,
+            } => self.log.persist(&entries, hard_state.as_ref())?,
+            LogEffect::Sync => self.log.sync().await?,
+            LogEffect::SetCommit(commit) => self.log.set_commit(commit)?,
+            LogEffect::SetConfState(cs) => {
+                self.log.set_conf_state(&cs)?;
+                // Before anyone waiting on this index wakes up and reads the voters.
+                self.publish_status();
+            }
+            LogEffect::InstallSnapshot(snapshot) => {
+                self.log.install_snapshot(&snapshot).await?;
+                // Before this node may stamp again (the apply task loads it later).
+                let time = site_state::State::time_of(&snapshot.data);
+                self.store.inner.clock.observe(time);
+                let index = snapshot.get_metadata().index;
+                self.queue(Job::Install {
+                    data: snapshot.data.to_vec(),
+                    index,
+                })?;
+            }
+            // The apply task gives the state once it has applied up to `index`
+            // (`Input::Snapshot`): every entry up to there is queued before this.
+            LogEffect::SaveSnapshot {
+                index,
+                term,
+                conf_state,
+            } => self.queue(Job::Snapshot {
+                index,
+                term,
+                conf_state,
+            })?,
+            LogEffect::EndCatchUp => self.log.end_catching_up().await?,
         }
         Ok(())
     }
@@ -309,3 +358,7 @@ impl Driver {
         self.jobs.send(job).map_err(|_| gone())
     }
 }
+
+#[cfg(test)]
+#[path = "raft_driver_test.rs"]
+mod tests;

@@ -225,15 +225,22 @@ impl RaftLog {
         Ok(())
     }
 
-    /// Saves the state machine at `index` (whose entry has `term`) as the snapshot, then
-    /// drops the entries it covers. Durable on return.
-    pub async fn save_snapshot(&self, index: u64, term: u64, data: Vec<u8>) -> Result<()> {
+    /// Saves the state machine at `index` (whose entry has `term`, the group's
+    /// configuration then `conf_state`) as the snapshot, then drops the entries it covers.
+    /// Durable on return.
+    pub async fn save_snapshot(
+        &self,
+        index: u64,
+        term: u64,
+        conf_state: ConfState,
+        data: Vec<u8>,
+    ) -> Result<()> {
         let mut meta = SnapshotMetadata {
             index,
             term,
             ..Default::default()
         };
-        meta.set_conf_state(self.meta().conf_state.clone());
+        meta.set_conf_state(conf_state);
         let first = self.first();
         self.write_snapshot(&meta, &data).await?;
         let last = self.meta().last;
@@ -328,6 +335,11 @@ impl RaftLog {
     /// The hard state as last persisted.
     pub fn hard_state(&self) -> HardState {
         self.meta().hard_state.clone()
+    }
+
+    /// Index of the snapshot the log starts from (0: none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.meta().snapshot.index
     }
 
     /// Index of the first entry the log holds.

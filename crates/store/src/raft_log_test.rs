@@ -114,7 +114,7 @@ async fn a_snapshot_compacts_the_log_before_it() {
         log.initialize(&[1], b"empty").unwrap();
         let ents: Vec<Entry> = (2..=6).map(|i| entry(i, 1 + i / 4, b"x")).collect();
         log.persist(&ents, None).unwrap();
-        log.save_snapshot(4, 2, b"state at 4".to_vec())
+        log.save_snapshot(4, 2, conf(&log), b"state at 4".to_vec())
             .await
             .unwrap();
         assert_eq!(
@@ -245,7 +245,7 @@ async fn a_commit_index_behind_the_snapshot_is_brought_up_on_reopen() {
             ..Default::default()
         };
         log.persist(&ents, Some(&hs)).unwrap();
-        log.save_snapshot(5, 1, b"state at 5".to_vec())
+        log.save_snapshot(5, 1, conf(&log), b"state at 5".to_vec())
             .await
             .unwrap();
     }
@@ -259,4 +259,9 @@ async fn a_commit_index_behind_the_snapshot_is_brought_up_on_reopen() {
     };
     let node = RawNode::new(&config, log.clone(), &logger).unwrap();
     assert_eq!(node.raft.raft_log.committed, 5);
+}
+
+/// The group's configuration as `log` holds it.
+fn conf(log: &RaftLog) -> raft::eraftpb::ConfState {
+    raft::Storage::initial_state(log).unwrap().conf_state
 }
