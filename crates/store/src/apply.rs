@@ -55,7 +55,7 @@ impl Store {
         conf_state: raft::eraftpb::ConfState,
         data: Vec<u8>,
     ) {
-        let _ = self.inner.inputs.send(crate::raft_driver::Input::Snapshot {
+        let _ = self.inner.inputs.send(crate::channels::Input::Snapshot {
             index,
             term,
             conf_state,

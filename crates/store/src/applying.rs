@@ -8,33 +8,12 @@
 //! driver's ticks, heartbeats and votes, and the order of applies, installs and removals
 //! is this one queue's.
 
-use crate::file_ops::FileOp;
-use crate::raft_driver::Ordered;
-use crate::{Result, Store, StoreError};
-use raft::eraftpb::ConfState;
-use site_replica::{Applied, Applier, Committed};
+use crate::channels::{Job, Ordered};
+use crate::{Result, Store};
+use site_replica::{Applied, Applier};
 use site_state::{Outcome, StateError};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot, watch};
-
-/// Work for the apply task, done in the order sent.
-pub(crate) enum Job {
-    /// A proposer waits for the entry that carries proposal id `.0`.
-    Wait(u64, oneshot::Sender<Result<Ordered>>),
-    /// Applies a committed entry.
-    Apply(Committed),
-    /// Replaces the state with a snapshot's, taken at `index`.
-    Install { data: Vec<u8>, index: u64 },
-    /// Hands the driver the state's bytes as applied so far, for the snapshot at `index`
-    /// (`raft_driver::Input::Snapshot`).
-    Snapshot {
-        index: u64,
-        term: u64,
-        conf_state: ConfState,
-    },
-    /// Installs or removes a blob file, in its turn (`file_ops.rs`), and answers.
-    Files(FileOp, oneshot::Sender<Result<bool>>),
-}
 
 /// The apply task's side of the channel.
 pub(crate) struct Applying {
@@ -123,9 +102,4 @@ impl Applying {
             let _ = reply.send(Ok((result, index)));
         }
     }
-}
-
-/// The error of a driver whose apply task has ended.
-pub(crate) fn gone() -> StoreError {
-    StoreError::Unavailable("the apply side of the log has stopped".into())
 }

@@ -7,7 +7,7 @@
 //! and undone, so a lying stream changes nothing.
 
 use crate::blob_writer::BlobWriter;
-use crate::file_ops::FileOp;
+use crate::channels::FileOp;
 use crate::growing::EarlyHold;
 use crate::{ByteSource, Result, Store, StoreError};
 use site_core::{Digest, Repository};

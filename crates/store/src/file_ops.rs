@@ -5,26 +5,9 @@
 //! as applied at its place in it. So no lock orders them, and a removal decided from the
 //! state never meets an install of the same digest half-way.
 
-use crate::applying::{gone, Job};
+use crate::channels::{gone, FileOp, Job};
 use crate::{Result, Store};
-use site_core::Digest;
-use std::path::PathBuf;
 use tokio::sync::oneshot;
-
-/// A change to the blob files.
-pub(crate) enum FileOp {
-    /// Moves the verified, synced file `src` (a delivery's, or a copy fetched from a
-    /// peer) into place as blob `digest`. When the state records the blob and a file of
-    /// it is here already, `src` is dropped instead (the site's copies stand for it); an
-    /// unrecorded copy is replaced, so its age counts from now.
-    Install { src: PathBuf, digest: Digest },
-    /// Removes the file of blob `digest` if the state does not record it, no fetch of it
-    /// is under way and it is older than the upload TTL.
-    Stray(Digest),
-    /// Removes the file of blob `digest`, which no longer matches its digest, if the
-    /// state still records the blob.
-    Corrupt(Digest),
-}
 
 impl Store {
     /// Carries out `op` in its turn on the apply task. `Ok(false)`: the state said to

@@ -20,6 +20,7 @@ mod apply;
 mod applying;
 mod blob_writer;
 pub mod capabilities;
+mod channels;
 pub mod collector;
 mod delivery;
 pub mod error;
@@ -57,7 +58,8 @@ pub use manifests::{ManifestRef, StoredManifest};
 pub use membership::NodeView;
 pub use metrics::NodeMetrics;
 pub use peer_file::{PeerFile, PeerSend};
-pub use raft_driver::{Ordered, RaftSettings, RaftStatus};
+pub use channels::Ordered;
+pub use raft_driver::{RaftSettings, RaftStatus};
 pub use reads::{BlobBytes, FileRegion};
 pub use replication::ByteStream;
 pub use site_clock::{Clock, SiteClock, SystemClock};
@@ -113,14 +115,14 @@ struct Inner {
     members: tokio::sync::Mutex<()>,
     /// The apply task's queue, where blob file installs and removals take their turn
     /// (`file_ops.rs`); weak, so that the task ends once the driver is gone.
-    jobs: std::sync::OnceLock<mpsc::WeakUnboundedSender<applying::Job>>,
+    jobs: std::sync::OnceLock<mpsc::WeakUnboundedSender<channels::Job>>,
     /// Proposals to the Raft driver.
-    proposals: mpsc::UnboundedSender<raft_driver::Proposal>,
+    proposals: mpsc::UnboundedSender<channels::Proposal>,
     /// Where this node's Raft stands, as the driver last saw it; waiters wake when it
     /// changes (a lost leader, a silent peer).
     raft_status: watch::Sender<raft_driver::RaftStatus>,
     /// Messages from peers to the Raft driver.
-    inputs: mpsc::UnboundedSender<raft_driver::Input>,
+    inputs: mpsc::UnboundedSender<channels::Input>,
     /// The index applied to the state, as the driver sends it.
     applied: watch::Receiver<u64>,
     /// This node's id and the way to the other nodes (set when the driver starts).
@@ -146,8 +148,8 @@ struct Inner {
 
 /// The driver's ends of a store's channels.
 struct DriverSide {
-    proposals: mpsc::UnboundedReceiver<raft_driver::Proposal>,
-    inputs: mpsc::UnboundedReceiver<raft_driver::Input>,
+    proposals: mpsc::UnboundedReceiver<channels::Proposal>,
+    inputs: mpsc::UnboundedReceiver<channels::Input>,
     applied: watch::Sender<u64>,
 }
 
@@ -369,7 +371,7 @@ impl Store {
             .map_err(|e| StoreError::SizeInvalid(format!("not a raft message: {e}")))?;
         self.inner
             .inputs
-            .send(raft_driver::Input::Message(Box::new(m)))
+            .send(channels::Input::Message(Box::new(m)))
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))
     }
 
@@ -441,12 +443,6 @@ impl Store {
     /// Whether `repo` holds any content.
     pub fn repo_exists(&self, repo: &Repository) -> Result<bool> {
         Ok(self.read(|s| s.repo(repo).is_some()))
-    }
-
-    /// Makes every metadata change so far durable.
-    pub async fn flush(&self) -> Result<()> {
-        self.inner.db.flush_async().await?;
-        Ok(())
     }
 
     /// Bytes of blob files, and the capacity and free bytes of the file system under the

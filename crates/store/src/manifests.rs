@@ -27,19 +27,6 @@ pub struct StoredManifest {
 }
 
 impl Store {
-    /// Resolves `reference` in `repo` to a digest.
-    pub fn resolve_manifest(&self, repo: &Repository, reference: &ManifestRef) -> Result<Digest> {
-        self.read(|s| {
-            let digest = match reference {
-                ManifestRef::Digest(d) => d,
-                ManifestRef::Tag(tag) => s.tag(repo, tag)?,
-            };
-            s.repo_manifest(repo, digest)?;
-            Some(digest.clone())
-        })
-        .ok_or_else(|| StoreError::ManifestUnknown(display(reference)))
-    }
-
     /// The manifest `reference` names in `repo`.
     pub fn get_manifest(
         &self,

@@ -5,7 +5,7 @@
 //! a forward or a majority hold in progress gives up as soon as this node loses its
 //! leader.
 
-use crate::{raft_driver, Ordered, Result, Store, StoreError};
+use crate::{channels, Ordered, Result, Store, StoreError};
 use site_state::{Command, Entry, Outcome};
 use std::time::Duration;
 
@@ -79,7 +79,7 @@ impl Store {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.inner
             .proposals
-            .send(raft_driver::Proposal { ask, reply })
+            .send(channels::Proposal { ask, reply })
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))?;
         match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
             Ok(Ok(Err(StoreError::LeaderMoving(to)))) => {

@@ -9,17 +9,15 @@
 //!
 //! A single node is a group of one: the same path, with no peers to send to.
 
-use crate::applying::{gone, Job};
+use crate::channels::{gone, Input, Job, Proposal};
 use crate::raft_log::RaftLog;
 use crate::transport::Transport;
 use crate::{Result, Store, StoreError};
 use protobuf::Message as _;
-use raft::eraftpb::ConfState;
-use raft::eraftpb::Message;
 use site_replica::{Ask, Committed, Effect, Engine, LogEffect, Refusal};
-use site_state::{Outcome, StateError};
+use site_state::Outcome;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// How a node takes part in the site's Raft group.
 #[derive(Debug, Clone)]
@@ -49,29 +47,6 @@ impl RaftSettings {
 
 /// Where this node's Raft stands.
 pub type RaftStatus = site_replica::Status;
-
-/// What ordering an entry gave: the command's result, and the index it was applied at.
-pub type Ordered = (std::result::Result<Outcome, StateError>, u64);
-
-/// A request waiting to be ordered by the log.
-pub(crate) struct Proposal {
-    pub(crate) ask: Ask,
-    pub(crate) reply: oneshot::Sender<Result<Ordered>>,
-}
-
-/// Input of the driver besides proposals.
-pub(crate) enum Input {
-    /// A message from a peer.
-    Message(Box<Message>),
-    /// The apply task's state at `index`, for the snapshot the engine asked for
-    /// ([`LogEffect::SaveSnapshot`]).
-    Snapshot {
-        index: u64,
-        term: u64,
-        conf_state: ConfState,
-        data: Vec<u8>,
-    },
-}
 
 pub(crate) struct Driver {
     engine: Engine<RaftLog>,

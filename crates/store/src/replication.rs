@@ -17,7 +17,7 @@
 //! renamed into place like any other blob ([`crate::files::BlobFiles::install`]).
 
 use crate::blob_writer::BlobWriter;
-use crate::file_ops::FileOp;
+use crate::channels::FileOp;
 use crate::transport::{BlobStream, Transport};
 use crate::{Result, Store, StoreError};
 use bytes::Bytes;

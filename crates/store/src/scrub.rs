@@ -11,7 +11,7 @@
 //! The check reads at most half the time: after each blob it pauses as long as the blob
 //! took, so serving goes on at full speed on the other core.
 
-use crate::file_ops::FileOp;
+use crate::channels::FileOp;
 use crate::files::{blocking, hash_file};
 use crate::{Result, Store};
 use site_core::Digest;
