@@ -41,7 +41,11 @@ impl Applying {
     pub(crate) async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
         while let Some(job) = jobs.recv().await {
             if let Err(e) = self.take(job).await {
-                return self.store.fail(format!("cannot apply the site's log: {e}"));
+                return self
+                    .store
+                    .inner
+                    .failure
+                    .fail(format!("cannot apply the site's log: {e}"));
             }
         }
     }

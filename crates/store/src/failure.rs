@@ -7,18 +7,38 @@
 //! space and goes on once GC frees some); a log that cannot be written is, full disk or
 //! not: the node cannot follow the site's log without it.
 
-use crate::{Store, StoreError};
+use crate::events::Events;
+use crate::StoreError;
 use site_state::Event;
+use std::sync::Arc;
+use tokio::sync::watch;
 
-impl Store {
+/// Whether this node's storage failed, and what failed. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct Failure {
+    node: u64,
+    what: Arc<watch::Sender<Option<String>>>,
+    events: Events,
+}
+
+impl Failure {
+    /// Node `node`'s failure, none yet; announced on `events`.
+    pub fn new(node: u64, events: Events) -> Failure {
+        Failure {
+            node,
+            what: Arc::new(watch::channel(None).0),
+            events,
+        }
+    }
+
     /// What failed, once this node's storage has failed.
-    pub fn failure(&self) -> Option<String> {
-        self.inner.failure.borrow().clone()
+    pub fn get(&self) -> Option<String> {
+        self.what.borrow().clone()
     }
 
     /// Resolves with what failed once this node's storage fails.
     pub async fn failed(&self) -> String {
-        let mut failure = self.inner.failure.subscribe();
+        let mut failure = self.what.subscribe();
         let failed = match failure.wait_for(Option::is_some).await {
             Ok(f) => f.clone().unwrap_or_default(),
             Err(_) => "the node stopped".into(),
@@ -26,9 +46,14 @@ impl Store {
         failed
     }
 
+    /// Wakes when the failure changes (see [`Failure::get`]).
+    pub fn subscribe(&self) -> watch::Receiver<Option<String>> {
+        self.what.subscribe()
+    }
+
     /// Marks this node failed (once): see the module's documentation.
-    pub(crate) fn fail(&self, why: String) {
-        let first = self.inner.failure.send_if_modified(|f| {
+    pub fn fail(&self, why: String) {
+        let first = self.what.send_if_modified(|f| {
             if f.is_some() {
                 return false;
             }
@@ -37,14 +62,16 @@ impl Store {
         });
         if first {
             tracing::error!(failure = %why, "this node's storage failed: it takes no writes and does not vote until restarted; reads of what is intact go on");
-            let node = self.cluster().map_or(0, |c| c.id);
-            self.publish(Event::NodeFailed { node, reason: why });
+            self.events.publish(Event::NodeFailed {
+                node: self.node,
+                reason: why,
+            });
         }
     }
 
     /// `e`, from writing a blob file: a failure of the blob directory fails the node,
     /// unless the disk is merely full.
-    pub(crate) fn blob_write_failed(&self, e: std::io::Error) -> StoreError {
+    pub fn blob_write_failed(&self, e: std::io::Error) -> StoreError {
         let e = StoreError::Io(e);
         if !e.is_out_of_space() {
             self.fail(format!("cannot install a blob file: {e}"));
@@ -53,8 +80,8 @@ impl Store {
     }
 
     /// `Err` once this node's storage has failed.
-    pub(crate) fn intact(&self) -> crate::Result<()> {
-        match self.failure() {
+    pub fn intact(&self) -> crate::Result<()> {
+        match self.get() {
             Some(f) => Err(StoreError::NodeFailed(f)),
             None => Ok(()),
         }

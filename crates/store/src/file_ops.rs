@@ -41,7 +41,7 @@ impl Store {
                     }
                 })
                 .await
-                .map_err(|e| self.blob_write_failed(e))?;
+                .map_err(|e| self.inner.failure.blob_write_failed(e))?;
                 if !keep {
                     // Verified before it was renamed into place.
                     self.inner.read_checks.passed(&digest);

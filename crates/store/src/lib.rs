@@ -24,7 +24,8 @@ mod channels;
 pub mod collector;
 mod delivery;
 pub mod error;
-mod failure;
+pub mod events;
+pub mod failure;
 mod file_ops;
 pub mod files;
 mod growing;
@@ -52,13 +53,15 @@ mod uploads;
 mod verify;
 
 pub use capabilities::{Administer, BlobReads, Deliver, Health, ManifestReads, Peering, Push};
+pub use channels::Ordered;
 pub use delivery::Received;
 pub use error::{Result, StoreError};
+pub use events::Events;
+pub use failure::Failure;
 pub use manifests::{ManifestRef, StoredManifest};
 pub use membership::NodeView;
 pub use metrics::NodeMetrics;
 pub use peer_file::{PeerFile, PeerSend};
-pub use channels::Ordered;
 pub use raft_driver::{RaftSettings, RaftStatus};
 pub use reads::{BlobBytes, FileRegion};
 pub use replication::ByteStream;
@@ -76,7 +79,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 /// Where and within which limits a store keeps its data.
 #[derive(Debug, Clone)]
@@ -131,13 +134,14 @@ struct Inner {
     replication: replication::Replication,
     /// Blobs being received, readable by peers as they arrive.
     growing: growing::Growing,
-    events: broadcast::Sender<Event>,
+    /// What the node tells its watchers (`events.rs`).
+    events: Events,
     /// Manifests pulled since the last `Touch` (see `pulls.rs`).
     pulled: Mutex<HashSet<Digest>>,
     /// The Raft log of the site's group.
     raft: raft_log::RaftLog,
     /// What failed, once this node's storage has (`failure.rs`).
-    failure: watch::Sender<Option<String>>,
+    failure: Failure,
     /// Counts for `/metrics` (`metrics.rs`).
     counters: metrics::NodeCounters,
     /// Which reads of blob files are hashed (`verify.rs`).
@@ -200,13 +204,13 @@ impl Store {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Store, tokio::task::JoinHandle<()>)> {
         let voters = raft.voters.clone();
+        let id = raft.id;
         let (store, driver_side) =
-            tokio::task::spawn_blocking(move || Store::open(config, &voters))
+            tokio::task::spawn_blocking(move || Store::open(config, id, &voters))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
         let commit = store.inner.raft.hard_state().commit;
         let alone = raft.voters == [raft.id];
-        let id = raft.id;
         let _ = store.inner.cluster.set(replication::Cluster {
             id: raft.id,
             alone,
@@ -266,7 +270,7 @@ impl Store {
 
     /// Opens the store (a new one founded with `voters`) and loads the state machine from
     /// the last snapshot; returns the driver's ends of the store's channels. Blocking.
-    fn open(config: StoreConfig, voters: &[u64]) -> Result<(Store, DriverSide)> {
+    fn open(config: StoreConfig, id: u64, voters: &[u64]) -> Result<(Store, DriverSide)> {
         files::create_dir_durable(&config.data_dir)?;
         let db = open_db(&config.data_dir.join("meta"))?;
         let raft = raft_log::RaftLog::open(&db)?;
@@ -285,6 +289,7 @@ impl Store {
         let (proposals, proposals_rx) = mpsc::unbounded_channel();
         let (inputs, inputs_rx) = mpsc::unbounded_channel();
         let (applied_tx, applied_rx) = watch::channel(applied);
+        let events = Events::default();
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
@@ -303,10 +308,10 @@ impl Store {
                 cluster: std::sync::OnceLock::new(),
                 replication: Default::default(),
                 growing: Default::default(),
-                events: broadcast::channel(1024).0,
+                failure: Failure::new(id, events.clone()),
+                events,
                 pulled: Mutex::new(HashSet::new()),
                 raft,
-                failure: watch::channel(None).0,
                 counters: metrics::NodeCounters::default(),
                 clock,
             }),
@@ -337,15 +342,28 @@ impl Store {
         f(&self.inner.state.read().expect("state lock"))
     }
 
-    /// Events of every applied command from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    /// Events of every applied command from now on. (Forwards to [`Events`] for the
+    /// callers not yet given it.)
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.inner.events.subscribe()
     }
 
-    /// Publishes an event that no command produced (a refused delivery).
+    /// Publishes an event that no command produced (a refused delivery). (Forwards to
+    /// [`Events`] for the callers not yet given it.)
     pub fn publish(&self, event: Event) {
-        tracing::info!(event = ?event, "event");
-        let _ = self.inner.events.send(event);
+        self.inner.events.publish(event)
+    }
+
+    /// What failed, once this node's storage has failed. (Forwards to [`Failure`] for
+    /// the callers not yet given it.)
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failure.get()
+    }
+
+    /// Resolves with what failed once this node's storage fails. (Forwards to
+    /// [`Failure`] for the callers not yet given it.)
+    pub async fn failed(&self) -> String {
+        self.inner.failure.failed().await
     }
 
     /// The log's time now (milliseconds since the Unix epoch), as this node reads it:

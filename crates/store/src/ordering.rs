@@ -29,7 +29,7 @@ impl Store {
     /// off from its peers loses its leader within an election timeout (1 to 2 s; a
     /// leader steps down when it no longer hears from a majority).
     pub fn writable(&self) -> Result<()> {
-        self.intact()?;
+        self.inner.failure.intact()?;
         let Ok(c) = self.cluster() else {
             return Ok(());
         };
@@ -75,7 +75,7 @@ impl Store {
     /// Orders `ask` through this node's driver (which refuses with `NotLeader` unless
     /// this node leads) and waits until it is applied here.
     async fn order(&self, ask: site_replica::Ask) -> Result<Ordered> {
-        self.intact()?;
+        self.inner.failure.intact()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.inner
             .proposals

@@ -122,6 +122,8 @@ impl Driver {
             if let Err(e) = self.on_ready().await {
                 return self
                     .store
+                    .inner
+                    .failure
                     .fail(format!("cannot persist or apply the site's log: {e}"));
             }
             if self.release_held() {
@@ -156,6 +158,8 @@ impl Driver {
             if let Err(e) = done {
                 return self
                     .store
+                    .inner
+                    .failure
                     .fail(format!("cannot persist or apply the site's log: {e}"));
             }
         }
