@@ -12,7 +12,7 @@ use site_state::State;
 impl Store {
     /// Applies one committed entry to the state; returns what follows.
     pub(crate) fn apply_committed(&self, applier: &mut Applier, c: Committed) -> Vec<Applied> {
-        let mut state = self.inner.state.write().expect("state lock");
+        let mut state = self.inner.state.write();
         applier.apply(&mut state, c, |d| self.has_blob_file(d))
     }
 
@@ -41,7 +41,7 @@ impl Store {
     pub(crate) fn load_snapshot(&self, data: &[u8]) -> Result<()> {
         let state = decode_state(data)?;
         self.inner.clock.observe(state.time());
-        *self.inner.state.write().expect("state lock") = state;
+        *self.inner.state.write() = state;
         self.sync_peers();
         self.rescan_missing();
         Ok(())
@@ -65,7 +65,7 @@ impl Store {
 
     /// The state machine's bytes, for a snapshot.
     pub(crate) fn state_bytes(&self) -> Vec<u8> {
-        encode_state(&self.inner.state.read().expect("state lock"))
+        self.inner.state.read(encode_state)
     }
 }
 

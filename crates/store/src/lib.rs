@@ -16,6 +16,7 @@
 //! handlers do not hold the [`Store`]: they hold the capabilities of their kind of caller
 //! (`capabilities.rs`: read blobs, read manifests, push, deliver, administer, peering).
 
+mod applied_state;
 mod apply;
 mod applying;
 mod blob_writer;
@@ -52,6 +53,7 @@ pub mod transport;
 mod uploads;
 mod verify;
 
+pub use applied_state::SiteState;
 pub use capabilities::{Administer, BlobReads, Deliver, Health, ManifestReads, Peering, Push};
 pub use channels::Ordered;
 pub use delivery::Received;
@@ -77,7 +79,7 @@ use site_core::{Digest, Repository};
 use site_state::{Command, Event, State};
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
@@ -112,8 +114,8 @@ struct Inner {
     uploads_tree: sled::Tree,
     files: BlobFiles,
     uploads: uploads::Sessions,
-    /// The applied state; readers hold the lock only while they copy what they need.
-    state: RwLock<State>,
+    /// The state as applied here, and how far (`applied_state.rs`).
+    state: SiteState,
     /// One membership change at a time from this node.
     members: tokio::sync::Mutex<()>,
     /// The apply task's queue, where blob file installs and removals take their turn
@@ -126,8 +128,6 @@ struct Inner {
     raft_status: watch::Sender<raft_driver::RaftStatus>,
     /// Messages from peers to the Raft driver.
     inputs: mpsc::UnboundedSender<channels::Input>,
-    /// The index applied to the state, as the driver sends it.
-    applied: watch::Receiver<u64>,
     /// This node's id and the way to the other nodes (set when the driver starts).
     cluster: std::sync::OnceLock<replication::Cluster>,
     /// Blob bytes this node lacks, and their fetches.
@@ -250,14 +250,7 @@ impl Store {
             let _ = apply.await;
         });
         // Serve nothing before the state holds every entry committed before the restart.
-        if store
-            .inner
-            .applied
-            .clone()
-            .wait_for(|a| *a >= commit)
-            .await
-            .is_err()
-        {
+        if !store.inner.state.applied_up_to(commit).await {
             return Err(StoreError::Unavailable(
                 "the raft driver stopped while replaying the log".into(),
             ));
@@ -298,13 +291,12 @@ impl Store {
                 db,
                 uploads_tree,
                 files,
-                state: RwLock::new(state),
+                state: SiteState::new(state, applied_rx),
                 members: tokio::sync::Mutex::new(()),
                 jobs: std::sync::OnceLock::new(),
                 proposals,
                 inputs,
                 raft_status: watch::channel(Default::default()).0,
-                applied: applied_rx,
                 cluster: std::sync::OnceLock::new(),
                 replication: Default::default(),
                 growing: Default::default(),
@@ -339,7 +331,7 @@ impl Store {
 
     /// Answers a question from the applied state. Keep `f` short: writers wait for it.
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.inner.state.read().expect("state lock"))
+        self.inner.state.read(f)
     }
 
     /// Events of every applied command from now on. (Forwards to [`Events`] for the

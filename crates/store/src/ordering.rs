@@ -139,23 +139,11 @@ impl Store {
                 other => break other?,
             }
         };
-        self.wait_applied(answer.1).await?;
+        self.inner
+            .state
+            .wait_applied(answer.1, COMMIT_TIMEOUT)
+            .await?;
         Ok(answer)
-    }
-
-    /// Waits (bounded) until this node has applied the log up to `index`.
-    async fn wait_applied(&self, index: u64) -> Result<()> {
-        let mut applied = self.inner.applied.clone();
-        let waited = tokio::time::timeout(COMMIT_TIMEOUT, applied.wait_for(|a| *a >= index))
-            .await
-            .map(|r| r.map(|_| ()));
-        match waited {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(StoreError::Unavailable("the node is shutting down".into())),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "this node has not applied up to {index} in time"
-            ))),
-        }
     }
 
     /// Orders a follower's forwarded change on this node, the leader; returns its outcome

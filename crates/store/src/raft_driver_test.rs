@@ -21,9 +21,10 @@ async fn a_snapshot_waits_for_the_apply_task_without_holding_up_the_driver() {
     let holder = {
         let store = store.clone();
         std::thread::spawn(move || {
-            let _held = store.inner.state.read().unwrap();
-            taken.send(()).unwrap();
-            let _ = released.recv();
+            store.inner.state.read(|_| {
+                taken.send(()).unwrap();
+                let _ = released.recv();
+            });
         })
     };
     is_taken.recv().unwrap();
