@@ -169,7 +169,7 @@ impl Store {
         let early = self.start_hold(d, size);
         let mut broken = None;
         let mut cut_off = None;
-        let lost_leader = self.cut_off();
+        let lost_leader = self.inner.leadership.cut_off();
         tokio::pin!(lost_leader);
         loop {
             let chunk = tokio::select! {

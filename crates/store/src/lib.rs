@@ -31,6 +31,7 @@ mod file_ops;
 pub mod files;
 mod growing;
 pub mod keyspace;
+pub mod leadership;
 mod majority;
 mod manifests;
 pub mod membership;
@@ -60,6 +61,7 @@ pub use delivery::Received;
 pub use error::{Result, StoreError};
 pub use events::Events;
 pub use failure::Failure;
+pub use leadership::Leadership;
 pub use manifests::{ManifestRef, StoredManifest};
 pub use membership::NodeView;
 pub use metrics::NodeMetrics;
@@ -124,8 +126,8 @@ struct Inner {
     /// Proposals to the Raft driver.
     proposals: mpsc::UnboundedSender<channels::Proposal>,
     /// Where this node's Raft stands, as the driver last saw it; waiters wake when it
-    /// changes (a lost leader, a silent peer).
-    raft_status: watch::Sender<raft_driver::RaftStatus>,
+    /// changes (a lost leader, a silent peer) (`leadership.rs`).
+    leadership: Leadership,
     /// Messages from peers to the Raft driver.
     inputs: mpsc::UnboundedSender<channels::Input>,
     /// This node's id and the way to the other nodes (set when the driver starts).
@@ -283,6 +285,7 @@ impl Store {
         let (inputs, inputs_rx) = mpsc::unbounded_channel();
         let (applied_tx, applied_rx) = watch::channel(applied);
         let events = Events::default();
+        let failure = Failure::new(id, events.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
@@ -296,11 +299,11 @@ impl Store {
                 jobs: std::sync::OnceLock::new(),
                 proposals,
                 inputs,
-                raft_status: watch::channel(Default::default()).0,
                 cluster: std::sync::OnceLock::new(),
                 replication: Default::default(),
                 growing: Default::default(),
-                failure: Failure::new(id, events.clone()),
+                leadership: Leadership::new(id, voters == [id], failure.clone()),
+                failure,
                 events,
                 pulled: Mutex::new(HashSet::new()),
                 raft,
@@ -366,13 +369,12 @@ impl Store {
 
     /// Where this node's Raft stands.
     pub fn raft_status(&self) -> RaftStatus {
-        self.inner.raft_status.borrow().clone()
+        self.inner.leadership.get()
     }
 
     /// Whether this node leads the site's group now.
     pub fn is_leader(&self) -> bool {
-        let leader = self.raft_status().leader;
-        leader != 0 && self.inner.cluster.get().is_some_and(|c| c.id == leader)
+        self.inner.leadership.is_leader()
     }
 
     /// Hands an encoded raft message from a peer to the driver.

@@ -3,7 +3,7 @@
 //! included) hold a verified, durable copy. Peers the leader has not heard from lately
 //! are asked last, and a peer that goes silent while asked is given up on (its answer,
 //! if it comes, is ignored) and the next one asked; a node that loses its leader stops
-//! at once (`ordering.rs`).
+//! at once (`leadership.rs`).
 
 use crate::{Result, Store, StoreError};
 use futures_util::stream::FuturesUnordered;
@@ -13,20 +13,6 @@ use site_replica::hold::{Hold, Next};
 use std::collections::BTreeSet;
 
 impl Store {
-    /// Resolves once `peer` is silent: this node, as leader, has not heard from it lately,
-    /// or (as a follower) its leader's last heartbeat said so.
-    pub(crate) async fn silent(&self, peer: u64) -> StoreError {
-        let mut status = self.inner.raft_status.subscribe();
-        if status
-            .wait_for(|s| s.unreachable.contains(&peer))
-            .await
-            .is_err()
-        {
-            std::future::pending::<()>().await;
-        }
-        StoreError::Unavailable(format!("no word from node {peer} lately"))
-    }
-
     /// Has a majority of the voters (this node, which holds the file, included) hold blob
     /// `d`: returns once enough peers have a verified, durable copy. Only as many peers as
     /// a majority needs are asked at once (another is asked when one fails); the others
@@ -48,9 +34,9 @@ impl Store {
         let mut calls = FuturesUnordered::new();
         let mut asked = BTreeSet::new();
         let mut next = hold.start();
-        let cut_off = self.cut_off();
+        let cut_off = self.inner.leadership.cut_off();
         tokio::pin!(cut_off);
-        let mut status = self.inner.raft_status.subscribe();
+        let mut status = self.inner.leadership.subscribe();
         loop {
             match next {
                 Next::Held => return Ok(()),

@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counts kept as the node runs.
 #[derive(Default)]
 pub(crate) struct NodeCounters {
-    /// Times this node saw the leader change.
-    pub leader_changes: Counter,
     /// Blob files the scrub read back and found whole.
     pub scrub_checked: Counter,
     /// Copies the scrub found not matching their digest.
@@ -104,7 +102,7 @@ impl Source for NodeMetrics {
             "site_raft_leader_changes_total",
             "Times this node saw its site's leader change.",
             Kind::Counter,
-            c.leader_changes.get() as f64,
+            store.inner.leadership.leader_changes() as f64,
         );
         gauge(
             out,

@@ -25,37 +25,10 @@ impl Store {
             .await
     }
 
-    /// Whether this node can take writes now: it knows a leader of its site. A node cut
-    /// off from its peers loses its leader within an election timeout (1 to 2 s; a
-    /// leader steps down when it no longer hears from a majority).
+    /// Whether this node can take writes now (see [`crate::Leadership::writable`]).
+    /// (Forwards for the callers not yet given the [`crate::Leadership`].)
     pub fn writable(&self) -> Result<()> {
-        self.inner.failure.intact()?;
-        let Ok(c) = self.cluster() else {
-            return Ok(());
-        };
-        if c.alone || self.inner.raft_status.borrow().leader != 0 {
-            return Ok(());
-        }
-        Err(StoreError::NoQuorum(format!(
-            "node {} knows no leader of its site: it cannot reach a majority of its nodes (cut off from its peers?); write through another node",
-            c.id
-        )))
-    }
-
-    /// Resolves once this node has no leader or its storage failed (see
-    /// [`Store::writable`]); it wakes only when either changes.
-    pub(crate) async fn cut_off(&self) -> StoreError {
-        let mut status = self.inner.raft_status.subscribe();
-        let mut failure = self.inner.failure.subscribe();
-        loop {
-            if let Err(e) = self.writable() {
-                return e;
-            }
-            tokio::select! {
-                changed = status.changed() => if changed.is_err() { std::future::pending::<()>().await },
-                changed = failure.changed() => if changed.is_err() { std::future::pending::<()>().await },
-            }
-        }
+        self.inner.leadership.writable()
     }
 
     /// Orders `ask` through the log, through the leader if this node is not it.
@@ -85,7 +58,7 @@ impl Store {
             Ok(Ok(Err(StoreError::LeaderMoving(to)))) => {
                 // Wait (bounded) for the move; the caller forwards to the new leader.
                 let me = self.cluster()?.id;
-                let mut status = self.inner.raft_status.subscribe();
+                let mut status = self.inner.leadership.subscribe();
                 let moved = status.wait_for(|s| s.leader != me);
                 let _ = tokio::time::timeout(LEADER_MOVE_TIMEOUT, moved).await;
                 match self.raft_status().leader {
@@ -119,7 +92,7 @@ impl Store {
                     StoreError::Unavailable(format!("leader {to} did not answer in time"))
                 })?,
                 // The leader went out of reach: no use waiting for its answer.
-                cut_off = self.cut_off() => return Err(cut_off),
+                cut_off = self.inner.leadership.cut_off() => return Err(cut_off),
             };
             match answer {
                 // Leadership moved on since this node last heard: one more hop, to the

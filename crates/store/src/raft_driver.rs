@@ -167,16 +167,7 @@ impl Driver {
 
     /// Makes where this node's Raft stands visible to the store.
     pub(crate) fn publish_status(&self) {
-        let now = self.engine.status();
-        self.store.inner.raft_status.send_if_modified(|status| {
-            if status.leader != now.leader {
-                tracing::info!(leader = now.leader, term = now.term, "raft leader changed");
-                self.store.inner.counters.leader_changes.inc();
-            }
-            let changed = *status != now;
-            *status = now;
-            changed
-        });
+        self.store.inner.leadership.publish(self.engine.status());
     }
 
     fn propose(&mut self, mut p: Proposal) {

@@ -119,7 +119,7 @@ impl Store {
         self.note_missing(d, size);
         let transport = self.cluster()?.transport.clone();
         let mut errors = Vec::new();
-        for peer in self.fetch_order(None)? {
+        for peer in self.inner.leadership.fetch_order(None) {
             match open_fetch(transport.as_ref(), peer, d, start, false).await {
                 Ok(stream) => {
                     tracing::info!(blob = %d, peer, "blob not here yet: serving it from a peer");

@@ -24,7 +24,6 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use site_core::{Digest, DigestHasher};
-use site_replica::hold::fetch_order;
 use site_replica::missing::{Backoff, Missing};
 use site_state::Event;
 use std::collections::HashMap;
@@ -178,17 +177,9 @@ impl Store {
         }
     }
 
-    /// Peers to fetch from: `first`, then the voters other than the leader, then the
-    /// leader (see [`fetch_order`]).
-    pub(crate) fn fetch_order(&self, first: Option<u64>) -> Result<Vec<u64>> {
-        let me = self.cluster()?.id;
-        let status = self.raft_status();
-        Ok(fetch_order(status.leader, &status.voters, me, first))
-    }
-
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
         if !self.has_blob_file(d) {
-            let peers = self.fetch_order(first)?;
+            let peers = self.inner.leadership.fetch_order(first);
             let mut errors = Vec::new();
             let mut fetched = false;
             for peer in peers {
@@ -258,7 +249,7 @@ impl Store {
                         return Err(StoreError::Unavailable("the node is shutting down".into()))
                     }
                     // Another peer may have it: no use waiting on one gone silent.
-                    e = self.silent(peer) => return Err(e),
+                    e = self.inner.leadership.silent(peer) => return Err(e),
                 };
                 let Some(chunk) = chunk else { break };
                 let chunk = chunk.map_err(StoreError::Interrupted)?;
