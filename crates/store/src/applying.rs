@@ -64,9 +64,9 @@ impl Applying {
                         Applied::Answer { id, result, index } => answers.push((id, result, index)),
                         Applied::RemoveFiles(blobs) => self.store.remove_files(blobs).await?,
                         Applied::FetchBlob { digest, size } => {
-                            self.store.note_missing(&digest, size)
+                            self.store.inner.missing.note(&digest, size)
                         }
-                        Applied::ForgetBlobs(digests) => self.store.forget_missing(&digests),
+                        Applied::ForgetBlobs(digests) => self.store.inner.missing.forget(&digests),
                         Applied::SetPeer { id, address } => {
                             self.store.set_peer(id, address.as_deref())
                         }

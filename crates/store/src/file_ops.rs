@@ -51,7 +51,10 @@ impl Store {
             FileOp::Stray(digest) => {
                 // A delivery may have installed a fresh copy since the stray was found.
                 let young = !self.idle_past_ttl(0, &files.path(&digest));
-                if young || self.read(|s| s.blob(&digest).is_some()) || self.fetching(&digest) {
+                if young
+                    || self.read(|s| s.blob(&digest).is_some())
+                    || self.inner.fetches.fetching(&digest)
+                {
                     return Ok(false);
                 }
                 crate::files::blocking(move || files.remove(&digest)).await?;

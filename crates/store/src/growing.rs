@@ -229,7 +229,7 @@ impl Store {
             .lock()
             .expect("growing")
             .is_some_and(|t| t.elapsed() < RECEIVING_LATELY);
-        (flowing && !g.blobs.lock().expect("growing").is_empty()) || self.holding()
+        (flowing && !g.blobs.lock().expect("growing").is_empty()) || self.inner.fetches.holding()
     }
 
     /// Starts having a majority of the voters hold blob `d` while it is still arriving.

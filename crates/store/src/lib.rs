@@ -27,6 +27,7 @@ mod delivery;
 pub mod error;
 pub mod events;
 pub mod failure;
+mod fetches;
 mod file_ops;
 pub mod files;
 mod growing;
@@ -36,6 +37,7 @@ mod majority;
 mod manifests;
 pub mod membership;
 mod metrics;
+mod missing_blobs;
 mod ordering;
 mod peer_file;
 mod pulls;
@@ -65,6 +67,7 @@ pub use leadership::Leadership;
 pub use manifests::{ManifestRef, StoredManifest};
 pub use membership::NodeView;
 pub use metrics::NodeMetrics;
+pub use missing_blobs::MissingBlobs;
 pub use peer_file::{PeerFile, PeerSend};
 pub use raft_driver::{RaftSettings, RaftStatus};
 pub use reads::{BlobBytes, FileRegion};
@@ -132,8 +135,12 @@ struct Inner {
     inputs: mpsc::UnboundedSender<channels::Input>,
     /// This node's id and the way to the other nodes (set when the driver starts).
     cluster: std::sync::OnceLock<replication::Cluster>,
-    /// Blob bytes this node lacks, and their fetches.
+    /// The replicator's own state (`replication.rs`).
     replication: replication::Replication,
+    /// Committed blobs whose file this node lacks (`missing_blobs.rs`).
+    missing: MissingBlobs,
+    /// Copies from peers under way (`fetches.rs`).
+    fetches: fetches::Fetches,
     /// Blobs being received, readable by peers as they arrive.
     growing: growing::Growing,
     /// What the node tells its watchers (`events.rs`).
@@ -301,6 +308,8 @@ impl Store {
                 inputs,
                 cluster: std::sync::OnceLock::new(),
                 replication: Default::default(),
+                missing: Default::default(),
+                fetches: Default::default(),
                 growing: Default::default(),
                 leadership: Leadership::new(id, voters == [id], failure.clone()),
                 failure,

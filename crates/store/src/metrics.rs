@@ -117,7 +117,7 @@ impl Source for NodeMetrics {
                 .fold((0u64, 0u64), |(n, b), (_, i)| (n + 1, b + i.size));
             (n, bytes, s.image_counts())
         });
-        let (missing, missing_bytes) = store.missing_totals();
+        let (missing, missing_bytes) = store.inner.missing.totals();
         gauge(
             out,
             "site_blobs_held",

@@ -116,7 +116,7 @@ impl Store {
         let Some(size) = self.read(|s| s.blob(d).map(|b| b.size)) else {
             return Err(StoreError::BlobUnknown(d.clone()));
         };
-        self.note_missing(d, size);
+        self.inner.missing.note(d, size);
         let transport = self.cluster()?.transport.clone();
         let mut errors = Vec::new();
         for peer in self.inner.leadership.fetch_order(None) {

@@ -99,7 +99,7 @@ impl Store {
         } else {
             for d in &lost {
                 if let Some(size) = self.read(|s| s.blob(d).map(|b| b.size)) {
-                    self.note_missing(d, size);
+                    self.inner.missing.note(d, size);
                 }
             }
         }

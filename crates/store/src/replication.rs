@@ -24,13 +24,12 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use site_core::{Digest, DigestHasher};
-use site_replica::missing::{Backoff, Missing};
+use site_replica::missing::Backoff;
 use site_state::Event;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 /// A peer stream that delivers nothing for this long is given up.
 const STALL: Duration = Duration::from_secs(30);
@@ -47,32 +46,14 @@ pub(crate) struct Cluster {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-/// A fetch: the blob, and the peer asked first (`None`: any).
-type FetchKey = (Digest, Option<u64>);
-
-/// The answer of one fetch, shared by everyone waiting for the same digest.
-type FetchResult = Option<std::result::Result<(), String>>;
-
-/// What the node knows about blob bytes it lacks.
+/// The replicator's own state.
 #[derive(Default)]
 pub(crate) struct Replication {
-    /// Committed blobs whose file this node lacks (the core's bookkeeping).
-    missing: Mutex<Missing>,
-    /// Wakes the background task when a blob goes missing.
-    wake: Notify,
-    /// Fetches in progress, one per digest and first peer asked.
-    inflight: Mutex<HashMap<FetchKey, watch::Receiver<FetchResult>>>,
     /// Names temporary files apart.
     next_tmp: AtomicU64,
 }
 
 impl Store {
-    /// Whether a fetch for a majority hold is under way here.
-    pub(crate) fn holding(&self) -> bool {
-        let inflight = self.inner.replication.inflight.lock().expect("inflight");
-        inflight.keys().any(|(_, first)| first.is_some())
-    }
-
     pub(crate) fn cluster(&self) -> Result<&Cluster> {
         self.inner
             .cluster
@@ -85,51 +66,21 @@ impl Store {
         self.inner.files.path(d).is_file()
     }
 
-    /// How many committed blobs this node lacks the bytes of.
+    /// How many committed blobs this node lacks the bytes of. (Forwards to
+    /// [`crate::MissingBlobs`] for the callers not yet given it.)
     pub fn blobs_missing(&self) -> usize {
-        self.missing().len()
-    }
-
-    /// How many committed blobs this node lacks, and their bytes.
-    pub(crate) fn missing_totals(&self) -> (u64, u64) {
-        let m = self.missing();
-        (m.len() as u64, m.bytes())
-    }
-
-    fn missing(&self) -> std::sync::MutexGuard<'_, Missing> {
-        self.inner.replication.missing.lock().expect("missing")
-    }
-
-    /// Notes that committed blob `d` has no file here; the background task fetches it.
-    pub(crate) fn note_missing(&self, d: &Digest, size: u64) {
-        self.missing().note(d, size);
-        self.inner.replication.wake.notify_one();
-    }
-
-    /// Notes that this node's copy of committed blob `d` was bad and is gone: the blob is
-    /// missing, and its next verified copy is reported as a repair.
-    pub(crate) fn note_corrupt(&self, d: &Digest, size: u64) {
-        self.missing().note_corrupt(d, size);
-        self.inner.replication.wake.notify_one();
-    }
-
-    /// Forgets that `digests` are missing (the state no longer holds them).
-    pub(crate) fn forget_missing<'a>(&self, digests: impl IntoIterator<Item = &'a Digest>) {
-        self.missing().forget(digests);
+        self.inner.missing.count()
     }
 
     /// Recomputes the missing set from the state (after a snapshot replaced it).
     pub(crate) fn rescan_missing(&self) {
         let blobs: Vec<(Digest, u64)> =
             self.read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
-        let any = self
-            .missing()
+        self.inner
+            .missing
             .rescan(blobs.iter().map(|(d, s)| (d, *s)), |d| {
                 self.has_blob_file(d)
             });
-        if any {
-            self.inner.replication.wake.notify_one();
-        }
     }
 
     /// Makes sure this node holds blob `d` of `size` bytes, fetching it from `first` (if
@@ -139,42 +90,14 @@ impl Store {
     /// wait on a fetch from a peer that may have gone out of reach: it fetches from the
     /// node that asked, and the first copy verified is installed.
     pub async fn fetch_blob(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
-        let mut rx = {
-            let r = &self.inner.replication;
-            let mut inflight = r.inflight.lock().expect("inflight");
-            let key = (d.clone(), first);
-            match inflight.get(&key) {
-                Some(rx) => rx.clone(),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    inflight.insert(key.clone(), rx.clone());
-                    let store = self.clone();
-                    let d = d.clone();
-                    tokio::spawn(async move {
-                        let result = store.fetch_now(&d, size, first).await;
-                        store
-                            .inner
-                            .replication
-                            .inflight
-                            .lock()
-                            .expect("inflight")
-                            .remove(&key);
-                        let _ = tx.send(Some(result.map_err(|e| e.to_string())));
-                    });
-                    rx
-                }
-            }
-        };
-        let answer = rx
-            .wait_for(Option::is_some)
+        let store = self.clone();
+        let digest = d.clone();
+        self.inner
+            .fetches
+            .share(d, first, move || async move {
+                store.fetch_now(&digest, size, first).await
+            })
             .await
-            .map_err(|_| StoreError::Unavailable("the fetch was dropped".into()))?
-            .clone();
-        match answer {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(StoreError::Unavailable(e)),
-            None => unreachable!("waited for an answer"),
-        }
     }
 
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
@@ -187,7 +110,7 @@ impl Store {
                 match self.fetch_from(peer, d, size, first.is_none()).await {
                     Ok(()) => {
                         tracing::info!(blob = %d, peer, size, "blob fetched from peer");
-                        if self.missing().found(d) {
+                        if self.inner.missing.found(d) {
                             self.publish(Event::BlobRepaired {
                                 digest: d.clone(),
                                 node: self.cluster()?.id,
@@ -214,7 +137,7 @@ impl Store {
                 )));
             }
         }
-        self.forget_missing([d]);
+        self.inner.missing.forget([d]);
         Ok(())
     }
 
@@ -298,7 +221,7 @@ impl Store {
         let found = crate::files::blocking(move || files.scan()).await?;
         let mut removed = 0;
         for (d, _) in found {
-            let stray = self.read(|s| s.blob(&d).is_none()) && !self.fetching(&d);
+            let stray = self.read(|s| s.blob(&d).is_none()) && !self.inner.fetches.fetching(&d);
             if !stray || !self.idle_past_ttl(0, &self.inner.files.path(&d)) {
                 continue;
             }
@@ -311,26 +234,15 @@ impl Store {
         Ok(removed)
     }
 
-    /// Whether a fetch of blob `d` is under way on this node.
-    pub(crate) fn fetching(&self, d: &Digest) -> bool {
-        self.inner
-            .replication
-            .inflight
-            .lock()
-            .expect("inflight")
-            .keys()
-            .any(|(x, _)| x == d)
-    }
-
     /// Fetches every missing blob from peers, in the background, until `shutdown`.
     /// Failed rounds are retried after a pause that grows (the core's [`Backoff`]).
     pub(crate) async fn run_replication(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::default();
         loop {
-            let next = self.missing().round();
+            let next = self.inner.missing.round();
             if next.is_empty() {
                 tokio::select! {
-                    _ = self.inner.replication.wake.notified() => continue,
+                    _ = self.inner.missing.woken() => continue,
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
             }
@@ -340,7 +252,7 @@ impl Store {
                     return;
                 }
                 if self.read(|s| s.blob(&d).is_none()) {
-                    self.forget_missing([&d]);
+                    self.inner.missing.forget([&d]);
                     continue;
                 }
                 // A copy a sweep made debris meanwhile goes with the stray files

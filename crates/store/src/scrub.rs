@@ -84,7 +84,7 @@ impl Store {
             return Ok(None);
         }
         tracing::error!(blob = %d, %actual, "a blob file no longer matches its digest: removed; fetching a verified copy");
-        self.note_corrupt(d, size);
+        self.inner.missing.note_corrupt(d, size);
         self.inner.counters.scrub_corrupt.inc();
         self.publish(Event::BlobCorrupt {
             digest: d.clone(),
