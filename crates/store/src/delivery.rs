@@ -164,7 +164,10 @@ impl Store {
         let mut hasher = before.clone();
         // Peers may copy the blob from the file while it grows: a majority's copies are
         // needed before it is recorded, and they go on alongside the upload.
-        let growing = self.begin_growing(d, path.clone(), size, before.len());
+        let growing = self
+            .inner
+            .growing
+            .begin(d, path.clone(), size, before.len());
         let mut file = BlobWriter::new(file, before.len()).reporting(growing.reporter());
         let early = self.start_hold(d, size);
         let mut broken = None;

@@ -2,7 +2,7 @@
 //!
 //! A blob delivered to a node of a cluster is recorded only once a majority of the voters
 //! hold it (`replication.rs`). Rather than wait for its last byte, the receiving node asks
-//! the peers to hold it as soon as its stream starts ([`Store::start_hold`]); they fetch it
+//! the peers to hold it as soon as its stream starts (`Store::start_hold`); they fetch it
 //! from the upload file as the file grows ([`crate::PeerFile`]). The copies thus go on
 //! alongside the upload, and the acknowledgement follows the last byte by little more
 //! than the peers' fsync.
@@ -102,9 +102,12 @@ struct Entry {
     blob: Arriving,
 }
 
-/// Blobs being received on this node.
+/// Blobs being received on this node. Cheap to clone; clones share them.
+#[derive(Clone, Default)]
+pub(crate) struct Growing(Arc<Uploading>);
+
 #[derive(Default)]
-pub(crate) struct Growing {
+struct Uploading {
     blobs: Mutex<HashMap<Digest, Entry>>,
     next_id: AtomicU64,
     /// When bytes of an upload last reached its file.
@@ -114,7 +117,7 @@ pub(crate) struct Growing {
 /// Publishes an upload's progress for as long as it lives; dropped before the last byte,
 /// it tells readers the upload broke off.
 pub(crate) struct GrowingGuard {
-    store: Store,
+    growing: Growing,
     digest: Digest,
     id: u64,
     size: u64,
@@ -126,10 +129,9 @@ impl GrowingGuard {
     /// What tells readers how long the file is (from any thread).
     pub(crate) fn reporter(&self) -> Report {
         let (progress, recent) = (self.progress.clone(), self.recent.clone());
-        let store = self.store.clone();
+        let growing = self.growing.clone();
         Arc::new(move |written, batch| {
-            *store.inner.growing.last_bytes.lock().expect("growing") =
-                Some(std::time::Instant::now());
+            *growing.0.last_bytes.lock().expect("growing") = Some(std::time::Instant::now());
             recent.lock().expect("recent chunks").push(written, batch);
             progress.send_if_modified(|p| {
                 let moved = p.written < written;
@@ -147,7 +149,7 @@ impl Drop for GrowingGuard {
             p.broken = p.written < size;
             p.broken
         });
-        let mut blobs = self.store.inner.growing.blobs.lock().expect("growing");
+        let mut blobs = self.growing.0.blobs.lock().expect("growing");
         if blobs.get(&self.digest).is_some_and(|e| e.id == self.id) {
             blobs.remove(&self.digest);
         }
@@ -172,24 +174,17 @@ impl Drop for EarlyHold {
     }
 }
 
-impl Store {
+impl Growing {
     /// Offers the upload of blob `d` (`size` bytes, `written` of them already in the file
     /// at `path`) to peers until the guard is dropped.
-    pub(crate) fn begin_growing(
-        &self,
-        d: &Digest,
-        path: PathBuf,
-        size: u64,
-        written: u64,
-    ) -> GrowingGuard {
-        let g = &self.inner.growing;
-        let id = g.next_id.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn begin(&self, d: &Digest, path: PathBuf, size: u64, written: u64) -> GrowingGuard {
+        let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Progress {
             written,
             broken: false,
         });
         let recent = Arc::new(Mutex::new(Recent::default()));
-        g.blobs.lock().expect("growing").insert(
+        self.0.blobs.lock().expect("growing").insert(
             d.clone(),
             Entry {
                 id,
@@ -204,7 +199,7 @@ impl Store {
             },
         );
         GrowingGuard {
-            store: self.clone(),
+            growing: self.clone(),
             digest: d.clone(),
             id,
             size,
@@ -215,23 +210,39 @@ impl Store {
 
     /// Blob `d`, if it is arriving on this node.
     pub(crate) fn arriving(&self, d: &Digest) -> Option<Arriving> {
-        let blobs = self.inner.growing.blobs.lock().expect("growing");
+        let blobs = self.0.blobs.lock().expect("growing");
         blobs.get(d).map(|e| e.blob.clone())
     }
 
-    /// Whether this node is receiving a blob someone waits for: a delivery from the
-    /// tower whose bytes arrived in the last second (one that stalled does not hold
-    /// background copies back), or a copy for a majority hold.
-    pub(crate) fn receiving(&self) -> bool {
-        let g = &self.inner.growing;
-        let flowing = g
+    /// Whether a delivery is arriving whose bytes came in the last second (one that
+    /// stalled does not count).
+    pub(crate) fn flowing(&self) -> bool {
+        let lately = self
+            .0
             .last_bytes
             .lock()
             .expect("growing")
             .is_some_and(|t| t.elapsed() < RECEIVING_LATELY);
-        (flowing && !g.blobs.lock().expect("growing").is_empty()) || self.inner.fetches.holding()
+        lately && !self.0.blobs.lock().expect("growing").is_empty()
     }
+}
 
+/// What a background copy yields to: this node receiving a blob someone waits for (a
+/// delivery from the tower whose bytes are flowing, or a copy for a majority hold).
+#[derive(Clone)]
+pub(crate) struct Receiving {
+    pub(crate) growing: Growing,
+    pub(crate) fetches: crate::fetches::Fetches,
+}
+
+impl Receiving {
+    /// Whether this node receives a blob someone waits for now.
+    pub(crate) fn now(&self) -> bool {
+        self.growing.flowing() || self.fetches.holding()
+    }
+}
+
+impl Store {
     /// Starts having a majority of the voters hold blob `d` while it is still arriving.
     pub(crate) fn start_hold(&self, d: &Digest, size: u64) -> EarlyHold {
         let (store, d) = (self.clone(), d.clone());

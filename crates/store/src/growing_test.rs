@@ -1,5 +1,5 @@
 use super::*;
-use crate::peer_file::{YIELD_AT_MOST, YIELD_STEP};
+use crate::peer_file::{pace, YIELD_AT_MOST, YIELD_STEP};
 use crate::test_kit::open;
 use std::time::Duration;
 
@@ -37,7 +37,14 @@ async fn a_background_copy_waits_while_the_node_receives_a_blob() {
     let node = open(dir.path()).await;
     let store = &node.store;
     let d = Digest::of(b"arriving");
-    let guard = store.begin_growing(&d, dir.path().join("arriving"), 1 << 30, 0);
+    let guard = store
+        .inner
+        .growing
+        .begin(&d, dir.path().join("arriving"), 1 << 30, 0);
+    let receiving = Receiving {
+        growing: store.inner.growing.clone(),
+        fetches: store.inner.fetches.clone(),
+    };
     // Bytes keep arriving (reported every 100 ms) until told to stop.
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let report = guard.reporter();
@@ -52,7 +59,7 @@ async fn a_background_copy_waits_while_the_node_receives_a_blob() {
     });
     // While the node receives a blob, a background copy's chunk waits the limit...
     let started = tokio::time::Instant::now();
-    store.pace().await;
+    pace(&receiving).await;
     let waited = started.elapsed();
     assert!(
         waited >= YIELD_AT_MOST,
@@ -65,12 +72,12 @@ async fn a_background_copy_waits_while_the_node_receives_a_blob() {
     // ...not once the bytes stop coming (a stalled delivery holds nothing back)...
     stop.send(true).unwrap();
     arriving.await.unwrap();
-    tokio::time::timeout(RECEIVING_LATELY + YIELD_STEP * 5, store.pace())
+    tokio::time::timeout(RECEIVING_LATELY + YIELD_STEP * 5, pace(&receiving))
         .await
         .expect("soon");
     // ...nor once the delivery is over.
     drop(guard);
-    tokio::time::timeout(YIELD_STEP, store.pace())
+    tokio::time::timeout(YIELD_STEP, pace(&receiving))
         .await
         .expect("at once");
     node.close().await;

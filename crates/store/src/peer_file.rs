@@ -8,7 +8,7 @@
 //! blob someone does wait for, each of its chunks waits first (up to [`YIELD_AT_MOST`]),
 //! so that on a small machine it does not take the CPU from the delivery.
 
-use crate::growing::Growth;
+use crate::growing::{Growth, Receiving};
 use crate::{ByteStream, Result, Store, StoreError};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -50,8 +50,8 @@ pub struct PeerFile {
     size: u64,
     /// How far the upload has come, while the blob arrives; `None`: the file is whole.
     growth: Option<Growth>,
-    /// For a background copy: the node it yields to.
-    pace: Option<Store>,
+    /// For a background copy: what it yields to.
+    pace: Option<Receiving>,
 }
 
 impl PeerFile {
@@ -69,8 +69,8 @@ impl PeerFile {
     /// the bytes it holds end; a background copy first yields to a blob this node
     /// receives. An error when the upload broke off before `pos`.
     pub async fn ready(&mut self, pos: u64) -> io::Result<u64> {
-        if let Some(store) = &self.pace {
-            store.pace().await;
+        if let Some(receiving) = &self.pace {
+            pace(receiving).await;
         }
         let Some(growth) = &mut self.growth else {
             return Ok(self.size);
@@ -129,7 +129,12 @@ impl Store {
     /// upload file while the blob still arrives (recorded or not). `background`: a copy
     /// nobody waits for, which yields to the blobs this node receives.
     pub async fn peer_file(&self, d: &Digest, offset: u64, background: bool) -> Result<PeerFile> {
-        let (file, size, growth) = match self.arriving(d).map(|a| (File::open(&a.path), a)) {
+        let (file, size, growth) = match self
+            .inner
+            .growing
+            .arriving(d)
+            .map(|a| (File::open(&a.path), a))
+        {
             Some((Ok(file), a)) => (file, a.size, Some(a.growth)),
             // Not arriving, or installed meanwhile: the blob file.
             None => self.whole_blob_file(d).await?,
@@ -148,7 +153,10 @@ impl Store {
             file: Arc::new(file),
             size,
             growth,
-            pace: background.then(|| self.clone()),
+            pace: background.then(|| Receiving {
+                growing: self.inner.growing.clone(),
+                fetches: self.inner.fetches.clone(),
+            }),
         })
     }
 
@@ -174,12 +182,12 @@ impl Store {
     pub fn count_sent(&self, by: PeerSend, n: u64) {
         self.inner.counters.peer_sent.add(&[by.label()], n);
     }
+}
 
-    /// Waits, up to [`YIELD_AT_MOST`], while this node receives a blob someone waits for.
-    pub(crate) async fn pace(&self) {
-        let until = tokio::time::Instant::now() + YIELD_AT_MOST;
-        while self.receiving() && tokio::time::Instant::now() < until {
-            tokio::time::sleep(YIELD_STEP).await;
-        }
+/// Waits, up to [`YIELD_AT_MOST`], while this node receives a blob someone waits for.
+pub(crate) async fn pace(receiving: &Receiving) {
+    let until = tokio::time::Instant::now() + YIELD_AT_MOST;
+    while receiving.now() && tokio::time::Instant::now() < until {
+        tokio::time::sleep(YIELD_STEP).await;
     }
 }
