@@ -13,7 +13,7 @@ impl Store {
     /// Applies one committed entry to the state; returns what follows.
     pub(crate) fn apply_committed(&self, applier: &mut Applier, c: Committed) -> Vec<Applied> {
         let mut state = self.inner.state.write();
-        applier.apply(&mut state, c, |d| self.has_blob_file(d))
+        applier.apply(&mut state, c, |d| self.inner.files.has(d))
     }
 
     /// Tells watchers what an applied entry did (and counts it for `/metrics`).
@@ -25,9 +25,7 @@ impl Store {
     /// Removes the files of blobs a sweep dropped from the state. A crash before they
     /// are gone is completed by reconciliation at the next start.
     pub(crate) async fn remove_files(&self, blobs: Vec<Digest>) -> Result<()> {
-        let files = self.inner.files.clone();
-        crate::files::blocking(move || blobs.iter().try_for_each(|d| files.remove(d))).await?;
-        Ok(())
+        Ok(self.inner.files.remove_all(blobs).await?)
     }
 
     /// Node `id` is reachable at `address` (`None`: no longer a peer).

@@ -60,7 +60,7 @@ impl Store {
                 other => return other,
             }
         }
-        if !self.has_blob_file(d) {
+        if !self.inner.files.has(d) {
             return Err(StoreError::Unavailable(format!(
                 "blob {d} was collected while it was being delivered; send it again"
             )));

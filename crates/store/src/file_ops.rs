@@ -31,7 +31,7 @@ impl Store {
         match op {
             FileOp::Install { src, digest } => {
                 let recorded = self.read(|s| s.blob(&digest).is_some());
-                let keep = recorded && self.has_blob_file(&digest);
+                let keep = recorded && self.inner.files.has(&digest);
                 let d = digest.clone();
                 crate::files::blocking(move || {
                     if keep {

@@ -95,6 +95,28 @@ impl BlobFiles {
             .join(hex)
     }
 
+    /// Whether this node has the file of blob `d`.
+    pub fn has(&self, d: &Digest) -> bool {
+        self.path(d).is_file()
+    }
+
+    /// Opens the file of blob `d`; `None` if there is none. Opened on the caller's
+    /// thread: an open of a blob file is a lookup in a directory the node keeps using,
+    /// cheaper than a hand-off to the blocking pool.
+    pub fn open_blob(&self, d: &Digest) -> io::Result<Option<fs::File>> {
+        match fs::File::open(self.path(d)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the files of `blobs` (each fsynced away) on the blocking pool.
+    pub async fn remove_all(&self, blobs: Vec<Digest>) -> io::Result<()> {
+        let files = self.clone();
+        blocking(move || blobs.iter().try_for_each(|d| files.remove(d))).await
+    }
+
     /// Makes the fsynced, verified file at `src` the blob `d`. Blocking.
     pub fn install(&self, src: &Path, d: &Digest) -> io::Result<()> {
         let dst = self.path(d);

@@ -403,17 +403,11 @@ impl Store {
     }
 
     /// Opens this node's file of blob `d` (`BlobUnknown` if there is none).
-    ///
-    /// Opened on the caller's thread: an open of a blob file is a lookup in a directory
-    /// the node keeps using, cheaper than a hand-off to the blocking pool.
     async fn open_blob_file(&self, d: &Digest) -> Result<std::fs::File> {
-        match std::fs::File::open(self.inner.files.path(d)) {
-            Ok(f) => Ok(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(StoreError::BlobUnknown(d.clone()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.inner
+            .files
+            .open_blob(d)?
+            .ok_or_else(|| StoreError::BlobUnknown(d.clone()))
     }
 
     /// Links blob `d`, already held by the node, into `repo` (cross-repository mount).

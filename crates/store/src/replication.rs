@@ -61,11 +61,6 @@ impl Store {
             .ok_or_else(|| StoreError::Unavailable("the node is not started".into()))
     }
 
-    /// Whether this node has the file of blob `d`.
-    pub fn has_blob_file(&self, d: &Digest) -> bool {
-        self.inner.files.path(d).is_file()
-    }
-
     /// How many committed blobs this node lacks the bytes of. (Forwards to
     /// [`crate::MissingBlobs`] for the callers not yet given it.)
     pub fn blobs_missing(&self) -> usize {
@@ -79,7 +74,7 @@ impl Store {
         self.inner
             .missing
             .rescan(blobs.iter().map(|(d, s)| (d, *s)), |d| {
-                self.has_blob_file(d)
+                self.inner.files.has(d)
             });
     }
 
@@ -101,7 +96,7 @@ impl Store {
     }
 
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
-        if !self.has_blob_file(d) {
+        if !self.inner.files.has(d) {
             let peers = self.inner.leadership.fetch_order(first);
             let mut errors = Vec::new();
             let mut fetched = false;
