@@ -9,6 +9,7 @@
 //! is this one queue's.
 
 use crate::channels::{Job, Ordered};
+use crate::file_ops::FileOps;
 use crate::{Result, Store};
 use site_replica::{Applied, Applier};
 use site_state::{Outcome, StateError};
@@ -18,6 +19,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// The apply task's side of the channel.
 pub(crate) struct Applying {
     store: Store,
+    /// The blob file operations, carried out in their turn.
+    file_ops: FileOps,
     applier: Applier,
     /// Proposals of this node not yet applied, by proposal id.
     waiting: HashMap<u64, oneshot::Sender<Result<Ordered>>>,
@@ -27,9 +30,15 @@ pub(crate) struct Applying {
 
 impl Applying {
     /// The apply side of node `id` over `store`.
-    pub(crate) fn new(store: Store, id: u64, applied_tx: watch::Sender<u64>) -> Applying {
+    pub(crate) fn new(
+        store: Store,
+        file_ops: FileOps,
+        id: u64,
+        applied_tx: watch::Sender<u64>,
+    ) -> Applying {
         Applying {
             store,
+            file_ops,
             applier: Applier::new(id),
             waiting: HashMap::new(),
             applied_tx,
@@ -95,7 +104,7 @@ impl Applying {
             // Its failure is its requester's to report (a full disk fails one delivery;
             // a failing one fails the node, `blob_write_failed`).
             Job::Files(op, reply) => {
-                let _ = reply.send(self.store.carry_out_file_op(op).await);
+                let _ = reply.send(self.file_ops.carry_out(op).await);
             }
         }
         Ok(())

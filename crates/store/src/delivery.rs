@@ -48,11 +48,13 @@ impl Store {
         early: Option<EarlyHold>,
     ) -> Result<()> {
         let committed = self.read(|s| s.blob(d).is_some());
-        self.file_op(FileOp::Install {
-            src,
-            digest: d.clone(),
-        })
-        .await?;
+        self.inner
+            .file_queue
+            .run(FileOp::Install {
+                src,
+                digest: d.clone(),
+            })
+            .await?;
         if committed {
             // The site's copies stand for it, unless a sweep dropped it meanwhile.
             match self.record_blob(d, size, repo, true).await {

@@ -4,18 +4,38 @@
 //! the removal of a stray file are one sequence on each node, and each checks the state
 //! as applied at its place in it. So no lock orders them, and a removal decided from the
 //! state never meets an install of the same digest half-way.
+//!
+//! [`FileQueue`] is how the rest of the node asks for one; [`FileOps`], owned by the
+//! apply task, carries them out.
 
+use crate::applied_state::SiteState;
 use crate::channels::{gone, FileOp, Job};
-use crate::{Result, Store};
-use tokio::sync::oneshot;
+use crate::failure::Failure;
+use crate::fetches::Fetches;
+use crate::files::BlobFiles;
+use crate::verify::ReadChecks;
+use crate::Result;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
-impl Store {
+/// The way to the apply task's queue. Cheap to clone; clones share it.
+#[derive(Clone, Default)]
+pub(crate) struct FileQueue(Arc<OnceLock<mpsc::WeakUnboundedSender<Job>>>);
+
+impl FileQueue {
+    /// Sends to the apply task's queue `jobs` from now on (weakly: the task ends once
+    /// the driver is gone).
+    pub(crate) fn connect(&self, jobs: &mpsc::UnboundedSender<Job>) {
+        let _ = self.0.set(jobs.downgrade());
+    }
+
     /// Carries out `op` in its turn on the apply task. `Ok(false)`: the state said to
     /// leave the files as they were.
-    pub(crate) async fn file_op(&self, op: FileOp) -> Result<bool> {
+    pub(crate) async fn run(&self, op: FileOp) -> Result<bool> {
         let jobs = self
-            .inner
-            .jobs
+            .0
             .get()
             .and_then(|weak| weak.upgrade())
             .ok_or_else(gone)?;
@@ -24,14 +44,28 @@ impl Store {
         drop(jobs);
         answer.await.map_err(|_| gone())?
     }
+}
 
+/// What carries out the file operations on the apply task: the blob files, and what it
+/// checks before it touches them.
+#[derive(Clone)]
+pub(crate) struct FileOps {
+    pub(crate) files: BlobFiles,
+    pub(crate) state: SiteState,
+    pub(crate) fetches: Fetches,
+    pub(crate) read_checks: Arc<ReadChecks>,
+    pub(crate) failure: Failure,
+    pub(crate) upload_ttl: Duration,
+}
+
+impl FileOps {
     /// `op`, now: called by the apply task only.
-    pub(crate) async fn carry_out_file_op(&self, op: FileOp) -> Result<bool> {
-        let files = self.inner.files.clone();
+    pub(crate) async fn carry_out(&self, op: FileOp) -> Result<bool> {
+        let files = self.files.clone();
         match op {
             FileOp::Install { src, digest } => {
-                let recorded = self.read(|s| s.blob(&digest).is_some());
-                let keep = recorded && self.inner.files.has(&digest);
+                let recorded = self.state.read(|s| s.blob(&digest).is_some());
+                let keep = recorded && self.files.has(&digest);
                 let d = digest.clone();
                 crate::files::blocking(move || {
                     if keep {
@@ -41,19 +75,19 @@ impl Store {
                     }
                 })
                 .await
-                .map_err(|e| self.inner.failure.blob_write_failed(e))?;
+                .map_err(|e| self.failure.blob_write_failed(e))?;
                 if !keep {
                     // Verified before it was renamed into place.
-                    self.inner.read_checks.passed(&digest);
+                    self.read_checks.passed(&digest);
                 }
                 Ok(!keep)
             }
             FileOp::Stray(digest) => {
                 // A delivery may have installed a fresh copy since the stray was found.
-                let young = !self.idle_past_ttl(0, &files.path(&digest));
+                let young = !idle_past(self.upload_ttl, 0, &files.path(&digest));
                 if young
-                    || self.read(|s| s.blob(&digest).is_some())
-                    || self.inner.fetches.fetching(&digest)
+                    || self.state.read(|s| s.blob(&digest).is_some())
+                    || self.fetches.fetching(&digest)
                 {
                     return Ok(false);
                 }
@@ -61,13 +95,26 @@ impl Store {
                 Ok(true)
             }
             FileOp::Corrupt(digest) => {
-                if self.read(|s| s.blob(&digest).is_none()) {
+                if self.state.read(|s| s.blob(&digest).is_none()) {
                     return Ok(false);
                 }
-                self.inner.read_checks.forget(&digest);
+                self.read_checks.forget(&digest);
                 crate::files::blocking(move || files.remove(&digest)).await?;
                 Ok(true)
             }
         }
     }
+}
+
+/// Whether an upload started at `started` (seconds since the Unix epoch) with its bytes
+/// in `path` has been idle for longer than `ttl` (to the millisecond: the file's last
+/// write counts).
+pub(crate) fn idle_past(ttl: Duration, started: u64, path: &Path) -> bool {
+    let written = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    let idle = crate::now_ms().saturating_sub(started.saturating_mul(1000).max(written));
+    u128::from(idle) > ttl.as_millis()
 }

@@ -124,8 +124,8 @@ struct Inner {
     /// One membership change at a time from this node.
     members: tokio::sync::Mutex<()>,
     /// The apply task's queue, where blob file installs and removals take their turn
-    /// (`file_ops.rs`); weak, so that the task ends once the driver is gone.
-    jobs: std::sync::OnceLock<mpsc::WeakUnboundedSender<channels::Job>>,
+    /// (`file_ops.rs`).
+    file_queue: file_ops::FileQueue,
     /// Proposals to the Raft driver.
     proposals: mpsc::UnboundedSender<channels::Proposal>,
     /// Where this node's Raft stands, as the driver last saw it; waiters wake when it
@@ -154,7 +154,7 @@ struct Inner {
     /// Counts for `/metrics` (`metrics.rs`).
     counters: metrics::NodeCounters,
     /// Which reads of blob files are hashed (`verify.rs`).
-    read_checks: verify::ReadChecks,
+    read_checks: Arc<verify::ReadChecks>,
     /// The log's clock on this node (`site_clock.rs`).
     clock: Arc<SiteClock>,
 }
@@ -228,8 +228,13 @@ impl Store {
         });
         let applied = *driver_side.applied.borrow();
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-        let _ = store.inner.jobs.set(jobs.downgrade());
-        let applying = applying::Applying::new(store.clone(), raft.id, driver_side.applied);
+        store.inner.file_queue.connect(&jobs);
+        let applying = applying::Applying::new(
+            store.clone(),
+            store.file_ops(),
+            raft.id,
+            driver_side.applied,
+        );
         let driver = raft_driver::Driver::new(store.clone(), raft, transport, applied, jobs)?;
         // The voters and the leader are known before anything is served (a write's
         // majority hold counts the voters).
@@ -296,14 +301,14 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
-                read_checks: verify::ReadChecks::new(config.verify_reads),
+                read_checks: Arc::new(verify::ReadChecks::new(config.verify_reads)),
                 config,
                 db,
                 uploads_tree,
                 files,
                 state: SiteState::new(state, applied_rx),
                 members: tokio::sync::Mutex::new(()),
-                jobs: std::sync::OnceLock::new(),
+                file_queue: Default::default(),
                 proposals,
                 inputs,
                 cluster: std::sync::OnceLock::new(),
@@ -329,6 +334,19 @@ impl Store {
                 applied: applied_tx,
             },
         ))
+    }
+
+    /// What carries out the blob file operations on the apply task.
+    fn file_ops(&self) -> file_ops::FileOps {
+        let i = &self.inner;
+        file_ops::FileOps {
+            files: i.files.clone(),
+            state: i.state.clone(),
+            fetches: i.fetches.clone(),
+            read_checks: i.read_checks.clone(),
+            failure: i.failure.clone(),
+            upload_ttl: i.config.upload_ttl,
+        }
     }
 
     /// The Raft log of the site's group, in this store's sled.

@@ -194,11 +194,13 @@ impl Store {
                     actual,
                 });
             }
-            self.file_op(FileOp::Install {
-                src: tmp.clone(),
-                digest: d.clone(),
-            })
-            .await?;
+            self.inner
+                .file_queue
+                .run(FileOp::Install {
+                    src: tmp.clone(),
+                    digest: d.clone(),
+                })
+                .await?;
             Ok(())
         }
         .await;
@@ -221,7 +223,7 @@ impl Store {
                 continue;
             }
             // Checked again in its turn among installs and applies.
-            if self.file_op(FileOp::Stray(d.clone())).await? {
+            if self.inner.file_queue.run(FileOp::Stray(d.clone())).await? {
                 tracing::info!(blob = %d, "removed a blob file the site never recorded");
                 removed += 1;
             }

@@ -80,7 +80,12 @@ impl Store {
         }
         // In its turn among installs and applies: removed only if the blob is still
         // recorded (a sweep may have removed it meanwhile).
-        if !self.file_op(FileOp::Corrupt(d.clone())).await? {
+        if !self
+            .inner
+            .file_queue
+            .run(FileOp::Corrupt(d.clone()))
+            .await?
+        {
             return Ok(None);
         }
         tracing::error!(blob = %d, %actual, "a blob file no longer matches its digest: removed; fetching a verified copy");

@@ -6,7 +6,7 @@
 //! exactly where it stood before the request.
 
 use crate::keyspace::UploadRecord;
-use crate::{now_ms, now_secs, Result, Store, StoreError};
+use crate::{now_secs, Result, Store, StoreError};
 use bytes::Bytes;
 use site_core::{Algorithm, Digest, DigestHasher, Repository};
 use std::collections::HashMap;
@@ -291,17 +291,10 @@ impl Store {
         Ok(dropped)
     }
 
-    /// Whether an upload started at `started` (seconds since the Unix epoch) with its
-    /// bytes in `path` has been idle for longer than the upload TTL (to the millisecond:
-    /// the file's last write counts).
+    /// Whether an upload started at `started` with its bytes in `path` has been idle
+    /// for longer than the upload TTL (see [`crate::file_ops::idle_past`]).
     pub(crate) fn idle_past_ttl(&self, started: u64, path: &Path) -> bool {
-        let written = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64);
-        let idle = now_ms().saturating_sub(started.saturating_mul(1000).max(written));
-        u128::from(idle) > self.inner.config.upload_ttl.as_millis()
+        crate::file_ops::idle_past(self.inner.config.upload_ttl, started, path)
     }
 
     fn check_session(&self, repo: &Repository, id: &str) -> Result<()> {
