@@ -30,9 +30,7 @@ impl Store {
 
     /// Node `id` is reachable at `address` (`None`: no longer a peer).
     pub(crate) fn set_peer(&self, id: u64, address: Option<&str>) {
-        if let Some(c) = self.inner.cluster.get() {
-            c.transport.set_peer(id, address);
-        }
+        self.inner.cluster.transport.set_peer(id, address);
     }
 
     /// Replaces the state machine with a snapshot's.

@@ -133,8 +133,8 @@ struct Inner {
     leadership: Leadership,
     /// Messages from peers to the Raft driver.
     inputs: mpsc::UnboundedSender<channels::Input>,
-    /// This node's id and the way to the other nodes (set when the driver starts).
-    cluster: std::sync::OnceLock<replication::Cluster>,
+    /// This node's id and the way to the other nodes.
+    cluster: replication::Cluster,
     /// The replicator's own state (`replication.rs`).
     replication: replication::Replication,
     /// Committed blobs whose file this node lacks (`missing_blobs.rs`).
@@ -212,20 +212,19 @@ impl Store {
         transport: Arc<dyn Transport>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Store, tokio::task::JoinHandle<()>)> {
-        let voters = raft.voters.clone();
-        let id = raft.id;
-        let (store, driver_side) =
-            tokio::task::spawn_blocking(move || Store::open(config, id, &voters))
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))??;
-        let commit = store.inner.raft.hard_state().commit;
         let alone = raft.voters == [raft.id];
-        let _ = store.inner.cluster.set(replication::Cluster {
+        let cluster = replication::Cluster {
             id: raft.id,
             alone,
             transport: transport.clone(),
             shutdown: shutdown.clone(),
-        });
+        };
+        let voters = raft.voters.clone();
+        let (store, driver_side) =
+            tokio::task::spawn_blocking(move || Store::open(config, cluster, &voters))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let commit = store.inner.raft.hard_state().commit;
         let applied = *driver_side.applied.borrow();
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
         store.inner.file_queue.connect(&jobs);
@@ -244,10 +243,10 @@ impl Store {
         let (reconciled, mut files_ready) = watch::channel(false);
         let replication = store.clone().run_replication(shutdown.clone());
         let scrub = store.clone().run_scrub(shutdown.clone());
-        let publisher = store.clone();
+        let events = store.inner.events.clone();
         let clock = store.inner.clock.clone().watch(
-            id,
-            move |event| publisher.publish(event),
+            store.inner.cluster.id,
+            move |event| events.publish(event),
             shutdown.clone(),
         );
         let background = async move {
@@ -277,7 +276,12 @@ impl Store {
 
     /// Opens the store (a new one founded with `voters`) and loads the state machine from
     /// the last snapshot; returns the driver's ends of the store's channels. Blocking.
-    fn open(config: StoreConfig, id: u64, voters: &[u64]) -> Result<(Store, DriverSide)> {
+    fn open(
+        config: StoreConfig,
+        cluster: replication::Cluster,
+        voters: &[u64],
+    ) -> Result<(Store, DriverSide)> {
+        let id = cluster.id;
         files::create_dir_durable(&config.data_dir)?;
         let db = open_db(&config.data_dir.join("meta"))?;
         let raft = raft_log::RaftLog::open(&db)?;
@@ -311,7 +315,7 @@ impl Store {
                 file_queue: Default::default(),
                 proposals,
                 inputs,
-                cluster: std::sync::OnceLock::new(),
+                cluster,
                 replication: Default::default(),
                 missing: Default::default(),
                 fetches: Default::default(),

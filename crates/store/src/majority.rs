@@ -20,7 +20,7 @@ impl Store {
     /// acknowledgement.
     pub(crate) async fn hold_on_majority(&self, d: &Digest, size: u64) -> Result<()> {
         let status = self.raft_status();
-        let cluster = self.cluster()?;
+        let cluster = self.cluster();
         let mut hold = Hold::new(
             cluster.id,
             &status.voters,

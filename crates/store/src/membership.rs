@@ -27,7 +27,7 @@ impl Store {
                 )));
             }
         }
-        if self.inner.cluster.get().is_some_and(|c| c.alone) {
+        if self.inner.cluster.alone {
             return Err(StoreError::Refused(site_state::StateError::Invalid(
                 "this node runs alone (no [cluster] peers, no cluster listener): a site that grows is started with [cluster] peers".into(),
             )));
@@ -40,9 +40,7 @@ impl Store {
     /// Gives the transport the address of every node the state records (after a restart
     /// or a snapshot).
     pub(crate) fn sync_peers(&self) {
-        let Some(c) = self.inner.cluster.get() else {
-            return;
-        };
+        let c = &self.inner.cluster;
         let nodes: Vec<(u64, String)> =
             self.read(|s| s.nodes().map(|(id, a)| (id, a.to_owned())).collect());
         for (id, address) in nodes {
@@ -86,9 +84,7 @@ impl Store {
     /// all at once).
     pub async fn site_nodes(&self) -> Vec<NodeView> {
         let voters = self.raft_status().voters;
-        let Some(cluster) = self.inner.cluster.get() else {
-            return Vec::new();
-        };
+        let cluster = &self.inner.cluster;
         let addresses: std::collections::HashMap<u64, String> =
             cluster.transport.peers().into_iter().collect();
         let asks = voters.iter().map(|&id| {

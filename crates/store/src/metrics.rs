@@ -49,7 +49,7 @@ impl Source for NodeMetrics {
     fn expose(&self, out: &mut Exposition) {
         let store = &self.0;
         let raft = store.raft_status();
-        let id = store.inner.cluster.get().map_or(0, |c| c.id);
+        let id = store.inner.cluster.id;
         let gauge = |out: &mut Exposition, name: &str, help: &str, v: f64| {
             out.single(name, help, Kind::Gauge, v);
         };

@@ -57,7 +57,7 @@ impl Store {
         match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
             Ok(Ok(Err(StoreError::LeaderMoving(to)))) => {
                 // Wait (bounded) for the move; the caller forwards to the new leader.
-                let me = self.cluster()?.id;
+                let me = self.cluster().id;
                 let mut status = self.inner.leadership.subscribe();
                 let moved = status.wait_for(|s| s.leader != me);
                 let _ = tokio::time::timeout(LEADER_MOVE_TIMEOUT, moved).await;
@@ -82,7 +82,7 @@ impl Store {
     /// Has the leader order `ask`, then waits until this node has applied as far, so
     /// that what the caller reads next includes the change.
     async fn forward(&self, leader: u64, ask: &site_replica::Ask) -> Result<Ordered> {
-        let cluster = self.cluster()?;
+        let cluster = self.cluster();
         let mut to = leader;
         let answer = loop {
             let call =
@@ -124,7 +124,7 @@ impl Store {
     /// stamped by the leader's driver: the log has one clock (GC's grace periods count
     /// on it).
     pub async fn order_forwarded(&self, ask: site_replica::Ask) -> Result<Ordered> {
-        let me = self.cluster()?.id;
+        let me = self.cluster().id;
         match self.order(ask.clone()).await {
             // This node was asked to remove itself: the new leader orders it.
             Err(StoreError::NotLeader(leader)) if leader != 0 && leader != me => {

@@ -117,7 +117,7 @@ impl Store {
             return Err(StoreError::BlobUnknown(d.clone()));
         };
         self.inner.missing.note(d, size);
-        let transport = self.cluster()?.transport.clone();
+        let transport = self.cluster().transport.clone();
         let mut errors = Vec::new();
         for peer in self.inner.leadership.fetch_order(None) {
             match open_fetch(transport.as_ref(), peer, d, start, false).await {

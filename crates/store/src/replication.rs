@@ -54,11 +54,8 @@ pub(crate) struct Replication {
 }
 
 impl Store {
-    pub(crate) fn cluster(&self) -> Result<&Cluster> {
-        self.inner
-            .cluster
-            .get()
-            .ok_or_else(|| StoreError::Unavailable("the node is not started".into()))
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
     }
 
     /// How many committed blobs this node lacks the bytes of. (Forwards to
@@ -108,7 +105,7 @@ impl Store {
                         if self.inner.missing.found(d) {
                             self.publish(Event::BlobRepaired {
                                 digest: d.clone(),
-                                node: self.cluster()?.id,
+                                node: self.cluster().id,
                                 from: peer,
                             });
                         }
@@ -139,7 +136,7 @@ impl Store {
     /// Copies blob `d` from `peer`: streamed to a temporary file, fsynced, verified,
     /// installed.
     async fn fetch_from(&self, peer: u64, d: &Digest, size: u64, background: bool) -> Result<()> {
-        let cluster = self.cluster()?;
+        let cluster = self.cluster();
         let mut shutdown = cluster.shutdown.clone();
         let mut stream = open_fetch(cluster.transport.as_ref(), peer, d, 0, background).await?;
         let n = self

@@ -93,7 +93,7 @@ impl Store {
         self.inner.counters.scrub_corrupt.inc();
         self.publish(Event::BlobCorrupt {
             digest: d.clone(),
-            node: self.cluster()?.id,
+            node: self.cluster().id,
             actual,
         });
         Ok(Some(false))
