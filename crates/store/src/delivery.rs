@@ -90,13 +90,15 @@ impl Store {
         repo: Option<&Repository>,
         recorded: bool,
     ) -> Result<()> {
-        self.execute(Command::AddBlob {
-            repo: repo.cloned(),
-            digest: d.clone(),
-            size,
-            recorded,
-        })
-        .await?;
+        self.inner
+            .orderer
+            .execute(Command::AddBlob {
+                repo: repo.cloned(),
+                digest: d.clone(),
+                size,
+                recorded,
+            })
+            .await?;
         Ok(())
     }
 

@@ -38,7 +38,7 @@ mod manifests;
 pub mod membership;
 mod metrics;
 mod missing_blobs;
-mod ordering;
+pub mod ordering;
 mod peer_file;
 mod pulls;
 pub mod raft_driver;
@@ -68,6 +68,7 @@ pub use manifests::{ManifestRef, StoredManifest};
 pub use membership::NodeView;
 pub use metrics::NodeMetrics;
 pub use missing_blobs::MissingBlobs;
+pub use ordering::Orderer;
 pub use peer_file::{PeerFile, PeerSend};
 pub use raft_driver::{RaftSettings, RaftStatus};
 pub use reads::{BlobBytes, FileRegion};
@@ -81,7 +82,7 @@ pub use verify::VerifyReads;
 
 use files::BlobFiles;
 use site_core::{Digest, Repository};
-use site_state::{Command, Event, State};
+use site_state::{Command, Event, Outcome, State};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -126,8 +127,8 @@ struct Inner {
     /// The apply task's queue, where blob file installs and removals take their turn
     /// (`file_ops.rs`).
     file_queue: file_ops::FileQueue,
-    /// Proposals to the Raft driver.
-    proposals: mpsc::UnboundedSender<channels::Proposal>,
+    /// The way into the site's log (`ordering.rs`).
+    orderer: Orderer,
     /// Where this node's Raft stands, as the driver last saw it; waiters wake when it
     /// changes (a lost leader, a silent peer) (`leadership.rs`).
     leadership: Leadership,
@@ -302,6 +303,16 @@ impl Store {
         let (applied_tx, applied_rx) = watch::channel(applied);
         let events = Events::default();
         let failure = Failure::new(id, events.clone());
+        let state = SiteState::new(state, applied_rx);
+        let leadership = Leadership::new(id, voters == [id], failure.clone());
+        let orderer = Orderer::new(
+            proposals,
+            leadership.clone(),
+            state.clone(),
+            failure.clone(),
+            clock.clone(),
+            cluster.transport.clone(),
+        );
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
@@ -310,17 +321,17 @@ impl Store {
                 db,
                 uploads_tree,
                 files,
-                state: SiteState::new(state, applied_rx),
+                state,
                 members: tokio::sync::Mutex::new(()),
                 file_queue: Default::default(),
-                proposals,
+                orderer,
                 inputs,
                 cluster,
                 replication: Default::default(),
                 missing: Default::default(),
                 fetches: Default::default(),
                 growing: Default::default(),
-                leadership: Leadership::new(id, voters == [id], failure.clone()),
+                leadership,
                 failure,
                 events,
                 pulled: Mutex::new(HashSet::new()),
@@ -392,6 +403,24 @@ impl Store {
         self.inner.failure.failed().await
     }
 
+    /// Orders `cmd` through the site's log (see [`Orderer::execute`]). (Forwards for the
+    /// callers not yet given the [`Orderer`].)
+    pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
+        self.inner.orderer.execute(cmd).await
+    }
+
+    /// Orders a follower's forwarded change (see [`Orderer::order_forwarded`]).
+    /// (Forwards for the callers not yet given the [`Orderer`].)
+    pub async fn order_forwarded(&self, ask: Ask) -> Result<Ordered> {
+        self.inner.orderer.order_forwarded(ask).await
+    }
+
+    /// Whether this node can take writes now (see [`Leadership::writable`]). (Forwards
+    /// for the callers not yet given the [`Leadership`].)
+    pub fn writable(&self) -> Result<()> {
+        self.inner.leadership.writable()
+    }
+
     /// The log's time now (milliseconds since the Unix epoch), as this node reads it:
     /// the clock of grace periods, cache TTLs and leases (`site_clock.rs`).
     pub fn log_now(&self) -> u64 {
@@ -443,21 +472,25 @@ impl Store {
         if self.blob_size(from, d).is_err() {
             return Ok(false);
         }
-        self.execute(Command::LinkBlob {
-            repo: repo.clone(),
-            digest: d.clone(),
-        })
-        .await?;
+        self.inner
+            .orderer
+            .execute(Command::LinkBlob {
+                repo: repo.clone(),
+                digest: d.clone(),
+            })
+            .await?;
         Ok(true)
     }
 
     /// Unlinks blob `d` from `repo`. The bytes stay until garbage collection.
     pub async fn delete_blob(&self, repo: &Repository, d: &Digest) -> Result<()> {
-        self.execute(Command::UnlinkBlob {
-            repo: repo.clone(),
-            digest: d.clone(),
-        })
-        .await?;
+        self.inner
+            .orderer
+            .execute(Command::UnlinkBlob {
+                repo: repo.clone(),
+                digest: d.clone(),
+            })
+            .await?;
         Ok(())
     }
 

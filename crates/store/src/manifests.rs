@@ -125,37 +125,43 @@ impl Store {
             ManifestRef::Tag(t) => Some(t.clone()),
             ManifestRef::Digest(_) => None,
         };
-        self.execute(Command::PutManifest {
-            repo: repo.clone(),
-            body,
-            digest: (algorithm != site_core::Algorithm::Sha256).then(|| digest.clone()),
-            content_type: content_type.map(str::to_owned),
-            tag,
-            link_references: via != Via::Push,
-            cached: via == Via::Cache,
-        })
-        .await?;
+        self.inner
+            .orderer
+            .execute(Command::PutManifest {
+                repo: repo.clone(),
+                body,
+                digest: (algorithm != site_core::Algorithm::Sha256).then(|| digest.clone()),
+                content_type: content_type.map(str::to_owned),
+                tag,
+                link_references: via != Via::Push,
+                cached: via == Via::Cache,
+            })
+            .await?;
         Ok((digest, manifest))
     }
 
     /// Deletes manifest `d` from `repo`, with the tags that point at it. The bytes of
     /// what it referenced stay until garbage collection.
     pub async fn delete_manifest(&self, repo: &Repository, d: &Digest) -> Result<()> {
-        self.execute(Command::DeleteManifest {
-            repo: repo.clone(),
-            digest: d.clone(),
-        })
-        .await?;
+        self.inner
+            .orderer
+            .execute(Command::DeleteManifest {
+                repo: repo.clone(),
+                digest: d.clone(),
+            })
+            .await?;
         Ok(())
     }
 
     /// Removes tag `tag` from `repo`.
     pub async fn delete_tag(&self, repo: &Repository, tag: &str) -> Result<()> {
-        self.execute(Command::DeleteTag {
-            repo: repo.clone(),
-            tag: tag.to_owned(),
-        })
-        .await?;
+        self.inner
+            .orderer
+            .execute(Command::DeleteTag {
+                repo: repo.clone(),
+                tag: tag.to_owned(),
+            })
+            .await?;
         Ok(())
     }
 

@@ -33,7 +33,10 @@ impl Store {
             )));
         }
         let _one_at_a_time = self.inner.members.lock().await;
-        self.ask(site_replica::Ask::Members(change)).await?;
+        self.inner
+            .orderer
+            .ask(site_replica::Ask::Members(change))
+            .await?;
         Ok(self.raft_status().voters)
     }
 

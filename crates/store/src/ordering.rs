@@ -5,9 +5,17 @@
 //! a forward or a majority hold in progress gives up as soon as this node loses its
 //! leader.
 
-use crate::{channels, Ordered, Result, Store, StoreError};
+use crate::applied_state::SiteState;
+use crate::channels::{self, Proposal};
+use crate::failure::Failure;
+use crate::leadership::Leadership;
+use crate::site_clock::SiteClock;
+use crate::transport::Transport;
+use crate::{Ordered, Result, StoreError};
 use site_state::{Command, Entry, Outcome};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// How long a leader asked to leave waits for its leadership to move.
 const LEADER_MOVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -15,24 +23,51 @@ const LEADER_MOVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a proposer waits for its change to be committed and applied.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 
-impl Store {
+/// The way into the site's log from this node. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct Orderer {
+    /// Proposals to this node's Raft driver.
+    proposals: mpsc::UnboundedSender<Proposal>,
+    leadership: Leadership,
+    state: SiteState,
+    failure: Failure,
+    clock: Arc<SiteClock>,
+    /// The way to the leader, when it is another node.
+    transport: Arc<dyn Transport>,
+}
+
+impl Orderer {
+    /// The way into the log through `proposals` (the driver's), forwarding through
+    /// `transport` to a leader elsewhere.
+    pub(crate) fn new(
+        proposals: mpsc::UnboundedSender<Proposal>,
+        leadership: Leadership,
+        state: SiteState,
+        failure: Failure,
+        clock: Arc<SiteClock>,
+        transport: Arc<dyn Transport>,
+    ) -> Orderer {
+        Orderer {
+            proposals,
+            leadership,
+            state,
+            failure,
+            clock,
+            transport,
+        }
+    }
+
     /// Orders `cmd` through the log (through the leader if this node is not it; the
     /// leader stamps it with the log's time) and returns its outcome once it is committed
     /// and applied here. A refused command leaves the state as it was.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
-        let now = self.log_now();
+        let now = self.clock.now();
         self.ask(site_replica::Ask::Command(Entry { now, cmd }))
             .await
     }
 
-    /// Whether this node can take writes now (see [`crate::Leadership::writable`]).
-    /// (Forwards for the callers not yet given the [`crate::Leadership`].)
-    pub fn writable(&self) -> Result<()> {
-        self.inner.leadership.writable()
-    }
-
     /// Orders `ask` through the log, through the leader if this node is not it.
-    pub(crate) async fn ask(&self, ask: site_replica::Ask) -> Result<Outcome> {
+    pub async fn ask(&self, ask: site_replica::Ask) -> Result<Outcome> {
         let (result, _) = match self.order(ask.clone()).await {
             Err(StoreError::NotLeader(0)) => {
                 return Err(StoreError::NoQuorum(
@@ -48,20 +83,19 @@ impl Store {
     /// Orders `ask` through this node's driver (which refuses with `NotLeader` unless
     /// this node leads) and waits until it is applied here.
     async fn order(&self, ask: site_replica::Ask) -> Result<Ordered> {
-        self.inner.failure.intact()?;
+        self.failure.intact()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.inner
-            .proposals
+        self.proposals
             .send(channels::Proposal { ask, reply })
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))?;
         match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
             Ok(Ok(Err(StoreError::LeaderMoving(to)))) => {
                 // Wait (bounded) for the move; the caller forwards to the new leader.
-                let me = self.cluster().id;
-                let mut status = self.inner.leadership.subscribe();
+                let me = self.leadership.id();
+                let mut status = self.leadership.subscribe();
                 let moved = status.wait_for(|s| s.leader != me);
                 let _ = tokio::time::timeout(LEADER_MOVE_TIMEOUT, moved).await;
-                match self.raft_status().leader {
+                match self.leadership.get().leader {
                     leader if leader == me => Err(StoreError::Unavailable(format!(
                         "leadership did not move to node {to} in time: try again"
                     ))),
@@ -82,23 +116,23 @@ impl Store {
     /// Has the leader order `ask`, then waits until this node has applied as far, so
     /// that what the caller reads next includes the change.
     async fn forward(&self, leader: u64, ask: &site_replica::Ask) -> Result<Ordered> {
-        let cluster = self.cluster();
+        let me = self.leadership.id();
         let mut to = leader;
         let answer = loop {
             let call =
-                tokio::time::timeout(COMMIT_TIMEOUT, cluster.transport.forward(to, ask.clone()));
+                tokio::time::timeout(COMMIT_TIMEOUT, self.transport.forward(to, ask.clone()));
             let answer = tokio::select! {
                 answer = call => answer.map_err(|_| {
                     StoreError::Unavailable(format!("leader {to} did not answer in time"))
                 })?,
                 // The leader went out of reach: no use waiting for its answer.
-                cut_off = self.inner.leadership.cut_off() => return Err(cut_off),
+                cut_off = self.leadership.cut_off() => return Err(cut_off),
             };
             match answer {
                 // Leadership moved on since this node last heard: one more hop, to the
                 // node the old leader names.
                 Err(StoreError::NotLeader(next))
-                    if to == leader && next != 0 && next != to && next != cluster.id =>
+                    if to == leader && next != 0 && next != to && next != me =>
                 {
                     to = next
                 }
@@ -112,10 +146,7 @@ impl Store {
                 other => break other?,
             }
         };
-        self.inner
-            .state
-            .wait_applied(answer.1, COMMIT_TIMEOUT)
-            .await?;
+        self.state.wait_applied(answer.1, COMMIT_TIMEOUT).await?;
         Ok(answer)
     }
 
@@ -124,7 +155,7 @@ impl Store {
     /// stamped by the leader's driver: the log has one clock (GC's grace periods count
     /// on it).
     pub async fn order_forwarded(&self, ask: site_replica::Ask) -> Result<Ordered> {
-        let me = self.cluster().id;
+        let me = self.leadership.id();
         match self.order(ask.clone()).await {
             // This node was asked to remove itself: the new leader orders it.
             Err(StoreError::NotLeader(leader)) if leader != 0 && leader != me => {

@@ -26,7 +26,10 @@ impl Store {
             return Ok(0);
         }
         let n = digests.len();
-        self.execute(Command::Touch { digests }).await?;
+        self.inner
+            .orderer
+            .execute(Command::Touch { digests })
+            .await?;
         Ok(n)
     }
 }

@@ -95,7 +95,10 @@ impl Store {
             self.inner.files.remove(d)?;
         }
         if alone {
-            self.execute(Command::ForgetBlobs { digests: lost }).await?;
+            self.inner
+                .orderer
+                .execute(Command::ForgetBlobs { digests: lost })
+                .await?;
         } else {
             for d in &lost {
                 if let Some(size) = self.read(|s| s.blob(d).map(|b| b.size)) {

@@ -12,7 +12,7 @@ impl Store {
     /// Runs one sweep at the log's time (stamped by the leader): see
     /// [`site_state::Command::Sweep`].
     pub async fn sweep(&self, rules: &SweepRules) -> Result<SweepReport> {
-        let outcome = self.execute(Command::sweep(rules)).await?;
+        let outcome = self.inner.orderer.execute(Command::sweep(rules)).await?;
         let report = outcome.sweep.expect("a sweep reports");
         tracing::info!(
             manifests = report.manifests.len(),
