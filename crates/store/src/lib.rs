@@ -235,7 +235,14 @@ impl Store {
             raft.id,
             driver_side.applied,
         );
-        let driver = raft_driver::Driver::new(store.clone(), raft, transport, applied, jobs)?;
+        let node = raft_driver::NodeSide {
+            leadership: store.inner.leadership.clone(),
+            failure: store.inner.failure.clone(),
+            clock: store.inner.clock.clone(),
+            events: store.inner.events.clone(),
+        };
+        let log = store.raft_log();
+        let driver = raft_driver::Driver::new(node, log, raft, transport, applied, jobs)?;
         // The voters and the leader are known before anything is served (a write's
         // majority hold counts the voters).
         driver.publish_status();

@@ -10,9 +10,13 @@
 //! A single node is a group of one: the same path, with no peers to send to.
 
 use crate::channels::{gone, Input, Job, Proposal};
+use crate::events::Events;
+use crate::failure::Failure;
+use crate::leadership::Leadership;
 use crate::raft_log::RaftLog;
+use crate::site_clock::SiteClock;
 use crate::transport::Transport;
-use crate::{Result, Store, StoreError};
+use crate::{Result, StoreError};
 use protobuf::Message as _;
 use site_replica::{Ask, Committed, Effect, Engine, LogEffect, Refusal};
 use site_state::Outcome;
@@ -48,10 +52,20 @@ impl RaftSettings {
 /// Where this node's Raft stands.
 pub type RaftStatus = site_replica::Status;
 
+/// The parts of the node the driver reaches: where it publishes its status, the failure
+/// it raises or stops on, the log's clock it stamps and carries on, the events it tells.
+pub(crate) struct NodeSide {
+    pub(crate) leadership: Leadership,
+    pub(crate) failure: Failure,
+    pub(crate) clock: std::sync::Arc<SiteClock>,
+    pub(crate) events: Events,
+}
+
 pub(crate) struct Driver {
     engine: Engine<RaftLog>,
     log: RaftLog,
-    store: Store,
+    /// What the driver tells the rest of the node, and reads from it.
+    node: NodeSide,
     transport: std::sync::Arc<dyn Transport>,
     tick: Duration,
     /// The apply task's queue (`applying.rs`).
@@ -67,13 +81,13 @@ impl Driver {
     /// A driver over `store`'s Raft log; `applied` is the index the loaded state holds,
     /// `jobs` the apply task's queue.
     pub(crate) fn new(
-        store: Store,
+        node: NodeSide,
+        log: RaftLog,
         settings: RaftSettings,
         transport: std::sync::Arc<dyn Transport>,
         applied: u64,
         jobs: mpsc::UnboundedSender<Job>,
     ) -> Result<Driver> {
-        let log = store.raft_log();
         let core = site_replica::Settings {
             id: settings.id,
             election_ticks: 10,
@@ -93,7 +107,7 @@ impl Driver {
         Ok(Driver {
             engine,
             log,
-            store,
+            node,
             transport,
             tick: settings.tick,
             jobs,
@@ -117,12 +131,11 @@ impl Driver {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A failure elsewhere (the apply task, the blob directory) stops the driver too:
         // a failed node neither takes writes nor votes.
-        let mut failure = self.store.inner.failure.subscribe();
+        let mut failure = self.node.failure.subscribe();
         loop {
             if let Err(e) = self.on_ready().await {
                 return self
-                    .store
-                    .inner
+                    .node
                     .failure
                     .fail(format!("cannot persist or apply the site's log: {e}"));
             }
@@ -157,8 +170,7 @@ impl Driver {
             };
             if let Err(e) = done {
                 return self
-                    .store
-                    .inner
+                    .node
                     .failure
                     .fail(format!("cannot persist or apply the site's log: {e}"));
             }
@@ -167,7 +179,7 @@ impl Driver {
 
     /// Makes where this node's Raft stands visible to the store.
     pub(crate) fn publish_status(&self) {
-        self.store.inner.leadership.publish(self.engine.status());
+        self.node.leadership.publish(self.engine.status());
     }
 
     fn propose(&mut self, mut p: Proposal) {
@@ -180,7 +192,7 @@ impl Driver {
                 if !self.engine.settled() {
                     return self.held.push(p);
                 }
-                entry.now = self.store.inner.clock.stamp();
+                entry.now = self.node.clock.stamp();
             }
         }
         match self.engine.propose(&p.ask) {
@@ -272,11 +284,11 @@ impl Driver {
                     // Here, not on the apply task: this node's clock is carried on
                     // before it may stamp again ([`Engine::settled`]).
                     if let Committed::Command { entry: Ok(e), .. } = &committed {
-                        self.store.inner.clock.observe(e.now);
+                        self.node.clock.observe(e.now);
                     }
                     self.queue(Job::Apply(committed))?
                 }
-                Effect::Publish(event) => self.store.publish(event),
+                Effect::Publish(event) => self.node.events.publish(event),
             }
         }
         Ok(())
@@ -300,7 +312,7 @@ impl Driver {
                 self.log.install_snapshot(&snapshot).await?;
                 // Before this node may stamp again (the apply task loads it later).
                 let time = site_state::State::time_of(&snapshot.data);
-                self.store.inner.clock.observe(time);
+                self.node.clock.observe(time);
                 let index = snapshot.get_metadata().index;
                 self.queue(Job::Install {
                     data: snapshot.data.to_vec(),
