@@ -1,26 +1,47 @@
 //! The apply side on its own task. The Raft driver hands it, in log order over one
 //! channel, the committed entries to apply, the snapshots to install or take (the state
 //! at a snapshot's index goes back to the driver, which writes it) and the proposers
-//! waiting for an answer; it changes the state machine, carries out what follows on this
-//! node ([`Applied`]: a sweep's blob files removed and fsynced, fetches noted, peers
-//! set, events published) and answers; and it installs and removes blob files for the rest
-//! of the node in their turn (`file_ops.rs`). So file removals never hold up the
-//! driver's ticks, heartbeats and votes, and the order of applies, installs and removals
-//! is this one queue's.
+//! waiting for an answer; it changes the state machine (the core's [`Applier`]), carries
+//! out what follows on this node ([`Applied`]: a sweep's blob files removed and fsynced,
+//! fetches noted, peers set, events published) and answers; and it installs and removes
+//! blob files for the rest of the node in their turn (`file_ops.rs`). So file removals
+//! never hold up the driver's ticks, heartbeats and votes, and the order of applies,
+//! installs and removals is this one queue's.
 
-use crate::channels::{Job, Ordered};
+use crate::channels::{Input, Job, Ordered};
+use crate::events::Events;
 use crate::file_ops::FileOps;
-use crate::{Result, Store};
-use site_replica::{Applied, Applier};
-use site_state::{Outcome, StateError};
+use crate::metrics::NodeCounters;
+use crate::missing_blobs::MissingBlobs;
+use crate::site_clock::SiteClock;
+use crate::transport::Transport;
+use crate::Result;
+use site_replica::{Applied, Applier, Committed};
+use site_state::{Event, Outcome, State, StateError};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// The parts of the node the apply task reaches.
+pub(crate) struct ApplySide {
+    /// The blob file operations (with the applied state and the blob files).
+    pub(crate) file_ops: FileOps,
+    pub(crate) missing: MissingBlobs,
+    /// Where the addresses of nodes added at run time go.
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) events: Events,
+    /// Counts of what applied entries did, for `/metrics`.
+    pub(crate) counters: Arc<NodeCounters>,
+    /// The log's clock, carried on from a snapshot's time.
+    pub(crate) clock: Arc<SiteClock>,
+    /// The driver, which writes the snapshots.
+    pub(crate) driver: mpsc::UnboundedSender<Input>,
+}
 
 /// The apply task's side of the channel.
 pub(crate) struct Applying {
-    store: Store,
-    /// The blob file operations, carried out in their turn.
-    file_ops: FileOps,
+    me: u64,
+    node: ApplySide,
     applier: Applier,
     /// Proposals of this node not yet applied, by proposal id.
     waiting: HashMap<u64, oneshot::Sender<Result<Ordered>>>,
@@ -29,16 +50,11 @@ pub(crate) struct Applying {
 }
 
 impl Applying {
-    /// The apply side of node `id` over `store`.
-    pub(crate) fn new(
-        store: Store,
-        file_ops: FileOps,
-        id: u64,
-        applied_tx: watch::Sender<u64>,
-    ) -> Applying {
+    /// The apply side of node `id` over `node`'s parts.
+    pub(crate) fn new(id: u64, node: ApplySide, applied_tx: watch::Sender<u64>) -> Applying {
         Applying {
-            store,
-            file_ops,
+            me: id,
+            node,
             applier: Applier::new(id),
             waiting: HashMap::new(),
             applied_tx,
@@ -51,8 +67,8 @@ impl Applying {
         while let Some(job) = jobs.recv().await {
             if let Err(e) = self.take(job).await {
                 return self
-                    .store
-                    .inner
+                    .node
+                    .file_ops
                     .failure
                     .fail(format!("cannot apply the site's log: {e}"));
             }
@@ -66,20 +82,24 @@ impl Applying {
             }
             Job::Apply(committed) => {
                 let index = committed.index();
-                let effects = self.store.apply_committed(&mut self.applier, committed);
+                let effects = self.apply(committed);
                 let mut answers = Vec::new();
                 for effect in effects {
                     match effect {
                         Applied::Answer { id, result, index } => answers.push((id, result, index)),
-                        Applied::RemoveFiles(blobs) => self.store.remove_files(blobs).await?,
+                        // A crash before these files are gone is completed by
+                        // reconciliation at the next start.
+                        Applied::RemoveFiles(blobs) => {
+                            self.node.file_ops.files.remove_all(blobs).await?
+                        }
                         Applied::FetchBlob { digest, size } => {
-                            self.store.inner.missing.note(&digest, size)
+                            self.node.missing.note(&digest, size)
                         }
-                        Applied::ForgetBlobs(digests) => self.store.inner.missing.forget(&digests),
+                        Applied::ForgetBlobs(digests) => self.node.missing.forget(&digests),
                         Applied::SetPeer { id, address } => {
-                            self.store.set_peer(id, address.as_deref())
+                            self.node.transport.set_peer(id, address.as_deref())
                         }
-                        Applied::Publish(event) => self.store.announce(event),
+                        Applied::Publish(event) => self.announce(event),
                     }
                 }
                 // Whoever waits for this index finds its effects done (a sweep's files
@@ -90,7 +110,7 @@ impl Applying {
                 }
             }
             Job::Install { data, index } => {
-                self.store.load_snapshot(&data)?;
+                self.load_snapshot(&data)?;
                 let _ = self.applied_tx.send(index);
             }
             Job::Snapshot {
@@ -98,15 +118,50 @@ impl Applying {
                 term,
                 conf_state,
             } => {
-                let data = self.store.state_bytes();
-                self.store.snapshot_taken(index, term, conf_state, data);
+                let data = self.node.file_ops.state.read(encode_state);
+                let _ = self.node.driver.send(Input::Snapshot {
+                    index,
+                    term,
+                    conf_state,
+                    data,
+                });
             }
             // Its failure is its requester's to report (a full disk fails one delivery;
             // a failing one fails the node, `blob_write_failed`).
             Job::Files(op, reply) => {
-                let _ = reply.send(self.file_ops.carry_out(op).await);
+                let _ = reply.send(self.node.file_ops.carry_out(op).await);
             }
         }
+        Ok(())
+    }
+
+    /// Applies one committed entry to the state; returns what follows.
+    fn apply(&mut self, c: Committed) -> Vec<Applied> {
+        let files = &self.node.file_ops.files;
+        let mut state = self.node.file_ops.state.write();
+        self.applier.apply(&mut state, c, |d| files.has(d))
+    }
+
+    /// Tells watchers what an applied entry did (and counts it for `/metrics`).
+    fn announce(&self, event: Event) {
+        self.node.counters.count(&event);
+        self.node.events.publish(event)
+    }
+
+    /// Replaces the state machine with a snapshot's: the peers it records, and the
+    /// blobs it records that this node lacks, follow.
+    fn load_snapshot(&self, data: &[u8]) -> Result<()> {
+        let state = decode_state(data)?;
+        self.node.clock.observe(state.time());
+        let ops = &self.node.file_ops;
+        *ops.state.write() = state;
+        sync_peers(&ops.state, self.me, self.node.transport.as_ref());
+        let blobs: Vec<(site_core::Digest, u64)> = ops
+            .state
+            .read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
+        self.node
+            .missing
+            .rescan(blobs.iter().map(|(d, s)| (d, *s)), |d| ops.files.has(d));
         Ok(())
     }
 
@@ -115,4 +170,27 @@ impl Applying {
             let _ = reply.send(Ok((result, index)));
         }
     }
+}
+
+/// Gives `transport` the address of every node `state` records but `me` (after a
+/// restart or a snapshot).
+pub(crate) fn sync_peers(state: &crate::SiteState, me: u64, transport: &dyn Transport) {
+    let nodes: Vec<(u64, String)> =
+        state.read(|s| s.nodes().map(|(id, a)| (id, a.to_owned())).collect());
+    for (id, address) in nodes {
+        if id != me {
+            transport.set_peer(id, Some(&address));
+        }
+    }
+}
+
+/// A state machine's bytes.
+pub(crate) fn encode_state(state: &State) -> Vec<u8> {
+    serde_json::to_vec(state).expect("state serialises")
+}
+
+/// Reads a snapshot's state machine.
+pub(crate) fn decode_state(data: &[u8]) -> crate::Result<State> {
+    State::decode(data)
+        .map_err(|e| std::io::Error::other(format!("the state snapshot is damaged: {e}")).into())
 }

@@ -17,7 +17,6 @@
 //! (`capabilities.rs`: read blobs, read manifests, push, deliver, administer, peering).
 
 mod applied_state;
-mod apply;
 mod applying;
 mod blob_writer;
 pub mod capabilities;
@@ -153,7 +152,7 @@ struct Inner {
     /// What failed, once this node's storage has (`failure.rs`).
     failure: Failure,
     /// Counts for `/metrics` (`metrics.rs`).
-    counters: metrics::NodeCounters,
+    counters: Arc<metrics::NodeCounters>,
     /// Which reads of blob files are hashed (`verify.rs`).
     read_checks: Arc<verify::ReadChecks>,
     /// The log's clock on this node (`site_clock.rs`).
@@ -230,9 +229,16 @@ impl Store {
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
         store.inner.file_queue.connect(&jobs);
         let applying = applying::Applying::new(
-            store.clone(),
-            store.file_ops(),
             raft.id,
+            applying::ApplySide {
+                file_ops: store.file_ops(),
+                missing: store.inner.missing.clone(),
+                transport: transport.clone(),
+                events: store.inner.events.clone(),
+                counters: store.inner.counters.clone(),
+                clock: store.inner.clock.clone(),
+                driver: store.inner.inputs.clone(),
+            },
             driver_side.applied,
         );
         let node = raft_driver::NodeSide {
@@ -276,7 +282,8 @@ impl Store {
                 "the raft driver stopped while replaying the log".into(),
             ));
         }
-        store.sync_peers();
+        let cluster = &store.inner.cluster;
+        applying::sync_peers(&store.inner.state, cluster.id, cluster.transport.as_ref());
         store.reconcile(alone).await?;
         let _ = reconciled.send(true);
         Ok((store, task))
@@ -293,10 +300,10 @@ impl Store {
         files::create_dir_durable(&config.data_dir)?;
         let db = open_db(&config.data_dir.join("meta"))?;
         let raft = raft_log::RaftLog::open(&db)?;
-        raft.initialize(voters, &apply::encode_state(&State::default()))?;
+        raft.initialize(voters, &applying::encode_state(&State::default()))?;
         raft.mark_catching_up_if_empty()?;
         let (state, applied) = match raft.snapshot_data()? {
-            Some((meta, data)) => (apply::decode_state(&data)?, meta.index),
+            Some((meta, data)) => (applying::decode_state(&data)?, meta.index),
             None => (Default::default(), 0),
         };
         let clock = Arc::new(SiteClock::new(Arc::new(SystemClock::default())));
@@ -343,7 +350,7 @@ impl Store {
                 events,
                 pulled: Mutex::new(HashSet::new()),
                 raft,
-                counters: metrics::NodeCounters::default(),
+                counters: Arc::default(),
                 clock,
             }),
         };

@@ -39,19 +39,6 @@ impl Store {
             .await?;
         Ok(self.raft_status().voters)
     }
-
-    /// Gives the transport the address of every node the state records (after a restart
-    /// or a snapshot).
-    pub(crate) fn sync_peers(&self) {
-        let c = &self.inner.cluster;
-        let nodes: Vec<(u64, String)> =
-            self.read(|s| s.nodes().map(|(id, a)| (id, a.to_owned())).collect());
-        for (id, address) in nodes {
-            if id != c.id {
-                c.transport.set_peer(id, Some(&address));
-            }
-        }
-    }
 }
 
 /// A node of the site as one node sees it.

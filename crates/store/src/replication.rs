@@ -64,17 +64,6 @@ impl Store {
         self.inner.missing.count()
     }
 
-    /// Recomputes the missing set from the state (after a snapshot replaced it).
-    pub(crate) fn rescan_missing(&self) {
-        let blobs: Vec<(Digest, u64)> =
-            self.read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
-        self.inner
-            .missing
-            .rescan(blobs.iter().map(|(d, s)| (d, *s)), |d| {
-                self.inner.files.has(d)
-            });
-    }
-
     /// Makes sure this node holds blob `d` of `size` bytes, fetching it from `first` (if
     /// given) or any other peer. Concurrent calls for one digest and first peer share one
     /// fetch, which runs to its end even if every caller gives up waiting. A call naming
