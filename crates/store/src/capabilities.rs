@@ -265,13 +265,13 @@ impl Administer {
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         self.0.read(f)
     }
-    /// See [`Store::change_members`].
+    /// See [`crate::Membership::change_members`].
     pub async fn change_members(&self, change: MemberChange) -> Result<Vec<u64>> {
-        self.0.change_members(change).await
+        self.0.inner.membership.change_members(change).await
     }
-    /// See [`Store::site_nodes`].
+    /// See [`crate::Membership::site_nodes`].
     pub async fn site_nodes(&self) -> Vec<NodeView> {
-        self.0.site_nodes().await
+        self.0.inner.membership.site_nodes().await
     }
     /// See [`Store::raft_status`].
     pub fn raft_status(&self) -> RaftStatus {
@@ -326,9 +326,9 @@ impl Peering {
     pub async fn hold(&self, d: &Digest, size: u64, from: u64) -> Result<()> {
         self.0.fetch_blob(d, size, Some(from)).await
     }
-    /// See [`Store::local_report`].
+    /// See [`crate::Membership::local_report`].
     pub fn local_report(&self) -> NodeReport {
-        self.0.local_report()
+        self.0.inner.membership.local_report()
     }
 }
 
@@ -337,9 +337,9 @@ impl Health {
     pub fn failure(&self) -> Option<String> {
         self.0.failure()
     }
-    /// See [`Store::site_nodes`].
+    /// See [`crate::Membership::site_nodes`].
     pub async fn site_nodes(&self) -> Vec<NodeView> {
-        self.0.site_nodes().await
+        self.0.inner.membership.site_nodes().await
     }
     /// The node's families for `/metrics`.
     pub fn metrics(&self) -> crate::NodeMetrics {

@@ -64,7 +64,7 @@ pub use events::Events;
 pub use failure::Failure;
 pub use leadership::Leadership;
 pub use manifests::{ManifestRef, StoredManifest};
-pub use membership::NodeView;
+pub use membership::{Membership, NodeView};
 pub use metrics::NodeMetrics;
 pub use missing_blobs::MissingBlobs;
 pub use ordering::Orderer;
@@ -121,8 +121,8 @@ struct Inner {
     uploads: uploads::Sessions,
     /// The state as applied here, and how far (`applied_state.rs`).
     state: SiteState,
-    /// One membership change at a time from this node.
-    members: tokio::sync::Mutex<()>,
+    /// The site's members as this node sees and changes them (`membership.rs`).
+    membership: Membership,
     /// The apply task's queue, where blob file installs and removals take their turn
     /// (`file_ops.rs`).
     file_queue: file_ops::FileQueue,
@@ -318,6 +318,7 @@ impl Store {
         let events = Events::default();
         let failure = Failure::new(id, events.clone());
         let state = SiteState::new(state, applied_rx);
+        let missing = MissingBlobs::default();
         let leadership = Leadership::new(id, voters == [id], failure.clone());
         let orderer = Orderer::new(
             proposals,
@@ -326,6 +327,13 @@ impl Store {
             failure.clone(),
             clock.clone(),
             cluster.transport.clone(),
+        );
+        let membership = Membership::new(
+            orderer.clone(),
+            leadership.clone(),
+            missing.clone(),
+            cluster.transport.clone(),
+            cluster.alone,
         );
         let store = Store {
             inner: Arc::new(Inner {
@@ -336,13 +344,13 @@ impl Store {
                 uploads_tree,
                 files,
                 state,
-                members: tokio::sync::Mutex::new(()),
+                membership,
                 file_queue: Default::default(),
                 orderer,
                 inputs,
                 cluster,
                 replication: Default::default(),
-                missing: Default::default(),
+                missing,
                 fetches: Default::default(),
                 growing: Default::default(),
                 leadership,
