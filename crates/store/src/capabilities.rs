@@ -324,7 +324,7 @@ impl Peering {
     }
     /// See [`Store::fetch_blob`]: holds blob `d` here, from peer `from` first.
     pub async fn hold(&self, d: &Digest, size: u64, from: u64) -> Result<()> {
-        self.0.fetch_blob(d, size, Some(from)).await
+        self.0.inner.fetcher.fetch_blob(d, size, Some(from)).await
     }
     /// See [`crate::Membership::local_report`].
     pub fn local_report(&self) -> NodeReport {

@@ -8,7 +8,7 @@
 
 use crate::blob_writer::BlobWriter;
 use crate::channels::FileOp;
-use crate::growing::EarlyHold;
+use crate::majority::EarlyHold;
 use crate::{ByteSource, Result, Store, StoreError};
 use site_core::{Digest, Repository};
 use site_state::Command;
@@ -73,10 +73,10 @@ impl Store {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     tracing::info!(blob = %d, error = %e, "peers could not copy the blob while it arrived; asking again now that it is whole");
-                    self.hold_on_majority(d, size).await
+                    self.inner.majority.hold(d, size).await
                 }
             },
-            None => self.hold_on_majority(d, size).await,
+            None => self.inner.majority.hold(d, size).await,
         };
         held?;
         self.record_blob(d, size, repo, false).await
@@ -173,7 +173,7 @@ impl Store {
             .growing
             .begin(d, path.clone(), size, before.len());
         let mut file = BlobWriter::new(file, before.len()).reporting(growing.reporter());
-        let early = self.start_hold(d, size);
+        let early = self.inner.majority.start(d, size);
         let mut broken = None;
         let mut cut_off = None;
         let lost_leader = self.inner.leadership.cut_off();

@@ -2,7 +2,7 @@
 //!
 //! A blob delivered to a node of a cluster is recorded only once a majority of the voters
 //! hold it (`replication.rs`). Rather than wait for its last byte, the receiving node asks
-//! the peers to hold it as soon as its stream starts (`Store::start_hold`); they fetch it
+//! the peers to hold it as soon as its stream starts (`MajorityHold::start`, `majority.rs`); they fetch it
 //! from the upload file as the file grows ([`crate::PeerFile`]). The copies thus go on
 //! alongside the upload, and the acknowledgement follows the last byte by little more
 //! than the peers' fsync.
@@ -17,7 +17,6 @@
 //! the peers the usual way, after it is whole).
 
 use crate::blob_writer::Report;
-use crate::{Result, Store, StoreError};
 use bytes::Bytes;
 use site_core::Digest;
 use std::collections::HashMap;
@@ -25,7 +24,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// Bytes of an upload's latest chunks kept for its readers.
 const RECENT: u64 = 8 << 20;
@@ -156,24 +154,6 @@ impl Drop for GrowingGuard {
     }
 }
 
-/// A hold of a blob started while it arrives; aborted if dropped.
-pub(crate) struct EarlyHold(JoinHandle<Result<()>>);
-
-impl EarlyHold {
-    /// Whether a majority holds the blob: waits for the peers' answers.
-    pub(crate) async fn held(mut self) -> Result<()> {
-        (&mut self.0)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("the hold was dropped: {e}")))?
-    }
-}
-
-impl Drop for EarlyHold {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl Growing {
     /// Offers the upload of blob `d` (`size` bytes, `written` of them already in the file
     /// at `path`) to peers until the guard is dropped.
@@ -239,16 +219,6 @@ impl Receiving {
     /// Whether this node receives a blob someone waits for now.
     pub(crate) fn now(&self) -> bool {
         self.growing.flowing() || self.fetches.holding()
-    }
-}
-
-impl Store {
-    /// Starts having a majority of the voters hold blob `d` while it is still arriving.
-    pub(crate) fn start_hold(&self, d: &Digest, size: u64) -> EarlyHold {
-        let (store, d) = (self.clone(), d.clone());
-        EarlyHold(tokio::spawn(async move {
-            store.hold_on_majority(&d, size).await
-        }))
     }
 }
 

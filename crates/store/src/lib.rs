@@ -32,7 +32,7 @@ pub mod files;
 mod growing;
 pub mod keyspace;
 pub mod leadership;
-mod majority;
+pub mod majority;
 mod manifests;
 pub mod membership;
 mod metrics;
@@ -44,7 +44,7 @@ pub mod raft_driver;
 pub mod raft_log;
 mod reads;
 mod reconcile;
-mod replication;
+pub mod replication;
 mod scrub;
 pub mod sendfile;
 pub mod site_clock;
@@ -63,6 +63,7 @@ pub use error::{Result, StoreError};
 pub use events::Events;
 pub use failure::Failure;
 pub use leadership::Leadership;
+pub use majority::MajorityHold;
 pub use manifests::{ManifestRef, StoredManifest};
 pub use membership::{Membership, NodeView};
 pub use metrics::NodeMetrics;
@@ -71,7 +72,7 @@ pub use ordering::Orderer;
 pub use peer_file::{PeerFile, PeerSend};
 pub use raft_driver::{RaftSettings, RaftStatus};
 pub use reads::{BlobBytes, FileRegion};
-pub use replication::ByteStream;
+pub use replication::{ByteStream, Fetcher};
 pub use site_clock::{Clock, SiteClock, SystemClock};
 pub use site_replica::Ask;
 pub use site_state::MemberChange;
@@ -135,8 +136,10 @@ struct Inner {
     inputs: mpsc::UnboundedSender<channels::Input>,
     /// This node's id and the way to the other nodes.
     cluster: replication::Cluster,
-    /// The replicator's own state (`replication.rs`).
-    replication: replication::Replication,
+    /// Copies of blobs from peers (`replication.rs`).
+    fetcher: Fetcher,
+    /// The majority hold of new blobs (`majority.rs`).
+    majority: MajorityHold,
     /// Committed blobs whose file this node lacks (`missing_blobs.rs`).
     missing: MissingBlobs,
     /// Copies from peers under way (`fetches.rs`).
@@ -255,7 +258,7 @@ impl Store {
         // Fetches and the scrub start once the files are reconciled with the state, so
         // that reconciliation never removes a copy one of them just made.
         let (reconciled, mut files_ready) = watch::channel(false);
-        let replication = store.clone().run_replication(shutdown.clone());
+        let replication = store.inner.fetcher.clone().run();
         let scrub = store.clone().run_scrub(shutdown.clone());
         let events = store.inner.events.clone();
         let clock = store.inner.clock.clone().watch(
@@ -319,6 +322,8 @@ impl Store {
         let failure = Failure::new(id, events.clone());
         let state = SiteState::new(state, applied_rx);
         let missing = MissingBlobs::default();
+        let fetches = fetches::Fetches::default();
+        let file_queue = file_ops::FileQueue::default();
         let leadership = Leadership::new(id, voters == [id], failure.clone());
         let orderer = Orderer::new(
             proposals,
@@ -335,6 +340,18 @@ impl Store {
             cluster.transport.clone(),
             cluster.alone,
         );
+        let majority = MajorityHold::new(id, leadership.clone(), cluster.transport.clone());
+        let fetcher = Fetcher::new(replication::FetcherParts {
+            cluster: cluster.clone(),
+            missing: missing.clone(),
+            fetches: fetches.clone(),
+            files: files.clone(),
+            queue: file_queue.clone(),
+            state: state.clone(),
+            leadership: leadership.clone(),
+            events: events.clone(),
+            scratch: upload_dir.clone(),
+        });
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
@@ -345,13 +362,14 @@ impl Store {
                 files,
                 state,
                 membership,
-                file_queue: Default::default(),
+                file_queue,
                 orderer,
                 inputs,
                 cluster,
-                replication: Default::default(),
+                fetcher,
+                majority,
                 missing,
-                fetches: Default::default(),
+                fetches,
                 growing: Default::default(),
                 leadership,
                 failure,

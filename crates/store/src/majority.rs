@@ -5,38 +5,81 @@
 //! if it comes, is ignored) and the next one asked; a node that loses its leader stops
 //! at once (`leadership.rs`).
 
-use crate::{Result, Store, StoreError};
+use crate::leadership::Leadership;
+use crate::transport::Transport;
+use crate::{Result, StoreError};
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use site_core::Digest;
 use site_replica::hold::{Hold, Next};
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
 
-impl Store {
+/// The majority hold of this node's new blobs. Cheap to clone.
+#[derive(Clone)]
+pub struct MajorityHold {
+    id: u64,
+    leadership: Leadership,
+    transport: Arc<dyn Transport>,
+}
+
+/// A hold of a blob started while it arrives; aborted if dropped.
+pub(crate) struct EarlyHold(JoinHandle<Result<()>>);
+
+impl EarlyHold {
+    /// Whether a majority holds the blob: waits for the peers' answers.
+    pub(crate) async fn held(mut self) -> Result<()> {
+        (&mut self.0)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the hold was dropped: {e}")))?
+    }
+}
+
+impl Drop for EarlyHold {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl MajorityHold {
+    /// The hold of node `id`'s blobs, asking peers through `transport`.
+    pub(crate) fn new(
+        id: u64,
+        leadership: Leadership,
+        transport: Arc<dyn Transport>,
+    ) -> MajorityHold {
+        MajorityHold {
+            id,
+            leadership,
+            transport,
+        }
+    }
+
+    /// Starts having a majority of the voters hold blob `d` while it is still arriving.
+    pub(crate) fn start(&self, d: &Digest, size: u64) -> EarlyHold {
+        let (this, d) = (self.clone(), d.clone());
+        EarlyHold(tokio::spawn(async move { this.hold(&d, size).await }))
+    }
+
     /// Has a majority of the voters (this node, which holds the file, included) hold blob
     /// `d`: returns once enough peers have a verified, durable copy. Only as many peers as
     /// a majority needs are asked at once (another is asked when one fails); the others
     /// fetch the blob in the background once it is recorded, so they do not slow down the
     /// acknowledgement.
-    pub(crate) async fn hold_on_majority(&self, d: &Digest, size: u64) -> Result<()> {
-        let status = self.raft_status();
-        let cluster = self.cluster();
-        let mut hold = Hold::new(
-            cluster.id,
-            &status.voters,
-            status.leader,
-            &status.unreachable,
-        );
+    pub(crate) async fn hold(&self, d: &Digest, size: u64) -> Result<()> {
+        let status = self.leadership.get();
+        let mut hold = Hold::new(self.id, &status.voters, status.leader, &status.unreachable);
         let ask = |p: u64| {
-            let call = cluster.transport.hold(p, d.clone(), size, cluster.id);
+            let call = self.transport.hold(p, d.clone(), size, self.id);
             async move { (p, call.await) }
         };
         let mut calls = FuturesUnordered::new();
         let mut asked = BTreeSet::new();
         let mut next = hold.start();
-        let cut_off = self.inner.leadership.cut_off();
+        let cut_off = self.leadership.cut_off();
         tokio::pin!(cut_off);
-        let mut status = self.inner.leadership.subscribe();
+        let mut status = self.leadership.subscribe();
         loop {
             match next {
                 Next::Held => return Ok(()),

@@ -16,8 +16,15 @@
 //! A fetched copy is written to `uploads/replica-<hex>-<n>`, fsynced, verified and
 //! renamed into place like any other blob ([`crate::files::BlobFiles::install`]).
 
+use crate::applied_state::SiteState;
 use crate::blob_writer::BlobWriter;
 use crate::channels::FileOp;
+use crate::events::Events;
+use crate::fetches::Fetches;
+use crate::file_ops::FileQueue;
+use crate::files::BlobFiles;
+use crate::leadership::Leadership;
+use crate::missing_blobs::MissingBlobs;
 use crate::transport::{BlobStream, Transport};
 use crate::{Result, Store, StoreError};
 use bytes::Bytes;
@@ -26,6 +33,7 @@ use futures_util::StreamExt;
 use site_core::{Digest, DigestHasher};
 use site_replica::missing::Backoff;
 use site_state::Event;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +46,7 @@ const STALL: Duration = Duration::from_secs(30);
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 
 /// This node's place among its peers, set when the store starts.
+#[derive(Clone)]
 pub(crate) struct Cluster {
     pub(crate) id: u64,
     /// A group of one without a cluster listener: it cannot take members.
@@ -46,22 +55,56 @@ pub(crate) struct Cluster {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-/// The replicator's own state.
-#[derive(Default)]
-pub(crate) struct Replication {
+/// Copies of blobs from peers: a fetch asked for (a majority hold, a read), and the
+/// background copy of every committed blob this node lacks. Cheap to clone; clones
+/// share everything.
+#[derive(Clone)]
+pub struct Fetcher {
+    id: u64,
+    missing: MissingBlobs,
+    fetches: Fetches,
+    files: BlobFiles,
+    queue: FileQueue,
+    state: SiteState,
+    leadership: Leadership,
+    transport: Arc<dyn Transport>,
+    events: Events,
+    shutdown: watch::Receiver<bool>,
+    /// Where copies are written before they are installed.
+    scratch: PathBuf,
     /// Names temporary files apart.
-    next_tmp: AtomicU64,
+    next_tmp: Arc<AtomicU64>,
 }
 
-impl Store {
-    pub(crate) fn cluster(&self) -> &Cluster {
-        &self.inner.cluster
-    }
+/// What a [`Fetcher`] is made of.
+pub(crate) struct FetcherParts {
+    pub(crate) cluster: Cluster,
+    pub(crate) missing: MissingBlobs,
+    pub(crate) fetches: Fetches,
+    pub(crate) files: BlobFiles,
+    pub(crate) queue: FileQueue,
+    pub(crate) state: SiteState,
+    pub(crate) leadership: Leadership,
+    pub(crate) events: Events,
+    pub(crate) scratch: PathBuf,
+}
 
-    /// How many committed blobs this node lacks the bytes of. (Forwards to
-    /// [`crate::MissingBlobs`] for the callers not yet given it.)
-    pub fn blobs_missing(&self) -> usize {
-        self.inner.missing.count()
+impl Fetcher {
+    pub(crate) fn new(p: FetcherParts) -> Fetcher {
+        Fetcher {
+            id: p.cluster.id,
+            missing: p.missing,
+            fetches: p.fetches,
+            files: p.files,
+            queue: p.queue,
+            state: p.state,
+            leadership: p.leadership,
+            transport: p.cluster.transport,
+            events: p.events,
+            shutdown: p.cluster.shutdown,
+            scratch: p.scratch,
+            next_tmp: Arc::default(),
+        }
     }
 
     /// Makes sure this node holds blob `d` of `size` bytes, fetching it from `first` (if
@@ -71,19 +114,18 @@ impl Store {
     /// wait on a fetch from a peer that may have gone out of reach: it fetches from the
     /// node that asked, and the first copy verified is installed.
     pub async fn fetch_blob(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
-        let store = self.clone();
+        let fetcher = self.clone();
         let digest = d.clone();
-        self.inner
-            .fetches
+        self.fetches
             .share(d, first, move || async move {
-                store.fetch_now(&digest, size, first).await
+                fetcher.fetch_now(&digest, size, first).await
             })
             .await
     }
 
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
-        if !self.inner.files.has(d) {
-            let peers = self.inner.leadership.fetch_order(first);
+        if !self.files.has(d) {
+            let peers = self.leadership.fetch_order(first);
             let mut errors = Vec::new();
             let mut fetched = false;
             for peer in peers {
@@ -91,10 +133,10 @@ impl Store {
                 match self.fetch_from(peer, d, size, first.is_none()).await {
                     Ok(()) => {
                         tracing::info!(blob = %d, peer, size, "blob fetched from peer");
-                        if self.inner.missing.found(d) {
-                            self.publish(Event::BlobRepaired {
+                        if self.missing.found(d) {
+                            self.events.publish(Event::BlobRepaired {
                                 digest: d.clone(),
-                                node: self.cluster().id,
+                                node: self.id,
                                 from: peer,
                             });
                         }
@@ -118,26 +160,17 @@ impl Store {
                 )));
             }
         }
-        self.inner.missing.forget([d]);
+        self.missing.forget([d]);
         Ok(())
     }
 
     /// Copies blob `d` from `peer`: streamed to a temporary file, fsynced, verified,
     /// installed.
     async fn fetch_from(&self, peer: u64, d: &Digest, size: u64, background: bool) -> Result<()> {
-        let cluster = self.cluster();
-        let mut shutdown = cluster.shutdown.clone();
-        let mut stream = open_fetch(cluster.transport.as_ref(), peer, d, 0, background).await?;
-        let n = self
-            .inner
-            .replication
-            .next_tmp
-            .fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .inner
-            .uploads
-            .dir()
-            .join(format!("replica-{}-{n}", d.hex()));
+        let mut shutdown = self.shutdown.clone();
+        let mut stream = open_fetch(self.transport.as_ref(), peer, d, 0, background).await?;
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.scratch.join(format!("replica-{}-{n}", d.hex()));
         let file = tokio::fs::File::create(&tmp).await?.into_std().await;
         // Copying is most of what a copying node spends: straight to the disk, without
         // the page cache's copy and bookkeeping.
@@ -153,7 +186,7 @@ impl Store {
                         return Err(StoreError::Unavailable("the node is shutting down".into()))
                     }
                     // Another peer may have it: no use waiting on one gone silent.
-                    e = self.inner.leadership.silent(peer) => return Err(e),
+                    e = self.leadership.silent(peer) => return Err(e),
                 };
                 let Some(chunk) = chunk else { break };
                 let chunk = chunk.map_err(StoreError::Interrupted)?;
@@ -180,8 +213,7 @@ impl Store {
                     actual,
                 });
             }
-            self.inner
-                .file_queue
+            self.queue
                 .run(FileOp::Install {
                     src: tmp.clone(),
                     digest: d.clone(),
@@ -194,6 +226,60 @@ impl Store {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
         copied
+    }
+
+    /// Fetches every missing blob from peers, in the background, until `shutdown`.
+    /// Failed rounds are retried after a pause that grows (the core's [`Backoff`]).
+    pub(crate) async fn run(self) {
+        let mut shutdown = self.shutdown.clone();
+        let mut backoff = Backoff::default();
+        loop {
+            let next = self.missing.round();
+            if next.is_empty() {
+                tokio::select! {
+                    _ = self.missing.woken() => continue,
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+            let mut failed = 0;
+            for (d, size) in next {
+                if *shutdown.borrow() {
+                    return;
+                }
+                if self.state.read(|s| s.blob(&d).is_none()) {
+                    self.missing.forget([&d]);
+                    continue;
+                }
+                // A copy a sweep made debris meanwhile goes with the stray files
+                // (`Store::remove_stray_blobs`).
+                match self.fetch_blob(&d, size, None).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(blob = %d, error = %e, "cannot fetch a missing blob yet");
+                    }
+                }
+            }
+            let Some(pause) = backoff.after_round(failed) else {
+                continue;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+impl Store {
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
+    /// How many committed blobs this node lacks the bytes of. (Forwards to
+    /// [`crate::MissingBlobs`] for the callers not yet given it.)
+    pub fn blobs_missing(&self) -> usize {
+        self.inner.missing.count()
     }
 
     /// Removes blob files the state does not record once they are older than the upload
@@ -215,47 +301,6 @@ impl Store {
             }
         }
         Ok(removed)
-    }
-
-    /// Fetches every missing blob from peers, in the background, until `shutdown`.
-    /// Failed rounds are retried after a pause that grows (the core's [`Backoff`]).
-    pub(crate) async fn run_replication(self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Backoff::default();
-        loop {
-            let next = self.inner.missing.round();
-            if next.is_empty() {
-                tokio::select! {
-                    _ = self.inner.missing.woken() => continue,
-                    _ = shutdown.wait_for(|s| *s) => return,
-                }
-            }
-            let mut failed = 0;
-            for (d, size) in next {
-                if *shutdown.borrow() {
-                    return;
-                }
-                if self.read(|s| s.blob(&d).is_none()) {
-                    self.inner.missing.forget([&d]);
-                    continue;
-                }
-                // A copy a sweep made debris meanwhile goes with the stray files
-                // (`Store::remove_stray_blobs`).
-                match self.fetch_blob(&d, size, None).await {
-                    Ok(()) => {}
-                    Err(e) => {
-                        failed += 1;
-                        tracing::warn!(blob = %d, error = %e, "cannot fetch a missing blob yet");
-                    }
-                }
-            }
-            let Some(pause) = backoff.after_round(failed) else {
-                continue;
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
-            }
-        }
     }
 }
 
