@@ -5,9 +5,9 @@
 
 use crate::delivery::Received;
 use crate::error::Result;
+use crate::leadership::RaftStatus;
 use crate::manifests::{ManifestRef, StoredManifest};
 use crate::membership::NodeView;
-use crate::raft_driver::RaftStatus;
 use crate::replication::ByteStream;
 use crate::transport::NodeReport;
 use crate::uploads::ByteSource;

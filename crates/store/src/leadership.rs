@@ -5,11 +5,13 @@
 //! whom to fetch a blob from ([`Leadership::fetch_order`]).
 
 use crate::failure::Failure;
-use crate::raft_driver::RaftStatus;
 use crate::{Result, StoreError};
 use site_core::metrics::Counter;
 use std::sync::Arc;
 use tokio::sync::watch;
+
+/// Where this node's Raft stands.
+pub type RaftStatus = site_replica::Status;
 
 /// This node's view of its group. Cheap to clone; clones share it.
 #[derive(Clone)]

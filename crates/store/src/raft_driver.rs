@@ -49,9 +49,6 @@ impl RaftSettings {
     }
 }
 
-/// Where this node's Raft stands.
-pub type RaftStatus = site_replica::Status;
-
 /// The parts of the node the driver reaches: where it publishes its status, the failure
 /// it raises or stops on, the log's clock it stamps and carries on, the events it tells.
 pub(crate) struct NodeSide {
