@@ -45,7 +45,7 @@ pub mod raft_log;
 mod reads;
 mod reconcile;
 pub mod replication;
-mod scrub;
+pub mod scrub;
 pub mod sendfile;
 pub mod site_clock;
 mod sweep;
@@ -74,6 +74,7 @@ pub use peer_file::{PeerFile, PeerSend};
 pub use raft_driver::RaftSettings;
 pub use reads::{BlobBytes, FileRegion};
 pub use replication::{ByteStream, Fetcher};
+pub use scrub::Scrubber;
 pub use site_clock::{Clock, SiteClock, SystemClock};
 pub use site_replica::Ask;
 pub use site_state::MemberChange;
@@ -141,6 +142,8 @@ struct Inner {
     fetcher: Fetcher,
     /// The majority hold of new blobs (`majority.rs`).
     majority: MajorityHold,
+    /// Checks of blob files against their digests (`scrub.rs`).
+    scrubber: Scrubber,
     /// Committed blobs whose file this node lacks (`missing_blobs.rs`).
     missing: MissingBlobs,
     /// Copies from peers under way (`fetches.rs`).
@@ -260,7 +263,7 @@ impl Store {
         // that reconciliation never removes a copy one of them just made.
         let (reconciled, mut files_ready) = watch::channel(false);
         let replication = store.inner.fetcher.clone().run();
-        let scrub = store.clone().run_scrub(shutdown.clone());
+        let scrub = store.inner.scrubber.clone().run(shutdown.clone());
         let events = store.inner.events.clone();
         let clock = store.inner.clock.clone().watch(
             store.inner.cluster.id,
@@ -353,10 +356,23 @@ impl Store {
             events: events.clone(),
             scratch: upload_dir.clone(),
         });
+        let read_checks = Arc::new(verify::ReadChecks::new(config.verify_reads));
+        let counters: Arc<metrics::NodeCounters> = Arc::default();
+        let scrubber = Scrubber {
+            id,
+            files: files.clone(),
+            read_checks: read_checks.clone(),
+            queue: file_queue.clone(),
+            missing: missing.clone(),
+            state: state.clone(),
+            events: events.clone(),
+            counters: counters.clone(),
+            interval: config.scrub_interval,
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
-                read_checks: Arc::new(verify::ReadChecks::new(config.verify_reads)),
+                read_checks,
                 config,
                 db,
                 uploads_tree,
@@ -369,6 +385,7 @@ impl Store {
                 cluster,
                 fetcher,
                 majority,
+                scrubber,
                 missing,
                 fetches,
                 growing: Default::default(),
@@ -377,7 +394,7 @@ impl Store {
                 events,
                 pulled: Mutex::new(HashSet::new()),
                 raft,
-                counters: Arc::default(),
+                counters,
                 clock,
             }),
         };

@@ -99,14 +99,14 @@ impl Store {
                 if whole && checks.needed(d) {
                     let stream = region.stream();
                     return Ok(BlobBytes::Stream(crate::verify::verified(
-                        self.clone(),
+                        self.inner.scrubber.clone(),
                         d.clone(),
                         len,
                         stream,
                     )));
                 }
                 if let (false, Some(size)) = (whole, size) {
-                    self.check_in_background(d, size);
+                    self.inner.scrubber.check_in_background(d, size);
                 }
                 return Ok(BlobBytes::File(region));
             }
@@ -132,22 +132,6 @@ impl Store {
         Err(StoreError::Unavailable(format!(
             "blob {d} is not on this node yet and no peer could serve it"
         )))
-    }
-
-    /// Checks this node's copy of `d` (`size` bytes) on its own, once at a time.
-    fn check_in_background(&self, d: &Digest, size: u64) {
-        if !self.inner.read_checks.start_check(d) {
-            return;
-        }
-        let (store, d) = (self.clone(), d.clone());
-        tokio::spawn(async move {
-            let turn = store.inner.read_checks.one_at_a_time.acquire().await;
-            if let Err(e) = store.scrub_blob(&d, size).await {
-                tracing::warn!(blob = %d, error = %e, "cannot check a blob file");
-            }
-            drop(turn);
-            store.inner.read_checks.end_check(&d);
-        });
     }
 }
 

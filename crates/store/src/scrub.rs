@@ -11,20 +11,43 @@
 //! The check reads at most half the time: after each blob it pauses as long as the blob
 //! took, so serving goes on at full speed on the other core.
 
+use crate::applied_state::SiteState;
 use crate::channels::FileOp;
-use crate::files::{blocking, hash_file};
-use crate::{Result, Store};
+use crate::events::Events;
+use crate::file_ops::FileQueue;
+use crate::files::{blocking, hash_file, BlobFiles};
+use crate::metrics::NodeCounters;
+use crate::missing_blobs::MissingBlobs;
+use crate::verify::ReadChecks;
+use crate::Result;
 use site_core::Digest;
 use site_state::Event;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-impl Store {
-    /// Checks every blob file once per `scrub_interval` (never when it is zero), until
+/// Checks of blob files against their digests: the pass over every file, one file's
+/// check, and a read's check in the background. Cheap to clone.
+#[derive(Clone)]
+pub struct Scrubber {
+    pub(crate) id: u64,
+    pub(crate) files: BlobFiles,
+    pub(crate) read_checks: Arc<ReadChecks>,
+    pub(crate) queue: FileQueue,
+    pub(crate) missing: MissingBlobs,
+    pub(crate) state: SiteState,
+    pub(crate) events: Events,
+    pub(crate) counters: Arc<NodeCounters>,
+    /// Time between passes; zero: no pass.
+    pub(crate) interval: Duration,
+}
+
+impl Scrubber {
+    /// Checks every blob file once per interval (never when it is zero), until
     /// `shutdown`.
-    pub(crate) async fn run_scrub(self, mut shutdown: watch::Receiver<bool>) {
-        let interval = self.inner.config.scrub_interval;
+    pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let interval = self.interval;
         if interval.is_zero() {
             return;
         }
@@ -33,17 +56,18 @@ impl Store {
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
-            let blobs: Vec<(Digest, u64)> =
-                self.read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
+            let blobs: Vec<(Digest, u64)> = self
+                .state
+                .read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
             let (mut checked, mut bad) = (0u64, 0u64);
-            let counters = &self.inner.counters;
+            let counters = &self.counters;
             counters
                 .scrub_pass_blobs
                 .store(blobs.len() as u64, Ordering::Relaxed);
             counters.scrub_pass_done.store(0, Ordering::Relaxed);
             for (d, size) in blobs {
                 let started = Instant::now();
-                let result = self.scrub_blob(&d, size).await;
+                let result = self.check(&d, size).await;
                 counters.scrub_pass_done.fetch_add(1, Ordering::Relaxed);
                 match result {
                     Ok(Some(true)) => {
@@ -66,8 +90,8 @@ impl Store {
     /// Reads blob `d`'s file back: `Some(true)` when its bytes match, `Some(false)` when
     /// they did not (the file is then removed, reported and the blob noted missing),
     /// `None` when this node holds no file of a committed blob `d`.
-    pub(crate) async fn scrub_blob(&self, d: &Digest, size: u64) -> Result<Option<bool>> {
-        let path = self.inner.files.path(d);
+    pub(crate) async fn check(&self, d: &Digest, size: u64) -> Result<Option<bool>> {
+        let path = self.files.path(d);
         let algorithm = d.algorithm();
         let actual = match blocking(move || hash_file(&path, algorithm)).await {
             Ok(hasher) => hasher.finish(),
@@ -75,27 +99,38 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         if actual == *d {
-            self.inner.read_checks.passed(d);
+            self.read_checks.passed(d);
             return Ok(Some(true));
         }
         // In its turn among installs and applies: removed only if the blob is still
         // recorded (a sweep may have removed it meanwhile).
-        if !self
-            .inner
-            .file_queue
-            .run(FileOp::Corrupt(d.clone()))
-            .await?
-        {
+        if !self.queue.run(FileOp::Corrupt(d.clone())).await? {
             return Ok(None);
         }
         tracing::error!(blob = %d, %actual, "a blob file no longer matches its digest: removed; fetching a verified copy");
-        self.inner.missing.note_corrupt(d, size);
-        self.inner.counters.scrub_corrupt.inc();
-        self.publish(Event::BlobCorrupt {
+        self.missing.note_corrupt(d, size);
+        self.counters.scrub_corrupt.inc();
+        self.events.publish(Event::BlobCorrupt {
             digest: d.clone(),
-            node: self.cluster().id,
+            node: self.id,
             actual,
         });
         Ok(Some(false))
+    }
+
+    /// Checks this node's copy of `d` (`size` bytes) on its own, once at a time.
+    pub(crate) fn check_in_background(&self, d: &Digest, size: u64) {
+        if !self.read_checks.start_check(d) {
+            return;
+        }
+        let (this, d) = (self.clone(), d.clone());
+        tokio::spawn(async move {
+            let turn = this.read_checks.one_at_a_time.acquire().await;
+            if let Err(e) = this.check(&d, size).await {
+                tracing::warn!(blob = %d, error = %e, "cannot check a blob file");
+            }
+            drop(turn);
+            this.read_checks.end_check(&d);
+        });
     }
 }

@@ -9,7 +9,8 @@
 //! the page cache straight to the socket, `FileRegion`): runtimes check every blob's
 //! digest themselves, so a second hash here costs a core for a check the client repeats.
 
-use crate::{ByteStream, Store};
+use crate::scrub::Scrubber;
+use crate::ByteStream;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use site_core::metrics::Counter;
@@ -95,19 +96,24 @@ struct Reading {
     inner: ByteStream,
     hasher: Option<DigestHasher>,
     held: Option<Bytes>,
-    store: Store,
+    scrubber: Scrubber,
     digest: Digest,
     size: u64,
 }
 
 /// `inner`, the whole of blob `digest` (`size` bytes), with its last chunk released only
 /// once the bytes match the digest.
-pub(crate) fn verified(store: Store, digest: Digest, size: u64, inner: ByteStream) -> ByteStream {
+pub(crate) fn verified(
+    scrubber: Scrubber,
+    digest: Digest,
+    size: u64,
+    inner: ByteStream,
+) -> ByteStream {
     let reading = Reading {
         inner,
         hasher: Some(DigestHasher::for_digest(&digest)),
         held: None,
-        store,
+        scrubber,
         digest,
         size,
     };
@@ -118,7 +124,7 @@ pub(crate) fn verified(store: Store, digest: Digest, size: u64, inner: ByteStrea
                 Some(Ok(chunk)) if chunk.is_empty() => {}
                 Some(Ok(chunk)) => {
                     hasher.update(&chunk);
-                    r.store.inner.read_checks.hashed.add(chunk.len() as u64);
+                    r.scrubber.read_checks.hashed.add(chunk.len() as u64);
                     if let Some(before) = r.held.replace(chunk) {
                         return Some((Ok(before), r));
                     }
@@ -130,13 +136,13 @@ pub(crate) fn verified(store: Store, digest: Digest, size: u64, inner: ByteStrea
                 None => {
                     let actual = r.hasher.take().expect("reading").finish();
                     if actual == r.digest {
-                        r.store.inner.read_checks.passed(&r.digest);
+                        r.scrubber.read_checks.passed(&r.digest);
                         return r.held.take().map(|last| (Ok(last), r));
                     }
                     tracing::error!(blob = %r.digest, %actual, "a blob file read for a client does not match its digest: the read is cut short");
-                    let (store, d, size) = (r.store.clone(), r.digest.clone(), r.size);
+                    let (scrubber, d, size) = (r.scrubber.clone(), r.digest.clone(), r.size);
                     tokio::spawn(async move {
-                        if let Err(e) = store.scrub_blob(&d, size).await {
+                        if let Err(e) = scrubber.check(&d, size).await {
                             tracing::warn!(blob = %d, error = %e, "cannot check a blob file");
                         }
                     });
