@@ -67,7 +67,10 @@ impl BlobFill {
         };
         if let Some(done) = done {
             done?;
-            match (store.read_blob(&self.digest, start, len).await, self.from) {
+            match (
+                store.reads().read_blob(&self.digest, start, len).await,
+                self.from,
+            ) {
                 (Ok(s), _) => return Ok(s),
                 // Recorded by the leader, not applied here yet: read the leader's copy.
                 (Err(StoreError::BlobUnknown(_)), Some(_)) => {}
@@ -81,6 +84,7 @@ impl BlobFill {
                     .await?
             }
             None => store
+                .peer_files()
                 .blob_for_peer(&self.digest, start, false)
                 .await
                 .map_err(PullError::store)?,

@@ -82,9 +82,9 @@ impl BlobReads {
     pub fn size(&self, repo: &Repository, d: &Digest) -> Result<u64> {
         self.0.blob_size(repo, d)
     }
-    /// See [`Store::open_blob`].
+    /// See [`crate::Reads::open_blob`].
     pub async fn read(&self, d: &Digest, start: u64, len: u64) -> Result<crate::BlobBytes> {
-        self.0.open_blob(d, start, len).await
+        self.0.inner.reads.open_blob(d, start, len).await
     }
 }
 
@@ -300,27 +300,35 @@ impl Peering {
     pub async fn order_forwarded(&self, ask: crate::Ask) -> Result<crate::Ordered> {
         self.0.order_forwarded(ask).await
     }
-    /// See [`Store::blob_for_peer`].
+    /// See [`crate::PeerFiles::blob_for_peer`].
     pub async fn blob_for_peer(
         &self,
         d: &Digest,
         offset: u64,
         background: bool,
     ) -> Result<ByteStream> {
-        self.0.blob_for_peer(d, offset, background).await
+        self.0
+            .inner
+            .peer_files
+            .blob_for_peer(d, offset, background)
+            .await
     }
-    /// See [`Store::peer_file`].
+    /// See [`crate::PeerFiles::peer_file`].
     pub async fn peer_file(
         &self,
         d: &Digest,
         offset: u64,
         background: bool,
     ) -> Result<crate::PeerFile> {
-        self.0.peer_file(d, offset, background).await
+        self.0
+            .inner
+            .peer_files
+            .peer_file(d, offset, background)
+            .await
     }
-    /// See [`Store::count_sent`].
+    /// See [`crate::PeerFiles::count_sent`].
     pub fn count_sent(&self, by: crate::PeerSend, n: u64) {
-        self.0.count_sent(by, n)
+        self.0.inner.peer_files.count_sent(by, n)
     }
     /// See [`Store::fetch_blob`]: holds blob `d` here, from peer `from` first.
     pub async fn hold(&self, d: &Digest, size: u64, from: u64) -> Result<()> {

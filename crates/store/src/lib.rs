@@ -70,9 +70,9 @@ pub use membership::{Membership, NodeView};
 pub use metrics::NodeMetrics;
 pub use missing_blobs::MissingBlobs;
 pub use ordering::Orderer;
-pub use peer_file::{PeerFile, PeerSend};
+pub use peer_file::{PeerFile, PeerFiles, PeerSend};
 pub use raft_driver::RaftSettings;
-pub use reads::{BlobBytes, FileRegion};
+pub use reads::{BlobBytes, FileRegion, Reads};
 pub use replication::{ByteStream, Fetcher};
 pub use scrub::Scrubber;
 pub use site_clock::{Clock, SiteClock, SystemClock};
@@ -144,6 +144,10 @@ struct Inner {
     majority: MajorityHold,
     /// Checks of blob files against their digests (`scrub.rs`).
     scrubber: Scrubber,
+    /// Reads of blobs for clients (`reads.rs`).
+    reads: Reads,
+    /// The files peers are sent blob bytes from (`peer_file.rs`).
+    peer_files: PeerFiles,
     /// Committed blobs whose file this node lacks (`missing_blobs.rs`).
     missing: MissingBlobs,
     /// Copies from peers under way (`fetches.rs`).
@@ -369,6 +373,23 @@ impl Store {
             counters: counters.clone(),
             interval: config.scrub_interval,
         };
+        let reads = Reads {
+            files: files.clone(),
+            state: state.clone(),
+            scrubber: scrubber.clone(),
+            missing: missing.clone(),
+            leadership: leadership.clone(),
+            transport: cluster.transport.clone(),
+        };
+        let growing = growing::Growing::default();
+        let peer_files = PeerFiles {
+            files: files.clone(),
+            receiving: growing::Receiving {
+                growing: growing.clone(),
+                fetches: fetches.clone(),
+            },
+            counters: counters.clone(),
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
@@ -385,10 +406,12 @@ impl Store {
                 cluster,
                 fetcher,
                 majority,
+                reads,
+                peer_files,
                 scrubber,
                 missing,
                 fetches,
-                growing: Default::default(),
+                growing,
                 leadership,
                 failure,
                 events,
@@ -420,6 +443,16 @@ impl Store {
             failure: i.failure.clone(),
             upload_ttl: i.config.upload_ttl,
         }
+    }
+
+    /// Reads of blobs for clients.
+    pub fn reads(&self) -> &Reads {
+        &self.inner.reads
+    }
+
+    /// The files peers are sent blob bytes from.
+    pub fn peer_files(&self) -> &PeerFiles {
+        &self.inner.peer_files
     }
 
     /// The Raft log of the site's group, in this store's sled.
@@ -508,14 +541,6 @@ impl Store {
     /// Size of blob `d` if it is linked into `repo`.
     pub fn blob_size(&self, repo: &Repository, d: &Digest) -> Result<u64> {
         self.read(|s| s.repo_blob(repo, d))
-            .ok_or_else(|| StoreError::BlobUnknown(d.clone()))
-    }
-
-    /// Opens this node's file of blob `d` (`BlobUnknown` if there is none).
-    async fn open_blob_file(&self, d: &Digest) -> Result<std::fs::File> {
-        self.inner
-            .files
-            .open_blob(d)?
             .ok_or_else(|| StoreError::BlobUnknown(d.clone()))
     }
 

@@ -9,7 +9,7 @@
 //! so that on a small machine it does not take the CPU from the delivery.
 
 use crate::growing::{Growth, Receiving};
-use crate::{ByteStream, Result, Store, StoreError};
+use crate::{ByteStream, Result, StoreError};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use site_core::Digest;
@@ -124,13 +124,21 @@ impl PeerFile {
     }
 }
 
-impl Store {
+/// The files peers are sent blob bytes from. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerFiles {
+    pub(crate) files: crate::files::BlobFiles,
+    pub(crate) receiving: Receiving,
+    pub(crate) counters: Arc<crate::metrics::NodeCounters>,
+}
+
+impl PeerFiles {
     /// The file to send a peer blob `d` from, from `offset` on: the blob file, or the
     /// upload file while the blob still arrives (recorded or not). `background`: a copy
     /// nobody waits for, which yields to the blobs this node receives.
     pub async fn peer_file(&self, d: &Digest, offset: u64, background: bool) -> Result<PeerFile> {
         let (file, size, growth) = match self
-            .inner
+            .receiving
             .growing
             .arriving(d)
             .map(|a| (File::open(&a.path), a))
@@ -153,22 +161,22 @@ impl Store {
             file: Arc::new(file),
             size,
             growth,
-            pace: background.then(|| Receiving {
-                growing: self.inner.growing.clone(),
-                fetches: self.inner.fetches.clone(),
-            }),
+            pace: background.then(|| self.receiving.clone()),
         })
     }
 
     /// Blob `d`'s file and size (no growth: it is whole).
     async fn whole_blob_file(&self, d: &Digest) -> Result<(File, u64, Option<Growth>)> {
-        let file = self.open_blob_file(d).await?;
+        let file = self
+            .files
+            .open_blob(d)?
+            .ok_or_else(|| StoreError::BlobUnknown(d.clone()))?;
         let size = file.metadata()?.len();
         Ok((file, size, None))
     }
 
     /// Bytes of blob `d` from `offset` on, for a peer, as a stream (see
-    /// [`Store::peer_file`]).
+    /// [`PeerFiles::peer_file`]).
     pub async fn blob_for_peer(
         &self,
         d: &Digest,
@@ -180,7 +188,7 @@ impl Store {
 
     /// Counts `n` bytes of blobs sent to a peer `by` a way.
     pub fn count_sent(&self, by: PeerSend, n: u64) {
-        self.inner.counters.peer_sent.add(&[by.label()], n);
+        self.counters.peer_sent.add(&[by.label()], n);
     }
 }
 

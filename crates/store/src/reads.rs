@@ -3,9 +3,14 @@
 //! so), or, while this node lacks a committed blob, from a peer that has it (the blob is
 //! then noted missing and fetched in the background, `replication.rs`).
 
+use crate::applied_state::SiteState;
+use crate::files::BlobFiles;
+use crate::leadership::Leadership;
+use crate::missing_blobs::MissingBlobs;
 use crate::replication::open_fetch;
-use crate::transport::BlobStream;
-use crate::{ByteStream, Result, Store, StoreError};
+use crate::scrub::Scrubber;
+use crate::transport::{BlobStream, Transport};
+use crate::{ByteStream, Result, StoreError};
 use futures_util::StreamExt;
 use site_core::Digest;
 use std::sync::Arc;
@@ -73,9 +78,20 @@ impl BlobBytes {
     }
 }
 
-impl Store {
+/// Reads of committed blobs for clients. Cheap to clone.
+#[derive(Clone)]
+pub struct Reads {
+    pub(crate) files: BlobFiles,
+    pub(crate) state: SiteState,
+    pub(crate) scrubber: Scrubber,
+    pub(crate) missing: MissingBlobs,
+    pub(crate) leadership: Leadership,
+    pub(crate) transport: Arc<dyn Transport>,
+}
+
+impl Reads {
     /// Bytes `start..start + len` of committed blob `d` as a stream (see
-    /// [`Store::open_blob`]).
+    /// [`Reads::open_blob`]).
     pub async fn read_blob(&self, d: &Digest, start: u64, len: u64) -> Result<ByteStream> {
         Ok(self.open_blob(d, start, len).await?.into_stream())
     }
@@ -86,41 +102,36 @@ impl Store {
     /// than its last bytes if they do not match the digest (`verify.rs`); a ranged read
     /// of an unchecked copy starts a check of the whole file in the background.
     pub async fn open_blob(&self, d: &Digest, start: u64, len: u64) -> Result<crate::BlobBytes> {
-        match self.open_blob_file(d).await {
-            Ok(file) => {
-                let size = self.read(|s| s.blob(d).map(|b| b.size));
-                let whole = start == 0 && size == Some(len) && len > 0;
-                let checks = &self.inner.read_checks;
-                let region = FileRegion {
-                    file: Arc::new(file),
-                    offset: start,
+        if let Some(file) = self.files.open_blob(d)? {
+            let size = self.state.read(|s| s.blob(d).map(|b| b.size));
+            let whole = start == 0 && size == Some(len) && len > 0;
+            let checks = &self.scrubber.read_checks;
+            let region = FileRegion {
+                file: Arc::new(file),
+                offset: start,
+                len,
+            };
+            if whole && checks.needed(d) {
+                let stream = region.stream();
+                return Ok(BlobBytes::Stream(crate::verify::verified(
+                    self.scrubber.clone(),
+                    d.clone(),
                     len,
-                };
-                if whole && checks.needed(d) {
-                    let stream = region.stream();
-                    return Ok(BlobBytes::Stream(crate::verify::verified(
-                        self.inner.scrubber.clone(),
-                        d.clone(),
-                        len,
-                        stream,
-                    )));
-                }
-                if let (false, Some(size)) = (whole, size) {
-                    self.inner.scrubber.check_in_background(d, size);
-                }
-                return Ok(BlobBytes::File(region));
+                    stream,
+                )));
             }
-            Err(StoreError::BlobUnknown(_)) => {}
-            Err(e) => return Err(e),
+            if let (false, Some(size)) = (whole, size) {
+                self.scrubber.check_in_background(d, size);
+            }
+            return Ok(BlobBytes::File(region));
         }
-        let Some(size) = self.read(|s| s.blob(d).map(|b| b.size)) else {
+        let Some(size) = self.state.read(|s| s.blob(d).map(|b| b.size)) else {
             return Err(StoreError::BlobUnknown(d.clone()));
         };
-        self.inner.missing.note(d, size);
-        let transport = self.cluster().transport.clone();
+        self.missing.note(d, size);
         let mut errors = Vec::new();
-        for peer in self.inner.leadership.fetch_order(None) {
-            match open_fetch(transport.as_ref(), peer, d, start, false).await {
+        for peer in self.leadership.fetch_order(None) {
+            match open_fetch(self.transport.as_ref(), peer, d, start, false).await {
                 Ok(stream) => {
                     tracing::info!(blob = %d, peer, "blob not here yet: serving it from a peer");
                     return Ok(BlobBytes::Stream(limit(stream, len)));

@@ -225,6 +225,7 @@ async fn a_whole_blob_read_is_cut_short_when_the_file_no_longer_matches() {
     // A good copy reads whole, as it is.
     let read: Vec<_> = node
         .store
+        .reads()
         .read_blob(&d, 0, size)
         .await
         .unwrap()
@@ -238,7 +239,13 @@ async fn a_whole_blob_read_is_cut_short_when_the_file_no_longer_matches() {
     let node = open(dir.path()).await;
     let store = &node.store;
     let mut events = store.subscribe();
-    let read: Vec<_> = store.read_blob(&d, 0, size).await.unwrap().collect().await;
+    let read: Vec<_> = store
+        .reads()
+        .read_blob(&d, 0, size)
+        .await
+        .unwrap()
+        .collect()
+        .await;
     let served: usize = read
         .iter()
         .filter_map(|c| c.as_ref().ok())

@@ -11,7 +11,7 @@
 //!   or it was not among the first majority) is in the node's missing set; a background
 //!   task ([`Store::run_replication`]) fetches each from a peer until none is missing.
 //! - **A read of a committed blob not here yet** streams it from a peer meanwhile
-//!   ([`Store::read_blob`], `reads.rs`).
+//!   ([`crate::Reads::read_blob`], `reads.rs`).
 //!
 //! A fetched copy is written to `uploads/replica-<hex>-<n>`, fsynced, verified and
 //! renamed into place like any other blob ([`crate::files::BlobFiles::install`]).
@@ -272,10 +272,6 @@ impl Fetcher {
 }
 
 impl Store {
-    pub(crate) fn cluster(&self) -> &Cluster {
-        &self.inner.cluster
-    }
-
     /// How many committed blobs this node lacks the bytes of. (Forwards to
     /// [`crate::MissingBlobs`] for the callers not yet given it.)
     pub fn blobs_missing(&self) -> usize {
