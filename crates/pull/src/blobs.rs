@@ -172,7 +172,7 @@ impl Puller {
         d: &Digest,
     ) -> Result<Option<u64>, PullError> {
         let store = &self.inner.store;
-        if let Ok(size) = store.blob_size(repo, d) {
+        if let Ok(size) = store.repositories().blob_size(repo, d) {
             return Ok(Some(size));
         }
         let held_and_referenced = store.read(|s| {
@@ -194,7 +194,7 @@ impl Puller {
             })
             .await
             .map_err(PullError::store)?;
-        Ok(store.blob_size(repo, d).ok())
+        Ok(store.repositories().blob_size(repo, d).ok())
     }
 
     /// Links into `repo` the blobs `manifest` (just fetched from `repo`'s upstream)
@@ -205,8 +205,8 @@ impl Puller {
         let store = &self.inner.store;
         for b in manifest.blob_references() {
             let d = &b.digest;
-            let held_elsewhere =
-                store.blob_size(repo, d).is_err() && store.read(|s| s.blob(d).is_some());
+            let held_elsewhere = store.repositories().blob_size(repo, d).is_err()
+                && store.read(|s| s.blob(d).is_some());
             if !held_elsewhere {
                 continue;
             }

@@ -36,7 +36,7 @@ impl Puller {
         reference: &ManifestRef,
     ) -> Result<StoredManifest, PullError> {
         let store = &self.inner.store;
-        let held = match store.get_manifest(repo, reference) {
+        let held = match store.repositories().get_manifest(repo, reference) {
             Ok(m) => Some(m),
             Err(StoreError::ManifestUnknown(_)) => None,
             Err(e) => return Err(PullError::store(e)),
@@ -110,6 +110,7 @@ impl Puller {
                     && self
                         .inner
                         .store
+                        .repositories()
                         .get_manifest(repo, &ManifestRef::Digest(held.clone()))
                         .is_ok_and(|m| d.matches(&m.body)) =>
             {
@@ -292,6 +293,7 @@ impl Puller {
         let m = &fetched.stored;
         self.inner
             .store
+            .repositories()
             .cache_manifest(repo, &reference, Some(&m.media_type), &m.body)
             .await
             .map_err(PullError::store)?;

@@ -78,9 +78,9 @@ impl Store {
 }
 
 impl BlobReads {
-    /// See [`Store::blob_size`].
+    /// See [`crate::Repositories::blob_size`].
     pub fn size(&self, repo: &Repository, d: &Digest) -> Result<u64> {
-        self.0.blob_size(repo, d)
+        self.0.inner.repositories.blob_size(repo, d)
     }
     /// See [`crate::Reads::open_blob`].
     pub async fn read(&self, d: &Digest, start: u64, len: u64) -> Result<crate::BlobBytes> {
@@ -89,39 +89,42 @@ impl BlobReads {
 }
 
 impl ManifestReads {
-    /// See [`Store::get_manifest`].
+    /// See [`crate::Repositories::get_manifest`].
     pub fn get(&self, repo: &Repository, reference: &ManifestRef) -> Result<StoredManifest> {
-        self.0.get_manifest(repo, reference)
+        self.0.inner.repositories.get_manifest(repo, reference)
     }
-    /// See [`Store::tags`].
+    /// See [`crate::Repositories::tags`].
     pub fn tags(&self, repo: &Repository, last: Option<&str>, n: usize) -> Result<Vec<String>> {
-        self.0.tags(repo, last, n)
+        self.0.inner.repositories.tags(repo, last, n)
     }
-    /// See [`Store::referrers`].
+    /// See [`crate::Repositories::referrers`].
     pub fn referrers(
         &self,
         repo: &Repository,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        self.0.referrers(repo, subject, artifact_type)
+        self.0
+            .inner
+            .repositories
+            .referrers(repo, subject, artifact_type)
     }
-    /// See [`Store::catalog`].
+    /// See [`crate::Repositories::catalog`].
     pub fn catalog(
         &self,
         name_of: impl Fn(&Repository) -> String,
         last: Option<&str>,
         n: usize,
     ) -> Result<Vec<String>> {
-        self.0.catalog(name_of, last, n)
+        self.0.inner.repositories.catalog(name_of, last, n)
     }
-    /// See [`Store::repo_exists`].
+    /// See [`crate::Repositories::repo_exists`].
     pub fn repo_exists(&self, repo: &Repository) -> Result<bool> {
-        self.0.repo_exists(repo)
+        self.0.inner.repositories.repo_exists(repo)
     }
-    /// See [`Store::note_pull`].
+    /// See [`crate::Pulls::note`].
     pub fn note_pull(&self, d: &Digest) {
-        self.0.note_pull(d)
+        self.0.inner.pulls.note(d)
     }
 }
 
@@ -163,16 +166,16 @@ impl Push {
     pub async fn cancel_upload(&self, repo: &Repository, id: &str) -> Result<()> {
         self.0.cancel_upload(repo, id).await
     }
-    /// See [`Store::mount_blob`].
+    /// See [`crate::Repositories::mount_blob`].
     pub async fn mount_blob(
         &self,
         repo: &Repository,
         from: &Repository,
         d: &Digest,
     ) -> Result<bool> {
-        self.0.mount_blob(repo, from, d).await
+        self.0.inner.repositories.mount_blob(repo, from, d).await
     }
-    /// See [`Store::put_manifest`].
+    /// See [`crate::Repositories::put_manifest`].
     pub async fn put_manifest(
         &self,
         repo: &Repository,
@@ -181,6 +184,8 @@ impl Push {
         body: &[u8],
     ) -> Result<(Digest, Manifest)> {
         self.0
+            .inner
+            .repositories
             .put_manifest(repo, reference, content_type, body)
             .await
     }
@@ -195,17 +200,17 @@ impl Push {
             .await?;
         Ok(())
     }
-    /// See [`Store::delete_manifest`].
+    /// See [`crate::Repositories::delete_manifest`].
     pub async fn delete_manifest(&self, repo: &Repository, d: &Digest) -> Result<()> {
-        self.0.delete_manifest(repo, d).await
+        self.0.inner.repositories.delete_manifest(repo, d).await
     }
-    /// See [`Store::delete_tag`].
+    /// See [`crate::Repositories::delete_tag`].
     pub async fn delete_tag(&self, repo: &Repository, tag: &str) -> Result<()> {
-        self.0.delete_tag(repo, tag).await
+        self.0.inner.repositories.delete_tag(repo, tag).await
     }
-    /// See [`Store::delete_blob`].
+    /// See [`crate::Repositories::delete_blob`].
     pub async fn delete_blob(&self, repo: &Repository, d: &Digest) -> Result<()> {
-        self.0.delete_blob(repo, d).await
+        self.0.inner.repositories.delete_blob(repo, d).await
     }
 }
 
@@ -238,7 +243,7 @@ impl Deliver {
     ) -> Result<(u64, Received)> {
         self.0.receive_blob(repo, d, size, offset, source).await
     }
-    /// See [`Store::deliver_manifest`].
+    /// See [`crate::Repositories::deliver_manifest`].
     pub async fn manifest(
         &self,
         repo: &Repository,
@@ -247,6 +252,8 @@ impl Deliver {
         body: &[u8],
     ) -> Result<(Digest, Manifest)> {
         self.0
+            .inner
+            .repositories
             .deliver_manifest(repo, reference, content_type, body)
             .await
     }

@@ -99,7 +99,7 @@ impl Collector {
     /// run reports what the sweep would delete and deletes nothing. [`Self::run_now`]
     /// passes the disk as it is; tests pass their own.
     pub async fn run_once(&self, space: Space, dry_run: bool) -> Result<SweepReport> {
-        self.store.record_pulls().await?;
+        self.store.pulls().record().await?;
         if !dry_run {
             self.store.expire_uploads().await?;
         }
@@ -136,7 +136,7 @@ impl Collector {
         if needed > space.free.saturating_add(reclaimable) {
             return Ok(Err((needed, space.free, reclaimable)));
         }
-        self.store.record_pulls().await?;
+        self.store.pulls().record().await?;
         let report = self.store.sweep(&self.rules(needed - space.free)).await?;
         tracing::info!(
             needed,
@@ -153,7 +153,7 @@ impl Collector {
         if self.store.is_leader() {
             return self.run_now(false).await.map(|_| ());
         }
-        self.store.record_pulls().await?;
+        self.store.pulls().record().await?;
         self.store.expire_uploads().await.map(|_| ())
     }
 

@@ -39,7 +39,7 @@ mod metrics;
 mod missing_blobs;
 pub mod ordering;
 mod peer_file;
-mod pulls;
+pub mod pulls;
 pub mod raft_driver;
 pub mod raft_log;
 mod reads;
@@ -65,12 +65,13 @@ pub use failure::Failure;
 pub use leadership::Leadership;
 pub use leadership::RaftStatus;
 pub use majority::MajorityHold;
-pub use manifests::{ManifestRef, StoredManifest};
+pub use manifests::{ManifestRef, Repositories, StoredManifest};
 pub use membership::{Membership, NodeView};
 pub use metrics::NodeMetrics;
 pub use missing_blobs::MissingBlobs;
 pub use ordering::Orderer;
 pub use peer_file::{PeerFile, PeerFiles, PeerSend};
+pub use pulls::Pulls;
 pub use raft_driver::RaftSettings;
 pub use reads::{BlobBytes, FileRegion, Reads};
 pub use replication::{ByteStream, Fetcher};
@@ -83,11 +84,10 @@ pub use uploads::ByteSource;
 pub use verify::VerifyReads;
 
 use files::BlobFiles;
-use site_core::{Digest, Repository};
+use site_core::Digest;
 use site_state::{Command, Event, Outcome, State};
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
@@ -156,8 +156,10 @@ struct Inner {
     growing: growing::Growing,
     /// What the node tells its watchers (`events.rs`).
     events: Events,
-    /// Manifests pulled since the last `Touch` (see `pulls.rs`).
-    pulled: Mutex<HashSet<Digest>>,
+    /// Manifests pulled since the last `Touch` (`pulls.rs`).
+    pulls: Pulls,
+    /// The site's repositories (`manifests.rs`).
+    repositories: Repositories,
     /// The Raft log of the site's group.
     raft: raft_log::RaftLog,
     /// What failed, once this node's storage has (`failure.rs`).
@@ -390,6 +392,12 @@ impl Store {
             },
             counters: counters.clone(),
         };
+        let pulls = Pulls::new(orderer.clone());
+        let repositories = Repositories {
+            state: state.clone(),
+            orderer: orderer.clone(),
+            max_manifest_bytes: config.max_manifest_bytes,
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 uploads: uploads::Sessions::new(upload_dir),
@@ -415,7 +423,8 @@ impl Store {
                 leadership,
                 failure,
                 events,
-                pulled: Mutex::new(HashSet::new()),
+                pulls,
+                repositories,
                 raft,
                 counters,
                 clock,
@@ -443,6 +452,16 @@ impl Store {
             failure: i.failure.clone(),
             upload_ttl: i.config.upload_ttl,
         }
+    }
+
+    /// The site's repositories.
+    pub fn repositories(&self) -> &Repositories {
+        &self.inner.repositories
+    }
+
+    /// The manifests pulled since the last `Touch`.
+    pub fn pulls(&self) -> &Pulls {
+        &self.inner.pulls
     }
 
     /// Reads of blobs for clients.
@@ -536,66 +555,6 @@ impl Store {
             .inputs
             .send(channels::Input::Message(Box::new(m)))
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))
-    }
-
-    /// Size of blob `d` if it is linked into `repo`.
-    pub fn blob_size(&self, repo: &Repository, d: &Digest) -> Result<u64> {
-        self.read(|s| s.repo_blob(repo, d))
-            .ok_or_else(|| StoreError::BlobUnknown(d.clone()))
-    }
-
-    /// Links blob `d`, already held by the node, into `repo` (cross-repository mount).
-    /// Returns false when the node does not hold it or `from` does not have it.
-    pub async fn mount_blob(
-        &self,
-        repo: &Repository,
-        from: &Repository,
-        d: &Digest,
-    ) -> Result<bool> {
-        if self.blob_size(from, d).is_err() {
-            return Ok(false);
-        }
-        self.inner
-            .orderer
-            .execute(Command::LinkBlob {
-                repo: repo.clone(),
-                digest: d.clone(),
-            })
-            .await?;
-        Ok(true)
-    }
-
-    /// Unlinks blob `d` from `repo`. The bytes stay until garbage collection.
-    pub async fn delete_blob(&self, repo: &Repository, d: &Digest) -> Result<()> {
-        self.inner
-            .orderer
-            .execute(Command::UnlinkBlob {
-                repo: repo.clone(),
-                digest: d.clone(),
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Repository names, as `name_of` spells them, sorted, after `last`, at most `n`.
-    pub fn catalog(
-        &self,
-        name_of: impl Fn(&Repository) -> String,
-        last: Option<&str>,
-        n: usize,
-    ) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self.read(|s| s.repos().map(|(r, _)| name_of(r)).collect());
-        names.sort();
-        Ok(names
-            .into_iter()
-            .filter(|name| last.is_none_or(|l| name.as_str() > l))
-            .take(n)
-            .collect())
-    }
-
-    /// Whether `repo` holds any content.
-    pub fn repo_exists(&self, repo: &Repository) -> Result<bool> {
-        Ok(self.read(|s| s.repo(repo).is_some()))
     }
 
     /// Bytes of blob files, and the capacity and free bytes of the file system under the

@@ -1,7 +1,9 @@
 //! Manifests, tags and referrers of repositories, read from the applied state and
 //! changed through commands.
 
-use crate::{Result, Store, StoreError};
+use crate::applied_state::SiteState;
+use crate::ordering::Orderer;
+use crate::{Result, StoreError};
 use site_core::manifest::Descriptor;
 use site_core::{Digest, Manifest, Repository};
 use site_state::Command;
@@ -26,26 +28,37 @@ pub struct StoredManifest {
     pub body: Vec<u8>,
 }
 
-impl Store {
+/// The site's repositories: their manifests, tags, referrers and blob links, read from
+/// the applied state and changed through the log. Cheap to clone.
+#[derive(Clone)]
+pub struct Repositories {
+    pub(crate) state: SiteState,
+    pub(crate) orderer: Orderer,
+    /// Largest manifest accepted, in bytes.
+    pub(crate) max_manifest_bytes: u64,
+}
+
+impl Repositories {
     /// The manifest `reference` names in `repo`.
     pub fn get_manifest(
         &self,
         repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<StoredManifest> {
-        self.read(|s| {
-            let digest = match reference {
-                ManifestRef::Digest(d) => d,
-                ManifestRef::Tag(tag) => s.tag(repo, tag)?,
-            };
-            let m = s.repo_manifest(repo, digest)?;
-            Some(StoredManifest {
-                digest: digest.clone(),
-                media_type: m.media_type.clone(),
-                body: m.body.as_bytes().to_vec(),
+        self.state
+            .read(|s| {
+                let digest = match reference {
+                    ManifestRef::Digest(d) => d,
+                    ManifestRef::Tag(tag) => s.tag(repo, tag)?,
+                };
+                let m = s.repo_manifest(repo, digest)?;
+                Some(StoredManifest {
+                    digest: digest.clone(),
+                    media_type: m.media_type.clone(),
+                    body: m.body.as_bytes().to_vec(),
+                })
             })
-        })
-        .ok_or_else(|| StoreError::ManifestUnknown(display(reference)))
+            .ok_or_else(|| StoreError::ManifestUnknown(display(reference)))
     }
 
     /// Stores a manifest pushed as `reference` with the declared `content_type`. Refused
@@ -97,7 +110,7 @@ impl Store {
         body: &[u8],
         via: Via,
     ) -> Result<(Digest, Manifest)> {
-        let max = self.inner.config.max_manifest_bytes;
+        let max = self.max_manifest_bytes;
         if body.len() as u64 > max {
             return Err(StoreError::SizeInvalid(format!(
                 "manifest larger than the limit of {max} bytes"
@@ -125,8 +138,7 @@ impl Store {
             ManifestRef::Tag(t) => Some(t.clone()),
             ManifestRef::Digest(_) => None,
         };
-        self.inner
-            .orderer
+        self.orderer
             .execute(Command::PutManifest {
                 repo: repo.clone(),
                 body,
@@ -143,8 +155,7 @@ impl Store {
     /// Deletes manifest `d` from `repo`, with the tags that point at it. The bytes of
     /// what it referenced stay until garbage collection.
     pub async fn delete_manifest(&self, repo: &Repository, d: &Digest) -> Result<()> {
-        self.inner
-            .orderer
+        self.orderer
             .execute(Command::DeleteManifest {
                 repo: repo.clone(),
                 digest: d.clone(),
@@ -155,8 +166,7 @@ impl Store {
 
     /// Removes tag `tag` from `repo`.
     pub async fn delete_tag(&self, repo: &Repository, tag: &str) -> Result<()> {
-        self.inner
-            .orderer
+        self.orderer
             .execute(Command::DeleteTag {
                 repo: repo.clone(),
                 tag: tag.to_owned(),
@@ -167,7 +177,7 @@ impl Store {
 
     /// Tags of `repo` in lexical order, after `last`, at most `n`.
     pub fn tags(&self, repo: &Repository, last: Option<&str>, n: usize) -> Result<Vec<String>> {
-        Ok(self.read(|s| {
+        Ok(self.state.read(|s| {
             s.repo(repo).map_or_else(Vec::new, |r| {
                 r.tags
                     .keys()
@@ -187,9 +197,70 @@ impl Store {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        let mut out = self.read(|s| s.referrers(repo, subject));
+        let mut out = self.state.read(|s| s.referrers(repo, subject));
         out.retain(|d| artifact_type.is_none_or(|a| d.artifact_type.as_deref() == Some(a)));
         Ok(out)
+    }
+
+    /// Size of blob `d` if it is linked into `repo`.
+    pub fn blob_size(&self, repo: &Repository, d: &Digest) -> Result<u64> {
+        self.state
+            .read(|s| s.repo_blob(repo, d))
+            .ok_or_else(|| StoreError::BlobUnknown(d.clone()))
+    }
+
+    /// Links blob `d`, already held by the node, into `repo` (cross-repository mount).
+    /// Returns false when the node does not hold it or `from` does not have it.
+    pub async fn mount_blob(
+        &self,
+        repo: &Repository,
+        from: &Repository,
+        d: &Digest,
+    ) -> Result<bool> {
+        if self.blob_size(from, d).is_err() {
+            return Ok(false);
+        }
+        self.orderer
+            .execute(Command::LinkBlob {
+                repo: repo.clone(),
+                digest: d.clone(),
+            })
+            .await?;
+        Ok(true)
+    }
+
+    /// Unlinks blob `d` from `repo`. The bytes stay until garbage collection.
+    pub async fn delete_blob(&self, repo: &Repository, d: &Digest) -> Result<()> {
+        self.orderer
+            .execute(Command::UnlinkBlob {
+                repo: repo.clone(),
+                digest: d.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Repository names, as `name_of` spells them, sorted, after `last`, at most `n`.
+    pub fn catalog(
+        &self,
+        name_of: impl Fn(&Repository) -> String,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .state
+            .read(|s| s.repos().map(|(r, _)| name_of(r)).collect());
+        names.sort();
+        Ok(names
+            .into_iter()
+            .filter(|name| last.is_none_or(|l| name.as_str() > l))
+            .take(n)
+            .collect())
+    }
+
+    /// Whether `repo` holds any content.
+    pub fn repo_exists(&self, repo: &Repository) -> Result<bool> {
+        Ok(self.state.read(|s| s.repo(repo).is_some()))
     }
 }
 

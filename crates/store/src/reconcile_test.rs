@@ -30,6 +30,7 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
         );
         let tag = ManifestRef::Tag("v1".into());
         let (manifest, _) = store
+            .repositories()
             .put_manifest(&repo, &tag, None, body.as_bytes())
             .await
             .unwrap();
@@ -56,17 +57,20 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
     let node = open(dir.path()).await;
     let store = &node.store;
     assert!(matches!(
-        store.get_manifest(&repo, &ManifestRef::Tag("v1".into())),
+        store
+            .repositories()
+            .get_manifest(&repo, &ManifestRef::Tag("v1".into())),
         Err(StoreError::ManifestUnknown(_))
     ));
     assert!(store
+        .repositories()
         .get_manifest(&repo, &ManifestRef::Digest(manifest))
         .is_err());
     assert!(matches!(
-        store.blob_size(&repo, &layer),
+        store.repositories().blob_size(&repo, &layer),
         Err(StoreError::BlobUnknown(_))
     ));
-    assert_eq!(store.blob_size(&repo, &config).unwrap(), 2);
+    assert_eq!(store.repositories().blob_size(&repo, &config).unwrap(), 2);
     assert!(!files.path(&orphan).exists(), "unacknowledged file removed");
     assert!(store.read(|s| s.blob(&orphan).is_none()));
     assert!(!files.path(&config).with_file_name("not-a-digest").exists());
@@ -81,7 +85,7 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
     let node = open(dir.path()).await;
     let store = &node.store;
     assert!(store.read(|s| s.blob(&layer).is_none()));
-    assert_eq!(store.blob_size(&repo, &config).unwrap(), 2);
+    assert_eq!(store.repositories().blob_size(&repo, &config).unwrap(), 2);
 }
 
 #[tokio::test]
@@ -130,7 +134,7 @@ async fn tower_stream_resumes_refuses_lies_and_verifies() {
         .await
         .unwrap();
     assert_eq!((got, at), (12, Received::Complete));
-    assert_eq!(store.blob_size(&repo, &d).unwrap(), 20);
+    assert_eq!(store.repositories().blob_size(&repo, &d).unwrap(), 20);
     assert_eq!(store.tower_upload_offset(&d).await.unwrap(), 0);
     // Bytes that do not match the digest are discarded.
     let wrong = Digest::of(b"something else");
@@ -170,7 +174,7 @@ async fn interrupted_sweep_is_completed_on_open() {
     let node = open(dir.path()).await;
     let store = &node.store;
     assert!(!files.path(&d).exists());
-    assert!(store.blob_size(&repo, &d).is_err());
+    assert!(store.repositories().blob_size(&repo, &d).is_err());
 }
 
 #[tokio::test]
@@ -205,7 +209,10 @@ async fn a_restart_loads_the_snapshot_and_replays_the_log_after_it() {
     let node = open_with(dir.path(), settings).await;
     for d in &data {
         assert_eq!(
-            node.store.blob_size(&repo, &Digest::of(d)).unwrap(),
+            node.store
+                .repositories()
+                .blob_size(&repo, &Digest::of(d))
+                .unwrap(),
             2,
             "{d:?} survives the restart"
         );
