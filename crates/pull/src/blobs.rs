@@ -1,5 +1,5 @@
 //! Blobs fetched on a miss: one upstream transfer per digest on this node, written into
-//! the store the way a tower delivery is (`Store::receive_blob`: verified, durable on a
+//! the store the way a tower delivery is (`Deliveries::receive_blob`: verified, durable on a
 //! majority, recorded), and served to every waiting client while it arrives.
 //!
 //! A client is streamed the bytes already in the growing file (this node's, or the
@@ -288,6 +288,7 @@ impl Puller {
         session.upstream.remember_auth(&reference, &session.auth);
         // A fetch a crash interrupted left its bytes: resume after them.
         let mut offset = store
+            .deliveries()
             .tower_upload_offset(d)
             .await
             .map_err(PullError::store)?;
@@ -337,6 +338,7 @@ impl Puller {
                 broke: None,
             };
             let received = store
+                .deliveries()
                 .receive_blob(Some(repo), d, size, offset, &mut source)
                 .await
                 .map_err(PullError::store)?;

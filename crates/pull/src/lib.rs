@@ -4,7 +4,7 @@
 //! policy allows, and the site keeps it.
 //!
 //! Rule of this crate: what is fetched enters the store only the ways a delivery does
-//! (`Store::receive_blob`, then the manifest once its blobs are recorded), so cached
+//! (`Deliveries::receive_blob`, then the manifest once its blobs are recorded), so cached
 //! content is site content: verified, durable on a majority, replicated, served offline.
 //! What the site holds is never made unavailable by an upstream: `Always` falls back to
 //! it. One upstream transfer per digest on a node; clients wait on it, never poll.

@@ -9,8 +9,8 @@ use crate::leadership::RaftStatus;
 use crate::manifests::{ManifestRef, StoredManifest};
 use crate::membership::NodeView;
 use crate::replication::ByteStream;
+use crate::sessions::ByteSource;
 use crate::transport::NodeReport;
-use crate::uploads::ByteSource;
 use crate::Store;
 use site_core::{Descriptor, Digest, Manifest, Repository};
 use site_state::{Command, Event, MemberChange, Outcome, State};
@@ -223,16 +223,16 @@ impl Deliver {
     pub fn holds(&self, d: &Digest) -> bool {
         self.0.read(|s| s.blob(d).is_some())
     }
-    /// See [`Store::tower_upload_offset`].
+    /// See [`crate::Deliveries::tower_upload_offset`].
     pub async fn offset(&self, d: &Digest) -> Result<u64> {
-        self.0.tower_upload_offset(d).await
+        self.0.inner.deliveries.tower_upload_offset(d).await
     }
     /// Keeps `digests` from GC for `for_ms` milliseconds of the log's time, for the
     /// delivery that was told the site holds them.
     pub async fn lease(&self, digests: Vec<Digest>, for_ms: u64) -> Result<Outcome> {
         self.0.execute(Command::lease_for(digests, for_ms)).await
     }
-    /// See [`Store::receive_blob`].
+    /// See [`crate::Deliveries::receive_blob`].
     pub async fn receive_blob(
         &self,
         repo: Option<&Repository>,
@@ -241,7 +241,11 @@ impl Deliver {
         offset: u64,
         source: &mut impl ByteSource,
     ) -> Result<(u64, Received)> {
-        self.0.receive_blob(repo, d, size, offset, source).await
+        self.0
+            .inner
+            .deliveries
+            .receive_blob(repo, d, size, offset, source)
+            .await
     }
     /// See [`crate::Repositories::deliver_manifest`].
     pub async fn manifest(

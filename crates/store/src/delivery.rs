@@ -6,10 +6,17 @@
 //! the next stream resumes from that offset. Bytes beyond the declared size are refused
 //! and undone, so a lying stream changes nothing.
 
+use crate::applied_state::SiteState;
 use crate::blob_writer::BlobWriter;
 use crate::channels::FileOp;
-use crate::majority::EarlyHold;
-use crate::{ByteSource, Result, Store, StoreError};
+use crate::file_ops::FileQueue;
+use crate::files::BlobFiles;
+use crate::growing::Growing;
+use crate::leadership::Leadership;
+use crate::majority::{EarlyHold, MajorityHold};
+use crate::ordering::Orderer;
+use crate::sessions::{tower_file_name, Sessions};
+use crate::{ByteSource, Result, StoreError};
 use site_core::{Digest, Repository};
 use site_state::Command;
 use std::path::PathBuf;
@@ -23,9 +30,26 @@ pub enum Received {
     Partial(u64),
 }
 
-impl Store {
+/// Blobs made the site's: a verified file committed (installed, held by a majority,
+/// recorded), and the tower's (and the pull-through cache's) resumable streams. Cheap
+/// to clone.
+#[derive(Clone)]
+pub struct Deliveries {
+    pub(crate) sessions: Sessions,
+    pub(crate) files: BlobFiles,
+    pub(crate) queue: FileQueue,
+    pub(crate) state: SiteState,
+    pub(crate) majority: MajorityHold,
+    pub(crate) orderer: Orderer,
+    pub(crate) leadership: Leadership,
+    pub(crate) growing: Growing,
+    /// Largest blob accepted, in bytes.
+    pub(crate) max_blob_bytes: u64,
+}
+
+impl Deliveries {
     /// Makes the fsynced, verified file at `src` blob `d`, linked into `repo` if given,
-    /// and records it once a majority of the site's nodes hold it (`replication.rs`).
+    /// and records it once a majority of the site's nodes hold it (`majority.rs`).
     /// If this node already has `d`, `src` is removed instead.
     pub async fn commit_blob(
         &self,
@@ -37,7 +61,7 @@ impl Store {
         self.commit_held_blob(src, d, size, repo, None).await
     }
 
-    /// [`Store::commit_blob`], where `early` may be a hold of the blob started while it
+    /// [`Deliveries::commit_blob`], where `early` may be a hold of the blob started while it
     /// arrived (`growing.rs`); if that one failed, the majority is asked again.
     async fn commit_held_blob(
         &self,
@@ -47,9 +71,8 @@ impl Store {
         repo: Option<&Repository>,
         early: Option<EarlyHold>,
     ) -> Result<()> {
-        let committed = self.read(|s| s.blob(d).is_some());
-        self.inner
-            .file_queue
+        let committed = self.state.read(|s| s.blob(d).is_some());
+        self.queue
             .run(FileOp::Install {
                 src,
                 digest: d.clone(),
@@ -62,7 +85,7 @@ impl Store {
                 other => return other,
             }
         }
-        if !self.inner.files.has(d) {
+        if !self.files.has(d) {
             return Err(StoreError::Unavailable(format!(
                 "blob {d} was collected while it was being delivered; send it again"
             )));
@@ -73,10 +96,10 @@ impl Store {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     tracing::info!(blob = %d, error = %e, "peers could not copy the blob while it arrived; asking again now that it is whole");
-                    self.inner.majority.hold(d, size).await
+                    self.majority.hold(d, size).await
                 }
             },
-            None => self.inner.majority.hold(d, size).await,
+            None => self.majority.hold(d, size).await,
         };
         held?;
         self.record_blob(d, size, repo, false).await
@@ -90,8 +113,7 @@ impl Store {
         repo: Option<&Repository>,
         recorded: bool,
     ) -> Result<()> {
-        self.inner
-            .orderer
+        self.orderer
             .execute(Command::AddBlob {
                 repo: repo.cloned(),
                 digest: d.clone(),
@@ -104,7 +126,7 @@ impl Store {
 
     /// Bytes of blob `d` the node holds from an unfinished tower upload (0 if none).
     pub async fn tower_upload_offset(&self, d: &Digest) -> Result<u64> {
-        match tokio::fs::metadata(self.tower_upload_path(d)).await {
+        match tokio::fs::metadata(self.sessions.tower_path(d)).await {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(e.into()),
@@ -123,20 +145,20 @@ impl Store {
         offset: u64,
         source: &mut impl ByteSource,
     ) -> Result<(u64, Received)> {
-        let max = self.inner.config.max_blob_bytes;
+        let max = self.max_blob_bytes;
         if size > max {
             return Err(StoreError::SizeInvalid(format!(
                 "blob of {size} bytes is larger than the limit of {max} bytes"
             )));
         }
         // Refused before any byte is taken when the node is cut off from its site.
-        self.writable()?;
+        self.leadership.writable()?;
         let id = tower_file_name(d);
-        let path = self.tower_upload_path(d);
+        let path = self.sessions.tower_path(d);
         // One stream per digest at a time; a second waits and then sees the first's work.
-        let slot = self.inner.uploads.slot(&id);
+        let slot = self.sessions.slot(&id);
         let mut live = slot.lock().await;
-        if self.read(|s| s.blob(d).is_some()) {
+        if self.state.read(|s| s.blob(d).is_some()) {
             match self.record_blob(d, size, repo, true).await {
                 // A sweep dropped it meanwhile: receive it after all.
                 Err(StoreError::Refused(site_state::StateError::BlobUnknown(_))) => {}
@@ -145,7 +167,8 @@ impl Store {
         }
         let exists = path.exists();
         let before = if exists {
-            self.hasher(&id, &mut live, Some(d.algorithm()))
+            self.sessions
+                .hasher(&id, &mut live, Some(d.algorithm()))
                 .await?
                 .clone()
         } else {
@@ -168,15 +191,12 @@ impl Store {
         let mut hasher = before.clone();
         // Peers may copy the blob from the file while it grows: a majority's copies are
         // needed before it is recorded, and they go on alongside the upload.
-        let growing = self
-            .inner
-            .growing
-            .begin(d, path.clone(), size, before.len());
+        let growing = self.growing.begin(d, path.clone(), size, before.len());
         let mut file = BlobWriter::new(file, before.len()).reporting(growing.reporter());
-        let early = self.inner.majority.start(d, size);
+        let early = self.majority.start(d, size);
         let mut broken = None;
         let mut cut_off = None;
-        let lost_leader = self.inner.leadership.cut_off();
+        let lost_leader = self.leadership.cut_off();
         tokio::pin!(lost_leader);
         loop {
             let chunk = tokio::select! {
@@ -233,7 +253,7 @@ impl Store {
         }
         let actual = hasher.finish();
         live.forget_hasher();
-        self.inner.uploads.forget(&id);
+        self.sessions.forget(&id);
         if actual == *d {
             // Readers of the growing file may have its last bytes now; the site makes it
             // durable meanwhile.
@@ -251,51 +271,5 @@ impl Store {
             .await?;
         drop(growing);
         Ok((received, Received::Complete))
-    }
-}
-
-/// The name of the file an unfinished tower upload of `d` grows in: `tower-HEX` for
-/// sha256 (as earlier versions named it), `tower-ALGORITHM-HEX` for the others.
-pub(crate) fn tower_file_name(d: &Digest) -> String {
-    match d.algorithm() {
-        site_core::Algorithm::Sha256 => format!("tower-{}", d.hex()),
-        a => format!("tower-{}-{}", a.name(), d.hex()),
-    }
-}
-
-/// The digest whose tower upload a file of this name holds, if it is one.
-pub(crate) fn tower_file_digest(name: &str) -> Option<Digest> {
-    let rest = name.strip_prefix("tower-")?;
-    match rest.split_once('-') {
-        Some((algorithm, hex)) => Digest::parse(&format!("{algorithm}:{hex}")).ok(),
-        None => Digest::parse(&format!("sha256:{rest}")).ok(),
-    }
-    .filter(|d| tower_file_name(d) == name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use site_core::Algorithm;
-
-    #[test]
-    fn tower_upload_files_are_named_by_digest_in_either_algorithm() {
-        for a in Algorithm::ALL {
-            let d = Digest::of_with(a, b"layer");
-            let name = tower_file_name(&d);
-            assert_eq!(tower_file_digest(&name), Some(d.clone()), "{name}");
-        }
-        // sha256 keeps the name earlier versions gave it.
-        let d = Digest::of(b"layer");
-        assert_eq!(tower_file_name(&d), format!("tower-{}", d.hex()));
-        for stray in [
-            "tower-",
-            "tower-xyz",
-            "upload-1",
-            "tower-sha512-abc",
-            "tower-sha256-aa",
-        ] {
-            assert_eq!(tower_file_digest(stray), None, "{stray}");
-        }
     }
 }

@@ -22,7 +22,7 @@ mod blob_writer;
 pub mod capabilities;
 mod channels;
 pub mod collector;
-mod delivery;
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod failure;
@@ -47,6 +47,7 @@ mod reconcile;
 pub mod replication;
 pub mod scrub;
 pub mod sendfile;
+mod sessions;
 pub mod site_clock;
 mod sweep;
 #[cfg(test)]
@@ -58,7 +59,7 @@ mod verify;
 pub use applied_state::SiteState;
 pub use capabilities::{Administer, BlobReads, Deliver, Health, ManifestReads, Peering, Push};
 pub use channels::Ordered;
-pub use delivery::Received;
+pub use delivery::{Deliveries, Received};
 pub use error::{Result, StoreError};
 pub use events::Events;
 pub use failure::Failure;
@@ -76,15 +77,14 @@ pub use raft_driver::RaftSettings;
 pub use reads::{BlobBytes, FileRegion, Reads};
 pub use replication::{ByteStream, Fetcher};
 pub use scrub::Scrubber;
+pub use sessions::ByteSource;
 pub use site_clock::{Clock, SiteClock, SystemClock};
 pub use site_replica::Ask;
 pub use site_state::MemberChange;
 pub use transport::{Alone, NodeReport, Transport};
-pub use uploads::ByteSource;
 pub use verify::VerifyReads;
 
 use files::BlobFiles;
-use site_core::Digest;
 use site_state::{Command, Event, Outcome, State};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,7 +121,9 @@ struct Inner {
     db: sled::Db,
     uploads_tree: sled::Tree,
     files: BlobFiles,
-    uploads: uploads::Sessions,
+    uploads: sessions::Sessions,
+    /// Blobs made the site's (`delivery.rs`).
+    deliveries: Deliveries,
     /// The state as applied here, and how far (`applied_state.rs`).
     state: SiteState,
     /// The site's members as this node sees and changes them (`membership.rs`).
@@ -140,8 +142,6 @@ struct Inner {
     cluster: replication::Cluster,
     /// Copies of blobs from peers (`replication.rs`).
     fetcher: Fetcher,
-    /// The majority hold of new blobs (`majority.rs`).
-    majority: MajorityHold,
     /// Checks of blob files against their digests (`scrub.rs`).
     scrubber: Scrubber,
     /// Reads of blobs for clients (`reads.rs`).
@@ -152,8 +152,6 @@ struct Inner {
     missing: MissingBlobs,
     /// Copies from peers under way (`fetches.rs`).
     fetches: fetches::Fetches,
-    /// Blobs being received, readable by peers as they arrive.
-    growing: growing::Growing,
     /// What the node tells its watchers (`events.rs`).
     events: Events,
     /// Manifests pulled since the last `Touch` (`pulls.rs`).
@@ -398,9 +396,22 @@ impl Store {
             orderer: orderer.clone(),
             max_manifest_bytes: config.max_manifest_bytes,
         };
+        let sessions = sessions::Sessions::new(upload_dir.clone());
+        let deliveries = Deliveries {
+            sessions: sessions.clone(),
+            files: files.clone(),
+            queue: file_queue.clone(),
+            state: state.clone(),
+            majority: majority.clone(),
+            orderer: orderer.clone(),
+            leadership: leadership.clone(),
+            growing: growing.clone(),
+            max_blob_bytes: config.max_blob_bytes,
+        };
         let store = Store {
             inner: Arc::new(Inner {
-                uploads: uploads::Sessions::new(upload_dir),
+                uploads: sessions.clone(),
+                deliveries,
                 read_checks,
                 config,
                 db,
@@ -413,13 +424,11 @@ impl Store {
                 inputs,
                 cluster,
                 fetcher,
-                majority,
                 reads,
                 peer_files,
                 scrubber,
                 missing,
                 fetches,
-                growing,
                 leadership,
                 failure,
                 events,
@@ -452,6 +461,11 @@ impl Store {
             failure: i.failure.clone(),
             upload_ttl: i.config.upload_ttl,
         }
+    }
+
+    /// Blobs made the site's.
+    pub fn deliveries(&self) -> &Deliveries {
+        &self.inner.deliveries
     }
 
     /// The site's repositories.
@@ -564,10 +578,5 @@ impl Store {
             &self.inner.config.data_dir,
             self.read(State::blob_bytes),
         )?)
-    }
-
-    /// Path of the partial file of a tower upload of `d`.
-    fn tower_upload_path(&self, d: &Digest) -> PathBuf {
-        self.inner.uploads.dir().join(delivery::tower_file_name(d))
     }
 }

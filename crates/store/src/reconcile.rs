@@ -48,7 +48,7 @@ impl Store {
             let name = entry.file_name();
             let tower = name
                 .to_str()
-                .and_then(crate::delivery::tower_file_digest)
+                .and_then(crate::sessions::tower_file_digest)
                 .is_some();
             if !tower && !t.contains_key(name.as_encoded_bytes())? {
                 tracing::info!(path = %entry.path().display(), "removing leftover upload file");

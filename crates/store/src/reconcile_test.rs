@@ -99,14 +99,16 @@ async fn tower_stream_resumes_refuses_lies_and_verifies() {
     // A stream that breaks after 8 bytes keeps them.
     let mut broken = Chunks(vec![Ok(Bytes::from_static(&data[..8])), Err("cut".into())]);
     let (got, at) = store
+        .deliveries()
         .receive_blob(Some(&repo), &d, 20, 0, &mut broken)
         .await
         .unwrap();
     assert_eq!((got, at), (8, Received::Partial(8)));
-    assert_eq!(store.tower_upload_offset(&d).await.unwrap(), 8);
+    assert_eq!(store.deliveries().tower_upload_offset(&d).await.unwrap(), 8);
     // Resuming from the wrong offset is refused.
     assert!(matches!(
         store
+            .deliveries()
             .receive_blob(Some(&repo), &d, 20, 0, &mut once(data))
             .await,
         Err(StoreError::RangeInvalid {
@@ -120,32 +122,44 @@ async fn tower_stream_resumes_refuses_lies_and_verifies() {
         Ok(Bytes::from_static(b"extra")),
     ]);
     assert!(matches!(
-        store.receive_blob(Some(&repo), &d, 20, 8, &mut lie).await,
+        store
+            .deliveries()
+            .receive_blob(Some(&repo), &d, 20, 8, &mut lie)
+            .await,
         Err(StoreError::SizeInvalid(_))
     ));
-    assert_eq!(store.tower_upload_offset(&d).await.unwrap(), 8);
+    assert_eq!(store.deliveries().tower_upload_offset(&d).await.unwrap(), 8);
     // Survives a restart.
     node.close().await;
     let node = open(dir.path()).await;
     let store = &node.store;
     let mut rest = Chunks(vec![Ok(Bytes::from_static(&data[8..]))]);
     let (got, at) = store
+        .deliveries()
         .receive_blob(Some(&repo), &d, 20, 8, &mut rest)
         .await
         .unwrap();
     assert_eq!((got, at), (12, Received::Complete));
     assert_eq!(store.repositories().blob_size(&repo, &d).unwrap(), 20);
-    assert_eq!(store.tower_upload_offset(&d).await.unwrap(), 0);
+    assert_eq!(store.deliveries().tower_upload_offset(&d).await.unwrap(), 0);
     // Bytes that do not match the digest are discarded.
     let wrong = Digest::of(b"something else");
     assert!(matches!(
         store
+            .deliveries()
             .receive_blob(None, &wrong, 20, 0, &mut once(data))
             .await,
         Err(StoreError::DigestMismatch { .. })
     ));
     assert!(store.read(|s| s.blob(&wrong).is_none()));
-    assert_eq!(store.tower_upload_offset(&wrong).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .deliveries()
+            .tower_upload_offset(&wrong)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]

@@ -6,73 +6,12 @@
 //! exactly where it stood before the request.
 
 use crate::keyspace::UploadRecord;
+use crate::sessions::Live;
+use crate::ByteSource;
 use crate::{now_secs, Result, Store, StoreError};
-use bytes::Bytes;
-use site_core::{Algorithm, Digest, DigestHasher, Repository};
-use std::collections::HashMap;
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use site_core::{Digest, DigestHasher, Repository};
+use std::path::Path;
 use tokio::io::AsyncWriteExt;
-
-/// A source of request body bytes, so the store needs no HTTP types.
-pub trait ByteSource: Send {
-    /// The next chunk; `None` at the end; `Err` if the body was cut off.
-    fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, String>>> + Send;
-
-    /// Called by [`crate::Store::receive_blob`] once every byte has come and matches the
-    /// blob's digest, before the blob is made durable and recorded.
-    fn whole(&mut self) {}
-}
-
-/// In-memory state of the sessions this process has touched.
-pub(crate) struct Sessions {
-    dir: PathBuf,
-    live: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Live>>>>,
-}
-
-/// A session's running state; `None` until first loaded from its file.
-pub(crate) struct Live {
-    hasher: Option<DigestHasher>,
-}
-
-impl Live {
-    pub(crate) fn set_hasher(&mut self, h: DigestHasher) {
-        self.hasher = Some(h);
-    }
-
-    pub(crate) fn forget_hasher(&mut self) {
-        self.hasher = None;
-    }
-}
-
-impl Sessions {
-    pub(crate) fn new(dir: PathBuf) -> Sessions {
-        Sessions {
-            dir,
-            live: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub(crate) fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
-    }
-
-    pub(crate) fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Live>> {
-        let mut live = self.live.lock().expect("sessions lock");
-        live.entry(id.to_owned())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Live { hasher: None })))
-            .clone()
-    }
-
-    pub(crate) fn forget(&self, id: &str) {
-        self.live.lock().expect("sessions lock").remove(id);
-    }
-}
 
 /// Session ids are 32 random hex characters: never a path component but themselves.
 fn valid_id(id: &str) -> bool {
@@ -107,7 +46,7 @@ impl Store {
         let mut live = slot.lock().await;
         // Cancelled, finished or expired while this request waited for the session.
         self.check_session(repo, id)?;
-        Ok(self.hasher(id, &mut live, None).await?.len())
+        Ok(self.inner.uploads.hasher(id, &mut live, None).await?.len())
     }
 
     /// Appends a chunk. `start`, when the client gave a `Content-Range`, must equal the
@@ -124,7 +63,12 @@ impl Store {
         let mut live = slot.lock().await;
         // Cancelled, finished or expired while this request waited for the session.
         self.check_session(repo, id)?;
-        let before = self.hasher(id, &mut live, None).await?.clone();
+        let before = self
+            .inner
+            .uploads
+            .hasher(id, &mut live, None)
+            .await?
+            .clone();
         if let Some(start) = start {
             if start != before.len() {
                 return Err(StoreError::RangeInvalid {
@@ -137,7 +81,7 @@ impl Store {
         match self.write_chunk(&path, before.clone(), body).await {
             Ok(after) => {
                 let offset = after.len();
-                live.hasher = Some(after);
+                live.set_hasher(after);
                 Ok(offset)
             }
             Err(e) => {
@@ -147,7 +91,7 @@ impl Store {
                     .open(&path)
                     .await?;
                 f.set_len(before.len()).await?;
-                live.hasher = Some(before);
+                live.set_hasher(before);
                 Err(e)
             }
         }
@@ -202,6 +146,8 @@ impl Store {
         // The session may have been finished or cancelled while we waited for the lock.
         self.check_session(repo, id)?;
         let hasher = self
+            .inner
+            .uploads
             .hasher(id, &mut live, Some(expected.algorithm()))
             .await?
             .clone();
@@ -217,9 +163,12 @@ impl Store {
         }
         let sync_path = path.clone();
         crate::files::blocking(move || std::fs::File::open(sync_path)?.sync_all()).await?;
-        self.commit_blob(path, &actual, size, Some(repo)).await?;
+        self.inner
+            .deliveries
+            .commit_blob(path, &actual, size, Some(repo))
+            .await?;
         self.inner.uploads_tree.remove(id.as_bytes())?;
-        live.hasher = None;
+        live.forget_hasher();
         self.inner.uploads.forget(id);
         self.inner.db.flush_async().await?;
         Ok(size)
@@ -236,7 +185,7 @@ impl Store {
 
     async fn drop_session(&self, id: &str, live: &mut Live) -> Result<()> {
         self.inner.uploads_tree.remove(id.as_bytes())?;
-        live.hasher = None;
+        live.forget_hasher();
         self.inner.uploads.forget(id);
         match tokio::fs::remove_file(self.inner.uploads.path(id)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
@@ -312,29 +261,6 @@ impl Store {
             return Err(unknown());
         }
         Ok(())
-    }
-
-    /// The running hash of a session, rebuilt from its file after a restart, or when
-    /// `algorithm` is not the one it ran with (an upload hashes with sha256 until its
-    /// digest says otherwise).
-    pub(crate) async fn hasher<'a>(
-        &self,
-        id: &str,
-        live: &'a mut Live,
-        algorithm: Option<Algorithm>,
-    ) -> Result<&'a DigestHasher> {
-        let stale = match (&live.hasher, algorithm) {
-            (None, _) => true,
-            (Some(h), Some(a)) => h.algorithm() != a,
-            (Some(_), None) => false,
-        };
-        if stale {
-            let path = self.inner.uploads.path(id);
-            let a = algorithm.unwrap_or_default();
-            live.hasher =
-                Some(crate::files::blocking(move || crate::files::hash_file(&path, a)).await?);
-        }
-        Ok(live.hasher.as_ref().expect("just set"))
     }
 }
 
