@@ -133,15 +133,15 @@ impl Push {
     pub fn max_manifest_bytes(&self) -> u64 {
         self.0.config().max_manifest_bytes
     }
-    /// See [`Store::start_upload`].
+    /// See [`crate::Uploads::start_upload`].
     pub async fn start_upload(&self, repo: &Repository) -> Result<String> {
-        self.0.start_upload(repo).await
+        self.0.inner.uploads.start_upload(repo).await
     }
-    /// See [`Store::upload_offset`].
+    /// See [`crate::Uploads::upload_offset`].
     pub async fn upload_offset(&self, repo: &Repository, id: &str) -> Result<u64> {
-        self.0.upload_offset(repo, id).await
+        self.0.inner.uploads.upload_offset(repo, id).await
     }
-    /// See [`Store::append_upload`].
+    /// See [`crate::Uploads::append_upload`].
     pub async fn append_upload(
         &self,
         repo: &Repository,
@@ -149,9 +149,13 @@ impl Push {
         start: Option<u64>,
         body: &mut impl ByteSource,
     ) -> Result<u64> {
-        self.0.append_upload(repo, id, start, body).await
+        self.0
+            .inner
+            .uploads
+            .append_upload(repo, id, start, body)
+            .await
     }
-    /// See [`Store::finish_upload`].
+    /// See [`crate::Uploads::finish_upload`].
     pub async fn finish_upload(
         &self,
         repo: &Repository,
@@ -160,11 +164,15 @@ impl Push {
         start: Option<u64>,
         body: &mut impl ByteSource,
     ) -> Result<u64> {
-        self.0.finish_upload(repo, id, expected, start, body).await
+        self.0
+            .inner
+            .uploads
+            .finish_upload(repo, id, expected, start, body)
+            .await
     }
-    /// See [`Store::cancel_upload`].
+    /// See [`crate::Uploads::cancel_upload`].
     pub async fn cancel_upload(&self, repo: &Repository, id: &str) -> Result<()> {
-        self.0.cancel_upload(repo, id).await
+        self.0.inner.uploads.cancel_upload(repo, id).await
     }
     /// See [`crate::Repositories::mount_blob`].
     pub async fn mount_blob(

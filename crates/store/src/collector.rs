@@ -101,7 +101,8 @@ impl Collector {
     pub async fn run_once(&self, space: Space, dry_run: bool) -> Result<SweepReport> {
         self.store.pulls().record().await?;
         if !dry_run {
-            self.store.expire_uploads().await?;
+            self.store.uploads().expire_uploads().await?;
+            self.store.remove_stray_blobs().await?;
         }
         let evict = self.config.pressure(space);
         if dry_run {
@@ -154,7 +155,8 @@ impl Collector {
             return self.run_now(false).await.map(|_| ());
         }
         self.store.pulls().record().await?;
-        self.store.expire_uploads().await.map(|_| ())
+        self.store.uploads().expire_uploads().await?;
+        self.store.remove_stray_blobs().await.map(|_| ())
     }
 
     /// Runs [`Self::run_scheduled`] every `interval` until `shutdown` turns true.

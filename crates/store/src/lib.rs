@@ -53,7 +53,7 @@ mod sweep;
 #[cfg(test)]
 mod test_kit;
 pub mod transport;
-mod uploads;
+pub mod uploads;
 mod verify;
 
 pub use applied_state::SiteState;
@@ -82,6 +82,7 @@ pub use site_clock::{Clock, SiteClock, SystemClock};
 pub use site_replica::Ask;
 pub use site_state::MemberChange;
 pub use transport::{Alone, NodeReport, Transport};
+pub use uploads::Uploads;
 pub use verify::VerifyReads;
 
 use files::BlobFiles;
@@ -119,9 +120,9 @@ pub struct Store {
 struct Inner {
     config: StoreConfig,
     db: sled::Db,
-    uploads_tree: sled::Tree,
     files: BlobFiles,
-    uploads: sessions::Sessions,
+    /// OCI upload sessions (`uploads.rs`).
+    uploads: Uploads,
     /// Blobs made the site's (`delivery.rs`).
     deliveries: Deliveries,
     /// The state as applied here, and how far (`applied_state.rs`).
@@ -408,14 +409,21 @@ impl Store {
             growing: growing.clone(),
             max_blob_bytes: config.max_blob_bytes,
         };
+        let uploads = Uploads {
+            sessions: sessions.clone(),
+            tree: uploads_tree.clone(),
+            db: db.clone(),
+            deliveries: deliveries.clone(),
+            max_blob_bytes: config.max_blob_bytes,
+            ttl: config.upload_ttl,
+        };
         let store = Store {
             inner: Arc::new(Inner {
-                uploads: sessions.clone(),
+                uploads,
                 deliveries,
                 read_checks,
                 config,
                 db,
-                uploads_tree,
                 files,
                 state,
                 membership,
@@ -439,7 +447,7 @@ impl Store {
                 clock,
             }),
         };
-        store.reconcile_uploads()?;
+        store.inner.uploads.reconcile()?;
         Ok((
             store,
             DriverSide {
@@ -461,6 +469,11 @@ impl Store {
             failure: i.failure.clone(),
             upload_ttl: i.config.upload_ttl,
         }
+    }
+
+    /// OCI upload sessions.
+    pub fn uploads(&self) -> &Uploads {
+        &self.inner.uploads
     }
 
     /// Blobs made the site's.

@@ -12,7 +12,6 @@
 //!   (`replication.rs`); a node alone forgets it through the log (`ForgetBlobs`), which
 //!   drops every manifest that needs it, so that no image is served incomplete.
 
-use crate::keyspace::UploadRecord;
 use crate::{Result, Store};
 use site_core::Digest;
 use site_state::Command;
@@ -25,36 +24,6 @@ impl Store {
     pub(crate) async fn reconcile(&self, alone: bool) -> Result<()> {
         self.reconcile_blobs(alone).await?;
         self.inner.db.flush_async().await?;
-        Ok(())
-    }
-
-    /// Makes the upload files agree with their records (at open, before anything runs).
-    pub(crate) fn reconcile_uploads(&self) -> Result<()> {
-        let t = &self.inner.uploads_tree;
-        let dir = self.inner.uploads.dir();
-        for kv in t.iter() {
-            let (k, v) = kv?;
-            let id = String::from_utf8_lossy(&k).into_owned();
-            let expired = serde_json::from_slice::<UploadRecord>(&v)
-                .map_or(true, |r| self.idle_past_ttl(r.started, &dir.join(&id)));
-            if expired || !dir.join(&id).is_file() {
-                tracing::info!(upload = %id, expired, "dropping upload session");
-                t.remove(&k)?;
-                let _ = std::fs::remove_file(dir.join(&id));
-            }
-        }
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let tower = name
-                .to_str()
-                .and_then(crate::sessions::tower_file_digest)
-                .is_some();
-            if !tower && !t.contains_key(name.as_encoded_bytes())? {
-                tracing::info!(path = %entry.path().display(), "removing leftover upload file");
-                std::fs::remove_file(entry.path())?;
-            }
-        }
         Ok(())
     }
 

@@ -5,9 +5,10 @@ use site_core::{Digest, Repository};
 use std::time::Duration;
 
 async fn put_blob(store: &Store, repo: &Repository, data: &'static [u8]) -> Digest {
-    let id = store.start_upload(repo).await.unwrap();
+    let id = store.uploads().start_upload(repo).await.unwrap();
     let d = Digest::of(data);
     store
+        .uploads()
         .finish_upload(repo, &id, &d, None, &mut once(data))
         .await
         .unwrap();
@@ -35,8 +36,9 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
             .await
             .unwrap();
         // An upload left half done.
-        let id = store.start_upload(&repo).await.unwrap();
+        let id = store.uploads().start_upload(&repo).await.unwrap();
         store
+            .uploads()
             .append_upload(&repo, &id, None, &mut once(b"half"))
             .await
             .unwrap();
@@ -76,7 +78,7 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
     assert!(!files.path(&config).with_file_name("not-a-digest").exists());
     assert!(!dir.path().join("uploads/leftover").exists());
     assert_eq!(
-        store.inner.uploads_tree.len(),
+        store.inner.uploads.tree.len(),
         1,
         "the half-done upload stays resumable"
     );

@@ -287,7 +287,12 @@ impl Store {
         let mut removed = 0;
         for (d, _) in found {
             let stray = self.read(|s| s.blob(&d).is_none()) && !self.inner.fetches.fetching(&d);
-            if !stray || !self.idle_past_ttl(0, &self.inner.files.path(&d)) {
+            if !stray
+                || !self
+                    .inner
+                    .uploads
+                    .idle_past_ttl(0, &self.inner.files.path(&d))
+            {
                 continue;
             }
             // Checked again in its turn among installs and applies.

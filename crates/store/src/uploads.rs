@@ -5,10 +5,12 @@
 //! the file is truncated back and the running hash restored, so the session stands
 //! exactly where it stood before the request.
 
+use crate::delivery::Deliveries;
 use crate::keyspace::UploadRecord;
 use crate::sessions::Live;
+use crate::sessions::Sessions;
 use crate::ByteSource;
-use crate::{now_secs, Result, Store, StoreError};
+use crate::{now_secs, Result, StoreError};
 use site_core::{Digest, DigestHasher, Repository};
 use std::path::Path;
 use tokio::io::AsyncWriteExt;
@@ -21,32 +23,48 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-impl Store {
+/// OCI upload sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct Uploads {
+    pub(crate) sessions: Sessions,
+    /// The sessions' records.
+    pub(crate) tree: sled::Tree,
+    /// The database the records are flushed in.
+    pub(crate) db: sled::Db,
+    /// Where a finished upload is committed.
+    pub(crate) deliveries: Deliveries,
+    /// Largest blob accepted, in bytes.
+    pub(crate) max_blob_bytes: u64,
+    /// Sessions idle longer than this are dropped.
+    pub(crate) ttl: std::time::Duration,
+}
+
+impl Uploads {
     /// Opens an upload session for `repo` and returns its id.
     pub async fn start_upload(&self, repo: &Repository) -> Result<String> {
         let mut raw = [0u8; 16];
         getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
         let id = hex::encode(raw);
-        tokio::fs::File::create(self.inner.uploads.path(&id)).await?;
+        tokio::fs::File::create(self.sessions.path(&id)).await?;
         let record = UploadRecord {
             repo: repo.to_string(),
             started: now_secs(),
         };
         let value = serde_json::to_vec(&record).expect("upload record serialises");
-        self.inner.uploads_tree.insert(id.as_bytes(), value)?;
+        self.tree.insert(id.as_bytes(), value)?;
         // The client is told the session exists: it must survive a crash.
-        self.inner.db.flush_async().await?;
+        self.db.flush_async().await?;
         Ok(id)
     }
 
     /// Bytes received so far by session `id` of `repo`.
     pub async fn upload_offset(&self, repo: &Repository, id: &str) -> Result<u64> {
         self.check_session(repo, id)?;
-        let slot = self.inner.uploads.slot(id);
+        let slot = self.sessions.slot(id);
         let mut live = slot.lock().await;
         // Cancelled, finished or expired while this request waited for the session.
         self.check_session(repo, id)?;
-        Ok(self.inner.uploads.hasher(id, &mut live, None).await?.len())
+        Ok(self.sessions.hasher(id, &mut live, None).await?.len())
     }
 
     /// Appends a chunk. `start`, when the client gave a `Content-Range`, must equal the
@@ -59,16 +77,11 @@ impl Store {
         body: &mut impl ByteSource,
     ) -> Result<u64> {
         self.check_session(repo, id)?;
-        let slot = self.inner.uploads.slot(id);
+        let slot = self.sessions.slot(id);
         let mut live = slot.lock().await;
         // Cancelled, finished or expired while this request waited for the session.
         self.check_session(repo, id)?;
-        let before = self
-            .inner
-            .uploads
-            .hasher(id, &mut live, None)
-            .await?
-            .clone();
+        let before = self.sessions.hasher(id, &mut live, None).await?.clone();
         if let Some(start) = start {
             if start != before.len() {
                 return Err(StoreError::RangeInvalid {
@@ -77,7 +90,7 @@ impl Store {
                 });
             }
         }
-        let path = self.inner.uploads.path(id);
+        let path = self.sessions.path(id);
         match self.write_chunk(&path, before.clone(), body).await {
             Ok(after) => {
                 let offset = after.len();
@@ -103,7 +116,7 @@ impl Store {
         mut hasher: DigestHasher,
         body: &mut impl ByteSource,
     ) -> Result<DigestHasher> {
-        let max = self.inner.config.max_blob_bytes;
+        let max = self.max_blob_bytes;
         let mut file = tokio::fs::OpenOptions::new()
             .append(true)
             .open(path)
@@ -141,19 +154,18 @@ impl Store {
         body: &mut impl ByteSource,
     ) -> Result<u64> {
         self.append_upload(repo, id, start, body).await?;
-        let slot = self.inner.uploads.slot(id);
+        let slot = self.sessions.slot(id);
         let mut live = slot.lock().await;
         // The session may have been finished or cancelled while we waited for the lock.
         self.check_session(repo, id)?;
         let hasher = self
-            .inner
-            .uploads
+            .sessions
             .hasher(id, &mut live, Some(expected.algorithm()))
             .await?
             .clone();
         let size = hasher.len();
         let actual = hasher.finish();
-        let path = self.inner.uploads.path(id);
+        let path = self.sessions.path(id);
         if actual != *expected {
             self.drop_session(id, &mut live).await?;
             return Err(StoreError::DigestMismatch {
@@ -163,31 +175,30 @@ impl Store {
         }
         let sync_path = path.clone();
         crate::files::blocking(move || std::fs::File::open(sync_path)?.sync_all()).await?;
-        self.inner
-            .deliveries
+        self.deliveries
             .commit_blob(path, &actual, size, Some(repo))
             .await?;
-        self.inner.uploads_tree.remove(id.as_bytes())?;
+        self.tree.remove(id.as_bytes())?;
         live.forget_hasher();
-        self.inner.uploads.forget(id);
-        self.inner.db.flush_async().await?;
+        self.sessions.forget(id);
+        self.db.flush_async().await?;
         Ok(size)
     }
 
     /// Cancels session `id`, dropping its bytes.
     pub async fn cancel_upload(&self, repo: &Repository, id: &str) -> Result<()> {
         self.check_session(repo, id)?;
-        let slot = self.inner.uploads.slot(id);
+        let slot = self.sessions.slot(id);
         let mut live = slot.lock().await;
         self.check_session(repo, id)?;
         self.drop_session(id, &mut live).await
     }
 
     async fn drop_session(&self, id: &str, live: &mut Live) -> Result<()> {
-        self.inner.uploads_tree.remove(id.as_bytes())?;
+        self.tree.remove(id.as_bytes())?;
         live.forget_hasher();
-        self.inner.uploads.forget(id);
-        match tokio::fs::remove_file(self.inner.uploads.path(id)).await {
+        self.sessions.forget(id);
+        match tokio::fs::remove_file(self.sessions.path(id)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
@@ -196,11 +207,10 @@ impl Store {
     /// Drops upload sessions, and partial tower uploads, idle longer than the upload TTL
     /// (idle: since the later of the session's start and its last written byte). A
     /// session with a request in progress is left alone. Returns how many were dropped.
-    /// Blob files the site never recorded go too, once as old.
     pub async fn expire_uploads(&self) -> Result<usize> {
-        let dir = self.inner.uploads.dir().to_owned();
+        let dir = self.sessions.dir().to_owned();
         let mut stale = Vec::new();
-        for kv in self.inner.uploads_tree.iter() {
+        for kv in self.tree.iter() {
             let (k, v) = kv?;
             let started = serde_json::from_slice::<UploadRecord>(&v).map_or(0, |r| r.started);
             let id = String::from_utf8_lossy(&k).into_owned();
@@ -216,12 +226,12 @@ impl Store {
         }
         let mut dropped = 0;
         for id in stale {
-            let slot = self.inner.uploads.slot(&id);
+            let slot = self.sessions.slot(&id);
             let Ok(mut live) = slot.try_lock() else {
                 continue;
             };
             // Look again under the lock: a request may have just written to it.
-            let started = match self.inner.uploads_tree.get(id.as_bytes())? {
+            let started = match self.tree.get(id.as_bytes())? {
                 Some(v) => serde_json::from_slice::<UploadRecord>(&v).map_or(0, |r| r.started),
                 None if id.starts_with("tower-") => 0,
                 None => continue,
@@ -234,16 +244,15 @@ impl Store {
             dropped += 1;
         }
         if dropped > 0 {
-            self.inner.db.flush_async().await?;
+            self.db.flush_async().await?;
         }
-        self.remove_stray_blobs().await?;
         Ok(dropped)
     }
 
     /// Whether an upload started at `started` with its bytes in `path` has been idle
     /// for longer than the upload TTL (see [`crate::file_ops::idle_past`]).
     pub(crate) fn idle_past_ttl(&self, started: u64, path: &Path) -> bool {
-        crate::file_ops::idle_past(self.inner.config.upload_ttl, started, path)
+        crate::file_ops::idle_past(self.ttl, started, path)
     }
 
     fn check_session(&self, repo: &Repository, id: &str) -> Result<()> {
@@ -251,14 +260,40 @@ impl Store {
         if !valid_id(id) {
             return Err(unknown());
         }
-        let value = self
-            .inner
-            .uploads_tree
-            .get(id.as_bytes())?
-            .ok_or_else(unknown)?;
+        let value = self.tree.get(id.as_bytes())?.ok_or_else(unknown)?;
         let record: UploadRecord = serde_json::from_slice(&value).map_err(|_| unknown())?;
         if record.repo != repo.to_string() {
             return Err(unknown());
+        }
+        Ok(())
+    }
+
+    /// Makes the upload files agree with their records (at open, before anything runs).
+    pub(crate) fn reconcile(&self) -> Result<()> {
+        let t = &self.tree;
+        let dir = self.sessions.dir();
+        for kv in t.iter() {
+            let (k, v) = kv?;
+            let id = String::from_utf8_lossy(&k).into_owned();
+            let expired = serde_json::from_slice::<UploadRecord>(&v)
+                .map_or(true, |r| self.idle_past_ttl(r.started, &dir.join(&id)));
+            if expired || !dir.join(&id).is_file() {
+                tracing::info!(upload = %id, expired, "dropping upload session");
+                t.remove(&k)?;
+                let _ = std::fs::remove_file(dir.join(&id));
+            }
+        }
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let tower = name
+                .to_str()
+                .and_then(crate::sessions::tower_file_digest)
+                .is_some();
+            if !tower && !t.contains_key(name.as_encoded_bytes())? {
+                tracing::info!(path = %entry.path().display(), "removing leftover upload file");
+                std::fs::remove_file(entry.path())?;
+            }
         }
         Ok(())
     }

@@ -33,7 +33,7 @@ async fn requests_queued_behind_a_patch_find_the_session_cancelled_meanwhile_unk
     let open = open(dir.path()).await;
     let store = open.store.clone();
     let repo = Repository::parse_normalized("team/app", "docker.io").unwrap();
-    let id = store.start_upload(&repo).await.unwrap();
+    let id = store.uploads().start_upload(&repo).await.unwrap();
     let (paused_tx, paused) = oneshot::channel();
     let (go, go_rx) = oneshot::channel();
     let patch = tokio::spawn({
@@ -44,7 +44,10 @@ async fn requests_queued_behind_a_patch_find_the_session_cancelled_meanwhile_unk
                 paused: Some(paused_tx),
                 go: Some(go_rx),
             };
-            store.append_upload(&repo, &id, None, &mut body).await
+            store
+                .uploads()
+                .append_upload(&repo, &id, None, &mut body)
+                .await
         }
     });
     paused.await.unwrap();
@@ -52,15 +55,20 @@ async fn requests_queued_behind_a_patch_find_the_session_cancelled_meanwhile_unk
     // checking the session before it waits for it.
     let cancel = tokio::spawn({
         let (store, repo, id) = (store.clone(), repo.clone(), id.clone());
-        async move { store.cancel_upload(&repo, &id).await }
+        async move { store.uploads().cancel_upload(&repo, &id).await }
     });
     let status = tokio::spawn({
         let (store, repo, id) = (store.clone(), repo.clone(), id.clone());
-        async move { store.upload_offset(&repo, &id).await }
+        async move { store.uploads().upload_offset(&repo, &id).await }
     });
     let append = tokio::spawn({
         let (store, repo, id) = (store.clone(), repo.clone(), id.clone());
-        async move { store.append_upload(&repo, &id, None, &mut once(b"x")).await }
+        async move {
+            store
+                .uploads()
+                .append_upload(&repo, &id, None, &mut once(b"x"))
+                .await
+        }
     });
     for _ in 0..20 {
         tokio::task::yield_now().await;
