@@ -155,7 +155,7 @@ impl Site {
             .map(|l| l.local_addr())
             .transpose()?;
         let collector = Collector::new(
-            store.clone(),
+            &store,
             GcConfig {
                 grace: config.gc.grace_period,
                 cache_ttl: config.gc.cache_ttl,

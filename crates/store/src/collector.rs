@@ -3,8 +3,17 @@
 //! [`Collector::run_once`] is one decision, at the log's time and a disk space given;
 //! [`Collector::run_periodic`] is the schedule, beside it.
 
+use crate::applied_state::SiteState;
+use crate::leadership::Leadership;
+use crate::ordering::Orderer;
+use crate::pulls::Pulls;
+use crate::site_clock::SiteClock;
+use crate::sweep::{sweep, Strays};
+use crate::uploads::Uploads;
 use crate::{Result, Store};
 use site_state::{SweepReport, SweepRules};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -52,14 +61,39 @@ pub struct Space {
 /// Runs sweeps by the policy.
 #[derive(Clone)]
 pub struct Collector {
-    store: Store,
+    state: SiteState,
+    orderer: Orderer,
+    leadership: Leadership,
+    clock: Arc<SiteClock>,
+    pulls: Pulls,
+    uploads: Uploads,
+    strays: Strays,
+    /// The data directory, whose file system's space counts.
+    data_dir: PathBuf,
     config: GcConfig,
 }
 
 impl Collector {
-    /// A collector for `store`.
-    pub fn new(store: Store, config: GcConfig) -> Collector {
-        Collector { store, config }
+    /// A collector for `store`'s node.
+    pub fn new(store: &Store, config: GcConfig) -> Collector {
+        let i = &store.inner;
+        Collector {
+            state: i.state.clone(),
+            orderer: i.orderer.clone(),
+            leadership: i.leadership.clone(),
+            clock: i.clock.clone(),
+            pulls: i.pulls.clone(),
+            uploads: i.uploads.clone(),
+            strays: Strays {
+                files: i.files.clone(),
+                state: i.state.clone(),
+                fetches: i.fetches.clone(),
+                queue: i.file_queue.clone(),
+                ttl: i.config.upload_ttl,
+            },
+            data_dir: i.config.data_dir.clone(),
+            config,
+        }
     }
 
     /// The settings.
@@ -69,7 +103,8 @@ impl Collector {
 
     /// Space now. Without a capacity the whole disk counts, as kubelet's image GC does.
     pub fn space(&self) -> Result<Space> {
-        let disk = self.store.disk_usage()?;
+        let blob_bytes = self.state.read(site_state::State::blob_bytes);
+        let disk = crate::files::disk_usage(&self.data_dir, blob_bytes)?;
         Ok(match self.config.capacity {
             Some(cap) if cap < disk.capacity => Space {
                 capacity: cap,
@@ -99,16 +134,15 @@ impl Collector {
     /// run reports what the sweep would delete and deletes nothing. [`Self::run_now`]
     /// passes the disk as it is; tests pass their own.
     pub async fn run_once(&self, space: Space, dry_run: bool) -> Result<SweepReport> {
-        self.store.pulls().record().await?;
+        self.pulls.record().await?;
         if !dry_run {
-            self.store.uploads().expire_uploads().await?;
-            self.store.remove_stray_blobs().await?;
+            self.uploads.expire_uploads().await?;
+            self.strays.remove().await?;
         }
         let evict = self.config.pressure(space);
         if dry_run {
-            return Ok(self
-                .store
-                .plan_sweep(&self.rules(evict), self.store.log_now()));
+            let now = self.clock.now();
+            return Ok(self.state.read(|s| s.plan_sweep(now, &self.rules(evict))));
         }
         if evict > 0 {
             tracing::warn!(
@@ -116,7 +150,7 @@ impl Collector {
                 "disk above the high watermark: evicting unreferenced images"
             );
         }
-        self.store.sweep(&self.rules(evict)).await
+        sweep(&self.orderer, &self.rules(evict)).await
     }
 
     /// [`Self::run_once`] now, on the disk as it is.
@@ -132,13 +166,13 @@ impl Collector {
         if needed <= space.free {
             return Ok(Ok(()));
         }
-        let now = self.store.log_now();
-        let reclaimable = self.store.read(|s| s.reclaimable_bytes(now));
+        let now = self.clock.now();
+        let reclaimable = self.state.read(|s| s.reclaimable_bytes(now));
         if needed > space.free.saturating_add(reclaimable) {
             return Ok(Err((needed, space.free, reclaimable)));
         }
-        self.store.pulls().record().await?;
-        let report = self.store.sweep(&self.rules(needed - space.free)).await?;
+        self.pulls.record().await?;
+        let report = sweep(&self.orderer, &self.rules(needed - space.free)).await?;
         tracing::info!(
             needed,
             freed = report.bytes_freed,
@@ -151,12 +185,12 @@ impl Collector {
     /// leader proposes the sweep (stamped with its time), and every node applies it alike.
     /// Every node records its own pulls and drops its own idle uploads.
     async fn run_scheduled(&self) -> Result<()> {
-        if self.store.is_leader() {
+        if self.leadership.is_leader() {
             return self.run_now(false).await.map(|_| ());
         }
-        self.store.pulls().record().await?;
-        self.store.uploads().expire_uploads().await?;
-        self.store.remove_stray_blobs().await.map(|_| ())
+        self.pulls.record().await?;
+        self.uploads.expire_uploads().await?;
+        self.strays.remove().await.map(|_| ())
     }
 
     /// Runs [`Self::run_scheduled`] every `interval` until `shutdown` turns true.

@@ -583,13 +583,4 @@ impl Store {
             .send(channels::Input::Message(Box::new(m)))
             .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))
     }
-
-    /// Bytes of blob files, and the capacity and free bytes of the file system under the
-    /// data directory.
-    pub fn disk_usage(&self) -> Result<files::DiskUsage> {
-        Ok(files::disk_usage(
-            &self.inner.config.data_dir,
-            self.read(State::blob_bytes),
-        )?)
-    }
 }

@@ -44,7 +44,7 @@ impl Store {
         });
         // In a cluster, a file the state does not hold yet may be a copy this node was
         // asked to hold for a delivery whose entry it has not learned of: kept, and
-        // removed once old if it is never recorded (`remove_stray_blobs`).
+        // removed once old if it is never recorded (`sweep.rs`: `Strays`).
         if alone {
             for d in &stray {
                 tracing::info!(blob = %d, "removing blob file the state does not hold");

@@ -174,14 +174,16 @@ async fn interrupted_sweep_is_completed_on_open() {
     let files = crate::files::BlobFiles::open(dir.path().join("blobs")).unwrap();
     // The sweep entry is applied, but the process dies before the file is removed:
     // simulate by sweeping and putting the file back.
-    let report = store
-        .sweep(&site_state::SweepRules {
+    let report = crate::sweep::sweep(
+        &store.inner.orderer,
+        &site_state::SweepRules {
             grace_ms: 0,
             cache_ttl_ms: 0,
             evict_bytes: 0,
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(report.blobs, vec![d.clone()]);
     assert!(!files.path(&d).exists());
     std::fs::create_dir_all(files.path(&d).parent().unwrap()).unwrap();

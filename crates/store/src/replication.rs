@@ -251,7 +251,7 @@ impl Fetcher {
                     continue;
                 }
                 // A copy a sweep made debris meanwhile goes with the stray files
-                // (`Store::remove_stray_blobs`).
+                // (`sweep.rs`: `Strays`).
                 match self.fetch_blob(&d, size, None).await {
                     Ok(()) => {}
                     Err(e) => {
@@ -276,32 +276,6 @@ impl Store {
     /// [`crate::MissingBlobs`] for the callers not yet given it.)
     pub fn blobs_missing(&self) -> usize {
         self.inner.missing.count()
-    }
-
-    /// Removes blob files the state does not record once they are older than the upload
-    /// TTL: copies held for a delivery that never completed, or fetched just before a
-    /// sweep dropped the blob. Younger ones may be copies a delivery is about to record.
-    pub(crate) async fn remove_stray_blobs(&self) -> Result<usize> {
-        let files = self.inner.files.clone();
-        let found = crate::files::blocking(move || files.scan()).await?;
-        let mut removed = 0;
-        for (d, _) in found {
-            let stray = self.read(|s| s.blob(&d).is_none()) && !self.inner.fetches.fetching(&d);
-            if !stray
-                || !self
-                    .inner
-                    .uploads
-                    .idle_past_ttl(0, &self.inner.files.path(&d))
-            {
-                continue;
-            }
-            // Checked again in its turn among installs and applies.
-            if self.inner.file_queue.run(FileOp::Stray(d.clone())).await? {
-                tracing::info!(blob = %d, "removed a blob file the site never recorded");
-                removed += 1;
-            }
-        }
-        Ok(removed)
     }
 }
 
