@@ -167,7 +167,17 @@ impl Site {
         );
         let pull_settings = config.pull.settings().map_err(anyhow::Error::msg)?;
         let puller = site_pull::Puller::new(
-            store.clone(),
+            site_pull::Holdings {
+                state: store.state().clone(),
+                repositories: store.repositories().clone(),
+                reads: store.reads().clone(),
+                peer_files: store.peer_files().clone(),
+                deliveries: store.deliveries().clone(),
+                leadership: store.leadership().clone(),
+                events: store.events().clone(),
+                max_manifest_bytes: store.config().max_manifest_bytes,
+                max_blob_bytes: store.config().max_blob_bytes,
+            },
             pull_settings,
             site_pull::NodeSide {
                 node: config.node.id,

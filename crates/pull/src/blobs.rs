@@ -68,7 +68,7 @@ impl BlobFill {
         if let Some(done) = done {
             done?;
             match (
-                store.reads().read_blob(&self.digest, start, len).await,
+                store.reads.read_blob(&self.digest, start, len).await,
                 self.from,
             ) {
                 (Ok(s), _) => return Ok(s),
@@ -84,7 +84,7 @@ impl BlobFill {
                     .await?
             }
             None => store
-                .peer_files()
+                .peer_files
                 .blob_for_peer(&self.digest, start, false)
                 .await
                 .map_err(PullError::store)?,
@@ -172,10 +172,10 @@ impl Puller {
         d: &Digest,
     ) -> Result<Option<u64>, PullError> {
         let store = &self.inner.store;
-        if let Ok(size) = store.repositories().blob_size(repo, d) {
+        if let Ok(size) = store.repositories.blob_size(repo, d) {
             return Ok(Some(size));
         }
-        let held_and_referenced = store.read(|s| {
+        let held_and_referenced = store.state.read(|s| {
             s.blob(d).is_some()
                 && s.repo(repo).is_some_and(|r| {
                     r.manifests.iter().any(|m| {
@@ -188,13 +188,11 @@ impl Puller {
             return Ok(None);
         }
         store
-            .execute(site_state::Command::LinkBlob {
-                repo: repo.clone(),
-                digest: d.clone(),
-            })
+            .repositories
+            .link_blob(repo, d)
             .await
             .map_err(PullError::store)?;
-        Ok(store.repositories().blob_size(repo, d).ok())
+        Ok(store.repositories.blob_size(repo, d).ok())
     }
 
     /// Links into `repo` the blobs `manifest` (just fetched from `repo`'s upstream)
@@ -205,16 +203,12 @@ impl Puller {
         let store = &self.inner.store;
         for b in manifest.blob_references() {
             let d = &b.digest;
-            let held_elsewhere = store.repositories().blob_size(repo, d).is_err()
-                && store.read(|s| s.blob(d).is_some());
+            let held_elsewhere = store.repositories.blob_size(repo, d).is_err()
+                && store.state.read(|s| s.blob(d).is_some());
             if !held_elsewhere {
                 continue;
             }
-            let link = site_state::Command::LinkBlob {
-                repo: repo.clone(),
-                digest: d.clone(),
-            };
-            if let Err(e) = store.execute(link).await {
+            if let Err(e) = store.repositories.link_blob(repo, d).await {
                 tracing::warn!(%repo, blob = %d, error = %e, "cannot link a blob the site holds");
             }
         }
@@ -282,13 +276,13 @@ impl Puller {
             }
         }
         let store = &self.inner.store;
-        let max = store.config().max_blob_bytes;
+        let max = store.max_blob_bytes;
         let session = self.inner.upstreams.session(repo).await?;
         let reference = session.reference(repo, None, Some(d));
         session.upstream.remember_auth(&reference, &session.auth);
         // A fetch a crash interrupted left its bytes: resume after them.
         let mut offset = store
-            .deliveries()
+            .deliveries
             .tower_upload_offset(d)
             .await
             .map_err(PullError::store)?;
@@ -338,7 +332,7 @@ impl Puller {
                 broke: None,
             };
             let received = store
-                .deliveries()
+                .deliveries
                 .receive_blob(Some(repo), d, size, offset, &mut source)
                 .await
                 .map_err(PullError::store)?;

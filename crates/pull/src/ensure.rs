@@ -78,6 +78,7 @@ impl Puller {
             None => self
                 .inner
                 .store
+                .state
                 .read(|s| s.tag(repo, tag.unwrap_or("latest")).cloned()),
         };
         let held = held_digest.as_ref().and_then(|d| {
@@ -138,7 +139,7 @@ impl Puller {
     /// The bytes of image `d` of `repo` when the site holds it whole (for an index: with
     /// its `platform` child).
     fn held_whole(&self, repo: &Repository, d: &Digest, platform: &Platform) -> Option<u64> {
-        self.inner.store.read(|s| {
+        self.inner.store.state.read(|s| {
             let m = s.repo_manifest(repo, d)?;
             if !s.missing_parts(d).is_empty() {
                 return None;

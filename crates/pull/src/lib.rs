@@ -26,7 +26,6 @@ pub use policy::{Endpoint, Policy, PullConfig, RegistryRule};
 
 use futures_util::future::BoxFuture;
 use site_core::{Digest, Repository};
-use site_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -53,6 +52,29 @@ pub struct NodeSide {
     pub peers: Option<Arc<dyn Peers>>,
 }
 
+/// The parts of the node the cache reads from and fills.
+#[derive(Clone)]
+pub struct Holdings {
+    /// The site's state as applied here.
+    pub state: site_store::SiteState,
+    /// Manifests, tags and blob links.
+    pub repositories: site_store::Repositories,
+    /// Reads of blobs the site holds.
+    pub reads: site_store::Reads,
+    /// Blob files for a peer (a fetch under way on another node).
+    pub peer_files: site_store::PeerFiles,
+    /// Where fetched blobs become the site's.
+    pub deliveries: site_store::Deliveries,
+    /// Who leads the site (fetches go through the leader's node).
+    pub leadership: site_store::Leadership,
+    /// The node's events.
+    pub events: site_store::Events,
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: u64,
+    /// Largest blob accepted, in bytes.
+    pub max_blob_bytes: u64,
+}
+
 /// A manifest pull clients wait on: its manifest, once fetched (or why not).
 type ManifestPull = watch::Receiver<Option<Result<site_store::StoredManifest, PullError>>>;
 
@@ -63,7 +85,7 @@ pub struct Puller {
 }
 
 struct Inner {
-    store: Store,
+    store: Holdings,
     node: NodeSide,
     upstreams: upstreams::Upstreams,
     /// Blob fetches under way on this node.
@@ -96,8 +118,8 @@ impl site_core::metrics::Source for Puller {
 }
 
 impl Puller {
-    /// The pull-through cache of `store` with these settings.
-    pub fn new(store: Store, config: PullConfig, node: NodeSide) -> Puller {
+    /// The pull-through cache over `store`'s parts with these settings.
+    pub fn new(store: Holdings, config: PullConfig, node: NodeSide) -> Puller {
         Puller {
             inner: Arc::new(Inner {
                 store,
@@ -124,7 +146,7 @@ impl Puller {
 
     /// Publishes a pull event (see [`site_state::Event`]).
     fn publish(&self, event: site_state::Event) {
-        self.inner.store.publish(event);
+        self.inner.store.events.publish(event);
     }
 
     /// Upstreams not asked now because they failed to answer: the host, why, and for how

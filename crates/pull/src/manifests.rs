@@ -36,7 +36,7 @@ impl Puller {
         reference: &ManifestRef,
     ) -> Result<StoredManifest, PullError> {
         let store = &self.inner.store;
-        let held = match store.repositories().get_manifest(repo, reference) {
+        let held = match store.repositories.get_manifest(repo, reference) {
             Ok(m) => Some(m),
             Err(StoreError::ManifestUnknown(_)) => None,
             Err(e) => return Err(PullError::store(e)),
@@ -110,7 +110,7 @@ impl Puller {
                     && self
                         .inner
                         .store
-                        .repositories()
+                        .repositories
                         .get_manifest(repo, &ManifestRef::Digest(held.clone()))
                         .is_ok_and(|m| d.matches(&m.body)) =>
             {
@@ -226,7 +226,7 @@ impl Puller {
     ) -> Result<Fetched, PullError> {
         let session = self.inner.upstreams.session(repo).await?;
         let reference = session.reference(repo, tag, digest);
-        let max = self.inner.store.config().max_manifest_bytes;
+        let max = self.inner.store.max_manifest_bytes;
         let (body, d) = session.outcome(
             session
                 .upstream
@@ -269,7 +269,7 @@ impl Puller {
                         )),
                         retry_after: None,
                     })?;
-                    let held = self.inner.store.read(|s| {
+                    let held = self.inner.store.state.read(|s| {
                         s.manifest(&child.digest).is_some()
                             && s.missing_parts(&child.digest).is_empty()
                     });
@@ -293,11 +293,11 @@ impl Puller {
         let m = &fetched.stored;
         self.inner
             .store
-            .repositories()
+            .repositories
             .cache_manifest(repo, &reference, Some(&m.media_type), &m.body)
             .await
             .map_err(PullError::store)?;
-        let bytes = self.inner.store.read(|s| s.image_size(&m.digest));
+        let bytes = self.inner.store.state.read(|s| s.image_size(&m.digest));
         tracing::info!(%repo, tag = tag.unwrap_or(""), digest = %m.digest, bytes, "image cached");
         self.publish(Event::ImageCached {
             repo: repo.clone(),
@@ -314,7 +314,7 @@ impl Puller {
         let missing: Vec<(Digest, u64)> = manifest
             .blob_references()
             .iter()
-            .filter(|b| store.read(|s| s.blob(&b.digest).is_none()))
+            .filter(|b| store.state.read(|s| s.blob(&b.digest).is_none()))
             .map(|b| (b.digest.clone(), b.size))
             .collect();
         if missing.is_empty() {

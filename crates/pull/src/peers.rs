@@ -113,7 +113,7 @@ impl Puller {
     /// The leader, when it is another node that can be asked.
     pub(crate) fn remote_leader(&self) -> Option<(u64, &dyn Peers)> {
         let peers = self.inner.node.peers.as_deref()?;
-        let leader = self.inner.store.raft_status().leader;
+        let leader = self.inner.store.leadership.get().leader;
         (leader != 0 && leader != self.inner.node.node).then_some((leader, peers))
     }
 

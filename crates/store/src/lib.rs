@@ -471,6 +471,21 @@ impl Store {
         }
     }
 
+    /// The site's state as applied here.
+    pub fn state(&self) -> &SiteState {
+        &self.inner.state
+    }
+
+    /// Where this node's Raft stands.
+    pub fn leadership(&self) -> &Leadership {
+        &self.inner.leadership
+    }
+
+    /// The node's events.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
     /// OCI upload sessions.
     pub fn uploads(&self) -> &Uploads {
         &self.inner.uploads

@@ -258,6 +258,18 @@ impl Repositories {
             .collect())
     }
 
+    /// Links blob `d`, which the site holds, into `repo` (the pull-through cache's link of
+    /// a blob held for another repository).
+    pub async fn link_blob(&self, repo: &Repository, d: &Digest) -> Result<()> {
+        self.orderer
+            .execute(Command::LinkBlob {
+                repo: repo.clone(),
+                digest: d.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Whether `repo` holds any content.
     pub fn repo_exists(&self, repo: &Repository) -> Result<bool> {
         Ok(self.state.read(|s| s.repo(repo).is_some()))
