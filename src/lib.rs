@@ -206,7 +206,14 @@ impl Site {
             );
         }
         let mut registry = Registry::new(
-            store.clone(),
+            site_http::NodeParts {
+                reads: store.reads().clone(),
+                repositories: store.repositories().clone(),
+                pulls: store.pulls().clone(),
+                uploads: store.uploads().clone(),
+                failure: store.failure_watch().clone(),
+                membership: store.membership().clone(),
+            },
             RegistryConfig {
                 default_upstream: config.registry.default_upstream.clone(),
                 access: config.registry.access(),

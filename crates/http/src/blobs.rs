@@ -20,7 +20,7 @@ pub(crate) async fn get(
     // A miss goes to the pull-through cache, which may fetch the blob now. Not for a
     // HEAD: pushers ask it before they upload (a fetch would pull bytes nobody asked
     // for, or fail a push while the upstream is unreachable); runtimes GET blobs.
-    let (size, fill) = match (reg.blobs.size(&repo, &digest), &reg.puller) {
+    let (size, fill) = match (reg.node.repositories.blob_size(&repo, &digest), &reg.puller) {
         (Ok(size), _) => (size, None),
         (Err(StoreError::BlobUnknown(_)), Some(puller)) if ctx.method == Method::HEAD => {
             let size = puller
@@ -76,7 +76,7 @@ pub(crate) async fn get(
                 .await
                 .map_err(|e| ApiError::pull(e, ErrorCode::BlobUnknown))?,
         ),
-        None => reg.blobs.read(&digest, start, len).await?,
+        None => reg.node.reads.open_blob(&digest, start, len).await?,
     };
     reg.metrics.blob_bytes_served.add(len);
     Ok(match bytes {
@@ -99,7 +99,7 @@ pub(crate) async fn delete(
     let user = reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     let digest = Digest::parse(digest)?;
-    reg.push.delete_blob(&repo, &digest).await?;
+    reg.node.repositories.delete_blob(&repo, &digest).await?;
     tracing::info!(%repo, %digest, %user, "blob deleted from repository");
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)

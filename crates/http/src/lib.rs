@@ -38,7 +38,7 @@ use path::Endpoint;
 pub(crate) use query::Query;
 use site_core::{ErrorCode, Repository};
 use site_pull::Puller;
-use site_store::{BlobReads, Health, ManifestReads, Push, Store};
+use site_store::{Failure, Membership, Pulls, Reads, Repositories, Uploads};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -52,13 +52,27 @@ pub struct RegistryConfig {
     pub access: AccessConfig,
 }
 
+/// The parts of the node the handlers use.
+#[derive(Clone)]
+pub struct NodeParts {
+    /// Reads of blobs.
+    pub reads: Reads,
+    /// Manifests, tags, referrers, the catalog and blob links.
+    pub repositories: Repositories,
+    /// Pulls noted for GC's eviction order.
+    pub pulls: Pulls,
+    /// OCI upload sessions.
+    pub uploads: Uploads,
+    /// Whether this node's storage failed (`/readyz`).
+    pub failure: Failure,
+    /// The site's nodes (`/metrics`).
+    pub membership: Membership,
+}
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct Registry {
-    blobs: BlobReads,
-    manifests: ManifestReads,
-    push: Push,
-    health: Health,
+    node: NodeParts,
     config: Arc<RegistryConfig>,
     access: Arc<auth::Access>,
     metrics: Arc<metrics::Metrics>,
@@ -67,15 +81,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry over `store`; the error says why its users cannot be read.
-    pub fn new(store: Store, mut config: RegistryConfig) -> Result<Registry, String> {
+    /// A registry over the node's `node` parts; the error says why its users cannot be
+    /// read.
+    pub fn new(node: NodeParts, mut config: RegistryConfig) -> Result<Registry, String> {
         // The users move into the access policy: one copy of their passwords.
         let access = auth::Access::new(std::mem::take(&mut config.access))?;
         Ok(Registry {
-            blobs: store.blob_reads(),
-            manifests: store.manifest_reads(),
-            push: store.push(),
-            health: store.health(),
+            node,
             access: Arc::new(access),
             config: Arc::new(config),
             metrics: Arc::default(),
@@ -189,7 +201,7 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
     let response = match path.as_str() {
         "/healthz" => (StatusCode::OK, "ok\n").into_response(),
         // Ready to take writes: not once its storage failed (it still serves reads).
-        "/readyz" => match reg.health.failure() {
+        "/readyz" => match reg.node.failure.get() {
             None => (StatusCode::OK, "ok\n").into_response(),
             Some(f) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -199,7 +211,7 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
         },
         "/metrics" => {
             reg.metrics
-                .render(reg.access.failures.total(), &reg.health)
+                .render(reg.access.failures.total(), &reg.node.membership)
                 .await
         }
         _ => {

@@ -52,8 +52,8 @@ fn paged(
 pub(crate) fn tags(reg: &Registry, name: &str, ctx: &Ctx) -> Result<Response, ApiError> {
     let repo = reg.repository(name, &ctx.query)?;
     let (n, last) = page(&ctx.query)?;
-    let tags = reg.manifests.tags(&repo, last.as_deref(), n)?;
-    if tags.is_empty() && !reg.manifests.repo_exists(&repo)? {
+    let tags = reg.node.repositories.tags(&repo, last.as_deref(), n)?;
+    if tags.is_empty() && !reg.node.repositories.repo_exists(&repo)? {
         return Err(ApiError::new(
             ErrorCode::NameUnknown,
             format!("repository {repo} unknown"),
@@ -73,7 +73,8 @@ pub(crate) fn catalog(reg: &Registry, ctx: &Ctx) -> Result<Response, ApiError> {
     let (n, last) = page(&ctx.query)?;
     let upstream = reg.config.default_upstream.as_str();
     let repos = reg
-        .manifests
+        .node
+        .repositories
         .catalog(|r| r.short_name(upstream), last.as_deref(), n)?;
     let body = json!({ "repositories": repos });
     Ok(paged(body, "/v2/_catalog", n, &repos, None))
@@ -88,7 +89,10 @@ pub(crate) fn referrers(
     let repo = reg.repository(name, &ctx.query)?;
     let subject = Digest::parse(digest)?;
     let artifact_type = ctx.query.get("artifactType");
-    let manifests = reg.manifests.referrers(&repo, &subject, artifact_type)?;
+    let manifests = reg
+        .node
+        .repositories
+        .referrers(&repo, &subject, artifact_type)?;
     let body = json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,

@@ -52,7 +52,7 @@ pub(crate) async fn get(
             .manifest(&repo, &reference)
             .await
             .map_err(|e| ApiError::pull(e, ErrorCode::ManifestUnknown))?,
-        None => reg.manifests.get(&repo, &reference)?,
+        None => reg.node.repositories.get_manifest(&repo, &reference)?,
     };
     let builder = Response::builder()
         .header(header::CONTENT_TYPE, &m.media_type)
@@ -63,7 +63,7 @@ pub(crate) async fn get(
         Body::empty()
     } else {
         // A pull: it moves the image up the order of least-recently-used eviction.
-        reg.manifests.note_pull(&m.digest);
+        reg.node.pulls.note(&m.digest);
         Body::from(m.body)
     };
     Ok(builder.body(body).expect("valid response"))
@@ -97,7 +97,7 @@ pub(crate) async fn put(
             ));
         }
     }
-    let limit = reg.push.max_manifest_bytes();
+    let limit = reg.node.repositories.max_manifest_bytes();
     let content_type = ctx
         .headers
         .get(header::CONTENT_TYPE)
@@ -106,12 +106,13 @@ pub(crate) async fn put(
     let body = read_limited(body, limit).await?;
     reg.metrics.bytes_received.add(body.len() as u64);
     let (digest, manifest) = reg
-        .push
+        .node
+        .repositories
         .put_manifest(&repo, &reference, content_type.as_deref(), &body)
         .await?;
     tracing::info!(%repo, %digest, reference = r, media_type = %manifest.media_type, %user, "manifest stored");
     for t in &tags {
-        reg.push.tag(&repo, t, &digest).await?;
+        reg.node.repositories.tag(&repo, t, &digest).await?;
         tracing::info!(%repo, %digest, tag = t, %user, "tag set");
     }
     let location = location(name, &format!("manifests/{digest}"), &ctx.query);
@@ -139,8 +140,8 @@ pub(crate) async fn delete(
     let user = reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
     match lookup(r)? {
-        ManifestRef::Digest(d) => reg.push.delete_manifest(&repo, &d).await?,
-        ManifestRef::Tag(t) => reg.push.delete_tag(&repo, &t).await?,
+        ManifestRef::Digest(d) => reg.node.repositories.delete_manifest(&repo, &d).await?,
+        ManifestRef::Tag(t) => reg.node.repositories.delete_tag(&repo, &t).await?,
     }
     tracing::info!(%repo, reference = r, %user, "manifest deleted");
     Ok(Response::builder()

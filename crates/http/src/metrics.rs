@@ -7,7 +7,7 @@ use crate::path::{self, Endpoint};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use site_core::metrics::{Counter, Counters, Exposition, Histogram, Kind, Source};
-use site_store::Health;
+use site_store::Membership;
 use std::sync::Arc;
 
 /// The HTTP API's numbers, and the node's other sources.
@@ -70,7 +70,7 @@ impl Metrics {
     }
 
     /// The whole exposition.
-    pub async fn render(&self, login_failures: u64, health: &Health) -> Response {
+    pub async fn render(&self, login_failures: u64, membership: &Membership) -> Response {
         let _one = self.rendering.lock().await;
         let mut out = Exposition::default();
         let labels = ["method", "route", "class"];
@@ -104,7 +104,7 @@ impl Metrics {
             Kind::Counter,
             login_failures as f64,
         );
-        nodes(&mut out, health).await;
+        nodes(&mut out, membership).await;
         for s in &self.sources {
             s.expose(&mut out);
         }
@@ -117,8 +117,8 @@ impl Metrics {
 }
 
 /// Each node of the site as this one sees it now (asked, with a short timeout).
-async fn nodes(out: &mut Exposition, health: &Health) {
-    let views = health.site_nodes().await;
+async fn nodes(out: &mut Exposition, membership: &Membership) {
+    let views = membership.site_nodes().await;
     out.family(
         "site_peer_up",
         "Whether a node of the site answered this node just now (1) or not (0).",

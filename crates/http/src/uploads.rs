@@ -64,7 +64,7 @@ async fn range_start(
     match content_range_start(h) {
         Ok(start) => Ok(start),
         Err(()) => {
-            let offset = reg.push.upload_offset(repo, id).await?;
+            let offset = reg.node.uploads.upload_offset(repo, id).await?;
             Err(ApiError::new(
                 ErrorCode::BlobUploadInvalid,
                 "malformed Content-Range, or one that disagrees with Content-Length",
@@ -98,7 +98,12 @@ pub(crate) async fn start(
         let digest = Digest::parse(mount)?;
         if let Some(from) = ctx.query.get("from") {
             if let Ok(from) = reg.repository(from, &ctx.query) {
-                if reg.push.mount_blob(&repo, &from, &digest).await? {
+                if reg
+                    .node
+                    .repositories
+                    .mount_blob(&repo, &from, &digest)
+                    .await?
+                {
                     tracing::info!(%repo, %from, %digest, %user, "blob mounted");
                     return Ok(created(name, &digest, &ctx.query));
                 }
@@ -108,20 +113,21 @@ pub(crate) async fn start(
     if ctx.query.get("digest").is_some() {
         // Monolithic upload: the whole blob in the POST.
         let digest = digest_param(ctx)?;
-        let id = reg.push.start_upload(&repo).await?;
+        let id = reg.node.uploads.start_upload(&repo).await?;
         let mut body = BodySource(body, &reg.metrics.bytes_received);
         let size = reg
-            .push
+            .node
+            .uploads
             .finish_upload(&repo, &id, &digest, None, &mut body)
             .await;
         if size.is_err() {
-            let _ = reg.push.cancel_upload(&repo, &id).await;
+            let _ = reg.node.uploads.cancel_upload(&repo, &id).await;
         }
         let size = size?;
         tracing::info!(%repo, %digest, size, %user, "blob stored");
         return Ok(created(name, &digest, &ctx.query));
     }
-    let id = reg.push.start_upload(&repo).await?;
+    let id = reg.node.uploads.start_upload(&repo).await?;
     Ok(upload_response(
         StatusCode::ACCEPTED,
         name,
@@ -139,7 +145,7 @@ pub(crate) async fn status(
 ) -> Result<Response, ApiError> {
     reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
-    let offset = reg.push.upload_offset(&repo, id).await?;
+    let offset = reg.node.uploads.upload_offset(&repo, id).await?;
     Ok(upload_response(
         StatusCode::NO_CONTENT,
         name,
@@ -161,7 +167,8 @@ pub(crate) async fn patch(
     let start = range_start(reg, &repo, name, id, &ctx.query, &ctx.headers).await?;
     let mut body = BodySource(body, &reg.metrics.bytes_received);
     let offset = reg
-        .push
+        .node
+        .uploads
         .append_upload(&repo, id, start, &mut body)
         .await
         .map_err(|e| with_location(e.into(), name, id, &ctx.query))?;
@@ -197,7 +204,8 @@ pub(crate) async fn put(
     let start = range_start(reg, &repo, name, id, &ctx.query, &ctx.headers).await?;
     let mut body = BodySource(body, &reg.metrics.bytes_received);
     let size = reg
-        .push
+        .node
+        .uploads
         .finish_upload(&repo, id, &digest, start, &mut body)
         .await
         .map_err(|e| with_location(e.into(), name, id, &ctx.query))?;
@@ -213,7 +221,7 @@ pub(crate) async fn cancel(
 ) -> Result<Response, ApiError> {
     reg.access.push(&ctx.headers, ctx.peer).await?;
     let repo = reg.repository(name, &ctx.query)?;
-    reg.push.cancel_upload(&repo, id).await?;
+    reg.node.uploads.cancel_upload(&repo, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .header(header::CONTENT_LENGTH, 0)

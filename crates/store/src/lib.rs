@@ -481,6 +481,16 @@ impl Store {
         &self.inner.leadership
     }
 
+    /// The site's members as this node sees and changes them.
+    pub fn membership(&self) -> &Membership {
+        &self.inner.membership
+    }
+
+    /// Whether this node's storage failed.
+    pub fn failure_watch(&self) -> &Failure {
+        &self.inner.failure
+    }
+
     /// The node's events.
     pub fn events(&self) -> &Events {
         &self.inner.events

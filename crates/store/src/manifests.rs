@@ -258,6 +258,23 @@ impl Repositories {
             .collect())
     }
 
+    /// Points `tag` of `repo` at manifest `d`, which the repository holds.
+    pub async fn tag(&self, repo: &Repository, tag: &str, d: &Digest) -> Result<()> {
+        self.orderer
+            .execute(Command::Tag {
+                repo: repo.clone(),
+                tag: tag.to_owned(),
+                digest: d.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Largest manifest accepted, in bytes.
+    pub fn max_manifest_bytes(&self) -> u64 {
+        self.max_manifest_bytes
+    }
+
     /// Links blob `d`, which the site holds, into `repo` (the pull-through cache's link of
     /// a blob held for another repository).
     pub async fn link_blob(&self, repo: &Repository, d: &Digest) -> Result<()> {
