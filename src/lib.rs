@@ -25,7 +25,7 @@ pub struct Site;
 /// The applications scheduled on a node's site, as an embedder changes them (the tower
 /// keeps the images of its rollouts live in its registry so).
 #[derive(Clone)]
-pub struct Applications(site_store::Administer);
+pub struct Applications(site_store::Orderer);
 
 impl Applications {
     /// Schedules `app` with `images` (`HOST/PATH@DIGEST`, each fully present): they are
@@ -150,6 +150,19 @@ impl Site {
         let (store, raft) = Store::start(store_config, raft_settings, transport, raft_rx)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the store in {data_dir}: {e}"))?;
+        let node_parts = site_api::NodeParts {
+            state: store.state().clone(),
+            orderer: store.orderer().clone(),
+            repositories: store.repositories().clone(),
+            deliveries: store.deliveries().clone(),
+            leadership: store.leadership().clone(),
+            membership: store.membership().clone(),
+            missing: store.missing().clone(),
+            failure: store.failure_watch().clone(),
+            events: store.events().clone(),
+            fetcher: store.fetcher().clone(),
+            peer_files: store.peer_files().clone(),
+        };
         let cluster_addr = cluster_listener
             .as_ref()
             .map(|l| l.local_addr())
@@ -190,7 +203,7 @@ impl Site {
             tokio::spawn(site_api::serve_peers(
                 l,
                 PeerService::new(
-                    store.clone(),
+                    node_parts.clone(),
                     puller.clone(),
                     tls.as_ref().map(|t| t.peers.clone()),
                     peers_transport,
@@ -237,7 +250,7 @@ impl Site {
         };
         let node_store = store.clone();
         let service = SiteService::new(
-            store.clone(),
+            node_parts.clone(),
             collector.clone(),
             puller.clone(),
             config.node.id,
@@ -245,7 +258,7 @@ impl Site {
             rx.clone(),
         );
         let registry = registry.with_metrics(vec![
-            Arc::new(node_store.health().metrics()),
+            Arc::new(node_store.metrics()),
             Arc::new(puller.clone()),
             Arc::new(collector.clone()),
             service.delivery_metrics(),
@@ -348,7 +361,7 @@ impl SiteHandle {
 
     /// The node's applications, for an embedder that schedules them.
     pub fn applications(&self) -> Applications {
-        Applications(self.store.administer())
+        Applications(self.store.orderer().clone())
     }
 
     /// The node's pull-through cache (to make images present from an embedder, as

@@ -72,7 +72,7 @@ impl SiteService {
         request: Request<Streaming<pb::PutBlobRequest>>,
     ) -> Result<Response<pb::PutBlobResponse>, Status> {
         // Refused before any byte is taken when this node is cut off from its site.
-        self.deliver.writable().map_err(status)?;
+        self.node.leadership.writable().map_err(status)?;
         let mut stream = request.into_inner();
         let first = stream.message().await?.ok_or_else(|| {
             Status::invalid_argument("empty stream: the first message carries the header")
@@ -92,13 +92,14 @@ impl SiteService {
         };
         // Run to completion in its own task: when the link breaks, the handler is dropped,
         // but what arrived must still be recorded so the next stream resumes after it.
-        let deliver = self.deliver.clone();
+        let deliver = self.node.clone();
         let deliveries = self.deliveries.clone();
         let task_digest = d.clone();
         let size = header.size;
         let offset = header.offset;
         let result = tokio::spawn(async move {
             let r = deliver
+                .deliveries
                 .receive_blob(repo.as_ref(), &task_digest, size, offset, &mut source)
                 .await;
             if let Ok((received, _)) = &r {
@@ -143,8 +144,9 @@ impl SiteService {
         };
         let media_type = (!req.media_type.is_empty()).then_some(req.media_type.as_str());
         let (d, _) = self
-            .deliver
-            .manifest(&repo, &reference, media_type, &req.body)
+            .node
+            .repositories
+            .deliver_manifest(&repo, &reference, media_type, &req.body)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::PutManifestResponse {

@@ -3,22 +3,23 @@
 //! `proto/site.proto` (generated in `site-proto`), the peer service of `proto/peer.proto`,
 //! and the GC policy it drives.
 //!
-//! Rule of this crate: handlers are thin. They check input, call the store's capabilities
-//! for their kind of caller (the tower's service: `Deliver` and `Administer`; the peer
-//! service: `Peering`) or execute a command, and map errors through the one table in
-//! [`status`].
+//! Rule of this crate: handlers are thin. They check input, call the node's components
+//! they are given ([`NodeParts`]) or execute a command, and map errors through the one
+//! table in [`status`].
 
 pub mod ask_wire;
 mod convert;
 pub mod deliveries;
 mod ensure;
 mod forwarded;
+pub mod node;
 pub mod peer;
 pub mod peer_bytes;
 pub mod service;
 pub mod status;
 pub mod tls;
 
+pub use node::NodeParts;
 pub use service::SiteService;
 pub use site_store::collector::{Collector, GcConfig};
 
@@ -58,7 +59,7 @@ pub async fn serve_peers(
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
-    let peering = service.peering().clone();
+    let peering = service.peer_files().clone();
     let service =
         peer_pb::peer_server::PeerServer::new(service).max_decoding_message_size(64 << 20);
     match tls {

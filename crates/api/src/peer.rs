@@ -4,6 +4,7 @@
 //! batching what queued up meanwhile), forwards writes, and fetches blobs.
 
 use crate::ask_wire;
+use crate::node::NodeParts;
 use crate::peer_pb::peer_client::PeerClient;
 use crate::peer_pb::peer_server::Peer;
 use crate::peer_pb::{
@@ -17,7 +18,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use site_core::{Digest, Repository};
 use site_pull::{FillUpdate, Peers, PullError, Puller};
 use site_store::transport::{BlobStream, Forwarded, PeerCall};
-use site_store::{Ask, NodeReport, Peering, Store, StoreError, Transport};
+use site_store::{Ask, NodeReport, PeerFiles, StoreError, Transport};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -33,7 +34,7 @@ const BLOB_CHUNK: usize = 1 << 20;
 
 /// The peer service of a node.
 pub struct PeerService {
-    peering: Peering,
+    node: NodeParts,
     /// Fills blobs that peers' clients missed (`FillBlob`).
     puller: Puller,
     /// Under `[tls]`: only callers with a node's certificate for one of these peers' hosts
@@ -42,24 +43,24 @@ pub struct PeerService {
 }
 
 impl PeerService {
-    /// The service of `store`'s node; with `check`, callers must hold a node certificate
-    /// for the host of one of `transport`'s peers.
+    /// The service of the node of `node`'s parts; with `check`, callers must hold a node
+    /// certificate for the host of one of `transport`'s peers.
     pub fn new(
-        store: Store,
+        node: NodeParts,
         puller: Puller,
         check: Option<PeerCheck>,
         transport: Arc<dyn Transport>,
     ) -> PeerService {
         PeerService {
-            peering: store.peering(),
+            node,
             puller,
             only_peers: check.map(|c| (c, transport)),
         }
     }
 
-    /// What the service serves peers from.
-    pub fn peering(&self) -> &Peering {
-        &self.peering
+    /// The files the service sends peers blob bytes from.
+    pub fn peer_files(&self) -> &PeerFiles {
+        &self.node.peer_files
     }
 
     /// Refuses a caller that is not one of the site's nodes.
@@ -93,7 +94,8 @@ impl Peer for PeerService {
         self.admit(&request)?;
         let batch = request.into_inner();
         for m in &batch.messages {
-            self.peering
+            self.node
+                .orderer
                 .receive_raft(m)
                 .map_err(crate::status::status)?;
         }
@@ -116,7 +118,7 @@ impl Peer for PeerService {
                     "not a change to order: {e}"
                 )))
             })?;
-        match self.peering.order_forwarded(ask).await {
+        match self.node.orderer.order_forwarded(ask).await {
             Ok(ordered) => Ok(Response::new(ProposeResponse {
                 ordered: Some(ask_wire::ordered_to_wire(&ordered)),
                 refusal: None,
@@ -142,14 +144,15 @@ impl Peer for PeerService {
         let digest =
             Digest::parse(&r.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let chunks = self
-            .peering
+            .node
+            .peer_files
             .blob_for_peer(&digest, r.offset, r.background)
             .await
             .map_err(crate::status::status)?
             .map_ok({
-                let peering = self.peering.clone();
+                let peer_files = self.node.peer_files.clone();
                 move |data| {
-                    peering.count_sent(site_store::PeerSend::Grpc, data.len() as u64);
+                    peer_files.count_sent(site_store::PeerSend::Grpc, data.len() as u64);
                     BlobChunk { data }
                 }
             })
@@ -162,8 +165,9 @@ impl Peer for PeerService {
         let r = request.into_inner();
         let digest =
             Digest::parse(&r.digest).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.peering
-            .hold(&digest, r.size, r.from)
+        self.node
+            .fetcher
+            .fetch_blob(&digest, r.size, Some(r.from))
             .await
             .map_err(crate::status::status)?;
         Ok(Response::new(HoldResponse {}))
@@ -244,7 +248,7 @@ impl Peer for PeerService {
         request: Request<ReportRequest>,
     ) -> Result<Response<crate::peer_pb::NodeReport>, Status> {
         self.admit(&request)?;
-        let r = self.peering.local_report();
+        let r = self.node.membership.local_report();
         Ok(Response::new(crate::peer_pb::NodeReport {
             leader_id: r.leader,
             term: r.term,

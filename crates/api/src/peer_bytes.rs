@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use site_core::Digest;
 use site_store::transport::BlobStream;
-use site_store::{sendfile, PeerSend, Peering, StoreError};
+use site_store::{sendfile, PeerFiles, PeerSend, StoreError};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -109,7 +109,7 @@ impl AsyncWrite for Sniffed {
 /// dropped; blob fetches among them are served here until `shutdown` turns true.
 pub fn incoming(
     listener: TcpListener,
-    peering: Peering,
+    peering: PeerFiles,
     shutdown: watch::Receiver<bool>,
 ) -> impl Stream<Item = io::Result<Sniffed>> {
     let (tx, rx) = mpsc::channel(16);
@@ -144,7 +144,7 @@ pub fn incoming(
 /// nothing in time, or was a fetch.
 async fn sniff(
     mut stream: TcpStream,
-    peering: Peering,
+    peering: PeerFiles,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Sniffed> {
     let _ = stream.set_nodelay(true);
@@ -170,7 +170,7 @@ async fn sniff(
 }
 
 /// Answers one blob fetch whose first bytes ([`FETCH`]) were read.
-async fn serve(mut stream: TcpStream, peering: &Peering) -> io::Result<()> {
+async fn serve(mut stream: TcpStream, peering: &PeerFiles) -> io::Result<()> {
     let mut head = BytesMut::from(&FETCH[..]);
     tokio::time::timeout(HEAD_WITHIN, read_head(&mut stream, &mut head))
         .await

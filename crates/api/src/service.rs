@@ -4,6 +4,7 @@
 
 use crate::convert;
 use crate::deliveries::Deliveries;
+use crate::node::NodeParts;
 use crate::pb::{self, site_server};
 use crate::status::{invalid, status};
 use futures_util::Stream;
@@ -11,7 +12,7 @@ use site_core::{Digest, Repository};
 use site_pull::Puller;
 use site_state::{Command, Event, ImageRef};
 use site_store::collector::Collector;
-use site_store::{now_secs, Administer, Deliver, MemberChange, Store};
+use site_store::{now_secs, MemberChange};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -23,8 +24,7 @@ const DEFAULT_LEASE_SECS: u64 = 3600;
 /// The service of one node.
 #[derive(Clone)]
 pub struct SiteService {
-    pub(crate) deliver: Deliver,
-    admin: Administer,
+    pub(crate) node: NodeParts,
     collector: Collector,
     node_id: u64,
     default_upstream: String,
@@ -34,10 +34,10 @@ pub struct SiteService {
 }
 
 impl SiteService {
-    /// The service over `store`, making images present through `puller`; `shutdown`
-    /// ends event streams.
+    /// The service over the node's `node` parts, making images present through
+    /// `puller`; `shutdown` ends event streams.
     pub fn new(
-        store: Store,
+        node: NodeParts,
         collector: Collector,
         puller: Puller,
         node_id: u64,
@@ -45,8 +45,7 @@ impl SiteService {
         shutdown: watch::Receiver<bool>,
     ) -> SiteService {
         SiteService {
-            deliver: store.deliver(),
-            admin: store.administer(),
+            node,
             collector,
             node_id,
             default_upstream,
@@ -81,7 +80,7 @@ pub(crate) fn digest(s: &str) -> Result<Digest, Status> {
 impl SiteService {
     /// Applies a pin or unpin and says whether it changed anything.
     async fn pin_change(&self, cmd: Command) -> Result<Response<pb::PinResponse>, Status> {
-        let out = self.admin.execute(cmd).await.map_err(status)?;
+        let out = self.node.orderer.execute(cmd).await.map_err(status)?;
         Ok(Response::new(pb::PinResponse {
             changed: out.changed,
         }))
@@ -97,17 +96,23 @@ impl site_server::Site for SiteService {
         request: Request<pb::FindMissingBlobsRequest>,
     ) -> Result<Response<pb::FindMissingBlobsResponse>, Status> {
         // A delivery starts here: a node cut off from its site refuses it at once.
-        self.deliver.writable().map_err(status)?;
+        self.node.leadership.writable().map_err(status)?;
         let req = request.into_inner();
         let mut wanted = Vec::with_capacity(req.blobs.len());
         for b in &req.blobs {
             wanted.push((digest(&b.digest)?, b.size));
         }
-        let (present, missing): (Vec<_>, Vec<_>) =
-            wanted.into_iter().partition(|(d, _)| self.deliver.holds(d));
+        let (present, missing): (Vec<_>, Vec<_>) = wanted
+            .into_iter()
+            .partition(|(d, _)| self.node.state.read(|s| s.blob(d).is_some()));
         let mut missing_bytes = 0u64;
         for (d, size) in &missing {
-            let held = self.deliver.offset(d).await.map_err(status)?;
+            let held = self
+                .node
+                .deliveries
+                .tower_upload_offset(d)
+                .await
+                .map_err(status)?;
             missing_bytes = missing_bytes.saturating_add(size.saturating_sub(held));
         }
         match self.collector.admit(missing_bytes).await.map_err(status)? {
@@ -116,7 +121,7 @@ impl site_server::Site for SiteService {
                 let reason = format!(
                     "delivery needs {needed} bytes; the site has {free} bytes free and could free only {reclaimable} more by evicting unreferenced images"
                 );
-                self.deliver.refused(Event::DeliveryRefused {
+                self.node.events.publish(Event::DeliveryRefused {
                     needed,
                     free,
                     reason: reason.clone(),
@@ -130,11 +135,10 @@ impl site_server::Site for SiteService {
             } else {
                 req.lease_seconds
             };
-            self.deliver
-                .lease(
-                    present.into_iter().map(|(d, _)| d).collect(),
-                    lease.saturating_mul(1000),
-                )
+            let leased = present.into_iter().map(|(d, _)| d).collect();
+            self.node
+                .orderer
+                .execute(Command::lease_for(leased, lease.saturating_mul(1000)))
                 .await
                 .map_err(status)?;
         }
@@ -155,11 +159,15 @@ impl site_server::Site for SiteService {
         request: Request<pb::BlobStatusRequest>,
     ) -> Result<Response<pb::BlobStatusResponse>, Status> {
         let d = digest(&request.into_inner().digest)?;
-        let present = self.deliver.holds(&d);
+        let present = self.node.state.read(|s| s.blob(&d).is_some());
         let offset = if present {
             0
         } else {
-            self.deliver.offset(&d).await.map_err(status)?
+            self.node
+                .deliveries
+                .tower_upload_offset(&d)
+                .await
+                .map_err(status)?
         };
         Ok(Response::new(pb::BlobStatusResponse { present, offset }))
     }
@@ -192,7 +200,7 @@ impl site_server::Site for SiteService {
             tag: req.tag,
             digest: digest(&req.digest)?,
         };
-        self.admin.execute(cmd).await.map_err(status)?;
+        self.node.orderer.execute(cmd).await.map_err(status)?;
         Ok(Response::new(pb::TagResponse {}))
     }
 
@@ -213,7 +221,8 @@ impl site_server::Site for SiteService {
             return Err(Status::invalid_argument(problems.join("; ")));
         }
         let out = self
-            .admin
+            .node
+            .orderer
             .execute(Command::Schedule {
                 app: req.application,
                 images,
@@ -230,7 +239,8 @@ impl site_server::Site for SiteService {
         request: Request<pb::UnscheduleRequest>,
     ) -> Result<Response<pb::UnscheduleResponse>, Status> {
         let app = request.into_inner().application;
-        self.admin
+        self.node
+            .orderer
             .execute(Command::Unschedule { app })
             .await
             .map_err(status)?;
@@ -263,7 +273,8 @@ impl site_server::Site for SiteService {
             None => (req.annotation.clone(), None),
         };
         let images = self
-            .admin
+            .node
+            .state
             .read(|s| s.images())
             .into_iter()
             .filter(|i| i.image.repo.to_string().contains(&req.repository))
@@ -283,7 +294,7 @@ impl site_server::Site for SiteService {
         &self,
         _request: Request<pb::ListApplicationsRequest>,
     ) -> Result<Response<pb::ListApplicationsResponse>, Status> {
-        let applications = self.admin.read(|s| {
+        let applications = self.node.state.read(|s| {
             s.apps()
                 .iter()
                 .map(|(name, images)| pb::Application {
@@ -300,7 +311,7 @@ impl site_server::Site for SiteService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let space = self.collector.space().map_err(status)?;
-        let mut r = self.admin.read(|s| {
+        let mut r = self.node.state.read(|s| {
             let images = s.images();
             let live = images.iter().filter(|i| i.live).count() as u64;
             pb::StatusResponse {
@@ -320,13 +331,13 @@ impl site_server::Site for SiteService {
         r.disk_capacity_bytes = space.capacity;
         r.disk_free_bytes = space.free;
         r.blob_bytes_received = self.deliveries.bytes.get();
-        let raft = self.admin.raft_status();
+        let raft = self.node.leadership.get();
         r.leader_id = raft.leader;
         r.raft_term = raft.term;
         r.commit_index = raft.commit;
         r.applied_index = raft.applied;
-        r.blobs_missing = self.admin.blobs_missing() as u64;
-        r.failure = self.admin.failure().unwrap_or_default();
+        r.blobs_missing = self.node.missing.count() as u64;
+        r.failure = self.node.failure.get().unwrap_or_default();
         r.upstreams_backed_off = self
             .puller
             .backed_off()
@@ -337,7 +348,7 @@ impl site_server::Site for SiteService {
                 seconds_left: left.as_secs().max(1),
             })
             .collect();
-        let nodes = self.admin.site_nodes().await;
+        let nodes = self.node.membership.site_nodes().await;
         let commit = nodes.iter().map(|n| n.report.commit).max().unwrap_or(0);
         r.nodes = nodes
             .into_iter()
@@ -365,7 +376,7 @@ impl site_server::Site for SiteService {
         &self,
         _request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let events = self.admin.subscribe();
+        let events = self.node.events.subscribe();
         let shutdown = self.shutdown.clone();
         // Ends when the node shuts down; dropped when the client goes away.
         let stream = futures_util::stream::unfold(
@@ -397,7 +408,8 @@ impl site_server::Site for SiteService {
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let r = request.into_inner();
         let voters = self
-            .admin
+            .node
+            .membership
             .change_members(MemberChange::Add {
                 id: r.node_id,
                 address: r.address,
@@ -413,7 +425,8 @@ impl site_server::Site for SiteService {
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         let id = request.into_inner().node_id;
         let voters = self
-            .admin
+            .node
+            .membership
             .change_members(MemberChange::Remove { id })
             .await
             .map_err(status)?;

@@ -1,10 +1,11 @@
 #![deny(missing_docs)]
 //! The OCI Distribution API v1.1 (HTTP) of a site node.
 //!
-//! Rule of this crate: handlers translate HTTP to calls on the store and back; they hold
-//! no registry logic of their own, and see only the store's capabilities for this API
-//! (reading blobs and manifests, pushing, the node's health). Paths are read by one parser ([`path`]), errors mapped
-//! by one table ([`error`]). Reads are anonymous; writes need `[registry.push]`.
+//! Rule of this crate: handlers translate HTTP to calls on the node's components and back;
+//! they hold no registry logic of their own, and see only the components this API uses
+//! ([`NodeParts`]: reads, repositories, pulls, uploads, the failure, the members). Paths
+//! are read by one parser ([`path`]), errors mapped by one table ([`error`]). Reads are
+//! anonymous; writes need `[registry.push]`.
 
 pub mod auth;
 mod blobs;

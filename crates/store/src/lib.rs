@@ -13,13 +13,12 @@
 //! `replication.rs`); [`Store::start`] reconciles
 //! the files with the state after a crash so that nothing partial is ever served, and a
 //! storage failure stops the node's writes loudly (`failure.rs`). The HTTP, gRPC and peer
-//! handlers do not hold the [`Store`]: they hold the capabilities of their kind of caller
-//! (`capabilities.rs`: read blobs, read manifests, push, deliver, administer, peering).
+//! handlers do not hold the [`Store`]: they are given the components they use (the HTTP
+//! registry's `NodeParts`, the gRPC services', the pull-through cache's `Holdings`).
 
 mod applied_state;
 mod applying;
 mod blob_writer;
-pub mod capabilities;
 mod channels;
 pub mod collector;
 pub mod delivery;
@@ -57,7 +56,6 @@ pub mod uploads;
 mod verify;
 
 pub use applied_state::SiteState;
-pub use capabilities::{Administer, BlobReads, Deliver, Health, ManifestReads, Peering, Push};
 pub use channels::Ordered;
 pub use delivery::{Deliveries, Received};
 pub use error::{Result, StoreError};
@@ -336,6 +334,7 @@ impl Store {
         let leadership = Leadership::new(id, voters == [id], failure.clone());
         let orderer = Orderer::new(
             proposals,
+            inputs.clone(),
             leadership.clone(),
             state.clone(),
             failure.clone(),
@@ -481,6 +480,37 @@ impl Store {
         &self.inner.leadership
     }
 
+    /// The node's families for `/metrics`.
+    pub fn metrics(&self) -> NodeMetrics {
+        let i = &self.inner;
+        NodeMetrics {
+            id: i.cluster.id,
+            leadership: i.leadership.clone(),
+            clock: i.clock.clone(),
+            counters: i.counters.clone(),
+            failure: i.failure.clone(),
+            state: i.state.clone(),
+            missing: i.missing.clone(),
+            read_checks: i.read_checks.clone(),
+            data_dir: i.config.data_dir.clone(),
+        }
+    }
+
+    /// The way into the site's log.
+    pub fn orderer(&self) -> &Orderer {
+        &self.inner.orderer
+    }
+
+    /// The committed blobs this node lacks.
+    pub fn missing(&self) -> &MissingBlobs {
+        &self.inner.missing
+    }
+
+    /// Copies of blobs from peers.
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.inner.fetcher
+    }
+
     /// The site's members as this node sees and changes them.
     pub fn membership(&self) -> &Membership {
         &self.inner.membership
@@ -597,15 +627,5 @@ impl Store {
     /// Whether this node leads the site's group now.
     pub fn is_leader(&self) -> bool {
         self.inner.leadership.is_leader()
-    }
-
-    /// Hands an encoded raft message from a peer to the driver.
-    pub fn receive_raft(&self, message: &[u8]) -> Result<()> {
-        let m = <raft::eraftpb::Message as protobuf::Message>::parse_from_bytes(message)
-            .map_err(|e| StoreError::SizeInvalid(format!("not a raft message: {e}")))?;
-        self.inner
-            .inputs
-            .send(channels::Input::Message(Box::new(m)))
-            .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))
     }
 }

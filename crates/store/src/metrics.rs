@@ -3,7 +3,6 @@
 //! Read from the node's own state when scraped; nothing here asks a peer.
 
 use crate::files::disk_usage;
-use crate::Store;
 use site_core::metrics::{Counter, Counters, Exposition, Kind, Source};
 use site_state::Event;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,15 +40,26 @@ impl NodeCounters {
     }
 }
 
-/// The node's families, as a [`Source`] for `/metrics`.
+/// The node's families, as a [`Source`] for `/metrics`: what it reads them from.
 #[derive(Clone)]
-pub struct NodeMetrics(pub(crate) Store);
+pub struct NodeMetrics {
+    pub(crate) id: u64,
+    pub(crate) leadership: crate::Leadership,
+    pub(crate) clock: std::sync::Arc<crate::SiteClock>,
+    pub(crate) counters: std::sync::Arc<NodeCounters>,
+    pub(crate) failure: crate::Failure,
+    pub(crate) state: crate::SiteState,
+    pub(crate) missing: crate::MissingBlobs,
+    pub(crate) read_checks: std::sync::Arc<crate::verify::ReadChecks>,
+    /// The data directory, whose file system's space is shown.
+    pub(crate) data_dir: std::path::PathBuf,
+}
 
 impl Source for NodeMetrics {
     fn expose(&self, out: &mut Exposition) {
-        let store = &self.0;
-        let raft = store.raft_status();
-        let id = store.inner.cluster.id;
+        let store = self;
+        let raft = store.leadership.get();
+        let id = store.id;
         let gauge = |out: &mut Exposition, name: &str, help: &str, v: f64| {
             out.single(name, help, Kind::Gauge, v);
         };
@@ -83,7 +93,7 @@ impl Source for NodeMetrics {
             "Whether this node knows a leader of its site (1) or not (0).",
             f64::from(u8::from(raft.leader != 0)),
         );
-        if let Some(skew) = store.inner.clock.skew_ms() {
+        if let Some(skew) = store.clock.skew_ms() {
             gauge(
                 out,
                 "site_clock_skew_seconds",
@@ -97,27 +107,27 @@ impl Source for NodeMetrics {
                 f64::from(u8::from(site_replica::LogClock::disagrees(skew))),
             );
         }
-        let c = &store.inner.counters;
+        let c = &store.counters;
         out.single(
             "site_raft_leader_changes_total",
             "Times this node saw its site's leader change.",
             Kind::Counter,
-            store.inner.leadership.leader_changes() as f64,
+            store.leadership.leader_changes() as f64,
         );
         gauge(
             out,
             "site_node_failed",
             "Whether this node's storage failed (1): it takes no writes and does not vote.",
-            f64::from(u8::from(store.failure().is_some())),
+            f64::from(u8::from(store.failure.get().is_some())),
         );
 
-        let (recorded, recorded_bytes, images) = store.read(|s| {
+        let (recorded, recorded_bytes, images) = store.state.read(|s| {
             let (n, bytes) = s
                 .blobs()
                 .fold((0u64, 0u64), |(n, b), (_, i)| (n + 1, b + i.size));
             (n, bytes, s.image_counts())
         });
-        let (missing, missing_bytes) = store.inner.missing.totals();
+        let (missing, missing_bytes) = store.missing.totals();
         gauge(
             out,
             "site_blobs_held",
@@ -148,7 +158,7 @@ impl Source for NodeMetrics {
         ] {
             out.sample("site_images", &[("state", state)], n as f64);
         }
-        if let Ok(disk) = disk_usage(&store.inner.config.data_dir, recorded_bytes) {
+        if let Ok(disk) = disk_usage(&store.data_dir, recorded_bytes) {
             gauge(
                 out,
                 "site_disk_capacity_bytes",
@@ -202,7 +212,7 @@ impl Source for NodeMetrics {
             "site_blob_read_bytes_hashed_total",
             "Bytes of blob files hashed to check reads for clients ([node] verify_reads).",
             Kind::Counter,
-            store.inner.read_checks.hashed.get() as f64,
+            store.read_checks.hashed.get() as f64,
         );
         c.peer_sent.expose(
             out,

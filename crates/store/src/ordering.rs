@@ -28,6 +28,8 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Orderer {
     /// Proposals to this node's Raft driver.
     proposals: mpsc::UnboundedSender<Proposal>,
+    /// Peers' messages to the driver.
+    inputs: mpsc::UnboundedSender<channels::Input>,
     leadership: Leadership,
     state: SiteState,
     failure: Failure,
@@ -41,6 +43,7 @@ impl Orderer {
     /// `transport` to a leader elsewhere.
     pub(crate) fn new(
         proposals: mpsc::UnboundedSender<Proposal>,
+        inputs: mpsc::UnboundedSender<channels::Input>,
         leadership: Leadership,
         state: SiteState,
         failure: Failure,
@@ -49,12 +52,22 @@ impl Orderer {
     ) -> Orderer {
         Orderer {
             proposals,
+            inputs,
             leadership,
             state,
             failure,
             clock,
             transport,
         }
+    }
+
+    /// Hands an encoded raft message from a peer to the driver.
+    pub fn receive_raft(&self, message: &[u8]) -> Result<()> {
+        let m = <raft::eraftpb::Message as protobuf::Message>::parse_from_bytes(message)
+            .map_err(|e| StoreError::SizeInvalid(format!("not a raft message: {e}")))?;
+        self.inputs
+            .send(channels::Input::Message(Box::new(m)))
+            .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))
     }
 
     /// Orders `cmd` through the log (through the leader if this node is not it; the
