@@ -113,7 +113,7 @@ impl Reads {
             };
             if whole && checks.needed(d) {
                 let stream = region.stream();
-                return Ok(BlobBytes::Stream(crate::verify::verified(
+                return Ok(BlobBytes::Stream(crate::scrub::verified(
                     self.scrubber.clone(),
                     d.clone(),
                     len,

@@ -19,8 +19,11 @@ use crate::files::{blocking, hash_file, BlobFiles};
 use crate::metrics::NodeCounters;
 use crate::missing_blobs::MissingBlobs;
 use crate::verify::ReadChecks;
-use crate::Result;
+use crate::{ByteStream, Result};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use site_core::Digest;
+use site_core::DigestHasher;
 use site_state::Event;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -133,4 +136,70 @@ impl Scrubber {
             this.read_checks.end_check(&d);
         });
     }
+}
+
+struct Reading {
+    inner: ByteStream,
+    hasher: Option<DigestHasher>,
+    held: Option<Bytes>,
+    scrubber: Scrubber,
+    digest: Digest,
+    size: u64,
+}
+
+/// `inner`, the whole of blob `digest` (`size` bytes), with its last chunk released only
+/// once the bytes match the digest.
+pub(crate) fn verified(
+    scrubber: Scrubber,
+    digest: Digest,
+    size: u64,
+    inner: ByteStream,
+) -> ByteStream {
+    let reading = Reading {
+        inner,
+        hasher: Some(DigestHasher::for_digest(&digest)),
+        held: None,
+        scrubber,
+        digest,
+        size,
+    };
+    futures_util::stream::unfold(reading, |mut r| async move {
+        let hasher = r.hasher.as_mut()?;
+        loop {
+            match r.inner.next().await {
+                Some(Ok(chunk)) if chunk.is_empty() => {}
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    r.scrubber.read_checks.hashed.add(chunk.len() as u64);
+                    if let Some(before) = r.held.replace(chunk) {
+                        return Some((Ok(before), r));
+                    }
+                }
+                Some(Err(e)) => {
+                    r.hasher = None;
+                    return Some((Err(e), r));
+                }
+                None => {
+                    let actual = r.hasher.take().expect("reading").finish();
+                    if actual == r.digest {
+                        r.scrubber.read_checks.passed(&r.digest);
+                        return r.held.take().map(|last| (Ok(last), r));
+                    }
+                    tracing::error!(blob = %r.digest, %actual, "a blob file read for a client does not match its digest: the read is cut short");
+                    let (scrubber, d, size) = (r.scrubber.clone(), r.digest.clone(), r.size);
+                    tokio::spawn(async move {
+                        if let Err(e) = scrubber.check(&d, size).await {
+                            tracing::warn!(blob = %d, error = %e, "cannot check a blob file");
+                        }
+                    });
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("this node's copy of blob {} does not match its digest", r.digest),
+                    );
+                    return Some((Err(e), r));
+                }
+            }
+        }
+    })
+    .boxed()
 }

@@ -2,19 +2,16 @@
 //!
 //! A copy is checked when it is written (`blob_writer.rs`, before its rename), by the
 //! scrub (`scrub.rs`), and, by default, on its first whole read after the node starts:
-//! that read streams through a hash and its last chunk is held back until the bytes
+//! that read streams through a hash (`scrub.rs`: `verified`) and its last chunk is held
+//! back until the bytes
 //! match, so a client never gets a whole wrong blob. A copy that does not match ends the
 //! read with an error instead of its last bytes, and is then checked again, removed and
 //! fetched from a peer (`scrub.rs`). A copy known good is served without a hash (from
 //! the page cache straight to the socket, `FileRegion`): runtimes check every blob's
 //! digest themselves, so a second hash here costs a core for a check the client repeats.
 
-use crate::scrub::Scrubber;
-use crate::ByteStream;
-use bytes::Bytes;
-use futures_util::StreamExt;
 use site_core::metrics::Counter;
-use site_core::{Digest, DigestHasher};
+use site_core::Digest;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -90,70 +87,4 @@ impl ReadChecks {
     pub fn forget(&self, d: &Digest) {
         self.checked.lock().expect("read checks").remove(d);
     }
-}
-
-struct Reading {
-    inner: ByteStream,
-    hasher: Option<DigestHasher>,
-    held: Option<Bytes>,
-    scrubber: Scrubber,
-    digest: Digest,
-    size: u64,
-}
-
-/// `inner`, the whole of blob `digest` (`size` bytes), with its last chunk released only
-/// once the bytes match the digest.
-pub(crate) fn verified(
-    scrubber: Scrubber,
-    digest: Digest,
-    size: u64,
-    inner: ByteStream,
-) -> ByteStream {
-    let reading = Reading {
-        inner,
-        hasher: Some(DigestHasher::for_digest(&digest)),
-        held: None,
-        scrubber,
-        digest,
-        size,
-    };
-    futures_util::stream::unfold(reading, |mut r| async move {
-        let hasher = r.hasher.as_mut()?;
-        loop {
-            match r.inner.next().await {
-                Some(Ok(chunk)) if chunk.is_empty() => {}
-                Some(Ok(chunk)) => {
-                    hasher.update(&chunk);
-                    r.scrubber.read_checks.hashed.add(chunk.len() as u64);
-                    if let Some(before) = r.held.replace(chunk) {
-                        return Some((Ok(before), r));
-                    }
-                }
-                Some(Err(e)) => {
-                    r.hasher = None;
-                    return Some((Err(e), r));
-                }
-                None => {
-                    let actual = r.hasher.take().expect("reading").finish();
-                    if actual == r.digest {
-                        r.scrubber.read_checks.passed(&r.digest);
-                        return r.held.take().map(|last| (Ok(last), r));
-                    }
-                    tracing::error!(blob = %r.digest, %actual, "a blob file read for a client does not match its digest: the read is cut short");
-                    let (scrubber, d, size) = (r.scrubber.clone(), r.digest.clone(), r.size);
-                    tokio::spawn(async move {
-                        if let Err(e) = scrubber.check(&d, size).await {
-                            tracing::warn!(blob = %d, error = %e, "cannot check a blob file");
-                        }
-                    });
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("this node's copy of blob {} does not match its digest", r.digest),
-                    );
-                    return Some((Err(e), r));
-                }
-            }
-        }
-    })
-    .boxed()
 }
