@@ -332,15 +332,15 @@ impl Store {
         let fetches = fetches::Fetches::default();
         let file_queue = file_ops::FileQueue::default();
         let leadership = Leadership::new(id, voters == [id], failure.clone());
-        let orderer = Orderer::new(
+        let orderer = Orderer {
             proposals,
-            inputs.clone(),
-            leadership.clone(),
-            state.clone(),
-            failure.clone(),
-            clock.clone(),
-            cluster.transport.clone(),
-        );
+            inputs: inputs.clone(),
+            leadership: leadership.clone(),
+            state: state.clone(),
+            failure: failure.clone(),
+            clock: clock.clone(),
+            transport: cluster.transport.clone(),
+        };
         let membership = Membership::new(
             orderer.clone(),
             leadership.clone(),
@@ -349,17 +349,20 @@ impl Store {
             cluster.alone,
         );
         let majority = MajorityHold::new(id, leadership.clone(), cluster.transport.clone());
-        let fetcher = Fetcher::new(replication::FetcherParts {
-            cluster: cluster.clone(),
+        let fetcher = Fetcher {
+            id,
             missing: missing.clone(),
             fetches: fetches.clone(),
             files: files.clone(),
             queue: file_queue.clone(),
             state: state.clone(),
             leadership: leadership.clone(),
+            transport: cluster.transport.clone(),
             events: events.clone(),
+            shutdown: cluster.shutdown.clone(),
             scratch: upload_dir.clone(),
-        });
+            next_tmp: Arc::default(),
+        };
         let read_checks = Arc::new(verify::ReadChecks::new(config.verify_reads));
         let counters: Arc<metrics::NodeCounters> = Arc::default();
         let scrubber = Scrubber {

@@ -27,40 +27,18 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone)]
 pub struct Orderer {
     /// Proposals to this node's Raft driver.
-    proposals: mpsc::UnboundedSender<Proposal>,
+    pub(crate) proposals: mpsc::UnboundedSender<Proposal>,
     /// Peers' messages to the driver.
-    inputs: mpsc::UnboundedSender<channels::Input>,
-    leadership: Leadership,
-    state: SiteState,
-    failure: Failure,
-    clock: Arc<SiteClock>,
+    pub(crate) inputs: mpsc::UnboundedSender<channels::Input>,
+    pub(crate) leadership: Leadership,
+    pub(crate) state: SiteState,
+    pub(crate) failure: Failure,
+    pub(crate) clock: Arc<SiteClock>,
     /// The way to the leader, when it is another node.
-    transport: Arc<dyn Transport>,
+    pub(crate) transport: Arc<dyn Transport>,
 }
 
 impl Orderer {
-    /// The way into the log through `proposals` (the driver's), forwarding through
-    /// `transport` to a leader elsewhere.
-    pub(crate) fn new(
-        proposals: mpsc::UnboundedSender<Proposal>,
-        inputs: mpsc::UnboundedSender<channels::Input>,
-        leadership: Leadership,
-        state: SiteState,
-        failure: Failure,
-        clock: Arc<SiteClock>,
-        transport: Arc<dyn Transport>,
-    ) -> Orderer {
-        Orderer {
-            proposals,
-            inputs,
-            leadership,
-            state,
-            failure,
-            clock,
-            transport,
-        }
-    }
-
     /// Hands an encoded raft message from a peer to the driver.
     pub fn receive_raft(&self, message: &[u8]) -> Result<()> {
         let m = <raft::eraftpb::Message as protobuf::Message>::parse_from_bytes(message)

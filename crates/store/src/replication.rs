@@ -60,53 +60,23 @@ pub(crate) struct Cluster {
 /// share everything.
 #[derive(Clone)]
 pub struct Fetcher {
-    id: u64,
-    missing: MissingBlobs,
-    fetches: Fetches,
-    files: BlobFiles,
-    queue: FileQueue,
-    state: SiteState,
-    leadership: Leadership,
-    transport: Arc<dyn Transport>,
-    events: Events,
-    shutdown: watch::Receiver<bool>,
-    /// Where copies are written before they are installed.
-    scratch: PathBuf,
-    /// Names temporary files apart.
-    next_tmp: Arc<AtomicU64>,
-}
-
-/// What a [`Fetcher`] is made of.
-pub(crate) struct FetcherParts {
-    pub(crate) cluster: Cluster,
+    pub(crate) id: u64,
     pub(crate) missing: MissingBlobs,
     pub(crate) fetches: Fetches,
     pub(crate) files: BlobFiles,
     pub(crate) queue: FileQueue,
     pub(crate) state: SiteState,
     pub(crate) leadership: Leadership,
+    pub(crate) transport: Arc<dyn Transport>,
     pub(crate) events: Events,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Where copies are written before they are installed.
     pub(crate) scratch: PathBuf,
+    /// Names temporary files apart.
+    pub(crate) next_tmp: Arc<AtomicU64>,
 }
 
 impl Fetcher {
-    pub(crate) fn new(p: FetcherParts) -> Fetcher {
-        Fetcher {
-            id: p.cluster.id,
-            missing: p.missing,
-            fetches: p.fetches,
-            files: p.files,
-            queue: p.queue,
-            state: p.state,
-            leadership: p.leadership,
-            transport: p.cluster.transport,
-            events: p.events,
-            shutdown: p.cluster.shutdown,
-            scratch: p.scratch,
-            next_tmp: Arc::default(),
-        }
-    }
-
     /// Makes sure this node holds blob `d` of `size` bytes, fetching it from `first` (if
     /// given) or any other peer. Concurrent calls for one digest and first peer share one
     /// fetch, which runs to its end even if every caller gives up waiting. A call naming
