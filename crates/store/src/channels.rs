@@ -66,6 +66,10 @@ pub(crate) enum FileOp {
     /// Removes the file of blob `digest`, which no longer matches its digest, if the
     /// state still records the blob.
     Corrupt(Digest),
+    /// Keeps this node's file of blob `digest`, if it has one, as a copy it answers for
+    /// (a majority hold): its age counts from now, so that no removal of stray files
+    /// takes it before the blob is recorded. `false`: there is no such file.
+    Keep(Digest),
 }
 
 /// The error of a driver whose apply task has ended.

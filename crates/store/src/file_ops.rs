@@ -94,6 +94,18 @@ impl FileOps {
                 crate::files::blocking(move || files.remove(&digest)).await?;
                 Ok(true)
             }
+            FileOp::Keep(digest) => {
+                let path = files.path(&digest);
+                crate::files::blocking(move || {
+                    match std::fs::File::options().write(true).open(&path) {
+                        Ok(f) => f.set_modified(std::time::SystemTime::now()).map(|()| true),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await
+                .map_err(Into::into)
+            }
             FileOp::Corrupt(digest) => {
                 if self.state.read(|s| s.blob(&digest).is_none()) {
                     return Ok(false);

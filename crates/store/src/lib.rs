@@ -353,7 +353,6 @@ impl Store {
             id,
             missing: missing.clone(),
             fetches: fetches.clone(),
-            files: files.clone(),
             queue: file_queue.clone(),
             state: state.clone(),
             leadership: leadership.clone(),

@@ -22,7 +22,6 @@ use crate::channels::FileOp;
 use crate::events::Events;
 use crate::fetches::Fetches;
 use crate::file_ops::FileQueue;
-use crate::files::BlobFiles;
 use crate::leadership::Leadership;
 use crate::missing_blobs::MissingBlobs;
 use crate::transport::{BlobStream, Transport};
@@ -63,7 +62,6 @@ pub struct Fetcher {
     pub(crate) id: u64,
     pub(crate) missing: MissingBlobs,
     pub(crate) fetches: Fetches,
-    pub(crate) files: BlobFiles,
     pub(crate) queue: FileQueue,
     pub(crate) state: SiteState,
     pub(crate) leadership: Leadership,
@@ -94,7 +92,9 @@ impl Fetcher {
     }
 
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
-        if !self.files.has(d) {
+        // A copy here already stands, kept from stray removal in its turn among the file
+        // operations (an unrecorded copy could otherwise go before the blob is recorded).
+        if !self.queue.run(FileOp::Keep(d.clone())).await? {
             let peers = self.leadership.fetch_order(first);
             let mut errors = Vec::new();
             let mut fetched = false;
@@ -270,3 +270,7 @@ pub(crate) async fn open_fetch(
         ))),
     }
 }
+
+#[cfg(test)]
+#[path = "replication_test.rs"]
+mod tests;
