@@ -203,7 +203,7 @@ pub fn now_secs() -> u64 {
 }
 
 /// Milliseconds since the Unix epoch by this machine's wall clock. Entries are stamped
-/// with the log's time instead ([`Store::log_now`]).
+/// with the log's time instead ([`SiteClock::now`]).
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -267,10 +267,9 @@ impl Store {
         let (reconciled, mut files_ready) = watch::channel(false);
         let replication = store.inner.fetcher.clone().run();
         let scrub = store.inner.scrubber.clone().run(shutdown.clone());
-        let events = store.inner.events.clone();
         let clock = store.inner.clock.clone().watch(
             store.inner.cluster.id,
-            move |event| events.publish(event),
+            store.inner.events.clone(),
             shutdown.clone(),
         );
         let background = async move {
@@ -331,7 +330,7 @@ impl Store {
         let missing = MissingBlobs::default();
         let fetches = fetches::Fetches::default();
         let file_queue = file_ops::FileQueue::default();
-        let leadership = Leadership::new(id, voters == [id], failure.clone());
+        let leadership = Leadership::new(id, cluster.alone, failure.clone());
         let orderer = Orderer {
             proposals,
             inputs: inputs.clone(),
@@ -579,12 +578,6 @@ impl Store {
         self.inner.events.subscribe()
     }
 
-    /// Publishes an event that no command produced (a refused delivery). (Forwards to
-    /// [`Events`] for the callers not yet given it.)
-    pub fn publish(&self, event: Event) {
-        self.inner.events.publish(event)
-    }
-
     /// What failed, once this node's storage has failed. (Forwards to [`Failure`] for
     /// the callers not yet given it.)
     pub fn failure(&self) -> Option<String> {
@@ -603,31 +596,8 @@ impl Store {
         self.inner.orderer.execute(cmd).await
     }
 
-    /// Orders a follower's forwarded change (see [`Orderer::order_forwarded`]).
-    /// (Forwards for the callers not yet given the [`Orderer`].)
-    pub async fn order_forwarded(&self, ask: Ask) -> Result<Ordered> {
-        self.inner.orderer.order_forwarded(ask).await
-    }
-
-    /// Whether this node can take writes now (see [`Leadership::writable`]). (Forwards
-    /// for the callers not yet given the [`Leadership`].)
-    pub fn writable(&self) -> Result<()> {
-        self.inner.leadership.writable()
-    }
-
-    /// The log's time now (milliseconds since the Unix epoch), as this node reads it:
-    /// the clock of grace periods, cache TTLs and leases (`site_clock.rs`).
-    pub fn log_now(&self) -> u64 {
-        self.inner.clock.now()
-    }
-
     /// Where this node's Raft stands.
     pub fn raft_status(&self) -> RaftStatus {
         self.inner.leadership.get()
-    }
-
-    /// Whether this node leads the site's group now.
-    pub fn is_leader(&self) -> bool {
-        self.inner.leadership.is_leader()
     }
 }

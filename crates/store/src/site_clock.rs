@@ -134,12 +134,12 @@ impl SiteClock {
         })
     }
 
-    /// Compares the clocks every few seconds until `shutdown`, publishing what
+    /// Compares the clocks every few seconds until `shutdown`, telling `events` what
     /// [`Self::compare`] finds.
     pub(crate) async fn watch(
         self: Arc<Self>,
         node: u64,
-        publish: impl Fn(Event),
+        events: crate::Events,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut every = tokio::time::interval(WATCH_EVERY);
@@ -147,7 +147,7 @@ impl SiteClock {
             tokio::select! {
                 _ = every.tick() => {
                     if let Some(event) = self.compare(node) {
-                        publish(event);
+                        events.publish(event);
                     }
                 }
                 _ = shutdown.wait_for(|s| *s) => return,
