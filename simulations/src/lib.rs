@@ -2,7 +2,7 @@
 //! (`site-replica`) and the real state machine (`site-state`). See `README.md`.
 //!
 //! - `world.rs`: one run: nodes, network, clock, clients, all drawn from one seed.
-//! - `node.rs`, `blobs.rs`: a node: the core over a simulated disk (`log.rs`), blob
+//! - `node.rs`, `blobs.rs`: a node: the core over a simulated disk (`disk.rs`), blob
 //!   holds, fetches, reads and scrubs as the real node does them.
 //! - `net.rs`: loss, delay, reordering, duplication, partitions that heal.
 //! - `workload.rs`: deliveries, tags, schedules, pins, sweeps, reads; crashes, wiped
@@ -11,8 +11,8 @@
 
 mod blobs;
 mod clock;
+mod disk;
 pub mod invariants;
-mod log;
 mod msg;
 mod net;
 mod node;

@@ -1,16 +1,18 @@
-//! One simulated node: the replication core ([`Engine`], [`Applier`]) over a simulated
-//! disk, with the node's side of proposals carried out as the real node does
+//! One simulated node: the replication core ([`Engine`], [`Applier`]) over the node's
+//! own Raft log (`site-store`'s `RaftLog`) on a simulated disk (`disk.rs`), with the node's side of proposals carried out as the real node does
 //! (`site-store`'s `raft_driver.rs`). Blob holds, fetches, reads and scrubs are in
 //! `blobs.rs`.
 
-use crate::log::{Disk, SimLog};
+use crate::disk::Disk;
 use crate::msg::{Answer, Out, Payload};
+use futures_util::FutureExt;
 use site_core::Digest;
 use site_replica::missing::{Backoff, Missing};
 use site_replica::{
     Applied, Applier, Ask, Committed, Effect, Engine, LogClock, LogEffect, Refusal, Settings,
 };
 use site_state::{Command, Entry, State};
+use site_store::raft_log::RaftLog;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -28,8 +30,8 @@ pub enum Waiter {
 
 /// A node that is up.
 pub struct Run {
-    pub engine: Engine<SimLog>,
-    pub log: SimLog,
+    pub engine: Engine<RaftLog>,
+    pub log: RaftLog,
     pub applier: Applier,
     pub state: State,
     pub missing: Missing,
@@ -87,16 +89,20 @@ impl Node {
         self.run.is_some()
     }
 
-    /// Starts the node from what its disk holds, at real time `now`.
+    /// Starts the node from what its disk holds, at real time `now`, as the node opens
+    /// its log.
     pub fn start(&mut self, seed: u64, now: u64) -> Result<(), String> {
-        let log = SimLog(self.disk.clone());
+        let disk = self.disk.borrow().log.clone();
+        let log = RaftLog::open(disk).map_err(|e| e.to_string())?;
         let empty = serde_json::to_vec(&State::default()).expect("state serialises");
-        log.initialize(&self.founding, empty);
-        let (state, applied, catching_up) = {
-            let d = self.disk.borrow();
-            let state = State::decode(&d.live.state).unwrap_or_default();
-            (state, d.live.snapshot.index, d.live.catching_up)
+        log.initialize(&self.founding, &empty)
+            .map_err(|e| e.to_string())?;
+        log.mark_catching_up_if_empty().map_err(|e| e.to_string())?;
+        let (state, applied) = match log.snapshot_data().map_err(|e| e.to_string())? {
+            Some((meta, data)) => (State::decode(&data).map_err(|e| e.to_string())?, meta.index),
+            None => (State::default(), 0),
         };
+        let catching_up = log.catching_up().map_err(|e| e.to_string())?;
         let settings = Settings {
             id: self.id,
             election_ticks: ELECTION_TICKS,
@@ -136,14 +142,20 @@ impl Node {
     /// A crash: what was not synced is gone, and so is everything in memory.
     pub fn crash(&mut self) {
         self.run = None;
-        let mut d = self.disk.borrow_mut();
-        d.live = d.synced.clone();
+        self.disk.borrow().log.crash();
     }
 
     /// A crash that also loses the whole data directory.
     pub fn wipe(&mut self) {
         self.run = None;
         *self.disk.borrow_mut() = Disk::default();
+        self.disk.borrow().log.set_full(self.disk_full);
+    }
+
+    /// The disk fills (writes fail) or has room again.
+    pub fn set_disk_full(&mut self, full: bool) {
+        self.disk_full = full;
+        self.disk.borrow().log.set_full(full);
     }
 
     pub fn tick(&mut self, now: u64, out: &mut Out) {
@@ -252,7 +264,7 @@ impl Node {
 
     /// A disk failure: the node stops (and is started again once the disk works).
     fn fail(&mut self, what: &str, out: &mut Out) {
-        out.fatal = Some(format!("node {}: {what} failed: disk full", self.id));
+        out.fatal = Some(format!("node {}: {what} failed", self.id));
         self.crash();
     }
 
@@ -269,12 +281,9 @@ impl Node {
                     }
                 }
                 Effect::Log(effect) => {
-                    let writes =
-                        !matches!(effect, LogEffect::SetCommit(_) | LogEffect::SetConfState(_));
-                    if writes && self.disk_full {
-                        return self.fail("a log write", out);
+                    if let Err(e) = self.on_log(effect, now) {
+                        return self.fail(&format!("a log write ({e})"), out);
                     }
-                    self.on_log(effect, now);
                 }
                 Effect::Apply(c) => self.apply(c, now, out),
                 Effect::Publish(_) => {}
@@ -284,19 +293,22 @@ impl Node {
 
     /// Carries out an effect on the log, as the node's driver does (a snapshot's state
     /// comes from the state as applied: here, at once).
-    fn on_log(&mut self, effect: LogEffect, now: u64) {
-        let Some(run) = &mut self.run else { return };
+    fn on_log(&mut self, effect: LogEffect, now: u64) -> site_store::Result<()> {
+        let Some(run) = &mut self.run else {
+            return Ok(());
+        };
+        let log = &run.log;
         match effect {
             LogEffect::Persist {
                 entries,
                 hard_state,
-            } => run.log.persist(&entries, hard_state.as_ref()),
-            LogEffect::Sync => run.log.sync(),
-            LogEffect::SetCommit(c) => run.log.set_commit(c),
-            LogEffect::SetConfState(cs) => run.log.set_conf_state(&cs),
+            } => log.persist(&entries, hard_state.as_ref())?,
+            LogEffect::Sync => done(log.sync())?,
+            LogEffect::SetCommit(c) => log.set_commit(c)?,
+            LogEffect::SetConfState(cs) => log.set_conf_state(&cs)?,
             LogEffect::InstallSnapshot(s) => {
-                run.log.install_snapshot(&s);
-                run.state = serde_json::from_slice(&s.data).unwrap_or_default();
+                done(log.install_snapshot(&s))?;
+                run.state = State::decode(&s.data).unwrap_or_default();
                 run.log_clock
                     .observe(run.state.time(), self.clock.mono(now));
                 let d = self.disk.borrow();
@@ -311,10 +323,11 @@ impl Node {
                 conf_state,
             } => {
                 let data = serde_json::to_vec(&run.state).expect("state serialises");
-                run.log.save_snapshot(index, term, conf_state, data);
+                done(log.save_snapshot(index, term, conf_state, data))?;
             }
-            LogEffect::EndCatchUp => run.log.end_catching_up(),
+            LogEffect::EndCatchUp => done(log.end_catching_up())?,
         }
+        Ok(())
     }
 
     fn apply(&mut self, c: Committed, now: u64, out: &mut Out) {
@@ -378,6 +391,11 @@ impl Node {
     pub fn files(&self) -> BTreeSet<Digest> {
         self.disk.borrow().blobs.keys().cloned().collect()
     }
+}
+
+/// The result of a write to the simulated disk, which never waits.
+fn done<T>(f: impl std::future::Future<Output = T>) -> T {
+    f.now_or_never().expect("the simulated disk never waits")
 }
 
 /// A refused command must change nothing (`site-state`'s promise, checked on the way).

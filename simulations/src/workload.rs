@@ -283,7 +283,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
         }
         Op::DiskFull => {
             w.note(format!("node {node}: disk full"));
-            w.nodes.get_mut(&node).expect("node").disk_full = true;
+            w.nodes.get_mut(&node).expect("node").set_disk_full(true);
             let after = 500 + w.rng.below(4_000);
             w.at(after, Ev::DiskFixed(node));
         }

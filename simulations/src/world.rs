@@ -150,7 +150,7 @@ impl World {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         for id in ids {
             let n = self.nodes.get_mut(&id).expect("node");
-            n.disk_full = false;
+            n.set_disk_full(false);
             if !n.up() && !n.removed {
                 self.restart(id);
             }
@@ -223,8 +223,14 @@ impl World {
         if n.up() || n.removed {
             return;
         }
+        let full = n.disk_full;
         match n.start(seed, self.now) {
             Ok(()) => self.note(format!("node {id} starts")),
+            // As a node does: it stops, and starts again once the disk has room.
+            Err(e) if full => {
+                n.crash();
+                self.note(format!("node {id} cannot start on a full disk: {e}"))
+            }
             Err(e) => self
                 .violations
                 .push(format!("node {id} cannot restart: {e}")),
@@ -259,7 +265,7 @@ impl World {
             Ev::DiskFixed(id) => {
                 self.note(format!("node {id}: disk has room again"));
                 if let Some(n) = self.nodes.get_mut(&id) {
-                    n.disk_full = false;
+                    n.set_disk_full(false);
                 }
                 self.restart(id);
             }

@@ -31,6 +31,7 @@ pub mod files;
 mod growing;
 pub mod keyspace;
 pub mod leadership;
+pub mod log_disk;
 pub mod majority;
 mod manifests;
 pub mod membership;
@@ -63,6 +64,7 @@ pub use events::Events;
 pub use failure::Failure;
 pub use leadership::Leadership;
 pub use leadership::RaftStatus;
+pub use log_disk::{LogBatch, LogDisk, LogTree, SledLogDisk};
 pub use majority::MajorityHold;
 pub use manifests::{ManifestRef, Repositories, StoredManifest};
 pub use membership::{Membership, NodeView};
@@ -308,7 +310,7 @@ impl Store {
         let id = cluster.id;
         files::create_dir_durable(&config.data_dir)?;
         let db = open_db(&config.data_dir.join("meta"))?;
-        let raft = raft_log::RaftLog::open(&db)?;
+        let raft = raft_log::RaftLog::open(Arc::new(log_disk::SledLogDisk::open(&db)?))?;
         raft.initialize(voters, &applying::encode_state(&State::default()))?;
         raft.mark_catching_up_if_empty()?;
         let (state, applied) = match raft.snapshot_data()? {

@@ -1,5 +1,6 @@
-//! The Raft log of the site's group in sled: `raft::Storage` for the driver, and the
-//! writes the driver makes (entries, hard state, snapshots, compaction).
+//! The Raft log of the site's group: `raft::Storage` for the driver, and the writes the
+//! driver makes (entries, hard state, snapshots, compaction), over a [`LogDisk`] (sled on
+//! a node, a simulated disk in the simulation).
 //!
 //! Entries, hard state and conf state live in one tree so that one batch persists a
 //! Ready atomically; [`RaftLog::persist`] batches, [`RaftLog::sync`] makes it durable
@@ -12,6 +13,7 @@
 //! between the two leaves a consistent log.
 
 use crate::keyspace;
+use crate::log_disk::{LogBatch, LogDisk, LogTree};
 use crate::Result;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -27,9 +29,7 @@ pub struct RaftLog {
 }
 
 struct Inner {
-    db: sled::Db,
-    log: sled::Tree,
-    snapshot: sled::Tree,
+    disk: Arc<dyn LogDisk>,
     meta: RwLock<Meta>,
 }
 
@@ -60,19 +60,17 @@ fn store_err(e: impl std::fmt::Display) -> raft::Error {
 }
 
 impl RaftLog {
-    /// Opens the log in `db`.
-    pub(crate) fn open(db: &sled::Db) -> Result<RaftLog> {
-        let log = db.open_tree(keyspace::RAFT)?;
-        let snapshot = db.open_tree(keyspace::SNAPSHOT)?;
-        let mut hard_state: HardState = match log.get(keyspace::RAFT_HARD_STATE)? {
+    /// Opens the log kept on `disk`.
+    pub fn open(disk: Arc<dyn LogDisk>) -> Result<RaftLog> {
+        let mut hard_state: HardState = match disk.get(LogTree::Raft, keyspace::RAFT_HARD_STATE)? {
             Some(v) => decode(&v, "hard state")?,
             None => HardState::default(),
         };
-        let conf_state = match log.get(keyspace::RAFT_CONF_STATE)? {
+        let conf_state = match disk.get(LogTree::Raft, keyspace::RAFT_CONF_STATE)? {
             Some(v) => decode(&v, "conf state")?,
             None => ConfState::default(),
         };
-        let snap: SnapshotMetadata = match snapshot.get(keyspace::SNAPSHOT_META)? {
+        let snap: SnapshotMetadata = match disk.get(LogTree::Snapshot, keyspace::SNAPSHOT_META)? {
             Some(v) => decode(&v, "snapshot metadata")?,
             None => SnapshotMetadata::default(),
         };
@@ -80,25 +78,29 @@ impl RaftLog {
         // writing the commit index that covers it leaves the hard state behind it.
         hard_state.commit = hard_state.commit.max(snap.index);
         // Entries a crash left below the snapshot are covered by it.
-        let stale: Vec<_> = log
-            .range(keyspace::raft_entry_key(0)..=keyspace::raft_entry_key(snap.index))
-            .keys()
-            .collect::<std::result::Result<_, _>>()?;
-        for k in stale {
-            log.remove(k)?;
+        let stale: LogBatch = disk
+            .range(
+                LogTree::Raft,
+                &keyspace::raft_entry_key(0),
+                &keyspace::raft_entry_key(snap.index + 1),
+            )?
+            .into_iter()
+            .map(|(k, _)| (k, None))
+            .collect();
+        if !stale.is_empty() {
+            disk.apply(LogTree::Raft, stale)?;
         }
-        let last = match log
-            .range(keyspace::raft_entry_key(0)..keyspace::RAFT_ENTRY_END)
-            .next_back()
-        {
-            Some(kv) => keyspace::decode_raft_entry_key(&kv?.0).unwrap_or(snap.index),
-            None => snap.index,
-        };
+        let last = disk
+            .last_key(
+                LogTree::Raft,
+                &keyspace::raft_entry_key(0),
+                &keyspace::RAFT_ENTRY_END,
+            )?
+            .and_then(|k| keyspace::decode_raft_entry_key(&k))
+            .unwrap_or(snap.index);
         Ok(RaftLog {
             inner: Arc::new(Inner {
-                db: db.clone(),
-                log,
-                snapshot,
+                disk,
                 meta: RwLock::new(Meta {
                     hard_state,
                     conf_state,
@@ -145,15 +147,22 @@ impl RaftLog {
             commit: FOUNDING_INDEX,
             ..Default::default()
         };
-        let mut batch = sled::Batch::default();
-        batch.insert(keyspace::SNAPSHOT_STATE, state);
-        batch.insert(keyspace::SNAPSHOT_META, encode(&snap));
-        self.inner.snapshot.apply_batch(batch)?;
-        let mut batch = sled::Batch::default();
-        batch.insert(keyspace::RAFT_CONF_STATE, encode(&cs));
-        batch.insert(keyspace::RAFT_HARD_STATE, encode(&hs));
-        self.inner.log.apply_batch(batch)?;
-        self.inner.db.flush()?;
+        let disk = &self.inner.disk;
+        disk.apply(
+            LogTree::Snapshot,
+            vec![
+                (keyspace::SNAPSHOT_STATE.to_vec(), Some(state.to_vec())),
+                (keyspace::SNAPSHOT_META.to_vec(), Some(encode(&snap))),
+            ],
+        )?;
+        disk.apply(
+            LogTree::Raft,
+            vec![
+                (keyspace::RAFT_CONF_STATE.to_vec(), Some(encode(&cs))),
+                (keyspace::RAFT_HARD_STATE.to_vec(), Some(encode(&hs))),
+            ],
+        )?;
+        disk.sync_blocking()?;
         let mut m = self.meta_mut();
         m.conf_state = cs;
         m.hard_state = hs;
@@ -165,7 +174,7 @@ impl RaftLog {
     /// Writes `entries` (replacing any the log holds from the first one's index on) and
     /// `hard_state` in one batch. Not durable until [`RaftLog::sync`].
     pub fn persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = LogBatch::new();
         let mut meta = self.meta_mut();
         if let Some(first) = entries.first() {
             assert!(
@@ -182,18 +191,18 @@ impl RaftLog {
             );
             let new_last = entries.last().map_or(meta.last, |e| e.index);
             for index in new_last + 1..=meta.last {
-                batch.remove(&keyspace::raft_entry_key(index));
+                batch.push((keyspace::raft_entry_key(index).to_vec(), None));
             }
             for e in entries {
-                batch.insert(&keyspace::raft_entry_key(e.index), encode(e));
+                batch.push((keyspace::raft_entry_key(e.index).to_vec(), Some(encode(e))));
             }
             meta.last = new_last;
         }
         if let Some(hs) = hard_state {
-            batch.insert(keyspace::RAFT_HARD_STATE, encode(hs));
+            batch.push((keyspace::RAFT_HARD_STATE.to_vec(), Some(encode(hs))));
             meta.hard_state = hs.clone();
         }
-        self.inner.log.apply_batch(batch)?;
+        self.inner.disk.apply(LogTree::Raft, batch)?;
         Ok(())
     }
 
@@ -206,23 +215,22 @@ impl RaftLog {
 
     /// Records a new configuration (after a conf change is applied).
     pub fn set_conf_state(&self, cs: &ConfState) -> Result<()> {
-        self.inner
-            .log
-            .insert(keyspace::RAFT_CONF_STATE, encode(cs))?;
+        self.inner.disk.apply(
+            LogTree::Raft,
+            vec![(keyspace::RAFT_CONF_STATE.to_vec(), Some(encode(cs)))],
+        )?;
         self.meta_mut().conf_state = cs.clone();
         Ok(())
     }
 
     /// Makes everything written so far durable.
     pub async fn sync(&self) -> Result<()> {
-        self.inner.db.flush_async().await?;
-        Ok(())
+        Ok(self.inner.disk.sync().await?)
     }
 
     /// Blocking [`RaftLog::sync`].
     pub fn sync_blocking(&self) -> Result<()> {
-        self.inner.db.flush()?;
-        Ok(())
+        Ok(self.inner.disk.sync_blocking()?)
     }
 
     /// Saves the state machine at `index` (whose entry has `term`, the group's
@@ -244,11 +252,10 @@ impl RaftLog {
         let first = self.first();
         self.write_snapshot(&meta, &data).await?;
         let last = self.meta().last;
-        let mut batch = sled::Batch::default();
-        for i in first..=index.min(last) {
-            batch.remove(&keyspace::raft_entry_key(i));
-        }
-        self.inner.log.apply_batch(batch)?;
+        let batch = (first..=index.min(last))
+            .map(|i| (keyspace::raft_entry_key(i).to_vec(), None))
+            .collect();
+        self.inner.disk.apply(LogTree::Raft, batch)?;
         Ok(())
     }
 
@@ -259,16 +266,18 @@ impl RaftLog {
         let meta = snapshot.get_metadata();
         let (first, last) = (self.first(), self.meta().last);
         self.write_snapshot(meta, &snapshot.data).await?;
-        let mut batch = sled::Batch::default();
-        for index in first..=last {
-            batch.remove(&keyspace::raft_entry_key(index));
-        }
+        let mut batch: LogBatch = (first..=last)
+            .map(|i| (keyspace::raft_entry_key(i).to_vec(), None))
+            .collect();
         let mut hs = self.meta().hard_state.clone();
         hs.term = hs.term.max(meta.term);
         hs.commit = meta.index;
-        batch.insert(keyspace::RAFT_HARD_STATE, encode(&hs));
-        batch.insert(keyspace::RAFT_CONF_STATE, encode(meta.get_conf_state()));
-        self.inner.log.apply_batch(batch)?;
+        batch.push((keyspace::RAFT_HARD_STATE.to_vec(), Some(encode(&hs))));
+        batch.push((
+            keyspace::RAFT_CONF_STATE.to_vec(),
+            Some(encode(meta.get_conf_state())),
+        ));
+        self.inner.disk.apply(LogTree::Raft, batch)?;
         self.sync().await?;
         let mut m = self.meta_mut();
         m.hard_state = hs;
@@ -278,10 +287,13 @@ impl RaftLog {
     }
 
     async fn write_snapshot(&self, meta: &SnapshotMetadata, data: &[u8]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(keyspace::SNAPSHOT_STATE, data);
-        batch.insert(keyspace::SNAPSHOT_META, encode(meta));
-        self.inner.snapshot.apply_batch(batch)?;
+        self.inner.disk.apply(
+            LogTree::Snapshot,
+            vec![
+                (keyspace::SNAPSHOT_STATE.to_vec(), Some(data.to_vec())),
+                (keyspace::SNAPSHOT_META.to_vec(), Some(encode(meta))),
+            ],
+        )?;
         self.sync().await?;
         self.meta_mut().snapshot = meta.clone();
         Ok(())
@@ -295,9 +307,8 @@ impl RaftLog {
         }
         let data = self
             .inner
-            .snapshot
-            .get(keyspace::SNAPSHOT_STATE)?
-            .map(|v| v.to_vec())
+            .disk
+            .get(LogTree::Snapshot, keyspace::SNAPSHOT_STATE)?
             .unwrap_or_default();
         Ok(Some((meta, data)))
     }
@@ -313,7 +324,11 @@ impl RaftLog {
     /// `ballot.rs`). Kept on disk so that a restart halfway through catching up does not
     /// end it.
     pub fn catching_up(&self) -> Result<bool> {
-        Ok(self.inner.log.contains_key(keyspace::RAFT_CATCHING_UP)?)
+        Ok(self
+            .inner
+            .disk
+            .get(LogTree::Raft, keyspace::RAFT_CATCHING_UP)?
+            .is_some())
     }
 
     /// Marks this node as catching up when its log holds nothing past the founding
@@ -322,13 +337,19 @@ impl RaftLog {
         if self.meta().last > FOUNDING_INDEX {
             return Ok(());
         }
-        self.inner.log.insert(keyspace::RAFT_CATCHING_UP, &[])?;
+        self.inner.disk.apply(
+            LogTree::Raft,
+            vec![(keyspace::RAFT_CATCHING_UP.to_vec(), Some(Vec::new()))],
+        )?;
         self.sync_blocking()
     }
 
     /// Ends catching up: from now on this node votes. Durable on return.
     pub async fn end_catching_up(&self) -> Result<()> {
-        self.inner.log.remove(keyspace::RAFT_CATCHING_UP)?;
+        self.inner.disk.apply(
+            LogTree::Raft,
+            vec![(keyspace::RAFT_CATCHING_UP.to_vec(), None)],
+        )?;
         self.sync().await
     }
 
@@ -350,8 +371,8 @@ impl RaftLog {
     fn entry(&self, index: u64) -> raft::Result<Entry> {
         let v = self
             .inner
-            .log
-            .get(keyspace::raft_entry_key(index))
+            .disk
+            .get(LogTree::Raft, &keyspace::raft_entry_key(index))
             .map_err(store_err)?
             .ok_or(raft::Error::Store(StorageError::Unavailable))?;
         Entry::parse_from_bytes(&v).map_err(store_err)
@@ -383,12 +404,16 @@ impl raft::Storage for RaftLog {
             "entries up to {high} asked of a log ending at {last}"
         );
         let mut out = Vec::with_capacity((high - low) as usize);
-        for kv in self
+        let found = self
             .inner
-            .log
-            .range(keyspace::raft_entry_key(low)..keyspace::raft_entry_key(high))
-        {
-            let (_, v) = kv.map_err(store_err)?;
+            .disk
+            .range(
+                LogTree::Raft,
+                &keyspace::raft_entry_key(low),
+                &keyspace::raft_entry_key(high),
+            )
+            .map_err(store_err)?;
+        for (_, v) in found {
             out.push(Entry::parse_from_bytes(&v).map_err(store_err)?);
         }
         if out.len() as u64 != high - low {

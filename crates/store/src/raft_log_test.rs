@@ -5,7 +5,8 @@ use raft::{GetEntriesContext, RawNode, Storage, StorageError};
 fn open(dir: &std::path::Path) -> (sled::Db, RaftLog) {
     // sled lets go of its lock from a background thread: wait for it like a restart does.
     let db = crate::open_db(dir).unwrap();
-    let log = RaftLog::open(&db).unwrap();
+    let disk = crate::log_disk::SledLogDisk::open(&db).unwrap();
+    let log = RaftLog::open(std::sync::Arc::new(disk)).unwrap();
     (db, log)
 }
 
