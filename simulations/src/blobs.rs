@@ -39,7 +39,7 @@ impl Node {
         // A delivery is verified before its file is renamed into place.
         run.checked.insert(digest.clone());
         self.disk.borrow_mut().blobs.insert(digest.clone(), bytes);
-        let status = run.engine.status();
+        let status = run.driver.engine().status();
         let mut hold = Hold::new(self.id, &status.voters, status.leader, &status.unreachable);
         let next = hold.start();
         let id = run.next_id;
@@ -54,10 +54,10 @@ impl Node {
                 started: now,
             },
         );
-        self.hold_next(id, next, now, out);
+        self.hold_next(id, next, out);
     }
 
-    fn hold_next(&mut self, id: u64, next: Next, now: u64, out: &mut Out) {
+    fn hold_next(&mut self, id: u64, next: Next, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
         match next {
             Next::Wait => {}
@@ -81,7 +81,7 @@ impl Node {
                     size: job.size,
                     recorded: false,
                 };
-                self.submit(job.client, Ask::Command(Entry { now: 0, cmd }), now, out);
+                self.submit(job.client, Ask::Command(Entry { now: 0, cmd }), out);
             }
             Next::Failed(why) => {
                 let job = run.holds.remove(&id).expect("a hold in progress");
@@ -118,7 +118,7 @@ impl Node {
                     Ok(()) => job.hold.held(from),
                     Err(e) => job.hold.failed(from, &e),
                 };
-                self.hold_next(hold, next, now, out);
+                self.hold_next(hold, next, out);
             }
             Payload::Fetch { req, digest } => {
                 let bytes = self.disk.borrow().blobs.get(&digest).cloned();
@@ -163,7 +163,7 @@ impl Node {
         if !run.fetching.is_empty() || now < run.next_round || run.missing.is_empty() {
             return;
         }
-        let status = run.engine.status();
+        let status = run.driver.engine().status();
         let peers = fetch_order(status.leader, &status.voters, self.id, None);
         if peers.is_empty() {
             return;

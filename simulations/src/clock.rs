@@ -69,3 +69,61 @@ impl NodeClock {
         }
     }
 }
+
+/// A node's clocks at the world's real time, as the node reads them (`site-store`'s
+/// `Clock`); the log times it stamps are kept, with the real time, for `invariants/clock.rs`.
+pub struct SimClock {
+    clock: std::sync::Mutex<NodeClock>,
+    /// The world's real time, in milliseconds.
+    real: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stamps: std::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+impl SimClock {
+    pub fn new(clock: NodeClock, real: std::sync::Arc<std::sync::atomic::AtomicU64>) -> SimClock {
+        SimClock {
+            clock: std::sync::Mutex::new(clock),
+            real,
+            stamps: Default::default(),
+        }
+    }
+
+    fn real(&self) -> u64 {
+        self.real.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn node(&self) -> std::sync::MutexGuard<'_, NodeClock> {
+        self.clock.lock().expect("clock")
+    }
+
+    /// The wall clock is set `by` milliseconds forward (backward: negative).
+    pub fn jump(&self, by: i64) {
+        self.node().jump(by);
+    }
+
+    /// The log times stamped since the last call, with the real time of each.
+    pub fn take_stamps(&self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.stamps.lock().expect("stamps"))
+    }
+}
+
+impl std::fmt::Debug for SimClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.node().fmt(f)
+    }
+}
+
+impl site_store::Clock for SimClock {
+    fn monotonic_ms(&self) -> u64 {
+        self.node().mono(self.real())
+    }
+
+    fn wall_ms(&self) -> u64 {
+        self.node().wall(self.real())
+    }
+
+    fn stamped(&self, log_ms: u64) {
+        let real = self.real();
+        self.stamps.lock().expect("stamps").push((log_ms, real));
+    }
+}

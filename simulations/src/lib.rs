@@ -1,9 +1,11 @@
-//! A deterministic simulation of a site under faults, driving the replication core
-//! (`site-replica`) and the real state machine (`site-state`). See `README.md`.
+//! A deterministic simulation of a site under faults, driving the node's own Raft driver
+//! and log (`site-store`), the replication core (`site-replica`) and the real state
+//! machine (`site-state`). See `README.md`.
 //!
 //! - `world.rs`: one run: nodes, network, clock, clients, all drawn from one seed.
-//! - `node.rs`, `blobs.rs`: a node: the core over a simulated disk (`disk.rs`), blob
-//!   holds, fetches, reads and scrubs as the real node does them.
+//! - `node.rs`, `blobs.rs`: a node: its Raft driver and log over a simulated disk
+//!   (`disk.rs`), clock (`clock.rs`) and transport (`outbox.rs`); blob holds, fetches,
+//!   reads and scrubs as the real node does them.
 //! - `net.rs`: loss, delay, reordering, duplication, partitions that heal.
 //! - `workload.rs`: deliveries, tags, schedules, pins, sweeps, reads; crashes, wiped
 //!   disks, bit flips, full disks, nodes added and removed.
@@ -17,6 +19,7 @@ mod msg;
 mod net;
 mod node;
 mod oracle;
+mod outbox;
 mod workload;
 pub mod world;
 

@@ -1,24 +1,30 @@
-//! One simulated node: the replication core ([`Engine`], [`Applier`]) over the node's
-//! own Raft log (`site-store`'s `RaftLog`) on a simulated disk (`disk.rs`), with the node's side of proposals carried out as the real node does
-//! (`site-store`'s `raft_driver.rs`). Blob holds, fetches, reads and scrubs are in
+//! One simulated node: the node's own Raft driver (`site-store`'s `raft_driver.rs`, with
+//! the replication core's `Engine`, the log's clock and held proposals) and Raft log
+//! (`raft_log.rs`) over a simulated disk (`disk.rs`) and clock (`clock.rs`), its steps
+//! called one by one; the apply side takes the driver's jobs after each step, in their
+//! order, as the node's apply task does. Blob holds, fetches, reads and scrubs are in
 //! `blobs.rs`.
 
+use crate::clock::SimClock;
 use crate::disk::Disk;
 use crate::msg::{Answer, Out, Payload};
+use crate::outbox::Outbox;
 use futures_util::FutureExt;
+use protobuf::Message as _;
 use site_core::Digest;
 use site_replica::missing::{Backoff, Missing};
-use site_replica::{
-    Applied, Applier, Ask, Committed, Effect, Engine, LogClock, LogEffect, Refusal, Settings,
-};
+use site_replica::{Applied, Applier, Ask, Committed};
 use site_state::{Command, Entry, State};
+use site_store::channels::{Input, Job, Ordered, Proposal};
+use site_store::raft_driver::{Driver, NodeSide, RaftSettings};
 use site_store::raft_log::RaftLog;
+use site_store::{Events, Failure, Leadership, SiteClock, StoreError};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 
-/// Ticks of 100 ms before an election.
-const ELECTION_TICKS: usize = 10;
 /// Entries between state snapshots: small, so that snapshots and compaction happen.
 const SNAPSHOT_EVERY: u64 = 24;
 
@@ -28,35 +34,46 @@ pub enum Waiter {
     Remote { from: u64, req: u64 },
 }
 
+/// A proposal whose answer has not come yet.
+struct Pending {
+    waiter: Waiter,
+    ask: Ask,
+    answer: oneshot::Receiver<site_store::Result<Ordered>>,
+}
+
 /// A node that is up.
 pub struct Run {
-    pub engine: Engine<RaftLog>,
-    pub log: RaftLog,
+    /// The node's Raft driver: the engine, the log, the log's clock.
+    pub driver: Driver,
+    /// The driver's jobs for the apply side.
+    jobs: mpsc::UnboundedReceiver<Job>,
+    /// Where the driver's messages wait for the network.
+    outbox: Arc<Outbox>,
     pub applier: Applier,
     pub state: State,
+    /// Proposers waiting for an entry, by proposal id (the apply side's).
+    replies: BTreeMap<u64, oneshot::Sender<site_store::Result<Ordered>>>,
+    /// Proposals not answered yet (the proposers' side).
+    pending: Vec<Pending>,
+    /// The fingerprint of the entry applied at each index.
+    applied_fps: BTreeMap<u64, u64>,
     pub missing: Missing,
     pub backoff: Backoff,
     pub next_round: u64,
     /// Fetches of the current replication round: request -> (digest, sent at).
     pub fetching: BTreeMap<u64, (Digest, u64)>,
     pub round_failed: usize,
-    pub waiting: BTreeMap<u64, Waiter>,
     pub holds: BTreeMap<u64, crate::blobs::HoldJob>,
     pub next_id: u64,
     /// Copies checked against their digest since this start (written, scrubbed or read
     /// whole): their reads are not hashed (`verify_reads = "first"`).
     pub checked: BTreeSet<Digest>,
-    /// The log's clock as this node reads it (`site_replica::LogClock`).
-    pub log_clock: LogClock,
-    /// Commands asked of this node as a leader not yet settled (`Engine::settled`),
-    /// proposed once it is (or no longer leads).
-    pub held: Vec<(Ask, Waiter)>,
 }
 
 pub struct Node {
     pub id: u64,
     /// Its wall and monotonic clocks.
-    pub clock: crate::clock::NodeClock,
+    pub clock: Arc<SimClock>,
     pub disk: Rc<RefCell<Disk>>,
     pub run: Option<Run>,
     /// The voters a new or wiped disk is founded with (empty for a node that joins).
@@ -72,10 +89,10 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(id: u64, founding: Vec<u64>, clock: crate::clock::NodeClock) -> Node {
+    pub fn new(id: u64, founding: Vec<u64>, clock: SimClock) -> Node {
         Node {
             id,
-            clock,
+            clock: Arc::new(clock),
             disk: Default::default(),
             run: None,
             founding,
@@ -89,9 +106,9 @@ impl Node {
         self.run.is_some()
     }
 
-    /// Starts the node from what its disk holds, at real time `now`, as the node opens
-    /// its log.
-    pub fn start(&mut self, seed: u64, now: u64) -> Result<(), String> {
+    /// Starts the node from what its disk holds, as the node opens its log and starts
+    /// its driver.
+    pub fn start(&mut self, seed: u64) -> Result<(), String> {
         let disk = self.disk.borrow().log.clone();
         let log = RaftLog::open(disk).map_err(|e| e.to_string())?;
         let empty = serde_json::to_vec(&State::default()).expect("state serialises");
@@ -102,14 +119,27 @@ impl Node {
             Some((meta, data)) => (State::decode(&data).map_err(|e| e.to_string())?, meta.index),
             None => (State::default(), 0),
         };
-        let catching_up = log.catching_up().map_err(|e| e.to_string())?;
-        let settings = Settings {
+        let clock = Arc::new(SiteClock::new(self.clock.clone()));
+        clock.observe(state.time());
+        let events = Events::default();
+        let failure = Failure::new(self.id, events.clone());
+        let alone = self.founding == [self.id];
+        let node = NodeSide {
+            leadership: Leadership::new(self.id, alone, failure.clone()),
+            failure,
+            clock,
+            events,
+        };
+        let settings = RaftSettings {
             id: self.id,
-            election_ticks: ELECTION_TICKS,
+            voters: self.founding.clone(),
+            tick: std::time::Duration::from_millis(100),
             snapshot_every: SNAPSHOT_EVERY,
         };
-        let alone = self.founding == [self.id];
-        let engine = Engine::new(&settings, log.clone(), applied, catching_up, alone, seed)?;
+        let outbox = Arc::new(Outbox::default());
+        let (jobs_tx, jobs) = mpsc::unbounded_channel();
+        let driver = Driver::new(node, log, settings, outbox.clone(), applied, jobs_tx, seed)
+            .map_err(|e| e.to_string())?;
         let mut missing = Missing::default();
         {
             let d = self.disk.borrow();
@@ -117,24 +147,23 @@ impl Node {
                 d.blobs.contains_key(x)
             });
         }
-        let mut log_clock = LogClock::new();
-        log_clock.observe(state.time(), self.clock.mono(now));
         self.run = Some(Run {
-            engine,
-            log,
+            driver,
+            jobs,
+            outbox,
             applier: Applier::new(self.id),
             state,
+            replies: BTreeMap::new(),
+            pending: Vec::new(),
+            applied_fps: BTreeMap::new(),
             missing,
             backoff: Backoff::default(),
             next_round: 0,
             fetching: BTreeMap::new(),
             round_failed: 0,
-            waiting: BTreeMap::new(),
             holds: BTreeMap::new(),
             next_id: 1,
             checked: BTreeSet::new(),
-            log_clock,
-            held: Vec::new(),
         });
         Ok(())
     }
@@ -160,105 +189,134 @@ impl Node {
 
     pub fn tick(&mut self, now: u64, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
-        let effects = run.engine.tick(now);
-        self.execute(effects, now, out);
-        self.drive(now, out);
+        let done = done(run.driver.tick());
+        self.after(done, out);
         self.replicate(now, out);
     }
 
-    /// Runs the Ready procedure until nothing is ready, proposing the commands held for
-    /// a leader once it is settled.
-    pub fn drive(&mut self, now: u64, out: &mut Out) {
-        while let Some(run) = &mut self.run {
-            let Some(mut cycle) = run.engine.ready() else {
-                let settled = run.engine.settled() || !run.engine.is_leader();
-                if run.held.is_empty() || !settled {
-                    return;
-                }
-                for (ask, waiter) in std::mem::take(&mut run.held) {
-                    self.propose(ask, waiter, now, out);
-                }
-                continue;
-            };
-            let effects = std::mem::take(&mut cycle.effects);
-            self.execute(effects, now, out);
+    /// Settles the driver (its Ready procedure, held proposals) and lets the apply side
+    /// take the jobs it queued, until neither has anything left; then hands the world
+    /// what the step sent, stamped and answered.
+    fn after(&mut self, step: site_store::Result<()>, out: &mut Out) {
+        let mut step = step;
+        loop {
+            if let Err(e) = step {
+                return self.fail(&format!("the raft driver ({e})"), out);
+            }
             let Some(run) = &mut self.run else { return };
-            let effects = run.engine.advance(cycle);
-            self.execute(effects, now, out);
+            if let Err(e) = done(run.driver.settle()) {
+                return self.fail(&format!("the raft driver ({e})"), out);
+            }
+            // Answered by the driver itself: refusals, with no entry behind them.
+            self.collect(false, out);
+            match self.apply_jobs(out) {
+                Some(input) => {
+                    let Some(run) = &mut self.run else { return };
+                    step = done(run.driver.take(input));
+                }
+                None => break,
+            }
         }
+        // Answered by the apply side: the entry at the index given.
+        self.collect(true, out);
+        let Some(run) = &mut self.run else { return };
+        for (to, messages) in run.outbox.take() {
+            for m in messages {
+                let m = raft::eraftpb::Message::parse_from_bytes(&m).expect("raft message");
+                out.sends.push((self.id, to, Payload::Raft(Box::new(m))));
+            }
+        }
+        out.stamps.extend(self.clock.take_stamps());
     }
 
     pub fn receive(&mut self, from: u64, payload: Payload, now: u64, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
         match payload {
             Payload::Raft(m) => {
-                let effects = run.engine.step(*m, now);
-                self.execute(effects, now, out);
+                let step = done(run.driver.take(Input::Message(m)));
+                self.after(step, out);
             }
             Payload::Forward { req, ask } => {
                 if !self.forwards_taken.insert((from, req)) {
                     return;
                 }
                 let waiter = Waiter::Remote { from, req };
-                self.propose(ask, waiter, now, out);
+                self.propose(ask, waiter, out);
             }
             Payload::ForwardAnswer { req, answer } => out.answers.push((req, answer)),
             other => self.receive_blob_message(from, other, now, out),
         }
-        self.drive(now, out);
     }
 
-    /// A client's command, asked of this node at `now`.
-    pub fn submit(&mut self, req: u64, ask: Ask, now: u64, out: &mut Out) {
-        self.propose(ask, Waiter::Client(req), now, out);
-        self.drive(now, out);
+    /// A client's command, asked of this node.
+    pub fn submit(&mut self, req: u64, ask: Ask, out: &mut Out) {
+        self.propose(ask, Waiter::Client(req), out);
     }
 
-    fn propose(&mut self, mut ask: Ask, waiter: Waiter, now: u64, out: &mut Out) {
+    /// Gives `ask` to the driver, which stamps a command with the log's time when this
+    /// node leads (holding it until settled).
+    fn propose(&mut self, ask: Ask, waiter: Waiter, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
-        // The log has one clock: the leader's reading of the log's time, as the node's
-        // driver stamps it.
-        if let Ask::Command(entry) = &mut ask {
-            if run.engine.is_leader() && !run.engine.settled() {
-                run.held.push((ask, waiter));
-                return;
-            }
-            if run.engine.is_leader() {
-                let (mono, wall) = (self.clock.mono(now), self.clock.wall(now));
-                entry.now = run.log_clock.stamp(mono, wall);
-                out.stamps.push((entry.now, now));
-            }
-        }
-        let applied = run.engine.status().applied;
-        let answer: Answer = match run.engine.propose(&ask) {
-            Ok(id) => {
-                run.waiting.insert(id, waiter);
-                return;
-            }
-            Err(Refusal::NotLeader(leader)) if leader != 0 && leader != self.id => {
-                if let Waiter::Client(req) = waiter {
-                    out.sends
-                        .push((self.id, leader, Payload::Forward { req, ask }));
-                    return;
-                }
-                Err(format!("not the leader; node {leader} is"))
-            }
-            Err(Refusal::NotLeader(_)) => Err("no leader".into()),
-            Err(Refusal::Unchanged) => Ok((Ok(Default::default()), applied, 0)),
-            Err(Refusal::Moving(to)) => Err(format!("leadership moves to node {to} first")),
-            Err(Refusal::Refused(e)) => Ok((Err(e), applied, 0)),
-            Err(Refusal::Dropped(e)) => Err(e),
-        };
-        self.answer(waiter, answer, out);
+        let (reply, answer) = oneshot::channel();
+        run.driver.propose(Proposal {
+            ask: ask.clone(),
+            reply,
+        });
+        run.pending.push(Pending {
+            waiter,
+            ask,
+            answer,
+        });
+        self.after(Ok(()), out);
     }
 
-    fn answer(&self, waiter: Waiter, answer: Answer, out: &mut Out) {
-        match waiter {
-            Waiter::Client(req) => out.answers.push((req, answer)),
-            Waiter::Remote { from, req } => {
-                out.sends
-                    .push((self.id, from, Payload::ForwardAnswer { req, answer }))
+    /// Answers the proposals answered so far: from an applied entry (`applied`: its
+    /// fingerprint goes with the answer) or refused by the driver. A client's ask
+    /// refused by a follower goes to the leader.
+    fn collect(&mut self, applied: bool, out: &mut Out) {
+        let Some(run) = &mut self.run else { return };
+        let mut answered = Vec::new();
+        run.pending.retain_mut(|p| match p.answer.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => true,
+            Ok(a) => {
+                answered.push((
+                    std::mem::replace(&mut p.waiter, Waiter::Client(0)),
+                    p.ask.clone(),
+                    Some(a),
+                ));
+                false
             }
+            Err(oneshot::error::TryRecvError::Closed) => {
+                answered.push((
+                    std::mem::replace(&mut p.waiter, Waiter::Client(0)),
+                    p.ask.clone(),
+                    None,
+                ));
+                false
+            }
+        });
+        for (waiter, ask, a) in answered {
+            let answer: Answer = match a {
+                None => Err("dropped".into()),
+                Some(Ok((result, index))) => {
+                    let fp = if applied {
+                        run.applied_fps.get(&index).copied().unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    Ok((result, index, fp))
+                }
+                Some(Err(StoreError::NotLeader(leader))) if leader != 0 && leader != self.id => {
+                    if let Waiter::Client(req) = waiter {
+                        out.sends
+                            .push((self.id, leader, Payload::Forward { req, ask }));
+                        continue;
+                    }
+                    Err(format!("not the leader; node {leader} is"))
+                }
+                Some(Err(e)) => Err(e.to_string()),
+            };
+            answer_to(self.id, waiter, answer, out);
         }
     }
 
@@ -268,77 +326,53 @@ impl Node {
         self.crash();
     }
 
-    /// Carries out the core's effects, in order, as the node's driver does.
-    pub fn execute(&mut self, effects: Vec<Effect>, now: u64, out: &mut Out) {
-        for effect in effects {
-            if self.run.is_none() {
-                return;
-            }
-            match effect {
-                Effect::Send { to, messages } => {
-                    for m in messages {
-                        out.sends.push((self.id, to, Payload::Raft(Box::new(m))));
-                    }
+    /// Takes the driver's jobs in order, as the node's apply task does, up to a state
+    /// the driver asked for a snapshot (returned, for the driver to write).
+    fn apply_jobs(&mut self, out: &mut Out) -> Option<Input> {
+        loop {
+            let run = self.run.as_mut()?;
+            let job = run.jobs.try_recv().ok()?;
+            match job {
+                Job::Wait(id, reply) => {
+                    run.replies.insert(id, reply);
                 }
-                Effect::Log(effect) => {
-                    if let Err(e) = self.on_log(effect, now) {
-                        return self.fail(&format!("a log write ({e})"), out);
-                    }
+                Job::Apply(c) => self.apply(c, out),
+                Job::Install { data, .. } => {
+                    run.state = State::decode(&data).unwrap_or_default();
+                    let d = self.disk.borrow();
+                    run.missing
+                        .rescan(run.state.blobs().map(|(d, b)| (d, b.size)), |x| {
+                            d.blobs.contains_key(x)
+                        });
                 }
-                Effect::Apply(c) => self.apply(c, now, out),
-                Effect::Publish(_) => {}
-            }
-        }
-    }
-
-    /// Carries out an effect on the log, as the node's driver does (a snapshot's state
-    /// comes from the state as applied: here, at once).
-    fn on_log(&mut self, effect: LogEffect, now: u64) -> site_store::Result<()> {
-        let Some(run) = &mut self.run else {
-            return Ok(());
-        };
-        let log = &run.log;
-        match effect {
-            LogEffect::Persist {
-                entries,
-                hard_state,
-            } => log.persist(&entries, hard_state.as_ref())?,
-            LogEffect::Sync => done(log.sync())?,
-            LogEffect::SetCommit(c) => log.set_commit(c)?,
-            LogEffect::SetConfState(cs) => log.set_conf_state(&cs)?,
-            LogEffect::InstallSnapshot(s) => {
-                done(log.install_snapshot(&s))?;
-                run.state = State::decode(&s.data).unwrap_or_default();
-                run.log_clock
-                    .observe(run.state.time(), self.clock.mono(now));
-                let d = self.disk.borrow();
-                run.missing
-                    .rescan(run.state.blobs().map(|(d, b)| (d, b.size)), |x| {
-                        d.blobs.contains_key(x)
+                Job::Snapshot {
+                    index,
+                    term,
+                    conf_state,
+                } => {
+                    let data = serde_json::to_vec(&run.state).expect("state serialises");
+                    return Some(Input::Snapshot {
+                        index,
+                        term,
+                        conf_state,
+                        data,
                     });
+                }
+                // Blob files are the simulation's own (`blobs.rs`) for now.
+                Job::Files(_, reply) => {
+                    let _ = reply.send(Ok(false));
+                }
             }
-            LogEffect::SaveSnapshot {
-                index,
-                term,
-                conf_state,
-            } => {
-                let data = serde_json::to_vec(&run.state).expect("state serialises");
-                done(log.save_snapshot(index, term, conf_state, data))?;
-            }
-            LogEffect::EndCatchUp => done(log.end_catching_up())?,
         }
-        Ok(())
     }
 
-    fn apply(&mut self, c: Committed, now: u64, out: &mut Out) {
+    fn apply(&mut self, c: Committed, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
         let index = c.index();
         let fp = fingerprint(&c);
-        let mut time = None;
         let mut before = None;
         if let Committed::Command { entry: Ok(e), .. } = &c {
             refused_changes_nothing(&run.state, e, out);
-            time = Some(e.now);
             before = crate::invariants::clock::before(&run.state, e);
         }
         let effects = {
@@ -346,9 +380,7 @@ impl Node {
             run.applier
                 .apply(&mut run.state, c, |x| d.blobs.contains_key(x))
         };
-        if let Some(t) = time {
-            run.log_clock.observe(t, self.clock.mono(now));
-        }
+        run.applied_fps.insert(index, fp);
         out.applied.push((self.id, index, fp));
         for effect in &effects {
             if let (Applied::Publish(site_state::Event::GcRun { report }), Some(b)) =
@@ -359,21 +391,18 @@ impl Node {
             }
         }
         for effect in effects {
-            match effect {
-                Applied::Answer { id, result, index } => {
-                    let Some(run) = &mut self.run else { return };
-                    if let Some(w) = run.waiting.remove(&id) {
-                        self.answer(w, Ok((result, index, fp)), out);
-                    }
-                }
-                other => self.carry_out(other, out),
-            }
+            self.carry_out(effect, out);
         }
     }
 
     fn carry_out(&mut self, effect: Applied, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
         match effect {
+            Applied::Answer { id, result, index } => {
+                if let Some(reply) = run.replies.remove(&id) {
+                    let _ = reply.send(Ok((result, index)));
+                }
+            }
             Applied::FetchBlob { digest, size } => run.missing.note(&digest, size),
             Applied::ForgetBlobs(ds) => run.missing.forget(&ds),
             Applied::RemoveFiles(ds) => {
@@ -383,7 +412,7 @@ impl Node {
                     d.blobs.remove(x);
                 }
             }
-            Applied::Publish(_) | Applied::SetPeer { .. } | Applied::Answer { .. } => {}
+            Applied::Publish(_) | Applied::SetPeer { .. } => {}
         }
     }
 
@@ -393,7 +422,17 @@ impl Node {
     }
 }
 
-/// The result of a write to the simulated disk, which never waits.
+fn answer_to(me: u64, waiter: Waiter, answer: Answer, out: &mut Out) {
+    match waiter {
+        Waiter::Client(req) => out.answers.push((req, answer)),
+        Waiter::Remote { from, req } => {
+            out.sends
+                .push((me, from, Payload::ForwardAnswer { req, answer }))
+        }
+    }
+}
+
+/// The result of a step of the driver, which never waits on the simulated disk.
 fn done<T>(f: impl std::future::Future<Output = T>) -> T {
     f.now_or_never().expect("the simulated disk never waits")
 }

@@ -133,10 +133,9 @@ fn may_damage(w: &World) -> bool {
     let site = site_nodes(w);
     let whole = site.iter().all(|id| {
         let n = &w.nodes[id];
-        n.run
-            .as_ref()
-            .is_some_and(|r| !r.engine.catching_up() && r.engine.voters().len() == site.len())
-            && n.files_good()
+        n.run.as_ref().is_some_and(|r| {
+            !r.driver.engine().catching_up() && r.driver.engine().voters().len() == site.len()
+        }) && n.files_good()
     });
     whole && w.damaged.is_empty() && site.len() >= 3
 }
@@ -316,10 +315,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
 
 fn ask(w: &mut World, node: u64, ask: Ask, pending: Pending, out: &mut Out) {
     let req = new_req(w, pending);
-    w.nodes
-        .get_mut(&node)
-        .expect("node")
-        .submit(req, ask, w.now, out);
+    w.nodes.get_mut(&node).expect("node").submit(req, ask, out);
 }
 
 fn new_req(w: &mut World, pending: Pending) -> u64 {

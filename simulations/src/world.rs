@@ -2,7 +2,7 @@
 //! (ticks, messages, client operations, faults) are taken in time order (ties in the
 //! order they were scheduled); the invariants are checked after every one.
 
-use crate::clock::NodeClock;
+use crate::clock::{NodeClock, SimClock};
 use crate::invariants;
 use crate::msg::{Out, Payload};
 use crate::net::Net;
@@ -58,6 +58,8 @@ pub struct World {
     seed: u64,
     /// The nodes' clocks and their jumps, drawn apart from the rest of the run.
     clocks: Rng,
+    /// The real time, as the nodes' clocks read it.
+    real: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl World {
@@ -82,6 +84,7 @@ impl World {
             rotten: Default::default(),
             seed,
             clocks: Rng::new(seed ^ 0x0c10_c0c1_0c00_0000),
+            real: Default::default(),
         };
         w.note(format!(
             "seed {seed}: {n} nodes, loss {}, duplication {}, delay 1..{} ms",
@@ -102,9 +105,9 @@ impl World {
     pub fn add_node(&mut self, id: u64, founding: Vec<u64>) {
         let clock = NodeClock::draw(&mut self.clocks);
         self.note(format!("node {id}'s clock: {clock:?}"));
-        let mut node = Node::new(id, founding, clock);
+        let mut node = Node::new(id, founding, SimClock::new(clock, self.real.clone()));
         let seed = self.seed ^ (id << 48) ^ self.now;
-        if let Err(e) = node.start(seed, self.now) {
+        if let Err(e) = node.start(seed) {
             self.violations.push(format!("node {id} cannot start: {e}"));
         }
         self.nodes.insert(id, node);
@@ -112,6 +115,11 @@ impl World {
         self.at(first, Ev::Tick(id));
         let scrub = 1_000 + self.rng.below(4_000);
         self.at(scrub, Ev::Scrub(id));
+    }
+
+    fn set_now(&mut self, t: u64) {
+        self.now = t;
+        self.real.store(t, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn note(&mut self, line: String) {
@@ -135,7 +143,7 @@ impl World {
                 self.queue.insert((t, 0), ev);
                 break;
             }
-            self.now = t;
+            self.set_now(t);
             self.handle(ev);
         }
         self.heal();
@@ -161,7 +169,7 @@ impl World {
             if t > end {
                 break;
             }
-            self.now = t;
+            self.set_now(t);
             if matches!(ev, Ev::Op(_)) {
                 continue;
             }
@@ -176,7 +184,7 @@ impl World {
         }
         if self.verbose {
             for n in self.nodes.values() {
-                let status = n.run.as_ref().map(|r| r.engine.status());
+                let status = n.run.as_ref().map(|r| r.driver.engine().status());
                 println!("node {}: removed {}, {status:?}", n.id, n.removed);
             }
         }
@@ -198,9 +206,9 @@ impl World {
             .nodes
             .values()
             .filter_map(|n| n.run.as_ref())
-            .filter(|r| r.engine.is_leader())
-            .max_by_key(|r| r.engine.status().term)
-            .map(|r| r.engine.voters())
+            .filter(|r| r.driver.engine().is_leader())
+            .max_by_key(|r| r.driver.engine().status().term)
+            .map(|r| r.driver.engine().voters())
         else {
             return;
         };
@@ -224,7 +232,7 @@ impl World {
             return;
         }
         let full = n.disk_full;
-        match n.start(seed, self.now) {
+        match n.start(seed) {
             Ok(()) => self.note(format!("node {id} starts")),
             // As a node does: it stops, and starts again once the disk has room.
             Err(e) if full => {
@@ -331,8 +339,8 @@ impl World {
         let mut found = Vec::new();
         for n in self.nodes.values() {
             let Some(run) = &n.run else { continue };
-            if run.engine.is_leader() {
-                let term = run.engine.status().term;
+            if run.driver.engine().is_leader() {
+                let term = run.driver.engine().status().term;
                 if let Some(v) = invariants::leaders::check(&mut self.oracle, n.id, term) {
                     found.push(v);
                 }
@@ -344,17 +352,20 @@ impl World {
         }
         // Healed: the whole log, applied as far as any node's, and a good copy of every
         // blob the state records.
+        // As far as any node has applied, now or before a restart (a node restarted on
+        // an old commit index learns the rest from a leader).
         let top = self
             .nodes
             .values()
-            .filter_map(|n| n.run.as_ref().map(|r| r.engine.status().applied))
+            .filter_map(|n| n.run.as_ref().map(|r| r.driver.engine().status().applied))
+            .chain(self.oracle.applied.keys().next_back().copied())
             .max()
             .unwrap_or(0);
         let whole = |n: &Node| {
             n.run.as_ref().is_some_and(|r| {
                 let disk = n.disk.borrow();
-                !r.engine.catching_up()
-                    && r.engine.status().applied >= top
+                !r.driver.engine().catching_up()
+                    && r.driver.engine().status().applied >= top
                     && r.missing.is_empty()
                     && r.state.blobs().all(|(d, _)| disk.blobs.contains_key(d))
             }) && n.files_good()

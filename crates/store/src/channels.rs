@@ -15,38 +15,52 @@ use tokio::sync::oneshot;
 pub type Ordered = (std::result::Result<Outcome, StateError>, u64);
 
 /// A request waiting to be ordered by the log.
-pub(crate) struct Proposal {
-    pub(crate) ask: Ask,
-    pub(crate) reply: oneshot::Sender<Result<Ordered>>,
+pub struct Proposal {
+    /// What to order.
+    pub ask: Ask,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Result<Ordered>>,
 }
 
 /// Input of the driver besides proposals.
-pub(crate) enum Input {
+pub enum Input {
     /// A message from a peer.
     Message(Box<Message>),
     /// The apply task's state at `index`, for the snapshot the engine asked for
     /// (`site_replica::LogEffect::SaveSnapshot`).
     Snapshot {
+        /// The index the state stands at.
         index: u64,
+        /// The term of the entry there.
         term: u64,
+        /// The group's configuration then.
         conf_state: ConfState,
+        /// The state's bytes.
         data: Vec<u8>,
     },
 }
 
 /// Work for the apply task, done in the order sent.
-pub(crate) enum Job {
+pub enum Job {
     /// A proposer waits for the entry that carries proposal id `.0`.
     Wait(u64, oneshot::Sender<Result<Ordered>>),
     /// Applies a committed entry.
     Apply(Committed),
     /// Replaces the state with a snapshot's, taken at `index`.
-    Install { data: Vec<u8>, index: u64 },
+    Install {
+        /// The snapshot's state.
+        data: Vec<u8>,
+        /// Its index.
+        index: u64,
+    },
     /// Hands the driver the state's bytes as applied so far, for the snapshot at `index`
     /// (`raft_driver::Input::Snapshot`).
     Snapshot {
+        /// The snapshot's index.
         index: u64,
+        /// The term of the entry there.
         term: u64,
+        /// The group's configuration then.
         conf_state: ConfState,
     },
     /// Installs or removes a blob file, in its turn (`file_ops.rs`), and answers.
@@ -54,12 +68,17 @@ pub(crate) enum Job {
 }
 
 /// A change to the blob files.
-pub(crate) enum FileOp {
+pub enum FileOp {
     /// Moves the verified, synced file `src` (a delivery's, or a copy fetched from a
     /// peer) into place as blob `digest`. When the state records the blob and a file of
     /// it is here already, `src` is dropped instead (the site's copies stand for it); an
     /// unrecorded copy is replaced, so its age counts from now.
-    Install { src: PathBuf, digest: Digest },
+    Install {
+        /// The verified, synced file.
+        src: PathBuf,
+        /// The blob it holds.
+        digest: Digest,
+    },
     /// Removes the file of blob `digest` if the state does not record it, no fetch of it
     /// is under way and it is older than the upload TTL.
     Stray(Digest),

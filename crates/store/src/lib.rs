@@ -19,7 +19,7 @@
 mod applied_state;
 mod applying;
 mod blob_writer;
-mod channels;
+pub mod channels;
 pub mod collector;
 pub mod delivery;
 pub mod error;
@@ -260,7 +260,10 @@ impl Store {
             events: store.inner.events.clone(),
         };
         let log = store.raft_log();
-        let driver = raft_driver::Driver::new(node, log, raft, transport, applied, jobs)?;
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let seed = u64::from_be_bytes(seed);
+        let driver = raft_driver::Driver::new(node, log, raft, transport, applied, jobs, seed)?;
         // The voters and the leader are known before anything is served (a write's
         // majority hold counts the voters).
         driver.publish_status();

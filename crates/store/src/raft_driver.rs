@@ -8,6 +8,10 @@
 //! Each proposer waits for the answer matched by its proposal id.
 //!
 //! A single node is a group of one: the same path, with no peers to send to.
+//!
+//! [`Driver::run`] is a loop over the driver's steps ([`Driver::tick`],
+//! [`Driver::propose`], [`Driver::take`], [`Driver::settle`]), which the simulation
+//! (`simulations/`) calls one by one under its own clock, network and disk.
 
 use crate::channels::{gone, Input, Job, Proposal};
 use crate::events::Events;
@@ -20,7 +24,7 @@ use crate::{Result, StoreError};
 use protobuf::Message as _;
 use site_replica::{Ask, Committed, Effect, Engine, LogEffect, Refusal};
 use site_state::Outcome;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// How a node takes part in the site's Raft group.
@@ -50,15 +54,21 @@ impl RaftSettings {
 }
 
 /// The parts of the node the driver reaches: where it publishes its status, the failure
-/// it raises or stops on, the log's clock it stamps and carries on, the events it tells.
-pub(crate) struct NodeSide {
-    pub(crate) leadership: Leadership,
-    pub(crate) failure: Failure,
-    pub(crate) clock: std::sync::Arc<SiteClock>,
-    pub(crate) events: Events,
+/// it raises or stops on, the log's clock it stamps and carries on (its monotonic clock
+/// is the engine's), the events it tells.
+pub struct NodeSide {
+    /// Where the driver publishes where this node's Raft stands.
+    pub leadership: Leadership,
+    /// The node's failure, raised by the driver or stopping it.
+    pub failure: Failure,
+    /// The log's clock on this node.
+    pub clock: std::sync::Arc<SiteClock>,
+    /// What the node tells its watchers.
+    pub events: Events,
 }
 
-pub(crate) struct Driver {
+/// The Raft driver of a node: the engine, its log, and where its effects go.
+pub struct Driver {
     engine: Engine<RaftLog>,
     log: RaftLog,
     /// What the driver tells the rest of the node, and reads from it.
@@ -67,38 +77,36 @@ pub(crate) struct Driver {
     tick: Duration,
     /// The apply task's queue (`applying.rs`).
     jobs: mpsc::UnboundedSender<Job>,
-    /// The engine's clock starts here.
-    started: Instant,
     /// Commands asked of this node as a leader not yet settled (`Engine::settled`):
     /// proposed, and stamped, once it is (or no longer leads).
     held: Vec<Proposal>,
 }
 
 impl Driver {
-    /// A driver over `store`'s Raft log; `applied` is the index the loaded state holds,
-    /// `jobs` the apply task's queue.
-    pub(crate) fn new(
+    /// A driver over the node's Raft log `log`; `applied` is the index the loaded state
+    /// holds, `jobs` the apply task's queue, `seed` the engine's randomness (election
+    /// timeouts).
+    pub fn new(
         node: NodeSide,
         log: RaftLog,
         settings: RaftSettings,
         transport: std::sync::Arc<dyn Transport>,
         applied: u64,
         jobs: mpsc::UnboundedSender<Job>,
+        seed: u64,
     ) -> Result<Driver> {
         let core = site_replica::Settings {
             id: settings.id,
             election_ticks: 10,
             snapshot_every: settings.snapshot_every,
         };
-        let mut seed = [0u8; 8];
-        getrandom::fill(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
         let engine = Engine::new(
             &core,
             log.clone(),
             applied,
             log.catching_up()?,
             settings.voters == [settings.id],
-            u64::from_be_bytes(seed),
+            seed,
         )
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         Ok(Driver {
@@ -108,17 +116,22 @@ impl Driver {
             transport,
             tick: settings.tick,
             jobs,
-            started: Instant::now(),
             held: Vec::new(),
         })
     }
 
+    /// The engine's time: this node's monotonic clock.
     fn now(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.node.clock.monotonic_ms()
+    }
+
+    /// The replication core this driver runs.
+    pub fn engine(&self) -> &Engine<RaftLog> {
+        &self.engine
     }
 
     /// Runs until `shutdown` turns true (or every proposer and input is gone).
-    pub(crate) async fn run(
+    pub async fn run(
         mut self,
         mut proposals: mpsc::UnboundedReceiver<Proposal>,
         mut inputs: mpsc::UnboundedReceiver<Input>,
@@ -130,40 +143,29 @@ impl Driver {
         // a failed node neither takes writes nor votes.
         let mut failure = self.node.failure.subscribe();
         loop {
-            if let Err(e) = self.on_ready().await {
+            if let Err(e) = self.settle().await {
                 return self
                     .node
                     .failure
                     .fail(format!("cannot persist or apply the site's log: {e}"));
             }
-            if self.release_held() {
-                // Their Ready first.
-                continue;
-            }
             self.publish_status();
             let input = tokio::select! {
-                _ = tick.tick() => {
-                    let now = self.now();
-                    Ok(self.engine.tick(now))
-                }
+                _ = tick.tick() => None,
                 p = proposals.recv() => match p {
                     Some(p) => {
                         self.propose(p);
-                        Ok(Vec::new())
+                        continue;
                     }
                     None => return,
                 },
-                Some(input) = inputs.recv() => Err(input),
+                Some(input) = inputs.recv() => Some(input),
                 _ = shutdown.wait_for(|s| *s) => return,
                 _ = failure.wait_for(Option::is_some) => return,
             };
-            let effects = match input {
-                Ok(effects) => Ok(effects),
-                Err(input) => self.take(input).await,
-            };
-            let done = match effects {
-                Ok(effects) => self.execute(effects).await,
-                Err(e) => Err(e),
+            let done = match input {
+                Some(input) => self.take(input).await,
+                None => self.tick().await,
             };
             if let Err(e) = done {
                 return self
@@ -175,11 +177,20 @@ impl Driver {
     }
 
     /// Makes where this node's Raft stands visible to the store.
-    pub(crate) fn publish_status(&self) {
+    pub fn publish_status(&self) {
         self.node.leadership.publish(self.engine.status());
     }
 
-    fn propose(&mut self, mut p: Proposal) {
+    /// One tick of the engine's clock.
+    pub async fn tick(&mut self) -> Result<()> {
+        let now = self.now();
+        let effects = self.engine.tick(now);
+        self.execute(effects).await
+    }
+
+    /// Proposes `p`, or answers it at once with why not (or holds it until this node,
+    /// leading, is settled).
+    pub fn propose(&mut self, mut p: Proposal) {
         let applied = self.engine.status().applied;
         if let Ask::Command(entry) = &mut p.ask {
             // The log has one clock: the leader's reading of the log's time
@@ -227,6 +238,17 @@ impl Driver {
         true
     }
 
+    /// Runs the Ready procedure until nothing is ready, proposing the commands held for
+    /// a leader once it is settled.
+    pub async fn settle(&mut self) -> Result<()> {
+        loop {
+            self.on_ready().await?;
+            if !self.release_held() {
+                return Ok(());
+            }
+        }
+    }
+
     /// One pass of the Ready procedure, if there is anything ready.
     async fn on_ready(&mut self) -> Result<()> {
         let Some(mut cycle) = self.engine.ready() else {
@@ -241,11 +263,12 @@ impl Driver {
     /// Takes an input: a peer's message to the engine, or the state for a snapshot,
     /// written here (the log is the driver's) once the apply task has reached its index,
     /// so the driver never waits for the apply queue.
-    async fn take(&mut self, input: Input) -> Result<Vec<Effect>> {
+    pub async fn take(&mut self, input: Input) -> Result<()> {
         match input {
             Input::Message(m) => {
                 let now = self.now();
-                Ok(self.engine.step(*m, now))
+                let effects = self.engine.step(*m, now);
+                self.execute(effects).await
             }
             Input::Snapshot {
                 index,
@@ -260,7 +283,7 @@ impl Driver {
                         .await?;
                     tracing::debug!(index, "state snapshot written, raft log compacted");
                 }
-                Ok(Vec::new())
+                Ok(())
             }
         }
     }

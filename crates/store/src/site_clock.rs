@@ -24,6 +24,11 @@ pub trait Clock: Send + Sync + 'static {
     fn monotonic_ms(&self) -> u64;
     /// The wall clock: milliseconds since the Unix epoch, as this machine believes.
     fn wall_ms(&self) -> u64;
+    /// The log's time `log_ms` was just stamped on an entry this node orders (a
+    /// simulation keeps it, to measure periods in real time). Nothing by default.
+    fn stamped(&self, log_ms: u64) {
+        let _ = log_ms;
+    }
 }
 
 /// The operating system's clocks.
@@ -85,12 +90,19 @@ impl SiteClock {
     /// The time for an entry this node orders as the leader.
     pub(crate) fn stamp(&self) -> u64 {
         let (mono, wall) = self.read();
-        self.log().stamp(mono, wall)
+        let time = self.log().stamp(mono, wall);
+        self.clock.stamped(time);
+        time
+    }
+
+    /// This node's monotonic clock (the Raft engine's time).
+    pub(crate) fn monotonic_ms(&self) -> u64 {
+        self.clock.monotonic_ms()
     }
 
     /// An entry stamped `time` was applied here (or a state holding entries up to
     /// `time` was loaded).
-    pub(crate) fn observe(&self, time: u64) {
+    pub fn observe(&self, time: u64) {
         let mono = self.clock.monotonic_ms();
         self.log().observe(time, mono);
     }

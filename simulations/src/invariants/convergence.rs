@@ -15,12 +15,12 @@ pub fn pending(nodes: &[&Node]) -> Option<String> {
     let Some(leader) = nodes
         .iter()
         .filter_map(|n| n.run.as_ref())
-        .find(|r| r.engine.is_leader())
+        .find(|r| r.driver.engine().is_leader())
     else {
         return Some("no leader".into());
     };
-    let commit = leader.engine.status().commit;
-    let last = leader.engine.storage().last_index().unwrap_or(0);
+    let commit = leader.driver.engine().status().commit;
+    let last = leader.driver.engine().storage().last_index().unwrap_or(0);
     if last != commit {
         return Some(format!("the leader has committed {commit} of {last}"));
     }
@@ -28,8 +28,8 @@ pub fn pending(nodes: &[&Node]) -> Option<String> {
         let Some(run) = &n.run else {
             return Some(format!("node {} is down", n.id));
         };
-        let status = run.engine.status();
-        if status.leader != leader.engine.status().leader {
+        let status = run.driver.engine().status();
+        if status.leader != leader.driver.engine().status().leader {
             return Some(format!("node {} follows another leader", n.id));
         }
         if status.applied < commit {
@@ -63,11 +63,11 @@ pub fn final_check(nodes: &[&Node], oracle: &Oracle) -> Vec<String> {
     let Some(run) = nodes
         .iter()
         .filter_map(|n| n.run.as_ref())
-        .max_by_key(|r| r.engine.status().applied)
+        .max_by_key(|r| r.driver.engine().status().applied)
     else {
         return out;
     };
-    let applied = run.engine.status().applied;
+    let applied = run.driver.engine().status().applied;
     for (index, fp) in &oracle.acked {
         if *index > applied {
             out.push(format!(
