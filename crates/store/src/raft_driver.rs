@@ -197,6 +197,7 @@ impl Driver {
             // (`site_clock.rs`), whatever the proposer's wall clock said, read once
             // the leader has every entry before its term in hand.
             if self.engine.is_leader() {
+                #[cfg(not(feature = "bug-node-unsettled-stamp"))]
                 if !self.engine.settled() {
                     return self.held.push(p);
                 }
@@ -321,7 +322,10 @@ impl Driver {
                 entries,
                 hard_state,
             } => self.log.persist(&entries, hard_state.as_ref())?,
+            #[cfg(not(feature = "bug-node-unsynced-ack"))]
             LogEffect::Sync => self.log.sync().await?,
+            #[cfg(feature = "bug-node-unsynced-ack")]
+            LogEffect::Sync => {}
             LogEffect::SetCommit(commit) => self.log.set_commit(commit)?,
             LogEffect::SetConfState(cs) => {
                 self.log.set_conf_state(&cs)?;

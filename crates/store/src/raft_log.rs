@@ -199,6 +199,7 @@ impl RaftLog {
             meta.last = new_last;
         }
         if let Some(hs) = hard_state {
+            #[cfg(not(feature = "bug-node-lost-vote"))]
             batch.push((keyspace::RAFT_HARD_STATE.to_vec(), Some(encode(hs))));
             meta.hard_state = hs.clone();
         }
@@ -334,7 +335,7 @@ impl RaftLog {
     /// Marks this node as catching up when its log holds nothing past the founding
     /// snapshot. Durable on return. Blocking.
     pub fn mark_catching_up_if_empty(&self) -> Result<()> {
-        if self.meta().last > FOUNDING_INDEX {
+        if self.meta().last > FOUNDING_INDEX || cfg!(feature = "bug-node-no-catch-up-mark") {
             return Ok(());
         }
         self.inner.disk.apply(

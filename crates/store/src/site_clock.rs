@@ -91,6 +91,11 @@ impl SiteClock {
     pub(crate) fn stamp(&self) -> u64 {
         let (mono, wall) = self.read();
         let time = self.log().stamp(mono, wall);
+        #[cfg(feature = "bug-node-wall-clock-stamp")]
+        let time = {
+            let _ = time;
+            wall
+        };
         self.clock.stamped(time);
         time
     }
