@@ -52,7 +52,7 @@ pub struct NodeConfig {
     pub scrub_interval: Duration,
     /// Which whole reads of a blob file are hashed: `first` after the node starts
     /// (default), `always`, or `never` (copies are checked when written and by the scrub).
-    pub verify_reads: site_store::VerifyReads,
+    pub verify_reads: site_node::VerifyReads,
 }
 
 impl Default for NodeConfig {
@@ -61,7 +61,7 @@ impl Default for NodeConfig {
             id: 1,
             data_dir: PathBuf::from("./site-data"),
             scrub_interval: Duration::from_secs(7 * 24 * 3600),
-            verify_reads: site_store::VerifyReads::First,
+            verify_reads: site_node::VerifyReads::First,
         }
     }
 }
@@ -83,7 +83,7 @@ pub enum LogFormat {
 pub struct LogConfig {
     /// `human` or `json`.
     pub format: LogFormat,
-    /// A tracing filter (`info`, `site_store=debug,info`); `RUST_LOG` overrides it.
+    /// A tracing filter (`info`, `site_node=debug,info`); `RUST_LOG` overrides it.
     pub level: String,
 }
 

@@ -1,19 +1,20 @@
 #![deny(missing_docs)]
-//! A site node as a library: [`Site::start`] opens the store and serves the registry;
+//! A site node as a library: [`Site::start`] starts the node and serves the registry;
 //! the returned [`SiteHandle`] shuts it down gracefully. The `site-agent` binary is a thin
 //! wrapper over this, and so is any process that embeds a node.
 
 pub mod config;
 pub mod ensure;
 mod logging;
+mod wiring;
 
 pub use config::Config;
 pub use logging::init_logging;
 
-use site_api::peer::{PeerService, PeerTransport};
-use site_api::{Collector, GcConfig, SiteService};
+use site_api::peer::PeerService;
+use site_api::{Collector, SiteService};
 use site_http::{Certificates, Registry, RegistryConfig};
-use site_store::{Alone, RaftSettings, Store, StoreConfig, Transport};
+use site_node::Node;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -25,7 +26,7 @@ pub struct Site;
 /// The applications scheduled on a node's site, as an embedder changes them (the tower
 /// keeps the images of its rollouts live in its registry so).
 #[derive(Clone)]
-pub struct Applications(site_store::Orderer);
+pub struct Applications(site_node::Orderer);
 
 impl Applications {
     /// Schedules `app` with `images` (`HOST/PATH@DIGEST`, each fully present): they are
@@ -62,219 +63,105 @@ pub struct SiteHandle {
     raft: JoinHandle<()>,
     cluster_addr: Option<SocketAddr>,
     peer_server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
-    store: Store,
+    /// The way into the site's log (the embedder's applications).
+    orderer: site_node::Orderer,
+    /// Whether the node's storage failed.
+    failure: site_node::Failure,
     /// The registry's HTTPS certificates, when `[registry.tls]` is set.
     certificates: Option<Arc<Certificates>>,
 }
 
 impl Site {
-    /// Opens the node's store (cleaning up after any crash), starts serving the OCI
-    /// Distribution API on `[registry] listen` and the tower's gRPC API on `[api] listen`,
-    /// and runs garbage collection on its schedule.
+    /// Starts the node (cleaning up after any crash), serves the OCI Distribution API on
+    /// `[registry] listen` and the tower's gRPC API on `[api] listen`, and runs garbage
+    /// collection on its schedule.
     pub async fn start(config: Config) -> anyhow::Result<SiteHandle> {
-        let tls = match &config.tls {
-            Some(t) => {
-                let node_tls = t.load().map_err(anyhow::Error::msg)?;
-                // Refuse to start on unusable certificates rather than fail later.
-                tonic::transport::Server::builder()
-                    .tls_config(node_tls.server.clone())
-                    .map_err(|e| anyhow::Error::new(e).context("[tls]"))?;
-                Some(node_tls)
-            }
-            None => None,
-        };
-        // Refuse to start on an unusable certificate rather than fail every client.
-        let certificates = match &config.registry.tls {
-            Some(t) => Some(Arc::new(
-                Certificates::load(t.files()).map_err(anyhow::Error::msg)?,
-            )),
-            None => None,
-        };
-        let store_config = StoreConfig {
-            data_dir: config.node.data_dir.clone(),
-            max_blob_bytes: config.registry.max_blob_size,
-            max_manifest_bytes: config.registry.max_manifest_size,
-            upload_ttl: config.registry.upload_ttl,
-            scrub_interval: config.node.scrub_interval,
-            verify_reads: config.node.verify_reads,
-        };
-        let data_dir = config.node.data_dir.display().to_string();
+        let tls = wiring::grpc_tls(&config)?;
+        let certificates = wiring::registry_certificates(&config)?;
         let (shutdown, rx) = watch::channel(false);
         // The driver stops on its own signal, after the servers: requests in flight may
         // still have changes to commit.
         let (raft_stop, raft_rx) = watch::channel(false);
-        // A node with peers is one of a site's group: it listens for them on
-        // `[cluster] listen`. Alone, it opens no such port.
-        let id = config.node.id;
-        let peers: Vec<(u64, String)> = config
-            .cluster
-            .peers
-            .iter()
-            .map(|p| (p.id, p.address.clone()))
-            .collect();
-        let base = RaftSettings {
-            snapshot_every: config.cluster.snapshot_entries,
-            ..RaftSettings::single(id)
-        };
-        let (raft_settings, peer_transport, cluster_listener) = if peers.is_empty() {
-            (base, None, None)
-        } else {
-            let listener = tokio::net::TcpListener::bind(config.cluster.listen)
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot listen on {} ([cluster]): {e}",
-                        config.cluster.listen
-                    )
-                })?;
-            // A joining node founds nothing: it waits for the site to add it.
-            let mut voters: Vec<u64> = Vec::new();
-            if !config.cluster.join {
-                voters = peers.iter().map(|(p, _)| *p).collect();
-                voters.push(id);
-                voters.sort_unstable();
-            }
-            let transport = PeerTransport::new(id, &peers, tls.as_ref().map(|t| t.client.clone()))
-                .map_err(|e| anyhow::anyhow!("[cluster] {e}"))?;
-            (
-                RaftSettings { voters, ..base },
-                Some(Arc::new(transport)),
-                Some(listener),
-            )
-        };
-        let transport: Arc<dyn Transport> = match &peer_transport {
-            Some(t) => t.clone(),
-            None => Arc::new(Alone),
-        };
-        let peers_transport = transport.clone();
-        let (store, raft) = Store::start(store_config, raft_settings, transport, raft_rx)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open the store in {data_dir}: {e}"))?;
-        let node_parts = site_api::NodeParts {
-            state: store.state().clone(),
-            orderer: store.orderer().clone(),
-            repositories: store.repositories().clone(),
-            deliveries: store.deliveries().clone(),
-            leadership: store.leadership().clone(),
-            membership: store.membership().clone(),
-            missing: store.missing().clone(),
-            failure: store.failure_watch().clone(),
-            events: store.events().clone(),
-            fetcher: store.fetcher().clone(),
-            peer_files: store.peer_files().clone(),
-        };
-        let cluster_addr = cluster_listener
+        let cluster = wiring::cluster(&config, tls.as_ref()).await?;
+        let cluster_addr = cluster
+            .listener
             .as_ref()
             .map(|l| l.local_addr())
             .transpose()?;
-        let collector = Collector::new(
-            &store,
-            GcConfig {
-                grace: config.gc.grace_period,
-                cache_ttl: config.gc.cache_ttl,
-                high_watermark: config.gc.high_watermark,
-                low_watermark: config.gc.low_watermark,
-                capacity: config.gc.capacity,
-                interval: config.gc.interval,
-            },
-        );
-        let pull_settings = config.pull.settings().map_err(anyhow::Error::msg)?;
+        let transport = cluster.transport();
+        let (node, raft) = Node::start(
+            wiring::node_config(&config),
+            cluster.raft.clone(),
+            transport.clone(),
+            raft_rx,
+        )
+        .await
+        .map_err(|e| {
+            let dir = config.node.data_dir.display();
+            anyhow::anyhow!("cannot open the node's data in {dir}: {e}")
+        })?;
+        let collector = Collector::new(&node, wiring::gc_config(&config));
         let puller = site_pull::Puller::new(
-            site_pull::Holdings {
-                state: store.state().clone(),
-                repositories: store.repositories().clone(),
-                reads: store.reads().clone(),
-                peer_files: store.peer_files().clone(),
-                deliveries: store.deliveries().clone(),
-                leadership: store.leadership().clone(),
-                events: store.events().clone(),
-                max_manifest_bytes: store.config().max_manifest_bytes,
-                max_blob_bytes: store.config().max_blob_bytes,
-            },
-            pull_settings,
+            site_pull::Holdings::of(&node),
+            config.pull.settings().map_err(anyhow::Error::msg)?,
             site_pull::NodeSide {
                 node: config.node.id,
                 default_registry: config.registry.default_upstream.clone(),
                 room: Arc::new(collector.clone()),
-                peers: peer_transport.map(|t| t as Arc<dyn site_pull::Peers>),
+                peers: cluster
+                    .peers
+                    .clone()
+                    .map(|t| t as Arc<dyn site_pull::Peers>),
             },
         );
-        let peer_server = cluster_listener.map(|l| {
-            tokio::spawn(site_api::serve_peers(
-                l,
-                PeerService::new(
-                    node_parts.clone(),
-                    puller.clone(),
-                    tls.as_ref().map(|t| t.peers.clone()),
-                    peers_transport,
-                ),
-                tls.as_ref().map(|t| t.server.clone()),
-                // Peers keep being answered until the driver stops.
-                raft_stop.subscribe(),
-            ))
-        });
-        if !config.registry.push.users.is_empty() {
-            tracing::warn!(
-                "[registry.push] users hold plain-text passwords and are deprecated: move them to an htpasswd file of bcrypt entries (htpasswd -B) named by [registry.auth] htpasswd"
+        let parts = site_api::NodeParts::of(&node);
+        let peer_server = cluster.listener.map(|l| {
+            let service = PeerService::new(
+                parts.clone(),
+                puller.clone(),
+                tls.as_ref().map(|t| t.peers.clone()),
+                transport.clone(),
             );
-        }
-        let mut registry = Registry::new(
-            site_http::NodeParts {
-                reads: store.reads().clone(),
-                repositories: store.repositories().clone(),
-                pulls: store.pulls().clone(),
-                uploads: store.uploads().clone(),
-                failure: store.failure_watch().clone(),
-                membership: store.membership().clone(),
-            },
-            RegistryConfig {
-                default_upstream: config.registry.default_upstream.clone(),
-                access: config.registry.access(),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("[registry.auth] {e}"))?;
-        // HTTP misses go outside only where `[pull]` says so (the puller logs a miss its
-        // policy refused); `EnsureImage` names its policy itself.
-        registry = registry.with_puller(puller.clone());
-        let listener = tokio::net::TcpListener::bind(config.registry.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.registry.listen))?;
-        let api_listener = tokio::net::TcpListener::bind(config.api.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} ([api]): {e}", config.api.listen))?;
-        let registry_addr = listener.local_addr()?;
-        let api_addr = api_listener.local_addr()?;
-        let mut stop_rx = rx.clone();
-        let stop = async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        };
-        let node_store = store.clone();
+            // Peers keep being answered until the driver stops.
+            let until = raft_stop.subscribe();
+            let server_tls = tls.as_ref().map(|t| t.server.clone());
+            tokio::spawn(site_api::serve_peers(l, service, server_tls, until))
+        });
         let service = SiteService::new(
-            node_parts.clone(),
+            parts,
             collector.clone(),
             puller.clone(),
             config.node.id,
             config.registry.default_upstream.clone(),
             rx.clone(),
         );
-        let registry = registry.with_metrics(vec![
-            Arc::new(node_store.metrics()),
+        if !config.registry.push.users.is_empty() {
+            tracing::warn!(
+                "[registry.push] users hold plain-text passwords and are deprecated: move them to an htpasswd file of bcrypt entries (htpasswd -B) named by [registry.auth] htpasswd"
+            );
+        }
+        let registry = Registry::new(
+            site_http::NodeParts::of(&node),
+            RegistryConfig {
+                default_upstream: config.registry.default_upstream.clone(),
+                access: config.registry.access(),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("[registry.auth] {e}"))?
+        // HTTP misses go outside only where `[pull]` says so (the puller logs a miss its
+        // policy refused); `EnsureImage` names its policy itself.
+        .with_puller(puller.clone())
+        .with_metrics(vec![
+            Arc::new(node.metrics()),
             Arc::new(puller.clone()),
             Arc::new(collector.clone()),
             service.delivery_metrics(),
         ]);
-        let server = match (&certificates, &config.registry.tls) {
-            (Some(c), Some(t)) => {
-                if !t.reload_interval.is_zero() {
-                    let mut stop_rx = rx.clone();
-                    tokio::spawn(c.clone().watch(t.reload_interval, async move {
-                        let _ = stop_rx.wait_for(|stop| *stop).await;
-                    }));
-                }
-                tokio::spawn(registry.serve_https(listener, c.clone(), stop))
-            }
-            _ => tokio::spawn(registry.serve(listener, stop)),
-        };
+        let listener = wiring::bind(config.registry.listen, "").await?;
+        let api_listener = wiring::bind(config.api.listen, "[api]").await?;
+        let registry_addr = listener.local_addr()?;
+        let api_addr = api_listener.local_addr()?;
+        let server = serve_registry(registry, listener, &certificates, &config, &rx);
         let max_message = usize::try_from(config.registry.max_manifest_size)
             .unwrap_or(usize::MAX)
             .saturating_add(1 << 20);
@@ -309,9 +196,33 @@ impl Site {
             raft,
             cluster_addr,
             peer_server,
-            store: node_store,
+            orderer: node.orderer,
+            failure: node.failure,
             certificates,
         })
+    }
+}
+
+/// Serves the registry on `listener` until `stop` turns true: over HTTPS when
+/// `[registry.tls]` gave certificates (read again on their interval), else plain.
+fn serve_registry(
+    registry: Registry,
+    listener: tokio::net::TcpListener,
+    certificates: &Option<Arc<Certificates>>,
+    config: &Config,
+    stop: &watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>> {
+    let until = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    match (certificates, &config.registry.tls) {
+        (Some(c), Some(t)) => {
+            if !t.reload_interval.is_zero() {
+                tokio::spawn(c.clone().watch(t.reload_interval, until(stop.clone())));
+            }
+            tokio::spawn(registry.serve_https(listener, c.clone(), until(stop.clone())))
+        }
+        _ => tokio::spawn(registry.serve(listener, until(stop.clone()))),
     }
 }
 
@@ -361,7 +272,7 @@ impl SiteHandle {
 
     /// The node's applications, for an embedder that schedules them.
     pub fn applications(&self) -> Applications {
-        Applications(self.store.orderer().clone())
+        Applications(self.orderer.clone())
     }
 
     /// The node's pull-through cache (to make images present from an embedder, as
@@ -373,7 +284,7 @@ impl SiteHandle {
     /// Resolves once the node's storage has failed (see [`NodeFailed`]): an embedder
     /// waits on it beside its own work, to treat the node as broken.
     pub async fn failed(&self) -> NodeFailed {
-        NodeFailed(self.store.failed().await)
+        NodeFailed(self.failure.failed().await)
     }
 
     /// Stops accepting connections, lets requests in flight finish, and returns once the
@@ -391,7 +302,7 @@ impl SiteHandle {
             p.await??;
         }
         tracing::info!("registry stopped");
-        if let Some(failure) = self.store.failure() {
+        if let Some(failure) = self.failure.get() {
             return Err(NodeFailed(failure).into());
         }
         Ok(())

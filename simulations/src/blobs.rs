@@ -1,5 +1,5 @@
 //! Blob bytes between simulated nodes, decided by the core (`hold.rs`, `missing.rs`) as
-//! on a real node (`site-store`'s `replication.rs`): a delivered blob is held by a
+//! on a real node (`site-node`'s `replication.rs`): a delivered blob is held by a
 //! majority before it is recorded; a committed blob a node lacks is fetched from a peer,
 //! rounds that fail backing off; a read of a copy not checked since the start checks the
 //! bytes against the digest before it hands over the last of them (`verify_reads =

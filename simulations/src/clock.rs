@@ -70,7 +70,7 @@ impl NodeClock {
     }
 }
 
-/// A node's clocks at the world's real time, as the node reads them (`site-store`'s
+/// A node's clocks at the world's real time, as the node reads them (`site-node`'s
 /// `Clock`); the log times it stamps are kept, with the real time, for `invariants/clock.rs`.
 pub struct SimClock {
     clock: std::sync::Mutex<NodeClock>,
@@ -113,7 +113,7 @@ impl std::fmt::Debug for SimClock {
     }
 }
 
-impl site_store::Clock for SimClock {
+impl site_node::Clock for SimClock {
     fn monotonic_ms(&self) -> u64 {
         self.node().mono(self.real())
     }

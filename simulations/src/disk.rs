@@ -3,7 +3,7 @@
 //! synced; a wipe keeps nothing; a full disk fails every sync.
 
 use site_core::Digest;
-use site_store::log_disk::{LogBatch, LogDisk, LogTree, Syncing};
+use site_node::log_disk::{LogBatch, LogDisk, LogTree, Syncing};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};

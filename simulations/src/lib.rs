@@ -1,5 +1,5 @@
 //! A deterministic simulation of a site under faults, driving the node's own Raft driver
-//! and log (`site-store`), the replication core (`site-replica`) and the real state
+//! and log (`site-node`), the replication core (`site-replica`) and the real state
 //! machine (`site-state`). See `README.md`.
 //!
 //! - `world.rs`: one run: nodes, network, clock, clients, all drawn from one seed.

@@ -1,4 +1,4 @@
-//! One simulated node: the node's own Raft driver (`site-store`'s `raft_driver.rs`, with
+//! One simulated node: the node's own Raft driver (`site-node`'s `raft_driver.rs`, with
 //! the replication core's `Engine`, the log's clock and held proposals) and Raft log
 //! (`raft_log.rs`) over a simulated disk (`disk.rs`) and clock (`clock.rs`), its steps
 //! called one by one; the apply side takes the driver's jobs after each step, in their
@@ -12,13 +12,13 @@ use crate::outbox::Outbox;
 use futures_util::FutureExt;
 use protobuf::Message as _;
 use site_core::Digest;
+use site_node::channels::{Input, Job, Ordered, Proposal};
+use site_node::raft_driver::{Driver, NodeSide, RaftSettings};
+use site_node::raft_log::RaftLog;
+use site_node::{Events, Failure, Leadership, NodeError, SiteClock};
 use site_replica::missing::{Backoff, Missing};
 use site_replica::{Applied, Applier, Ask, Committed};
 use site_state::{Command, Entry, State};
-use site_store::channels::{Input, Job, Ordered, Proposal};
-use site_store::raft_driver::{Driver, NodeSide, RaftSettings};
-use site_store::raft_log::RaftLog;
-use site_store::{Events, Failure, Leadership, SiteClock, StoreError};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -38,7 +38,7 @@ pub enum Waiter {
 struct Pending {
     waiter: Waiter,
     ask: Ask,
-    answer: oneshot::Receiver<site_store::Result<Ordered>>,
+    answer: oneshot::Receiver<site_node::Result<Ordered>>,
 }
 
 /// A node that is up.
@@ -52,7 +52,7 @@ pub struct Run {
     pub applier: Applier,
     pub state: State,
     /// Proposers waiting for an entry, by proposal id (the apply side's).
-    replies: BTreeMap<u64, oneshot::Sender<site_store::Result<Ordered>>>,
+    replies: BTreeMap<u64, oneshot::Sender<site_node::Result<Ordered>>>,
     /// Proposals not answered yet (the proposers' side).
     pending: Vec<Pending>,
     /// The fingerprint of the entry applied at each index.
@@ -197,7 +197,7 @@ impl Node {
     /// Settles the driver (its Ready procedure, held proposals) and lets the apply side
     /// take the jobs it queued, until neither has anything left; then hands the world
     /// what the step sent, stamped and answered.
-    fn after(&mut self, step: site_store::Result<()>, out: &mut Out) {
+    fn after(&mut self, step: site_node::Result<()>, out: &mut Out) {
         let mut step = step;
         loop {
             if let Err(e) = step {
@@ -306,7 +306,7 @@ impl Node {
                     };
                     Ok((result, index, fp))
                 }
-                Some(Err(StoreError::NotLeader(leader))) if leader != 0 && leader != self.id => {
+                Some(Err(NodeError::NotLeader(leader))) if leader != 0 && leader != self.id => {
                     if let Waiter::Client(req) = waiter {
                         out.sends
                             .push((self.id, leader, Payload::Forward { req, ask }));

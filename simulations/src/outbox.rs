@@ -3,8 +3,8 @@
 //! nothing else through a transport.
 
 use site_core::Digest;
-use site_store::transport::{BlobStream, Forwarded, NodeReport, PeerCall};
-use site_store::{Ask, Transport};
+use site_node::transport::{BlobStream, Forwarded, NodeReport, PeerCall};
+use site_node::{Ask, Transport};
 use std::sync::Mutex;
 
 /// Raft messages a node's driver sent: (to, encoded messages).
@@ -29,7 +29,7 @@ impl Transport for Outbox {
 
     fn forward(&self, _to: u64, _ask: Ask) -> Forwarded {
         Box::pin(async {
-            Err(site_store::StoreError::Unavailable(
+            Err(site_node::NodeError::Unavailable(
                 "the simulation carries forwards elsewhere".into(),
             ))
         })

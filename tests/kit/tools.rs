@@ -80,7 +80,7 @@ pub fn towerd_bin() -> &'static std::path::Path {
                 "crates/http",
                 "crates/api",
                 "crates/pull",
-                "crates/store",
+                "crates/node",
                 "crates/replica",
             ],
         )

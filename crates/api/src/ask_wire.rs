@@ -8,8 +8,8 @@
 use crate::peer_pb as pb;
 use pb::state_refusal::Kind;
 use site_core::{Digest, ManifestError};
+use site_node::{Ask, Ordered};
 use site_state::{Entry, Outcome, StateError, SweepReport};
-use site_store::{Ask, Ordered};
 
 fn digest(s: &str) -> Result<Digest, String> {
     Digest::parse(s).map_err(|e| format!("digest {s:?}: {e}"))

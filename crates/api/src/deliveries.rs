@@ -7,7 +7,7 @@ use crate::status::status;
 use bytes::Bytes;
 use site_core::metrics::{Counter, Counters, Exposition, Kind, Source};
 use site_core::Digest;
-use site_store::{ByteSource, Received};
+use site_node::{ByteSource, Received};
 use tonic::{Request, Response, Status, Streaming};
 
 /// Deliveries received by this node.
@@ -138,9 +138,9 @@ impl SiteService {
         let req = request.into_inner();
         let repo = self.repo(&req.repository)?;
         let reference = if req.tag.is_empty() {
-            site_store::ManifestRef::Digest(Digest::of(&req.body))
+            site_node::ManifestRef::Digest(Digest::of(&req.body))
         } else {
-            site_store::ManifestRef::Tag(req.tag)
+            site_node::ManifestRef::Tag(req.tag)
         };
         let media_type = (!req.media_type.is_empty()).then_some(req.media_type.as_str());
         let (d, _) = self

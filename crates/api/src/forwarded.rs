@@ -5,20 +5,20 @@
 
 use crate::peer_pb::propose_refusal::Reason;
 use crate::peer_pb::ProposeRefusal;
-use site_store::StoreError;
+use site_node::NodeError;
 
 /// Longest message a refusal carries.
 const MESSAGE_MAX: usize = 1024;
 
 /// The refusal for `e`, when it says why the change was not ordered; `None` for errors
 /// that are the request's own (a body that is no log entry).
-pub fn refusal(e: &StoreError) -> Option<ProposeRefusal> {
+pub fn refusal(e: &NodeError) -> Option<ProposeRefusal> {
     let (reason, leader, mut message) = match e {
-        StoreError::NotLeader(l) => (Reason::NotLeader, *l, e.to_string()),
-        StoreError::LeaderMoving(to) => (Reason::LeaderMoving, *to, e.to_string()),
-        StoreError::NoQuorum(m) => (Reason::NoQuorum, 0, m.clone()),
-        StoreError::NodeFailed(m) => (Reason::NodeFailed, 0, m.clone()),
-        StoreError::Unavailable(m) => (Reason::Unavailable, 0, m.clone()),
+        NodeError::NotLeader(l) => (Reason::NotLeader, *l, e.to_string()),
+        NodeError::LeaderMoving(to) => (Reason::LeaderMoving, *to, e.to_string()),
+        NodeError::NoQuorum(m) => (Reason::NoQuorum, 0, m.clone()),
+        NodeError::NodeFailed(m) => (Reason::NodeFailed, 0, m.clone()),
+        NodeError::Unavailable(m) => (Reason::Unavailable, 0, m.clone()),
         _ => return None,
     };
     if message.len() > MESSAGE_MAX {
@@ -36,14 +36,14 @@ pub fn refusal(e: &StoreError) -> Option<ProposeRefusal> {
 }
 
 /// The store error for node `from`'s refusal.
-pub fn error(from: u64, r: ProposeRefusal) -> StoreError {
+pub fn error(from: u64, r: ProposeRefusal) -> NodeError {
     let said = |m: String| format!("node {from}: {m}");
     match Reason::try_from(r.reason).unwrap_or(Reason::Unavailable) {
-        Reason::NotLeader => StoreError::NotLeader(r.leader),
-        Reason::LeaderMoving => StoreError::LeaderMoving(r.leader),
-        Reason::NoQuorum => StoreError::NoQuorum(said(r.message)),
-        Reason::NodeFailed => StoreError::NodeFailed(said(r.message)),
-        Reason::Unavailable => StoreError::Unavailable(said(r.message)),
+        Reason::NotLeader => NodeError::NotLeader(r.leader),
+        Reason::LeaderMoving => NodeError::LeaderMoving(r.leader),
+        Reason::NoQuorum => NodeError::NoQuorum(said(r.message)),
+        Reason::NodeFailed => NodeError::NodeFailed(said(r.message)),
+        Reason::Unavailable => NodeError::Unavailable(said(r.message)),
     }
 }
 
@@ -53,35 +53,35 @@ mod tests {
 
     #[test]
     fn each_refusal_comes_back_as_the_error_it_was() {
-        let round = |e: StoreError| error(2, refusal(&e).expect("a refusal"));
+        let round = |e: NodeError| error(2, refusal(&e).expect("a refusal"));
         assert!(matches!(
-            round(StoreError::NotLeader(3)),
-            StoreError::NotLeader(3)
+            round(NodeError::NotLeader(3)),
+            NodeError::NotLeader(3)
         ));
         assert!(matches!(
-            round(StoreError::NotLeader(0)),
-            StoreError::NotLeader(0)
+            round(NodeError::NotLeader(0)),
+            NodeError::NotLeader(0)
         ));
         assert!(matches!(
-            round(StoreError::LeaderMoving(1)),
-            StoreError::LeaderMoving(1)
+            round(NodeError::LeaderMoving(1)),
+            NodeError::LeaderMoving(1)
         ));
-        let e = round(StoreError::NoQuorum("no leader".into()));
+        let e = round(NodeError::NoQuorum("no leader".into()));
         assert_eq!(e.to_string(), "NO_QUORUM: node 2: no leader");
         assert!(matches!(
-            round(StoreError::NodeFailed("disk".into())),
-            StoreError::NodeFailed(_)
+            round(NodeError::NodeFailed("disk".into())),
+            NodeError::NodeFailed(_)
         ));
         assert!(matches!(
-            round(StoreError::Unavailable("slow".into())),
-            StoreError::Unavailable(_)
+            round(NodeError::Unavailable("slow".into())),
+            NodeError::Unavailable(_)
         ));
-        assert!(refusal(&StoreError::SizeInvalid("not a log entry".into())).is_none());
+        assert!(refusal(&NodeError::SizeInvalid("not a log entry".into())).is_none());
     }
 
     #[test]
     fn a_refusal_carries_at_most_a_kibibyte_of_message() {
-        let r = refusal(&StoreError::Unavailable("é".repeat(5000))).unwrap();
+        let r = refusal(&NodeError::Unavailable("é".repeat(5000))).unwrap();
         assert!(r.message.len() <= MESSAGE_MAX, "{}", r.message.len());
         // An unknown reason (a newer peer) reads as "try again".
         let unknown = ProposeRefusal {
@@ -89,6 +89,6 @@ mod tests {
             leader: 0,
             message: "?".into(),
         };
-        assert!(matches!(error(2, unknown), StoreError::Unavailable(_)));
+        assert!(matches!(error(2, unknown), NodeError::Unavailable(_)));
     }
 }

@@ -21,7 +21,7 @@ pub mod tls;
 
 pub use node::NodeParts;
 pub use service::SiteService;
-pub use site_store::collector::{Collector, GcConfig};
+pub use site_node::collector::{Collector, GcConfig};
 
 /// The generated contracts (`site-proto`), servers included.
 pub use site_proto::{pb, peer_pb};

@@ -1,7 +1,7 @@
 //! The parts of a node the gRPC services are given: each a component of its own, named
 //! for what the handlers ask of it (no wrapper around the whole node).
 
-use site_store::{
+use site_node::{
     Deliveries, Events, Failure, Fetcher, Leadership, Membership, MissingBlobs, Orderer, PeerFiles,
     Repositories, SiteState,
 };
@@ -31,4 +31,23 @@ pub struct NodeParts {
     pub fetcher: Fetcher,
     /// The files peers are sent blob bytes from.
     pub peer_files: PeerFiles,
+}
+
+impl NodeParts {
+    /// The parts of `node` the services use.
+    pub fn of(node: &site_node::Node) -> NodeParts {
+        NodeParts {
+            state: node.state.clone(),
+            orderer: node.orderer.clone(),
+            repositories: node.repositories.clone(),
+            deliveries: node.deliveries.clone(),
+            leadership: node.leadership.clone(),
+            membership: node.membership.clone(),
+            missing: node.missing.clone(),
+            failure: node.failure.clone(),
+            events: node.events.clone(),
+            fetcher: node.fetcher.clone(),
+            peer_files: node.peer_files.clone(),
+        }
+    }
 }

@@ -16,9 +16,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use site_core::{Digest, Repository};
+use site_node::transport::{BlobStream, Forwarded, PeerCall};
+use site_node::{Ask, NodeError, NodeReport, PeerFiles, Transport};
 use site_pull::{FillUpdate, Peers, PullError, Puller};
-use site_store::transport::{BlobStream, Forwarded, PeerCall};
-use site_store::{Ask, NodeReport, PeerFiles, StoreError, Transport};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -152,7 +152,7 @@ impl Peer for PeerService {
             .map_ok({
                 let peer_files = self.node.peer_files.clone();
                 move |data| {
-                    peer_files.count_sent(site_store::PeerSend::Grpc, data.len() as u64);
+                    peer_files.count_sent(site_node::PeerSend::Grpc, data.len() as u64);
                     BlobChunk { data }
                 }
             })
@@ -379,7 +379,7 @@ impl Transport for PeerTransport {
     fn forward(&self, to: u64, ask: Ask) -> Forwarded {
         let client = self.client(to, |l| &l.calls);
         Box::pin(async move {
-            let unavailable = |m: String| StoreError::Unavailable(format!("leader {to}: {m}"));
+            let unavailable = |m: String| NodeError::Unavailable(format!("leader {to}: {m}"));
             let answer = client
                 .map_err(unavailable)?
                 .propose(ProposeRequest {
@@ -563,7 +563,7 @@ impl Peers for PeerTransport {
         to: u64,
         digest: &Digest,
         offset: u64,
-    ) -> BoxFuture<'static, Result<site_store::ByteStream, String>> {
+    ) -> BoxFuture<'static, Result<site_node::ByteStream, String>> {
         let call = Transport::fetch(self, to, digest.clone(), offset, false);
         Box::pin(async move { Ok(call.await?.map_err(std::io::Error::other).boxed()) })
     }

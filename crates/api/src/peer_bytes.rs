@@ -15,8 +15,8 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use site_core::Digest;
-use site_store::transport::BlobStream;
-use site_store::{sendfile, PeerFiles, PeerSend, StoreError};
+use site_node::transport::BlobStream;
+use site_node::{sendfile, NodeError, PeerFiles, PeerSend};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -183,8 +183,8 @@ async fn serve(mut stream: TcpStream, peering: &PeerFiles) -> io::Result<()> {
         Ok(f) => f,
         Err(e) => {
             let (code, reason) = match e {
-                StoreError::BlobUnknown(_) => (404, "Not Found"),
-                StoreError::RangeInvalid { .. } => (416, "Range Not Satisfiable"),
+                NodeError::BlobUnknown(_) => (404, "Not Found"),
+                NodeError::RangeInvalid { .. } => (416, "Range Not Satisfiable"),
                 _ => (503, "Service Unavailable"),
             };
             return answer(&mut stream, code, reason, &e.to_string()).await;

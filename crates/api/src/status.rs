@@ -1,30 +1,30 @@
 //! The one table from store and state errors to gRPC statuses.
 
+use site_node::NodeError;
 use site_state::StateError;
-use site_store::StoreError;
 use tonic::{Code, Status};
 
 /// The gRPC status of a store error. Failures of the node itself are logged here and
 /// reported as `INTERNAL` without detail.
-pub fn status(e: StoreError) -> Status {
+pub fn status(e: NodeError) -> Status {
     let code = match &e {
-        StoreError::BlobUnknown(_)
-        | StoreError::UploadUnknown(_)
-        | StoreError::ManifestUnknown(_) => Code::NotFound,
-        StoreError::DigestMismatch { .. } => Code::DataLoss,
-        StoreError::ManifestBlobUnknown(_) | StoreError::RangeInvalid { .. } => {
+        NodeError::BlobUnknown(_) | NodeError::UploadUnknown(_) | NodeError::ManifestUnknown(_) => {
+            Code::NotFound
+        }
+        NodeError::DigestMismatch { .. } => Code::DataLoss,
+        NodeError::ManifestBlobUnknown(_) | NodeError::RangeInvalid { .. } => {
             Code::FailedPrecondition
         }
-        StoreError::ManifestInvalid(_) | StoreError::SizeInvalid(_) => Code::InvalidArgument,
-        StoreError::Interrupted(_) => Code::Aborted,
-        StoreError::Unavailable(_) | StoreError::NotLeader(_) | StoreError::LeaderMoving(_) => {
+        NodeError::ManifestInvalid(_) | NodeError::SizeInvalid(_) => Code::InvalidArgument,
+        NodeError::Interrupted(_) => Code::Aborted,
+        NodeError::Unavailable(_) | NodeError::NotLeader(_) | NodeError::LeaderMoving(_) => {
             Code::Unavailable
         }
-        StoreError::NoQuorum(_) | StoreError::NodeFailed(_) => {
+        NodeError::NoQuorum(_) | NodeError::NodeFailed(_) => {
             // The message starts with the reason, and the details carry it (as
             // `EnsureImage`'s failures): towerctl goes on with another node at once.
             let reason = match &e {
-                StoreError::NoQuorum(_) => "NO_QUORUM",
+                NodeError::NoQuorum(_) => "NO_QUORUM",
                 _ => "NODE_FAILED",
             };
             let message = bounded(e.to_string());
@@ -39,7 +39,7 @@ pub fn status(e: StoreError) -> Status {
                 details,
             );
         }
-        StoreError::Refused(r) => match r {
+        NodeError::Refused(r) => match r {
             StateError::ImagesNotReady(_) | StateError::InUse(_) => Code::FailedPrecondition,
             StateError::NotFound(_)
             | StateError::BlobUnknown(_)
@@ -53,7 +53,7 @@ pub fn status(e: StoreError) -> Status {
                 "site out of space: {e}; free space or let GC remove what no application needs"
             ));
         }
-        StoreError::Io(_) | StoreError::Db(_) => {
+        NodeError::Io(_) | NodeError::Db(_) => {
             tracing::error!(error = %e, "storage failure");
             return Status::internal("storage failure on the site; see its log");
         }
@@ -93,24 +93,24 @@ mod tests {
     #[test]
     fn messages_are_bounded_whatever_they_quote() {
         let name = "é".repeat(10_000);
-        let s = status(StoreError::Refused(StateError::NotFound(name)));
+        let s = status(NodeError::Refused(StateError::NotFound(name)));
         assert!(s.message().len() < 2100, "{}", s.message().len());
         assert!(s.message().ends_with(" more bytes)"), "{}", s.message());
         let s = invalid("address", "x".repeat(20_000));
         assert!(s.message().len() < 2100);
-        let short = status(StoreError::Refused(StateError::NotFound("pos".into())));
+        let short = status(NodeError::Refused(StateError::NotFound("pos".into())));
         assert_eq!(short.message(), "pos not found");
     }
 
     #[test]
     fn a_full_disk_is_resource_exhausted_and_other_io_failures_internal() {
-        let full = StoreError::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        let full = NodeError::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
         assert_eq!(status(full).code(), Code::ResourceExhausted);
-        let quota = StoreError::Io(std::io::Error::from_raw_os_error(122));
+        let quota = NodeError::Io(std::io::Error::from_raw_os_error(122));
         assert_eq!(status(quota).code(), Code::ResourceExhausted, "EDQUOT");
-        let enospc = StoreError::Io(std::io::Error::from_raw_os_error(28));
+        let enospc = NodeError::Io(std::io::Error::from_raw_os_error(28));
         assert_eq!(status(enospc).code(), Code::ResourceExhausted, "ENOSPC");
-        let other = StoreError::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        let other = NodeError::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
         let s = status(other);
         assert_eq!(s.code(), Code::Internal);
         assert!(

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use site_core::{Digest, ErrorCode};
-use site_store::{BlobBytes, StoreError};
+use site_node::{BlobBytes, NodeError};
 
 pub(crate) async fn get(
     reg: &Registry,
@@ -22,15 +22,15 @@ pub(crate) async fn get(
     // for, or fail a push while the upstream is unreachable); runtimes GET blobs.
     let (size, fill) = match (reg.node.repositories.blob_size(&repo, &digest), &reg.puller) {
         (Ok(size), _) => (size, None),
-        (Err(StoreError::BlobUnknown(_)), Some(puller)) if ctx.method == Method::HEAD => {
+        (Err(NodeError::BlobUnknown(_)), Some(puller)) if ctx.method == Method::HEAD => {
             let size = puller
                 .held_blob(&repo, &digest)
                 .await
                 .map_err(|e| ApiError::pull(e, ErrorCode::BlobUnknown))?
-                .ok_or_else(|| ApiError::from(StoreError::BlobUnknown(digest.clone())))?;
+                .ok_or_else(|| ApiError::from(NodeError::BlobUnknown(digest.clone())))?;
             (size, None)
         }
-        (Err(StoreError::BlobUnknown(_)), Some(puller)) => {
+        (Err(NodeError::BlobUnknown(_)), Some(puller)) => {
             let fill = puller
                 .blob(&repo, &digest)
                 .await

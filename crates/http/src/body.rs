@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use site_core::metrics::Counter;
 use site_core::ErrorCode;
-use site_store::ByteSource;
+use site_node::ByteSource;
 
 /// Streams a request body into the store chunk by chunk, counting its bytes.
 pub(crate) struct BodySource<'a>(pub Body, pub &'a Counter);

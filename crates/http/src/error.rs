@@ -5,8 +5,8 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use site_core::{DigestError, ErrorCode, ReferenceError};
+use site_node::NodeError;
 use site_pull::PullError;
-use site_store::StoreError;
 
 /// The HTTP status of each OCI error code.
 pub fn status_of(code: ErrorCode) -> StatusCode {
@@ -144,13 +144,13 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        if let StoreError::Unavailable(_)
-        | StoreError::NotLeader(_)
-        | StoreError::LeaderMoving(_)
-        | StoreError::NoQuorum(_)
-        | StoreError::NodeFailed(_) = &e
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> ApiError {
+        if let NodeError::Unavailable(_)
+        | NodeError::NotLeader(_)
+        | NodeError::LeaderMoving(_)
+        | NodeError::NoQuorum(_)
+        | NodeError::NodeFailed(_) = &e
         {
             tracing::warn!(error = %e, "write refused: the site cannot order changes now");
             return ApiError::new(ErrorCode::Unavailable, e.to_string())
@@ -160,17 +160,17 @@ impl From<StoreError> for ApiError {
             return ApiError::internal(e);
         };
         match &e {
-            StoreError::ManifestBlobUnknown(missing) => ApiError::from_parts(
+            NodeError::ManifestBlobUnknown(missing) => ApiError::from_parts(
                 status_of(code),
                 missing
                     .iter()
                     .map(|d| (code, e.to_string(), Some(json!({ "digest": d }))))
                     .collect(),
             ),
-            StoreError::RangeInvalid { offset, .. } => ApiError::new(code, e.to_string())
+            NodeError::RangeInvalid { offset, .. } => ApiError::new(code, e.to_string())
                 .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .with_header(header::RANGE, &upload_range(*offset)),
-            StoreError::SizeInvalid(_) => {
+            NodeError::SizeInvalid(_) => {
                 ApiError::new(code, e.to_string()).with_status(StatusCode::PAYLOAD_TOO_LARGE)
             }
             _ => ApiError::new(code, e.to_string()),

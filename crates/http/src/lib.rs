@@ -38,8 +38,8 @@ use error::ApiError;
 use path::Endpoint;
 pub(crate) use query::Query;
 use site_core::{ErrorCode, Repository};
+use site_node::{Failure, Membership, Pulls, Reads, Repositories, Uploads};
 use site_pull::Puller;
-use site_store::{Failure, Membership, Pulls, Reads, Repositories, Uploads};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -68,6 +68,20 @@ pub struct NodeParts {
     pub failure: Failure,
     /// The site's nodes (`/metrics`).
     pub membership: Membership,
+}
+
+impl NodeParts {
+    /// The parts of `node` the handlers use.
+    pub fn of(node: &site_node::Node) -> NodeParts {
+        NodeParts {
+            reads: node.reads.clone(),
+            repositories: node.repositories.clone(),
+            pulls: node.pulls.clone(),
+            uploads: node.uploads.clone(),
+            failure: node.failure.clone(),
+            membership: node.membership.clone(),
+        }
+    }
 }
 
 /// Shared state of the handlers.

@@ -8,7 +8,7 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use site_core::reference::validate_tag;
 use site_core::{Digest, ErrorCode};
-use site_store::ManifestRef;
+use site_node::ManifestRef;
 
 /// Tags one push by digest may set (the spec asks for at least 10).
 const MAX_TAGS: usize = 100;

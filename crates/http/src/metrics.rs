@@ -7,7 +7,7 @@ use crate::path::{self, Endpoint};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use site_core::metrics::{Counter, Counters, Exposition, Histogram, Kind, Source};
-use site_store::Membership;
+use site_node::Membership;
 use std::sync::Arc;
 
 /// The HTTP API's numbers, and the node's other sources.

@@ -11,7 +11,7 @@ use crate::error::PullError;
 use crate::stream::{gated, Source};
 use crate::Puller;
 use site_core::{Digest, Manifest, Repository};
-use site_store::{ByteStream, Received, StoreError};
+use site_node::{ByteStream, NodeError, Received};
 use site_upstream::UpstreamError;
 use tokio::sync::watch;
 
@@ -73,7 +73,7 @@ impl BlobFill {
             ) {
                 (Ok(s), _) => return Ok(s),
                 // Recorded by the leader, not applied here yet: read the leader's copy.
-                (Err(StoreError::BlobUnknown(_)), Some(_)) => {}
+                (Err(NodeError::BlobUnknown(_)), Some(_)) => {}
                 (Err(e), _) => return Err(PullError::store(e)),
             }
         }

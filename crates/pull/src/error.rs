@@ -2,7 +2,7 @@
 //! share: `NOT_FOUND`, `AUTH_FAILED`, `UNREACHABLE`, `RATE_LIMITED`, `OUT_OF_SPACE`,
 //! `NOT_PRESENT`, `INVALID`.
 
-use site_store::StoreError;
+use site_node::NodeError;
 use site_upstream::UpstreamError;
 
 /// A failed pull. Cloneable, so that every waiter on a shared fetch gets the same answer.
@@ -102,16 +102,16 @@ impl PullError {
     }
 
     /// A store error met while storing what was fetched.
-    pub fn store(e: StoreError) -> PullError {
+    pub fn store(e: NodeError) -> PullError {
         if e.is_out_of_space() {
             return PullError::OutOfSpace(e.to_string());
         }
         match e {
-            StoreError::DigestMismatch { .. }
-            | StoreError::SizeInvalid(_)
-            | StoreError::ManifestInvalid(_)
-            | StoreError::ManifestBlobUnknown(_)
-            | StoreError::Refused(_) => PullError::Invalid(format!("the upstream sent {e}")),
+            NodeError::DigestMismatch { .. }
+            | NodeError::SizeInvalid(_)
+            | NodeError::ManifestInvalid(_)
+            | NodeError::ManifestBlobUnknown(_)
+            | NodeError::Refused(_) => PullError::Invalid(format!("the upstream sent {e}")),
             other => PullError::Unavailable(other.to_string()),
         }
     }

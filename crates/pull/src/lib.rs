@@ -56,27 +56,44 @@ pub struct NodeSide {
 #[derive(Clone)]
 pub struct Holdings {
     /// The site's state as applied here.
-    pub state: site_store::SiteState,
+    pub state: site_node::SiteState,
     /// Manifests, tags and blob links.
-    pub repositories: site_store::Repositories,
+    pub repositories: site_node::Repositories,
     /// Reads of blobs the site holds.
-    pub reads: site_store::Reads,
+    pub reads: site_node::Reads,
     /// Blob files for a peer (a fetch under way on another node).
-    pub peer_files: site_store::PeerFiles,
+    pub peer_files: site_node::PeerFiles,
     /// Where fetched blobs become the site's.
-    pub deliveries: site_store::Deliveries,
+    pub deliveries: site_node::Deliveries,
     /// Who leads the site (fetches go through the leader's node).
-    pub leadership: site_store::Leadership,
+    pub leadership: site_node::Leadership,
     /// The node's events.
-    pub events: site_store::Events,
+    pub events: site_node::Events,
     /// Largest manifest accepted, in bytes.
     pub max_manifest_bytes: u64,
     /// Largest blob accepted, in bytes.
     pub max_blob_bytes: u64,
 }
 
+impl Holdings {
+    /// The parts of `node` the cache reads from and fills.
+    pub fn of(node: &site_node::Node) -> Holdings {
+        Holdings {
+            state: node.state.clone(),
+            repositories: node.repositories.clone(),
+            reads: node.reads.clone(),
+            peer_files: node.peer_files.clone(),
+            deliveries: node.deliveries.clone(),
+            leadership: node.leadership.clone(),
+            events: node.events.clone(),
+            max_manifest_bytes: node.config.max_manifest_bytes,
+            max_blob_bytes: node.config.max_blob_bytes,
+        }
+    }
+}
+
 /// A manifest pull clients wait on: its manifest, once fetched (or why not).
-type ManifestPull = watch::Receiver<Option<Result<site_store::StoredManifest, PullError>>>;
+type ManifestPull = watch::Receiver<Option<Result<site_node::StoredManifest, PullError>>>;
 
 /// The pull-through cache of a node. Cheap to clone.
 #[derive(Clone)]
@@ -177,7 +194,7 @@ impl Puller {
 
 /// The node's GC policy admits what a fetch is about to write (evicting unreferenced
 /// images when that makes room).
-impl Room for site_store::collector::Collector {
+impl Room for site_node::collector::Collector {
     fn make_room(&self, bytes: u64) -> BoxFuture<'_, Result<(), PullError>> {
         Box::pin(async move {
             match self.admit(bytes).await {

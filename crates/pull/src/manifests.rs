@@ -12,8 +12,8 @@ use crate::peers::FillWatch;
 use crate::{Policy, Puller};
 use futures_util::StreamExt;
 use site_core::{Digest, Manifest, ManifestKind, Platform, Repository};
+use site_node::{ManifestRef, NodeError, StoredManifest};
 use site_state::{Event, PullSource};
-use site_store::{ManifestRef, StoreError, StoredManifest};
 use site_upstream::UpstreamError;
 use std::time::Instant;
 use tokio::sync::watch;
@@ -38,7 +38,7 @@ impl Puller {
         let store = &self.inner.store;
         let held = match store.repositories.get_manifest(repo, reference) {
             Ok(m) => Some(m),
-            Err(StoreError::ManifestUnknown(_)) => None,
+            Err(NodeError::ManifestUnknown(_)) => None,
             Err(e) => return Err(PullError::store(e)),
         };
         let policy = self.policy_for(repo);

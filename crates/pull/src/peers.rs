@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use site_core::{Digest, Repository};
-use site_store::ByteStream;
+use site_node::ByteStream;
 use tokio::sync::watch;
 
 /// How a fill on another node goes.

@@ -5,7 +5,7 @@ use crate::blobs::Fetch;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use site_store::{ByteSource, ByteStream};
+use site_node::{ByteSource, ByteStream};
 use tokio::sync::watch;
 
 /// The upstream's bytes for the store: drops the `skip` leading bytes a registry that

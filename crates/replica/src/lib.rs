@@ -19,7 +19,7 @@
 //!   from the last entry so that no node's wall clock bends it (`clock.rs`).
 //!
 //! Time (milliseconds) and randomness (a seed) are arguments, so the node
-//! (`site-store`) and the simulation (`simulations/`) drive the same code; one seed
+//! (`site-node`) and the simulation (`simulations/`) drive the same code; one seed
 //! replays a whole simulated run.
 
 mod apply;

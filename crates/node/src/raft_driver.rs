@@ -20,7 +20,7 @@ use crate::leadership::Leadership;
 use crate::raft_log::RaftLog;
 use crate::site_clock::SiteClock;
 use crate::transport::Transport;
-use crate::{Result, StoreError};
+use crate::{NodeError, Result};
 use protobuf::Message as _;
 use site_replica::{Ask, Committed, Effect, Engine, LogEffect, Refusal};
 use site_state::Outcome;
@@ -108,7 +108,7 @@ impl Driver {
             settings.voters == [settings.id],
             seed,
         )
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        .map_err(|e| NodeError::Io(std::io::Error::other(e)))?;
         Ok(Driver {
             engine,
             log,
@@ -210,10 +210,10 @@ impl Driver {
                 let _ = self.jobs.send(Job::Wait(id, p.reply));
             }
             Err(Refusal::NotLeader(leader)) => {
-                let _ = p.reply.send(Err(StoreError::NotLeader(leader)));
+                let _ = p.reply.send(Err(NodeError::NotLeader(leader)));
             }
             Err(Refusal::Moving(to)) => {
-                let _ = p.reply.send(Err(StoreError::LeaderMoving(to)));
+                let _ = p.reply.send(Err(NodeError::LeaderMoving(to)));
             }
             Err(Refusal::Unchanged) => {
                 let _ = p.reply.send(Ok((Ok(Outcome::default()), applied)));
@@ -222,7 +222,7 @@ impl Driver {
                 let _ = p.reply.send(Ok((Err(refusal), applied)));
             }
             Err(Refusal::Dropped(e)) => {
-                let _ = p.reply.send(Err(StoreError::Unavailable(e)));
+                let _ = p.reply.send(Err(NodeError::Unavailable(e)));
             }
         }
     }

@@ -3,7 +3,7 @@
 //! gives up waiting. The file operations ask whether a blob is being fetched before they
 //! remove a stray file of it, and background copies yield while a hold is under way.
 
-use crate::{Result, StoreError};
+use crate::{NodeError, Result};
 use site_core::Digest;
 use std::collections::HashMap;
 use std::future::Future;
@@ -68,11 +68,11 @@ impl Fetches {
         let answer = rx
             .wait_for(Option::is_some)
             .await
-            .map_err(|_| StoreError::Unavailable("the fetch was dropped".into()))?
+            .map_err(|_| NodeError::Unavailable("the fetch was dropped".into()))?
             .clone();
         match answer {
             Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(StoreError::Unavailable(e)),
+            Some(Err(e)) => Err(NodeError::Unavailable(e)),
             None => unreachable!("waited for an answer"),
         }
     }

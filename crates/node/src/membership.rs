@@ -8,7 +8,7 @@ use crate::leadership::Leadership;
 use crate::missing_blobs::MissingBlobs;
 use crate::ordering::Orderer;
 use crate::transport::Transport;
-use crate::{Result, StoreError};
+use crate::{NodeError, Result};
 use site_state::MemberChange;
 use std::sync::Arc;
 
@@ -51,7 +51,7 @@ impl Membership {
     /// returns the voters once it is applied here.
     pub async fn change_members(&self, change: MemberChange) -> Result<Vec<u64>> {
         if change.id() == 0 {
-            return Err(StoreError::Refused(site_state::StateError::Invalid(
+            return Err(NodeError::Refused(site_state::StateError::Invalid(
                 "node ids are > 0".into(),
             )));
         }
@@ -61,13 +61,13 @@ impl Membership {
                     .rsplit_once(':')
                     .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
             {
-                return Err(StoreError::Refused(site_state::StateError::Invalid(
+                return Err(NodeError::Refused(site_state::StateError::Invalid(
                     format!("node address {address:?} is not HOST:PORT"),
                 )));
             }
         }
         if self.alone {
-            return Err(StoreError::Refused(site_state::StateError::Invalid(
+            return Err(NodeError::Refused(site_state::StateError::Invalid(
                 "this node runs alone (no [cluster] peers, no cluster listener): a site that grows is started with [cluster] peers".into(),
             )));
         }

@@ -16,7 +16,7 @@ use crate::leadership::Leadership;
 use crate::majority::{EarlyHold, MajorityHold};
 use crate::ordering::Orderer;
 use crate::sessions::{tower_file_name, Sessions};
-use crate::{ByteSource, Result, StoreError};
+use crate::{ByteSource, NodeError, Result};
 use site_core::{Digest, Repository};
 use site_state::Command;
 use std::path::PathBuf;
@@ -81,12 +81,12 @@ impl Deliveries {
         if committed {
             // The site's copies stand for it, unless a sweep dropped it meanwhile.
             match self.record_blob(d, size, repo, true).await {
-                Err(StoreError::Refused(site_state::StateError::BlobUnknown(_))) => {}
+                Err(NodeError::Refused(site_state::StateError::BlobUnknown(_))) => {}
                 other => return other,
             }
         }
         if !self.files.has(d) {
-            return Err(StoreError::Unavailable(format!(
+            return Err(NodeError::Unavailable(format!(
                 "blob {d} was collected while it was being delivered; send it again"
             )));
         }
@@ -147,7 +147,7 @@ impl Deliveries {
     ) -> Result<(u64, Received)> {
         let max = self.max_blob_bytes;
         if size > max {
-            return Err(StoreError::SizeInvalid(format!(
+            return Err(NodeError::SizeInvalid(format!(
                 "blob of {size} bytes is larger than the limit of {max} bytes"
             )));
         }
@@ -161,7 +161,7 @@ impl Deliveries {
         if self.state.read(|s| s.blob(d).is_some()) {
             match self.record_blob(d, size, repo, true).await {
                 // A sweep dropped it meanwhile: receive it after all.
-                Err(StoreError::Refused(site_state::StateError::BlobUnknown(_))) => {}
+                Err(NodeError::Refused(site_state::StateError::BlobUnknown(_))) => {}
                 other => return other.map(|()| (0, Received::Complete)),
             }
         }
@@ -176,7 +176,7 @@ impl Deliveries {
             site_core::DigestHasher::for_digest(d)
         };
         if offset != before.len() {
-            return Err(StoreError::RangeInvalid {
+            return Err(NodeError::RangeInvalid {
                 start: offset,
                 offset: before.len(),
             });
@@ -229,7 +229,7 @@ impl Deliveries {
                     f.set_len(before.len()).await?;
                     live.set_hasher(before);
                 }
-                return Err(StoreError::SizeInvalid(format!(
+                return Err(NodeError::SizeInvalid(format!(
                     "stream carries more than the declared {size} bytes"
                 )));
             }
@@ -262,7 +262,7 @@ impl Deliveries {
         drop(file.sync().await?);
         if actual != *d {
             tokio::fs::remove_file(&path).await?;
-            return Err(StoreError::DigestMismatch {
+            return Err(NodeError::DigestMismatch {
                 expected: d.clone(),
                 actual,
             });

@@ -2,7 +2,7 @@
 //! questions of (`read`), what a writer waits for after its change is ordered
 //! (`wait_applied`). Only the apply task changes it (`write`, `replace`).
 
-use crate::{Result, StoreError};
+use crate::{NodeError, Result};
 use site_state::State;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::Duration;
@@ -45,8 +45,8 @@ impl SiteState {
             .map(|r| r.map(|_| ()));
         match waited {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(StoreError::Unavailable("the node is shutting down".into())),
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Ok(Err(_)) => Err(NodeError::Unavailable("the node is shutting down".into())),
+            Err(_) => Err(NodeError::Unavailable(format!(
                 "this node has not applied up to {index} in time"
             ))),
         }

@@ -2,14 +2,14 @@
 //! `AddBlob` entry that records a blob does.
 //!
 //! - **Before a new blob is recorded**, the node that received it has a majority of the
-//!   voters hold it ([`Store::hold_on_majority`]): as many peers as that needs are asked
+//!   voters hold it ([`crate::MajorityHold`]): as many peers as that needs are asked
 //!   to hold it; each fetches it from this node, verifies its digest, fsyncs and installs
 //!   it, and only then answers. So a committed blob survives the loss of any minority of
 //!   nodes. For a blob the tower delivers, the peers are asked as soon as its stream
 //!   starts and copy it while it arrives (`growing.rs`).
 //! - **A committed blob a node lacks** (the node was down, its disk was wiped, it is new,
 //!   or it was not among the first majority) is in the node's missing set; a background
-//!   task ([`Store::run_replication`]) fetches each from a peer until none is missing.
+//!   task ([`Fetcher::run`]) fetches each from a peer until none is missing.
 //! - **A read of a committed blob not here yet** streams it from a peer meanwhile
 //!   ([`crate::Reads::read_blob`], `reads.rs`).
 //!
@@ -25,7 +25,7 @@ use crate::file_ops::FileQueue;
 use crate::leadership::Leadership;
 use crate::missing_blobs::MissingBlobs;
 use crate::transport::{BlobStream, Transport};
-use crate::{Result, Store, StoreError};
+use crate::{NodeError, Result};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
@@ -120,7 +120,7 @@ impl Fetcher {
                 }
             }
             if !fetched {
-                return Err(StoreError::Unavailable(format!(
+                return Err(NodeError::Unavailable(format!(
                     "no peer could provide blob {d} ({})",
                     if errors.is_empty() {
                         "no peers".to_owned()
@@ -150,18 +150,18 @@ impl Fetcher {
             loop {
                 let chunk = tokio::select! {
                     c = tokio::time::timeout(STALL, stream.next()) => c.map_err(|_| {
-                        StoreError::Unavailable(format!("no bytes for {} s", STALL.as_secs()))
+                        NodeError::Unavailable(format!("no bytes for {} s", STALL.as_secs()))
                     })?,
                     _ = shutdown.wait_for(|s| *s) => {
-                        return Err(StoreError::Unavailable("the node is shutting down".into()))
+                        return Err(NodeError::Unavailable("the node is shutting down".into()))
                     }
                     // Another peer may have it: no use waiting on one gone silent.
                     e = self.leadership.silent(peer) => return Err(e),
                 };
                 let Some(chunk) = chunk else { break };
-                let chunk = chunk.map_err(StoreError::Interrupted)?;
+                let chunk = chunk.map_err(NodeError::Interrupted)?;
                 if hasher.len() + chunk.len() as u64 > size {
-                    return Err(StoreError::SizeInvalid(format!(
+                    return Err(NodeError::SizeInvalid(format!(
                         "peer sent more than the {size} bytes of the blob"
                     )));
                 }
@@ -170,7 +170,7 @@ impl Fetcher {
             }
             drop(file.sync().await?);
             if hasher.len() != size {
-                return Err(StoreError::Interrupted(format!(
+                return Err(NodeError::Interrupted(format!(
                     "peer sent {} of {size} bytes",
                     hasher.len()
                 )));
@@ -178,7 +178,7 @@ impl Fetcher {
             let actual = hasher.finish();
             if actual != *d {
                 tracing::error!(blob = %d, peer, %actual, "peer sent bytes of another digest");
-                return Err(StoreError::DigestMismatch {
+                return Err(NodeError::DigestMismatch {
                     expected: d.clone(),
                     actual,
                 });
@@ -241,14 +241,6 @@ impl Fetcher {
     }
 }
 
-impl Store {
-    /// How many committed blobs this node lacks the bytes of. (Forwards to
-    /// [`crate::MissingBlobs`] for the callers not yet given it.)
-    pub fn blobs_missing(&self) -> usize {
-        self.inner.missing.count()
-    }
-}
-
 /// How long a peer may take to start streaming a blob.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -263,8 +255,8 @@ pub(crate) async fn open_fetch(
     let call = transport.fetch(peer, d.clone(), offset, background);
     match tokio::time::timeout(OPEN_TIMEOUT, call).await {
         Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(StoreError::Unavailable(e)),
-        Err(_) => Err(StoreError::Unavailable(format!(
+        Ok(Err(e)) => Err(NodeError::Unavailable(e)),
+        Err(_) => Err(NodeError::Unavailable(format!(
             "no answer within {} s",
             OPEN_TIMEOUT.as_secs()
         ))),

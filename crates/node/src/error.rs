@@ -6,7 +6,7 @@ use site_state::StateError;
 /// What went wrong in the store. Request errors carry an OCI code; `Io` and `Db` are
 /// failures of the node itself.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum NodeError {
     /// The blob is not in the repository.
     #[error("blob {0} unknown to repository")]
     BlobUnknown(Digest),
@@ -51,8 +51,8 @@ pub enum StoreError {
     /// committed in time). Retry later.
     #[error("the site cannot order changes now: {0}")]
     Unavailable(String),
-    /// This node is not the leader; the leader it knows of (0: none). Store-internal:
-    /// [`crate::Store::execute`] forwards to the leader.
+    /// This node is not the leader; the leader it knows of (0: none). Node-internal:
+    /// [`crate::Orderer::execute`] forwards to the leader.
     #[error("this node is not the leader (leader: {0})")]
     NotLeader(u64),
     /// This node's storage failed: it takes no writes (reads of what is intact go on).
@@ -63,7 +63,7 @@ pub enum StoreError {
     #[error("NO_QUORUM: {0}")]
     NoQuorum(String),
     /// This node leads and is asked to leave: leadership moves to node `{0}` first.
-    /// Store-internal: [`crate::Store::execute`] waits for the move and forwards.
+    /// Node-internal: [`crate::Orderer::execute`] waits for the move and forwards.
     #[error("this node leads and is leaving the site: leadership moves to node {0} first")]
     LeaderMoving(u64),
     /// A file operation failed.
@@ -78,24 +78,24 @@ fn list(ds: &[Digest]) -> String {
     ds.iter().map(Digest::as_str).collect::<Vec<_>>().join(", ")
 }
 
-impl From<StateError> for StoreError {
+impl From<StateError> for NodeError {
     fn from(e: StateError) -> Self {
         match e {
-            StateError::BlobUnknown(d) => StoreError::BlobUnknown(d),
-            StateError::ManifestUnknown(m) => StoreError::ManifestUnknown(m),
-            StateError::ManifestBlobUnknown(ds) => StoreError::ManifestBlobUnknown(ds),
-            StateError::ManifestInvalid(m) => StoreError::ManifestInvalid(m),
-            other => StoreError::Refused(other),
+            StateError::BlobUnknown(d) => NodeError::BlobUnknown(d),
+            StateError::ManifestUnknown(m) => NodeError::ManifestUnknown(m),
+            StateError::ManifestBlobUnknown(ds) => NodeError::ManifestBlobUnknown(ds),
+            StateError::ManifestInvalid(m) => NodeError::ManifestInvalid(m),
+            other => NodeError::Refused(other),
         }
     }
 }
 
-impl StoreError {
+impl NodeError {
     /// Whether the node's disk (or its quota) is full.
     pub fn is_out_of_space(&self) -> bool {
         let io = match self {
-            StoreError::Io(e) => e,
-            StoreError::Db(sled::Error::Io(e)) => e,
+            NodeError::Io(e) => e,
+            NodeError::Db(sled::Error::Io(e)) => e,
             _ => return false,
         };
         matches!(
@@ -107,31 +107,31 @@ impl StoreError {
     /// The OCI error code of a request error; `None` for failures of the node itself.
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
-            StoreError::BlobUnknown(_) => ErrorCode::BlobUnknown,
-            StoreError::UploadUnknown(_) => ErrorCode::BlobUploadUnknown,
-            StoreError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
-            StoreError::ManifestUnknown(_) => ErrorCode::ManifestUnknown,
-            StoreError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
-            StoreError::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
-            StoreError::SizeInvalid(_) => ErrorCode::SizeInvalid,
-            StoreError::RangeInvalid { .. } => ErrorCode::BlobUploadInvalid,
-            StoreError::Interrupted(_) => ErrorCode::BlobUploadInvalid,
-            StoreError::Refused(e) => match e {
+            NodeError::BlobUnknown(_) => ErrorCode::BlobUnknown,
+            NodeError::UploadUnknown(_) => ErrorCode::BlobUploadUnknown,
+            NodeError::DigestMismatch { .. } => ErrorCode::DigestInvalid,
+            NodeError::ManifestUnknown(_) => ErrorCode::ManifestUnknown,
+            NodeError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+            NodeError::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
+            NodeError::SizeInvalid(_) => ErrorCode::SizeInvalid,
+            NodeError::RangeInvalid { .. } => ErrorCode::BlobUploadInvalid,
+            NodeError::Interrupted(_) => ErrorCode::BlobUploadInvalid,
+            NodeError::Refused(e) => match e {
                 StateError::InUse(_) => ErrorCode::Denied,
                 StateError::ImagesNotReady(_) => ErrorCode::ManifestBlobUnknown,
                 StateError::NotFound(_) => ErrorCode::ManifestUnknown,
                 _ => ErrorCode::ManifestInvalid,
             },
-            StoreError::Unavailable(_)
-            | StoreError::NotLeader(_)
-            | StoreError::LeaderMoving(_)
-            | StoreError::NoQuorum(_)
-            | StoreError::NodeFailed(_)
-            | StoreError::Io(_)
-            | StoreError::Db(_) => return None,
+            NodeError::Unavailable(_)
+            | NodeError::NotLeader(_)
+            | NodeError::LeaderMoving(_)
+            | NodeError::NoQuorum(_)
+            | NodeError::NodeFailed(_)
+            | NodeError::Io(_)
+            | NodeError::Db(_) => return None,
         })
     }
 }
 
 /// Result of store operations.
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub type Result<T, E = NodeError> = std::result::Result<T, E>;

@@ -10,7 +10,7 @@ use crate::keyspace::UploadRecord;
 use crate::sessions::Live;
 use crate::sessions::Sessions;
 use crate::ByteSource;
-use crate::{now_secs, Result, StoreError};
+use crate::{now_secs, NodeError, Result};
 use site_core::{Digest, DigestHasher, Repository};
 use std::path::Path;
 use tokio::io::AsyncWriteExt;
@@ -84,7 +84,7 @@ impl Uploads {
         let before = self.sessions.hasher(id, &mut live, None).await?.clone();
         if let Some(start) = start {
             if start != before.len() {
-                return Err(StoreError::RangeInvalid {
+                return Err(NodeError::RangeInvalid {
                     start,
                     offset: before.len(),
                 });
@@ -123,9 +123,9 @@ impl Uploads {
             .await?;
         let result = async {
             while let Some(chunk) = body.next_chunk().await {
-                let chunk = chunk.map_err(StoreError::Interrupted)?;
+                let chunk = chunk.map_err(NodeError::Interrupted)?;
                 if hasher.len() + chunk.len() as u64 > max {
-                    return Err(StoreError::SizeInvalid(format!(
+                    return Err(NodeError::SizeInvalid(format!(
                         "blob larger than the limit of {max} bytes"
                     )));
                 }
@@ -168,7 +168,7 @@ impl Uploads {
         let path = self.sessions.path(id);
         if actual != *expected {
             self.drop_session(id, &mut live).await?;
-            return Err(StoreError::DigestMismatch {
+            return Err(NodeError::DigestMismatch {
                 expected: expected.clone(),
                 actual,
             });
@@ -256,7 +256,7 @@ impl Uploads {
     }
 
     fn check_session(&self, repo: &Repository, id: &str) -> Result<()> {
-        let unknown = || StoreError::UploadUnknown(id.chars().take(64).collect());
+        let unknown = || NodeError::UploadUnknown(id.chars().take(64).collect());
         if !valid_id(id) {
             return Err(unknown());
         }

@@ -1,20 +1,20 @@
 #![deny(missing_docs)]
-//! Node-local store of the site registry: blob files on disk, and the site's state
-//! machine (`site-state`) behind the site's Raft log, both in sled.
+//! A site node's runtime: the site's state machine (`site-state`) behind the site's
+//! Raft log (in sled), blob files on disk, and the components that carry out what the
+//! replication core (`site-replica`) decides.
 //!
 //! Rule of this crate: sled appears nowhere else. Callers see repositories, digests and
 //! manifests; every key is built in [`keyspace`]. Every metadata change is a
-//! [`Command`] that [`Store::execute`] orders through the Raft log (`ordering.rs`). The
-//! replication core (`site-replica`) decides; this crate carries out its effects: the
-//! driver (`raft_driver.rs`) persists, syncs and sends, and its apply task applies
-//! committed entries on every node in log order (`applying.rs`, `apply.rs`), so a
-//! restart rebuilds exactly the acknowledged state. A blob becomes visible only once its
-//! file is whole, verified and durable on a majority (`delivery.rs`, `majority.rs`,
-//! `replication.rs`); [`Store::start`] reconciles
-//! the files with the state after a crash so that nothing partial is ever served, and a
-//! storage failure stops the node's writes loudly (`failure.rs`). The HTTP, gRPC and peer
-//! handlers do not hold the [`Store`]: they are given the components they use (the HTTP
-//! registry's `NodeParts`, the gRPC services', the pull-through cache's `Holdings`).
+//! [`site_state::Command`] that the [`Orderer`] orders through the Raft log. The driver
+//! (`raft_driver.rs`) persists, syncs and sends, and its apply task applies committed
+//! entries on every node in log order (`applying.rs`), so a restart rebuilds exactly the
+//! acknowledged state. A blob becomes visible only once its file is whole, verified and
+//! durable on a majority (`delivery.rs`, `majority.rs`, `replication.rs`);
+//! [`Node::start`] reconciles the files with the state after a crash so that nothing
+//! partial is ever served, and a storage failure stops the node's writes loudly
+//! (`failure.rs`). [`Node`] is the set of components, each owning its state; the HTTP,
+//! gRPC and peer handlers, the pull-through cache and the collector are given the ones
+//! they use.
 
 mod applied_state;
 mod applying;
@@ -59,7 +59,7 @@ mod verify;
 pub use applied_state::SiteState;
 pub use channels::Ordered;
 pub use delivery::{Deliveries, Received};
-pub use error::{Result, StoreError};
+pub use error::{NodeError, Result};
 pub use events::Events;
 pub use failure::Failure;
 pub use leadership::Leadership;
@@ -86,7 +86,7 @@ pub use uploads::Uploads;
 pub use verify::VerifyReads;
 
 use files::BlobFiles;
-use site_state::{Command, Event, Outcome, State};
+use site_state::State;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -94,7 +94,7 @@ use tokio::sync::{mpsc, watch};
 
 /// Where and within which limits a store keeps its data.
 #[derive(Debug, Clone)]
-pub struct StoreConfig {
+pub struct NodeConfig {
     /// Root of the node's data: `blobs/`, `uploads/`, `meta/`.
     pub data_dir: PathBuf,
     /// Largest blob accepted, in bytes.
@@ -102,7 +102,7 @@ pub struct StoreConfig {
     /// Largest manifest accepted, in bytes.
     pub max_manifest_bytes: u64,
     /// Upload sessions idle longer than this are dropped (at start-up and by
-    /// [`Store::expire_uploads`]).
+    /// [`Uploads::expire_uploads`]).
     pub upload_ttl: Duration,
     /// Every blob file is checked against its digest once per this interval (`scrub.rs`);
     /// zero turns it off.
@@ -111,64 +111,63 @@ pub struct StoreConfig {
     pub verify_reads: VerifyReads,
 }
 
-/// The node-local store. Cheap to clone; clones share everything.
+/// A running node: its components, each owning its state, built by [`Node::start`].
+/// Callers take the components they use (the HTTP registry, the gRPC services, the
+/// pull-through cache, the collector); each is cheap to clone and clones share it.
 #[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: StoreConfig,
-    db: sled::Db,
-    files: BlobFiles,
-    /// OCI upload sessions (`uploads.rs`).
-    uploads: Uploads,
-    /// Blobs made the site's (`delivery.rs`).
-    deliveries: Deliveries,
-    /// The state as applied here, and how far (`applied_state.rs`).
-    state: SiteState,
-    /// The site's members as this node sees and changes them (`membership.rs`).
-    membership: Membership,
-    /// The apply task's queue, where blob file installs and removals take their turn
-    /// (`file_ops.rs`).
-    file_queue: file_ops::FileQueue,
+pub struct Node {
+    /// The site's state as applied here, and how far (`applied_state.rs`).
+    pub state: SiteState,
     /// The way into the site's log (`ordering.rs`).
-    orderer: Orderer,
+    pub orderer: Orderer,
+    /// The site's repositories: manifests and tags (`manifests.rs`).
+    pub repositories: Repositories,
+    /// Blobs made the site's (`delivery.rs`).
+    pub deliveries: Deliveries,
+    /// OCI upload sessions (`uploads.rs`).
+    pub uploads: Uploads,
+    /// Reads of blobs for clients (`reads.rs`).
+    pub reads: Reads,
+    /// Manifests pulled since the last `Touch` (`pulls.rs`).
+    pub pulls: Pulls,
+    /// The files peers are sent blob bytes from (`peer_file.rs`).
+    pub peer_files: PeerFiles,
     /// Where this node's Raft stands, as the driver last saw it; waiters wake when it
     /// changes (a lost leader, a silent peer) (`leadership.rs`).
-    leadership: Leadership,
-    /// Messages from peers to the Raft driver.
-    inputs: mpsc::UnboundedSender<channels::Input>,
-    /// This node's id and the way to the other nodes.
-    cluster: replication::Cluster,
-    /// Copies of blobs from peers (`replication.rs`).
-    fetcher: Fetcher,
-    /// Checks of blob files against their digests (`scrub.rs`).
-    scrubber: Scrubber,
-    /// Reads of blobs for clients (`reads.rs`).
-    reads: Reads,
-    /// The files peers are sent blob bytes from (`peer_file.rs`).
-    peer_files: PeerFiles,
+    pub leadership: Leadership,
+    /// The site's members as this node sees and changes them (`membership.rs`).
+    pub membership: Membership,
     /// Committed blobs whose file this node lacks (`missing_blobs.rs`).
-    missing: MissingBlobs,
-    /// Copies from peers under way (`fetches.rs`).
-    fetches: fetches::Fetches,
-    /// What the node tells its watchers (`events.rs`).
-    events: Events,
-    /// Manifests pulled since the last `Touch` (`pulls.rs`).
-    pulls: Pulls,
-    /// The site's repositories (`manifests.rs`).
-    repositories: Repositories,
-    /// The Raft log of the site's group.
-    raft: raft_log::RaftLog,
+    pub missing: MissingBlobs,
+    /// Copies of blobs from peers (`replication.rs`).
+    pub fetcher: Fetcher,
     /// What failed, once this node's storage has (`failure.rs`).
-    failure: Failure,
+    pub failure: Failure,
+    /// What the node tells its watchers (`events.rs`).
+    pub events: Events,
+    /// The limits the node was started with.
+    pub config: NodeConfig,
+    /// The node's id and the way to the other nodes.
+    pub(crate) cluster: replication::Cluster,
+    pub(crate) db: sled::Db,
+    pub(crate) files: BlobFiles,
+    /// The apply task's queue, where blob file installs and removals take their turn
+    /// (`file_ops.rs`).
+    pub(crate) file_queue: file_ops::FileQueue,
+    /// Messages from peers to the Raft driver.
+    pub(crate) inputs: mpsc::UnboundedSender<channels::Input>,
+    /// Checks of blob files against their digests (`scrub.rs`).
+    pub(crate) scrubber: Scrubber,
+    /// Copies from peers under way (`fetches.rs`).
+    pub(crate) fetches: fetches::Fetches,
+    /// The Raft log of the site's group.
+    pub(crate) raft: raft_log::RaftLog,
     /// Counts for `/metrics` (`metrics.rs`).
-    counters: Arc<metrics::NodeCounters>,
+    pub(crate) counters: Arc<metrics::NodeCounters>,
     /// Which reads of blob files are hashed (`verify.rs`).
-    read_checks: Arc<verify::ReadChecks>,
+    pub(crate) read_checks: Arc<verify::ReadChecks>,
     /// The log's clock on this node (`site_clock.rs`).
-    clock: Arc<SiteClock>,
+    pub(crate) clock: Arc<SiteClock>,
 }
 
 /// The driver's ends of a store's channels.
@@ -212,18 +211,18 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-impl Store {
+impl Node {
     /// Opens (creating if needed) the store under `config.data_dir`, starts its Raft
     /// driver (which runs until `shutdown` turns true), replays the committed log into the
     /// state, and reconciles the files with the state after a crash. Returns once the
     /// store serves exactly what was acknowledged, with the task of the driver and of the
     /// background blob fetches (`replication.rs`).
     pub async fn start(
-        config: StoreConfig,
+        config: NodeConfig,
         raft: RaftSettings,
         transport: Arc<dyn Transport>,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<(Store, tokio::task::JoinHandle<()>)> {
+    ) -> Result<(Node, tokio::task::JoinHandle<()>)> {
         let alone = raft.voters == [raft.id];
         let cluster = replication::Cluster {
             id: raft.id,
@@ -233,33 +232,33 @@ impl Store {
         };
         let voters = raft.voters.clone();
         let (store, driver_side) =
-            tokio::task::spawn_blocking(move || Store::open(config, cluster, &voters))
+            tokio::task::spawn_blocking(move || Node::open(config, cluster, &voters))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
-        let commit = store.inner.raft.hard_state().commit;
+        let commit = store.raft.hard_state().commit;
         let applied = *driver_side.applied.borrow();
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-        store.inner.file_queue.connect(&jobs);
+        store.file_queue.connect(&jobs);
         let applying = applying::Applying::new(
             raft.id,
             applying::ApplySide {
                 file_ops: store.file_ops(),
-                missing: store.inner.missing.clone(),
+                missing: store.missing.clone(),
                 transport: transport.clone(),
-                events: store.inner.events.clone(),
-                counters: store.inner.counters.clone(),
-                clock: store.inner.clock.clone(),
-                driver: store.inner.inputs.clone(),
+                events: store.events.clone(),
+                counters: store.counters.clone(),
+                clock: store.clock.clone(),
+                driver: store.inputs.clone(),
             },
             driver_side.applied,
         );
         let node = raft_driver::NodeSide {
-            leadership: store.inner.leadership.clone(),
-            failure: store.inner.failure.clone(),
-            clock: store.inner.clock.clone(),
-            events: store.inner.events.clone(),
+            leadership: store.leadership.clone(),
+            failure: store.failure.clone(),
+            clock: store.clock.clone(),
+            events: store.events.clone(),
         };
-        let log = store.raft_log();
+        let log = store.raft.clone();
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
         let seed = u64::from_be_bytes(seed);
@@ -270,13 +269,13 @@ impl Store {
         // Fetches and the scrub start once the files are reconciled with the state, so
         // that reconciliation never removes a copy one of them just made.
         let (reconciled, mut files_ready) = watch::channel(false);
-        let replication = store.inner.fetcher.clone().run();
-        let scrub = store.inner.scrubber.clone().run(shutdown.clone());
-        let clock = store.inner.clock.clone().watch(
-            store.inner.cluster.id,
-            store.inner.events.clone(),
-            shutdown.clone(),
-        );
+        let replication = store.fetcher.clone().run();
+        let scrub = store.scrubber.clone().run(shutdown.clone());
+        let clock =
+            store
+                .clock
+                .clone()
+                .watch(store.cluster.id, store.events.clone(), shutdown.clone());
         let background = async move {
             if files_ready.wait_for(|r| *r).await.is_ok() {
                 tokio::join!(replication, scrub, clock);
@@ -291,14 +290,14 @@ impl Store {
             let _ = apply.await;
         });
         // Serve nothing before the state holds every entry committed before the restart.
-        if !store.inner.state.applied_up_to(commit).await {
-            return Err(StoreError::Unavailable(
+        if !store.state.applied_up_to(commit).await {
+            return Err(NodeError::Unavailable(
                 "the raft driver stopped while replaying the log".into(),
             ));
         }
-        let cluster = &store.inner.cluster;
-        applying::sync_peers(&store.inner.state, cluster.id, cluster.transport.as_ref());
-        store.reconcile(alone).await?;
+        let cluster = &store.cluster;
+        applying::sync_peers(&store.state, cluster.id, cluster.transport.as_ref());
+        reconcile::reconcile(&store, alone).await?;
         let _ = reconciled.send(true);
         Ok((store, task))
     }
@@ -306,10 +305,10 @@ impl Store {
     /// Opens the store (a new one founded with `voters`) and loads the state machine from
     /// the last snapshot; returns the driver's ends of the store's channels. Blocking.
     fn open(
-        config: StoreConfig,
+        config: NodeConfig,
         cluster: replication::Cluster,
         voters: &[u64],
-    ) -> Result<(Store, DriverSide)> {
+    ) -> Result<(Node, DriverSide)> {
         let id = cluster.id;
         files::create_dir_durable(&config.data_dir)?;
         let db = open_db(&config.data_dir.join("meta"))?;
@@ -422,37 +421,35 @@ impl Store {
             max_blob_bytes: config.max_blob_bytes,
             ttl: config.upload_ttl,
         };
-        let store = Store {
-            inner: Arc::new(Inner {
-                uploads,
-                deliveries,
-                read_checks,
-                config,
-                db,
-                files,
-                state,
-                membership,
-                file_queue,
-                orderer,
-                inputs,
-                cluster,
-                fetcher,
-                reads,
-                peer_files,
-                scrubber,
-                missing,
-                fetches,
-                leadership,
-                failure,
-                events,
-                pulls,
-                repositories,
-                raft,
-                counters,
-                clock,
-            }),
+        let store = Node {
+            uploads,
+            deliveries,
+            read_checks,
+            config,
+            db,
+            files,
+            state,
+            membership,
+            file_queue,
+            orderer,
+            inputs,
+            cluster,
+            fetcher,
+            reads,
+            peer_files,
+            scrubber,
+            missing,
+            fetches,
+            leadership,
+            failure,
+            events,
+            pulls,
+            repositories,
+            raft,
+            counters,
+            clock,
         };
-        store.inner.uploads.reconcile()?;
+        store.uploads.reconcile()?;
         Ok((
             store,
             DriverSide {
@@ -465,7 +462,7 @@ impl Store {
 
     /// What carries out the blob file operations on the apply task.
     fn file_ops(&self) -> file_ops::FileOps {
-        let i = &self.inner;
+        let i = self;
         file_ops::FileOps {
             files: i.files.clone(),
             state: i.state.clone(),
@@ -476,19 +473,9 @@ impl Store {
         }
     }
 
-    /// The site's state as applied here.
-    pub fn state(&self) -> &SiteState {
-        &self.inner.state
-    }
-
-    /// Where this node's Raft stands.
-    pub fn leadership(&self) -> &Leadership {
-        &self.inner.leadership
-    }
-
     /// The node's families for `/metrics`.
     pub fn metrics(&self) -> NodeMetrics {
-        let i = &self.inner;
+        let i = self;
         NodeMetrics {
             id: i.cluster.id,
             leadership: i.leadership.clone(),
@@ -500,109 +487,5 @@ impl Store {
             read_checks: i.read_checks.clone(),
             data_dir: i.config.data_dir.clone(),
         }
-    }
-
-    /// The way into the site's log.
-    pub fn orderer(&self) -> &Orderer {
-        &self.inner.orderer
-    }
-
-    /// The committed blobs this node lacks.
-    pub fn missing(&self) -> &MissingBlobs {
-        &self.inner.missing
-    }
-
-    /// Copies of blobs from peers.
-    pub fn fetcher(&self) -> &Fetcher {
-        &self.inner.fetcher
-    }
-
-    /// The site's members as this node sees and changes them.
-    pub fn membership(&self) -> &Membership {
-        &self.inner.membership
-    }
-
-    /// Whether this node's storage failed.
-    pub fn failure_watch(&self) -> &Failure {
-        &self.inner.failure
-    }
-
-    /// The node's events.
-    pub fn events(&self) -> &Events {
-        &self.inner.events
-    }
-
-    /// OCI upload sessions.
-    pub fn uploads(&self) -> &Uploads {
-        &self.inner.uploads
-    }
-
-    /// Blobs made the site's.
-    pub fn deliveries(&self) -> &Deliveries {
-        &self.inner.deliveries
-    }
-
-    /// The site's repositories.
-    pub fn repositories(&self) -> &Repositories {
-        &self.inner.repositories
-    }
-
-    /// The manifests pulled since the last `Touch`.
-    pub fn pulls(&self) -> &Pulls {
-        &self.inner.pulls
-    }
-
-    /// Reads of blobs for clients.
-    pub fn reads(&self) -> &Reads {
-        &self.inner.reads
-    }
-
-    /// The files peers are sent blob bytes from.
-    pub fn peer_files(&self) -> &PeerFiles {
-        &self.inner.peer_files
-    }
-
-    /// The Raft log of the site's group, in this store's sled.
-    pub fn raft_log(&self) -> raft_log::RaftLog {
-        self.inner.raft.clone()
-    }
-
-    /// The limits the store was opened with.
-    pub fn config(&self) -> &StoreConfig {
-        &self.inner.config
-    }
-
-    /// Answers a question from the applied state. Keep `f` short: writers wait for it.
-    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        self.inner.state.read(f)
-    }
-
-    /// Events of every applied command from now on. (Forwards to [`Events`] for the
-    /// callers not yet given it.)
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
-    }
-
-    /// What failed, once this node's storage has failed. (Forwards to [`Failure`] for
-    /// the callers not yet given it.)
-    pub fn failure(&self) -> Option<String> {
-        self.inner.failure.get()
-    }
-
-    /// Resolves with what failed once this node's storage fails. (Forwards to
-    /// [`Failure`] for the callers not yet given it.)
-    pub async fn failed(&self) -> String {
-        self.inner.failure.failed().await
-    }
-
-    /// Orders `cmd` through the site's log (see [`Orderer::execute`]). (Forwards for the
-    /// callers not yet given the [`Orderer`].)
-    pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
-        self.inner.orderer.execute(cmd).await
-    }
-
-    /// Where this node's Raft stands.
-    pub fn raft_status(&self) -> RaftStatus {
-        self.inner.leadership.get()
     }
 }

@@ -1,14 +1,14 @@
 use crate::test_kit::{once, open, open_with, Chunks};
-use crate::{ManifestRef, Received, Store, StoreError};
+use crate::{ManifestRef, Node, NodeError, Received};
 use bytes::Bytes;
 use site_core::{Digest, Repository};
 use std::time::Duration;
 
-async fn put_blob(store: &Store, repo: &Repository, data: &'static [u8]) -> Digest {
-    let id = store.uploads().start_upload(repo).await.unwrap();
+async fn put_blob(store: &Node, repo: &Repository, data: &'static [u8]) -> Digest {
+    let id = store.uploads.start_upload(repo).await.unwrap();
     let d = Digest::of(data);
     store
-        .uploads()
+        .uploads
         .finish_upload(repo, &id, &d, None, &mut once(data))
         .await
         .unwrap();
@@ -31,14 +31,14 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
         );
         let tag = ManifestRef::Tag("v1".into());
         let (manifest, _) = store
-            .repositories()
+            .repositories
             .put_manifest(&repo, &tag, None, body.as_bytes())
             .await
             .unwrap();
         // An upload left half done.
-        let id = store.uploads().start_upload(&repo).await.unwrap();
+        let id = store.uploads.start_upload(&repo).await.unwrap();
         store
-            .uploads()
+            .uploads
             .append_upload(&repo, &id, None, &mut once(b"half"))
             .await
             .unwrap();
@@ -60,25 +60,25 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
     let store = &node.store;
     assert!(matches!(
         store
-            .repositories()
+            .repositories
             .get_manifest(&repo, &ManifestRef::Tag("v1".into())),
-        Err(StoreError::ManifestUnknown(_))
+        Err(NodeError::ManifestUnknown(_))
     ));
     assert!(store
-        .repositories()
+        .repositories
         .get_manifest(&repo, &ManifestRef::Digest(manifest))
         .is_err());
     assert!(matches!(
-        store.repositories().blob_size(&repo, &layer),
-        Err(StoreError::BlobUnknown(_))
+        store.repositories.blob_size(&repo, &layer),
+        Err(NodeError::BlobUnknown(_))
     ));
-    assert_eq!(store.repositories().blob_size(&repo, &config).unwrap(), 2);
+    assert_eq!(store.repositories.blob_size(&repo, &config).unwrap(), 2);
     assert!(!files.path(&orphan).exists(), "unacknowledged file removed");
-    assert!(store.read(|s| s.blob(&orphan).is_none()));
+    assert!(store.state.read(|s| s.blob(&orphan).is_none()));
     assert!(!files.path(&config).with_file_name("not-a-digest").exists());
     assert!(!dir.path().join("uploads/leftover").exists());
     assert_eq!(
-        store.inner.uploads.tree.len(),
+        store.uploads.tree.len(),
         1,
         "the half-done upload stays resumable"
     );
@@ -86,8 +86,8 @@ async fn restart_drops_what_is_not_whole_and_keeps_what_is() {
     // The forgetting was logged: a second restart agrees.
     let node = open(dir.path()).await;
     let store = &node.store;
-    assert!(store.read(|s| s.blob(&layer).is_none()));
-    assert_eq!(store.repositories().blob_size(&repo, &config).unwrap(), 2);
+    assert!(store.state.read(|s| s.blob(&layer).is_none()));
+    assert_eq!(store.repositories.blob_size(&repo, &config).unwrap(), 2);
 }
 
 #[tokio::test]
@@ -101,19 +101,19 @@ async fn tower_stream_resumes_refuses_lies_and_verifies() {
     // A stream that breaks after 8 bytes keeps them.
     let mut broken = Chunks(vec![Ok(Bytes::from_static(&data[..8])), Err("cut".into())]);
     let (got, at) = store
-        .deliveries()
+        .deliveries
         .receive_blob(Some(&repo), &d, 20, 0, &mut broken)
         .await
         .unwrap();
     assert_eq!((got, at), (8, Received::Partial(8)));
-    assert_eq!(store.deliveries().tower_upload_offset(&d).await.unwrap(), 8);
+    assert_eq!(store.deliveries.tower_upload_offset(&d).await.unwrap(), 8);
     // Resuming from the wrong offset is refused.
     assert!(matches!(
         store
-            .deliveries()
+            .deliveries
             .receive_blob(Some(&repo), &d, 20, 0, &mut once(data))
             .await,
-        Err(StoreError::RangeInvalid {
+        Err(NodeError::RangeInvalid {
             start: 0,
             offset: 8
         })
@@ -125,41 +125,37 @@ async fn tower_stream_resumes_refuses_lies_and_verifies() {
     ]);
     assert!(matches!(
         store
-            .deliveries()
+            .deliveries
             .receive_blob(Some(&repo), &d, 20, 8, &mut lie)
             .await,
-        Err(StoreError::SizeInvalid(_))
+        Err(NodeError::SizeInvalid(_))
     ));
-    assert_eq!(store.deliveries().tower_upload_offset(&d).await.unwrap(), 8);
+    assert_eq!(store.deliveries.tower_upload_offset(&d).await.unwrap(), 8);
     // Survives a restart.
     node.close().await;
     let node = open(dir.path()).await;
     let store = &node.store;
     let mut rest = Chunks(vec![Ok(Bytes::from_static(&data[8..]))]);
     let (got, at) = store
-        .deliveries()
+        .deliveries
         .receive_blob(Some(&repo), &d, 20, 8, &mut rest)
         .await
         .unwrap();
     assert_eq!((got, at), (12, Received::Complete));
-    assert_eq!(store.repositories().blob_size(&repo, &d).unwrap(), 20);
-    assert_eq!(store.deliveries().tower_upload_offset(&d).await.unwrap(), 0);
+    assert_eq!(store.repositories.blob_size(&repo, &d).unwrap(), 20);
+    assert_eq!(store.deliveries.tower_upload_offset(&d).await.unwrap(), 0);
     // Bytes that do not match the digest are discarded.
     let wrong = Digest::of(b"something else");
     assert!(matches!(
         store
-            .deliveries()
+            .deliveries
             .receive_blob(None, &wrong, 20, 0, &mut once(data))
             .await,
-        Err(StoreError::DigestMismatch { .. })
+        Err(NodeError::DigestMismatch { .. })
     ));
-    assert!(store.read(|s| s.blob(&wrong).is_none()));
+    assert!(store.state.read(|s| s.blob(&wrong).is_none()));
     assert_eq!(
-        store
-            .deliveries()
-            .tower_upload_offset(&wrong)
-            .await
-            .unwrap(),
+        store.deliveries.tower_upload_offset(&wrong).await.unwrap(),
         0
     );
 }
@@ -175,7 +171,7 @@ async fn interrupted_sweep_is_completed_on_open() {
     // The sweep entry is applied, but the process dies before the file is removed:
     // simulate by sweeping and putting the file back.
     let report = crate::sweep::sweep(
-        &store.inner.orderer,
+        &store.orderer,
         &site_state::SweepRules {
             grace_ms: 0,
             cache_ttl_ms: 0,
@@ -192,7 +188,7 @@ async fn interrupted_sweep_is_completed_on_open() {
     let node = open(dir.path()).await;
     let store = &node.store;
     assert!(!files.path(&d).exists());
-    assert!(store.repositories().blob_size(&repo, &d).is_err());
+    assert!(store.repositories.blob_size(&repo, &d).is_err());
 }
 
 #[tokio::test]
@@ -211,7 +207,7 @@ async fn a_restart_loads_the_snapshot_and_replays_the_log_after_it() {
     for d in &data {
         put_blob(&node.store, &repo, d).await;
     }
-    let log = node.store.raft_log();
+    let log = node.store.raft.clone();
     let first = raft::Storage::first_index(&log).unwrap();
     let last = raft::Storage::last_index(&log).unwrap();
     assert!(
@@ -228,7 +224,7 @@ async fn a_restart_loads_the_snapshot_and_replays_the_log_after_it() {
     for d in &data {
         assert_eq!(
             node.store
-                .repositories()
+                .repositories
                 .blob_size(&repo, &Digest::of(d))
                 .unwrap(),
             2,
@@ -250,7 +246,7 @@ async fn a_whole_blob_read_is_cut_short_when_the_file_no_longer_matches() {
     // A good copy reads whole, as it is.
     let read: Vec<_> = node
         .store
-        .reads()
+        .reads
         .read_blob(&d, 0, size)
         .await
         .unwrap()
@@ -263,9 +259,9 @@ async fn a_whole_blob_read_is_cut_short_when_the_file_no_longer_matches() {
     std::fs::write(files.path(&d), b"the bytes of a blub").unwrap();
     let node = open(dir.path()).await;
     let store = &node.store;
-    let mut events = store.subscribe();
+    let mut events = store.events.subscribe();
     let read: Vec<_> = store
-        .reads()
+        .reads
         .read_blob(&d, 0, size)
         .await
         .unwrap()
@@ -292,6 +288,6 @@ async fn a_whole_blob_read_is_cut_short_when_the_file_no_longer_matches() {
         "{event:?}"
     );
     assert!(!files.path(&d).exists());
-    assert_eq!(store.blobs_missing(), 1);
+    assert_eq!(store.missing.count(), 1);
     node.close().await;
 }

@@ -10,7 +10,7 @@ use crate::missing_blobs::MissingBlobs;
 use crate::replication::open_fetch;
 use crate::scrub::Scrubber;
 use crate::transport::{BlobStream, Transport};
-use crate::{ByteStream, Result, StoreError};
+use crate::{ByteStream, NodeError, Result};
 use futures_util::StreamExt;
 use site_core::Digest;
 use std::sync::Arc;
@@ -126,7 +126,7 @@ impl Reads {
             return Ok(BlobBytes::File(region));
         }
         let Some(size) = self.state.read(|s| s.blob(d).map(|b| b.size)) else {
-            return Err(StoreError::BlobUnknown(d.clone()));
+            return Err(NodeError::BlobUnknown(d.clone()));
         };
         self.missing.note(d, size);
         let mut errors = Vec::new();
@@ -140,7 +140,7 @@ impl Reads {
             }
         }
         tracing::warn!(blob = %d, errors = %errors.join("; "), "committed blob on no reachable node");
-        Err(StoreError::Unavailable(format!(
+        Err(NodeError::Unavailable(format!(
             "blob {d} is not on this node yet and no peer could serve it"
         )))
     }

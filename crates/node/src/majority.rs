@@ -7,7 +7,7 @@
 
 use crate::leadership::Leadership;
 use crate::transport::Transport;
-use crate::{Result, StoreError};
+use crate::{NodeError, Result};
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use site_core::Digest;
@@ -32,7 +32,7 @@ impl EarlyHold {
     pub(crate) async fn held(mut self) -> Result<()> {
         (&mut self.0)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("the hold was dropped: {e}")))?
+            .map_err(|e| NodeError::Unavailable(format!("the hold was dropped: {e}")))?
     }
 }
 
@@ -84,7 +84,7 @@ impl MajorityHold {
             match next {
                 Next::Held => return Ok(()),
                 Next::Failed(why) => {
-                    return Err(StoreError::Unavailable(format!("blob {d} is {why}")))
+                    return Err(NodeError::Unavailable(format!("blob {d} is {why}")))
                 }
                 Next::Ask(peers) => {
                     asked.extend(peers.iter().copied());

@@ -1,7 +1,7 @@
 //! Fixtures of the store's own tests: a store with its Raft driver running on a
 //! directory, and request bodies.
 
-use crate::{ByteSource, Store, StoreConfig};
+use crate::{ByteSource, Node, NodeConfig};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub(crate) fn once(data: &'static [u8]) -> Chunks {
 
 /// A store with its Raft driver (a group of one) running.
 pub(crate) struct Open {
-    pub(crate) store: Store,
+    pub(crate) store: Node,
     stop: tokio::sync::watch::Sender<bool>,
     driver: tokio::task::JoinHandle<()>,
 }
@@ -49,8 +49,8 @@ pub(crate) async fn open(dir: &std::path::Path) -> Open {
 
 pub(crate) async fn open_with(dir: &std::path::Path, raft: crate::RaftSettings) -> Open {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (store, driver) = Store::start(
-        StoreConfig {
+    let (store, driver) = Node::start(
+        NodeConfig {
             data_dir: dir.to_owned(),
             max_blob_bytes: 1 << 20,
             max_manifest_bytes: 1 << 20,

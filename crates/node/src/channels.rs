@@ -3,7 +3,7 @@
 //! operations that take their turn there (`file_ops.rs`). The types alone, so that the
 //! three talk through this module and none imports another.
 
-use crate::{Result, StoreError};
+use crate::{NodeError, Result};
 use raft::eraftpb::{ConfState, Message};
 use site_core::Digest;
 use site_replica::{Ask, Committed};
@@ -92,6 +92,6 @@ pub enum FileOp {
 }
 
 /// The error of a driver whose apply task has ended.
-pub(crate) fn gone() -> StoreError {
-    StoreError::Unavailable("the apply side of the log has stopped".into())
+pub(crate) fn gone() -> NodeError {
+    NodeError::Unavailable("the apply side of the log has stopped".into())
 }

@@ -15,7 +15,7 @@ pub type PeerCall<T> = Pin<Box<dyn Future<Output = std::result::Result<T, String
 /// ordered (`NotLeader`, `LeaderMoving`, `NoQuorum`, `NodeFailed`, or
 /// `Unavailable` for everything else, the peer out of reach included).
 pub type Forwarded =
-    Pin<Box<dyn Future<Output = std::result::Result<crate::Ordered, crate::StoreError>> + Send>>;
+    Pin<Box<dyn Future<Output = std::result::Result<crate::Ordered, crate::NodeError>> + Send>>;
 
 /// Bytes of a blob as a peer streams them.
 pub type BlobStream = BoxStream<'static, std::result::Result<Bytes, String>>;
@@ -83,7 +83,7 @@ impl Transport for Alone {
 
     fn forward(&self, to: u64, _ask: crate::Ask) -> Forwarded {
         Box::pin(async move {
-            Err(crate::StoreError::Unavailable(format!(
+            Err(crate::NodeError::Unavailable(format!(
                 "node {to} is not a peer of a group of one"
             )))
         })

@@ -8,7 +8,7 @@
 //! not: the node cannot follow the site's log without it.
 
 use crate::events::Events;
-use crate::StoreError;
+use crate::NodeError;
 use site_state::Event;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -71,8 +71,8 @@ impl Failure {
 
     /// `e`, from writing a blob file: a failure of the blob directory fails the node,
     /// unless the disk is merely full.
-    pub fn blob_write_failed(&self, e: std::io::Error) -> StoreError {
-        let e = StoreError::Io(e);
+    pub fn blob_write_failed(&self, e: std::io::Error) -> NodeError {
+        let e = NodeError::Io(e);
         if !e.is_out_of_space() {
             self.fail(format!("cannot install a blob file: {e}"));
         }
@@ -82,7 +82,7 @@ impl Failure {
     /// `Err` once this node's storage has failed.
     pub fn intact(&self) -> crate::Result<()> {
         match self.get() {
-            Some(f) => Err(StoreError::NodeFailed(f)),
+            Some(f) => Err(NodeError::NodeFailed(f)),
             None => Ok(()),
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::applied_state::SiteState;
 use crate::ordering::Orderer;
-use crate::{Result, StoreError};
+use crate::{NodeError, Result};
 use site_core::manifest::Descriptor;
 use site_core::{Digest, Manifest, Repository};
 use site_state::Command;
@@ -58,7 +58,7 @@ impl Repositories {
                     body: m.body.as_bytes().to_vec(),
                 })
             })
-            .ok_or_else(|| StoreError::ManifestUnknown(display(reference)))
+            .ok_or_else(|| NodeError::ManifestUnknown(display(reference)))
     }
 
     /// Stores a manifest pushed as `reference` with the declared `content_type`. Refused
@@ -112,7 +112,7 @@ impl Repositories {
     ) -> Result<(Digest, Manifest)> {
         let max = self.max_manifest_bytes;
         if body.len() as u64 > max {
-            return Err(StoreError::SizeInvalid(format!(
+            return Err(NodeError::SizeInvalid(format!(
                 "manifest larger than the limit of {max} bytes"
             )));
         }
@@ -124,7 +124,7 @@ impl Repositories {
         let digest = Digest::of_with(algorithm, body);
         if let ManifestRef::Digest(expected) = reference {
             if *expected != digest {
-                return Err(StoreError::DigestMismatch {
+                return Err(NodeError::DigestMismatch {
                     expected: expected.clone(),
                     actual: digest,
                 });
@@ -206,7 +206,7 @@ impl Repositories {
     pub fn blob_size(&self, repo: &Repository, d: &Digest) -> Result<u64> {
         self.state
             .read(|s| s.repo_blob(repo, d))
-            .ok_or_else(|| StoreError::BlobUnknown(d.clone()))
+            .ok_or_else(|| NodeError::BlobUnknown(d.clone()))
     }
 
     /// Links blob `d`, already held by the node, into `repo` (cross-repository mount).

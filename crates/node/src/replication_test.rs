@@ -4,8 +4,8 @@ use site_core::Digest;
 use std::time::{Duration, SystemTime};
 
 /// Writes `data` as the blob file of its digest, last written `age` ago, unrecorded.
-fn old_copy(store: &crate::Store, data: &[u8], age: Duration) -> std::path::PathBuf {
-    let path = store.inner.files.path(&Digest::of(data));
+fn old_copy(store: &crate::Node, data: &[u8], age: Duration) -> std::path::PathBuf {
+    let path = store.files.path(&Digest::of(data));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, data).unwrap();
     let file = std::fs::File::options().write(true).open(&path).unwrap();
@@ -18,12 +18,12 @@ async fn a_copy_answered_for_a_hold_is_not_removed_as_a_stray_before_it_is_recor
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
     let store = &node.store;
-    let ttl = store.config().upload_ttl;
+    let ttl = store.config.upload_ttl;
     let strays = Strays {
-        files: store.inner.files.clone(),
-        state: store.inner.state.clone(),
-        fetches: store.inner.fetches.clone(),
-        queue: store.inner.file_queue.clone(),
+        files: store.files.clone(),
+        state: store.state.clone(),
+        fetches: store.fetches.clone(),
+        queue: store.file_queue.clone(),
         ttl,
     };
     // Two unrecorded copies older than the upload TTL (deliveries that never completed).
@@ -33,7 +33,6 @@ async fn a_copy_answered_for_a_hold_is_not_removed_as_a_stray_before_it_is_recor
     let left_path = old_copy(store, left, ttl * 2);
     // Another node asks this one to hold the first: the copy here answers for it.
     store
-        .inner
         .fetcher
         .fetch_blob(&Digest::of(held), held.len() as u64, Some(2))
         .await

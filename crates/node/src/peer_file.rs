@@ -3,13 +3,13 @@
 //!
 //! A [`PeerFile`] is what the cluster link sends from: with `sendfile` on a link without
 //! TLS (the bytes go from the page cache to the socket, never through this process), or as
-//! a stream of chunks over gRPC ([`Store::blob_for_peer`]). A background copy (a recorded
+//! a stream of chunks over gRPC ([`PeerFiles`]). A background copy (a recorded
 //! blob the peer lacks, which nobody waits for) paces itself: while this node receives a
 //! blob someone does wait for, each of its chunks waits first (up to [`YIELD_AT_MOST`]),
 //! so that on a small machine it does not take the CPU from the delivery.
 
 use crate::growing::{Growth, Receiving};
-use crate::{ByteStream, Result, StoreError};
+use crate::{ByteStream, NodeError, Result};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use site_core::Digest;
@@ -152,7 +152,7 @@ impl PeerFiles {
             Some((Err(e), _)) => return Err(e.into()),
         };
         if offset > size {
-            return Err(StoreError::RangeInvalid {
+            return Err(NodeError::RangeInvalid {
                 start: offset,
                 offset: size,
             });
@@ -170,7 +170,7 @@ impl PeerFiles {
         let file = self
             .files
             .open_blob(d)?
-            .ok_or_else(|| StoreError::BlobUnknown(d.clone()))?;
+            .ok_or_else(|| NodeError::BlobUnknown(d.clone()))?;
         let size = file.metadata()?.len();
         Ok((file, size, None))
     }

@@ -38,13 +38,12 @@ async fn a_background_copy_waits_while_the_node_receives_a_blob() {
     let store = &node.store;
     let d = Digest::of(b"arriving");
     let guard = store
-        .inner
         .deliveries
         .growing
         .begin(&d, dir.path().join("arriving"), 1 << 30, 0);
     let receiving = Receiving {
-        growing: store.inner.deliveries.growing.clone(),
-        fetches: store.inner.fetches.clone(),
+        growing: store.deliveries.growing.clone(),
+        fetches: store.fetches.clone(),
     };
     // Bytes keep arriving (reported every 100 ms) until told to stop.
     let (stop, mut stopped) = tokio::sync::watch::channel(false);

@@ -1,5 +1,5 @@
 use crate::test_kit::{once, open};
-use crate::{ByteSource, StoreError};
+use crate::{ByteSource, NodeError};
 use bytes::Bytes;
 use site_core::Repository;
 use tokio::sync::oneshot;
@@ -33,7 +33,7 @@ async fn requests_queued_behind_a_patch_find_the_session_cancelled_meanwhile_unk
     let open = open(dir.path()).await;
     let store = open.store.clone();
     let repo = Repository::parse_normalized("team/app", "docker.io").unwrap();
-    let id = store.uploads().start_upload(&repo).await.unwrap();
+    let id = store.uploads.start_upload(&repo).await.unwrap();
     let (paused_tx, paused) = oneshot::channel();
     let (go, go_rx) = oneshot::channel();
     let patch = tokio::spawn({
@@ -45,7 +45,7 @@ async fn requests_queued_behind_a_patch_find_the_session_cancelled_meanwhile_unk
                 go: Some(go_rx),
             };
             store
-                .uploads()
+                .uploads
                 .append_upload(&repo, &id, None, &mut body)
                 .await
         }
@@ -55,17 +55,17 @@ async fn requests_queued_behind_a_patch_find_the_session_cancelled_meanwhile_unk
     // checking the session before it waits for it.
     let cancel = tokio::spawn({
         let (store, repo, id) = (store.clone(), repo.clone(), id.clone());
-        async move { store.uploads().cancel_upload(&repo, &id).await }
+        async move { store.uploads.cancel_upload(&repo, &id).await }
     });
     let status = tokio::spawn({
         let (store, repo, id) = (store.clone(), repo.clone(), id.clone());
-        async move { store.uploads().upload_offset(&repo, &id).await }
+        async move { store.uploads.upload_offset(&repo, &id).await }
     });
     let append = tokio::spawn({
         let (store, repo, id) = (store.clone(), repo.clone(), id.clone());
         async move {
             store
-                .uploads()
+                .uploads
                 .append_upload(&repo, &id, None, &mut once(b"x"))
                 .await
         }
@@ -82,12 +82,12 @@ async fn requests_queued_behind_a_patch_find_the_session_cancelled_meanwhile_unk
     cancel.await.unwrap().unwrap();
     let status = status.await.unwrap();
     assert!(
-        matches!(status, Err(StoreError::UploadUnknown(_))),
+        matches!(status, Err(NodeError::UploadUnknown(_))),
         "{status:?}"
     );
     let append = append.await.unwrap();
     assert!(
-        matches!(append, Err(StoreError::UploadUnknown(_))),
+        matches!(append, Err(NodeError::UploadUnknown(_))),
         "{append:?}"
     );
     assert!(!dir.path().join("uploads").join(&id).exists());

@@ -10,7 +10,7 @@ use crate::pulls::Pulls;
 use crate::site_clock::SiteClock;
 use crate::sweep::{sweep, Strays};
 use crate::uploads::Uploads;
-use crate::{Result, Store};
+use crate::{Node, Result};
 use site_state::{SweepReport, SweepRules};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,9 +74,9 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// A collector for `store`'s node.
-    pub fn new(store: &Store, config: GcConfig) -> Collector {
-        let i = &store.inner;
+    /// A collector for `node`.
+    pub fn new(node: &Node, config: GcConfig) -> Collector {
+        let i = node;
         Collector {
             state: i.state.clone(),
             orderer: i.orderer.clone(),

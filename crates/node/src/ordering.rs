@@ -11,7 +11,7 @@ use crate::failure::Failure;
 use crate::leadership::Leadership;
 use crate::site_clock::SiteClock;
 use crate::transport::Transport;
-use crate::{Ordered, Result, StoreError};
+use crate::{NodeError, Ordered, Result};
 use site_state::{Command, Entry, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,10 +42,10 @@ impl Orderer {
     /// Hands an encoded raft message from a peer to the driver.
     pub fn receive_raft(&self, message: &[u8]) -> Result<()> {
         let m = <raft::eraftpb::Message as protobuf::Message>::parse_from_bytes(message)
-            .map_err(|e| StoreError::SizeInvalid(format!("not a raft message: {e}")))?;
+            .map_err(|e| NodeError::SizeInvalid(format!("not a raft message: {e}")))?;
         self.inputs
             .send(channels::Input::Message(Box::new(m)))
-            .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))
+            .map_err(|_| NodeError::Unavailable("the node is shutting down".into()))
     }
 
     /// Orders `cmd` through the log (through the leader if this node is not it; the
@@ -60,12 +60,12 @@ impl Orderer {
     /// Orders `ask` through the log, through the leader if this node is not it.
     pub async fn ask(&self, ask: site_replica::Ask) -> Result<Outcome> {
         let (result, _) = match self.order(ask.clone()).await {
-            Err(StoreError::NotLeader(0)) => {
-                return Err(StoreError::NoQuorum(
+            Err(NodeError::NotLeader(0)) => {
+                return Err(NodeError::NoQuorum(
                     "the site's group has no leader (too few nodes reachable?)".into(),
                 ))
             }
-            Err(StoreError::NotLeader(leader)) => self.forward(leader, &ask).await?,
+            Err(NodeError::NotLeader(leader)) => self.forward(leader, &ask).await?,
             other => other?,
         };
         Ok(result?)
@@ -78,26 +78,26 @@ impl Orderer {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.proposals
             .send(channels::Proposal { ask, reply })
-            .map_err(|_| StoreError::Unavailable("the node is shutting down".into()))?;
+            .map_err(|_| NodeError::Unavailable("the node is shutting down".into()))?;
         match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
-            Ok(Ok(Err(StoreError::LeaderMoving(to)))) => {
+            Ok(Ok(Err(NodeError::LeaderMoving(to)))) => {
                 // Wait (bounded) for the move; the caller forwards to the new leader.
                 let me = self.leadership.id();
                 let mut status = self.leadership.subscribe();
                 let moved = status.wait_for(|s| s.leader != me);
                 let _ = tokio::time::timeout(LEADER_MOVE_TIMEOUT, moved).await;
                 match self.leadership.get().leader {
-                    leader if leader == me => Err(StoreError::Unavailable(format!(
+                    leader if leader == me => Err(NodeError::Unavailable(format!(
                         "leadership did not move to node {to} in time: try again"
                     ))),
-                    leader => Err(StoreError::NotLeader(leader)),
+                    leader => Err(NodeError::NotLeader(leader)),
                 }
             }
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StoreError::Unavailable(
+            Ok(Err(_)) => Err(NodeError::Unavailable(
                 "the node stopped before the change was committed".into(),
             )),
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(NodeError::Unavailable(format!(
                 "the change was not committed within {} s",
                 COMMIT_TIMEOUT.as_secs()
             ))),
@@ -114,7 +114,7 @@ impl Orderer {
                 tokio::time::timeout(COMMIT_TIMEOUT, self.transport.forward(to, ask.clone()));
             let answer = tokio::select! {
                 answer = call => answer.map_err(|_| {
-                    StoreError::Unavailable(format!("leader {to} did not answer in time"))
+                    NodeError::Unavailable(format!("leader {to} did not answer in time"))
                 })?,
                 // The leader went out of reach: no use waiting for its answer.
                 cut_off = self.leadership.cut_off() => return Err(cut_off),
@@ -122,15 +122,15 @@ impl Orderer {
             match answer {
                 // Leadership moved on since this node last heard: one more hop, to the
                 // node the old leader names.
-                Err(StoreError::NotLeader(next))
+                Err(NodeError::NotLeader(next))
                     if to == leader && next != 0 && next != to && next != me =>
                 {
                     to = next
                 }
                 // The old leader knows of none: the group is between leaders, or has lost
                 // its majority; the caller goes on through another node.
-                Err(StoreError::NotLeader(0)) => {
-                    return Err(StoreError::NoQuorum(format!(
+                Err(NodeError::NotLeader(0)) => {
+                    return Err(NodeError::NoQuorum(format!(
                         "node {to} no longer leads and knows of no leader"
                     )))
                 }
@@ -149,7 +149,7 @@ impl Orderer {
         let me = self.leadership.id();
         match self.order(ask.clone()).await {
             // This node was asked to remove itself: the new leader orders it.
-            Err(StoreError::NotLeader(leader)) if leader != 0 && leader != me => {
+            Err(NodeError::NotLeader(leader)) if leader != 0 && leader != me => {
                 self.forward(leader, &ask).await
             }
             other => other,

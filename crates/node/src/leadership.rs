@@ -5,7 +5,7 @@
 //! whom to fetch a blob from ([`Leadership::fetch_order`]).
 
 use crate::failure::Failure;
-use crate::{Result, StoreError};
+use crate::{NodeError, Result};
 use site_core::metrics::Counter;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -85,7 +85,7 @@ impl Leadership {
         if self.alone || self.status.borrow().leader != 0 {
             return Ok(());
         }
-        Err(StoreError::NoQuorum(format!(
+        Err(NodeError::NoQuorum(format!(
             "node {} knows no leader of its site: it cannot reach a majority of its nodes (cut off from its peers?); write through another node",
             self.id
         )))
@@ -93,7 +93,7 @@ impl Leadership {
 
     /// Resolves once this node has no leader or its storage failed (see
     /// [`Leadership::writable`]); it wakes only when either changes.
-    pub async fn cut_off(&self) -> StoreError {
+    pub async fn cut_off(&self) -> NodeError {
         let mut status = self.status.subscribe();
         let mut failure = self.failure.subscribe();
         loop {
@@ -109,7 +109,7 @@ impl Leadership {
 
     /// Resolves once `peer` is silent: this node, as leader, has not heard from it lately,
     /// or (as a follower) its leader's last heartbeat said so.
-    pub async fn silent(&self, peer: u64) -> StoreError {
+    pub async fn silent(&self, peer: u64) -> NodeError {
         let mut status = self.status.subscribe();
         if status
             .wait_for(|s| s.unreachable.contains(&peer))
@@ -118,7 +118,7 @@ impl Leadership {
         {
             std::future::pending::<()>().await;
         }
-        StoreError::Unavailable(format!("no word from node {peer} lately"))
+        NodeError::Unavailable(format!("no word from node {peer} lately"))
     }
 
     /// Peers to fetch a blob from: `first`, then the voters other than the leader, then
