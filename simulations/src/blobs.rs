@@ -3,11 +3,15 @@
 //! majority before it is recorded; a committed blob a node lacks is fetched from a peer,
 //! rounds that fail backing off; a read of a copy not checked since the start checks the
 //! bytes against the digest before it hands over the last of them (`verify_reads =
-//! "first"`), later reads do not; a scrub finds bad copies.
+//! "first"`, the node's `ReadChecks`), later reads do not; a scrub finds bad copies.
+//! Every file is installed, kept or removed by the node's own file operations
+//! (`file_ops.rs`), in their turn after the apply task's jobs.
 
 use crate::msg::{Out, Payload};
-use crate::node::Node;
+use crate::node::{done, Node};
 use site_core::Digest;
+use site_node::blob_disk::BlobDisk;
+use site_node::channels::FileOp;
 use site_replica::hold::{fetch_order, Hold, Next};
 use site_replica::Ask;
 use site_state::{Command, Entry};
@@ -30,15 +34,16 @@ impl Node {
     /// A client delivers blob `digest` (`bytes`) to this node: it is installed here, held
     /// by a majority, then recorded; the client is answered with the record's outcome.
     pub fn deliver(&mut self, req: u64, digest: Digest, bytes: Vec<u8>, now: u64, out: &mut Out) {
-        let Some(run) = &mut self.run else { return };
-        if self.disk_full {
-            out.answers.push((req, Err("disk full".into())));
+        if self.run.is_none() {
             return;
         }
         let size = bytes.len() as u64;
         // A delivery is verified before its file is renamed into place.
-        run.checked.insert(digest.clone());
-        self.disk.borrow_mut().blobs.insert(digest.clone(), bytes);
+        if let Err(e) = self.install(&digest, bytes) {
+            out.answers.push((req, Err(e)));
+            return;
+        }
+        let Some(run) = &mut self.run else { return };
         let status = run.driver.engine().status();
         let mut hold = Hold::new(self.id, &status.voters, status.leader, &status.unreachable);
         let next = hold.start();
@@ -63,7 +68,7 @@ impl Node {
             Next::Wait => {}
             Next::Ask(peers) => {
                 let job = &run.holds[&id];
-                let bytes = self.disk.borrow().blobs.get(&job.digest).cloned();
+                let bytes = self.disk.blobs.get(&job.digest);
                 for p in peers {
                     let payload = Payload::Hold {
                         hold: id,
@@ -98,14 +103,19 @@ impl Node {
                 digest,
                 bytes,
             } => {
+                // As a node answers a hold: a copy here stands (kept from stray
+                // removal), else the bytes are fetched, verified and installed.
                 let ok = if self.disk_full {
                     Err("disk full".to_owned())
                 } else if Digest::of(&bytes) != digest {
                     Err("the bytes do not match the digest".to_owned())
                 } else {
-                    run.checked.insert(digest.clone());
-                    self.disk.borrow_mut().blobs.insert(digest, bytes);
-                    Ok(())
+                    let keep = FileOp::Keep(digest.clone());
+                    match done(run.file_ops.carry_out(keep)) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => self.install(&digest, bytes),
+                        Err(e) => Err(e.to_string()),
+                    }
                 };
                 out.sends
                     .push((self.id, from, Payload::HoldAnswer { hold, ok }));
@@ -121,7 +131,7 @@ impl Node {
                 self.hold_next(hold, next, out);
             }
             Payload::Fetch { req, digest } => {
-                let bytes = self.disk.borrow().blobs.get(&digest).cloned();
+                let bytes = self.disk.blobs.get(&digest);
                 out.sends
                     .push((self.id, from, Payload::FetchAnswer { req, digest, bytes }));
             }
@@ -129,13 +139,15 @@ impl Node {
                 if run.fetching.remove(&req).is_none() {
                     return;
                 }
-                match bytes {
-                    Some(b) if Digest::of(&b) == digest && !self.disk_full => {
-                        run.checked.insert(digest.clone());
-                        self.disk.borrow_mut().blobs.insert(digest.clone(), b);
-                        run.missing.found(&digest);
-                    }
-                    _ => run.round_failed += 1,
+                let installed = match bytes {
+                    Some(b) if Digest::of(&b) == digest => self.install(&digest, b).is_ok(),
+                    _ => false,
+                };
+                let Some(run) = &mut self.run else { return };
+                if installed {
+                    run.missing.found(&digest);
+                } else {
+                    run.round_failed += 1;
                 }
                 self.end_round(now);
             }
@@ -160,7 +172,7 @@ impl Node {
         }
         self.end_round(now);
         let Some(run) = &mut self.run else { return };
-        if !run.fetching.is_empty() || now < run.next_round || run.missing.is_empty() {
+        if !run.fetching.is_empty() || now < run.next_round || run.missing.count() == 0 {
             return;
         }
         let status = run.driver.engine().status();
@@ -169,11 +181,11 @@ impl Node {
             return;
         }
         for (i, (d, _)) in run.missing.round().into_iter().enumerate() {
-            if run.state.blob(&d).is_none() {
+            if run.state.read(|s| s.blob(&d).is_none()) {
                 run.missing.forget([&d]);
                 continue;
             }
-            if self.disk.borrow().blobs.contains_key(&d) {
+            if self.disk.blobs.has(&d) {
                 run.missing.found(&d);
                 continue;
             }
@@ -202,58 +214,78 @@ impl Node {
     /// A client reads blob `d` here: the file's bytes, released only if they match the
     /// digest; a bad copy is dropped and fetched again.
     pub fn read(&mut self, d: &Digest) -> Result<Vec<u8>, String> {
-        let Some(run) = &mut self.run else {
+        let Some(run) = &self.run else {
             return Err("down".into());
         };
-        let bytes = self.disk.borrow().blobs.get(d).cloned();
+        let bytes = self.disk.blobs.get(d);
         match bytes {
             None => Err("not here".into()),
             // Checked since the start: served as it is, unhashed (the client checks).
-            Some(b) if run.checked.contains(d) => Ok(b),
+            Some(b) if !run.read_checks.needed(d) => Ok(b),
             Some(b) if Digest::of(&b) == *d => {
-                run.checked.insert(d.clone());
+                run.read_checks.passed(d);
                 Ok(b)
             }
             Some(b) => {
-                self.disk.borrow_mut().blobs.remove(d);
-                if let Some(info) = run.state.blob(d) {
-                    run.missing.note_corrupt(d, info.size);
-                }
+                self.corrupt(d);
                 Err(format!("copy of {} bytes is corrupt", b.len()))
             }
         }
     }
 
-    /// Checks every blob file against its digest; bad copies are dropped and fetched
-    /// again.
+    /// Checks every blob file against its digest, as the scrub does; bad copies of
+    /// recorded blobs are removed (in their turn) and fetched again.
     pub fn scrub(&mut self) -> usize {
-        let Some(run) = &mut self.run else { return 0 };
+        let Some(run) = &self.run else { return 0 };
         let mut bad = Vec::new();
-        for (d, b) in self.disk.borrow().blobs.iter() {
-            if Digest::of(b) == *d {
-                run.checked.insert(d.clone());
-            } else {
-                bad.push(d.clone());
+        for d in self.disk.blobs.digests() {
+            match self.disk.blobs.get(&d) {
+                Some(b) if Digest::of(&b) == d => run.read_checks.passed(&d),
+                _ => bad.push(d),
             }
         }
-        for d in &bad {
-            run.checked.remove(d);
-            self.disk.borrow_mut().blobs.remove(d);
-            if let Some(info) = run.state.blob(d) {
-                run.missing.note_corrupt(d, info.size);
-            }
+        bad.into_iter().filter(|d| self.corrupt(d)).count()
+    }
+
+    /// This node's copy of `d` does not match: removed if the blob is recorded, and
+    /// fetched again. Whether it was.
+    fn corrupt(&mut self, d: &Digest) -> bool {
+        let Some(run) = &self.run else { return false };
+        let Ok(true) = done(run.file_ops.carry_out(FileOp::Corrupt(d.clone()))) else {
+            return false;
+        };
+        if let Some(size) = run.state.read(|s| s.blob(d).map(|b| b.size)) {
+            run.missing.note_corrupt(d, size);
         }
-        bad.len()
+        true
+    }
+
+    /// Writes `bytes` to a temporary file (synced) and installs it as blob `digest` by
+    /// the node's file operations, in their turn.
+    fn install(&mut self, digest: &Digest, bytes: Vec<u8>) -> Result<(), String> {
+        let run = self.run.as_ref().ok_or("down")?;
+        let src = self
+            .disk
+            .blobs
+            .write_temp(bytes)
+            .map_err(|e| e.to_string())?;
+        let op = FileOp::Install {
+            src,
+            digest: digest.clone(),
+        };
+        done(run.file_ops.carry_out(op))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
 impl Node {
-    /// Whether every blob file here matches its digest.
+    /// Whether the file of every blob the state records here matches its digest.
     pub fn files_good(&self) -> bool {
-        self.disk
-            .borrow()
-            .blobs
-            .iter()
-            .all(|(d, b)| Digest::of(b) == *d)
+        let Some(run) = &self.run else { return false };
+        self.disk.blobs.digests().into_iter().all(|d| {
+            run.state.read(|s| s.blob(&d).is_none())
+                || self.disk.blobs.get(&d).is_some_and(|b| Digest::of(&b) == d)
+        })
     }
 }

@@ -1,9 +1,9 @@
-//! A deterministic simulation of a site under faults, driving the node's own Raft driver
-//! and log (`site-node`), the replication core (`site-replica`) and the real state
-//! machine (`site-state`). See `README.md`.
+//! A deterministic simulation of a site under faults, driving the node's own Raft driver,
+//! log, apply task and blob file operations (`site-node`), the replication core
+//! (`site-replica`) and the real state machine (`site-state`). See `README.md`.
 //!
 //! - `world.rs`: one run: nodes, network, clock, clients, all drawn from one seed.
-//! - `node.rs`, `blobs.rs`: a node: its Raft driver and log over a simulated disk
+//! - `node.rs`, `blobs.rs`: a node: its Raft driver, log and apply task over a simulated disk
 //!   (`disk.rs`), clock (`clock.rs`) and transport (`outbox.rs`); blob holds, fetches,
 //!   reads and scrubs as the real node does them.
 //! - `net.rs`: loss, delay, reordering, duplication, partitions that heal.

@@ -1,29 +1,33 @@
 //! One simulated node: the node's own Raft driver (`site-node`'s `raft_driver.rs`, with
-//! the replication core's `Engine`, the log's clock and held proposals) and Raft log
-//! (`raft_log.rs`) over a simulated disk (`disk.rs`) and clock (`clock.rs`), its steps
-//! called one by one; the apply side takes the driver's jobs after each step, in their
-//! order, as the node's apply task does. Blob holds, fetches, reads and scrubs are in
-//! `blobs.rs`.
+//! the replication core's `Engine`, the log's clock and held proposals), Raft log
+//! (`raft_log.rs`), apply task (`applying.rs`) and blob file operations (`file_ops.rs`)
+//! over a simulated disk (`disk.rs`) and clock (`clock.rs`), their steps called one by
+//! one: after each step of the driver, the apply task takes the jobs it queued, in
+//! their order. Blob holds, fetches, reads and scrubs are in `blobs.rs`.
 
 use crate::clock::SimClock;
-use crate::disk::Disk;
+use crate::disk::{Disk, SimBlobDisk};
 use crate::msg::{Answer, Out, Payload};
 use crate::outbox::Outbox;
 use futures_util::FutureExt;
 use protobuf::Message as _;
 use site_core::Digest;
+use site_node::applying::{ApplySide, Applying};
+use site_node::blob_disk::BlobDisk;
 use site_node::channels::{Input, Job, Ordered, Proposal};
+use site_node::file_ops::FileOps;
 use site_node::raft_driver::{Driver, NodeSide, RaftSettings};
 use site_node::raft_log::RaftLog;
-use site_node::{Events, Failure, Leadership, NodeError, SiteClock};
-use site_replica::missing::{Backoff, Missing};
-use site_replica::{Applied, Applier, Ask, Committed};
-use site_state::{Command, Entry, State};
-use std::cell::RefCell;
+use site_node::{
+    Events, Failure, Fetches, Leadership, MissingBlobs, NodeError, ReadChecks, SiteClock,
+    SiteState, VerifyReads,
+};
+use site_replica::missing::Backoff;
+use site_replica::{Ask, Committed};
+use site_state::{Command, Entry, Event, State};
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Entries between state snapshots: small, so that snapshots and compaction happen.
 const SNAPSHOT_EVERY: u64 = 24;
@@ -45,19 +49,27 @@ struct Pending {
 pub struct Run {
     /// The node's Raft driver: the engine, the log, the log's clock.
     pub driver: Driver,
-    /// The driver's jobs for the apply side.
+    /// The driver's jobs for the apply task.
     jobs: mpsc::UnboundedReceiver<Job>,
+    /// The node's apply task.
+    applying: Applying,
+    /// The states the apply task hands the driver for its snapshots.
+    snapshots: mpsc::UnboundedReceiver<Input>,
+    /// What the apply task tells (a sweep's report).
+    events: broadcast::Receiver<Event>,
     /// Where the driver's messages wait for the network.
     outbox: Arc<Outbox>,
-    pub applier: Applier,
-    pub state: State,
-    /// Proposers waiting for an entry, by proposal id (the apply side's).
-    replies: BTreeMap<u64, oneshot::Sender<site_node::Result<Ordered>>>,
+    /// The state as applied here.
+    pub state: SiteState,
+    /// The blob file operations, in their turn on the apply task.
+    pub file_ops: FileOps,
+    /// Which copies are checked when read (`verify_reads = "first"`).
+    pub read_checks: Arc<ReadChecks>,
     /// Proposals not answered yet (the proposers' side).
     pending: Vec<Pending>,
     /// The fingerprint of the entry applied at each index.
     applied_fps: BTreeMap<u64, u64>,
-    pub missing: Missing,
+    pub missing: MissingBlobs,
     pub backoff: Backoff,
     pub next_round: u64,
     /// Fetches of the current replication round: request -> (digest, sent at).
@@ -65,16 +77,13 @@ pub struct Run {
     pub round_failed: usize,
     pub holds: BTreeMap<u64, crate::blobs::HoldJob>,
     pub next_id: u64,
-    /// Copies checked against their digest since this start (written, scrubbed or read
-    /// whole): their reads are not hashed (`verify_reads = "first"`).
-    pub checked: BTreeSet<Digest>,
 }
 
 pub struct Node {
     pub id: u64,
     /// Its wall and monotonic clocks.
     pub clock: Arc<SimClock>,
-    pub disk: Rc<RefCell<Disk>>,
+    pub disk: Disk,
     pub run: Option<Run>,
     /// The voters a new or wiped disk is founded with (empty for a node that joins).
     pub founding: Vec<u64>,
@@ -90,10 +99,11 @@ pub struct Node {
 
 impl Node {
     pub fn new(id: u64, founding: Vec<u64>, clock: SimClock) -> Node {
+        let clock = Arc::new(clock);
         Node {
             id,
-            clock: Arc::new(clock),
-            disk: Default::default(),
+            disk: Disk::new(clock.clone()),
+            clock,
             run: None,
             founding,
             disk_full: false,
@@ -109,8 +119,7 @@ impl Node {
     /// Starts the node from what its disk holds, as the node opens its log and starts
     /// its driver.
     pub fn start(&mut self, seed: u64) -> Result<(), String> {
-        let disk = self.disk.borrow().log.clone();
-        let log = RaftLog::open(disk).map_err(|e| e.to_string())?;
+        let log = RaftLog::open(self.disk.log.clone()).map_err(|e| e.to_string())?;
         let empty = serde_json::to_vec(&State::default()).expect("state serialises");
         log.initialize(&self.founding, &empty)
             .map_err(|e| e.to_string())?;
@@ -126,9 +135,9 @@ impl Node {
         let alone = self.founding == [self.id];
         let node = NodeSide {
             leadership: Leadership::new(self.id, alone, failure.clone()),
-            failure,
-            clock,
-            events,
+            failure: failure.clone(),
+            clock: clock.clone(),
+            events: events.clone(),
         };
         let settings = RaftSettings {
             id: self.id,
@@ -140,20 +149,40 @@ impl Node {
         let (jobs_tx, jobs) = mpsc::unbounded_channel();
         let driver = Driver::new(node, log, settings, outbox.clone(), applied, jobs_tx, seed)
             .map_err(|e| e.to_string())?;
-        let mut missing = Missing::default();
-        {
-            let d = self.disk.borrow();
-            missing.rescan(state.blobs().map(|(d, b)| (d, b.size)), |x| {
-                d.blobs.contains_key(x)
-            });
-        }
+        let files: Arc<SimBlobDisk> = self.disk.blobs.clone();
+        let missing = MissingBlobs::default();
+        missing.rescan(state.blobs().map(|(d, b)| (d, b.size)), |x| files.has(x));
+        let (applied_tx, applied_rx) = watch::channel(applied);
+        let state = SiteState::new(state, applied_rx);
+        let read_checks = Arc::new(ReadChecks::new(VerifyReads::First));
+        let file_ops = FileOps {
+            files,
+            state: state.clone(),
+            fetches: Fetches::default(),
+            read_checks: read_checks.clone(),
+            failure,
+            upload_ttl: std::time::Duration::from_secs(900),
+        };
+        let (snapshots_tx, snapshots) = mpsc::unbounded_channel();
+        let side = ApplySide {
+            file_ops: file_ops.clone(),
+            missing: missing.clone(),
+            transport: outbox.clone(),
+            events: events.clone(),
+            counters: Arc::default(),
+            clock,
+            driver: snapshots_tx,
+        };
         self.run = Some(Run {
             driver,
             jobs,
+            applying: Applying::new(self.id, side, applied_tx),
+            snapshots,
+            events: events.subscribe(),
             outbox,
-            applier: Applier::new(self.id),
             state,
-            replies: BTreeMap::new(),
+            file_ops,
+            read_checks,
             pending: Vec::new(),
             applied_fps: BTreeMap::new(),
             missing,
@@ -163,7 +192,6 @@ impl Node {
             round_failed: 0,
             holds: BTreeMap::new(),
             next_id: 1,
-            checked: BTreeSet::new(),
         });
         Ok(())
     }
@@ -171,20 +199,20 @@ impl Node {
     /// A crash: what was not synced is gone, and so is everything in memory.
     pub fn crash(&mut self) {
         self.run = None;
-        self.disk.borrow().log.crash();
+        self.disk.crash();
     }
 
     /// A crash that also loses the whole data directory.
     pub fn wipe(&mut self) {
         self.run = None;
-        *self.disk.borrow_mut() = Disk::default();
-        self.disk.borrow().log.set_full(self.disk_full);
+        self.disk = Disk::new(self.clock.clone());
+        self.disk.set_full(self.disk_full);
     }
 
     /// The disk fills (writes fail) or has room again.
     pub fn set_disk_full(&mut self, full: bool) {
         self.disk_full = full;
-        self.disk.borrow().log.set_full(full);
+        self.disk.set_full(full);
     }
 
     pub fn tick(&mut self, now: u64, out: &mut Out) {
@@ -326,99 +354,77 @@ impl Node {
         self.crash();
     }
 
-    /// Takes the driver's jobs in order, as the node's apply task does, up to a state
-    /// the driver asked for a snapshot (returned, for the driver to write).
+    /// Lets the apply task take the driver's jobs in order, up to a state it hands the
+    /// driver for a snapshot (returned, for the driver to write). What each applied
+    /// entry did is checked on the way.
     fn apply_jobs(&mut self, out: &mut Out) -> Option<Input> {
         loop {
             let run = self.run.as_mut()?;
+            if let Ok(input) = run.snapshots.try_recv() {
+                return Some(input);
+            }
             let job = run.jobs.try_recv().ok()?;
-            match job {
-                Job::Wait(id, reply) => {
-                    run.replies.insert(id, reply);
-                }
-                Job::Apply(c) => self.apply(c, out),
-                Job::Install { data, .. } => {
-                    run.state = State::decode(&data).unwrap_or_default();
-                    let d = self.disk.borrow();
-                    run.missing
-                        .rescan(run.state.blobs().map(|(d, b)| (d, b.size)), |x| {
-                            d.blobs.contains_key(x)
-                        });
-                }
-                Job::Snapshot {
-                    index,
-                    term,
-                    conf_state,
-                } => {
-                    let data = serde_json::to_vec(&run.state).expect("state serialises");
-                    return Some(Input::Snapshot {
-                        index,
-                        term,
-                        conf_state,
-                        data,
-                    });
-                }
-                // Blob files are the simulation's own (`blobs.rs`) for now.
-                Job::Files(_, reply) => {
-                    let _ = reply.send(Ok(false));
+            let applied = match &job {
+                Job::Apply(c) => Some(self.before_apply(c, out)),
+                _ => None,
+            };
+            let id = self.id;
+            let run = self.run.as_mut()?;
+            if let Err(e) = done(run.applying.take(job)) {
+                self.fail(&format!("the apply task ({e})"), out);
+                return None;
+            }
+            if let Some((index, fp, before)) = applied {
+                run.applied_fps.insert(index, fp);
+                out.applied.push((id, index, fp));
+                loop {
+                    match run.events.try_recv() {
+                        Ok(Event::GcRun { report }) => {
+                            if let Some(b) = &before {
+                                let ended = crate::invariants::clock::ended(b, &report);
+                                out.expired.extend(ended.into_iter().map(|e| (id, e)));
+                            }
+                        }
+                        Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    }
                 }
             }
+            self.check_removals(out);
         }
     }
 
-    fn apply(&mut self, c: Committed, out: &mut Out) {
-        let Some(run) = &mut self.run else { return };
-        let index = c.index();
-        let fp = fingerprint(&c);
+    /// What is checked of committed entry `c` before it is applied; its index and
+    /// fingerprint, and what a sweep's check needs.
+    fn before_apply(
+        &self,
+        c: &Committed,
+        out: &mut Out,
+    ) -> (u64, u64, Option<crate::invariants::clock::Before>) {
         let mut before = None;
-        if let Committed::Command { entry: Ok(e), .. } = &c {
-            refused_changes_nothing(&run.state, e, out);
-            before = crate::invariants::clock::before(&run.state, e);
+        if let (Committed::Command { entry: Ok(e), .. }, Some(run)) = (c, &self.run) {
+            run.state.read(|s| {
+                refused_changes_nothing(s, e, out);
+                before = crate::invariants::clock::before(s, e);
+            });
         }
-        let effects = {
-            let d = self.disk.borrow();
-            run.applier
-                .apply(&mut run.state, c, |x| d.blobs.contains_key(x))
-        };
-        run.applied_fps.insert(index, fp);
-        out.applied.push((self.id, index, fp));
-        for effect in &effects {
-            if let (Applied::Publish(site_state::Event::GcRun { report }), Some(b)) =
-                (effect, &before)
-            {
-                let ended = crate::invariants::clock::ended(b, report);
-                out.expired.extend(ended.into_iter().map(|e| (self.id, e)));
-            }
-        }
-        for effect in effects {
-            self.carry_out(effect, out);
-        }
+        (c.index(), fingerprint(c), before)
     }
 
-    fn carry_out(&mut self, effect: Applied, out: &mut Out) {
-        let Some(run) = &mut self.run else { return };
-        match effect {
-            Applied::Answer { id, result, index } => {
-                if let Some(reply) = run.replies.remove(&id) {
-                    let _ = reply.send(Ok((result, index)));
-                }
+    /// No good copy of a blob the state records, or a live image needs, is removed.
+    pub fn check_removals(&mut self, out: &mut Out) {
+        let Some(run) = &self.run else { return };
+        for (d, bytes) in self.disk.blobs.take_removed() {
+            if Digest::of(&bytes) == d {
+                run.state
+                    .read(|s| crate::invariants::gc::check_removal(self.id, s, &[d], out));
             }
-            Applied::FetchBlob { digest, size } => run.missing.note(&digest, size),
-            Applied::ForgetBlobs(ds) => run.missing.forget(&ds),
-            Applied::RemoveFiles(ds) => {
-                crate::invariants::gc::check_removal(self.id, &run.state, &ds, out);
-                let mut d = self.disk.borrow_mut();
-                for x in &ds {
-                    d.blobs.remove(x);
-                }
-            }
-            Applied::Publish(_) | Applied::SetPeer { .. } => {}
         }
     }
 
     /// Blobs this node holds a file of.
     pub fn files(&self) -> BTreeSet<Digest> {
-        self.disk.borrow().blobs.keys().cloned().collect()
+        self.disk.blobs.digests()
     }
 }
 
@@ -432,8 +438,8 @@ fn answer_to(me: u64, waiter: Waiter, answer: Answer, out: &mut Out) {
     }
 }
 
-/// The result of a step of the driver, which never waits on the simulated disk.
-fn done<T>(f: impl std::future::Future<Output = T>) -> T {
+/// The result of a step of the node, which never waits on the simulated disk.
+pub(crate) fn done<T>(f: impl std::future::Future<Output = T>) -> T {
     f.now_or_never().expect("the simulated disk never waits")
 }
 

@@ -227,7 +227,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
             let blobs: Vec<Digest> = w.oracle.blobs.keys().cloned().collect();
             let Some(d) = pick(w, &blobs) else { return };
             let n = w.nodes.get_mut(&node).expect("node");
-            let unhashed = n.run.as_ref().is_some_and(|r| r.checked.contains(&d));
+            let unhashed = n.run.as_ref().is_some_and(|r| !r.read_checks.needed(&d));
             let rot = unhashed && w.rotten.contains(&(node, d.clone()));
             if let Ok(bytes) = n.read(&d) {
                 if let Some(v) = invariants::reads::check(node, &d, &bytes, rot) {
@@ -270,12 +270,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
             let Some(d) = pick(w, &files) else { return };
             let at = w.rng.below(8) as usize;
             let n = w.nodes.get_mut(&node).expect("node");
-            if let Some(b) = n.disk.borrow_mut().blobs.get_mut(&d) {
-                let i = at % b.len().max(1);
-                if let Some(byte) = b.get_mut(i) {
-                    *byte ^= 0x10;
-                }
-            }
+            n.disk.blobs.flip(&d, at);
             w.note(format!("node {node}: a bit flips in blob {d}"));
             w.damaged.insert(node);
             w.rotten.insert((node, d));

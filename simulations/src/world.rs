@@ -10,6 +10,7 @@ use crate::node::Node;
 use crate::oracle::Oracle;
 use crate::workload::Op;
 use site_core::Digest;
+use site_node::blob_disk::BlobDisk;
 use site_replica::Rng;
 use std::collections::BTreeMap;
 
@@ -363,11 +364,11 @@ impl World {
             .unwrap_or(0);
         let whole = |n: &Node| {
             n.run.as_ref().is_some_and(|r| {
-                let disk = n.disk.borrow();
                 !r.driver.engine().catching_up()
                     && r.driver.engine().status().applied >= top
-                    && r.missing.is_empty()
-                    && r.state.blobs().all(|(d, _)| disk.blobs.contains_key(d))
+                    && r.missing.count() == 0
+                    && r.state
+                        .read(|s| s.blobs().all(|(d, _)| n.disk.blobs.has(d)))
             }) && n.files_good()
         };
         // A removed node's loss is made good once every other node holds every blob.

@@ -19,7 +19,7 @@ pub struct SiteState {
 
 impl SiteState {
     /// `state`, applied up to what `applied` says.
-    pub(crate) fn new(state: State, applied: watch::Receiver<u64>) -> SiteState {
+    pub fn new(state: State, applied: watch::Receiver<u64>) -> SiteState {
         SiteState {
             state: Arc::new(RwLock::new(state)),
             applied,

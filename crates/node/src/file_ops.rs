@@ -9,10 +9,10 @@
 //! apply task, carries them out.
 
 use crate::applied_state::SiteState;
+use crate::blob_disk::{on_disk, BlobDisk};
 use crate::channels::{gone, FileOp, Job};
 use crate::failure::Failure;
 use crate::fetches::Fetches;
-use crate::files::BlobFiles;
 use crate::verify::ReadChecks;
 use crate::Result;
 use std::path::Path;
@@ -49,27 +49,32 @@ impl FileQueue {
 /// What carries out the file operations on the apply task: the blob files, and what it
 /// checks before it touches them.
 #[derive(Clone)]
-pub(crate) struct FileOps {
-    pub(crate) files: BlobFiles,
-    pub(crate) state: SiteState,
-    pub(crate) fetches: Fetches,
-    pub(crate) read_checks: Arc<ReadChecks>,
-    pub(crate) failure: Failure,
-    pub(crate) upload_ttl: Duration,
+pub struct FileOps {
+    /// The blob files.
+    pub files: Arc<dyn BlobDisk>,
+    /// The state as applied here.
+    pub state: SiteState,
+    /// Copies from peers under way.
+    pub fetches: Fetches,
+    /// Which blob files are checked when read.
+    pub read_checks: Arc<ReadChecks>,
+    /// Where a failing blob directory fails the node.
+    pub failure: Failure,
+    /// How long an unrecorded file is kept.
+    pub upload_ttl: Duration,
 }
 
 impl FileOps {
     /// `op`, now: called by the apply task only.
-    pub(crate) async fn carry_out(&self, op: FileOp) -> Result<bool> {
-        let files = self.files.clone();
+    pub async fn carry_out(&self, op: FileOp) -> Result<bool> {
         match op {
             FileOp::Install { src, digest } => {
                 let recorded = self.state.read(|s| s.blob(&digest).is_some());
                 let keep = recorded && self.files.has(&digest);
                 let d = digest.clone();
-                crate::files::blocking(move || {
+                on_disk(&self.files, move |files| {
                     if keep {
-                        std::fs::remove_file(&src)
+                        files.discard(&src)
                     } else {
                         files.install(&src, &d)
                     }
@@ -84,34 +89,26 @@ impl FileOps {
             }
             FileOp::Stray(digest) => {
                 // A delivery may have installed a fresh copy since the stray was found.
-                let young = !idle_past(self.upload_ttl, 0, &files.path(&digest));
+                let young = !self.files.idle_past(&digest, self.upload_ttl);
                 if young
                     || self.state.read(|s| s.blob(&digest).is_some())
                     || self.fetches.fetching(&digest)
                 {
                     return Ok(false);
                 }
-                crate::files::blocking(move || files.remove(&digest)).await?;
+                on_disk(&self.files, move |files| files.remove(&digest)).await?;
                 Ok(true)
             }
             FileOp::Keep(digest) => {
-                let path = files.path(&digest);
-                crate::files::blocking(move || {
-                    match std::fs::File::options().write(true).open(&path) {
-                        Ok(f) => f.set_modified(std::time::SystemTime::now()).map(|()| true),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                        Err(e) => Err(e),
-                    }
-                })
-                .await
-                .map_err(Into::into)
+                let kept = on_disk(&self.files, move |files| files.keep(&digest)).await?;
+                Ok(kept || cfg!(feature = "bug-node-keep-without-file"))
             }
             FileOp::Corrupt(digest) => {
                 if self.state.read(|s| s.blob(&digest).is_none()) {
                     return Ok(false);
                 }
                 self.read_checks.forget(&digest);
-                crate::files::blocking(move || files.remove(&digest)).await?;
+                on_disk(&self.files, move |files| files.remove(&digest)).await?;
                 Ok(true)
             }
         }

@@ -17,7 +17,8 @@
 //! they use.
 
 mod applied_state;
-mod applying;
+pub mod applying;
+pub mod blob_disk;
 mod blob_writer;
 pub mod channels;
 pub mod collector;
@@ -26,7 +27,7 @@ pub mod error;
 pub mod events;
 pub mod failure;
 mod fetches;
-mod file_ops;
+pub mod file_ops;
 pub mod files;
 mod growing;
 pub mod keyspace;
@@ -62,13 +63,14 @@ pub use delivery::{Deliveries, Received};
 pub use error::{NodeError, Result};
 pub use events::Events;
 pub use failure::Failure;
+pub use fetches::Fetches;
 pub use leadership::Leadership;
 pub use leadership::RaftStatus;
 pub use log_disk::{LogBatch, LogDisk, LogTree, SledLogDisk};
 pub use majority::MajorityHold;
 pub use manifests::{ManifestRef, Repositories, StoredManifest};
 pub use membership::{Membership, NodeView};
-pub use metrics::NodeMetrics;
+pub use metrics::{NodeCounters, NodeMetrics};
 pub use missing_blobs::MissingBlobs;
 pub use ordering::Orderer;
 pub use peer_file::{PeerFile, PeerFiles, PeerSend};
@@ -83,7 +85,7 @@ pub use site_replica::Ask;
 pub use site_state::MemberChange;
 pub use transport::{Alone, NodeReport, Transport};
 pub use uploads::Uploads;
-pub use verify::VerifyReads;
+pub use verify::{ReadChecks, VerifyReads};
 
 use files::BlobFiles;
 use site_state::State;
@@ -464,7 +466,7 @@ impl Node {
     fn file_ops(&self) -> file_ops::FileOps {
         let i = self;
         file_ops::FileOps {
-            files: i.files.clone(),
+            files: Arc::new(i.files.clone()),
             state: i.state.clone(),
             fetches: i.fetches.clone(),
             read_checks: i.read_checks.clone(),

@@ -9,19 +9,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counts kept as the node runs.
 #[derive(Default)]
-pub(crate) struct NodeCounters {
+pub struct NodeCounters {
     /// Blob files the scrub read back and found whole.
     pub scrub_checked: Counter,
     /// Copies the scrub found not matching their digest.
     pub scrub_corrupt: Counter,
     /// Blobs of the scrub's current (or last) pass, and how many it has looked at.
     pub scrub_pass_blobs: AtomicU64,
+    /// Blobs of the scrub's pass looked at so far.
     pub scrub_pass_done: AtomicU64,
-    /// GC sweeps applied here, and what they deleted.
+    /// GC sweeps applied here.
     pub gc_runs: Counter,
+    /// Bytes they freed.
     pub gc_bytes_freed: Counter,
+    /// Manifests they deleted.
     pub gc_manifests_deleted: Counter,
+    /// Cached images they evicted for space.
     pub gc_evicted: Counter,
+    /// Blobs they deleted.
     pub gc_blobs_deleted: Counter,
     /// Blob bytes sent to peers, by the way they left (`PeerSend`).
     pub peer_sent: Counters,

@@ -30,7 +30,7 @@ pub enum VerifyReads {
 }
 
 /// The copies checked since the node started, and the bytes reads hashed.
-pub(crate) struct ReadChecks {
+pub struct ReadChecks {
     policy: VerifyReads,
     checked: Mutex<HashSet<Digest>>,
     /// Copies being checked in the background.
@@ -43,6 +43,7 @@ pub(crate) struct ReadChecks {
 }
 
 impl ReadChecks {
+    /// Checks under `policy`, none done yet.
     pub fn new(policy: VerifyReads) -> ReadChecks {
         ReadChecks {
             policy,

@@ -38,16 +38,18 @@ pub fn pending(nodes: &[&Node]) -> Option<String> {
                 n.id, status.applied
             ));
         }
-        if run.state != first.state {
+        if run.state.read(|a| first.state.read(|b| a != b)) {
             return Some(format!(
                 "node {} holds another state than node {}",
                 n.id, nodes[0].id
             ));
         }
-        let disk = n.disk.borrow();
-        for (d, _) in run.state.blobs() {
-            match disk.blobs.get(d) {
-                Some(b) if Digest::of(b) == *d => {}
+        let blobs: Vec<Digest> = run
+            .state
+            .read(|s| s.blobs().map(|(d, _)| d.clone()).collect());
+        for d in blobs {
+            match n.disk.blobs.get(&d) {
+                Some(b) if Digest::of(&b) == d => {}
                 Some(_) => return Some(format!("node {} holds a bad copy of {d}", n.id)),
                 None => return Some(format!("node {} lacks blob {d}", n.id)),
             }
@@ -76,10 +78,10 @@ pub fn final_check(nodes: &[&Node], oracle: &Oracle) -> Vec<String> {
         }
     }
     for (d, bytes) in &oracle.blobs {
-        if run.state.blob(d).is_some()
+        if run.state.read(|s| s.blob(d).is_some())
             && !nodes
                 .iter()
-                .any(|n| n.disk.borrow().blobs.get(d) == Some(bytes))
+                .any(|n| n.disk.blobs.get(d).as_ref() == Some(bytes))
         {
             out.push(format!("acknowledged blob {d} lost: no node holds it"));
         }
