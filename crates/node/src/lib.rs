@@ -237,7 +237,15 @@ impl Node {
             tokio::task::spawn_blocking(move || Node::open(config, cluster, &voters))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
-        let commit = store.raft.hard_state().commit;
+        // Serve nothing before the state holds every entry committed before the restart.
+        // A node alone committed each entry of its log once it was synced, and the commit
+        // index on disk may lag behind what it acknowledged (a kill -9 before the next
+        // sync): it waits for every entry its log holds, which it commits again as it
+        // takes the lead.
+        let replay_to = match alone {
+            true => raft::Storage::last_index(&store.raft).map_err(std::io::Error::other)?,
+            false => store.raft.hard_state().commit,
+        };
         let applied = *driver_side.applied.borrow();
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
         store.file_queue.connect(&jobs);
@@ -291,8 +299,7 @@ impl Node {
             tokio::join!(run, background);
             let _ = apply.await;
         });
-        // Serve nothing before the state holds every entry committed before the restart.
-        if !store.state.applied_up_to(commit).await {
+        if !store.state.applied_up_to(replay_to).await {
             return Err(NodeError::Unavailable(
                 "the raft driver stopped while replaying the log".into(),
             ));
@@ -366,6 +373,7 @@ impl Node {
             shutdown: cluster.shutdown.clone(),
             scratch: upload_dir.clone(),
             next_tmp: Arc::default(),
+            files: files.clone(),
         };
         let read_checks = Arc::new(verify::ReadChecks::new(config.verify_reads));
         let counters: Arc<metrics::NodeCounters> = Arc::default();

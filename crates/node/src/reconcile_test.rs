@@ -291,3 +291,35 @@ async fn a_whole_blob_read_is_cut_short_when_the_file_no_longer_matches() {
     assert_eq!(store.missing.count(), 1);
     node.close().await;
 }
+
+#[tokio::test]
+async fn a_node_alone_serves_every_entry_its_log_holds_past_the_commit_index_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::parse_normalized("r/app", "docker.io").unwrap();
+    let node = open(dir.path()).await;
+    let blobs = [
+        put_blob(&node.store, &repo, b"first").await,
+        put_blob(&node.store, &repo, b"second").await,
+    ];
+    node.close().await;
+    // A kill -9 after the entries were synced but before a commit index covering them
+    // was: the log on disk says only the founding snapshot is committed.
+    {
+        let db = crate::open_db(&dir.path().join("meta")).unwrap();
+        let disk = crate::log_disk::SledLogDisk::open(&db).unwrap();
+        let log = crate::raft_log::RaftLog::open(std::sync::Arc::new(disk)).unwrap();
+        let mut hs = log.hard_state();
+        hs.commit = crate::raft_log::FOUNDING_INDEX;
+        log.persist(&[], Some(&hs)).unwrap();
+        log.sync_blocking().unwrap();
+    }
+    // Both were acknowledged: they are there as soon as the node serves.
+    let node = open(dir.path()).await;
+    for d in &blobs {
+        assert!(
+            node.store.state.read(|s| s.blob(d).is_some()),
+            "acknowledged blob {d} missing when the node started serving"
+        );
+    }
+    node.close().await;
+}

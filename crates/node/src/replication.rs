@@ -22,6 +22,7 @@ use crate::channels::FileOp;
 use crate::events::Events;
 use crate::fetches::Fetches;
 use crate::file_ops::FileQueue;
+use crate::files::BlobFiles;
 use crate::leadership::Leadership;
 use crate::missing_blobs::MissingBlobs;
 use crate::transport::{BlobStream, Transport};
@@ -72,6 +73,8 @@ pub struct Fetcher {
     pub(crate) scratch: PathBuf,
     /// Names temporary files apart.
     pub(crate) next_tmp: Arc<AtomicU64>,
+    /// The blob files, whose copy of a blob is read back before it answers for a hold.
+    pub(crate) files: BlobFiles,
 }
 
 impl Fetcher {
@@ -92,9 +95,12 @@ impl Fetcher {
     }
 
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
-        // A copy here already stands, kept from stray removal in its turn among the file
-        // operations (an unrecorded copy could otherwise go before the blob is recorded).
-        if !self.queue.run(FileOp::Keep(d.clone())).await? {
+        // A copy here already stands if it is whole (it may have rotted since it was
+        // written: a hold counts only verified copies), kept from stray removal in its
+        // turn among the file operations (an unrecorded copy could otherwise go before
+        // the blob is recorded).
+        let stands = self.good_copy(d).await? && self.queue.run(FileOp::Keep(d.clone())).await?;
+        if !stands {
             let peers = self.leadership.fetch_order(first);
             let mut errors = Vec::new();
             let mut fetched = false;
@@ -237,6 +243,28 @@ impl Fetcher {
                 _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
+        }
+    }
+}
+
+impl Fetcher {
+    /// Whether this node's file of blob `d` matches its digest, read back whole. A bad
+    /// copy of a recorded blob is removed in its turn (a bad unrecorded one is replaced
+    /// by the copy fetched instead).
+    async fn good_copy(&self, d: &Digest) -> Result<bool> {
+        let (path, algorithm) = (self.files.path(d), d.algorithm());
+        match crate::files::blocking(move || crate::files::hash_file(&path, algorithm)).await {
+            Ok(hasher) => {
+                let actual = hasher.finish();
+                if actual == *d {
+                    return Ok(true);
+                }
+                tracing::error!(blob = %d, %actual, "this node's copy of a blob no longer matches its digest: fetching a verified one");
+                self.queue.run(FileOp::Corrupt(d.clone())).await?;
+                Ok(false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 }

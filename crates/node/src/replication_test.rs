@@ -43,3 +43,33 @@ async fn a_copy_answered_for_a_hold_is_not_removed_as_a_stray_before_it_is_recor
     assert!(!left_path.exists());
     node.close().await;
 }
+
+#[tokio::test]
+async fn a_copy_that_rotted_does_not_answer_for_a_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path()).await;
+    let store = &node.store;
+    let data = b"a copy whose bytes rotted on disk after it was written";
+    let d = Digest::of(data);
+    // An unrecorded copy of the blob, one bit of it flipped since.
+    let path = old_copy(store, data, Duration::ZERO);
+    let mut rotten = data.to_vec();
+    rotten[3] ^= 0x10;
+    std::fs::write(&path, &rotten).unwrap();
+    // Another node asks this one to hold the blob: the bad copy does not count; this
+    // node, alone, has no peer to fetch a good one from.
+    let held = store
+        .fetcher
+        .fetch_blob(&d, data.len() as u64, Some(2))
+        .await;
+    let e = held.expect_err("a rotten copy answered for a hold");
+    assert!(e.to_string().contains("no peer could provide"), "{e}");
+    // A whole copy still answers at once.
+    std::fs::write(&path, data).unwrap();
+    store
+        .fetcher
+        .fetch_blob(&d, data.len() as u64, Some(2))
+        .await
+        .unwrap();
+    node.close().await;
+}
