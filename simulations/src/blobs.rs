@@ -1,6 +1,6 @@
-//! Blob bytes between simulated nodes, decided by the core (`hold.rs`, `missing.rs`) as
-//! on a real node (`site-node`'s `replication.rs`): a delivered blob is held by a
-//! majority before it is recorded; a committed blob a node lacks is fetched from a peer,
+//! Blob bytes between simulated nodes: a delivered blob is held by a majority before it
+//! is recorded (the node's own `MajorityHold`); the rest as on a real node (`site-node`'s
+//! `replication.rs`, the core's `missing.rs`): a committed blob a node lacks is fetched from a peer,
 //! rounds that fail backing off; a read of a copy not checked since the start checks the
 //! bytes against the digest before it hands over the last of them (`verify_reads =
 //! "first"`, the node's `ReadChecks`), later reads do not; a scrub finds bad copies.
@@ -12,18 +12,22 @@ use crate::node::{done, Node};
 use site_core::Digest;
 use site_node::blob_disk::BlobDisk;
 use site_node::channels::FileOp;
-use site_replica::hold::{fetch_order, Hold, Next};
+use site_replica::hold::fetch_order;
 use site_replica::Ask;
 use site_state::{Command, Entry};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// A fetch not answered within this long counts as failed.
 const FETCH_TIMEOUT_MS: u64 = 2_000;
 /// A hold not settled within this long is dropped (its client gave up).
 const HOLD_TIMEOUT_MS: u64 = 10_000;
 
-/// A majority hold in progress for a client's delivery.
+/// A majority hold in progress for a client's delivery: the node's own
+/// (`MajorityHold::hold`), polled after every step of its node.
 pub struct HoldJob {
-    hold: Hold,
+    call: Pin<Box<dyn Future<Output = site_node::Result<()>>>>,
     digest: Digest,
     size: u64,
     client: u64,
@@ -44,53 +48,61 @@ impl Node {
             return;
         }
         let Some(run) = &mut self.run else { return };
-        let status = run.driver.engine().status();
-        let mut hold = Hold::new(self.id, &status.voters, status.leader, &status.unreachable);
-        let next = hold.start();
+        let majority = run.majority.clone();
+        let d = digest.clone();
+        let call = Box::pin(async move { majority.hold(&d, size).await });
         let id = run.next_id;
         run.next_id += 1;
         run.holds.insert(
             id,
             HoldJob {
-                hold,
+                call,
                 digest,
                 size,
                 client: req,
                 started: now,
             },
         );
-        self.hold_next(id, next, out);
+        self.poll_holds(out);
     }
 
-    fn hold_next(&mut self, id: u64, next: Next, out: &mut Out) {
+    /// Polls the majority holds under way and sends the asks they made: a blob held by a
+    /// majority is recorded, a failed hold answered.
+    pub fn poll_holds(&mut self, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
-        match next {
-            Next::Wait => {}
-            Next::Ask(peers) => {
-                let job = &run.holds[&id];
-                let bytes = self.disk.blobs.get(&job.digest);
-                for p in peers {
-                    let payload = Payload::Hold {
-                        hold: id,
-                        digest: job.digest.clone(),
-                        bytes: bytes.clone().unwrap_or_default(),
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let mut settled = Vec::new();
+        for (id, job) in run.holds.iter_mut() {
+            if let Poll::Ready(r) = job.call.as_mut().poll(&mut cx) {
+                settled.push((*id, r));
+            }
+        }
+        for (to, ask, digest) in run.outbox.take_holds() {
+            // The holder fetches the bytes from this node: sent along here.
+            let bytes = self.disk.blobs.get(&digest).unwrap_or_default();
+            let payload = Payload::Hold {
+                hold: ask,
+                digest,
+                bytes,
+            };
+            out.sends.push((self.id, to, payload));
+        }
+        for (id, result) in settled {
+            let Some(run) = &mut self.run else { return };
+            let Some(job) = run.holds.remove(&id) else {
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    let cmd = Command::AddBlob {
+                        repo: None,
+                        digest: job.digest,
+                        size: job.size,
+                        recorded: false,
                     };
-                    out.sends.push((self.id, p, payload));
+                    self.submit(job.client, Ask::Command(Entry { now: 0, cmd }), out);
                 }
-            }
-            Next::Held => {
-                let job = run.holds.remove(&id).expect("a hold in progress");
-                let cmd = Command::AddBlob {
-                    repo: None,
-                    digest: job.digest,
-                    size: job.size,
-                    recorded: false,
-                };
-                self.submit(job.client, Ask::Command(Entry { now: 0, cmd }), out);
-            }
-            Next::Failed(why) => {
-                let job = run.holds.remove(&id).expect("a hold in progress");
-                out.answers.push((job.client, Err(why)));
+                Err(e) => out.answers.push((job.client, Err(e.to_string()))),
             }
         }
     }
@@ -103,17 +115,27 @@ impl Node {
                 digest,
                 bytes,
             } => {
-                // As a node answers a hold: a copy here stands (kept from stray
-                // removal), else the bytes are fetched, verified and installed.
+                // As a node answers a hold (`Fetcher::fetch_blob`): a whole copy here
+                // stands (kept from stray removal), else the bytes are fetched,
+                // verified and installed.
                 let ok = if self.disk_full {
                     Err("disk full".to_owned())
                 } else if Digest::of(&bytes) != digest {
                     Err("the bytes do not match the digest".to_owned())
                 } else {
+                    let good = match self.disk.blobs.get(&digest) {
+                        Some(copy) if Digest::of(&copy) == digest => true,
+                        Some(_) => {
+                            self.corrupt(&digest);
+                            false
+                        }
+                        None => false,
+                    };
+                    let Some(run) = &self.run else { return };
                     let keep = FileOp::Keep(digest.clone());
                     match done(run.file_ops.carry_out(keep)) {
-                        Ok(true) => Ok(()),
-                        Ok(false) => self.install(&digest, bytes),
+                        Ok(true) if good => Ok(()),
+                        Ok(_) => self.install(&digest, bytes),
                         Err(e) => Err(e.to_string()),
                     }
                 };
@@ -121,14 +143,8 @@ impl Node {
                     .push((self.id, from, Payload::HoldAnswer { hold, ok }));
             }
             Payload::HoldAnswer { hold, ok } => {
-                let Some(job) = run.holds.get_mut(&hold) else {
-                    return;
-                };
-                let next = match ok {
-                    Ok(()) => job.hold.held(from),
-                    Err(e) => job.hold.failed(from, &e),
-                };
-                self.hold_next(hold, next, out);
+                run.outbox.answer(hold, ok);
+                self.poll_holds(out);
             }
             Payload::Fetch { req, digest } => {
                 let bytes = self.disk.blobs.get(&digest);
@@ -233,18 +249,26 @@ impl Node {
         }
     }
 
-    /// Checks every blob file against its digest, as the scrub does; bad copies of
-    /// recorded blobs are removed (in their turn) and fetched again.
-    pub fn scrub(&mut self) -> usize {
-        let Some(run) = &self.run else { return 0 };
+    /// Checks the file of every blob the state records against its digest, as the
+    /// scrub does; bad copies are removed (in their turn) and fetched again. Returns the
+    /// blobs checked and how many were bad.
+    pub fn scrub(&mut self) -> (Vec<Digest>, usize) {
+        let Some(run) = &self.run else {
+            return (Vec::new(), 0);
+        };
+        let recorded: Vec<Digest> = run
+            .state
+            .read(|s| s.blobs().map(|(d, _)| d.clone()).collect());
         let mut bad = Vec::new();
-        for d in self.disk.blobs.digests() {
+        for d in recorded.iter().cloned() {
             match self.disk.blobs.get(&d) {
                 Some(b) if Digest::of(&b) == d => run.read_checks.passed(&d),
-                _ => bad.push(d),
+                Some(_) => bad.push(d),
+                None => {}
             }
         }
-        bad.into_iter().filter(|d| self.corrupt(d)).count()
+        let bad = bad.into_iter().filter(|d| self.corrupt(d)).count();
+        (recorded, bad)
     }
 
     /// This node's copy of `d` does not match: removed if the blob is recorded, and

@@ -19,8 +19,8 @@ use site_node::file_ops::FileOps;
 use site_node::raft_driver::{Driver, NodeSide, RaftSettings};
 use site_node::raft_log::RaftLog;
 use site_node::{
-    Events, Failure, Fetches, Leadership, MissingBlobs, NodeError, ReadChecks, SiteClock,
-    SiteState, VerifyReads,
+    Events, Failure, Fetches, Leadership, MajorityHold, MissingBlobs, NodeError, ReadChecks,
+    SiteClock, SiteState, VerifyReads,
 };
 use site_replica::missing::Backoff;
 use site_replica::{Ask, Committed};
@@ -57,8 +57,10 @@ pub struct Run {
     snapshots: mpsc::UnboundedReceiver<Input>,
     /// What the apply task tells (a sweep's report).
     events: broadcast::Receiver<Event>,
-    /// Where the driver's messages wait for the network.
-    outbox: Arc<Outbox>,
+    /// Where the node's messages wait for the network.
+    pub outbox: Arc<Outbox>,
+    /// The node's majority hold of the blobs delivered to it.
+    pub majority: MajorityHold,
     /// The state as applied here.
     pub state: SiteState,
     /// The blob file operations, in their turn on the apply task.
@@ -133,8 +135,9 @@ impl Node {
         let events = Events::default();
         let failure = Failure::new(self.id, events.clone());
         let alone = self.founding == [self.id];
+        let leadership = Leadership::new(self.id, alone, failure.clone());
         let node = NodeSide {
-            leadership: Leadership::new(self.id, alone, failure.clone()),
+            leadership: leadership.clone(),
             failure: failure.clone(),
             clock: clock.clone(),
             events: events.clone(),
@@ -149,6 +152,8 @@ impl Node {
         let (jobs_tx, jobs) = mpsc::unbounded_channel();
         let driver = Driver::new(node, log, settings, outbox.clone(), applied, jobs_tx, seed)
             .map_err(|e| e.to_string())?;
+        driver.publish_status();
+        let majority = MajorityHold::new(self.id, leadership, outbox.clone());
         let files: Arc<SimBlobDisk> = self.disk.blobs.clone();
         let missing = MissingBlobs::default();
         missing.rescan(state.blobs().map(|(d, b)| (d, b.size)), |x| files.has(x));
@@ -180,6 +185,7 @@ impl Node {
             snapshots,
             events: events.subscribe(),
             outbox,
+            majority,
             state,
             file_ops,
             read_checks,
@@ -248,6 +254,8 @@ impl Node {
         // Answered by the apply side: the entry at the index given.
         self.collect(true, out);
         let Some(run) = &mut self.run else { return };
+        // As the driver's loop does before it waits again.
+        run.driver.publish_status();
         for (to, messages) in run.outbox.take() {
             for m in messages {
                 let m = raft::eraftpb::Message::parse_from_bytes(&m).expect("raft message");
@@ -255,6 +263,7 @@ impl Node {
             }
         }
         out.stamps.extend(self.clock.take_stamps());
+        self.poll_holds(out);
     }
 
     pub fn receive(&mut self, from: u64, payload: Payload, now: u64, out: &mut Out) {

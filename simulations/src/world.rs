@@ -280,10 +280,10 @@ impl World {
             }
             Ev::Scrub(id) => {
                 if let Some(n) = self.nodes.get_mut(&id) {
-                    if n.run.is_some() {
-                        self.rotten.retain(|(node, _)| *node != id);
-                    }
-                    let bad = n.scrub();
+                    // The scrub checks the copies of the blobs the state records.
+                    let (checked, bad) = n.scrub();
+                    self.rotten
+                        .retain(|(node, d)| *node != id || !checked.contains(d));
                     if bad > 0 {
                         self.note(format!("node {id}: scrub found {bad} corrupt copies"));
                     }

@@ -44,11 +44,7 @@ impl Drop for EarlyHold {
 
 impl MajorityHold {
     /// The hold of node `id`'s blobs, asking peers through `transport`.
-    pub(crate) fn new(
-        id: u64,
-        leadership: Leadership,
-        transport: Arc<dyn Transport>,
-    ) -> MajorityHold {
+    pub fn new(id: u64, leadership: Leadership, transport: Arc<dyn Transport>) -> MajorityHold {
         MajorityHold {
             id,
             leadership,
@@ -67,7 +63,7 @@ impl MajorityHold {
     /// a majority needs are asked at once (another is asked when one fails); the others
     /// fetch the blob in the background once it is recorded, so they do not slow down the
     /// acknowledgement.
-    pub(crate) async fn hold(&self, d: &Digest, size: u64) -> Result<()> {
+    pub async fn hold(&self, d: &Digest, size: u64) -> Result<()> {
         let status = self.leadership.get();
         let mut hold = Hold::new(self.id, &status.voters, status.leader, &status.unreachable);
         let ask = |p: u64| {
@@ -102,7 +98,9 @@ impl MajorityHold {
                 next = hold.failed(peer, "no word from it lately");
                 continue;
             }
+            // In a fixed order, so that a simulated run replays exactly.
             next = tokio::select! {
+                biased;
                 answer = calls.next(), if !calls.is_empty() => {
                     let (peer, answer) = answer.expect("not empty");
                     if !asked.remove(&peer) {
