@@ -10,7 +10,6 @@
 use crate::msg::{Out, Payload};
 use crate::node::{done, Node};
 use site_core::Digest;
-use site_node::blob_disk::BlobDisk;
 use site_node::channels::FileOp;
 use site_replica::hold::fetch_order;
 use site_replica::Ask;
@@ -307,9 +306,9 @@ impl Node {
     /// Whether the file of every blob the state records here matches its digest.
     pub fn files_good(&self) -> bool {
         let Some(run) = &self.run else { return false };
-        self.disk.blobs.digests().into_iter().all(|d| {
-            run.state.read(|s| s.blob(&d).is_none())
-                || self.disk.blobs.get(&d).is_some_and(|b| Digest::of(&b) == d)
+        run.state.read(|s| {
+            s.blobs()
+                .all(|(d, _)| self.disk.blobs.get(d).is_none_or(|b| Digest::of(&b) == *d))
         })
     }
 }

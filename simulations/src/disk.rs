@@ -6,14 +6,14 @@
 
 use crate::clock::SimClock;
 use site_core::Digest;
-use site_node::blob_disk::BlobDisk;
+use site_node::file_system::FileSystem;
+use site_node::files::BlobFiles;
 use site_node::log_disk::{LogBatch, LogDisk, LogTree, Syncing};
 use site_node::Clock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 type Keys = [BTreeMap<Vec<u8>, Vec<u8>>; 2];
 
@@ -106,75 +106,134 @@ impl LogDisk for SimLogDisk {
     }
 }
 
-/// A node's blob files.
-pub struct SimBlobDisk {
-    files: Mutex<Blobs>,
+/// A node's file system under its blob files: directories whose entries, at a crash,
+/// are those the last sync of the directory saw (a file renamed in and not synced after
+/// is gone; one removed and not synced after is back). File contents are durable once
+/// written: their writers sync them before they are installed.
+pub struct SimFs {
+    state: Mutex<Tree>,
     /// The node's clocks: a file's age is read on its wall clock, as on a node.
     clock: Arc<SimClock>,
 }
 
 #[derive(Default)]
-struct Blobs {
-    /// Installed files: written, synced, renamed into place, the directory synced.
-    installed: BTreeMap<Digest, Vec<u8>>,
-    /// When each was last written (the wall clock's milliseconds).
-    written: BTreeMap<Digest, u64>,
-    /// Files written and synced, not yet installed.
-    temps: BTreeMap<PathBuf, Vec<u8>>,
-    next_temp: u64,
+struct Tree {
+    /// Each directory's entries (name -> file id), as seen and as last synced, by the
+    /// directory's path.
+    dirs: BTreeMap<String, Entries>,
+    /// File contents and last write, by id.
+    files: BTreeMap<u64, (Vec<u8>, u64)>,
+    next_file: u64,
     full: bool,
-    /// Files removed since the last look, with their bytes.
-    removed: Vec<(Digest, Vec<u8>)>,
+    /// Files whose last entry was removed since the last look: path and bytes.
+    removed: Vec<(PathBuf, Vec<u8>)>,
 }
 
-impl SimBlobDisk {
-    pub fn new(clock: Arc<SimClock>) -> SimBlobDisk {
-        SimBlobDisk {
-            files: Mutex::default(),
+#[derive(Default, Clone)]
+struct Entries {
+    live: BTreeMap<String, u64>,
+    synced: BTreeMap<String, u64>,
+}
+
+fn key(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn split(path: &Path) -> io::Result<(String, String)> {
+    let parent = path.parent().ok_or(io::ErrorKind::InvalidInput)?;
+    let name = path.file_name().ok_or(io::ErrorKind::InvalidInput)?;
+    Ok((key(parent), name.to_string_lossy().into_owned()))
+}
+
+impl Tree {
+    fn entry(&self, path: &Path) -> Option<u64> {
+        let (dir, name) = split(path).ok()?;
+        self.dirs.get(&dir)?.live.get(&name).copied()
+    }
+
+    fn dir(&mut self, dir: &str) -> io::Result<&mut Entries> {
+        self.dirs
+            .get_mut(dir)
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+}
+
+impl SimFs {
+    pub fn new(clock: Arc<SimClock>) -> SimFs {
+        let mut tree = Tree::default();
+        tree.dirs.insert("/".to_owned(), Entries::default());
+        SimFs {
+            state: Mutex::new(tree),
             clock,
         }
     }
 
-    fn blobs(&self) -> std::sync::MutexGuard<'_, Blobs> {
-        self.files.lock().expect("simulated blob files")
+    fn tree(&self) -> std::sync::MutexGuard<'_, Tree> {
+        self.state.lock().expect("simulated file system")
     }
 
-    /// A crash: the temporary files are gone.
+    /// A crash: each directory holds what its last sync saw; files no entry names are
+    /// gone.
     pub fn crash(&self) {
-        self.blobs().temps.clear();
+        let mut t = self.tree();
+        for e in t.dirs.values_mut() {
+            e.live = e.synced.clone();
+        }
+        let named: BTreeSet<u64> = t
+            .dirs
+            .values()
+            .flat_map(|e| e.live.values().copied())
+            .collect();
+        t.files.retain(|id, _| named.contains(id));
     }
 
     /// Whether writes fail (a full or failing disk).
     pub fn set_full(&self, full: bool) {
-        self.blobs().full = full;
+        self.tree().full = full;
     }
 
-    /// Writes and syncs a temporary file holding `bytes`, as a delivery, a hold or a
-    /// fetch does before the file is installed.
-    pub fn write_temp(&self, bytes: Vec<u8>) -> io::Result<PathBuf> {
-        let mut b = self.blobs();
-        if b.full {
+    /// Writes and syncs a file holding `bytes` under directory `dir`, as a delivery, a
+    /// hold or a fetch does before the file is installed (its directory is not synced).
+    pub fn write_temp(&self, dir: &Path, bytes: Vec<u8>) -> io::Result<PathBuf> {
+        let now = self.clock.wall_ms();
+        let mut t = self.tree();
+        if t.full {
             return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
         }
-        b.next_temp += 1;
-        let path = PathBuf::from(format!("uploads/{}", b.next_temp));
-        b.temps.insert(path.clone(), bytes);
-        Ok(path)
+        t.next_file += 1;
+        let id = t.next_file;
+        let d = key(dir);
+        t.dirs.entry(d.clone()).or_default();
+        t.files.insert(id, (bytes, now));
+        t.dir(&d)?.live.insert(id.to_string(), id);
+        Ok(dir.join(id.to_string()))
     }
 
-    /// The bytes of blob `d`'s file.
-    pub fn get(&self, d: &Digest) -> Option<Vec<u8>> {
-        self.blobs().installed.get(d).cloned()
+    /// The bytes of the file at `path`.
+    pub fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        let t = self.tree();
+        let id = t.entry(path)?;
+        t.files.get(&id).map(|(b, _)| b.clone())
     }
 
-    /// The blobs this node has a file of.
-    pub fn digests(&self) -> BTreeSet<Digest> {
-        self.blobs().installed.keys().cloned().collect()
+    /// The files under directory `root`, any depth below, by path.
+    pub fn files_under(&self, root: &Path) -> Vec<PathBuf> {
+        let t = self.tree();
+        let root = key(root);
+        t.dirs
+            .iter()
+            .filter(|(dir, _)| dir.starts_with(&root))
+            .flat_map(|(dir, e)| e.live.keys().map(move |n| format!("{dir}/{n}")))
+            .filter(|p| !t.dirs.contains_key(p))
+            .map(PathBuf::from)
+            .collect()
     }
 
-    /// Flips a bit of blob `d`'s file, at byte `at` (modulo its length).
-    pub fn flip(&self, d: &Digest, at: usize) {
-        if let Some(b) = self.blobs().installed.get_mut(d) {
+    /// Flips a bit of the file at `path`, at byte `at` (modulo its length).
+    pub fn flip(&self, path: &Path, at: usize) {
+        let mut t = self.tree();
+        let Some(id) = t.entry(path) else { return };
+        if let Some((b, _)) = t.files.get_mut(&id) {
             let i = at % b.len().max(1);
             if let Some(byte) = b.get_mut(i) {
                 *byte ^= 0x10;
@@ -182,60 +241,156 @@ impl SimBlobDisk {
         }
     }
 
-    /// The files removed since the last call, with their bytes.
-    pub fn take_removed(&self) -> Vec<(Digest, Vec<u8>)> {
-        std::mem::take(&mut self.blobs().removed)
+    /// The files removed since the last call: path and bytes.
+    pub fn take_removed(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        std::mem::take(&mut self.tree().removed)
     }
 }
 
-impl BlobDisk for SimBlobDisk {
-    fn has(&self, d: &Digest) -> bool {
-        self.blobs().installed.contains_key(d)
+impl FileSystem for SimFs {
+    fn is_file(&self, path: &Path) -> bool {
+        let t = self.tree();
+        t.entry(path).is_some() && !t.dirs.contains_key(&key(path))
     }
 
-    fn install(&self, src: &Path, d: &Digest) -> io::Result<()> {
+    fn is_dir(&self, path: &Path) -> bool {
+        self.tree().dirs.contains_key(&key(path))
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        let mut t = self.tree();
+        let k = key(path);
+        if t.dirs.contains_key(&k) {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        let (parent, _) = split(path)?;
+        t.dir(&parent)?;
+        // A directory stays once created (its parent is synced after, as the node does).
+        t.dirs.insert(k, Entries::default());
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (from_dir, from_name) = split(from)?;
+        let (to_dir, to_name) = split(to)?;
+        let mut t = self.tree();
+        let id = t
+            .dir(&from_dir)?
+            .live
+            .remove(&from_name)
+            .ok_or(io::ErrorKind::NotFound)?;
+        t.dir(&to_dir)?.live.insert(to_name, id);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let (dir, name) = split(path)?;
+        let mut t = self.tree();
+        let id = t
+            .dir(&dir)?
+            .live
+            .remove(&name)
+            .ok_or(io::ErrorKind::NotFound)?;
+        let bytes = t.files.get(&id).map(|(b, _)| b.clone()).unwrap_or_default();
+        t.removed.push((path.to_owned(), bytes));
+        Ok(())
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut t = self.tree();
+        let e = t.dir(&key(path))?;
+        e.synced = e.live.clone();
+        Ok(())
+    }
+
+    fn touch(&self, path: &Path) -> io::Result<()> {
         let now = self.clock.wall_ms();
-        let mut b = self.blobs();
-        let bytes = b.temps.remove(src).ok_or(io::ErrorKind::NotFound)?;
-        b.installed.insert(d.clone(), bytes);
-        b.written.insert(d.clone(), now);
-        Ok(())
-    }
-
-    fn discard(&self, src: &Path) -> io::Result<()> {
-        self.blobs().temps.remove(src);
-        Ok(())
-    }
-
-    fn remove(&self, d: &Digest) -> io::Result<()> {
-        let mut b = self.blobs();
-        if let Some(bytes) = b.installed.remove(d) {
-            b.written.remove(d);
-            b.removed.push((d.clone(), bytes));
+        let mut t = self.tree();
+        let id = t.entry(path).ok_or(io::ErrorKind::NotFound)?;
+        if let Some(f) = t.files.get_mut(&id) {
+            f.1 = now;
         }
         Ok(())
     }
 
-    fn keep(&self, d: &Digest) -> io::Result<bool> {
-        let now = self.clock.wall_ms();
-        let mut b = self.blobs();
-        if !b.installed.contains_key(d) {
-            return Ok(false);
-        }
-        b.written.insert(d.clone(), now);
-        Ok(true)
+    fn modified_ms(&self, path: &Path) -> io::Result<u64> {
+        let t = self.tree();
+        let id = t.entry(path).ok_or(io::ErrorKind::NotFound)?;
+        Ok(t.files.get(&id).map_or(0, |f| f.1))
     }
 
-    fn idle_past(&self, d: &Digest, ttl: Duration) -> bool {
-        let now = self.clock.wall_ms();
-        self.blobs()
-            .written
-            .get(d)
-            .is_none_or(|w| u128::from(now.saturating_sub(*w)) > ttl.as_millis())
+    fn now_ms(&self) -> u64 {
+        self.clock.wall_ms()
     }
 
     fn inline(&self) -> bool {
         true
+    }
+}
+
+/// Where a node's blob files and temporary files live on its simulated file system.
+const BLOBS: &str = "/data/blobs";
+const UPLOADS: &str = "/data/uploads";
+
+/// A node's blob files: the node's own `BlobFiles` over its simulated file system.
+pub struct SimBlobs {
+    pub fs: Arc<SimFs>,
+    pub files: BlobFiles,
+}
+
+impl SimBlobs {
+    fn new(clock: Arc<SimClock>) -> SimBlobs {
+        let fs = Arc::new(SimFs::new(clock));
+        let files = BlobFiles::open_on(PathBuf::from(BLOBS), fs.clone()).expect("blob directories");
+        SimBlobs { fs, files }
+    }
+
+    /// Whether the node has the file of blob `d`.
+    pub fn has(&self, d: &Digest) -> bool {
+        self.files.has(d)
+    }
+
+    /// The bytes of blob `d`'s file.
+    pub fn get(&self, d: &Digest) -> Option<Vec<u8>> {
+        self.fs.read(&self.files.path(d))
+    }
+
+    /// The blobs this node has a file of.
+    pub fn digests(&self) -> BTreeSet<Digest> {
+        self.fs
+            .files_under(Path::new(BLOBS))
+            .iter()
+            .filter_map(|p| digest_of(p))
+            .collect()
+    }
+
+    /// Flips a bit of blob `d`'s file, at byte `at` (modulo its length).
+    pub fn flip(&self, d: &Digest, at: usize) {
+        self.fs.flip(&self.files.path(d), at);
+    }
+
+    /// Writes and syncs a temporary file holding `bytes`.
+    pub fn write_temp(&self, bytes: Vec<u8>) -> io::Result<PathBuf> {
+        self.fs.write_temp(Path::new(UPLOADS), bytes)
+    }
+
+    /// The blob files removed since the last call, with their bytes.
+    pub fn take_removed(&self) -> Vec<(Digest, Vec<u8>)> {
+        self.fs
+            .take_removed()
+            .into_iter()
+            .filter_map(|(p, b)| Some((digest_of(&p)?, b)))
+            .collect()
+    }
+}
+
+/// The blob a path under the blob files names (`ALGORITHM/XX/HEX`).
+fn digest_of(path: &Path) -> Option<Digest> {
+    let rest = path.strip_prefix(BLOBS).ok()?;
+    let parts: Vec<&str> = rest.iter().filter_map(|c| c.to_str()).collect();
+    match parts.as_slice() {
+        [algorithm, _, hex] => Digest::parse(&format!("{algorithm}:{hex}")).ok(),
+        _ => None,
     }
 }
 
@@ -244,7 +399,7 @@ pub struct Disk {
     /// The keys under its Raft log.
     pub log: Arc<SimLogDisk>,
     /// Its blob files.
-    pub blobs: Arc<SimBlobDisk>,
+    pub blobs: SimBlobs,
 }
 
 impl Disk {
@@ -252,19 +407,19 @@ impl Disk {
     pub fn new(clock: Arc<SimClock>) -> Disk {
         Disk {
             log: Arc::default(),
-            blobs: Arc::new(SimBlobDisk::new(clock)),
+            blobs: SimBlobs::new(clock),
         }
     }
 
     /// A crash: what was not synced is gone.
     pub fn crash(&self) {
         self.log.crash();
-        self.blobs.crash();
+        self.blobs.fs.crash();
     }
 
     /// Whether writes fail.
     pub fn set_full(&self, full: bool) {
         self.log.set_full(full);
-        self.blobs.set_full(full);
+        self.blobs.fs.set_full(full);
     }
 }

@@ -6,14 +6,13 @@
 //! their order. Blob holds, fetches, reads and scrubs are in `blobs.rs`.
 
 use crate::clock::SimClock;
-use crate::disk::{Disk, SimBlobDisk};
+use crate::disk::Disk;
 use crate::msg::{Answer, Out, Payload};
 use crate::outbox::Outbox;
 use futures_util::FutureExt;
 use protobuf::Message as _;
 use site_core::Digest;
 use site_node::applying::{ApplySide, Applying};
-use site_node::blob_disk::BlobDisk;
 use site_node::channels::{Input, Job, Ordered, Proposal};
 use site_node::file_ops::FileOps;
 use site_node::raft_driver::{Driver, NodeSide, RaftSettings};
@@ -154,7 +153,7 @@ impl Node {
             .map_err(|e| e.to_string())?;
         driver.publish_status();
         let majority = MajorityHold::new(self.id, leadership, outbox.clone());
-        let files: Arc<SimBlobDisk> = self.disk.blobs.clone();
+        let files = self.disk.blobs.files.clone();
         let missing = MissingBlobs::default();
         missing.rescan(state.blobs().map(|(d, b)| (d, b.size)), |x| files.has(x));
         let (applied_tx, applied_rx) = watch::channel(applied);

@@ -10,7 +10,6 @@ use crate::node::Node;
 use crate::oracle::Oracle;
 use crate::workload::Op;
 use site_core::Digest;
-use site_node::blob_disk::BlobDisk;
 use site_replica::Rng;
 use std::collections::BTreeMap;
 

@@ -8,10 +8,10 @@
 //! never hold up the driver's ticks, heartbeats and votes, and the order of applies,
 //! installs and removals is this one queue's.
 
-use crate::blob_disk::on_disk;
 use crate::channels::{Input, Job, Ordered};
 use crate::events::Events;
 use crate::file_ops::FileOps;
+use crate::files::on_disk;
 use crate::metrics::NodeCounters;
 use crate::missing_blobs::MissingBlobs;
 use crate::site_clock::SiteClock;

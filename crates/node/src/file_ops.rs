@@ -9,10 +9,10 @@
 //! apply task, carries them out.
 
 use crate::applied_state::SiteState;
-use crate::blob_disk::{on_disk, BlobDisk};
 use crate::channels::{gone, FileOp, Job};
 use crate::failure::Failure;
 use crate::fetches::Fetches;
+use crate::files::{on_disk, BlobFiles};
 use crate::verify::ReadChecks;
 use crate::Result;
 use std::path::Path;
@@ -51,7 +51,7 @@ impl FileQueue {
 #[derive(Clone)]
 pub struct FileOps {
     /// The blob files.
-    pub files: Arc<dyn BlobDisk>,
+    pub files: BlobFiles,
     /// The state as applied here.
     pub state: SiteState,
     /// Copies from peers under way.

@@ -9,11 +9,16 @@
 //! A blob appears under `blobs/` only by [`BlobFiles::install`]: the upload file is
 //! fsynced and its digest verified by the caller, then renamed into place and the
 //! directory fsynced. A `kill -9` at any point leaves either no blob file or a whole one.
+//! The renames, removals and directory syncs go through a [`FileSystem`] (the machine's,
+//! or the simulation's, which keeps at a crash only the entries a directory sync saw).
 
+use crate::file_system::{FileSystem, RealFs};
 use site_core::{Algorithm, Digest, DigestHasher};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs file work `f` on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -22,6 +27,19 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(io::Error::other)?
+}
+
+/// Runs blob file work `f` on the blocking pool, or at once on a file system that never
+/// blocks (the simulation's).
+pub(crate) async fn on_disk<T: Send + 'static>(
+    files: &BlobFiles,
+    f: impl FnOnce(&BlobFiles) -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    if files.fs.inline() {
+        return f(files);
+    }
+    let files = files.clone();
+    blocking(move || f(&files)).await
 }
 
 /// `n` bytes of `file` at `pos`, read into a buffer that is not zeroed first (a peer's
@@ -72,18 +90,30 @@ pub fn hash_file(path: &Path, algorithm: Algorithm) -> io::Result<DigestHasher> 
 }
 
 /// The directory tree of blob files.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BlobFiles {
     root: PathBuf,
+    fs: Arc<dyn FileSystem>,
 }
 
 impl BlobFiles {
-    /// Blob files under `root` (`data_dir/blobs`), created if missing.
+    /// Blob files under `root` (`data_dir/blobs`) on the machine's file system, created
+    /// if missing.
     pub fn open(root: PathBuf) -> io::Result<BlobFiles> {
+        BlobFiles::open_on(root, Arc::new(RealFs))
+    }
+
+    /// Blob files under `root` on `fs`, created if missing.
+    pub fn open_on(root: PathBuf, fs: Arc<dyn FileSystem>) -> io::Result<BlobFiles> {
         for a in Algorithm::ALL {
-            create_dir_durable(&root.join(a.name()))?;
+            create_dir_durable_on(fs.as_ref(), &root.join(a.name()))?;
         }
-        Ok(BlobFiles { root })
+        Ok(BlobFiles { root, fs })
+    }
+
+    /// The file system they are on.
+    pub fn file_system(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
     }
 
     /// Where the blob of `d` lives: `ALGORITHM/XX/HEX`.
@@ -97,7 +127,7 @@ impl BlobFiles {
 
     /// Whether this node has the file of blob `d`.
     pub fn has(&self, d: &Digest) -> bool {
-        self.path(d).is_file()
+        self.fs.is_file(&self.path(d))
     }
 
     /// Opens the file of blob `d`; `None` if there is none. Opened on the caller's
@@ -121,19 +151,44 @@ impl BlobFiles {
     pub fn install(&self, src: &Path, d: &Digest) -> io::Result<()> {
         let dst = self.path(d);
         let shard = dst.parent().expect("blob path has a shard directory");
-        create_dir_durable(shard)?;
-        fs::rename(src, &dst)?;
-        fsync_dir(shard)
+        create_dir_durable_on(self.fs.as_ref(), shard)?;
+        self.fs.rename(src, &dst)?;
+        if cfg!(feature = "bug-node-no-dir-sync") {
+            return Ok(());
+        }
+        self.fs.sync_dir(shard)
+    }
+
+    /// Drops the file at `src`, not needed (the site's copy stands for it). Blocking.
+    pub fn discard(&self, src: &Path) -> io::Result<()> {
+        self.fs.remove_file(src)
     }
 
     /// Removes the blob file of `d`, if any. Blocking.
     pub fn remove(&self, d: &Digest) -> io::Result<()> {
         let path = self.path(d);
-        match fs::remove_file(&path) {
-            Ok(()) => fsync_dir(path.parent().expect("shard")),
+        match self.fs.remove_file(&path) {
+            Ok(()) => self.fs.sync_dir(path.parent().expect("shard")),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Makes the age of the file of blob `d` count from now; `false`: there is none.
+    /// Blocking.
+    pub fn keep(&self, d: &Digest) -> io::Result<bool> {
+        match self.fs.touch(&self.path(d)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the file of blob `d` was last written longer than `ttl` ago (to the
+    /// millisecond), or is gone.
+    pub fn idle_past(&self, d: &Digest, ttl: Duration) -> bool {
+        let written = self.fs.modified_ms(&self.path(d)).unwrap_or(0);
+        u128::from(self.fs.now_ms().saturating_sub(written)) > ttl.as_millis()
     }
 
     /// Every blob file with its size. Files whose name is not a digest are removed (they
@@ -177,19 +232,26 @@ impl BlobFiles {
 
 /// Creates `dir` and any missing parents, fsyncing each parent that gained an entry.
 pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
+    create_dir_durable_on(&RealFs, dir)
+}
+
+/// [`create_dir_durable`] on `fs`.
+fn create_dir_durable_on(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    if fs.is_dir(dir) {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        create_dir_durable(parent)?;
+        if !parent.as_os_str().is_empty() {
+            create_dir_durable_on(fs, parent)?;
+        }
     }
-    match fs::create_dir(dir) {
+    match fs.create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
     }
     match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => fsync_dir(p),
+        Some(p) if !p.as_os_str().is_empty() => fs.sync_dir(p),
         _ => Ok(()),
     }
 }

@@ -18,7 +18,6 @@
 
 mod applied_state;
 pub mod applying;
-pub mod blob_disk;
 mod blob_writer;
 pub mod channels;
 pub mod collector;
@@ -28,6 +27,7 @@ pub mod events;
 pub mod failure;
 mod fetches;
 pub mod file_ops;
+pub mod file_system;
 pub mod files;
 mod growing;
 pub mod keyspace;
@@ -474,7 +474,7 @@ impl Node {
     fn file_ops(&self) -> file_ops::FileOps {
         let i = self;
         file_ops::FileOps {
-            files: Arc::new(i.files.clone()),
+            files: i.files.clone(),
             state: i.state.clone(),
             fetches: i.fetches.clone(),
             read_checks: i.read_checks.clone(),

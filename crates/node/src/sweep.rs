@@ -9,7 +9,7 @@
 use crate::applied_state::SiteState;
 use crate::channels::FileOp;
 use crate::fetches::Fetches;
-use crate::file_ops::{idle_past, FileQueue};
+use crate::file_ops::FileQueue;
 use crate::files::BlobFiles;
 use crate::ordering::Orderer;
 use crate::Result;
@@ -52,7 +52,7 @@ impl Strays {
         let mut removed = 0;
         for (d, _) in found {
             let stray = self.state.read(|s| s.blob(&d).is_none()) && !self.fetches.fetching(&d);
-            if !stray || !idle_past(self.ttl, 0, &self.files.path(&d)) {
+            if !stray || !self.files.idle_past(&d, self.ttl) {
                 continue;
             }
             // Checked again in its turn among installs and applies.
