@@ -100,8 +100,7 @@ impl FileOps {
                 Ok(true)
             }
             FileOp::Keep(digest) => {
-                let kept = on_disk(&self.files, move |files| files.keep(&digest)).await?;
-                Ok(kept || cfg!(feature = "bug-node-keep-without-file"))
+                Ok(on_disk(&self.files, move |files| files.keep(&digest)).await?)
             }
             FileOp::Corrupt(digest) => {
                 if self.state.read(|s| s.blob(&digest).is_none()) {
