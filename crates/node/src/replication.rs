@@ -95,11 +95,12 @@ impl Fetcher {
     }
 
     async fn fetch_now(&self, d: &Digest, size: u64, first: Option<u64>) -> Result<()> {
-        // A copy here already stands if it is whole (it may have rotted since it was
-        // written: a hold counts only verified copies), kept from stray removal in its
-        // turn among the file operations (an unrecorded copy could otherwise go before
-        // the blob is recorded).
-        let stands = self.good_copy(d).await? && self.queue.run(FileOp::Keep(d.clone())).await?;
+        // A copy here already stands, kept from stray removal in its turn among the file
+        // operations (an unrecorded copy could otherwise go before the blob is recorded).
+        // For a hold it must be whole: it may have rotted since it was written, and a
+        // hold counts only verified copies (a recorded blob's copy is the scrub's).
+        let whole = first.is_none() || self.good_copy(d).await?;
+        let stands = whole && self.queue.run(FileOp::Keep(d.clone())).await?;
         if !stands {
             let peers = self.leadership.fetch_order(first);
             let mut errors = Vec::new();
