@@ -1,6 +1,6 @@
 //! A forwarded change and its answer as the typed messages of `proto/peer.proto`: the
 //! replication core's `Ask` (its command or member change as `proto/entry.proto` writes
-//! them, see `site-entry`) and the store's `Ordered`, both ways, so a follower's write
+//! them, see `site-entry`) and the node's `Ordered`, both ways, so a follower's write
 //! reaches the leader, and its outcome or refusal comes back, without JSON. Names travel
 //! as text and are parsed again on arrival: a peer's garbage is an error, never a
 //! command. The time of a command does not travel: the leader stamps its own.
@@ -96,7 +96,7 @@ fn refusal(e: &StateError) -> pb::StateRefusal {
     }
 }
 
-/// The leader's answer as the store reads it, or why it is not one.
+/// The leader's answer as the node reads it, or why it is not one.
 pub fn ordered_from_wire(o: pb::Ordered) -> Result<Ordered, String> {
     let result = match o.result.ok_or("no result")? {
         pb::ordered::Result::Outcome(out) => Ok(Outcome {

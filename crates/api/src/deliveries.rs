@@ -46,7 +46,7 @@ impl Source for Deliveries {
     }
 }
 
-/// The data of a `PutBlob` stream after its header, as the store reads bodies.
+/// The data of a `PutBlob` stream after its header, as the node reads bodies.
 struct BlobStream {
     first: Option<Bytes>,
     stream: Streaming<pb::PutBlobRequest>,

@@ -29,7 +29,7 @@ use tonic::{Request, Response, Status};
 
 /// Batches queued towards one peer before new ones are dropped (Raft resends).
 const QUEUE: usize = 1024;
-/// Largest blob message a peer sends (the store reads blobs in chunks of this size).
+/// Largest blob message a peer sends (the node reads blobs in chunks of this size).
 const BLOB_CHUNK: usize = 1 << 20;
 
 /// The peer service of a node.

@@ -1,4 +1,4 @@
-//! The `site.v1.Site` service: thin over the store and the collector. Every handler
+//! The `site.v1.Site` service: thin over the node's components and the collector. Every handler
 //! checks its input, turns it into store calls or commands, and maps errors through the
 //! one table in [`crate::status`].
 

@@ -1,4 +1,4 @@
-//! Request bodies as the store's [`ByteSource`], bodies read whole under a limit, and
+//! Request bodies as the node's [`ByteSource`], bodies read whole under a limit, and
 //! bodies watched for whether they were read to their end.
 
 use crate::error::ApiError;
@@ -9,7 +9,7 @@ use site_core::metrics::Counter;
 use site_core::ErrorCode;
 use site_node::ByteSource;
 
-/// Streams a request body into the store chunk by chunk, counting its bytes.
+/// Streams a request body into the node chunk by chunk, counting its bytes.
 pub(crate) struct BodySource<'a>(pub Body, pub &'a Counter);
 
 impl ByteSource for BodySource<'_> {

@@ -1,9 +1,9 @@
-//! Errors of the store, each naming the OCI error code it stands for.
+//! Errors of the node, each naming the OCI error code it stands for.
 
 use site_core::{Digest, ErrorCode, ManifestError};
 use site_state::StateError;
 
-/// What went wrong in the store. Request errors carry an OCI code; `Io` and `Db` are
+/// What went wrong in the node. Request errors carry an OCI code; `Io` and `Db` are
 /// failures of the node itself.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

@@ -5,7 +5,7 @@
 //! as applied at its place in it. So no lock orders them, and a removal decided from the
 //! state never meets an install of the same digest half-way.
 //!
-//! [`FileQueue`] is how the rest of the node asks for one; [`FileOps`], owned by the
+//! `FileQueue` is how the rest of the node asks for one; [`FileOps`], owned by the
 //! apply task, carries them out.
 
 use crate::applied_state::SiteState;

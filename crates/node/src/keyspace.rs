@@ -14,7 +14,7 @@
 //!
 //! The site's metadata is the state machine of `site-state`. Its commands are the
 //! entries of the Raft log; the snapshot holds the state up to an index and the log the
-//! entries after it. Opening the store loads the snapshot; the Raft driver then applies
+//! entries after it. Opening the node loads the snapshot; the Raft driver then applies
 //! the committed entries after it. Upload sessions are node-local (bytes in
 //! `uploads/<id>`), not part of the state.
 

@@ -172,7 +172,7 @@ pub struct Node {
     pub(crate) clock: Arc<SiteClock>,
 }
 
-/// The driver's ends of a store's channels.
+/// The driver's ends of a node's channels.
 struct DriverSide {
     proposals: mpsc::UnboundedReceiver<channels::Proposal>,
     inputs: mpsc::UnboundedReceiver<channels::Input>,
@@ -214,10 +214,10 @@ pub fn now_ms() -> u64 {
 }
 
 impl Node {
-    /// Opens (creating if needed) the store under `config.data_dir`, starts its Raft
+    /// Opens (creating if needed) the node's data under `config.data_dir`, starts its Raft
     /// driver (which runs until `shutdown` turns true), replays the committed log into the
     /// state, and reconciles the files with the state after a crash. Returns once the
-    /// store serves exactly what was acknowledged, with the task of the driver and of the
+    /// node serves exactly what was acknowledged, with the task of the driver and of the
     /// background blob fetches (`replication.rs`).
     pub async fn start(
         config: NodeConfig,
@@ -311,8 +311,8 @@ impl Node {
         Ok((store, task))
     }
 
-    /// Opens the store (a new one founded with `voters`) and loads the state machine from
-    /// the last snapshot; returns the driver's ends of the store's channels. Blocking.
+    /// Opens the node's data (a new site founded with `voters`) and loads the state machine from
+    /// the last snapshot; returns the driver's ends of the node's channels. Blocking.
     fn open(
         config: NodeConfig,
         cluster: replication::Cluster,

@@ -176,7 +176,7 @@ impl Driver {
         }
     }
 
-    /// Makes where this node's Raft stands visible to the store.
+    /// Makes where this node's Raft stands visible to the rest of the node.
     pub fn publish_status(&self) {
         self.node.leadership.publish(self.engine.status());
     }

@@ -9,7 +9,7 @@
 //!   starts and copy it while it arrives (`growing.rs`).
 //! - **A committed blob a node lacks** (the node was down, its disk was wiped, it is new,
 //!   or it was not among the first majority) is in the node's missing set; a background
-//!   task ([`Fetcher::run`]) fetches each from a peer until none is missing.
+//!   task (`Fetcher::run`) fetches each from a peer until none is missing.
 //! - **A read of a committed blob not here yet** streams it from a peer meanwhile
 //!   ([`crate::Reads::read_blob`], `reads.rs`).
 //!
@@ -45,7 +45,7 @@ const STALL: Duration = Duration::from_secs(30);
 /// Bytes of a blob, from this node's disk or a peer's.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 
-/// This node's place among its peers, set when the store starts.
+/// This node's place among its peers, set when the node starts.
 #[derive(Clone)]
 pub(crate) struct Cluster {
     pub(crate) id: u64,

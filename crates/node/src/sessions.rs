@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// A source of request body bytes, so the store needs no HTTP types.
+/// A source of request body bytes, so the node needs no HTTP types.
 pub trait ByteSource: Send {
     /// The next chunk; `None` at the end; `Err` if the body was cut off.
     fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, String>>> + Send;

@@ -1,4 +1,4 @@
-//! Fixtures of the store's own tests: a store with its Raft driver running on a
+//! Fixtures of the node crate's own tests: a node with its Raft driver running on a
 //! directory, and request bodies.
 
 use crate::{ByteSource, Node, NodeConfig};

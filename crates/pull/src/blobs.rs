@@ -1,5 +1,5 @@
 //! Blobs fetched on a miss: one upstream transfer per digest on this node, written into
-//! the store the way a tower delivery is (`Deliveries::receive_blob`: verified, durable on a
+//! the node the way a tower delivery is (`Deliveries::receive_blob`: verified, durable on a
 //! majority, recorded), and served to every waiting client while it arrives.
 //!
 //! A client is streamed the bytes already in the growing file (this node's, or the

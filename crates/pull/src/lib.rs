@@ -3,7 +3,7 @@
 //! fetches it from that registry (or the mirror endpoint configured for it) as the pull
 //! policy allows, and the site keeps it.
 //!
-//! Rule of this crate: what is fetched enters the store only the ways a delivery does
+//! Rule of this crate: what is fetched enters the node only the ways a delivery does
 //! (`Deliveries::receive_blob`, then the manifest once its blobs are recorded), so cached
 //! content is site content: verified, durable on a majority, replicated, served offline.
 //! What the site holds is never made unavailable by an upstream: `Always` falls back to
