@@ -12,11 +12,10 @@ use crate::outbox::Outbox;
 use futures_util::FutureExt;
 use protobuf::Message as _;
 use site_core::Digest;
-use site_node::applying::{ApplySide, Applying};
+use site_node::applying::{open_log, ApplySide, Applying};
 use site_node::channels::{Input, Job, Ordered, Proposal};
 use site_node::file_ops::FileOps;
 use site_node::raft_driver::{Driver, NodeSide, RaftSettings};
-use site_node::raft_log::RaftLog;
 use site_node::{
     Events, Failure, Fetches, Leadership, MajorityHold, MissingBlobs, NodeError, ReadChecks,
     SiteClock, SiteState, VerifyReads,
@@ -120,15 +119,8 @@ impl Node {
     /// Starts the node from what its disk holds, as the node opens its log and starts
     /// its driver.
     pub fn start(&mut self, seed: u64) -> Result<(), String> {
-        let log = RaftLog::open(self.disk.log.clone()).map_err(|e| e.to_string())?;
-        let empty = serde_json::to_vec(&State::default()).expect("state serialises");
-        log.initialize(&self.founding, &empty)
-            .map_err(|e| e.to_string())?;
-        log.mark_catching_up_if_empty().map_err(|e| e.to_string())?;
-        let (state, applied) = match log.snapshot_data().map_err(|e| e.to_string())? {
-            Some((meta, data)) => (State::decode(&data).map_err(|e| e.to_string())?, meta.index),
-            None => (State::default(), 0),
-        };
+        let (log, state, applied) =
+            open_log(self.disk.log.clone(), &self.founding).map_err(|e| e.to_string())?;
         let clock = Arc::new(SiteClock::new(self.clock.clone()));
         clock.observe(state.time());
         let events = Events::default();

@@ -195,6 +195,23 @@ pub(crate) fn sync_peers(state: &crate::SiteState, me: u64, transport: &dyn Tran
     }
 }
 
+/// Opens the site's log on `disk` (founded with `voters` if it is new; marked as catching
+/// up if it holds nothing past the founding snapshot) and the state of its snapshot,
+/// with the index that state stands at. Blocking.
+pub fn open_log(
+    disk: Arc<dyn crate::log_disk::LogDisk>,
+    voters: &[u64],
+) -> Result<(crate::raft_log::RaftLog, State, u64)> {
+    let log = crate::raft_log::RaftLog::open(disk)?;
+    log.initialize(voters, &encode_state(&State::default()))?;
+    log.mark_catching_up_if_empty()?;
+    let (state, applied) = match log.snapshot_data()? {
+        Some((meta, data)) => (decode_state(&data)?, meta.index),
+        None => (State::default(), 0),
+    };
+    Ok((log, state, applied))
+}
+
 /// A state machine's bytes.
 pub(crate) fn encode_state(state: &State) -> Vec<u8> {
     serde_json::to_vec(state).expect("state serialises")

@@ -88,7 +88,6 @@ pub use uploads::Uploads;
 pub use verify::{ReadChecks, VerifyReads};
 
 use files::BlobFiles;
-use site_state::State;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -321,13 +320,8 @@ impl Node {
         let id = cluster.id;
         files::create_dir_durable(&config.data_dir)?;
         let db = open_db(&config.data_dir.join("meta"))?;
-        let raft = raft_log::RaftLog::open(Arc::new(log_disk::SledLogDisk::open(&db)?))?;
-        raft.initialize(voters, &applying::encode_state(&State::default()))?;
-        raft.mark_catching_up_if_empty()?;
-        let (state, applied) = match raft.snapshot_data()? {
-            Some((meta, data)) => (applying::decode_state(&data)?, meta.index),
-            None => (Default::default(), 0),
-        };
+        let disk = Arc::new(log_disk::SledLogDisk::open(&db)?);
+        let (raft, state, applied) = applying::open_log(disk, voters)?;
         let clock = Arc::new(SiteClock::new(Arc::new(SystemClock::default())));
         clock.observe(state.time());
         let uploads_tree = db.open_tree(keyspace::UPLOADS)?;
