@@ -122,7 +122,7 @@ impl Node {
                 } else if Digest::of(&bytes) != digest {
                     Err("the bytes do not match the digest".to_owned())
                 } else {
-                    let good = match self.disk.blobs.get(&digest) {
+                    let whole = match self.disk.blobs.get(&digest) {
                         Some(copy) if Digest::of(&copy) == digest => true,
                         Some(_) => {
                             self.corrupt(&digest);
@@ -131,10 +131,14 @@ impl Node {
                         None => false,
                     };
                     let Some(run) = &self.run else { return };
-                    let keep = FileOp::Keep(digest.clone());
-                    match done(run.file_ops.carry_out(keep)) {
-                        Ok(true) if good => Ok(()),
-                        Ok(_) => self.install(&digest, bytes),
+                    let kept = if whole {
+                        done(run.file_ops.carry_out(FileOp::Keep(digest.clone())))
+                    } else {
+                        Ok(false)
+                    };
+                    match kept {
+                        Ok(true) => Ok(()),
+                        Ok(false) => self.install(&digest, bytes),
                         Err(e) => Err(e.to_string()),
                     }
                 };

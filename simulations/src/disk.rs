@@ -223,9 +223,11 @@ impl SimFs {
         t.dirs
             .iter()
             .filter(|(dir, _)| dir.starts_with(&root))
-            .flat_map(|(dir, e)| e.live.keys().map(move |n| format!("{dir}/{n}")))
-            .filter(|p| !t.dirs.contains_key(p))
-            .map(PathBuf::from)
+            .flat_map(|(dir, e)| {
+                e.live
+                    .keys()
+                    .map(move |n| PathBuf::from(format!("{dir}/{n}")))
+            })
             .collect()
     }
 
@@ -249,8 +251,8 @@ impl SimFs {
 
 impl FileSystem for SimFs {
     fn is_file(&self, path: &Path) -> bool {
-        let t = self.tree();
-        t.entry(path).is_some() && !t.dirs.contains_key(&key(path))
+        // Directories are not entries of their parents here: an entry is a file.
+        self.tree().entry(path).is_some()
     }
 
     fn is_dir(&self, path: &Path) -> bool {

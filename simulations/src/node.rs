@@ -304,25 +304,13 @@ impl Node {
     fn collect(&mut self, applied: bool, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
         let mut answered = Vec::new();
-        run.pending.retain_mut(|p| match p.answer.try_recv() {
-            Err(oneshot::error::TryRecvError::Empty) => true,
-            Ok(a) => {
-                answered.push((
-                    std::mem::replace(&mut p.waiter, Waiter::Client(0)),
-                    p.ask.clone(),
-                    Some(a),
-                ));
-                false
+        for mut p in std::mem::take(&mut run.pending) {
+            match p.answer.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => run.pending.push(p),
+                Ok(a) => answered.push((p.waiter, p.ask, Some(a))),
+                Err(oneshot::error::TryRecvError::Closed) => answered.push((p.waiter, p.ask, None)),
             }
-            Err(oneshot::error::TryRecvError::Closed) => {
-                answered.push((
-                    std::mem::replace(&mut p.waiter, Waiter::Client(0)),
-                    p.ask.clone(),
-                    None,
-                ));
-                false
-            }
-        });
+        }
         for (waiter, ask, a) in answered {
             let answer: Answer = match a {
                 None => Err("dropped".into()),

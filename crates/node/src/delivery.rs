@@ -222,12 +222,7 @@ impl Deliveries {
                     tokio::fs::remove_file(&path).await?;
                     live.forget_hasher();
                 } else {
-                    let f = tokio::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .await?;
-                    f.set_len(before.len()).await?;
-                    live.set_hasher(before);
+                    live.rewind(&path, before).await?;
                 }
                 return Err(NodeError::SizeInvalid(format!(
                     "stream carries more than the declared {size} bytes"

@@ -241,9 +241,10 @@ impl Node {
         // index on disk may lag behind what it acknowledged (a kill -9 before the next
         // sync): it waits for every entry its log holds, which it commits again as it
         // takes the lead.
-        let replay_to = match alone {
-            true => raft::Storage::last_index(&store.raft).map_err(std::io::Error::other)?,
-            false => store.raft.hard_state().commit,
+        let replay_to = if alone {
+            raft::Storage::last_index(&store.raft).map_err(std::io::Error::other)?
+        } else {
+            store.raft.hard_state().commit
         };
         let applied = *driver_side.applied.borrow();
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();

@@ -40,6 +40,15 @@ impl Live {
     pub(crate) fn forget_hasher(&mut self) {
         self.hasher = None;
     }
+
+    /// Puts the session back where `before` stood: its file at `path` cut to that length
+    /// and its running hash `before`.
+    pub(crate) async fn rewind(&mut self, path: &Path, before: DigestHasher) -> Result<()> {
+        let f = tokio::fs::OpenOptions::new().write(true).open(path).await?;
+        f.set_len(before.len()).await?;
+        self.set_hasher(before);
+        Ok(())
+    }
 }
 
 impl Sessions {

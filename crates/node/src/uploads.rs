@@ -99,12 +99,7 @@ impl Uploads {
             }
             Err(e) => {
                 // Put the session back exactly where it stood.
-                let f = tokio::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .await?;
-                f.set_len(before.len()).await?;
-                live.set_hasher(before);
+                live.rewind(&path, before).await?;
                 Err(e)
             }
         }
