@@ -1,42 +1,34 @@
-//! Blob bytes between simulated nodes: a delivered blob is held by a majority before it
-//! is recorded (the node's own `MajorityHold`); the rest as on a real node (`site-node`'s
-//! `replication.rs`, the core's `missing.rs`): a committed blob a node lacks is fetched from a peer,
-//! rounds that fail backing off; a read of a copy not checked since the start checks the
-//! bytes against the digest before it hands over the last of them (`verify_reads =
-//! "first"`, the node's `ReadChecks`), later reads do not; a scrub finds bad copies.
-//! Every file is installed, kept or removed by the node's own file operations
-//! (`file_ops.rs`), in their turn after the apply task's jobs.
+//! Blob bytes between simulated nodes, by the node's own components on the node's tasks
+//! (`tasks.rs`): a delivered blob is held by a majority before it is recorded
+//! (`MajorityHold`); a node asked to hold one copies it from the node that asks, and a
+//! committed blob a node lacks is copied in the background fetch rounds (`Fetcher`,
+//! writing through the simulated file system, installing through the apply task's
+//! queue); the scrub checks copies against their digests (`Scrubber`). The peers'
+//! side of a fetch (the node's `PeerFiles`) answers with the file's bytes. A read of a
+//! copy not checked since the start checks the bytes against the digest before it hands
+//! them over (`verify_reads = "first"`, the node's `ReadChecks`); later reads do not.
 
 use crate::msg::{Out, Payload};
 use crate::node::{done, Node};
 use site_core::Digest;
 use site_node::channels::FileOp;
-use site_replica::hold::fetch_order;
+use site_node::spawn::Spawn;
+use site_node::within;
 use site_replica::Ask;
 use site_state::{Command, Entry};
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// A fetch not answered within this long counts as failed.
-const FETCH_TIMEOUT_MS: u64 = 2_000;
 /// A hold not settled within this long is dropped (its client gave up).
-const HOLD_TIMEOUT_MS: u64 = 10_000;
+const HOLD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A majority hold in progress for a client's delivery: the node's own
-/// (`MajorityHold::hold`), polled after every step of its node.
-pub struct HoldJob {
-    call: Pin<Box<dyn Future<Output = site_node::Result<()>>>>,
-    digest: Digest,
-    size: u64,
-    client: u64,
-    started: u64,
-}
+/// Majority holds of deliveries that ended: (client request, blob, size, outcome).
+pub type Settled = Arc<Mutex<Vec<(u64, Digest, u64, site_node::Result<()>)>>>;
 
 impl Node {
     /// A client delivers blob `digest` (`bytes`) to this node: it is installed here, held
     /// by a majority, then recorded; the client is answered with the record's outcome.
-    pub fn deliver(&mut self, req: u64, digest: Digest, bytes: Vec<u8>, now: u64, out: &mut Out) {
+    pub fn deliver(&mut self, req: u64, digest: Digest, bytes: Vec<u8>, out: &mut Out) {
         if self.run.is_none() {
             return;
         }
@@ -46,192 +38,67 @@ impl Node {
             out.answers.push((req, Err(e)));
             return;
         }
-        let Some(run) = &mut self.run else { return };
-        let majority = run.majority.clone();
-        let d = digest.clone();
-        let call = Box::pin(async move { majority.hold(&d, size).await });
-        let id = run.next_id;
-        run.next_id += 1;
-        run.holds.insert(
-            id,
-            HoldJob {
-                call,
-                digest,
-                size,
-                client: req,
-                started: now,
-            },
-        );
-        self.poll_holds(out);
+        let Some(run) = &self.run else { return };
+        let (majority, settled) = (run.majority.clone(), run.settled.clone());
+        let clock = self.clock.clone();
+        run.tasks.spawn(Box::pin(async move {
+            let held = within(clock.as_ref(), HOLD_TIMEOUT, majority.hold(&digest, size));
+            if let Some(r) = held.await {
+                let mut settled = settled.lock().expect("settled");
+                settled.push((req, digest, size, r));
+            }
+        }));
+        self.after(Ok(()), out);
     }
 
-    /// Polls the majority holds under way and sends the asks they made: a blob held by a
-    /// majority is recorded, a failed hold answered.
-    pub fn poll_holds(&mut self, out: &mut Out) {
-        let Some(run) = &mut self.run else { return };
-        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        let mut settled = Vec::new();
-        for (id, job) in run.holds.iter_mut() {
-            if let Poll::Ready(r) = job.call.as_mut().poll(&mut cx) {
-                settled.push((*id, r));
-            }
-        }
-        for (to, ask, digest) in run.outbox.take_holds() {
-            // The holder fetches the bytes from this node: sent along here.
-            let bytes = self.disk.blobs.get(&digest).unwrap_or_default();
-            let payload = Payload::Hold {
-                hold: ask,
-                digest,
-                bytes,
-            };
-            out.sends.push((self.id, to, payload));
-        }
-        for (id, result) in settled {
-            let Some(run) = &mut self.run else { return };
-            let Some(job) = run.holds.remove(&id) else {
-                continue;
-            };
+    /// Records the blobs the majority holds of deliveries held; answers the failed.
+    pub(crate) fn record_held(&mut self, out: &mut Out) {
+        let Some(run) = &self.run else { return };
+        let settled = std::mem::take(&mut *run.settled.lock().expect("settled"));
+        for (client, digest, size, result) in settled {
             match result {
                 Ok(()) => {
                     let cmd = Command::AddBlob {
                         repo: None,
-                        digest: job.digest,
-                        size: job.size,
+                        digest,
+                        size,
                         recorded: false,
                     };
-                    self.submit(job.client, Ask::Command(Entry { now: 0, cmd }), out);
+                    self.submit(client, Ask::Command(Entry { now: 0, cmd }), out);
                 }
-                Err(e) => out.answers.push((job.client, Err(e.to_string()))),
+                Err(e) => out.answers.push((client, Err(e.to_string()))),
             }
         }
     }
 
-    pub fn receive_blob_message(&mut self, from: u64, p: Payload, now: u64, out: &mut Out) {
+    pub fn receive_blob_message(&mut self, from: u64, p: Payload, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
         match p {
-            Payload::Hold {
-                hold,
-                digest,
-                bytes,
-            } => {
-                // As a node answers a hold (`Fetcher::fetch_blob`): a whole copy here
-                // stands (kept from stray removal), else the bytes are fetched,
-                // verified and installed.
-                let ok = if self.disk_full {
-                    Err("disk full".to_owned())
-                } else if Digest::of(&bytes) != digest {
-                    Err("the bytes do not match the digest".to_owned())
-                } else {
-                    let whole = match self.disk.blobs.get(&digest) {
-                        Some(copy) if Digest::of(&copy) == digest => true,
-                        Some(_) => {
-                            self.corrupt(&digest);
-                            false
-                        }
-                        None => false,
-                    };
-                    let Some(run) = &self.run else { return };
-                    let kept = if whole {
-                        done(run.file_ops.carry_out(FileOp::Keep(digest.clone())))
-                    } else {
-                        Ok(false)
-                    };
-                    match kept {
-                        Ok(true) => Ok(()),
-                        Ok(false) => self.install(&digest, bytes),
-                        Err(e) => Err(e.to_string()),
-                    }
-                };
-                out.sends
-                    .push((self.id, from, Payload::HoldAnswer { hold, ok }));
+            Payload::Hold { hold, digest, size } => {
+                // As the node's peer service answers a hold.
+                let (fetcher, outbox) = (run.fetcher.clone(), run.outbox.clone());
+                run.tasks.spawn(Box::pin(async move {
+                    let held = fetcher.fetch_blob(&digest, size, Some(from)).await;
+                    let ok = held.map_err(|e| e.to_string());
+                    outbox.send_payload(from, Payload::HoldAnswer { hold, ok });
+                }));
             }
-            Payload::HoldAnswer { hold, ok } => {
-                run.outbox.answer(hold, ok);
-                self.poll_holds(out);
-            }
+            Payload::HoldAnswer { hold, ok } => run.outbox.answer_hold(hold, ok),
             Payload::Fetch { req, digest } => {
                 let bytes = self.disk.blobs.get(&digest);
                 out.sends
-                    .push((self.id, from, Payload::FetchAnswer { req, digest, bytes }));
+                    .push((self.id, from, Payload::FetchAnswer { req, bytes }));
+                return;
             }
-            Payload::FetchAnswer { req, digest, bytes } => {
-                if run.fetching.remove(&req).is_none() {
-                    return;
-                }
-                let installed = match bytes {
-                    Some(b) if Digest::of(&b) == digest => self.install(&digest, b).is_ok(),
-                    _ => false,
-                };
-                let Some(run) = &mut self.run else { return };
-                if installed {
-                    run.missing.found(&digest);
-                } else {
-                    run.round_failed += 1;
-                }
-                self.end_round(now);
-            }
-            _ => {}
+            Payload::FetchAnswer { req, bytes } => run.outbox.answer_fetch(req, bytes),
+            _ => return,
         }
-    }
-
-    /// Starts a round of fetches of the missing blobs when one is due.
-    pub fn replicate(&mut self, now: u64, out: &mut Out) {
-        let Some(run) = &mut self.run else { return };
-        run.holds
-            .retain(|_, j| now.saturating_sub(j.started) < HOLD_TIMEOUT_MS);
-        let late: Vec<u64> = run
-            .fetching
-            .iter()
-            .filter(|(_, (_, at))| now.saturating_sub(*at) >= FETCH_TIMEOUT_MS)
-            .map(|(r, _)| *r)
-            .collect();
-        for r in late {
-            run.fetching.remove(&r);
-            run.round_failed += 1;
-        }
-        self.end_round(now);
-        let Some(run) = &mut self.run else { return };
-        if !run.fetching.is_empty() || now < run.next_round || run.missing.count() == 0 {
-            return;
-        }
-        let status = run.driver.engine().status();
-        let peers = fetch_order(status.leader, &status.voters, self.id, None);
-        if peers.is_empty() {
-            return;
-        }
-        for (i, (d, _)) in run.missing.round().into_iter().enumerate() {
-            if run.state.read(|s| s.blob(&d).is_none()) {
-                run.missing.forget([&d]);
-                continue;
-            }
-            if self.disk.blobs.has(&d) {
-                run.missing.found(&d);
-                continue;
-            }
-            let req = run.next_id;
-            run.next_id += 1;
-            // Spread over the peers, a different one first each round.
-            let peer = peers[(i + (now / 1000) as usize) % peers.len()];
-            run.fetching.insert(req, (d.clone(), now));
-            out.sends
-                .push((self.id, peer, Payload::Fetch { req, digest: d }));
-        }
-        if run.fetching.is_empty() {
-            self.end_round(now);
-        }
-    }
-
-    fn end_round(&mut self, now: u64) {
-        let Some(run) = &mut self.run else { return };
-        if !run.fetching.is_empty() {
-            return;
-        }
-        let failed = std::mem::take(&mut run.round_failed);
-        run.next_round = now + run.backoff.after_round(failed).unwrap_or(0);
+        self.after(Ok(()), out);
     }
 
     /// A client reads blob `d` here: the file's bytes, released only if they match the
-    /// digest; a bad copy is dropped and fetched again.
+    /// digest the first time; a bad copy is checked by the scrub's check (removed and
+    /// fetched again).
     pub fn read(&mut self, d: &Digest) -> Result<Vec<u8>, String> {
         let Some(run) = &self.run else {
             return Err("down".into());
@@ -246,45 +113,39 @@ impl Node {
                 Ok(b)
             }
             Some(b) => {
-                self.corrupt(d);
-                Err(format!("copy of {} bytes is corrupt", b.len()))
+                let (scrubber, d) = (run.scrubber.clone(), d.clone());
+                let size = b.len() as u64;
+                run.tasks.spawn(Box::pin(async move {
+                    let _ = scrubber.check(&d, size).await;
+                }));
+                Err(format!("copy of {size} bytes is corrupt"))
             }
         }
     }
 
-    /// Checks the file of every blob the state records against its digest, as the
-    /// scrub does; bad copies are removed (in their turn) and fetched again. Returns the
-    /// blobs checked and how many were bad.
-    pub fn scrub(&mut self) -> (Vec<Digest>, usize) {
+    /// A pass of the scrub: the node's check of the file of every blob the state records;
+    /// bad copies are removed (in their turn) and fetched again. Returns the blobs checked
+    /// and how many were bad.
+    pub fn scrub(&mut self, out: &mut Out) -> (Vec<Digest>, usize) {
         let Some(run) = &self.run else {
             return (Vec::new(), 0);
         };
-        let recorded: Vec<Digest> = run
+        let recorded: Vec<(Digest, u64)> = run
             .state
-            .read(|s| s.blobs().map(|(d, _)| d.clone()).collect());
-        let mut bad = Vec::new();
-        for d in recorded.iter().cloned() {
-            match self.disk.blobs.get(&d) {
-                Some(b) if Digest::of(&b) == d => run.read_checks.passed(&d),
-                Some(_) => bad.push(d),
-                None => {}
+            .read(|s| s.blobs().map(|(d, b)| (d.clone(), b.size)).collect());
+        let pass: Arc<Mutex<(Vec<Digest>, usize)>> = Arc::default();
+        let (scrubber, done_so_far) = (run.scrubber.clone(), pass.clone());
+        run.tasks.spawn(Box::pin(async move {
+            for (d, size) in recorded {
+                let bad = matches!(scrubber.check(&d, size).await, Ok(Some(false)));
+                let mut pass = done_so_far.lock().expect("scrub");
+                pass.0.push(d);
+                pass.1 += usize::from(bad);
             }
-        }
-        let bad = bad.into_iter().filter(|d| self.corrupt(d)).count();
-        (recorded, bad)
-    }
-
-    /// This node's copy of `d` does not match: removed if the blob is recorded, and
-    /// fetched again. Whether it was.
-    fn corrupt(&mut self, d: &Digest) -> bool {
-        let Some(run) = &self.run else { return false };
-        let Ok(true) = done(run.file_ops.carry_out(FileOp::Corrupt(d.clone()))) else {
-            return false;
-        };
-        if let Some(size) = run.state.read(|s| s.blob(d).map(|b| b.size)) {
-            run.missing.note_corrupt(d, size);
-        }
-        true
+        }));
+        self.after(Ok(()), out);
+        let pass = std::mem::take(&mut *pass.lock().expect("scrub"));
+        pass
     }
 
     /// Writes `bytes` to a temporary file (synced) and installs it as blob `digest` by

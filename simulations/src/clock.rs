@@ -4,6 +4,12 @@
 //! what it drew before clocks were modelled.
 
 use site_replica::Rng;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 /// The wall clock's reading at real time 0 (milliseconds since the Unix epoch).
 pub const EPOCH_MS: u64 = 1_700_000_000_000;
@@ -72,28 +78,79 @@ impl NodeClock {
 
 /// A node's clocks at the world's real time, as the node reads them (`site-node`'s
 /// `Clock`); the log times it stamps are kept, with the real time, for `invariants/clock.rs`.
+/// Its timers end when the node's monotonic clock, as last read by [`SimClock::fire_due`]
+/// (at each of the node's steps, a tick at least every tenth of a second), has passed
+/// their deadline.
 pub struct SimClock {
-    clock: std::sync::Mutex<NodeClock>,
+    clock: Mutex<NodeClock>,
     /// The world's real time, in milliseconds.
-    real: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    stamps: std::sync::Mutex<Vec<(u64, u64)>>,
+    real: Arc<AtomicU64>,
+    stamps: Mutex<Vec<(u64, u64)>>,
+    timers: Arc<Timers>,
+}
+
+/// The timers waited on, and the monotonic time they were last fired at.
+#[derive(Default)]
+struct Timers {
+    now: AtomicU64,
+    waiting: Mutex<Vec<(u64, Waker)>>,
+}
+
+/// A wait until the monotonic clock reads `deadline`.
+struct SimSleep {
+    deadline: u64,
+    timers: Arc<Timers>,
+}
+
+impl Future for SimSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.timers.now.load(Ordering::Relaxed) >= self.deadline {
+            return Poll::Ready(());
+        }
+        let mut waiting = self.timers.waiting.lock().expect("timers");
+        waiting.push((self.deadline, cx.waker().clone()));
+        Poll::Pending
+    }
 }
 
 impl SimClock {
-    pub fn new(clock: NodeClock, real: std::sync::Arc<std::sync::atomic::AtomicU64>) -> SimClock {
+    pub fn new(clock: NodeClock, real: Arc<AtomicU64>) -> SimClock {
         SimClock {
-            clock: std::sync::Mutex::new(clock),
+            clock: Mutex::new(clock),
             real,
             stamps: Default::default(),
+            timers: Arc::default(),
         }
     }
 
     fn real(&self) -> u64 {
-        self.real.load(std::sync::atomic::Ordering::Relaxed)
+        self.real.load(Ordering::Relaxed)
     }
 
     fn node(&self) -> std::sync::MutexGuard<'_, NodeClock> {
         self.clock.lock().expect("clock")
+    }
+
+    /// Ends the timers whose deadline the monotonic clock has passed.
+    pub fn fire_due(&self) {
+        let now = site_node::Clock::monotonic_ms(self);
+        self.timers.now.store(now, Ordering::Relaxed);
+        let due: Vec<Waker> = {
+            let mut waiting = self.timers.waiting.lock().expect("timers");
+            let (due, later) = std::mem::take(&mut *waiting)
+                .into_iter()
+                .partition(|(deadline, _)| *deadline <= now);
+            *waiting = later;
+            due.into_iter().map(|(_, w): (u64, Waker)| w).collect()
+        };
+        due.into_iter().for_each(Waker::wake);
+    }
+
+    /// Drops every timer (the node crashed; its tasks are gone).
+    pub fn drop_timers(&self) {
+        self.timers.waiting.lock().expect("timers").clear();
     }
 
     /// The wall clock is set `by` milliseconds forward (backward: negative).
@@ -125,5 +182,12 @@ impl site_node::Clock for SimClock {
     fn stamped(&self, log_ms: u64) {
         let real = self.real();
         self.stamps.lock().expect("stamps").push((log_ms, real));
+    }
+
+    fn sleep(&self, d: Duration) -> site_node::site_clock::Sleep {
+        Box::pin(SimSleep {
+            deadline: site_node::Clock::monotonic_ms(self) + d.as_millis() as u64,
+            timers: self.timers.clone(),
+        })
     }
 }

@@ -5,8 +5,10 @@
 //! be); a wipe keeps nothing; a full disk fails every sync and every temporary file.
 
 use crate::clock::SimClock;
-use site_core::Digest;
-use site_node::file_system::FileSystem;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use site_core::{Algorithm, Digest, DigestHasher};
+use site_node::file_system::{FileSystem, NewFile};
 use site_node::files::BlobFiles;
 use site_node::log_disk::{LogBatch, LogDisk, LogTree, Syncing};
 use site_node::Clock;
@@ -108,10 +110,11 @@ impl LogDisk for SimLogDisk {
 
 /// A node's file system under its blob files: directories whose entries, at a crash,
 /// are those the last sync of the directory saw (a file renamed in and not synced after
-/// is gone; one removed and not synced after is back). File contents are durable once
-/// written: their writers sync them before they are installed.
+/// is gone; one removed and not synced after is back), and files whose bytes, at a
+/// crash, are those their last sync saw (a copy installed before its bytes were synced
+/// comes back short or empty).
 pub struct SimFs {
-    state: Mutex<Tree>,
+    state: Arc<Mutex<Tree>>,
     /// The node's clocks: a file's age is read on its wall clock, as on a node.
     clock: Arc<SimClock>,
 }
@@ -121,12 +124,19 @@ struct Tree {
     /// Each directory's entries (name -> file id), as seen and as last synced, by the
     /// directory's path.
     dirs: BTreeMap<String, Entries>,
-    /// File contents and last write, by id.
-    files: BTreeMap<u64, (Vec<u8>, u64)>,
+    /// Files by id.
+    files: BTreeMap<u64, SimFile>,
     next_file: u64,
     full: bool,
     /// Files whose last entry was removed since the last look: path and bytes.
     removed: Vec<(PathBuf, Vec<u8>)>,
+}
+
+/// A file's bytes, as written and as last synced, and its last write.
+struct SimFile {
+    bytes: Vec<u8>,
+    synced: Vec<u8>,
+    modified: u64,
 }
 
 #[derive(Default, Clone)]
@@ -163,7 +173,7 @@ impl SimFs {
         let mut tree = Tree::default();
         tree.dirs.insert("/".to_owned(), Entries::default());
         SimFs {
-            state: Mutex::new(tree),
+            state: Arc::new(Mutex::new(tree)),
             clock,
         }
     }
@@ -185,6 +195,9 @@ impl SimFs {
             .flat_map(|e| e.live.values().copied())
             .collect();
         t.files.retain(|id, _| named.contains(id));
+        for f in t.files.values_mut() {
+            f.bytes = f.synced.clone();
+        }
     }
 
     /// Whether writes fail (a full or failing disk).
@@ -204,7 +217,12 @@ impl SimFs {
         let id = t.next_file;
         let d = key(dir);
         t.dirs.entry(d.clone()).or_default();
-        t.files.insert(id, (bytes, now));
+        let file = SimFile {
+            synced: bytes.clone(),
+            bytes,
+            modified: now,
+        };
+        t.files.insert(id, file);
         t.dir(&d)?.live.insert(id.to_string(), id);
         Ok(dir.join(id.to_string()))
     }
@@ -213,7 +231,7 @@ impl SimFs {
     pub fn read(&self, path: &Path) -> Option<Vec<u8>> {
         let t = self.tree();
         let id = t.entry(path)?;
-        t.files.get(&id).map(|(b, _)| b.clone())
+        t.files.get(&id).map(|f| f.bytes.clone())
     }
 
     /// The files under directory `root`, any depth below, by path.
@@ -235,10 +253,13 @@ impl SimFs {
     pub fn flip(&self, path: &Path, at: usize) {
         let mut t = self.tree();
         let Some(id) = t.entry(path) else { return };
-        if let Some((b, _)) = t.files.get_mut(&id) {
-            let i = at % b.len().max(1);
-            if let Some(byte) = b.get_mut(i) {
-                *byte ^= 0x10;
+        if let Some(f) = t.files.get_mut(&id) {
+            let i = at % f.bytes.len().max(1);
+            // The bits rot on the disk: in what a crash keeps too.
+            for b in [&mut f.bytes, &mut f.synced] {
+                if let Some(byte) = b.get_mut(i) {
+                    *byte ^= 0x10;
+                }
             }
         }
     }
@@ -293,7 +314,11 @@ impl FileSystem for SimFs {
             .live
             .remove(&name)
             .ok_or(io::ErrorKind::NotFound)?;
-        let bytes = t.files.get(&id).map(|(b, _)| b.clone()).unwrap_or_default();
+        let bytes = t
+            .files
+            .get(&id)
+            .map(|f| f.bytes.clone())
+            .unwrap_or_default();
         t.removed.push((path.to_owned(), bytes));
         Ok(())
     }
@@ -310,7 +335,7 @@ impl FileSystem for SimFs {
         let mut t = self.tree();
         let id = t.entry(path).ok_or(io::ErrorKind::NotFound)?;
         if let Some(f) = t.files.get_mut(&id) {
-            f.1 = now;
+            f.modified = now;
         }
         Ok(())
     }
@@ -318,11 +343,41 @@ impl FileSystem for SimFs {
     fn modified_ms(&self, path: &Path) -> io::Result<u64> {
         let t = self.tree();
         let id = t.entry(path).ok_or(io::ErrorKind::NotFound)?;
-        Ok(t.files.get(&id).map_or(0, |f| f.1))
+        Ok(t.files.get(&id).map_or(0, |f| f.modified))
     }
 
     fn now_ms(&self) -> u64 {
         self.clock.wall_ms()
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn NewFile>> {
+        let now = self.clock.wall_ms();
+        let (dir, name) = split(path)?;
+        let mut t = self.tree();
+        if t.full {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+        }
+        t.next_file += 1;
+        let id = t.next_file;
+        t.dir(&dir)?.live.insert(name, id);
+        let file = SimFile {
+            bytes: Vec::new(),
+            synced: Vec::new(),
+            modified: now,
+        };
+        t.files.insert(id, file);
+        Ok(Box::new(SimNewFile {
+            tree: self.state.clone(),
+            id,
+        }))
+    }
+
+    fn hash_file(&self, path: &Path, algorithm: Algorithm) -> io::Result<DigestHasher> {
+        let t = self.tree();
+        let id = t.entry(path).ok_or(io::ErrorKind::NotFound)?;
+        let mut hasher = DigestHasher::with(algorithm);
+        hasher.update(t.files.get(&id).map_or(&[][..], |f| &f.bytes));
+        Ok(hasher)
     }
 
     fn inline(&self) -> bool {
@@ -330,9 +385,41 @@ impl FileSystem for SimFs {
     }
 }
 
+/// A file being written on a [`SimFs`].
+struct SimNewFile {
+    tree: Arc<Mutex<Tree>>,
+    id: u64,
+}
+
+impl SimNewFile {
+    fn with(&self, f: impl FnOnce(&mut SimFile)) -> io::Result<()> {
+        let mut t = self.tree.lock().expect("simulated file system");
+        if t.full {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+        }
+        // A file a crash dropped meanwhile takes nothing more.
+        t.files
+            .get_mut(&self.id)
+            .map(f)
+            .ok_or(io::ErrorKind::NotFound.into())
+    }
+}
+
+impl NewFile for SimNewFile {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, io::Result<()>> {
+        let done = self.with(|f| f.bytes.extend_from_slice(&chunk));
+        Box::pin(async move { done })
+    }
+
+    fn sync(self: Box<Self>) -> BoxFuture<'static, io::Result<()>> {
+        let done = self.with(|f| f.synced = f.bytes.clone());
+        Box::pin(async move { done })
+    }
+}
+
 /// Where a node's blob files and temporary files live on its simulated file system.
 const BLOBS: &str = "/data/blobs";
-const UPLOADS: &str = "/data/uploads";
+pub const UPLOADS: &str = "/data/uploads";
 
 /// A node's blob files: the node's own `BlobFiles` over its simulated file system.
 pub struct SimBlobs {
@@ -344,6 +431,8 @@ impl SimBlobs {
     fn new(clock: Arc<SimClock>) -> SimBlobs {
         let fs = Arc::new(SimFs::new(clock));
         let files = BlobFiles::open_on(PathBuf::from(BLOBS), fs.clone()).expect("blob directories");
+        site_node::files::create_dir_durable_on(fs.as_ref(), Path::new(UPLOADS))
+            .expect("the uploads directory");
         SimBlobs { fs, files }
     }
 

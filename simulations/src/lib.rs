@@ -1,11 +1,12 @@
 //! A deterministic simulation of a site under faults, driving the node's own Raft driver,
-//! log, apply task and blob file operations (`site-node`), the replication core
-//! (`site-replica`) and the real state machine (`site-state`). See `README.md`.
+//! log, apply task, blob file operations, majority hold, fetcher and scrub (`site-node`),
+//! the replication core (`site-replica`) and the real state machine (`site-state`). See
+//! `README.md`.
 //!
 //! - `world.rs`: one run: nodes, network, clock, clients, all drawn from one seed.
-//! - `node.rs`, `blobs.rs`: a node: its Raft driver, log and apply task over a simulated disk
-//!   (`disk.rs`), clock (`clock.rs`) and transport (`outbox.rs`); blob holds, fetches,
-//!   reads and scrubs as the real node does them.
+//! - `node.rs`, `blobs.rs`: a node: its components over a simulated disk (`disk.rs`),
+//!   clock and timers (`clock.rs`) and transport (`outbox.rs`), its tasks on an executor
+//!   of its own (`tasks.rs`).
 //! - `net.rs`: loss, delay, reordering, duplication, partitions that heal.
 //! - `workload.rs`: deliveries, tags, schedules, pins, sweeps, reads; crashes, wiped
 //!   disks, bit flips, full disks, nodes added and removed.
@@ -20,6 +21,7 @@ mod net;
 mod node;
 mod oracle;
 mod outbox;
+mod tasks;
 mod workload;
 pub mod world;
 

@@ -22,11 +22,11 @@ pub enum Payload {
         req: u64,
         answer: Answer,
     },
-    /// Hold this blob (its bytes, as the holder read them) for hold `hold`.
+    /// Hold this blob of `size` bytes (fetched from the sender) for hold `hold`.
     Hold {
         hold: u64,
         digest: Digest,
-        bytes: Vec<u8>,
+        size: u64,
     },
     HoldAnswer {
         hold: u64,
@@ -39,7 +39,6 @@ pub enum Payload {
     },
     FetchAnswer {
         req: u64,
-        digest: Digest,
         bytes: Option<Vec<u8>>,
     },
 }

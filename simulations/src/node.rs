@@ -1,26 +1,30 @@
 //! One simulated node: the node's own Raft driver (`site-node`'s `raft_driver.rs`, with
 //! the replication core's `Engine`, the log's clock and held proposals), Raft log
-//! (`raft_log.rs`), apply task (`applying.rs`) and blob file operations (`file_ops.rs`)
-//! over a simulated disk (`disk.rs`) and clock (`clock.rs`), their steps called one by
-//! one: after each step of the driver, the apply task takes the jobs it queued, in
-//! their order. Blob holds, fetches, reads and scrubs are in `blobs.rs`.
+//! (`raft_log.rs`), apply task (`applying.rs`), blob file operations (`file_ops.rs`),
+//! majority hold, fetcher and scrub over a simulated disk (`disk.rs`), clock
+//! (`clock.rs`) and network (`outbox.rs`). The driver's and the apply task's steps are
+//! called one by one: after each step of the driver, the apply task takes the jobs it
+//! queued, in their order; then the node's tasks (`tasks.rs`) run until they wait, and
+//! the apply task takes what they queued, until nothing moves. Blob holds, fetches,
+//! reads and scrubs are in `blobs.rs`.
 
 use crate::clock::SimClock;
 use crate::disk::Disk;
 use crate::msg::{Answer, Out, Payload};
 use crate::outbox::Outbox;
+use crate::tasks::Tasks;
 use futures_util::FutureExt;
 use protobuf::Message as _;
 use site_core::Digest;
 use site_node::applying::{open_log, ApplySide, Applying};
 use site_node::channels::{Input, Job, Ordered, Proposal};
-use site_node::file_ops::FileOps;
+use site_node::file_ops::{FileOps, FileQueue};
 use site_node::raft_driver::{Driver, NodeSide, RaftSettings};
+use site_node::spawn::Spawn;
 use site_node::{
-    Events, Failure, Fetches, Leadership, MajorityHold, MissingBlobs, NodeError, ReadChecks,
-    SiteClock, SiteState, VerifyReads,
+    Events, Failure, Fetcher, Fetches, Leadership, MajorityHold, MissingBlobs, NodeError,
+    ReadChecks, Scrubber, SiteClock, SiteState, VerifyReads,
 };
-use site_replica::missing::Backoff;
 use site_replica::{Ask, Committed};
 use site_state::{Command, Entry, Event, State};
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,14 +73,18 @@ pub struct Run {
     pending: Vec<Pending>,
     /// The fingerprint of the entry applied at each index.
     applied_fps: BTreeMap<u64, u64>,
+    /// The committed blobs this node lacks.
     pub missing: MissingBlobs,
-    pub backoff: Backoff,
-    pub next_round: u64,
-    /// Fetches of the current replication round: request -> (digest, sent at).
-    pub fetching: BTreeMap<u64, (Digest, u64)>,
-    pub round_failed: usize,
-    pub holds: BTreeMap<u64, crate::blobs::HoldJob>,
-    pub next_id: u64,
+    /// The node's tasks.
+    pub tasks: Arc<Tasks>,
+    /// Copies of blobs from peers: holds asked of this node, the background rounds.
+    pub fetcher: Fetcher,
+    /// The checks of copies against their digests.
+    pub scrubber: Scrubber,
+    /// Majority holds of deliveries that ended.
+    pub settled: crate::blobs::Settled,
+    /// Kept until the node stops: its tasks watch it.
+    _shutdown: watch::Sender<bool>,
 }
 
 pub struct Node {
@@ -141,20 +149,53 @@ impl Node {
         };
         let outbox = Arc::new(Outbox::default());
         let (jobs_tx, jobs) = mpsc::unbounded_channel();
+        let queue = FileQueue::default();
+        queue.connect(&jobs_tx);
         let driver = Driver::new(node, log, settings, outbox.clone(), applied, jobs_tx, seed)
             .map_err(|e| e.to_string())?;
         driver.publish_status();
-        let majority = MajorityHold::new(self.id, leadership, outbox.clone());
+        let majority = MajorityHold::new(self.id, leadership.clone(), outbox.clone());
         let files = self.disk.blobs.files.clone();
         let missing = MissingBlobs::default();
         missing.rescan(state.blobs().map(|(d, b)| (d, b.size)), |x| files.has(x));
         let (applied_tx, applied_rx) = watch::channel(applied);
         let state = SiteState::new(state, applied_rx);
         let read_checks = Arc::new(ReadChecks::new(VerifyReads::First));
+        self.clock.drop_timers();
+        let tasks = Arc::new(Tasks::default());
+        let fetches = Fetches::on(tasks.spawner());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let fetcher = Fetcher {
+            id: self.id,
+            missing: missing.clone(),
+            fetches: fetches.clone(),
+            queue: queue.clone(),
+            state: state.clone(),
+            leadership,
+            transport: outbox.clone(),
+            events: events.clone(),
+            shutdown: shutdown_rx,
+            scratch: crate::disk::UPLOADS.into(),
+            next_tmp: Arc::default(),
+            files: files.clone(),
+            clock: self.clock.clone(),
+        };
+        tasks.spawn(Box::pin(fetcher.clone().run()));
+        let scrubber = Scrubber {
+            id: self.id,
+            files: files.clone(),
+            read_checks: read_checks.clone(),
+            queue,
+            missing: missing.clone(),
+            state: state.clone(),
+            events: events.clone(),
+            counters: Arc::default(),
+            interval: std::time::Duration::ZERO,
+        };
         let file_ops = FileOps {
             files,
             state: state.clone(),
-            fetches: Fetches::default(),
+            fetches,
             read_checks: read_checks.clone(),
             failure,
             upload_ttl: std::time::Duration::from_secs(900),
@@ -183,12 +224,11 @@ impl Node {
             pending: Vec::new(),
             applied_fps: BTreeMap::new(),
             missing,
-            backoff: Backoff::default(),
-            next_round: 0,
-            fetching: BTreeMap::new(),
-            round_failed: 0,
-            holds: BTreeMap::new(),
-            next_id: 1,
+            tasks,
+            fetcher,
+            scrubber,
+            settled: Arc::default(),
+            _shutdown: shutdown,
         });
         Ok(())
     }
@@ -196,12 +236,14 @@ impl Node {
     /// A crash: what was not synced is gone, and so is everything in memory.
     pub fn crash(&mut self) {
         self.run = None;
+        self.clock.drop_timers();
         self.disk.crash();
     }
 
     /// A crash that also loses the whole data directory.
     pub fn wipe(&mut self) {
         self.run = None;
+        self.clock.drop_timers();
         self.disk = Disk::new(self.clock.clone());
         self.disk.set_full(self.disk_full);
     }
@@ -212,17 +254,16 @@ impl Node {
         self.disk.set_full(full);
     }
 
-    pub fn tick(&mut self, now: u64, out: &mut Out) {
+    pub fn tick(&mut self, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
         let done = done(run.driver.tick());
         self.after(done, out);
-        self.replicate(now, out);
     }
 
-    /// Settles the driver (its Ready procedure, held proposals) and lets the apply side
-    /// take the jobs it queued, until neither has anything left; then hands the world
-    /// what the step sent, stamped and answered.
-    fn after(&mut self, step: site_node::Result<()>, out: &mut Out) {
+    /// Settles the driver (its Ready procedure, held proposals), lets the apply side
+    /// take the jobs it queued and the node's tasks run, until none has anything left;
+    /// then hands the world what the step sent, stamped and answered.
+    pub(crate) fn after(&mut self, step: site_node::Result<()>, out: &mut Out) {
         let mut step = step;
         loop {
             if let Err(e) = step {
@@ -234,30 +275,41 @@ impl Node {
             }
             // Answered by the driver itself: refusals, with no entry behind them.
             self.collect(false, out);
-            match self.apply_jobs(out) {
-                Some(input) => {
-                    let Some(run) = &mut self.run else { return };
-                    step = done(run.driver.take(input));
+            if let Some(input) = self.apply_jobs(out) {
+                let Some(run) = &mut self.run else { return };
+                step = done(run.driver.take(input));
+                continue;
+            }
+            let Some(run) = &mut self.run else { return };
+            // As the driver's loop does before it waits again.
+            run.driver.publish_status();
+            self.clock.fire_due();
+            match run.tasks.run_until_stalled() {
+                Ok(true) => step = Ok(()),
+                Ok(false) => break,
+                Err(e) => {
+                    out.violations.push(format!("node {}: {e}", self.id));
+                    break;
                 }
-                None => break,
             }
         }
         // Answered by the apply side: the entry at the index given.
         self.collect(true, out);
         let Some(run) = &mut self.run else { return };
-        // As the driver's loop does before it waits again.
-        run.driver.publish_status();
         for (to, messages) in run.outbox.take() {
             for m in messages {
                 let m = raft::eraftpb::Message::parse_from_bytes(&m).expect("raft message");
                 out.sends.push((self.id, to, Payload::Raft(Box::new(m))));
             }
         }
+        for (to, payload) in run.outbox.take_other() {
+            out.sends.push((self.id, to, payload));
+        }
         out.stamps.extend(self.clock.take_stamps());
-        self.poll_holds(out);
+        self.record_held(out);
     }
 
-    pub fn receive(&mut self, from: u64, payload: Payload, now: u64, out: &mut Out) {
+    pub fn receive(&mut self, from: u64, payload: Payload, out: &mut Out) {
         let Some(run) = &mut self.run else { return };
         match payload {
             Payload::Raft(m) => {
@@ -272,7 +324,7 @@ impl Node {
                 self.propose(ask, waiter, out);
             }
             Payload::ForwardAnswer { req, answer } => out.answers.push((req, answer)),
-            other => self.receive_blob_message(from, other, now, out),
+            other => self.receive_blob_message(from, other, out),
         }
     }
 

@@ -1,8 +1,12 @@
-//! The way from a simulated node to the others, as its components use it: the driver's
-//! Raft messages and the majority hold's asks (`hold`) are kept here until the world
-//! takes them onto its network (`net.rs`); an ask's answer, once it arrives, resolves the
-//! call the hold waits on. Fetches and forwards are carried by the simulation itself.
+//! The way from a simulated node to the others, as its components use it (the node's
+//! `Transport`): the driver's Raft messages, the majority hold's asks (`hold`), the
+//! fetches of blob bytes (`fetch`) and the answers the node's tasks give are kept here
+//! until the world takes them onto its network (`net.rs`); an answer, once it arrives,
+//! resolves the call that waits on it. Forwards are carried by the simulation itself.
 
+use crate::msg::Payload;
+use bytes::Bytes;
+use futures_util::StreamExt;
 use site_core::Digest;
 use site_node::transport::{BlobStream, Forwarded, NodeReport, PeerCall};
 use site_node::{Ask, Transport};
@@ -10,24 +14,28 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 
-/// What a node sent, and the holds it waits on.
+/// What a node sent, and the calls waiting on answers.
 #[derive(Default)]
-pub struct Outbox(Mutex<Sent>);
+pub struct Outbox {
+    sent: Mutex<Sent>,
+}
 
 #[derive(Default)]
 struct Sent {
     /// Raft messages: (to, encoded messages).
     raft: Vec<(u64, Vec<Vec<u8>>)>,
-    /// Asks to hold a blob: (to, ask id, digest).
-    holds: Vec<(u64, u64, Digest)>,
-    /// The asks not answered yet.
-    waiting: BTreeMap<u64, oneshot::Sender<Result<(), String>>>,
+    /// Everything else: (to, message).
+    other: Vec<(u64, Payload)>,
+    /// The holds not answered yet.
+    holds: BTreeMap<u64, oneshot::Sender<Result<(), String>>>,
+    /// The fetches not answered yet.
+    fetches: BTreeMap<u64, oneshot::Sender<Option<Vec<u8>>>>,
     next: u64,
 }
 
 impl Outbox {
     fn sent(&self) -> std::sync::MutexGuard<'_, Sent> {
-        self.0.lock().expect("outbox")
+        self.sent.lock().expect("outbox")
     }
 
     /// The Raft messages sent since the last call.
@@ -35,21 +43,35 @@ impl Outbox {
         std::mem::take(&mut self.sent().raft)
     }
 
-    /// The asks to hold a blob made since the last call.
-    pub fn take_holds(&self) -> Vec<(u64, u64, Digest)> {
-        std::mem::take(&mut self.sent().holds)
+    /// The other messages sent since the last call.
+    pub fn take_other(&self) -> Vec<(u64, Payload)> {
+        std::mem::take(&mut self.sent().other)
     }
 
-    /// Ask `id` is answered.
-    pub fn answer(&self, id: u64, answer: Result<(), String>) {
-        if let Some(reply) = self.sent().waiting.remove(&id) {
+    /// Sends `payload` to `to` (a task's answer to a peer).
+    pub fn send_payload(&self, to: u64, payload: Payload) {
+        self.sent().other.push((to, payload));
+    }
+
+    /// Hold ask `id` is answered.
+    pub fn answer_hold(&self, id: u64, answer: Result<(), String>) {
+        if let Some(reply) = self.sent().holds.remove(&id) {
             let _ = reply.send(answer);
         }
     }
-}
 
-fn elsewhere<T: Send + 'static>() -> PeerCall<T> {
-    Box::pin(async { Err("the simulation carries this elsewhere".to_owned()) })
+    /// Fetch `id` is answered: the blob's bytes, or none.
+    pub fn answer_fetch(&self, id: u64, bytes: Option<Vec<u8>>) {
+        if let Some(reply) = self.sent().fetches.remove(&id) {
+            let _ = reply.send(bytes);
+        }
+    }
+
+    fn ask(&self) -> u64 {
+        let mut sent = self.sent();
+        sent.next += 1;
+        sent.next
+    }
 }
 
 impl Transport for Outbox {
@@ -65,17 +87,33 @@ impl Transport for Outbox {
         })
     }
 
-    fn fetch(&self, _: u64, _: Digest, _: u64, _: bool) -> PeerCall<BlobStream> {
-        elsewhere()
+    /// The blob's bytes arrive in one message; the stream opens when it does.
+    fn fetch(&self, to: u64, digest: Digest, offset: u64, _: bool) -> PeerCall<BlobStream> {
+        let (reply, answer) = oneshot::channel();
+        let req = self.ask();
+        let mut sent = self.sent();
+        sent.other.push((to, Payload::Fetch { req, digest }));
+        sent.fetches.insert(req, reply);
+        Box::pin(async move {
+            match answer.await {
+                Ok(Some(bytes)) => {
+                    let from = (offset as usize).min(bytes.len());
+                    let chunk = Bytes::from(bytes).slice(from..);
+                    Ok(futures_util::stream::iter([Ok(chunk)]).boxed())
+                }
+                Ok(None) => Err(format!("node {to} has no copy")),
+                Err(_) => Err("the node stopped".to_owned()),
+            }
+        })
     }
 
-    fn hold(&self, to: u64, digest: Digest, _size: u64, _from: u64) -> PeerCall<()> {
+    /// The holder fetches the bytes from the node that asks (`from`, the sender).
+    fn hold(&self, to: u64, digest: Digest, size: u64, _from: u64) -> PeerCall<()> {
         let (reply, answer) = oneshot::channel();
+        let hold = self.ask();
         let mut sent = self.sent();
-        sent.next += 1;
-        let id = sent.next;
-        sent.holds.push((to, id, digest));
-        sent.waiting.insert(id, reply);
+        sent.other.push((to, Payload::Hold { hold, digest, size }));
+        sent.holds.insert(hold, reply);
         Box::pin(async move {
             answer
                 .await
@@ -90,6 +128,6 @@ impl Transport for Outbox {
     }
 
     fn report(&self, _: u64) -> PeerCall<NodeReport> {
-        elsewhere()
+        Box::pin(async { Err("the simulation carries this elsewhere".to_owned()) })
     }
 }

@@ -334,7 +334,7 @@ fn next_part(w: &mut World, k: u64, out: &mut Out) {
         w.nodes
             .get_mut(&node)
             .expect("node")
-            .deliver(req, digest, bytes, w.now, out);
+            .deliver(req, digest, bytes, out);
         return;
     }
     let d = w.clients.deliveries.remove(&k).expect("a delivery");

@@ -250,7 +250,7 @@ impl World {
         match ev {
             Ev::Tick(id) => {
                 if let Some(n) = self.nodes.get_mut(&id) {
-                    n.tick(self.now, &mut out);
+                    n.tick(&mut out);
                     let drift = TICK_MS - 10 + self.rng.below(21);
                     self.at(drift, Ev::Tick(id));
                 }
@@ -260,7 +260,7 @@ impl World {
                     self.note(format!("{from} -> {to} {}", payload.name()));
                 }
                 if let Some(n) = self.nodes.get_mut(&to) {
-                    n.receive(from, payload, self.now, &mut out);
+                    n.receive(from, payload, &mut out);
                 }
             }
             Ev::Op(op) => crate::workload::start(self, op, &mut out),
@@ -280,7 +280,7 @@ impl World {
             Ev::Scrub(id) => {
                 if let Some(n) = self.nodes.get_mut(&id) {
                     // The scrub checks the copies of the blobs the state records.
-                    let (checked, bad) = n.scrub();
+                    let (checked, bad) = n.scrub(&mut out);
                     self.rotten
                         .retain(|(node, d)| *node != id || !checked.contains(d));
                     if bad > 0 {

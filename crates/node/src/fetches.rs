@@ -3,6 +3,7 @@
 //! gives up waiting. The file operations ask whether a blob is being fetched before they
 //! remove a stray file of it, and background copies yield while a hold is under way.
 
+use crate::spawn::{Spawn, TokioSpawn};
 use crate::{NodeError, Result};
 use site_core::Digest;
 use std::collections::HashMap;
@@ -17,12 +18,31 @@ type Key = (Digest, Option<u64>);
 type Answer = Option<std::result::Result<(), String>>;
 
 /// The fetches under way. Cheap to clone; clones share them.
-#[derive(Clone, Default)]
-pub struct Fetches(Arc<Mutex<HashMap<Key, watch::Receiver<Answer>>>>);
+#[derive(Clone)]
+pub struct Fetches {
+    under_way: Arc<Mutex<HashMap<Key, watch::Receiver<Answer>>>>,
+    /// Where each fetch runs.
+    tasks: Arc<dyn Spawn>,
+}
+
+impl Default for Fetches {
+    /// Fetches run on the tokio runtime.
+    fn default() -> Fetches {
+        Fetches::on(Arc::new(TokioSpawn))
+    }
+}
 
 impl Fetches {
+    /// Fetches that run on `tasks`.
+    pub fn on(tasks: Arc<dyn Spawn>) -> Fetches {
+        Fetches {
+            under_way: Arc::default(),
+            tasks,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, watch::Receiver<Answer>>> {
-        self.0.lock().expect("fetches")
+        self.under_way.lock().expect("fetches")
     }
 
     /// Whether a fetch for a majority hold (one with a first peer) is under way.
@@ -56,11 +76,11 @@ impl Fetches {
                     fetches.insert(key.clone(), rx.clone());
                     let fetch = start();
                     let this = self.clone();
-                    tokio::spawn(async move {
+                    self.tasks.spawn(Box::pin(async move {
                         let result = fetch.await;
                         this.lock().remove(&key);
                         let _ = tx.send(Some(result.map_err(|e| e.to_string())));
-                    });
+                    }));
                     rx
                 }
             }

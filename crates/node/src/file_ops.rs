@@ -22,18 +22,18 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The way to the apply task's queue. Cheap to clone; clones share it.
 #[derive(Clone, Default)]
-pub(crate) struct FileQueue(Arc<OnceLock<mpsc::WeakUnboundedSender<Job>>>);
+pub struct FileQueue(Arc<OnceLock<mpsc::WeakUnboundedSender<Job>>>);
 
 impl FileQueue {
     /// Sends to the apply task's queue `jobs` from now on (weakly: the task ends once
     /// the driver is gone).
-    pub(crate) fn connect(&self, jobs: &mpsc::UnboundedSender<Job>) {
+    pub fn connect(&self, jobs: &mpsc::UnboundedSender<Job>) {
         let _ = self.0.set(jobs.downgrade());
     }
 
     /// Carries out `op` in its turn on the apply task. `Ok(false)`: the state said to
     /// leave the files as they were.
-    pub(crate) async fn run(&self, op: FileOp) -> Result<bool> {
+    pub async fn run(&self, op: FileOp) -> Result<bool> {
         let jobs = self
             .0
             .get()

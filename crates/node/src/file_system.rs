@@ -4,14 +4,29 @@
 //! entries, at a crash, are only those its last sync of the directory saw, so that the
 //! order of renames and syncs is checked.
 //!
-//! File contents are written and synced by their writers (`blob_writer.rs`, a peer's
-//! copy) before a file is installed; reads of blob files for clients and peers open them
-//! by path (`reads.rs`, `peer_file.rs`, `scrub.rs`) on the node's file system.
+//! A peer's copy of a blob is written and synced through it too ([`FileSystem::create`],
+//! `replication.rs`; the simulation's loses at a crash the bytes of a file not synced),
+//! and a copy is read back against its digest through it ([`FileSystem::hash_file`], a
+//! hold's check and the scrub's). Deliveries and uploads write with `blob_writer.rs` on
+//! the machine's file system; reads of blob files for clients and peers open them by
+//! path (`reads.rs`, `peer_file.rs`).
 
+use crate::blob_writer::BlobWriter;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use site_core::{Algorithm, DigestHasher};
 use std::fs;
 use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A file being written: bytes appended, then synced.
+pub trait NewFile: Send {
+    /// Appends `chunk`.
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, io::Result<()>>;
+    /// Makes every byte written durable.
+    fn sync(self: Box<Self>) -> BoxFuture<'static, io::Result<()>>;
+}
 
 /// The directory operations of blob files.
 pub trait FileSystem: Send + Sync + 'static {
@@ -33,6 +48,11 @@ pub trait FileSystem: Send + Sync + 'static {
     fn modified_ms(&self, path: &Path) -> io::Result<u64>;
     /// The clock file times are read on: milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+    /// Creates the file at `path` (replacing one there) to be written through the
+    /// writer returned.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn NewFile>>;
+    /// The running `algorithm` hash of every byte of the file at `path`.
+    fn hash_file(&self, path: &Path, algorithm: Algorithm) -> io::Result<DigestHasher>;
     /// Whether its work is done on the caller's task (it never blocks) rather than on
     /// the blocking pool.
     fn inline(&self) -> bool {
@@ -84,5 +104,27 @@ impl FileSystem for RealFs {
 
     fn now_ms(&self) -> u64 {
         crate::now_ms()
+    }
+
+    /// Written by a [`BlobWriter`] straight to the disk (`O_DIRECT`): a copy is most of
+    /// what a copying node spends, and nobody reads it soon.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn NewFile>> {
+        Ok(Box::new(
+            BlobWriter::new(fs::File::create(path)?, 0).direct(),
+        ))
+    }
+
+    fn hash_file(&self, path: &Path, algorithm: Algorithm) -> io::Result<DigestHasher> {
+        crate::files::hash_file(path, algorithm)
+    }
+}
+
+impl NewFile for BlobWriter {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(BlobWriter::write(self, chunk))
+    }
+
+    fn sync(self: Box<Self>) -> BoxFuture<'static, io::Result<()>> {
+        Box::pin(async move { BlobWriter::sync(*self).await.map(drop) })
     }
 }

@@ -236,7 +236,7 @@ pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
 }
 
 /// [`create_dir_durable`] on `fs`.
-fn create_dir_durable_on(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+pub fn create_dir_durable_on(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
     if fs.is_dir(dir) {
         return Ok(());
     }

@@ -101,6 +101,7 @@ impl Leadership {
                 return e;
             }
             tokio::select! {
+                biased;
                 changed = status.changed() => if changed.is_err() { std::future::pending::<()>().await },
                 changed = failure.changed() => if changed.is_err() { std::future::pending::<()>().await },
             }

@@ -50,6 +50,7 @@ pub mod scrub;
 pub mod sendfile;
 mod sessions;
 pub mod site_clock;
+pub mod spawn;
 mod sweep;
 #[cfg(test)]
 mod test_kit;
@@ -80,9 +81,10 @@ pub use reads::{BlobBytes, FileRegion, Reads};
 pub use replication::{ByteStream, Fetcher};
 pub use scrub::Scrubber;
 pub use sessions::ByteSource;
-pub use site_clock::{Clock, SiteClock, SystemClock};
+pub use site_clock::{within, Clock, SiteClock, SystemClock};
 pub use site_replica::Ask;
 pub use site_state::MemberChange;
+pub use spawn::{Spawn, TokioSpawn};
 pub use transport::{Alone, NodeReport, Transport};
 pub use uploads::Uploads;
 pub use verify::{ReadChecks, VerifyReads};
@@ -323,7 +325,8 @@ impl Node {
         let db = open_db(&config.data_dir.join("meta"))?;
         let disk = Arc::new(log_disk::SledLogDisk::open(&db)?);
         let (raft, state, applied) = applying::open_log(disk, voters)?;
-        let clock = Arc::new(SiteClock::new(Arc::new(SystemClock::default())));
+        let system: Arc<dyn Clock> = Arc::new(SystemClock::default());
+        let clock = Arc::new(SiteClock::new(system.clone()));
         clock.observe(state.time());
         let uploads_tree = db.open_tree(keyspace::UPLOADS)?;
         let files = BlobFiles::open(config.data_dir.join("blobs"))?;
@@ -369,6 +372,7 @@ impl Node {
             scratch: upload_dir.clone(),
             next_tmp: Arc::default(),
             files: files.clone(),
+            clock: system.clone(),
         };
         let read_checks = Arc::new(verify::ReadChecks::new(config.verify_reads));
         let counters: Arc<metrics::NodeCounters> = Arc::default();
@@ -390,6 +394,7 @@ impl Node {
             missing: missing.clone(),
             leadership: leadership.clone(),
             transport: cluster.transport.clone(),
+            clock: system,
         };
         let growing = growing::Growing::default();
         let peer_files = PeerFiles {

@@ -9,6 +9,7 @@ use crate::leadership::Leadership;
 use crate::missing_blobs::MissingBlobs;
 use crate::replication::open_fetch;
 use crate::scrub::Scrubber;
+use crate::site_clock::Clock;
 use crate::transport::{BlobStream, Transport};
 use crate::{ByteStream, NodeError, Result};
 use futures_util::StreamExt;
@@ -87,6 +88,8 @@ pub struct Reads {
     pub(crate) missing: MissingBlobs,
     pub(crate) leadership: Leadership,
     pub(crate) transport: Arc<dyn Transport>,
+    /// What the wait for a peer to start streaming is measured on.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Reads {
@@ -131,7 +134,16 @@ impl Reads {
         self.missing.note(d, size);
         let mut errors = Vec::new();
         for peer in self.leadership.fetch_order(None) {
-            match open_fetch(self.transport.as_ref(), peer, d, start, false).await {
+            match open_fetch(
+                self.transport.as_ref(),
+                self.clock.as_ref(),
+                peer,
+                d,
+                start,
+                false,
+            )
+            .await
+            {
                 Ok(stream) => {
                     tracing::info!(blob = %d, peer, "blob not here yet: serving it from a peer");
                     return Ok(BlobBytes::Stream(limit(stream, len)));

@@ -17,14 +17,14 @@
 //! renamed into place like any other blob ([`crate::files::BlobFiles::install`]).
 
 use crate::applied_state::SiteState;
-use crate::blob_writer::BlobWriter;
 use crate::channels::FileOp;
 use crate::events::Events;
 use crate::fetches::Fetches;
 use crate::file_ops::FileQueue;
-use crate::files::BlobFiles;
+use crate::files::{on_disk, BlobFiles};
 use crate::leadership::Leadership;
 use crate::missing_blobs::MissingBlobs;
+use crate::site_clock::{within, Clock};
 use crate::transport::{BlobStream, Transport};
 use crate::{NodeError, Result};
 use bytes::Bytes;
@@ -60,21 +60,33 @@ pub(crate) struct Cluster {
 /// share everything.
 #[derive(Clone)]
 pub struct Fetcher {
-    pub(crate) id: u64,
-    pub(crate) missing: MissingBlobs,
-    pub(crate) fetches: Fetches,
-    pub(crate) queue: FileQueue,
-    pub(crate) state: SiteState,
-    pub(crate) leadership: Leadership,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) events: Events,
-    pub(crate) shutdown: watch::Receiver<bool>,
+    /// This node.
+    pub id: u64,
+    /// The committed blobs this node lacks.
+    pub missing: MissingBlobs,
+    /// The fetches under way, shared by their callers.
+    pub fetches: Fetches,
+    /// The way to the apply task, which installs a copy in its turn.
+    pub queue: FileQueue,
+    /// The state as applied here.
+    pub state: SiteState,
+    /// Who leads and which peers answer: the order peers are asked in.
+    pub leadership: Leadership,
+    /// The way to the peers.
+    pub transport: Arc<dyn Transport>,
+    /// Where a repaired blob is told.
+    pub events: Events,
+    /// Set when the node shuts down.
+    pub shutdown: watch::Receiver<bool>,
     /// Where copies are written before they are installed.
-    pub(crate) scratch: PathBuf,
+    pub scratch: PathBuf,
     /// Names temporary files apart.
-    pub(crate) next_tmp: Arc<AtomicU64>,
-    /// The blob files, whose copy of a blob is read back before it answers for a hold.
-    pub(crate) files: BlobFiles,
+    pub next_tmp: Arc<AtomicU64>,
+    /// The blob files, whose copy of a blob is read back before it answers for a hold,
+    /// and whose file system a copy is written on.
+    pub files: BlobFiles,
+    /// What the waits between rounds and for silent peers are measured on.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Fetcher {
@@ -145,18 +157,18 @@ impl Fetcher {
     /// installed.
     async fn fetch_from(&self, peer: u64, d: &Digest, size: u64, background: bool) -> Result<()> {
         let mut shutdown = self.shutdown.clone();
-        let mut stream = open_fetch(self.transport.as_ref(), peer, d, 0, background).await?;
+        let clock = self.clock.as_ref();
+        let mut stream = open_fetch(self.transport.as_ref(), clock, peer, d, 0, background).await?;
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let tmp = self.scratch.join(format!("replica-{}-{n}", d.hex()));
-        let file = tokio::fs::File::create(&tmp).await?.into_std().await;
-        // Copying is most of what a copying node spends: straight to the disk, without
-        // the page cache's copy and bookkeeping.
-        let mut file = BlobWriter::new(file, 0).direct();
+        let path = tmp.clone();
+        let mut file = on_disk(&self.files, move |f| f.file_system().create(&path)).await?;
         let copied = async {
             let mut hasher = DigestHasher::for_digest(d);
             loop {
                 let chunk = tokio::select! {
-                    c = tokio::time::timeout(STALL, stream.next()) => c.map_err(|_| {
+                    biased;
+                    c = within(clock, STALL, stream.next()) => c.ok_or_else(|| {
                         NodeError::Unavailable(format!("no bytes for {} s", STALL.as_secs()))
                     })?,
                     _ = shutdown.wait_for(|s| *s) => {
@@ -175,7 +187,10 @@ impl Fetcher {
                 hasher.update(&chunk);
                 file.write(chunk).await?;
             }
-            drop(file.sync().await?);
+            #[cfg(not(feature = "bug-node-unsynced-copy"))]
+            file.sync().await?;
+            #[cfg(feature = "bug-node-unsynced-copy")]
+            drop(file);
             if hasher.len() != size {
                 return Err(NodeError::Interrupted(format!(
                     "peer sent {} of {size} bytes",
@@ -200,20 +215,21 @@ impl Fetcher {
         }
         .await;
         if copied.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+            let _ = on_disk(&self.files, move |f| f.file_system().remove_file(&tmp)).await;
         }
         copied
     }
 
     /// Fetches every missing blob from peers, in the background, until `shutdown`.
     /// Failed rounds are retried after a pause that grows (the core's [`Backoff`]).
-    pub(crate) async fn run(self) {
+    pub async fn run(self) {
         let mut shutdown = self.shutdown.clone();
         let mut backoff = Backoff::default();
         loop {
             let next = self.missing.round();
             if next.is_empty() {
                 tokio::select! {
+                    biased;
                     _ = self.missing.woken() => continue,
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
@@ -241,8 +257,9 @@ impl Fetcher {
                 continue;
             };
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+                biased;
                 _ = shutdown.wait_for(|s| *s) => return,
+                () = self.clock.sleep(Duration::from_millis(pause)) => {}
             }
         }
     }
@@ -254,7 +271,11 @@ impl Fetcher {
     /// by the copy fetched instead).
     async fn good_copy(&self, d: &Digest) -> Result<bool> {
         let (path, algorithm) = (self.files.path(d), d.algorithm());
-        match crate::files::blocking(move || crate::files::hash_file(&path, algorithm)).await {
+        match on_disk(&self.files, move |f| {
+            f.file_system().hash_file(&path, algorithm)
+        })
+        .await
+        {
             Ok(hasher) => {
                 let actual = hasher.finish();
                 if actual == *d {
@@ -273,19 +294,20 @@ impl Fetcher {
 /// How long a peer may take to start streaming a blob.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens blob `d` on `peer` from `offset` on, within [`OPEN_TIMEOUT`].
+/// Opens blob `d` on `peer` from `offset` on, within [`OPEN_TIMEOUT`] on `clock`.
 pub(crate) async fn open_fetch(
     transport: &dyn Transport,
+    clock: &dyn Clock,
     peer: u64,
     d: &Digest,
     offset: u64,
     background: bool,
 ) -> Result<BlobStream> {
     let call = transport.fetch(peer, d.clone(), offset, background);
-    match tokio::time::timeout(OPEN_TIMEOUT, call).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(NodeError::Unavailable(e)),
-        Err(_) => Err(NodeError::Unavailable(format!(
+    match within(clock, OPEN_TIMEOUT, call).await {
+        Some(Ok(stream)) => Ok(stream),
+        Some(Err(e)) => Err(NodeError::Unavailable(e)),
+        None => Err(NodeError::Unavailable(format!(
             "no answer within {} s",
             OPEN_TIMEOUT.as_secs()
         ))),

@@ -15,7 +15,7 @@ use crate::applied_state::SiteState;
 use crate::channels::FileOp;
 use crate::events::Events;
 use crate::file_ops::FileQueue;
-use crate::files::{blocking, hash_file, BlobFiles};
+use crate::files::{on_disk, BlobFiles};
 use crate::metrics::NodeCounters;
 use crate::missing_blobs::MissingBlobs;
 use crate::verify::ReadChecks;
@@ -34,16 +34,24 @@ use tokio::sync::watch;
 /// check, and a read's check in the background. Cheap to clone.
 #[derive(Clone)]
 pub struct Scrubber {
-    pub(crate) id: u64,
-    pub(crate) files: BlobFiles,
-    pub(crate) read_checks: Arc<ReadChecks>,
-    pub(crate) queue: FileQueue,
-    pub(crate) missing: MissingBlobs,
-    pub(crate) state: SiteState,
-    pub(crate) events: Events,
-    pub(crate) counters: Arc<NodeCounters>,
+    /// This node.
+    pub id: u64,
+    /// The blob files checked.
+    pub files: BlobFiles,
+    /// Which copies are known good since the start.
+    pub read_checks: Arc<ReadChecks>,
+    /// The way to the apply task, which removes a bad copy in its turn.
+    pub queue: FileQueue,
+    /// The committed blobs this node lacks, a bad copy's among them.
+    pub missing: MissingBlobs,
+    /// The state as applied here.
+    pub state: SiteState,
+    /// Where a bad copy is told.
+    pub events: Events,
+    /// The scrub's counts.
+    pub counters: Arc<NodeCounters>,
     /// Time between passes; zero: no pass.
-    pub(crate) interval: Duration,
+    pub interval: Duration,
 }
 
 impl Scrubber {
@@ -93,10 +101,13 @@ impl Scrubber {
     /// Reads blob `d`'s file back: `Some(true)` when its bytes match, `Some(false)` when
     /// they did not (the file is then removed, reported and the blob noted missing),
     /// `None` when this node holds no file of a committed blob `d`.
-    pub(crate) async fn check(&self, d: &Digest, size: u64) -> Result<Option<bool>> {
+    pub async fn check(&self, d: &Digest, size: u64) -> Result<Option<bool>> {
         let path = self.files.path(d);
         let algorithm = d.algorithm();
-        let actual = match blocking(move || hash_file(&path, algorithm)).await {
+        let hashed = on_disk(&self.files, move |f| {
+            f.file_system().hash_file(&path, algorithm)
+        });
+        let actual = match hashed.await {
             Ok(hasher) => hasher.finish(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),

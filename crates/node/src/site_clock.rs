@@ -8,11 +8,14 @@
 //! compared with it: a disagreement over a minute is a metric and an event
 //! ([`SiteClock::watch`]).
 //!
-//! The two clocks it reads are behind [`Clock`], so that a simulation can give each node
-//! its own.
+//! The two clocks it reads, and the timers the node's background work waits on
+//! ([`Clock::sleep`], [`within`]), are behind [`Clock`], so that a simulation can give
+//! each node its own.
 
 use site_replica::LogClock;
 use site_state::Event;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,6 +31,22 @@ pub trait Clock: Send + Sync + 'static {
     /// simulation keeps it, to measure periods in real time). Nothing by default.
     fn stamped(&self, log_ms: u64) {
         let _ = log_ms;
+    }
+    /// Ends once `d` has passed on the monotonic clock: the runtime's timer by default.
+    fn sleep(&self, d: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// A wait on a [`Clock`].
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// `f`'s output, or `None` if `d` passes on `clock` first.
+pub async fn within<F: Future>(clock: &dyn Clock, d: Duration, f: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = f => Some(out),
+        () = clock.sleep(d) => None,
     }
 }
 
