@@ -4,16 +4,21 @@
 //! committed blob a node lacks is copied in the background fetch rounds (`Fetcher`,
 //! writing through the simulated file system, installing through the apply task's
 //! queue); the scrub checks copies against their digests (`Scrubber`). The peers'
-//! side of a fetch (the node's `PeerFiles`) answers with the file's bytes. A read of a
-//! copy not checked since the start checks the bytes against the digest before it hands
-//! them over (`verify_reads = "first"`, the node's `ReadChecks`); later reads do not.
+//! side of a fetch (the node's `PeerFiles`) answers with the file's bytes. A read goes
+//! as the node's `Reads` decides: a copy not checked since the start through the node's
+//! hash that withholds the last bytes of a bad copy (`verify_reads = "first"`); later
+//! reads as the file holds them.
 
 use crate::msg::{Out, Payload};
 use crate::node::{done, Node};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use site_core::Digest;
 use site_node::channels::FileOp;
+use site_node::scrub::verified;
 use site_node::spawn::Spawn;
 use site_node::within;
+use site_node::ReadCheck;
 use site_replica::Ask;
 use site_state::{Command, Entry};
 use std::sync::{Arc, Mutex};
@@ -96,31 +101,30 @@ impl Node {
         self.after(Ok(()), out);
     }
 
-    /// A client reads blob `d` here: the file's bytes, released only if they match the
-    /// digest the first time; a bad copy is checked by the scrub's check (removed and
-    /// fetched again).
-    pub fn read(&mut self, d: &Digest) -> Result<Vec<u8>, String> {
+    /// A client reads blob `d` here, as the node reads its copy (`Reads::begin_read`):
+    /// the file's bytes, as they are or through the node's hash that withholds the last
+    /// of them from a copy that does not match (its check then removes the copy, to be
+    /// fetched again). A blob not here is not read (a node would stream it from a peer).
+    pub fn read(&mut self, d: &Digest, out: &mut Out) -> Result<Vec<u8>, String> {
         let Some(run) = &self.run else {
             return Err("down".into());
         };
-        let bytes = self.disk.blobs.get(d);
-        match bytes {
-            None => Err("not here".into()),
-            // Checked since the start: served as it is, unhashed (the client checks).
-            Some(b) if !run.read_checks.needed(d) => Ok(b),
-            Some(b) if Digest::of(&b) == *d => {
-                run.read_checks.passed(d);
-                Ok(b)
+        let size = run.state.read(|s| s.blob(d).map(|b| b.size));
+        let (Some(size), Some(bytes)) = (size, self.disk.blobs.get(d)) else {
+            return Err("not here".into());
+        };
+        let read = match run.reads.begin_read(d, 0, size) {
+            ReadCheck::AsIs => Ok(bytes),
+            ReadCheck::Verify => {
+                let file = futures_util::stream::iter([Ok(Bytes::from(bytes))]).boxed();
+                let stream = verified(run.scrubber.clone(), d.clone(), size, file);
+                let chunks: Result<Vec<Bytes>, _> = done(stream.try_collect());
+                chunks.map(|c| c.concat()).map_err(|e| e.to_string())
             }
-            Some(b) => {
-                let (scrubber, d) = (run.scrubber.clone(), d.clone());
-                let size = b.len() as u64;
-                run.tasks.spawn(Box::pin(async move {
-                    let _ = scrubber.check(&d, size).await;
-                }));
-                Err(format!("copy of {size} bytes is corrupt"))
-            }
-        }
+        };
+        // The checks the read started.
+        self.after(Ok(()), out);
+        read
     }
 
     /// A pass of the scrub: the node's check of the file of every blob the state records;

@@ -23,7 +23,7 @@ use site_node::raft_driver::{Driver, NodeSide, RaftSettings};
 use site_node::spawn::Spawn;
 use site_node::{
     Events, Failure, Fetcher, Fetches, Leadership, MajorityHold, MissingBlobs, NodeError,
-    ReadChecks, Scrubber, SiteClock, SiteState, VerifyReads,
+    ReadChecks, Reads, Scrubber, SiteClock, SiteState, VerifyReads,
 };
 use site_replica::{Ask, Committed};
 use site_state::{Command, Entry, Event, State};
@@ -81,6 +81,8 @@ pub struct Run {
     pub fetcher: Fetcher,
     /// The checks of copies against their digests.
     pub scrubber: Scrubber,
+    /// How a read of a copy here is served.
+    pub reads: Reads,
     /// Majority holds of deliveries that ended.
     pub settled: crate::blobs::Settled,
     /// Kept until the node stops: its tasks watch it.
@@ -171,7 +173,7 @@ impl Node {
             fetches: fetches.clone(),
             queue: queue.clone(),
             state: state.clone(),
-            leadership,
+            leadership: leadership.clone(),
             transport: outbox.clone(),
             events: events.clone(),
             shutdown: shutdown_rx,
@@ -191,6 +193,16 @@ impl Node {
             events: events.clone(),
             counters: Arc::default(),
             interval: std::time::Duration::ZERO,
+            tasks: tasks.spawner(),
+        };
+        let reads = Reads {
+            files: files.clone(),
+            state: state.clone(),
+            scrubber: scrubber.clone(),
+            missing: missing.clone(),
+            leadership,
+            transport: outbox.clone(),
+            clock: self.clock.clone(),
         };
         let file_ops = FileOps {
             files,
@@ -227,6 +239,7 @@ impl Node {
             tasks,
             fetcher,
             scrubber,
+            reads,
             settled: Arc::default(),
             _shutdown: shutdown,
         });

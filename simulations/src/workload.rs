@@ -229,7 +229,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
             let n = w.nodes.get_mut(&node).expect("node");
             let unhashed = n.run.as_ref().is_some_and(|r| !r.read_checks.needed(&d));
             let rot = unhashed && w.rotten.contains(&(node, d.clone()));
-            if let Ok(bytes) = n.read(&d) {
+            if let Ok(bytes) = n.read(&d, out) {
                 if let Some(v) = invariants::reads::check(node, &d, &bytes, rot) {
                     w.violations.push(v);
                 }

@@ -77,7 +77,7 @@ pub use ordering::Orderer;
 pub use peer_file::{PeerFile, PeerFiles, PeerSend};
 pub use pulls::Pulls;
 pub use raft_driver::RaftSettings;
-pub use reads::{BlobBytes, FileRegion, Reads};
+pub use reads::{BlobBytes, FileRegion, ReadCheck, Reads};
 pub use replication::{ByteStream, Fetcher};
 pub use scrub::Scrubber;
 pub use sessions::ByteSource;
@@ -386,6 +386,7 @@ impl Node {
             events: events.clone(),
             counters: counters.clone(),
             interval: config.scrub_interval,
+            tasks: Arc::new(TokioSpawn),
         };
         let reads = Reads {
             files: files.clone(),

@@ -82,14 +82,20 @@ impl BlobBytes {
 /// Reads of committed blobs for clients. Cheap to clone.
 #[derive(Clone)]
 pub struct Reads {
-    pub(crate) files: BlobFiles,
-    pub(crate) state: SiteState,
-    pub(crate) scrubber: Scrubber,
-    pub(crate) missing: MissingBlobs,
-    pub(crate) leadership: Leadership,
-    pub(crate) transport: Arc<dyn Transport>,
+    /// This node's blob files.
+    pub files: BlobFiles,
+    /// The state as applied here: which blobs are committed, and their sizes.
+    pub state: SiteState,
+    /// The checks of copies against their digests.
+    pub scrubber: Scrubber,
+    /// The committed blobs this node lacks.
+    pub missing: MissingBlobs,
+    /// Who leads: the order peers are asked in.
+    pub leadership: Leadership,
+    /// The way to the peers.
+    pub transport: Arc<dyn Transport>,
     /// What the wait for a peer to start streaming is measured on.
-    pub(crate) clock: Arc<dyn Clock>,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Reads {
@@ -106,27 +112,20 @@ impl Reads {
     /// of an unchecked copy starts a check of the whole file in the background.
     pub async fn open_blob(&self, d: &Digest, start: u64, len: u64) -> Result<crate::BlobBytes> {
         if let Some(file) = self.files.open_blob(d)? {
-            let size = self.state.read(|s| s.blob(d).map(|b| b.size));
-            let whole = start == 0 && size == Some(len) && len > 0;
-            let checks = &self.scrubber.read_checks;
             let region = FileRegion {
                 file: Arc::new(file),
                 offset: start,
                 len,
             };
-            if whole && checks.needed(d) {
-                let stream = region.stream();
-                return Ok(BlobBytes::Stream(crate::scrub::verified(
+            return Ok(match self.begin_read(d, start, len) {
+                ReadCheck::Verify => BlobBytes::Stream(crate::scrub::verified(
                     self.scrubber.clone(),
                     d.clone(),
                     len,
-                    stream,
-                )));
-            }
-            if let (false, Some(size)) = (whole, size) {
-                self.scrubber.check_in_background(d, size);
-            }
-            return Ok(BlobBytes::File(region));
+                    region.stream(),
+                )),
+                ReadCheck::AsIs => BlobBytes::File(region),
+            });
         }
         let Some(size) = self.state.read(|s| s.blob(d).map(|b| b.size)) else {
             return Err(NodeError::BlobUnknown(d.clone()));
@@ -155,6 +154,34 @@ impl Reads {
         Err(NodeError::Unavailable(format!(
             "blob {d} is not on this node yet and no peer could serve it"
         )))
+    }
+}
+
+/// How a read of this node's copy of a blob is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadCheck {
+    /// Through a hash, its last bytes released only if the copy matches the digest
+    /// ([`crate::scrub::verified`]).
+    Verify,
+    /// As the file holds it.
+    AsIs,
+}
+
+impl Reads {
+    /// How a read of bytes `start..start + len` of this node's copy of committed blob
+    /// `d` is served: a whole read of a copy `verify_reads` says to check goes through a
+    /// hash; a ranged read of a copy not checked yet starts a check of the whole file in
+    /// the background.
+    pub fn begin_read(&self, d: &Digest, start: u64, len: u64) -> ReadCheck {
+        let size = self.state.read(|s| s.blob(d).map(|b| b.size));
+        let whole = start == 0 && size == Some(len) && len > 0;
+        if whole && self.scrubber.read_checks.needed(d) {
+            return ReadCheck::Verify;
+        }
+        if let (false, Some(size)) = (whole, size) {
+            self.scrubber.check_in_background(d, size);
+        }
+        ReadCheck::AsIs
     }
 }
 

@@ -18,6 +18,7 @@ use crate::file_ops::FileQueue;
 use crate::files::{on_disk, BlobFiles};
 use crate::metrics::NodeCounters;
 use crate::missing_blobs::MissingBlobs;
+use crate::spawn::Spawn;
 use crate::verify::ReadChecks;
 use crate::{ByteStream, Result};
 use bytes::Bytes;
@@ -52,6 +53,8 @@ pub struct Scrubber {
     pub counters: Arc<NodeCounters>,
     /// Time between passes; zero: no pass.
     pub interval: Duration,
+    /// Where a check started in the background runs.
+    pub tasks: Arc<dyn Spawn>,
 }
 
 impl Scrubber {
@@ -138,14 +141,14 @@ impl Scrubber {
             return;
         }
         let (this, d) = (self.clone(), d.clone());
-        tokio::spawn(async move {
+        self.tasks.spawn(Box::pin(async move {
             let turn = this.read_checks.one_at_a_time.acquire().await;
             if let Err(e) = this.check(&d, size).await {
                 tracing::warn!(blob = %d, error = %e, "cannot check a blob file");
             }
             drop(turn);
             this.read_checks.end_check(&d);
-        });
+        }));
     }
 }
 
@@ -160,12 +163,7 @@ struct Reading {
 
 /// `inner`, the whole of blob `digest` (`size` bytes), with its last chunk released only
 /// once the bytes match the digest.
-pub(crate) fn verified(
-    scrubber: Scrubber,
-    digest: Digest,
-    size: u64,
-    inner: ByteStream,
-) -> ByteStream {
+pub fn verified(scrubber: Scrubber, digest: Digest, size: u64, inner: ByteStream) -> ByteStream {
     let reading = Reading {
         inner,
         hasher: Some(DigestHasher::for_digest(&digest)),
@@ -198,11 +196,11 @@ pub(crate) fn verified(
                     }
                     tracing::error!(blob = %r.digest, %actual, "a blob file read for a client does not match its digest: the read is cut short");
                     let (scrubber, d, size) = (r.scrubber.clone(), r.digest.clone(), r.size);
-                    tokio::spawn(async move {
+                    r.scrubber.tasks.spawn(Box::pin(async move {
                         if let Err(e) = scrubber.check(&d, size).await {
                             tracing::warn!(blob = %d, error = %e, "cannot check a blob file");
                         }
-                    });
+                    }));
                     let e = std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
                         format!("this node's copy of blob {} does not match its digest", r.digest),
