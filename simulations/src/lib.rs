@@ -1,7 +1,7 @@
 //! A deterministic simulation of a site under faults, driving the node's own Raft driver,
-//! log, apply task, blob file operations, majority hold, fetcher and scrub (`site-node`),
-//! the replication core (`site-replica`) and the real state machine (`site-state`). See
-//! `README.md`.
+//! log, apply task, orderer, blob file operations, majority hold, fetcher, scrub and
+//! reads (`site-node`), the replication core (`site-replica`) and the real state machine
+//! (`site-state`). See `README.md`.
 //!
 //! - `world.rs`: one run: nodes, network, clock, clients, all drawn from one seed.
 //! - `node.rs`, `blobs.rs`: a node: its components over a simulated disk (`disk.rs`),

@@ -9,6 +9,19 @@ use site_state::{Outcome, StateError};
 /// fingerprint of the entry there; `Err` when it was not ordered (not acknowledged).
 pub type Answer = Result<(Result<Outcome, StateError>, u64, u64), String>;
 
+/// A leader's answer to a forwarded change: its outcome and the index it was applied
+/// at, or why it was not ordered (`NotLeader` keeps the node named, as the peer
+/// service's status does).
+pub type Forwarded = Result<(Result<Outcome, StateError>, u64), ForwardError>;
+
+/// Why a forwarded change was not ordered.
+#[derive(Debug, Clone)]
+pub enum ForwardError {
+    /// Not the leader; this node is (0: none known).
+    NotLeader(u64),
+    Other(String),
+}
+
 /// A message between nodes.
 #[derive(Debug, Clone)]
 pub enum Payload {
@@ -20,7 +33,7 @@ pub enum Payload {
     },
     ForwardAnswer {
         req: u64,
-        answer: Answer,
+        answer: Forwarded,
     },
     /// Hold this blob of `size` bytes (fetched from the sender) for hold `hold`.
     Hold {

@@ -1,8 +1,9 @@
 //! One simulated node: the node's own Raft driver (`site-node`'s `raft_driver.rs`, with
 //! the replication core's `Engine`, the log's clock and held proposals), Raft log
-//! (`raft_log.rs`), apply task (`applying.rs`), blob file operations (`file_ops.rs`),
-//! majority hold, fetcher and scrub over a simulated disk (`disk.rs`), clock
-//! (`clock.rs`) and network (`outbox.rs`). The driver's and the apply task's steps are
+//! (`raft_log.rs`), apply task (`applying.rs`), orderer (`ordering.rs`: clients' changes,
+//! forwarded to the leader), blob file operations (`file_ops.rs`), majority hold, fetcher
+//! and scrub over a simulated disk (`disk.rs`), clock (`clock.rs`) and network
+//! (`outbox.rs`). The driver's and the apply task's steps are
 //! called one by one: after each step of the driver, the apply task takes the jobs it
 //! queued, in their order; then the node's tasks (`tasks.rs`) run until they wait, and
 //! the apply task takes what they queued, until nothing moves. Blob holds, fetches,
@@ -10,7 +11,7 @@
 
 use crate::clock::SimClock;
 use crate::disk::Disk;
-use crate::msg::{Answer, Out, Payload};
+use crate::msg::{ForwardError, Out, Payload};
 use crate::outbox::Outbox;
 use crate::tasks::Tasks;
 use futures_util::FutureExt;
@@ -21,6 +22,7 @@ use site_node::channels::{Input, Job, Ordered, Proposal};
 use site_node::file_ops::{FileOps, FileQueue};
 use site_node::raft_driver::{Driver, NodeSide, RaftSettings};
 use site_node::spawn::Spawn;
+use site_node::Orderer;
 use site_node::{
     Events, Failure, Fetcher, Fetches, Leadership, MajorityHold, MissingBlobs, NodeError,
     ReadChecks, Reads, Scrubber, SiteClock, SiteState, VerifyReads,
@@ -28,24 +30,14 @@ use site_node::{
 use site_replica::{Ask, Committed};
 use site_state::{Command, Entry, Event, State};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Entries between state snapshots: small, so that snapshots and compaction happen.
 const SNAPSHOT_EVERY: u64 = 24;
 
-/// Who waits for a proposal.
-pub enum Waiter {
-    Client(u64),
-    Remote { from: u64, req: u64 },
-}
-
-/// A proposal whose answer has not come yet.
-struct Pending {
-    waiter: Waiter,
-    ask: Ask,
-    answer: oneshot::Receiver<site_node::Result<Ordered>>,
-}
+/// A client's change, ordered or not: (client request, answer).
+type ClientAnswer = (u64, site_node::Result<Ordered>);
 
 /// A node that is up.
 pub struct Run {
@@ -69,8 +61,15 @@ pub struct Run {
     pub file_ops: FileOps,
     /// Which copies are checked when read (`verify_reads = "first"`).
     pub read_checks: Arc<ReadChecks>,
-    /// Proposals not answered yet (the proposers' side).
-    pending: Vec<Pending>,
+    /// The way into the site's log: clients' changes, forwarded to the leader.
+    pub orderer: Orderer,
+    /// The orderer's proposals to the driver.
+    proposals: mpsc::UnboundedReceiver<Proposal>,
+    /// Peers' Raft messages through the orderer (the simulation hands them to the driver
+    /// itself).
+    _inputs: mpsc::UnboundedReceiver<Input>,
+    /// Clients' changes ordered (or not): (client request, answer).
+    ordered: Arc<Mutex<Vec<ClientAnswer>>>,
     /// The fingerprint of the entry applied at each index.
     applied_fps: BTreeMap<u64, u64>,
     /// The committed blobs this node lacks.
@@ -155,6 +154,8 @@ impl Node {
         queue.connect(&jobs_tx);
         let driver = Driver::new(node, log, settings, outbox.clone(), applied, jobs_tx, seed)
             .map_err(|e| e.to_string())?;
+        let (proposals_tx, proposals) = mpsc::unbounded_channel();
+        let (inputs_tx, inputs) = mpsc::unbounded_channel();
         driver.publish_status();
         let majority = MajorityHold::new(self.id, leadership.clone(), outbox.clone());
         let files = self.disk.blobs.files.clone();
@@ -195,6 +196,15 @@ impl Node {
             interval: std::time::Duration::ZERO,
             tasks: tasks.spawner(),
         };
+        let orderer = Orderer {
+            proposals: proposals_tx,
+            inputs: inputs_tx,
+            leadership: leadership.clone(),
+            state: state.clone(),
+            failure: failure.clone(),
+            clock: clock.clone(),
+            transport: outbox.clone(),
+        };
         let reads = Reads {
             files: files.clone(),
             state: state.clone(),
@@ -233,7 +243,10 @@ impl Node {
             state,
             file_ops,
             read_checks,
-            pending: Vec::new(),
+            orderer,
+            proposals,
+            _inputs: inputs,
+            ordered: Arc::default(),
             applied_fps: BTreeMap::new(),
             missing,
             tasks,
@@ -283,11 +296,12 @@ impl Node {
                 return self.fail(&format!("the raft driver ({e})"), out);
             }
             let Some(run) = &mut self.run else { return };
+            while let Ok(p) = run.proposals.try_recv() {
+                run.driver.propose(p);
+            }
             if let Err(e) = done(run.driver.settle()) {
                 return self.fail(&format!("the raft driver ({e})"), out);
             }
-            // Answered by the driver itself: refusals, with no entry behind them.
-            self.collect(false, out);
             if let Some(input) = self.apply_jobs(out) {
                 let Some(run) = &mut self.run else { return };
                 step = done(run.driver.take(input));
@@ -306,9 +320,18 @@ impl Node {
                 }
             }
         }
-        // Answered by the apply side: the entry at the index given.
-        self.collect(true, out);
         let Some(run) = &mut self.run else { return };
+        // Changes ordered for clients: the entry applied at the index given.
+        for (req, ordered) in std::mem::take(&mut *run.ordered.lock().expect("ordered")) {
+            let answer = match ordered {
+                Ok((result, index)) => {
+                    let fp = run.applied_fps.get(&index).copied().unwrap_or(0);
+                    Ok((result, index, fp))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            out.answers.push((req, answer));
+        }
         for (to, messages) in run.outbox.take() {
             for m in messages {
                 let m = raft::eraftpb::Message::parse_from_bytes(&m).expect("raft message");
@@ -333,72 +356,36 @@ impl Node {
                 if !self.forwards_taken.insert((from, req)) {
                     return;
                 }
-                let waiter = Waiter::Remote { from, req };
-                self.propose(ask, waiter, out);
+                // As the node's peer service orders a follower's change.
+                let (orderer, outbox) = (run.orderer.clone(), run.outbox.clone());
+                run.tasks.spawn(Box::pin(async move {
+                    let answer = match orderer.order_forwarded(ask).await {
+                        Ok(ordered) => Ok(ordered),
+                        Err(NodeError::NotLeader(n)) => Err(ForwardError::NotLeader(n)),
+                        Err(e) => Err(ForwardError::Other(e.to_string())),
+                    };
+                    outbox.send_payload(from, Payload::ForwardAnswer { req, answer });
+                }));
+                self.after(Ok(()), out);
             }
-            Payload::ForwardAnswer { req, answer } => out.answers.push((req, answer)),
+            Payload::ForwardAnswer { req, answer } => {
+                run.outbox.answer_forward(req, answer);
+                self.after(Ok(()), out);
+            }
             other => self.receive_blob_message(from, other, out),
         }
     }
 
-    /// A client's command, asked of this node.
+    /// A client's change, asked of this node: ordered by the node's `Orderer` (through
+    /// the leader if this node is not it).
     pub fn submit(&mut self, req: u64, ask: Ask, out: &mut Out) {
-        self.propose(ask, Waiter::Client(req), out);
-    }
-
-    /// Gives `ask` to the driver, which stamps a command with the log's time when this
-    /// node leads (holding it until settled).
-    fn propose(&mut self, ask: Ask, waiter: Waiter, out: &mut Out) {
-        let Some(run) = &mut self.run else { return };
-        let (reply, answer) = oneshot::channel();
-        run.driver.propose(Proposal {
-            ask: ask.clone(),
-            reply,
-        });
-        run.pending.push(Pending {
-            waiter,
-            ask,
-            answer,
-        });
+        let Some(run) = &self.run else { return };
+        let (orderer, ordered) = (run.orderer.clone(), run.ordered.clone());
+        run.tasks.spawn(Box::pin(async move {
+            let answer = orderer.ask_ordered(ask).await;
+            ordered.lock().expect("ordered").push((req, answer));
+        }));
         self.after(Ok(()), out);
-    }
-
-    /// Answers the proposals answered so far: from an applied entry (`applied`: its
-    /// fingerprint goes with the answer) or refused by the driver. A client's ask
-    /// refused by a follower goes to the leader.
-    fn collect(&mut self, applied: bool, out: &mut Out) {
-        let Some(run) = &mut self.run else { return };
-        let mut answered = Vec::new();
-        for mut p in std::mem::take(&mut run.pending) {
-            match p.answer.try_recv() {
-                Err(oneshot::error::TryRecvError::Empty) => run.pending.push(p),
-                Ok(a) => answered.push((p.waiter, p.ask, Some(a))),
-                Err(oneshot::error::TryRecvError::Closed) => answered.push((p.waiter, p.ask, None)),
-            }
-        }
-        for (waiter, ask, a) in answered {
-            let answer: Answer = match a {
-                None => Err("dropped".into()),
-                Some(Ok((result, index))) => {
-                    let fp = if applied {
-                        run.applied_fps.get(&index).copied().unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    Ok((result, index, fp))
-                }
-                Some(Err(NodeError::NotLeader(leader))) if leader != 0 && leader != self.id => {
-                    if let Waiter::Client(req) = waiter {
-                        out.sends
-                            .push((self.id, leader, Payload::Forward { req, ask }));
-                        continue;
-                    }
-                    Err(format!("not the leader; node {leader} is"))
-                }
-                Some(Err(e)) => Err(e.to_string()),
-            };
-            answer_to(self.id, waiter, answer, out);
-        }
     }
 
     /// A disk failure: the node stops (and is started again once the disk works).
@@ -478,16 +465,6 @@ impl Node {
     /// Blobs this node holds a file of.
     pub fn files(&self) -> BTreeSet<Digest> {
         self.disk.blobs.digests()
-    }
-}
-
-fn answer_to(me: u64, waiter: Waiter, answer: Answer, out: &mut Out) {
-    match waiter {
-        Waiter::Client(req) => out.answers.push((req, answer)),
-        Waiter::Remote { from, req } => {
-            out.sends
-                .push((me, from, Payload::ForwardAnswer { req, answer }))
-        }
     }
 }
 

@@ -1,15 +1,16 @@
 //! The way from a simulated node to the others, as its components use it (the node's
-//! `Transport`): the driver's Raft messages, the majority hold's asks (`hold`), the
-//! fetches of blob bytes (`fetch`) and the answers the node's tasks give are kept here
-//! until the world takes them onto its network (`net.rs`); an answer, once it arrives,
-//! resolves the call that waits on it. Forwards are carried by the simulation itself.
+//! `Transport`): the driver's Raft messages, the orderer's forwards to the leader
+//! (`forward`), the majority hold's asks (`hold`), the fetches of blob bytes (`fetch`)
+//! and the answers the node's tasks give are kept here until the world takes them onto
+//! its network (`net.rs`); an answer, once it arrives, resolves the call that waits on
+//! it.
 
-use crate::msg::Payload;
+use crate::msg::{ForwardError, Forwarded as ForwardAnswer, Payload};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use site_core::Digest;
 use site_node::transport::{BlobStream, Forwarded, NodeReport, PeerCall};
-use site_node::{Ask, Transport};
+use site_node::{Ask, NodeError, Transport};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -30,6 +31,8 @@ struct Sent {
     holds: BTreeMap<u64, oneshot::Sender<Result<(), String>>>,
     /// The fetches not answered yet.
     fetches: BTreeMap<u64, oneshot::Sender<Option<Vec<u8>>>>,
+    /// The forwards not answered yet.
+    forwards: BTreeMap<u64, oneshot::Sender<ForwardAnswer>>,
     next: u64,
 }
 
@@ -67,6 +70,13 @@ impl Outbox {
         }
     }
 
+    /// Forward `id` is answered.
+    pub fn answer_forward(&self, id: u64, answer: ForwardAnswer) {
+        if let Some(reply) = self.sent().forwards.remove(&id) {
+            let _ = reply.send(answer);
+        }
+    }
+
     fn ask(&self) -> u64 {
         let mut sent = self.sent();
         sent.next += 1;
@@ -79,11 +89,19 @@ impl Transport for Outbox {
         self.sent().raft.push((to, messages));
     }
 
-    fn forward(&self, _to: u64, _ask: Ask) -> Forwarded {
-        Box::pin(async {
-            Err(site_node::NodeError::Unavailable(
-                "the simulation carries forwards elsewhere".into(),
-            ))
+    fn forward(&self, to: u64, ask: Ask) -> Forwarded {
+        let (reply, answer) = oneshot::channel();
+        let req = self.ask();
+        let mut sent = self.sent();
+        sent.other.push((to, Payload::Forward { req, ask }));
+        sent.forwards.insert(req, reply);
+        Box::pin(async move {
+            match answer.await {
+                Ok(Ok(ordered)) => Ok(ordered),
+                Ok(Err(ForwardError::NotLeader(leader))) => Err(NodeError::NotLeader(leader)),
+                Ok(Err(ForwardError::Other(e))) => Err(NodeError::Unavailable(e)),
+                Err(_) => Err(NodeError::Unavailable("the node stopped".into())),
+            }
         })
     }
 

@@ -1,11 +1,9 @@
 //! The site's state machine as this node has applied it, and how far: what readers ask
 //! questions of (`read`), what a writer waits for after its change is ordered
-//! (`wait_applied`). Only the apply task changes it (`write`, `replace`).
+//! (`applied_up_to`). Only the apply task changes it (`write`, `replace`).
 
-use crate::{NodeError, Result};
 use site_state::State;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// The applied state and index. Cheap to clone; clones share them.
@@ -37,24 +35,9 @@ impl SiteState {
         self.state.write().expect("state lock")
     }
 
-    /// Waits (bounded by `within`) until this node has applied the log up to `index`.
-    pub async fn wait_applied(&self, index: u64, within: Duration) -> Result<()> {
-        let mut applied = self.applied.clone();
-        let waited = tokio::time::timeout(within, applied.wait_for(|a| *a >= index))
-            .await
-            .map(|r| r.map(|_| ()));
-        match waited {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(NodeError::Unavailable("the node is shutting down".into())),
-            Err(_) => Err(NodeError::Unavailable(format!(
-                "this node has not applied up to {index} in time"
-            ))),
-        }
-    }
-
     /// Resolves once this node has applied the log up to `index`; `false` if the apply
     /// task stopped first.
-    pub(crate) async fn applied_up_to(&self, index: u64) -> bool {
+    pub async fn applied_up_to(&self, index: u64) -> bool {
         self.applied.clone().wait_for(|a| *a >= index).await.is_ok()
     }
 }

@@ -9,7 +9,7 @@ use crate::applied_state::SiteState;
 use crate::channels::{self, Proposal};
 use crate::failure::Failure;
 use crate::leadership::Leadership;
-use crate::site_clock::SiteClock;
+use crate::site_clock::{within, SiteClock};
 use crate::transport::Transport;
 use crate::{NodeError, Ordered, Result};
 use site_state::{Command, Entry, Outcome};
@@ -27,15 +27,19 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone)]
 pub struct Orderer {
     /// Proposals to this node's Raft driver.
-    pub(crate) proposals: mpsc::UnboundedSender<Proposal>,
+    pub proposals: mpsc::UnboundedSender<Proposal>,
     /// Peers' messages to the driver.
-    pub(crate) inputs: mpsc::UnboundedSender<channels::Input>,
-    pub(crate) leadership: Leadership,
-    pub(crate) state: SiteState,
-    pub(crate) failure: Failure,
-    pub(crate) clock: Arc<SiteClock>,
+    pub inputs: mpsc::UnboundedSender<channels::Input>,
+    /// Who leads: where a change goes, and whether this node is cut off.
+    pub leadership: Leadership,
+    /// The state as applied here, which a forwarded change is waited for in.
+    pub state: SiteState,
+    /// Whether this node's disk failed: it then orders nothing.
+    pub failure: Failure,
+    /// The log's clock (a command's time; the leader stamps it), and the node's timers.
+    pub clock: Arc<SiteClock>,
     /// The way to the leader, when it is another node.
-    pub(crate) transport: Arc<dyn Transport>,
+    pub transport: Arc<dyn Transport>,
 }
 
 impl Orderer {
@@ -59,16 +63,19 @@ impl Orderer {
 
     /// Orders `ask` through the log, through the leader if this node is not it.
     pub async fn ask(&self, ask: site_replica::Ask) -> Result<Outcome> {
-        let (result, _) = match self.order(ask.clone()).await {
-            Err(NodeError::NotLeader(0)) => {
-                return Err(NodeError::NoQuorum(
-                    "the site's group has no leader (too few nodes reachable?)".into(),
-                ))
-            }
-            Err(NodeError::NotLeader(leader)) => self.forward(leader, &ask).await?,
-            other => other?,
-        };
+        let (result, _) = self.ask_ordered(ask).await?;
         Ok(result?)
+    }
+
+    /// [`Orderer::ask`], with the index the change was applied at.
+    pub async fn ask_ordered(&self, ask: site_replica::Ask) -> Result<Ordered> {
+        match self.order(ask.clone()).await {
+            Err(NodeError::NotLeader(0)) => Err(NodeError::NoQuorum(
+                "the site's group has no leader (too few nodes reachable?)".into(),
+            )),
+            Err(NodeError::NotLeader(leader)) => self.forward(leader, &ask).await,
+            other => other,
+        }
     }
 
     /// Orders `ask` through this node's driver (which refuses with `NotLeader` unless
@@ -79,13 +86,14 @@ impl Orderer {
         self.proposals
             .send(channels::Proposal { ask, reply })
             .map_err(|_| NodeError::Unavailable("the node is shutting down".into()))?;
-        match tokio::time::timeout(COMMIT_TIMEOUT, answer).await {
-            Ok(Ok(Err(NodeError::LeaderMoving(to)))) => {
+        let timers = self.clock.source();
+        match within(timers, COMMIT_TIMEOUT, answer).await {
+            Some(Ok(Err(NodeError::LeaderMoving(to)))) => {
                 // Wait (bounded) for the move; the caller forwards to the new leader.
                 let me = self.leadership.id();
                 let mut status = self.leadership.subscribe();
                 let moved = status.wait_for(|s| s.leader != me);
-                let _ = tokio::time::timeout(LEADER_MOVE_TIMEOUT, moved).await;
+                let _ = within(timers, LEADER_MOVE_TIMEOUT, moved).await;
                 match self.leadership.get().leader {
                     leader if leader == me => Err(NodeError::Unavailable(format!(
                         "leadership did not move to node {to} in time: try again"
@@ -93,11 +101,11 @@ impl Orderer {
                     leader => Err(NodeError::NotLeader(leader)),
                 }
             }
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(NodeError::Unavailable(
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(NodeError::Unavailable(
                 "the node stopped before the change was committed".into(),
             )),
-            Err(_) => Err(NodeError::Unavailable(format!(
+            None => Err(NodeError::Unavailable(format!(
                 "the change was not committed within {} s",
                 COMMIT_TIMEOUT.as_secs()
             ))),
@@ -108,12 +116,17 @@ impl Orderer {
     /// that what the caller reads next includes the change.
     async fn forward(&self, leader: u64, ask: &site_replica::Ask) -> Result<Ordered> {
         let me = self.leadership.id();
+        let timers = self.clock.source();
         let mut to = leader;
         let answer = loop {
-            let call =
-                tokio::time::timeout(COMMIT_TIMEOUT, self.transport.forward(to, ask.clone()));
+            let call = within(
+                timers,
+                COMMIT_TIMEOUT,
+                self.transport.forward(to, ask.clone()),
+            );
             let answer = tokio::select! {
-                answer = call => answer.map_err(|_| {
+                biased;
+                answer = call => answer.ok_or_else(|| {
                     NodeError::Unavailable(format!("leader {to} did not answer in time"))
                 })?,
                 // The leader went out of reach: no use waiting for its answer.
@@ -137,8 +150,14 @@ impl Orderer {
                 other => break other?,
             }
         };
-        self.state.wait_applied(answer.1, COMMIT_TIMEOUT).await?;
-        Ok(answer)
+        let index = answer.1;
+        match within(timers, COMMIT_TIMEOUT, self.state.applied_up_to(index)).await {
+            Some(true) => Ok(answer),
+            Some(false) => Err(NodeError::Unavailable("the node is shutting down".into())),
+            None => Err(NodeError::Unavailable(format!(
+                "this node has not applied up to {index} in time"
+            ))),
+        }
     }
 
     /// Orders a follower's forwarded change on this node, the leader; returns its outcome

@@ -96,6 +96,11 @@ impl SiteClock {
         }
     }
 
+    /// The node's clocks under it: what the node's timers wait on.
+    pub fn source(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
     fn log(&self) -> std::sync::MutexGuard<'_, LogClock> {
         self.log.lock().expect("log clock lock")
     }
