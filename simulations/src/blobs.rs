@@ -27,8 +27,19 @@ use std::time::Duration;
 /// A hold not settled within this long is dropped (its client gave up).
 const HOLD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Majority holds of deliveries that ended: (client request, blob, size, outcome).
-pub type Settled = Arc<Mutex<Vec<(u64, Digest, u64, site_node::Result<()>)>>>;
+/// A majority hold of a delivery that ended: the client request, the blob, its size, the
+/// voters when it began and the outcome.
+pub struct HoldEnd {
+    req: u64,
+    digest: Digest,
+    size: u64,
+    voters: Vec<u64>,
+    began: u64,
+    result: site_node::Result<()>,
+}
+
+/// Majority holds of deliveries that ended.
+pub type Settled = Arc<Mutex<Vec<HoldEnd>>>;
 
 impl Node {
     /// A client delivers blob `digest` (`bytes`) to this node: it is installed here, held
@@ -46,11 +57,18 @@ impl Node {
         let Some(run) = &self.run else { return };
         let (majority, settled) = (run.majority.clone(), run.settled.clone());
         let clock = self.clock.clone();
+        let (voters, began) = (run.driver.engine().voters(), self.clock.real_ms());
         run.tasks.spawn(Box::pin(async move {
             let held = within(clock.as_ref(), HOLD_TIMEOUT, majority.hold(&digest, size));
-            if let Some(r) = held.await {
-                let mut settled = settled.lock().expect("settled");
-                settled.push((req, digest, size, r));
+            if let Some(result) = held.await {
+                settled.lock().expect("settled").push(HoldEnd {
+                    req,
+                    digest,
+                    size,
+                    voters,
+                    began,
+                    result,
+                });
             }
         }));
         self.after(Ok(()), out);
@@ -60,9 +78,18 @@ impl Node {
     pub(crate) fn record_held(&mut self, out: &mut Out) {
         let Some(run) = &self.run else { return };
         let settled = std::mem::take(&mut *run.settled.lock().expect("settled"));
-        for (client, digest, size, result) in settled {
+        for end in settled {
+            let HoldEnd {
+                req: client,
+                digest,
+                size,
+                voters,
+                began,
+                result,
+            } = end;
             match result {
                 Ok(()) => {
+                    out.held.push((self.id, digest.clone(), voters, began));
                     let cmd = Command::AddBlob {
                         repo: None,
                         digest,

@@ -129,6 +129,11 @@ impl SimClock {
         self.real.load(Ordering::Relaxed)
     }
 
+    /// The world's real time (for the invariants, never for the node).
+    pub fn real_ms(&self) -> u64 {
+        self.real()
+    }
+
     fn node(&self) -> std::sync::MutexGuard<'_, NodeClock> {
         self.clock.lock().expect("clock")
     }

@@ -234,6 +234,15 @@ impl SimFs {
         t.files.get(&id).map(|f| f.bytes.clone())
     }
 
+    /// The bytes a crash now would leave at `path`: the entry its directory's last sync
+    /// saw, with the bytes its last sync saw.
+    pub fn durable(&self, path: &Path) -> Option<Vec<u8>> {
+        let t = self.tree();
+        let (dir, name) = split(path).ok()?;
+        let id = *t.dirs.get(&dir)?.synced.get(&name)?;
+        t.files.get(&id).map(|f| f.synced.clone())
+    }
+
     /// The files under directory `root`, any depth below, by path.
     pub fn files_under(&self, root: &Path) -> Vec<PathBuf> {
         let t = self.tree();
@@ -439,6 +448,13 @@ impl SimBlobs {
     /// Whether the node has the file of blob `d`.
     pub fn has(&self, d: &Digest) -> bool {
         self.files.has(d)
+    }
+
+    /// Whether a crash now would leave a good copy of blob `d`.
+    pub fn durable(&self, d: &Digest) -> bool {
+        self.fs
+            .durable(&self.files.path(d))
+            .is_some_and(|b| Digest::of(&b) == *d)
     }
 
     /// The bytes of blob `d`'s file.

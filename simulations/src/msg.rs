@@ -97,6 +97,9 @@ pub struct Out {
     pub fatal: Option<String>,
     /// Entry times a leader stamped: (the log's time, the real time).
     pub stamps: Vec<(u64, u64)>,
+    /// Blobs a majority hold said a majority of the voters hold: (node, blob, the
+    /// voters when the hold began, the real time it began).
+    pub held: Vec<(u64, site_core::Digest, Vec<u64>, u64)>,
     /// Grace periods a sweep ended (`invariants/clock.rs`).
     pub expired: Vec<(u64, crate::invariants::clock::Ended)>,
 }

@@ -104,6 +104,8 @@ pub struct Node {
     /// transport (a gRPC request on its own HTTP/2 stream), which a duplicated packet
     /// never makes twice, so a copy the network duplicates is dropped here.
     forwards_taken: BTreeSet<(u64, u64)>,
+    /// How many times the node started.
+    lives: u64,
 }
 
 impl Node {
@@ -118,6 +120,7 @@ impl Node {
             disk_full: false,
             removed: false,
             forwards_taken: BTreeSet::new(),
+            lives: 0,
         }
     }
 
@@ -148,7 +151,8 @@ impl Node {
             tick: std::time::Duration::from_millis(100),
             snapshot_every: SNAPSHOT_EVERY,
         };
-        let outbox = Arc::new(Outbox::default());
+        self.lives += 1;
+        let outbox = Arc::new(Outbox::new(self.lives));
         let (jobs_tx, jobs) = mpsc::unbounded_channel();
         let queue = FileQueue::default();
         queue.connect(&jobs_tx);
@@ -445,6 +449,8 @@ impl Node {
         if let (Committed::Command { entry: Ok(e), .. }, Some(run)) = (c, &self.run) {
             run.state.read(|s| {
                 refused_changes_nothing(s, e, out);
+                let back = crate::invariants::clock::went_back(self.id, c.index(), s, e);
+                out.violations.extend(back);
                 before = crate::invariants::clock::before(s, e);
             });
         }

@@ -16,7 +16,6 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 /// What a node sent, and the calls waiting on answers.
-#[derive(Default)]
 pub struct Outbox {
     sent: Mutex<Sent>,
 }
@@ -37,6 +36,19 @@ struct Sent {
 }
 
 impl Outbox {
+    /// The outbox of a node's `life`-th start: its calls are numbered apart from those
+    /// of its earlier lives, whose answers may still be on the way (a call of the peer
+    /// transport is one gRPC call, whose answer never reaches the process started after).
+    pub fn new(life: u64) -> Outbox {
+        let sent = Sent {
+            next: life << 32,
+            ..Sent::default()
+        };
+        Outbox {
+            sent: Mutex::new(sent),
+        }
+    }
+
     fn sent(&self) -> std::sync::MutexGuard<'_, Sent> {
         self.sent.lock().expect("outbox")
     }

@@ -245,7 +245,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
             w.note(format!("node {node} loses its disk"));
             w.rotten.retain(|(n, _)| *n != node);
             w.nodes.get_mut(&node).expect("node").wipe();
-            w.damaged.insert(node);
+            w.damage(node);
             let after = 200 + w.rng.below(3_000);
             w.at(after, Ev::Restart(node));
         }
@@ -272,7 +272,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
             let n = w.nodes.get_mut(&node).expect("node");
             n.disk.blobs.flip(&d, at);
             w.note(format!("node {node}: a bit flips in blob {d}"));
-            w.damaged.insert(node);
+            w.damage(node);
             w.rotten.insert((node, d));
         }
         Op::DiskFull => {
@@ -299,7 +299,7 @@ pub fn start(w: &mut World, op: Op, out: &mut Out) {
                 return;
             };
             w.note(format!("client removes node {id}"));
-            w.damaged.insert(id);
+            w.damage(id);
             let change = MemberChange::Remove { id };
             ask(w, node, Ask::Members(change), Pending::Remove { id }, out);
         }

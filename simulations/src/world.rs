@@ -53,6 +53,8 @@ pub struct World {
     pub clients: crate::workload::Clients,
     /// Node ids wiped and not yet caught up again.
     pub damaged: std::collections::BTreeSet<u64>,
+    /// When each node was last damaged (a wiped disk, a flipped bit, a removal).
+    pub damaged_at: BTreeMap<u64, u64>,
     /// Copies a bit flip damaged since their node's last scrub pass.
     pub rotten: std::collections::BTreeSet<(u64, Digest)>,
     seed: u64,
@@ -81,6 +83,7 @@ impl World {
             violations: Vec::new(),
             clients: Default::default(),
             damaged: Default::default(),
+            damaged_at: Default::default(),
             rotten: Default::default(),
             seed,
             clocks: Rng::new(seed ^ 0x0c10_c0c1_0c00_0000),
@@ -115,6 +118,12 @@ impl World {
         self.at(first, Ev::Tick(id));
         let scrub = 1_000 + self.rng.below(4_000);
         self.at(scrub, Ev::Scrub(id));
+    }
+
+    /// Node `id` is damaged now: it loses what it held until it heals.
+    pub fn damage(&mut self, id: u64) {
+        self.damaged.insert(id);
+        self.damaged_at.insert(id, self.now);
     }
 
     fn set_now(&mut self, t: u64) {
@@ -317,6 +326,11 @@ impl World {
         }
         for (node, ended) in &out.expired {
             if let Some(v) = invariants::clock::check(&self.oracle, *node, ended) {
+                self.violations.push(v);
+            }
+        }
+        for (node, d, voters, since) in &out.held {
+            if let Some(v) = invariants::durability::held(self, *node, d, voters, *since) {
                 self.violations.push(v);
             }
         }

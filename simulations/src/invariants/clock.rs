@@ -96,3 +96,16 @@ pub fn check(oracle: &Oracle, node: u64, e: &Ended) -> Option<String> {
         )
     })
 }
+
+/// The log's time never goes back: an entry applied at `index` is stamped no earlier
+/// than every entry before it (the state's time). A leader that stamps before it holds
+/// every entry of the terms before its own could.
+pub fn went_back(node: u64, index: u64, state: &State, entry: &Entry) -> Option<String> {
+    let before = state.time();
+    (entry.now > 0 && entry.now < before).then(|| {
+        format!(
+            "node {node}: the log's time went back at index {index}: {} after {before}",
+            entry.now
+        )
+    })
+}
