@@ -13,7 +13,7 @@
 //! copy and bookkeeping are skipped for bytes nobody reads soon (a peer's copy of a blob).
 //! The last partial block is written through the page cache.
 
-use crate::files::blocking;
+use crate::file_io::blocking;
 use bytes::Bytes;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};

@@ -115,7 +115,7 @@ impl FileSystem for RealFs {
     }
 
     fn hash_file(&self, path: &Path, algorithm: Algorithm) -> io::Result<DigestHasher> {
-        crate::files::hash_file(path, algorithm)
+        crate::file_io::hash_file(path, algorithm)
     }
 }
 

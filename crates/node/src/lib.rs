@@ -26,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod failure;
 mod fetches;
+mod file_io;
 pub mod file_ops;
 pub mod file_system;
 pub mod files;

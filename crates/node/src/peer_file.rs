@@ -106,7 +106,7 @@ impl PeerFile {
         }
         let n = (end - pos).min(CHUNK) as usize;
         let file = self.file.clone();
-        crate::files::blocking(move || crate::files::read_at(&file, pos, n)).await
+        crate::file_io::blocking(move || crate::file_io::read_at(&file, pos, n)).await
     }
 
     /// The bytes from `from` to the end, as a stream of chunks.

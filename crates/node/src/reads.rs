@@ -44,7 +44,7 @@ impl FileRegion {
             let want = (left as usize).min(CHUNK);
             let f = file.clone();
             let chunk =
-                tokio::task::spawn_blocking(move || crate::files::read_at(&f, offset, want))
+                tokio::task::spawn_blocking(move || crate::file_io::read_at(&f, offset, want))
                     .await
                     .map_err(std::io::Error::other)?
                     .map_err(|e| match e.kind() {

@@ -96,7 +96,7 @@ impl Sessions {
             let path = self.path(id);
             let a = algorithm.unwrap_or_default();
             live.hasher =
-                Some(crate::files::blocking(move || crate::files::hash_file(&path, a)).await?);
+                Some(crate::file_io::blocking(move || crate::file_io::hash_file(&path, a)).await?);
         }
         Ok(live.hasher.as_ref().expect("just set"))
     }

@@ -48,7 +48,7 @@ impl Strays {
     /// sweep dropped the blob. Younger ones may be copies a delivery is about to record.
     pub(crate) async fn remove(&self) -> Result<usize> {
         let files = self.files.clone();
-        let found = crate::files::blocking(move || files.scan()).await?;
+        let found = crate::file_io::blocking(move || files.scan()).await?;
         let mut removed = 0;
         for (d, _) in found {
             let stray = self.state.read(|s| s.blob(&d).is_none()) && !self.fetches.fetching(&d);

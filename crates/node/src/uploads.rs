@@ -169,7 +169,7 @@ impl Uploads {
             });
         }
         let sync_path = path.clone();
-        crate::files::blocking(move || std::fs::File::open(sync_path)?.sync_all()).await?;
+        crate::file_io::blocking(move || std::fs::File::open(sync_path)?.sync_all()).await?;
         self.deliveries
             .commit_blob(path, &actual, size, Some(repo))
             .await?;
