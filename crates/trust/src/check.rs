@@ -6,9 +6,8 @@
 use crate::identity::Reference;
 use crate::keys::PublicKey;
 use crate::payload::{Payload, PAYLOAD_MEDIA_TYPE, SIGNATURE_ANNOTATION};
-use crate::policy::{Policy, Requirement};
+use crate::policy::Requirement;
 use crate::SignedIdentity;
-use site_core::reference::Repository;
 use site_core::Digest;
 
 /// One signature of an image: the payload signed (a layer's bytes) and the signature
@@ -67,60 +66,41 @@ pub fn signatures_in(manifest: &[u8]) -> Vec<(Digest, String)> {
         .collect()
 }
 
-impl Policy {
-    /// Whether an image of `repository` (admitted by `tag`, or by its digest without one)
-    /// falls under a scope that asks for signatures: the caller then finds them.
-    pub fn needs_signatures(
-        &self,
-        repository: &Repository,
-        tag: Option<&str>,
-        digest: &Digest,
-    ) -> bool {
-        let image = Reference::image(repository, tag, digest);
-        let (_, list) = self.scope_for(&image);
-        list.iter()
-            .any(|r| matches!(r, Requirement::SigstoreSigned { .. }))
-    }
-
-    /// The verdict for the image of `repository` whose manifest has digest `digest`,
-    /// admitted by `tag` (or by digest, without one), given the signatures found for
-    /// that digest.
-    pub fn check(
-        &self,
-        repository: &Repository,
-        tag: Option<&str>,
-        digest: &Digest,
-        signatures: &[SignatureLayer],
-    ) -> Result<Accepted, Untrusted> {
-        let image = Reference::image(repository, tag, digest);
-        let (scope, list) = self.scope_for(&image);
-        let mut signed = false;
-        for requirement in list {
-            let failed = |reason: String| Untrusted {
-                scope: scope.clone(),
-                requirement: requirement.name().to_owned(),
-                reason,
-            };
-            match requirement {
-                Requirement::InsecureAcceptAnything => {}
-                Requirement::Reject => {
-                    return Err(failed(format!(
-                        "the policy rejects every image of {scope:?}"
-                    )))
-                }
-                Requirement::SigstoreSigned {
-                    key,
-                    key_source,
-                    identity,
-                } => {
-                    signed_by(key, identity, &image, digest, signatures)
-                        .map_err(|e| failed(format!("{e} (key {key_source})")))?;
-                    signed = true;
-                }
+/// The verdict of `list`, the requirements of `scope`, for `image` (manifest `digest`)
+/// with `signatures`: every requirement must hold.
+pub(crate) fn verdict(
+    scope: String,
+    list: &[Requirement],
+    image: &Reference,
+    digest: &Digest,
+    signatures: &[SignatureLayer],
+) -> Result<Accepted, Untrusted> {
+    let mut signed = false;
+    for requirement in list {
+        let failed = |reason: String| Untrusted {
+            scope: scope.clone(),
+            requirement: requirement.name().to_owned(),
+            reason,
+        };
+        match requirement {
+            Requirement::InsecureAcceptAnything => {}
+            Requirement::Reject => {
+                return Err(failed(format!(
+                    "the policy rejects every image of {scope:?}"
+                )))
+            }
+            Requirement::SigstoreSigned {
+                key,
+                key_source,
+                identity,
+            } => {
+                signed_by(key, identity, image, digest, signatures)
+                    .map_err(|e| failed(format!("{e} (key {key_source})")))?;
+                signed = true;
             }
         }
-        Ok(Accepted { scope, signed })
     }
+    Ok(Accepted { scope, signed })
 }
 
 /// Whether one of `signatures` stands for `image` (manifest `digest`) under `key` and
@@ -183,7 +163,9 @@ fn one(
 mod tests {
     use super::*;
     use crate::keys::tests::{KEY, PAYLOAD, SIGNATURE};
+    use crate::Policy;
     use base64::Engine as _;
+    use site_core::reference::Repository;
 
     const DIGEST: &str = "sha256:65855d7eaf01d6d664dfafe2cd651fd2cae08a09f7b9e259d960e7b5a4cdd925";
 

@@ -5,10 +5,14 @@
 //! file invalid, so a policy is never enforced weaker than it reads. Transports other
 //! than `docker` do not apply to a registry and are not read.
 
-use crate::identity::SignedIdentity;
+use crate::check::{verdict, Accepted, SignatureLayer, Untrusted};
+use crate::identity::{Reference, SignedIdentity};
 use crate::keys::PublicKey;
+use crate::scope::scopes;
 use base64::Engine as _;
 use serde::Deserialize;
+use site_core::reference::Repository;
+use site_core::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -120,6 +124,46 @@ impl Policy {
             docker.insert(scope, list);
         }
         Ok(Policy { default, docker })
+    }
+
+    /// Whether an image of `repository` (admitted by `tag`, or by its digest without one)
+    /// falls under a scope that asks for signatures: the caller then finds them.
+    pub fn needs_signatures(
+        &self,
+        repository: &Repository,
+        tag: Option<&str>,
+        digest: &Digest,
+    ) -> bool {
+        let image = Reference::image(repository, tag, digest);
+        let (_, list) = self.scope_for(&image);
+        list.iter()
+            .any(|r| matches!(r, Requirement::SigstoreSigned { .. }))
+    }
+
+    /// The verdict for the image of `repository` whose manifest has digest `digest`,
+    /// admitted by `tag` (or by digest, without one), given the signatures found for
+    /// that digest (`check.rs`).
+    pub fn check(
+        &self,
+        repository: &Repository,
+        tag: Option<&str>,
+        digest: &Digest,
+        signatures: &[SignatureLayer],
+    ) -> Result<Accepted, Untrusted> {
+        let image = Reference::image(repository, tag, digest);
+        let (scope, list) = self.scope_for(&image);
+        verdict(scope, list, &image, digest, signatures)
+    }
+
+    /// The scope that applies to `image` (`default` when none does, `scope.rs`) and its
+    /// requirements.
+    pub(crate) fn scope_for(&self, image: &Reference) -> (String, &[Requirement]) {
+        for scope in scopes(image) {
+            if let Some(list) = self.docker.get(&scope) {
+                return (scope, list);
+            }
+        }
+        ("default".to_owned(), &self.default)
     }
 
     /// Whether some image could need a signature under it (a policy of

@@ -5,22 +5,9 @@
 //! then `""`, then `default`. Only that scope's list applies; lists never merge.
 
 use crate::identity::Reference;
-use crate::policy::{Policy, Requirement};
-
-impl Policy {
-    /// The scope that applies to `image` (`default` when none does) and its requirements.
-    pub(crate) fn scope_for(&self, image: &Reference) -> (String, &[Requirement]) {
-        for scope in scopes(image) {
-            if let Some(list) = self.docker.get(&scope) {
-                return (scope, list);
-            }
-        }
-        ("default".to_owned(), &self.default)
-    }
-}
 
 /// The scopes that could apply to `image`, most specific first (`default` aside).
-fn scopes(image: &Reference) -> Vec<String> {
+pub(crate) fn scopes(image: &Reference) -> Vec<String> {
     let mut out = vec![image.to_string()];
     let mut name = image.name.as_str();
     out.push(name.to_owned());
@@ -41,6 +28,7 @@ fn scopes(image: &Reference) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Policy;
 
     #[test]
     fn scopes_go_from_the_reference_to_the_host_then_wildcards() {
