@@ -166,6 +166,27 @@ impl Tree {
             .get_mut(dir)
             .ok_or_else(|| io::ErrorKind::NotFound.into())
     }
+
+    /// A new file in directory `dir`, named `name` (its number if none); its number. A
+    /// full disk takes none.
+    fn add(&mut self, dir: &str, name: Option<String>, file: SimFile) -> io::Result<u64> {
+        if self.full {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+        }
+        self.next_file += 1;
+        let id = self.next_file;
+        let name = name.unwrap_or_else(|| id.to_string());
+        self.dir(dir)?.live.insert(name, id);
+        self.files.insert(id, file);
+        Ok(id)
+    }
+
+    /// Takes the entry at `path` out of its directory: the file it named.
+    fn unlink(&mut self, path: &Path) -> io::Result<u64> {
+        let (dir, name) = split(path)?;
+        let id = self.dir(&dir)?.live.remove(&name);
+        id.ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
 }
 
 impl SimFs {
@@ -208,22 +229,12 @@ impl SimFs {
     /// Writes and syncs a file holding `bytes` under directory `dir`, as a delivery, a
     /// hold or a fetch does before the file is installed (its directory is not synced).
     pub fn write_temp(&self, dir: &Path, bytes: Vec<u8>) -> io::Result<PathBuf> {
-        let now = self.clock.wall_ms();
-        let mut t = self.tree();
-        if t.full {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
-        }
-        t.next_file += 1;
-        let id = t.next_file;
-        let d = key(dir);
-        t.dirs.entry(d.clone()).or_default();
         let file = SimFile {
             synced: bytes.clone(),
             bytes,
-            modified: now,
+            modified: self.clock.wall_ms(),
         };
-        t.files.insert(id, file);
-        t.dir(&d)?.live.insert(id.to_string(), id);
+        let id = self.tree().add(&key(dir), None, file)?;
         Ok(dir.join(id.to_string()))
     }
 
@@ -303,26 +314,16 @@ impl FileSystem for SimFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let (from_dir, from_name) = split(from)?;
         let (to_dir, to_name) = split(to)?;
         let mut t = self.tree();
-        let id = t
-            .dir(&from_dir)?
-            .live
-            .remove(&from_name)
-            .ok_or(io::ErrorKind::NotFound)?;
+        let id = t.unlink(from)?;
         t.dir(&to_dir)?.live.insert(to_name, id);
         Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let (dir, name) = split(path)?;
         let mut t = self.tree();
-        let id = t
-            .dir(&dir)?
-            .live
-            .remove(&name)
-            .ok_or(io::ErrorKind::NotFound)?;
+        let id = t.unlink(path)?;
         let bytes = t
             .files
             .get(&id)
@@ -360,21 +361,13 @@ impl FileSystem for SimFs {
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn NewFile>> {
-        let now = self.clock.wall_ms();
         let (dir, name) = split(path)?;
-        let mut t = self.tree();
-        if t.full {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
-        }
-        t.next_file += 1;
-        let id = t.next_file;
-        t.dir(&dir)?.live.insert(name, id);
         let file = SimFile {
             bytes: Vec::new(),
             synced: Vec::new(),
-            modified: now,
+            modified: self.clock.wall_ms(),
         };
-        t.files.insert(id, file);
+        let id = self.tree().add(&dir, Some(name), file)?;
         Ok(Box::new(SimNewFile {
             tree: self.state.clone(),
             id,

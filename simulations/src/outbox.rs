@@ -27,13 +27,19 @@ struct Sent {
     /// Everything else: (to, message).
     other: Vec<(u64, Payload)>,
     /// The holds not answered yet.
-    holds: BTreeMap<u64, oneshot::Sender<Result<(), String>>>,
+    holds: Waiting<Result<(), String>>,
     /// The fetches not answered yet.
-    fetches: BTreeMap<u64, oneshot::Sender<Option<Vec<u8>>>>,
+    fetches: Waiting<Option<Vec<u8>>>,
     /// The forwards not answered yet.
-    forwards: BTreeMap<u64, oneshot::Sender<ForwardAnswer>>,
+    forwards: Waiting<ForwardAnswer>,
     next: u64,
 }
+
+/// Calls waiting on their answer, by number.
+type Waiting<T> = BTreeMap<u64, oneshot::Sender<T>>;
+
+/// Which calls of a kind wait in `Sent`.
+type Kind<T> = fn(&mut Sent) -> &mut Waiting<T>;
 
 impl Outbox {
     /// The outbox of a node's `life`-th start: its calls are numbered apart from those
@@ -70,29 +76,42 @@ impl Outbox {
 
     /// Hold ask `id` is answered.
     pub fn answer_hold(&self, id: u64, answer: Result<(), String>) {
-        if let Some(reply) = self.sent().holds.remove(&id) {
-            let _ = reply.send(answer);
-        }
+        self.answer(id, answer, |s| &mut s.holds);
     }
 
     /// Fetch `id` is answered: the blob's bytes, or none.
     pub fn answer_fetch(&self, id: u64, bytes: Option<Vec<u8>>) {
-        if let Some(reply) = self.sent().fetches.remove(&id) {
-            let _ = reply.send(bytes);
-        }
+        self.answer(id, bytes, |s| &mut s.fetches);
     }
 
     /// Forward `id` is answered.
     pub fn answer_forward(&self, id: u64, answer: ForwardAnswer) {
-        if let Some(reply) = self.sent().forwards.remove(&id) {
-            let _ = reply.send(answer);
-        }
+        self.answer(id, answer, |s| &mut s.forwards);
     }
 
-    fn ask(&self) -> u64 {
+    /// Sends `to` a call, the payload made from its number; its answer comes back on
+    /// the receiver.
+    fn call<T>(
+        &self,
+        to: u64,
+        payload: impl FnOnce(u64) -> Payload,
+        kind: Kind<T>,
+    ) -> oneshot::Receiver<T> {
+        let (reply, answer) = oneshot::channel();
         let mut sent = self.sent();
         sent.next += 1;
-        sent.next
+        let id = sent.next;
+        sent.other.push((to, payload(id)));
+        kind(&mut sent).insert(id, reply);
+        answer
+    }
+
+    /// Call `id` of its kind is answered (a late or duplicated answer finds no call).
+    fn answer<T>(&self, id: u64, answer: T, kind: Kind<T>) {
+        let reply = kind(&mut self.sent()).remove(&id);
+        if let Some(reply) = reply {
+            let _ = reply.send(answer);
+        }
     }
 }
 
@@ -102,11 +121,8 @@ impl Transport for Outbox {
     }
 
     fn forward(&self, to: u64, ask: Ask) -> Forwarded {
-        let (reply, answer) = oneshot::channel();
-        let req = self.ask();
-        let mut sent = self.sent();
-        sent.other.push((to, Payload::Forward { req, ask }));
-        sent.forwards.insert(req, reply);
+        let forward = |req| Payload::Forward { req, ask };
+        let answer = self.call(to, forward, |s| &mut s.forwards);
         Box::pin(async move {
             match answer.await {
                 Ok(Ok(ordered)) => Ok(ordered),
@@ -119,11 +135,7 @@ impl Transport for Outbox {
 
     /// The blob's bytes arrive in one message; the stream opens when it does.
     fn fetch(&self, to: u64, digest: Digest, offset: u64, _: bool) -> PeerCall<BlobStream> {
-        let (reply, answer) = oneshot::channel();
-        let req = self.ask();
-        let mut sent = self.sent();
-        sent.other.push((to, Payload::Fetch { req, digest }));
-        sent.fetches.insert(req, reply);
+        let answer = self.call(to, |req| Payload::Fetch { req, digest }, |s| &mut s.fetches);
         Box::pin(async move {
             match answer.await {
                 Ok(Some(bytes)) => {
@@ -139,11 +151,8 @@ impl Transport for Outbox {
 
     /// The holder fetches the bytes from the node that asks (`from`, the sender).
     fn hold(&self, to: u64, digest: Digest, size: u64, _from: u64) -> PeerCall<()> {
-        let (reply, answer) = oneshot::channel();
-        let hold = self.ask();
-        let mut sent = self.sent();
-        sent.other.push((to, Payload::Hold { hold, digest, size }));
-        sent.holds.insert(hold, reply);
+        let hold = |hold| Payload::Hold { hold, digest, size };
+        let answer = self.call(to, hold, |s| &mut s.holds);
         Box::pin(async move {
             answer
                 .await

@@ -8,7 +8,7 @@ use crate::keys::PublicKey;
 use crate::payload::{Payload, PAYLOAD_MEDIA_TYPE, SIGNATURE_ANNOTATION};
 use crate::policy::Requirement;
 use crate::SignedIdentity;
-use site_core::Digest;
+use site_core::{Digest, Manifest, ManifestKind};
 
 /// One signature of an image: the payload signed (a layer's bytes) and the signature
 /// (its annotation, base64).
@@ -50,19 +50,16 @@ pub fn signature_tag(d: &Digest) -> String {
 /// type with a signature annotation, as (payload blob digest, signature). Other layers
 /// are not signatures and are skipped.
 pub fn signatures_in(manifest: &[u8]) -> Vec<(Digest, String)> {
-    let Ok(m) = serde_json::from_slice::<serde_json::Value>(manifest) else {
+    let Ok(m) = Manifest::parse(manifest, None) else {
         return Vec::new();
     };
-    let layers = m.get("layers").and_then(|l| l.as_array());
+    let ManifestKind::Image { layers, .. } = m.kind else {
+        return Vec::new();
+    };
     layers
         .into_iter()
-        .flatten()
-        .filter(|l| l.get("mediaType").and_then(|t| t.as_str()) == Some(PAYLOAD_MEDIA_TYPE))
-        .filter_map(|l| {
-            let digest = Digest::parse(l.get("digest")?.as_str()?).ok()?;
-            let sig = l.get("annotations")?.get(SIGNATURE_ANNOTATION)?.as_str()?;
-            Some((digest, sig.to_owned()))
-        })
+        .filter(|l| l.media_type == PAYLOAD_MEDIA_TYPE)
+        .filter_map(|l| Some((l.digest, l.annotations.get(SIGNATURE_ANNOTATION)?.clone())))
         .collect()
 }
 
